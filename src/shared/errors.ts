@@ -1,0 +1,91 @@
+/**
+ * The few named errors that decide what happens next. A worker never inspects messages: it asks
+ * `isRetryable(err)`. Permanent errors fail a job at once (BullMQ `UnrecoverableError`), retryable
+ * ones go back with exponential backoff.
+ */
+
+export interface ErrorOptionsWithCause {
+  cause?: unknown;
+}
+
+/** Base class: every error the project throws on purpose carries a stable `code`. */
+export abstract class AuditError extends Error {
+  abstract readonly code: string;
+  abstract readonly retryable: boolean;
+  constructor(message: string, options?: ErrorOptionsWithCause) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Invalid configuration, flags or environment. Never retried: a human must fix it. */
+export class ConfigError extends AuditError {
+  readonly code = 'CONFIG';
+  readonly retryable = false;
+  /** The variable or flag at fault, e.g. `REDIS_URL` or `--batch-size`. */
+  readonly variable: string;
+  constructor(variable: string, message: string, options?: ErrorOptionsWithCause) {
+    super(`${variable}: ${message}`, options);
+    this.variable = variable;
+  }
+}
+
+/** The input itself is bad (corrupt image, unsupported format, too many pixels). Never retried. */
+export class InvalidInputError extends AuditError {
+  readonly code: string;
+  readonly retryable = false;
+  constructor(code: string, message: string, options?: ErrorOptionsWithCause) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** Something the caller named does not exist (bucket, key, weights file). Never retried. */
+export class NotFoundError extends AuditError {
+  readonly code = 'NOT_FOUND';
+  readonly retryable = false;
+}
+
+/** Model weights or architecture do not fit. Never retried. */
+export class ModelError extends AuditError {
+  readonly code = 'MODEL';
+  readonly retryable = false;
+}
+
+/** A transient failure of a dependency (S3 5xx after SDK retries, network reset, Redis down). */
+export class TransientError extends AuditError {
+  readonly code = 'TRANSIENT';
+  readonly retryable = true;
+}
+
+/** Coerce anything thrown into an Error, keeping the original as `cause`. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  const text = typeof value === 'string' ? value : safeStringify(value);
+  return new Error(text, { cause: value });
+}
+
+/**
+ * Whether a failure may succeed on a later attempt. Our own errors say so explicitly; unknown
+ * errors are network-ish by default (retry), except programming errors, which never heal.
+ */
+export function isRetryable(value: unknown): boolean {
+  if (value instanceof AuditError) return value.retryable;
+  if (value instanceof TypeError || value instanceof RangeError || value instanceof SyntaxError) return false;
+  return true;
+}
+
+/** A one-line reason for manifests and logs: `CODE: message`. */
+export function describeError(value: unknown): string {
+  const err = toError(value);
+  const code = err instanceof AuditError ? err.code : err.name;
+  return `${code}: ${err.message}`;
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The engine contract. A batch of preprocessed images plus targets goes in; probabilities and CAM
+ * grids come out. Queue, storage and rendering never know which engine or backend ran.
+ */
+import type { CamMethod, ScoreMode, TargetSpec } from '../../shared/explain-options.js';
+
+/** One preprocessed image: HWC float32, BGR, ImageNet-mean subtracted (Keras caffe mode). */
+export interface PreprocessedImage {
+  data: Float32Array;
+  height: number;
+  width: number;
+}
+
+export interface EngineRequest {
+  images: PreprocessedImage[];
+  targets: TargetSpec;
+  /** How many top classes `topk` targets cover (and how many predictions the caller decodes). */
+  topK: number;
+  method: CamMethod;
+  score: ScoreMode;
+}
+
+export interface CamMap {
+  classIndex: number;
+  /** The value of the differentiated score S for this class (probability or logit). */
+  score: number;
+  /** Row-major grid normalised to [0,1] by its max; all zeros when degenerate. */
+  grid: Float32Array;
+  height: number;
+  width: number;
+  /** Pre-normalisation max and mean of the ReLU'd map. */
+  rawMax: number;
+  rawMean: number;
+  /** Why the map carries no information (all ≤ 0, NaN, saturated softmax), or null. */
+  degenerate: string | null;
+}
+
+export interface EngineImageResult {
+  /** Softmax probabilities over all classes. */
+  probabilities: Float32Array;
+  /** Pre-softmax logits, when the model's last layer is a softmax dense layer. */
+  logits: Float32Array | null;
+  cams: CamMap[];
+}
+
+export interface EngineInfo {
+  engine: 'tfjs' | 'onnx';
+  /** e.g. `tensorflow` (tfjs-node), `wasm`, `cpu`, `cuda`, `onnx-cpu`. */
+  backend: string;
+  /** Human-readable device, e.g. `CPU (2 threads)` or `NVIDIA H100`. */
+  device: string;
+  modelName: string;
+  layer: string;
+  inputHeight: number;
+  inputWidth: number;
+  numClasses: number;
+  /** sha256 of the weights as loaded. */
+  weightsHash: string;
+}
+
+export interface Engine {
+  readonly info: EngineInfo;
+  /** Forward pass plus CAMs for one batch. Results are in input order. */
+  explain(request: EngineRequest): Promise<EngineImageResult[]>;
+  /** Forward pass only (benchmarks, and predictions without explanations). */
+  predict(images: PreprocessedImage[]): Promise<Float32Array[]>;
+  dispose(): Promise<void>;
+}
