@@ -10,5 +10,9 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     reporters: ['default'],
+    env: {
+      // The SDK warns on every process that Node 20 support ends in 2027; tests need no reminder.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
   },
 });

@@ -46,6 +46,12 @@ export class NotFoundError extends AuditError {
   readonly retryable = false;
 }
 
+/** Credentials or policy refuse access. Never retried: a human must fix permissions. */
+export class AccessDeniedError extends AuditError {
+  readonly code = 'ACCESS_DENIED';
+  readonly retryable = false;
+}
+
 /** Model weights or architecture do not fit. Never retried. */
 export class ModelError extends AuditError {
   readonly code = 'MODEL';

@@ -1,0 +1,100 @@
+/**
+ * Local stand-ins for Redis and S3, used by the test harness and by `demo`: a `redis-server`
+ * child with no persistence, and s3rver in a child Node process over a directory. Both die with
+ * their parent and are owned by whoever started them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { ConfigError } from '../shared/errors.js';
+import { freePort } from './free-port.js';
+
+export interface LocalService {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export const REDIS_INSTALL_HINT =
+  'redis-server was not found on PATH. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`) or set REDIS_URL to an existing Redis.';
+
+/** Spawn `redis-server` on a free loopback port with persistence off. */
+export async function startRedisServer(options: { binary?: string; timeoutMs?: number } = {}): Promise<LocalService> {
+  const port = await freePort();
+  const binary = options.binary ?? 'redis-server';
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const spawnError = new Promise<never>((_, reject) =>
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'ENOENT' ? new ConfigError('redis-server', REDIS_INSTALL_HINT) : err),
+    ),
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  await Promise.race([spawnError, waitUntilRedisAnswers(url, options.timeoutMs ?? 10_000, child)]);
+  return { url, stop: () => stopChild(child) };
+}
+
+async function waitUntilRedisAnswers(url: string, timeoutMs: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} before accepting connections`);
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      await probe.ping();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${url} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      probe.disconnect();
+    }
+  }
+}
+
+/** Start s3rver over `directory` in a child process with the OpenSSL legacy provider. */
+export async function startS3rver(directory: string, buckets: string[] = [], options: { timeoutMs?: number } = {}): Promise<LocalService> {
+  const port = await freePort();
+  const ts = fileURLToPath(new URL('./s3rver-main.ts', import.meta.url));
+  const js = fileURLToPath(new URL('./s3rver-main.js', import.meta.url));
+  const entry = existsSync(js) ? js : ts;
+  const execArgs = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', ...execArgs, entry, directory, String(port), ...buckets], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const ready = (async (): Promise<number> => {
+    for await (const line of lines) {
+      try {
+        return (JSON.parse(line) as { port: number }).port;
+      } catch {
+        // not our line
+      }
+    }
+    throw new Error(`s3rver exited before it was ready: ${stderr}`);
+  })();
+  const timeout = new Promise<never>((_, reject) => {
+    const t = setTimeout(() => reject(new Error(`s3rver did not start within ${options.timeoutMs ?? 20_000} ms: ${stderr}`)), options.timeoutMs ?? 20_000);
+    t.unref();
+  });
+  const actualPort = await Promise.race([ready, timeout]);
+  child.stdout?.resume();
+  return { url: `http://127.0.0.1:${actualPort}`, stop: () => stopChild(child) };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}

@@ -1,0 +1,164 @@
+/**
+ * One typed, validated configuration built from the environment (and, through overrides, from
+ * flags). Defaults live in `DEFAULTS` only. Every error names the variable and what it expects.
+ * S3 follows the AWS SDK's own conventions so that existing deployments need nothing new.
+ */
+import { ConfigError } from './errors.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface S3Config {
+  /** Custom endpoint (MinIO, s3rver, …). From `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`. */
+  endpoint: string | undefined;
+  /** From `AWS_REGION`, else `AWS_DEFAULT_REGION`. Default `us-east-1`. */
+  region: string;
+  /** `S3_FORCE_PATH_STYLE`; default true exactly when a custom endpoint is set. */
+  forcePathStyle: boolean;
+  /** SDK attempts for throttling/5xx (`AWS_MAX_ATTEMPTS`). Default 5. */
+  maxAttempts: number;
+}
+
+export interface AppConfig {
+  /** `REDIS_URL`. Default `redis://127.0.0.1:6379`. */
+  redisUrl: string;
+  /** `GRADCAM_AUDIT_PREFIX`: namespace for every Redis key and the BullMQ prefix. Default `gca`. */
+  keyPrefix: string;
+  /** `GRADCAM_AUDIT_QUEUE`: BullMQ queue name. Default `gradcam-audit`. */
+  queueName: string;
+  s3: S3Config;
+  /** `LOG_LEVEL`. Default `info`. */
+  logLevel: LogLevel;
+}
+
+export const DEFAULTS = Object.freeze({
+  redisUrl: 'redis://127.0.0.1:6379',
+  keyPrefix: 'gca',
+  queueName: 'gradcam-audit',
+  region: 'us-east-1',
+  maxAttempts: 5,
+  logLevel: 'info' as LogLevel,
+});
+
+export type Env = Record<string, string | undefined>;
+
+/** Build the configuration. `overrides` carry flag values, which win over the environment. */
+export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig> = {}): AppConfig {
+  const endpoint = optionalUrl(env, 'AWS_ENDPOINT_URL_S3') ?? optionalUrl(env, 'AWS_ENDPOINT_URL');
+  const config: AppConfig = {
+    redisUrl: redisUrl(env, 'REDIS_URL') ?? DEFAULTS.redisUrl,
+    keyPrefix: identifier(env, 'GRADCAM_AUDIT_PREFIX') ?? DEFAULTS.keyPrefix,
+    queueName: identifier(env, 'GRADCAM_AUDIT_QUEUE') ?? DEFAULTS.queueName,
+    s3: {
+      endpoint,
+      region: nonEmpty(env, 'AWS_REGION') ?? nonEmpty(env, 'AWS_DEFAULT_REGION') ?? DEFAULTS.region,
+      forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE') ?? endpoint !== undefined,
+      maxAttempts: int(env, 'AWS_MAX_ATTEMPTS', 1, 20) ?? DEFAULTS.maxAttempts,
+    },
+    logLevel: enumValue(env, 'LOG_LEVEL', LOG_LEVELS) ?? DEFAULTS.logLevel,
+  };
+  return { ...config, ...overrides, s3: { ...config.s3, ...overrides.s3 } };
+}
+
+// ---- validators: each returns undefined when unset and throws a ConfigError when malformed ----
+
+function raw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function nonEmpty(env: Env, name: string): string | undefined {
+  return raw(env, name);
+}
+
+function optionalUrl(env: Env, name: string): string | undefined {
+  const value = raw(env, name);
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(name, `expected an http(s) URL such as http://127.0.0.1:9000, got "${value}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(name, `expected an http:// or https:// URL, got protocol "${url.protocol}"`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+function redisUrl(env: Env, name: string): string | undefined {
+  const value = raw(env, name);
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(name, `expected a Redis URL such as redis://127.0.0.1:6379, got "${redact(value)}"`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(name, `expected a redis:// or rediss:// URL, got protocol "${url.protocol}"`);
+  }
+  return value;
+}
+
+function identifier(env: Env, name: string): string | undefined {
+  const value = raw(env, name);
+  if (value === undefined) return undefined;
+  // BullMQ uses ':' as its key separator, so names must not contain one.
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(value)) {
+    throw new ConfigError(name, `expected 1-64 characters from [A-Za-z0-9_.-] (no ':'), got "${value}"`);
+  }
+  return value;
+}
+
+function bool(env: Env, name: string): boolean | undefined {
+  const value = raw(env, name);
+  if (value === undefined) return undefined;
+  const lower = value.toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(lower)) return true;
+  if (['0', 'false', 'no', 'off'].includes(lower)) return false;
+  throw new ConfigError(name, `expected true or false, got "${value}"`);
+}
+
+function int(env: Env, name: string, min: number, max: number): number | undefined {
+  const value = raw(env, name);
+  if (value === undefined) return undefined;
+  return parseIntInRange(name, value, min, max);
+}
+
+function enumValue<T extends string>(env: Env, name: string, allowed: readonly T[]): T | undefined {
+  const value = raw(env, name);
+  if (value === undefined) return undefined;
+  return parseEnum(name, value, allowed);
+}
+
+/** Shared by env parsing and CLI flag parsing, so flags and variables fail the same way. */
+export function parseIntInRange(name: string, value: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(name, `expected an integer from ${min} to ${max}, got "${value}"`);
+  const n = Number(value);
+  if (n < min || n > max) throw new ConfigError(name, `expected an integer from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+export function parseNumberInRange(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new ConfigError(name, `expected a number from ${min} to ${max}, got "${value}"`);
+  if (n < min || n > max) throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+export function parseEnum<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${value}"`);
+}
+
+/** Hide the password part of a URL before it reaches a message or a log line. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
+  }
+}

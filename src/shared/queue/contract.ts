@@ -1,0 +1,74 @@
+/**
+ * The contract between producer and worker: queue name, job payload, deterministic job ids and the
+ * job options that decide retries. Changing the payload shape means bumping `PAYLOAD_VERSION`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { ConfigError } from '../errors.js';
+import type { ExplainOptions } from '../explain-options.js';
+import type { JobsOptions } from 'bullmq';
+
+export const PAYLOAD_VERSION = 1;
+/** BullMQ job name; one kind of job per queue today. */
+export const JOB_NAME = 'explain';
+
+export interface AuditJobPayload {
+  v: typeof PAYLOAD_VERSION;
+  runId: string;
+  source: { bucket: string; key: string; etag: string; size: number };
+  output: { bucket: string; prefix: string };
+  options: ExplainOptions;
+}
+
+/** Run ids appear in Redis keys, job ids and S3 prefixes: a conservative alphabet. */
+const RUN_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export function validateRunId(runId: string, what = '--run-id'): string {
+  if (!RUN_ID_RE.test(runId)) {
+    throw new ConfigError(what, `expected 1-64 characters from [A-Za-z0-9_-] starting with a letter or digit, got "${runId}"`);
+  }
+  return runId;
+}
+
+/** A sortable, readable run id: `20261125-171503-ab12cd`. */
+export function newRunId(now = new Date()): string {
+  const iso = now.toISOString();
+  return `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}-${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * Deterministic job id for (run, source key). BullMQ ids must not contain ':' (its key separator)
+ * and must not be all digits (those are reserved for auto ids). The key is hashed because keys may
+ * contain any character; 128 bits make collisions irrelevant at any bucket size.
+ */
+export function jobIdFor(runId: string, sourceKey: string): string {
+  const digest = createHash('sha256').update(runId).update('\0').update(sourceKey, 'utf8').digest('base64url').slice(0, 22);
+  return `${runId}.${digest}`;
+}
+
+export interface JobPolicy {
+  /** Attempts for retryable failures. Default 6. */
+  attempts: number;
+  /** Base of the exponential backoff in ms. Default 2000. */
+  backoffMs: number;
+  /** Keep finished job records this long (s), so re-enqueues within it are no-ops. Default 7 days. */
+  keepCompletedSeconds: number;
+  keepFailedSeconds: number;
+}
+
+export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
+  attempts: 6,
+  backoffMs: 2000,
+  keepCompletedSeconds: 7 * 24 * 3600,
+  keepFailedSeconds: 14 * 24 * 3600,
+});
+
+export function jobOptionsFor(runId: string, sourceKey: string, policy: JobPolicy = DEFAULT_JOB_POLICY): JobsOptions {
+  return {
+    jobId: jobIdFor(runId, sourceKey),
+    attempts: policy.attempts,
+    // Jitter spreads retries of a whole failed batch so they do not hit S3 in lockstep.
+    backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },
+    removeOnComplete: { age: policy.keepCompletedSeconds },
+    removeOnFail: { age: policy.keepFailedSeconds },
+  };
+}

@@ -1,0 +1,308 @@
+/**
+ * Run records in Redis: what a run is (source, output, options), how far it got (counters), and
+ * one result line per source image. Counters move only inside Lua scripts that also record the
+ * result, so a retried, recovered or duplicated job can never count an image twice.
+ */
+import type { Redis } from 'ioredis';
+import type { ExplainOptions } from '../explain-options.js';
+import type { Provenance, RunManifestLine } from '../manifest.js';
+import { NotFoundError } from '../errors.js';
+import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
+
+export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
+
+export interface RunRecord {
+  id: string;
+  /** s3:// URI of the source prefix. */
+  source: string;
+  /** s3:// URI of the output prefix (ends with `/`). */
+  output: string;
+  options: ExplainOptions;
+  /** Free-form model label given at enqueue time (workers record the real provenance). */
+  model: string;
+  state: RunState;
+  /** Images enqueued so far (final once `enqueueComplete`). */
+  total: number;
+  done: number;
+  failed: number;
+  degenerate: number;
+  enqueueComplete: boolean;
+  createdAt: string;
+  startedAt?: string;
+  enqueueFinishedAt?: string;
+  finishedAt?: string;
+  /** Provenance reported by the first worker that produced an output for this run. */
+  provenance?: Partial<Provenance>;
+}
+
+export interface NewRun {
+  id: string;
+  source: string;
+  output: string;
+  options: ExplainOptions;
+  model?: string;
+}
+
+export interface RecordOutcome {
+  /** False when this image already had a result (a duplicate delivery): nothing was counted. */
+  counted: boolean;
+  done: number;
+  failed: number;
+  total: number;
+  /** Every enqueued image has a result and enqueueing has finished. */
+  complete: boolean;
+}
+
+// KEYS: record, results, throughput. ARGV: sourceKey, lineJson, status, degenerate, nowIso, bucket.
+// A result replaces an existing one only when it upgrades `failed` to `ok` (a manual retry);
+// then a completed run reopens so its manifest is written again.
+const RECORD_RESULT = `
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+local counted = 0
+if not existing then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  if ARGV[3] == 'ok' then redis.call('HINCRBY', KEYS[1], 'done', 1) else redis.call('HINCRBY', KEYS[1], 'failed', 1) end
+  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'degenerate', 1) end
+  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+  counted = 1
+elseif ARGV[3] == 'ok' and cjson.decode(existing)['status'] == 'failed' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'failed', -1)
+  redis.call('HINCRBY', KEYS[1], 'done', 1)
+  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'degenerate', 1) end
+  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+  if redis.call('HGET', KEYS[1], 'state') == 'completed' then
+    redis.call('HSET', KEYS[1], 'state', 'running')
+    redis.call('HDEL', KEYS[1], 'finishedAt')
+    redis.call('DEL', KEYS[4])
+  end
+  counted = 1
+end
+if counted == 1 then
+  redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[5])
+  local st = redis.call('HGET', KEYS[1], 'state')
+  if st == 'queued' or st == 'enqueuing' then
+    if redis.call('HGET', KEYS[1], 'enqueueComplete') == '1' then redis.call('HSET', KEYS[1], 'state', 'running') end
+  end
+end
+local v = redis.call('HMGET', KEYS[1], 'done', 'failed', 'total', 'enqueueComplete')
+return {counted, tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'), v[4] == '1' and 1 or 0}
+`;
+
+// KEYS: record, jobs. ARGV: n, then n pairs (sourceKey, jobId). Returns the indices (0-based) of
+// pairs that were new, and bumps `total` by that many. Re-enqueueing adds nothing twice.
+const ADD_JOBS = `
+local n = tonumber(ARGV[1])
+local fresh = {}
+for i = 0, n - 1 do
+  if redis.call('HSETNX', KEYS[2], ARGV[2 + 2 * i], ARGV[3 + 2 * i]) == 1 then fresh[#fresh + 1] = i end
+end
+if #fresh > 0 then redis.call('HINCRBY', KEYS[1], 'total', #fresh) end
+return fresh
+`;
+
+/** Width of a throughput bucket in seconds. */
+export const THROUGHPUT_BUCKET_SECONDS = 10;
+
+export class RunStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly ks: KeySpace,
+  ) {
+    redis.defineCommand('gcaRecordResult', { numberOfKeys: 4, lua: RECORD_RESULT });
+    redis.defineCommand('gcaAddJobs', { numberOfKeys: 2, lua: ADD_JOBS });
+  }
+
+  keys(runId: string): ReturnType<typeof runKeys> {
+    return runKeys(this.ks, runId);
+  }
+
+  /** Create the run record, or return the existing one (idempotent re-enqueue). */
+  async createRun(run: NewRun, now = new Date()): Promise<{ record: RunRecord; created: boolean }> {
+    const key = this.keys(run.id).record;
+    const created = await this.redis.hsetnx(key, 'id', run.id);
+    if (created === 1) {
+      await this.redis
+        .multi()
+        .hset(key, {
+          source: run.source,
+          output: run.output,
+          options: JSON.stringify(run.options),
+          model: run.model ?? '',
+          state: 'enqueuing',
+          total: 0,
+          done: 0,
+          failed: 0,
+          degenerate: 0,
+          enqueueComplete: 0,
+          createdAt: now.toISOString(),
+        })
+        .zadd(runsIndexKey(this.ks), now.getTime(), run.id)
+        .exec();
+    } else {
+      // A re-enqueue reopens listing; counters and results stay.
+      await this.redis.hset(key, { enqueueComplete: 0 });
+    }
+    const record = await this.getRun(run.id);
+    if (!record) throw new NotFoundError(`run ${run.id} vanished while being created`);
+    return { record, created: created === 1 };
+  }
+
+  async getRun(runId: string): Promise<RunRecord | null> {
+    const h = await this.redis.hgetall(this.keys(runId).record);
+    if (!h.id) return null;
+    return parseRun(h);
+  }
+
+  async requireRun(runId: string): Promise<RunRecord> {
+    const run = await this.getRun(runId);
+    if (!run) throw new NotFoundError(`no run "${runId}" in Redis (check the run id and REDIS_URL / GRADCAM_AUDIT_PREFIX)`);
+    return run;
+  }
+
+  /** Newest first. */
+  async listRunIds(limit = 100): Promise<string[]> {
+    return this.redis.zrevrange(runsIndexKey(this.ks), 0, limit - 1);
+  }
+
+  async listRuns(limit = 100): Promise<RunRecord[]> {
+    const ids = await this.listRunIds(limit);
+    const runs = await Promise.all(ids.map((id) => this.getRun(id)));
+    return runs.filter((r): r is RunRecord => r !== null);
+  }
+
+  /** Register source keys for a run; returns the indices of entries that were not known before. */
+  async addJobs(runId: string, entries: Array<{ key: string; jobId: string }>): Promise<number[]> {
+    if (entries.length === 0) return [];
+    const k = this.keys(runId);
+    const args: string[] = [String(entries.length)];
+    for (const e of entries) args.push(e.key, e.jobId);
+    const fresh = (await (this.redis as unknown as RunStoreCommands).gcaAddJobs(k.record, k.jobs, ...args)) as number[];
+    return fresh;
+  }
+
+  /** Listing finished: `total` is final from now on. Returns the record after the update. */
+  async finishEnqueue(runId: string, now = new Date()): Promise<RunRecord> {
+    const key = this.keys(runId).record;
+    await this.redis.hset(key, { enqueueComplete: 1, enqueueFinishedAt: now.toISOString() });
+    const run = await this.requireRun(runId);
+    if (run.state === 'enqueuing') {
+      const state: RunState = run.done + run.failed > 0 ? 'running' : 'queued';
+      await this.redis.hset(key, { state });
+      run.state = state;
+    }
+    return run;
+  }
+
+  /** Record one image's final result exactly once. */
+  async recordResult(runId: string, line: RunManifestLine, now = new Date()): Promise<RecordOutcome> {
+    const k = this.keys(runId);
+    const bucket = String(Math.floor(now.getTime() / 1000 / THROUGHPUT_BUCKET_SECONDS) * THROUGHPUT_BUCKET_SECONDS);
+    const out = (await (this.redis as unknown as RunStoreCommands).gcaRecordResult(
+      k.record,
+      k.results,
+      k.throughput,
+      k.finalizer,
+      line.key,
+      JSON.stringify(line),
+      line.status,
+      line.degenerate ? '1' : '0',
+      now.toISOString(),
+      bucket,
+    )) as [number, number, number, number, number];
+    const [counted, done, failed, total, enqueueComplete] = out;
+    return { counted: counted === 1, done, failed, total, complete: enqueueComplete === 1 && done + failed >= total };
+  }
+
+  async getResult(runId: string, sourceKey: string): Promise<RunManifestLine | null> {
+    const v = await this.redis.hget(this.keys(runId).results, sourceKey);
+    return v ? (JSON.parse(v) as RunManifestLine) : null;
+  }
+
+  /** Stream every result line (HSCAN: constant memory, arbitrary order). */
+  async *scanResults(runId: string, count = 1000): AsyncIterable<RunManifestLine[]> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys(runId).results, cursor, 'COUNT', count);
+      cursor = next;
+      const page: RunManifestLine[] = [];
+      for (let i = 1; i < flat.length; i += 2) page.push(JSON.parse(flat[i] as string) as RunManifestLine);
+      if (page.length > 0) yield page;
+    } while (cursor !== '0');
+  }
+
+  /** Images per throughput bucket, oldest first. */
+  async throughput(runId: string): Promise<Array<{ t: number; count: number }>> {
+    const h = await this.redis.hgetall(this.keys(runId).throughput);
+    return Object.entries(h)
+      .map(([t, c]) => ({ t: Number(t), count: Number(c) }))
+      .sort((a, b) => a.t - b.t);
+  }
+
+  /** Record the first worker's provenance (model hash, engine, backend) on the run. */
+  async setProvenanceOnce(runId: string, provenance: Partial<Provenance>): Promise<void> {
+    await this.redis.hsetnx(this.keys(runId).record, 'provenance', JSON.stringify(provenance));
+  }
+
+  /**
+   * Try to become the one process that writes the run's manifest. The lock expires (`ttlMs`) so a
+   * finalizer that dies mid-write does not block the run forever; a sweeper may claim it again.
+   */
+  async claimFinalizer(runId: string, owner: string, ttlMs = 10 * 60_000): Promise<boolean> {
+    const ok = await this.redis.set(this.keys(runId).finalizer, owner, 'PX', ttlMs, 'NX');
+    if (ok === 'OK') await this.redis.hset(this.keys(runId).record, { state: 'finalizing' });
+    return ok === 'OK';
+  }
+
+  /** The manifest is written: the run is completed and the finalizer lock becomes permanent. */
+  async markCompleted(runId: string, owner: string, now = new Date()): Promise<void> {
+    const k = this.keys(runId);
+    const holder = await this.redis.get(k.finalizer);
+    if (holder !== owner) return; // someone else took over after our lock expired
+    await this.redis.multi().persist(k.finalizer).hset(k.record, { state: 'completed', finishedAt: now.toISOString() }).exec();
+  }
+
+  /** Runs that have every result but no manifest yet (their finalizer died, or none was triggered). */
+  async findUnfinalized(limit = 100): Promise<RunRecord[]> {
+    const runs = await this.listRuns(limit);
+    const candidates = runs.filter((r) => r.state !== 'completed' && r.enqueueComplete && r.done + r.failed >= r.total);
+    const out: RunRecord[] = [];
+    for (const r of candidates) {
+      if ((await this.redis.exists(this.keys(r.id).finalizer)) === 0) out.push(r);
+    }
+    return out;
+  }
+
+  /** Delete a run's Redis state (records, results); outputs in S3 are untouched. */
+  async deleteRun(runId: string): Promise<void> {
+    const k = this.keys(runId);
+    await this.redis.multi().del(k.record, k.jobs, k.results, k.throughput, k.finalizer).zrem(runsIndexKey(this.ks), runId).exec();
+  }
+}
+
+interface RunStoreCommands {
+  gcaRecordResult(...args: string[]): Promise<unknown>;
+  gcaAddJobs(...args: string[]): Promise<unknown>;
+}
+
+function parseRun(h: Record<string, string>): RunRecord {
+  const num = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
+  return {
+    id: h.id as string,
+    source: h.source ?? '',
+    output: h.output ?? '',
+    options: JSON.parse(h.options ?? '{}') as ExplainOptions,
+    model: h.model ?? '',
+    state: (h.state ?? 'enqueuing') as RunState,
+    total: num(h.total),
+    done: num(h.done),
+    failed: num(h.failed),
+    degenerate: num(h.degenerate),
+    enqueueComplete: h.enqueueComplete === '1',
+    createdAt: h.createdAt ?? '',
+    startedAt: h.startedAt,
+    enqueueFinishedAt: h.enqueueFinishedAt,
+    finishedAt: h.finishedAt,
+    provenance: h.provenance ? (JSON.parse(h.provenance) as Partial<Provenance>) : undefined,
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * The storage contract the producer, workers and dashboard use. The S3 implementation works against
+ * AWS S3, MinIO and s3rver; tests use the real S3 implementation against a real server.
+ */
+import type { Readable } from 'node:stream';
+
+export interface ObjectSummary {
+  key: string;
+  size: number;
+  etag: string;
+  lastModified?: Date;
+}
+
+export interface StoredObject {
+  body: Buffer;
+  etag: string;
+  size: number;
+  contentType?: string;
+  metadata: Record<string, string>;
+}
+
+export interface ObjectHead {
+  etag: string;
+  size: number;
+  contentType?: string;
+  metadata: Record<string, string>;
+}
+
+export interface PutOptions {
+  contentType: string;
+  /** User metadata (x-amz-meta-*); keys lowercase ASCII. */
+  metadata?: Record<string, string>;
+  /** Byte length of a stream body; lets the SDK send a plain PUT instead of chunked encoding. */
+  contentLength?: number;
+}
+
+export interface ListOptions {
+  /** Keys per page (ListObjectsV2 MaxKeys). Default 1000, the S3 maximum. */
+  pageSize?: number;
+  /** Resume after this key (exclusive). */
+  startAfter?: string;
+  signal?: AbortSignal;
+}
+
+export interface ObjectStore {
+  /** Pages of a prefix listing, streamed: memory stays constant in the number of keys. */
+  listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]>;
+  get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }): Promise<StoredObject>;
+  getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }>;
+  put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions): Promise<{ etag: string }>;
+  /** Null when the object does not exist. Throws NotFoundError when the bucket does not. */
+  head(bucket: string, key: string): Promise<ObjectHead | null>;
+  exists(bucket: string, key: string): Promise<boolean>;
+  delete(bucket: string, key: string): Promise<void>;
+  bucketExists(bucket: string): Promise<boolean>;
+  createBucket(bucket: string): Promise<void>;
+}

@@ -1,0 +1,75 @@
+/**
+ * Where a source image's outputs live under a run's output prefix:
+ *   overlays/<source key>.<ext>, heatmaps/<source key>.png, predictions/<source key>.json
+ *
+ * Source keys are arbitrary bytes to S3, but output keys must stay inside the output prefix for
+ * every consumer, including tools that normalise URL paths. So each path segment is escaped:
+ * `%` becomes `%25` first (so the mapping is injective and reversible), empty segments become
+ * `%00`, dot-only segments become `%dotN` (not `%2E`: URL parsers treat `%2e%2e` as `..`), and
+ * control characters are percent-escaped. Spaces, `+`
+ * and unicode stay as they are: S3 handles them and users recognise their file names.
+ */
+import { createHash } from 'node:crypto';
+import type { OverlayFormat } from '../explain-options.js';
+import { joinKey } from './uri.js';
+
+/** S3's key length limit in UTF-8 bytes. */
+export const MAX_KEY_BYTES = 1024;
+
+export interface OutputKeys {
+  overlay: string;
+  heatmap: string;
+  prediction: string;
+}
+
+export const OVERLAY_EXTENSIONS: Record<OverlayFormat, string> = { png: 'png', jpeg: 'jpg', webp: 'webp' };
+
+export function escapeKeySegment(segment: string): string {
+  if (segment === '') return '%00';
+  // Control characters break XML listings and terminals alike.
+  let out = segment.replace(/%/g, '%25').replace(/[\u0000-\u001f\u007f\\]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+  if (/^\.+$/.test(out)) out = `%dot${out.length}`;
+  return out;
+}
+
+/** Escape a whole source key, segment by segment; the result never contains `.`/`..` segments. */
+export function escapeKeyPath(key: string): string {
+  return key.split('/').map(escapeKeySegment).join('/');
+}
+
+/** Inverse of `escapeKeyPath` (for display and for mapping outputs back to sources). */
+export function unescapeKeyPath(escaped: string): string {
+  return escaped
+    .split('/')
+    .map((seg) => {
+      if (seg === '%00') return '';
+      const dots = /^%dot(\d+)$/.exec(seg);
+      if (dots) return '.'.repeat(Number(dots[1]));
+      return seg.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    })
+    .join('/');
+}
+
+/**
+ * Deterministic output keys for one source key. Over-long keys fall back to a hash so they still
+ * fit S3's limit; the prediction manifest keeps the original key.
+ */
+export function outputKeysFor(outputPrefix: string, sourceKey: string, format: OverlayFormat): OutputKeys {
+  let rel = escapeKeyPath(sourceKey);
+  const longest = joinKey(outputPrefix, `predictions/${rel}.json`);
+  if (Buffer.byteLength(longest, 'utf8') > MAX_KEY_BYTES - 8) {
+    rel = `_long/${createHash('sha256').update(sourceKey).digest('hex')}`;
+  }
+  return {
+    overlay: joinKey(outputPrefix, `overlays/${rel}.${OVERLAY_EXTENSIONS[format]}`),
+    heatmap: joinKey(outputPrefix, `heatmaps/${rel}.png`),
+    prediction: joinKey(outputPrefix, `predictions/${rel}.json`),
+  };
+}
+
+/** True when `key` is inside `prefix` with no dot segment that could climb out of it. */
+export function isWithinPrefix(prefix: string, key: string): boolean {
+  if (!key.startsWith(prefix)) return false;
+  const rest = key.slice(prefix.length);
+  return !rest.split('/').some((seg) => seg === '..' || seg === '.');
+}

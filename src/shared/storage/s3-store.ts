@@ -1,0 +1,194 @@
+/**
+ * ObjectStore on @aws-sdk/client-s3. The SDK's standard retry strategy already retries throttling
+ * and 5xx with exponential backoff and jitter (`maxAttempts`); what reaches us after that is mapped
+ * to our named errors so callers decide retries without parsing messages.
+ */
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Readable } from 'node:stream';
+import type { S3Config } from '../config.js';
+import { AccessDeniedError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
+import type { ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
+import { formatS3Uri } from './uri.js';
+
+export interface S3StoreOptions extends S3Config {
+  /** Explicit static credentials (tests, embedded demo). Default: the SDK's credential chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+}
+
+export function createS3Client(options: S3StoreOptions): S3Client {
+  const config: S3ClientConfig = {
+    region: options.region,
+    forcePathStyle: options.forcePathStyle,
+    maxAttempts: options.maxAttempts,
+  };
+  if (options.endpoint) {
+    config.endpoint = options.endpoint;
+    // S3-compatible servers (s3rver, older MinIO) store aws-chunked bodies with the checksum
+    // trailer inside the object. Only compute checksums when an operation requires them.
+    config.requestChecksumCalculation = 'WHEN_REQUIRED';
+    config.responseChecksumValidation = 'WHEN_REQUIRED';
+  }
+  if (options.credentials) config.credentials = options.credentials;
+  return new S3Client(config);
+}
+
+export class S3ObjectStore implements ObjectStore {
+  constructor(readonly client: S3Client) {}
+
+  static fromConfig(options: S3StoreOptions): S3ObjectStore {
+    return new S3ObjectStore(createS3Client(options));
+  }
+
+  async *listPages(bucket: string, prefix: string, options: ListOptions = {}): AsyncIterable<ObjectSummary[]> {
+    let continuationToken: string | undefined;
+    let first = true;
+    do {
+      const out = await this.call(bucket, prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            MaxKeys: options.pageSize ?? 1000,
+            ContinuationToken: continuationToken,
+            StartAfter: first ? options.startAfter : undefined,
+          }),
+          { abortSignal: options.signal },
+        ),
+      );
+      first = false;
+      const page: ObjectSummary[] = (out.Contents ?? []).flatMap((o) =>
+        o.Key === undefined ? [] : [{ key: o.Key, size: o.Size ?? 0, etag: stripQuotes(o.ETag), lastModified: o.LastModified }],
+      );
+      if (page.length > 0) yield page;
+      continuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+
+  async get(bucket: string, key: string, options: { signal?: AbortSignal; maxBytes?: number } = {}): Promise<StoredObject> {
+    return this.call(bucket, key, async () => {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal });
+      const size = out.ContentLength ?? 0;
+      if (options.maxBytes !== undefined && size > options.maxBytes) {
+        (out.Body as Readable | undefined)?.destroy?.();
+        throw new InvalidInputError('TOO_LARGE', `${formatS3Uri({ bucket, key })} is ${size} bytes, above the ${options.maxBytes}-byte limit`);
+      }
+      const body = out.Body ? Buffer.from(await out.Body.transformToByteArray()) : Buffer.alloc(0);
+      return { body, etag: stripQuotes(out.ETag), size: body.length, contentType: out.ContentType, metadata: out.Metadata ?? {} };
+    });
+  }
+
+  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+    return this.call(bucket, key, async () => {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const stream = out.Body instanceof Readable ? out.Body : Readable.from([]);
+      return { stream, etag: stripQuotes(out.ETag), size: out.ContentLength ?? 0, contentType: out.ContentType };
+    });
+  }
+
+  async put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions): Promise<{ etag: string }> {
+    return this.call(bucket, key, async () => {
+      const out = await this.client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          ContentType: options.contentType,
+          ContentLength: options.contentLength ?? (typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Readable ? undefined : body.byteLength),
+          Metadata: options.metadata,
+        }),
+      );
+      return { etag: stripQuotes(out.ETag) };
+    });
+  }
+
+  async head(bucket: string, key: string): Promise<ObjectHead | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return { etag: stripQuotes(out.ETag), size: out.ContentLength ?? 0, contentType: out.ContentType, metadata: out.Metadata ?? {} };
+    } catch (err) {
+      if (statusOf(err) === 404) {
+        // HEAD has no body, so "no such key" and "no such bucket" look alike; tell them apart.
+        if (!(await this.bucketExists(bucket))) throw noSuchBucket(bucket);
+        return null;
+      }
+      throw mapError(err, bucket, key);
+    }
+  }
+
+  async exists(bucket: string, key: string): Promise<boolean> {
+    return (await this.head(bucket, key)) !== null;
+  }
+
+  async delete(bucket: string, key: string): Promise<void> {
+    await this.call(bucket, key, () => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })));
+  }
+
+  async bucketExists(bucket: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+      return true;
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) return false;
+      throw mapError(err, bucket, '');
+    }
+  }
+
+  async createBucket(bucket: string): Promise<void> {
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    } catch (err) {
+      const name = (err as { name?: string }).name;
+      if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') return;
+      throw mapError(err, bucket, '');
+    }
+  }
+
+  private async call<T>(bucket: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapError(err, bucket, key);
+    }
+  }
+}
+
+function stripQuotes(etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '');
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+function noSuchBucket(bucket: string): NotFoundError {
+  return new NotFoundError(`bucket "${bucket}" does not exist (check the bucket name and AWS_ENDPOINT_URL_S3 / AWS_REGION)`);
+}
+
+/** Map SDK failures (after its own retries) to named errors that decide our retries. */
+export function mapError(err: unknown, bucket: string, key: string): Error {
+  if (err instanceof InvalidInputError || err instanceof NotFoundError || err instanceof TransientError || err instanceof AccessDeniedError) return err;
+  const name = (err as { name?: string })?.name ?? '';
+  const status = statusOf(err);
+  const where = formatS3Uri({ bucket, key });
+  if (name === 'NoSuchBucket') return noSuchBucket(bucket);
+  if (name === 'NoSuchKey' || (status === 404 && key !== '')) return new NotFoundError(`no object at ${where}`, { cause: err });
+  if (name === 'AbortError') return toError(err);
+  if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
+    // Credentials rarely fix themselves; surface them as non-retryable with a hint.
+    return new AccessDeniedError(`access denied to ${where} (${name || status}); check the credentials and bucket policy`, { cause: err });
+  }
+  const message = err instanceof S3ServiceException || err instanceof Error ? err.message : String(err);
+  return new TransientError(`S3 request for ${where} failed${status ? ` with HTTP ${status}` : ''}: ${name ? `${name}: ` : ''}${message}`, { cause: err });
+}

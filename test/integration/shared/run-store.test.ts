@@ -1,0 +1,99 @@
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
+import { jobIdFor } from '../../../src/shared/queue/contract.js';
+import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { listWorkers, writeHeartbeat, type WorkerHeartbeat } from '../../../src/shared/queue/heartbeat.js';
+import { testRedis, type TestRedis } from '../../helpers/services.js';
+
+describe('RunStore against a real Redis', () => {
+  let t: TestRedis;
+  let store: RunStore;
+  beforeEach(async () => {
+    t = await testRedis();
+    store = new RunStore(t.redis, { prefix: t.prefix });
+  });
+  afterEach(async () => {
+    await t.cleanup();
+  });
+
+  const newRun = (id: string) => ({ id, source: 's3://b/in/', output: 's3://b/out/', options: { ...DEFAULT_EXPLAIN_OPTIONS } });
+
+  it('creates runs idempotently and dedupes enqueued keys', async () => {
+    const first = await store.createRun(newRun('r1'));
+    expect(first.created).toBe(true);
+    expect((await store.createRun(newRun('r1'))).created).toBe(false);
+    const keys = ['a.jpg', 'b.jpg', 'c.jpg'];
+    expect(await store.addJobs('r1', keys.map((key) => ({ key, jobId: jobIdFor('r1', key) })))).toEqual([0, 1, 2]);
+    expect(await store.addJobs('r1', ['b.jpg', 'd.jpg'].map((key) => ({ key, jobId: jobIdFor('r1', key) })))).toEqual([1]);
+    const run = await store.finishEnqueue('r1');
+    expect(run.total).toBe(4);
+    expect(run.state).toBe('queued');
+    expect(await store.listRunIds()).toEqual(['r1']);
+  });
+
+  it('counts each image exactly once under concurrent increments from many connections', async () => {
+    await store.createRun(newRun('r2'));
+    const keys = Array.from({ length: 200 }, (_, i) => `img-${i}.jpg`);
+    await store.addJobs('r2', keys.map((key) => ({ key, jobId: jobIdFor('r2', key) })));
+    await store.finishEnqueue('r2');
+
+    // 8 independent connections each report every image, some as failed: duplicates must not count.
+    const clients = Array.from({ length: 8 }, () => new Redis(t.url));
+    const stores = clients.map((c) => new RunStore(c, { prefix: t.prefix }));
+    const outcomes = await Promise.all(
+      stores.flatMap((s, w) =>
+        keys.map((key, i) => s.recordResult('r2', i % 10 === 0 ? { key, status: 'failed', error: `INVALID: bad ${w}` } : { key, status: 'ok', degenerate: i % 7 === 0 })),
+      ),
+    );
+    clients.forEach((c) => c.disconnect());
+
+    expect(outcomes.filter((o) => o.counted)).toHaveLength(200);
+    const run = await store.requireRun('r2');
+    expect(run.done).toBe(180);
+    expect(run.failed).toBe(20);
+    expect(run.done + run.failed).toBe(run.total);
+    expect(run.degenerate).toBe(keys.filter((_, i) => i % 7 === 0 && i % 10 !== 0).length);
+    expect(outcomes.filter((o) => o.complete && o.counted)).toHaveLength(1);
+
+    let scanned = 0;
+    for await (const page of store.scanResults('r2', 50)) scanned += page.length;
+    expect(scanned).toBe(200);
+    const tput = await store.throughput('r2');
+    expect(tput.reduce((s, b) => s + b.count, 0)).toBe(200);
+  });
+
+  it('lets exactly one process claim finalization, and reopens a run when a failure is retried successfully', async () => {
+    await store.createRun(newRun('r3'));
+    await store.addJobs('r3', [{ key: 'x.jpg', jobId: jobIdFor('r3', 'x.jpg') }]);
+    await store.finishEnqueue('r3');
+    const o = await store.recordResult('r3', { key: 'x.jpg', status: 'failed', error: 'TRANSIENT: S3 503' });
+    expect(o.complete).toBe(true);
+    const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claimFinalizer('r3', `owner-${i}`)));
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    const owner = `owner-${claims.indexOf(true)}`;
+    await store.markCompleted('r3', owner);
+    expect((await store.requireRun('r3')).state).toBe('completed');
+    expect(await store.findUnfinalized()).toEqual([]);
+
+    const upgrade = await store.recordResult('r3', { key: 'x.jpg', status: 'ok' });
+    expect(upgrade.counted).toBe(true);
+    const reopened = await store.requireRun('r3');
+    expect(reopened).toMatchObject({ state: 'running', done: 1, failed: 0 });
+    expect((await store.findUnfinalized()).map((r) => r.id)).toEqual(['r3']);
+    // A later duplicate "ok" is ignored.
+    expect((await store.recordResult('r3', { key: 'x.jpg', status: 'ok' })).counted).toBe(false);
+  });
+
+  it('lists only workers with a fresh heartbeat', async () => {
+    const hb = (id: string): WorkerHeartbeat => ({
+      workerId: id, host: 'h', pid: 1, engine: 'tfjs', backend: 'cpu', device: 'CPU', batchSize: 8, imagesPerSecond: 1.5,
+      processed: 3, failed: 0, inFlight: 0, startedAt: new Date().toISOString(), lastSeen: new Date().toISOString(), version: '0', status: 'running',
+    });
+    const now = Date.now();
+    await writeHeartbeat(t.redis, { prefix: t.prefix }, hb('fresh'), now);
+    await writeHeartbeat(t.redis, { prefix: t.prefix }, hb('stale'), now - 60_000);
+    const online = await listWorkers(t.redis, { prefix: t.prefix }, 30_000, now);
+    expect(online.map((w) => w.workerId)).toEqual(['fresh']);
+  });
+});

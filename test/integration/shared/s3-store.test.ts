@@ -1,0 +1,105 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NotFoundError } from '../../../src/shared/errors.js';
+import { S3ObjectStore } from '../../../src/shared/storage/s3-store.js';
+import { s3Options, testBucket, uniqueName, type TestBucket } from '../../helpers/services.js';
+
+describe('S3ObjectStore against a real S3 server', () => {
+  let tb: TestBucket;
+  beforeAll(async () => {
+    tb = await testBucket();
+  });
+  afterAll(async () => {
+    await tb.cleanup();
+  });
+
+  it('lists 2,500 keys across pages, in order, with constant page size', async () => {
+    const keys = Array.from({ length: 2500 }, (_, i) => `many/${String(i).padStart(5, '0')}.jpg`);
+    // Upload in bounded parallel chunks (the server is local; the SDK keeps sockets alive).
+    for (let i = 0; i < keys.length; i += 100) {
+      await Promise.all(keys.slice(i, i + 100).map((k) => tb.store.put(tb.bucket, k, Buffer.from(k), { contentType: 'image/jpeg' })));
+    }
+    await tb.store.put(tb.bucket, 'other/outside.jpg', Buffer.from('x'), { contentType: 'image/jpeg' });
+
+    const pageSizes: number[] = [];
+    const listed: string[] = [];
+    for await (const page of tb.store.listPages(tb.bucket, 'many/')) {
+      pageSizes.push(page.length);
+      for (const o of page) listed.push(o.key);
+    }
+    expect(pageSizes).toEqual([1000, 1000, 500]);
+    expect(listed).toEqual(keys);
+
+    // Small pages exercise many continuation tokens.
+    let count = 0;
+    let pages = 0;
+    for await (const page of tb.store.listPages(tb.bucket, 'many/', { pageSize: 333 })) {
+      count += page.length;
+      pages += 1;
+    }
+    expect(count).toBe(2500);
+    expect(pages).toBe(Math.ceil(2500 / 333));
+  });
+
+  it('round-trips binary buffers and streams byte for byte, with ETags', async () => {
+    const buf = randomBytes(300_000);
+    const put = await tb.store.put(tb.bucket, 'bin/buffer.bin', buf, { contentType: 'application/octet-stream', metadata: { source: 'test' } });
+    const got = await tb.store.get(tb.bucket, 'bin/buffer.bin');
+    expect(Buffer.compare(got.body, buf)).toBe(0);
+    expect(got.etag).toBe(put.etag);
+    expect(got.etag).toBe(createHash('md5').update(buf).digest('hex'));
+    expect(got.metadata.source).toBe('test');
+
+    const streamed = randomBytes(1_500_000);
+    const chunks = Array.from({ length: 15 }, (_, i) => streamed.subarray(i * 100_000, (i + 1) * 100_000));
+    await tb.store.put(tb.bucket, 'bin/stream.bin', Readable.from(chunks), { contentType: 'application/octet-stream', contentLength: streamed.length });
+    const back = await tb.store.get(tb.bucket, 'bin/stream.bin');
+    expect(back.size).toBe(streamed.length);
+    expect(createHash('sha256').update(back.body).digest('hex')).toBe(createHash('sha256').update(streamed).digest('hex'));
+
+    const { stream, size } = await tb.store.getStream(tb.bucket, 'bin/stream.bin');
+    const parts: Buffer[] = [];
+    for await (const c of stream) parts.push(c as Buffer);
+    expect(size).toBe(streamed.length);
+    expect(Buffer.compare(Buffer.concat(parts), streamed)).toBe(0);
+  });
+
+  it('stores keys with spaces, unicode, + and % exactly', async () => {
+    for (const key of ['odd/a b+c%20d.jpg', 'odd/ünï/猫.png', 'odd/.../x.jpg']) {
+      await tb.store.put(tb.bucket, key, Buffer.from(key), { contentType: 'text/plain' });
+      expect((await tb.store.get(tb.bucket, key)).body.toString()).toBe(key);
+      expect(await tb.store.exists(tb.bucket, key)).toBe(true);
+    }
+    const listed: string[] = [];
+    for await (const page of tb.store.listPages(tb.bucket, 'odd/')) listed.push(...page.map((o) => o.key));
+    expect(listed.sort()).toEqual(['odd/.../x.jpg', 'odd/a b+c%20d.jpg', 'odd/ünï/猫.png'].sort());
+  });
+
+  it('reports missing keys and buckets clearly', async () => {
+    expect(await tb.store.head(tb.bucket, 'nope.jpg')).toBeNull();
+    expect(await tb.store.exists(tb.bucket, 'nope.jpg')).toBe(false);
+    await expect(tb.store.get(tb.bucket, 'nope.jpg')).rejects.toThrow(NotFoundError);
+    await expect(tb.store.get(tb.bucket, 'nope.jpg')).rejects.toThrow(`no object at s3://${tb.bucket}/nope.jpg`);
+    const missing = uniqueName('missing');
+    await expect(tb.store.head(missing, 'x')).rejects.toThrow(new RegExp(`bucket "${missing}" does not exist`));
+    const listing = (async () => {
+      for await (const _ of tb.store.listPages(missing, '')) void _;
+    })();
+    await expect(listing).rejects.toThrow(NotFoundError);
+    expect(await tb.store.bucketExists(missing)).toBe(false);
+  });
+
+  it('refuses oversized objects before reading them', async () => {
+    await tb.store.put(tb.bucket, 'big.bin', Buffer.alloc(10_000), { contentType: 'application/octet-stream' });
+    await expect(tb.store.get(tb.bucket, 'big.bin', { maxBytes: 1000 })).rejects.toThrow(/above the 1000-byte limit/);
+  });
+
+  it('surfaces an unreachable endpoint as a retryable error', async () => {
+    const dead = S3ObjectStore.fromConfig(s3Options({ endpoint: 'http://127.0.0.1:9', maxAttempts: 1 }));
+    const err = await dead.get('bucket', 'key').catch((e: unknown) => e);
+    expect((err as { retryable?: boolean }).retryable).toBe(true);
+    expect((err as Error).message).toMatch(/s3:\/\/bucket\/key/);
+    dead.client.destroy();
+  });
+});
