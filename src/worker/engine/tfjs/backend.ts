@@ -124,3 +124,9 @@ async function activate(name: string): Promise<void> {
   if (!ok) throw new Error(`tf.setBackend("${name}") failed to initialise`);
   await tf.ready();
 }
+
+/** Forget the chosen backend so the next `auto` picks again (tests only; TF.js keeps its engine). */
+export function resetBackendForTests(): void {
+  active = null;
+  pending = null;
+}

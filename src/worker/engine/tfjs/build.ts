@@ -11,6 +11,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelError } from '../../../shared/errors.js';
 import type { Activation, LayerSpec, ModelSpec } from '../../model/spec.js';
+import { resolveTargetLayer } from '../../model/target-layer.js';
+import { maxPoolFirstTie } from './max-pool-first.js';
 
 /** How the model's scores become probabilities. */
 export type OutputActivation = 'softmax' | 'sigmoid' | 'none';
@@ -40,15 +42,12 @@ type Op = (x: tf.Tensor) => tf.Tensor;
 
 /** `block5_conv3` when present (VGG16), else the last conv layer: the usual Grad-CAM target. */
 export function defaultTargetLayer(spec: ModelSpec): string {
-  const names = spec.layers.map((l) => l.name);
-  if (names.includes('block5_conv3')) return 'block5_conv3';
-  const convs = spec.layers.filter((l) => l.type === 'conv2d');
-  const last = convs[convs.length - 1];
-  if (!last) throw new ModelError(`model "${spec.name}" has no conv2d layer to use as the Grad-CAM target; pass --layer NAME`);
-  return last.name;
+  return resolveTargetLayer(spec);
 }
 
-export function compileModel(spec: ModelSpec, layerName: string = defaultTargetLayer(spec)): CompiledModel {
+/** `layer` undefined: the default target (see `resolveTargetLayer`); a name must have a 4-D output. */
+export function compileModel(spec: ModelSpec, layer?: string): CompiledModel {
+  const layerName = resolveTargetLayer(spec, layer);
   const layers = spec.layers.filter((l) => l.type !== 'input');
   const targetIndex = layers.findIndex((l) => l.name === layerName);
   if (targetIndex < 0) {
@@ -78,7 +77,7 @@ export function compileModel(spec: ModelSpec, layerName: string = defaultTargetL
   let shape: number[] = [...spec.inputShape];
   const featureOps: Op[] = [];
   for (const layer of layers.slice(0, targetIndex + 1)) {
-    const r = compileLayer(layer, shape, keep);
+    const r = compileLayer(layer, shape, keep, false);
     featureOps.push(r.op);
     shape = r.shape;
   }
@@ -88,7 +87,7 @@ export function compileModel(spec: ModelSpec, layerName: string = defaultTargetL
   const targetShape = shape as [number, number, number];
   const headOps: Op[] = [];
   for (const layer of headLayers) {
-    const r = compileLayer(layer, shape, keep);
+    const r = compileLayer(layer, shape, keep, true);
     headOps.push(r.op);
     shape = r.shape;
   }
@@ -128,7 +127,8 @@ export function compileModel(spec: ModelSpec, layerName: string = defaultTargetL
   };
 }
 
-function compileLayer(layer: LayerSpec, inShape: number[], keep: <T extends tf.Tensor>(t: T) => T): { op: Op; shape: number[] } {
+/** `differentiable`: the layer is in the head, where gradients must match TF's CPU kernels. */
+function compileLayer(layer: LayerSpec, inShape: number[], keep: <T extends tf.Tensor>(t: T) => T, differentiable: boolean): { op: Op; shape: number[] } {
   const where = `layer "${layer.name}" (${layer.type})`;
   switch (layer.type) {
     case 'input':
@@ -160,7 +160,8 @@ function compileLayer(layer: LayerSpec, inShape: number[], keep: <T extends tf.T
       const outH = layer.padding === 'same' ? Math.ceil(inShape[0] / sh) : Math.floor((inShape[0] - ph) / sh) + 1;
       const outW = layer.padding === 'same' ? Math.ceil(inShape[1] / sw) : Math.floor((inShape[1] - pw) / sw) + 1;
       if (outH < 1 || outW < 1) throw new ModelError(`${where} gets a ${inShape[0]}x${inShape[1]} input, too small for its ${ph}x${pw} pool`);
-      return { op: (x) => tf.maxPool(x as tf.Tensor4D, [ph, pw], [sh, sw], layer.padding), shape: [outH, outW, inShape[2]] };
+      const pool = differentiable ? maxPoolFirstTie : tf.maxPool;
+      return { op: (x) => pool(x as tf.Tensor4D, [ph, pw], [sh, sw], layer.padding), shape: [outH, outW, inShape[2]] };
     }
     case 'flatten': {
       const size = inShape.reduce((a, b) => a * b, 1);
