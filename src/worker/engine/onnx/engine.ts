@@ -1,0 +1,251 @@
+/**
+ * The ONNX Runtime engine: one session over a graph that computes logits, probabilities and the
+ * CAMs of every requested target in a single run (see compile-graph.ts). TypeScript only packs
+ * inputs, unpacks outputs and applies the post-processing shared with the TF.js engine.
+ */
+import * as ort from 'onnxruntime-node';
+import type { CamMethod } from '../../../shared/explain-options.js';
+import { InvalidInputError, ModelError } from '../../../shared/errors.js';
+import type { Logger } from '../../../shared/logger.js';
+import { silentLogger } from '../../../shared/logger.js';
+import type { ModelSpec } from '../../model/spec.js';
+import { DEFAULT_CAM_POST_OPTIONS, postProcessCam } from '../cam-post.js';
+import type { CamPostOptions } from '../cam-post.js';
+import type { CamMap, Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine.js';
+import { validateRequest } from '../targets.js';
+import { GRAPH_IO, camOutputName, compileGraph } from './compile-graph.js';
+import type { CompileOptions } from './compile-graph.js';
+import { diskGraphCache, graphCacheKey } from './graph-cache.js';
+import type { GraphCache } from './graph-cache.js';
+import { resolveOnnxRuntimeOptions } from './options.js';
+import type { ExecutionProvider, OnnxRuntimeOptions } from './options.js';
+import { defaultProviderProbe, resolveProviders } from './providers.js';
+import type { ProviderProbe } from './providers.js';
+import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
+
+export interface OnnxEngineOptions {
+  spec: ModelSpec;
+  /** Target layer; default `block5_conv3` when present, else the last conv layer. */
+  layer?: string;
+  /** Runtime settings; defaults in `defaultOnnxRuntimeOptions()`. */
+  runtime?: Partial<OnnxRuntimeOptions>;
+  /** Methods compiled into the graph. Default: all five (each costs a few elementwise ops). */
+  methods?: CamMethod[];
+  logger?: Logger;
+  /** Degenerate-map thresholds; defaults in `DEFAULT_CAM_POST_OPTIONS`. */
+  camPost?: CamPostOptions;
+  /** Test seams. */
+  cache?: GraphCache | null;
+  providerProbe?: ProviderProbe;
+}
+
+/** How the graph was obtained, for logs and benchmarks. */
+export interface GraphSource {
+  cached: boolean;
+  path: string | null;
+  compileMs: number;
+}
+
+export async function createOnnxEngine(options: OnnxEngineOptions): Promise<OnnxEngine> {
+  const logger = options.logger ?? silentLogger();
+  const runtime = resolveOnnxRuntimeOptions(options.runtime);
+  const providers = resolveProviders(runtime.executionProviders, options.providerProbe ?? defaultProviderProbe());
+  const support = isOnnxSupported(options.spec, 'gradcam', options.layer);
+  if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${options.spec.name}: ${support.reason}`);
+  const methods = options.methods ?? [...ONNX_CAM_METHODS];
+  const compileOptions: CompileOptions = { layer: support.layer, kind: 'explain', methods };
+  const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
+
+  const { model, source } = await loadGraph(options.spec, compileOptions, cache, logger);
+  const opts = sessionOptions(providers, runtime);
+  const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+  logger.info(
+    { engine: 'onnx', providers, threads: runtime.intraOpThreads, layer: support.layer, cached: source.cached, compileMs: source.compileMs },
+    'ONNX Runtime session ready',
+  );
+  const [h, w, c] = options.spec.inputShape;
+  const outputMeta = session.outputMetadata.find((m) => m.name === camOutputName(methods[0]));
+  const camShape = outputMeta && outputMeta.isTensor ? outputMeta.shape.slice(2) : [];
+  const numClasses = lastUnits(options.spec);
+  const info: EngineInfo = {
+    engine: 'onnx',
+    backend: `onnx-${providers[0]}`,
+    device: deviceName(providers[0], runtime),
+    modelName: options.spec.name,
+    layer: support.layer,
+    inputHeight: h,
+    inputWidth: w,
+    numClasses,
+    weightsHash: options.spec.weightsHash,
+  };
+  return new OnnxEngine(session, info, [h, w, c], [Number(camShape[0]), Number(camShape[1])], methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
+}
+
+/** Compile, or reuse the cached graph. Returns a file path (cache) or the bytes (no cache). */
+export async function loadGraph(
+  spec: ModelSpec,
+  compileOptions: CompileOptions,
+  cache: GraphCache | null,
+  logger: Logger,
+): Promise<{ model: string | Uint8Array; source: GraphSource }> {
+  const key = graphCacheKey(spec, compileOptions);
+  if (cache) {
+    const hit = await cache.lookup(key);
+    if (hit) {
+      logger.debug({ path: hit }, 'ONNX graph cache hit');
+      return { model: hit, source: { cached: true, path: hit, compileMs: 0 } };
+    }
+  }
+  const started = performance.now();
+  const compiled = compileGraph(spec, compileOptions);
+  const compileMs = performance.now() - started;
+  logger.info({ layer: compileOptions.layer, kind: compileOptions.kind, bytes: compiled.bytes.length, compileMs: Math.round(compileMs) }, 'compiled ONNX graph');
+  if (!cache) return { model: compiled.bytes, source: { cached: false, path: null, compileMs } };
+  try {
+    const path = await cache.store(key, compiled.bytes);
+    return { model: path, source: { cached: false, path, compileMs } };
+  } catch (err) {
+    // A read-only or full cache must not stop the worker: run from memory and say why.
+    logger.warn({ err }, 'could not write the ONNX graph cache; continuing without it');
+    return { model: compiled.bytes, source: { cached: false, path: null, compileMs } };
+  }
+}
+
+export function sessionOptions(providers: ExecutionProvider[], runtime: OnnxRuntimeOptions): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: providers.map((p) => (p === 'cpu' ? 'cpu' : { name: p, deviceId: runtime.deviceId })),
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: runtime.intraOpThreads,
+    // The graph is one chain of large ops; inter-op parallelism would only contend for cores.
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+}
+
+function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions): string {
+  if (provider === 'cpu') return `CPU (${runtime.intraOpThreads} threads)`;
+  return `${provider === 'cuda' ? 'CUDA' : 'TensorRT'} device ${runtime.deviceId}`;
+}
+
+function lastUnits(spec: ModelSpec): number {
+  for (let i = spec.layers.length - 1; i >= 0; i--) {
+    const l = spec.layers[i];
+    if (l.type === 'dense') return l.units;
+  }
+  throw new ModelError(`${spec.name} has no dense classifier layer`);
+}
+
+export class OnnxEngine implements Engine {
+  private disposed = false;
+
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly info: EngineInfo,
+    private readonly inputShape: [number, number, number],
+    private readonly camShape: [number, number],
+    private readonly methods: readonly CamMethod[],
+    private readonly camPost: CamPostOptions,
+    /** Whether the graph came from the cache, and how long compiling took. */
+    readonly graphSource: GraphSource,
+  ) {}
+
+  async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
+    if (images.length === 0) return [];
+    // The same session with a top-1 target: the head backward costs ~1% of the conv stack, far
+    // less than keeping a second session (and a second copy of the weights) for forward only.
+    const out = await this.run(images, images.map(() => [-1]), true, [GRAPH_IO.probabilities]);
+    return this.rows(out[GRAPH_IO.probabilities], images.length);
+  }
+
+  async explain(request: EngineRequest): Promise<EngineImageResult[]> {
+    validateRequest(request, this.info.numClasses);
+    if (!this.methods.includes(request.method)) {
+      throw new ModelError(`the ONNX graph was compiled without CAM method ${request.method} (compiled: ${this.methods.join(', ')})`);
+    }
+    const n = request.images.length;
+    if (n === 0) return [];
+    const targetRow = graphTargets(request, this.info.numClasses);
+    const camName = camOutputName(request.method);
+    const out = await this.run(request.images, request.images.map(() => targetRow), request.score === 'prob', [
+      GRAPH_IO.logits,
+      GRAPH_IO.probabilities,
+      GRAPH_IO.classes,
+      GRAPH_IO.scores,
+      GRAPH_IO.gradMaxAbs,
+      camName,
+    ]);
+    const probs = this.rows(out[GRAPH_IO.probabilities], n);
+    const logits = this.rows(out[GRAPH_IO.logits], n);
+    const classes = out[GRAPH_IO.classes].data as BigInt64Array;
+    const scores = out[GRAPH_IO.scores].data as Float32Array;
+    const gradMax = out[GRAPH_IO.gradMaxAbs].data as Float32Array;
+    const maps = out[camName].data as Float32Array;
+    const [h, w] = this.camShape;
+    const t = targetRow.length;
+    return probs.map((p, i) => {
+      const cams: CamMap[] = [];
+      for (let j = 0; j < t; j++) {
+        const r = i * t + j;
+        const classIndex = Number(classes[r]);
+        cams.push(
+          postProcessCam(
+            maps.slice(r * h * w, (r + 1) * h * w),
+            { classIndex, score: scores[r], scoreMode: request.score, probability: p[classIndex], gradientMaxAbs: gradMax[r], height: h, width: w },
+            this.camPost,
+          ),
+        );
+      }
+      return { probabilities: p, logits: logits[i], cams };
+    });
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.session.release();
+  }
+
+  private async run(images: PreprocessedImage[], targets: number[][], scoreIsProb: boolean, fetches: string[]): Promise<ort.InferenceSession.ReturnType> {
+    if (this.disposed) throw new Error('engine is disposed');
+    const [h, w, c] = this.inputShape;
+    const size = h * w * c;
+    const batch = new Float32Array(images.length * size);
+    images.forEach((img, i) => {
+      if (img.height !== h || img.width !== w || img.data.length !== size) {
+        throw new InvalidInputError(
+          'INPUT_SHAPE',
+          `image ${i} is ${img.width}x${img.height} with ${img.data.length} values; the model expects ${w}x${h}x${c} = ${size} (resize it in preprocessing)`,
+        );
+      }
+      batch.set(img.data, i * size);
+    });
+    const t = targets[0].length;
+    const feeds = {
+      [GRAPH_IO.images]: new ort.Tensor('float32', batch, [images.length, h, w, c]),
+      [GRAPH_IO.targets]: new ort.Tensor('int64', BigInt64Array.from(targets.flat(), (v) => BigInt(v)), [images.length, t]),
+      [GRAPH_IO.scoreIsProb]: new ort.Tensor('bool', [scoreIsProb], [1]),
+    };
+    return this.session.run(feeds, fetches);
+  }
+
+  private rows(tensor: ort.Tensor, n: number): Float32Array[] {
+    const data = tensor.data as Float32Array;
+    const c = data.length / n;
+    return Array.from({ length: n }, (_, i) => data.slice(i * c, (i + 1) * c));
+  }
+}
+
+/**
+ * One targets row for every image: explicit class indices as given, top-1 / top-k as ranks
+ * (−1 = best, −2 = second, …) that the graph resolves with TopK on its own probabilities.
+ */
+export function graphTargets(request: Pick<EngineRequest, 'targets' | 'topK'>, numClasses: number): number[] {
+  switch (request.targets.kind) {
+    case 'top1':
+      return [-1];
+    case 'topk':
+      return Array.from({ length: Math.min(request.topK, numClasses) }, (_, r) => -(r + 1));
+    case 'indices':
+      return [...request.targets.indices];
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * On-disk cache of compiled ONNX graphs, keyed by a content hash of everything that shapes the
+ * graph: the weights hash, the architecture (layer list without weights), the CAM layer, the graph
+ * kind and methods, and the compiler version. A worker restart then skips compilation (VGG16:
+ * several seconds and a second 553 MB copy of the weights).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ModelSpec } from '../../model/spec.js';
+import { COMPILER_VERSION, type CompileOptions } from './compile-graph.js';
+import { ONNX_CAM_METHODS } from './support.js';
+
+/** sha256 over the graph's inputs. Changing any of them yields another file. */
+export function graphCacheKey(spec: ModelSpec, options: CompileOptions): string {
+  const architecture = spec.layers.map((l) => {
+    const { kernel: _k, bias: _b, ...config } = l as typeof l & { kernel?: unknown; bias?: unknown };
+    return { ...config, hasBias: 'bias' in l && l.bias !== null };
+  });
+  const key = {
+    compilerVersion: COMPILER_VERSION,
+    weightsHash: spec.weightsHash,
+    name: spec.name,
+    inputShape: spec.inputShape,
+    architecture,
+    layer: options.layer,
+    kind: options.kind,
+    methods: options.kind === 'explain' ? [...(options.methods ?? ONNX_CAM_METHODS)] : [],
+  };
+  return createHash('sha256').update(JSON.stringify(key)).digest('hex');
+}
+
+export interface GraphCache {
+  /** The cached file's path, or null on a miss. */
+  lookup(key: string): Promise<string | null>;
+  /** Store bytes under `key` atomically and return the path. */
+  store(key: string, bytes: Uint8Array): Promise<string>;
+}
+
+export function diskGraphCache(dir: string): GraphCache {
+  const pathOf = (key: string): string => join(dir, `${key}.onnx`);
+  return {
+    async lookup(key) {
+      try {
+        // Only whole files ever get this name (write-then-rename), so a non-empty file is complete.
+        const info = await stat(pathOf(key));
+        return info.isFile() && info.size > 0 ? pathOf(key) : null;
+      } catch {
+        return null;
+      }
+    },
+    async store(key, bytes) {
+      await mkdir(dir, { recursive: true });
+      // Write-then-rename: concurrent workers on one node never see a half-written graph.
+      const tmp = `${pathOf(key)}.${process.pid}.${Date.now()}.tmp`;
+      try {
+        await writeFile(tmp, bytes);
+        await rename(tmp, pathOf(key));
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      return pathOf(key);
+    },
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * Options of the ONNX engine, their defaults in one place, and their validation.
+ */
+import { availableParallelism, homedir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '../../../shared/errors.js';
+
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+export interface OnnxRuntimeOptions {
+  /**
+   * Execution providers, in preference order; ONNX Runtime places each node on the first that
+   * supports it. `auto` means TensorRT and CUDA when their provider libraries are installed, then
+   * CPU. Default `['cpu']`.
+   */
+  executionProviders: ExecutionProvider[] | 'auto';
+  /** CUDA / TensorRT device ordinal. Default 0. */
+  deviceId: number;
+  /** Intra-op threads. Default: the cores this process may use (`os.availableParallelism()`). */
+  intraOpThreads: number;
+  /**
+   * Directory of compiled graphs, keyed by content hash, so a restart does not recompile.
+   * Default `~/.cache/gradcam-audit/onnx` (`$XDG_CACHE_HOME/gradcam-audit/onnx` when set); null
+   * disables the cache.
+   */
+  cacheDir: string | null;
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.length > 0 ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
+  return join(base, 'gradcam-audit', 'onnx');
+}
+
+export function defaultOnnxRuntimeOptions(): OnnxRuntimeOptions {
+  return {
+    executionProviders: ['cpu'],
+    deviceId: 0,
+    intraOpThreads: availableParallelism(),
+    cacheDir: defaultCacheDir(),
+  };
+}
+
+/** Merge with defaults and validate once, with messages naming the option. */
+export function resolveOnnxRuntimeOptions(partial: Partial<OnnxRuntimeOptions> = {}): OnnxRuntimeOptions {
+  const defined = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) as Partial<OnnxRuntimeOptions>;
+  const o = { ...defaultOnnxRuntimeOptions(), ...defined };
+  if (o.executionProviders !== 'auto') {
+    if (o.executionProviders.length === 0) throw new ConfigError('--onnx-providers', 'expected at least one execution provider');
+    const bad = o.executionProviders.filter((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
+    if (bad.length > 0) throw new ConfigError('--onnx-providers', `unknown execution provider ${bad.join(', ')}; expected ${EXECUTION_PROVIDERS.join(', ')} or auto`);
+  }
+  if (!Number.isInteger(o.intraOpThreads) || o.intraOpThreads < 1) {
+    throw new ConfigError('--onnx-threads', `expected a positive integer, got ${String(o.intraOpThreads)}`);
+  }
+  if (!Number.isInteger(o.deviceId) || o.deviceId < 0) throw new ConfigError('--device-id', `expected a non-negative integer, got ${String(o.deviceId)}`);
+  return o;
+}
+
+/** Parse `cpu`, `cuda,cpu` or `auto` (flag and environment form). */
+export function parseExecutionProviders(value: string): ExecutionProvider[] | 'auto' {
+  if (value.trim() === 'auto') return 'auto';
+  return value.split(',').map((p) => p.trim()).filter((p) => p.length > 0) as ExecutionProvider[];
+}
