@@ -72,3 +72,12 @@ export function jobOptionsFor(runId: string, sourceKey: string, policy: JobPolic
     removeOnFail: { age: policy.keepFailedSeconds },
   };
 }
+
+/**
+ * BullMQ key prefix. BullMQ's keys (`<prefix>:<queue>:wait`, `:prioritized`, …) share the project's
+ * namespace, so one GRADCAM_AUDIT_PREFIX separates whole deployments on one Redis. Producer,
+ * worker, dashboard and the KEDA trigger (deploy/k8s) must all agree on it: always use this.
+ */
+export function bullPrefix(ks: { prefix: string }): string {
+  return ks.prefix;
+}
