@@ -66,29 +66,29 @@ const PRECISION_BITS = 22;
 const HALF = 1 << (PRECISION_BITS - 1);
 const CLIP_HIGH = 255 * 2 ** PRECISION_BITS + 2 ** PRECISION_BITS; // (1 << PRECISION_BITS << 8)
 
-/** Per-output-sample taps along one axis: first source index, tap count and fixed-point weights. */
-export interface ResampleCoefficients {
-  /** Maximum taps per output sample; `weights` is `outSize * ksize`. */
+/** Per-output-sample taps along one axis: first source index, tap count and weights. */
+export interface ResampleTaps<W extends Float64Array | Int32Array> {
+  /** Maximum taps per output sample; `weights` holds `outSize * ksize` entries. */
   ksize: number;
   start: Int32Array;
   count: Int32Array;
-  weights: Int32Array;
+  weights: W;
 }
 
 /**
- * Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the triangle (bilinear) filter.
- * When shrinking, the filter's support widens by the scale factor, so every source pixel under an
+ * Pillow's `precompute_coeffs` for the triangle (bilinear) filter, as normalised doubles. When
+ * shrinking, the filter's support widens by the scale factor, so every source pixel under an
  * output pixel contributes (an area-like average), unlike textbook 2-tap bilinear interpolation.
+ * When enlarging this is plain half-pixel-centre bilinear interpolation with clamped edges.
  */
-export function bilinearCoefficients(inSize: number, outSize: number): ResampleCoefficients {
+export function bilinearTaps(inSize: number, outSize: number): ResampleTaps<Float64Array> {
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
   const support = 1.0 * filterScale; // bilinear filter support is 1
   const ksize = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
   const count = new Int32Array(outSize);
-  const weights = new Int32Array(outSize * ksize);
-  const taps = new Float64Array(ksize);
+  const weights = new Float64Array(outSize * ksize);
   const invFilterScale = 1.0 / filterScale;
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -97,23 +97,29 @@ export function bilinearCoefficients(inSize: number, outSize: number): ResampleC
     let xmax = Math.trunc(center + support + 0.5);
     if (xmax > inSize) xmax = inSize;
     xmax -= xmin;
+    const base = xx * ksize;
     let sum = 0;
     for (let x = 0; x < xmax; x++) {
       let d = (x + xmin - center + 0.5) * invFilterScale;
       if (d < 0) d = -d;
       const w = d < 1 ? 1 - d : 0;
-      taps[x] = w;
+      weights[base + x] = w;
       sum += w;
     }
-    for (let x = 0; x < xmax; x++) {
-      const k = sum !== 0 ? taps[x] / sum : taps[x];
-      // Pillow rounds half away from zero with a C cast; bilinear weights are never negative.
-      weights[xx * ksize + x] = Math.trunc(0.5 + k * (1 << PRECISION_BITS));
-    }
+    if (sum !== 0) for (let x = 0; x < xmax; x++) weights[base + x] /= sum;
     start[xx] = xmin;
     count[xx] = xmax;
   }
   return { ksize, start, count, weights };
+}
+
+/** `bilinearTaps` in Pillow's 8-bit fixed point (`normalize_coeffs_8bpc`). */
+export function bilinearCoefficients(inSize: number, outSize: number): ResampleTaps<Int32Array> {
+  const taps = bilinearTaps(inSize, outSize);
+  const weights = new Int32Array(taps.weights.length);
+  // Pillow rounds half away from zero with a C cast; bilinear weights are never negative.
+  for (let i = 0; i < weights.length; i++) weights[i] = Math.trunc(0.5 + taps.weights[i] * (1 << PRECISION_BITS));
+  return { ...taps, weights };
 }
 
 /** Pillow's clip8: drop the fractional bits, saturating to 0..255. */
@@ -179,7 +185,7 @@ function horizontalPass(src: RgbImage, outWidth: number, firstRow: number, lastR
   return { data: out, width: outWidth, height: rows };
 }
 
-function verticalPass(src: RgbImage, coeffs: ResampleCoefficients, rowOffset: number): RgbImage {
+function verticalPass(src: RgbImage, coeffs: ResampleTaps<Int32Array>, rowOffset: number): RgbImage {
   const { ksize, start, count, weights } = coeffs;
   const outHeight = start.length;
   const width = src.width;

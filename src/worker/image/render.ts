@@ -1,0 +1,176 @@
+/**
+ * CAM rendering: the overlay (CAM upsampled onto the image, colour-mapped and alpha-blended) and
+ * the raw heatmap (the CAM grid itself as an 8-bit gray PNG).
+ *
+ * The seed adds `0.5 * heatmap + image` and lets values saturate; we blend properly,
+ * `out = (1 - alpha) * image + alpha * colour`, so the overlay keeps the image's brightness and
+ * alpha means what it says.
+ */
+import sharp from 'sharp';
+import type { Colormap, OverlayFormat } from '../../shared/explain-options.js';
+import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
+import { applyColormap, colormapTable } from './colormap.js';
+import type { RgbImage } from './resize.js';
+import { resizeGridBilinear } from './upsample.js';
+
+/** A CAM grid in [0,1], row-major. `CamMap` from the engine is one. */
+export interface CamGrid {
+  grid: Float32Array;
+  width: number;
+  height: number;
+}
+
+export interface RenderOptions {
+  /** Default `viridis`, as the seed. */
+  colormap: Colormap;
+  /** Heatmap opacity, 0..1. Default 0.5. */
+  alpha: number;
+  /** Overlay encoding. Default `jpeg`. */
+  format: OverlayFormat;
+  /** Cap on the overlay's longer side; the image is shrunk to fit. Default none (original size). */
+  maxSide: number | undefined;
+  /** JPEG quality 1..100. Default 90. */
+  jpegQuality: number;
+  /** WebP quality 1..100. Default 90. */
+  webpQuality: number;
+  /** PNG zlib level 0..9. Default 6: level 9 costs about twice the time for a few percent. */
+  pngCompressionLevel: number;
+}
+
+export const DEFAULT_RENDER_OPTIONS: Readonly<RenderOptions> = Object.freeze({
+  colormap: DEFAULT_EXPLAIN_OPTIONS.colormap,
+  alpha: DEFAULT_EXPLAIN_OPTIONS.alpha,
+  format: DEFAULT_EXPLAIN_OPTIONS.overlayFormat,
+  maxSide: undefined,
+  jpegQuality: 90,
+  webpQuality: 90,
+  pngCompressionLevel: 6,
+});
+
+export interface EncodedImage {
+  data: Buffer;
+  format: OverlayFormat;
+  mimeType: string;
+  /** File extension without the dot: `jpg`, `png` or `webp`. */
+  extension: string;
+  width: number;
+  height: number;
+}
+
+const MIME: Record<OverlayFormat, { mimeType: string; extension: string }> = {
+  jpeg: { mimeType: 'image/jpeg', extension: 'jpg' },
+  png: { mimeType: 'image/png', extension: 'png' },
+  webp: { mimeType: 'image/webp', extension: 'webp' },
+};
+
+/** Output size for an image of `width`x`height` under a `maxSide` cap (aspect kept, never enlarged). */
+export function overlaySize(width: number, height: number, maxSide?: number): { width: number; height: number } {
+  const longer = Math.max(width, height);
+  if (maxSide === undefined || longer <= maxSide) return { width, height };
+  const scale = maxSide / longer;
+  return {
+    width: width >= height ? maxSide : Math.max(1, Math.round(width * scale)),
+    height: height > width ? maxSide : Math.max(1, Math.round(height * scale)),
+  };
+}
+
+/**
+ * `round((1 - alpha) * image + alpha * colour)` per byte. Two 256-entry tables make it one add and
+ * one round per byte; the products are exact enough in doubles for the rounding to be stable.
+ */
+export function blendRgb(image: Uint8Array, colour: Uint8Array, alpha: number): Uint8Array {
+  if (image.length !== colour.length) throw new RangeError(`blend: image has ${image.length} bytes, colour layer ${colour.length}`);
+  const keep = new Float64Array(256);
+  const add = new Float64Array(256);
+  for (let v = 0; v < 256; v++) {
+    keep[v] = (1 - alpha) * v;
+    add[v] = alpha * v;
+  }
+  const out = new Uint8Array(image.length);
+  for (let i = 0; i < image.length; i++) out[i] = Math.round(keep[image[i]] + add[colour[i]]);
+  return out;
+}
+
+/**
+ * The overlay's raw pixels: the image (shrunk to `maxSide` if needed), blended with the colour-
+ * mapped CAM upsampled to the same size.
+ */
+export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<RgbImage> {
+  const opts = resolveRenderOptions(options);
+  checkImage(image);
+  checkCam(cam);
+  const size = overlaySize(image.width, image.height, opts.maxSide);
+  let base = image.data;
+  if (size.width !== image.width || size.height !== image.height) {
+    // Display only: libvips' lanczos3 looks better than, and is several times faster than, a JS resize.
+    base = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+      .resize(size.width, size.height, { fit: 'fill' })
+      .raw()
+      .toBuffer();
+  }
+  const upsampled = resizeGridBilinear(cam.grid, cam.width, cam.height, size.width, size.height);
+  const colours = applyColormap(upsampled, opts.colormap);
+  return { data: blendRgb(base, colours, opts.alpha), width: size.width, height: size.height };
+}
+
+/** Overlay encoded as PNG, JPEG or WebP. */
+export async function renderOverlay(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<EncodedImage> {
+  const opts = resolveRenderOptions(options);
+  const pixels = await overlayPixels(image, cam, opts);
+  const input = sharp(pixels.data, { raw: { width: pixels.width, height: pixels.height, channels: 3 } });
+  const encoded =
+    opts.format === 'png'
+      ? input.png({ compressionLevel: opts.pngCompressionLevel })
+      : opts.format === 'webp'
+        ? input.webp({ quality: opts.webpQuality })
+        : input.jpeg({ quality: opts.jpegQuality });
+  return { data: await encoded.toBuffer(), format: opts.format, ...MIME[opts.format], width: pixels.width, height: pixels.height };
+}
+
+/** The CAM grid itself as an 8-bit gray PNG at CAM resolution: pixel = round(255 * value). */
+export async function renderHeatmap(cam: CamGrid, options: Partial<Pick<RenderOptions, 'pngCompressionLevel'>> = {}): Promise<EncodedImage> {
+  checkCam(cam);
+  const level = options.pngCompressionLevel ?? DEFAULT_RENDER_OPTIONS.pngCompressionLevel;
+  const gray = new Uint8Array(cam.grid.length);
+  for (let i = 0; i < gray.length; i++) {
+    const v = cam.grid[i];
+    gray[i] = v > 0 ? Math.round(Math.min(v, 1) * 255) : 0; // NaN and negatives → 0
+  }
+  const data = await sharp(gray, { raw: { width: cam.width, height: cam.height, channels: 1 } })
+    .toColourspace('b-w') // otherwise libvips writes a 1-band raw image as RGB
+    .png({ compressionLevel: level })
+    .toBuffer();
+  return { data, format: 'png', ...MIME.png, width: cam.width, height: cam.height };
+}
+
+export function resolveRenderOptions(options: Partial<RenderOptions>): RenderOptions {
+  const opts: RenderOptions = { ...DEFAULT_RENDER_OPTIONS };
+  for (const [key, value] of Object.entries(options)) {
+    if (value !== undefined) (opts as unknown as Record<string, unknown>)[key] = value;
+  }
+  colormapTable(opts.colormap); // throws with the list of known maps
+  if (!(opts.alpha >= 0 && opts.alpha <= 1)) throw new RangeError(`render option alpha must be within 0..1, got ${String(opts.alpha)}`);
+  if (!(opts.format in MIME)) throw new RangeError(`render option format must be png, jpeg or webp, got ${String(opts.format)}`);
+  if (opts.maxSide !== undefined && !(Number.isInteger(opts.maxSide) && opts.maxSide > 0)) {
+    throw new RangeError(`render option maxSide must be a positive integer, got ${String(opts.maxSide)}`);
+  }
+  for (const key of ['jpegQuality', 'webpQuality'] as const) {
+    if (!(Number.isInteger(opts[key]) && opts[key] >= 1 && opts[key] <= 100)) throw new RangeError(`render option ${key} must be an integer 1..100, got ${String(opts[key])}`);
+  }
+  if (!(Number.isInteger(opts.pngCompressionLevel) && opts.pngCompressionLevel >= 0 && opts.pngCompressionLevel <= 9)) {
+    throw new RangeError(`render option pngCompressionLevel must be an integer 0..9, got ${String(opts.pngCompressionLevel)}`);
+  }
+  return opts;
+}
+
+function checkImage(image: RgbImage): void {
+  if (!(image.width > 0 && image.height > 0) || image.data.length !== image.width * image.height * 3) {
+    throw new RangeError(`render: image ${image.width}x${image.height} needs ${image.width * image.height * 3} RGB bytes, has ${image.data.length}`);
+  }
+}
+
+function checkCam(cam: CamGrid): void {
+  if (!(cam.width > 0 && cam.height > 0) || cam.grid.length !== cam.width * cam.height) {
+    throw new RangeError(`render: CAM grid ${cam.width}x${cam.height} needs ${cam.width * cam.height} values, has ${cam.grid.length}`);
+  }
+}

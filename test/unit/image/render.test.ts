@@ -1,0 +1,181 @@
+/**
+ * Rendering: CAM upsampling against Pillow's float BILINEAR, colours against matplotlib itself
+ * (both from scripts/reference/pil_render.py), blending arithmetic on known pixels, and encoded
+ * outputs that decode back to the expected size, format and values.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import type { Colormap } from '../../../src/shared/explain-options.js';
+import { COLORMAPS } from '../../../src/shared/explain-options.js';
+import { applyColormap, colormapIndex, colormapTable } from '../../../src/worker/image/colormap.js';
+import { blendRgb, overlayPixels, overlaySize, renderHeatmap, renderOverlay, resolveRenderOptions } from '../../../src/worker/image/render.js';
+import { resizeGridBilinear } from '../../../src/worker/image/upsample.js';
+
+interface RenderReference {
+  pillow: string;
+  matplotlib: string;
+  grid: { width: number; height: number; values: number[] };
+  upsample: Array<{ width: number; height: number; sum: number; min: number; max: number; samples: Array<{ x: number; y: number; v: number }> }>;
+  colormap: { values: number[]; maps: Record<Colormap, Array<[number, number, number]>> };
+}
+const ref = JSON.parse(
+  readFileSync(join(import.meta.dirname, '..', '..', 'fixtures', 'images', 'reference', 'render.json'), 'utf8'),
+) as RenderReference;
+const cam = { grid: Float32Array.from(ref.grid.values), width: ref.grid.width, height: ref.grid.height };
+
+function solid(width: number, height: number, rgb: [number, number, number]): { data: Uint8Array; width: number; height: number } {
+  const data = new Uint8Array(width * height * 3);
+  for (let i = 0; i < data.length; i += 3) data.set(rgb, i);
+  return { data, width, height };
+}
+
+describe(`CAM upsampling vs Pillow ${ref.pillow} BILINEAR on mode F`, () => {
+  for (const r of ref.upsample) {
+    it(`14x14 → ${r.width}x${r.height} (${r.width < 14 ? 'shrinking' : 'enlarging'})`, () => {
+      const out = resizeGridBilinear(cam.grid, cam.width, cam.height, r.width, r.height);
+      expect(out.length).toBe(r.width * r.height);
+      for (const s of r.samples) expect(Math.abs(out[s.y * r.width + s.x] - s.v)).toBeLessThan(1e-6);
+      let sum = 0;
+      let min = Infinity;
+      let max = -Infinity;
+      for (const v of out) {
+        sum += v;
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+      }
+      expect(Math.abs(sum - r.sum) / r.sum).toBeLessThan(1e-6);
+      expect(Math.abs(min - r.min)).toBeLessThan(1e-6);
+      expect(Math.abs(max - r.max)).toBeLessThan(1e-6);
+    });
+  }
+
+  it('is independent of the reference on a case computable by hand: 2x1 → 4x1', () => {
+    // Half-pixel centres: output x samples source position (x + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25.
+    const out = resizeGridBilinear(Float32Array.from([0, 1]), 2, 1, 4, 1);
+    expect(Array.from(out)).toEqual([0, 0.25, 0.75, 1]);
+  });
+
+  it('returns a copy at identical size', () => {
+    const out = resizeGridBilinear(cam.grid, 14, 14, 14, 14);
+    expect(out).toEqual(cam.grid);
+    expect(out).not.toBe(cam.grid);
+  });
+});
+
+describe(`colormaps vs matplotlib ${ref.matplotlib}`, () => {
+  for (const name of COLORMAPS) {
+    it(`${name}: cmap(v, bytes=True) for values at and around the bin edges`, () => {
+      expect(colormapTable(name).length).toBe(256 * 3);
+      const colours = applyColormap(Float32Array.from(ref.colormap.values.map(Math.fround)), name);
+      ref.colormap.values.forEach((v, i) => {
+        // Float32 rounding can move a value sitting 1e-7 below a bin edge onto it; skip only those.
+        if (Math.floor(Math.fround(v) * 256) !== Math.floor(v * 256)) return;
+        expect([colours[3 * i], colours[3 * i + 1], colours[3 * i + 2]], `v=${v}`).toEqual(ref.colormap.maps[name][i]);
+      });
+    });
+  }
+
+  it('quantises like matplotlib and clamps out-of-range values and NaN', () => {
+    expect([colormapIndex(0), colormapIndex(1 / 256), colormapIndex(0.5), colormapIndex(1)]).toEqual([0, 1, 128, 255]);
+    expect([colormapIndex(-3), colormapIndex(7), colormapIndex(Number.NaN)]).toEqual([0, 255, 0]);
+  });
+
+  it('knows the endpoints of viridis and jet', () => {
+    expect(Array.from(colormapTable('viridis').subarray(0, 3))).toEqual([68, 1, 84]);
+    expect(Array.from(colormapTable('viridis').subarray(765))).toEqual([253, 231, 36]);
+    expect(Array.from(colormapTable('jet').subarray(0, 3))).toEqual([0, 0, 127]);
+  });
+});
+
+describe('alpha blending', () => {
+  it('computes round((1 - a) * image + a * colour) per byte', () => {
+    const image = Uint8Array.from([100, 10, 0, 255]);
+    const colour = Uint8Array.from([200, 255, 255, 0]);
+    expect(Array.from(blendRgb(image, colour, 0.5))).toEqual([150, 133, 128, 128]); // 132.5 and 127.5 round up
+    expect(Array.from(blendRgb(image, colour, 0.25))).toEqual([125, 71, 64, 191]);
+    expect(Array.from(blendRgb(image, colour, 0))).toEqual(Array.from(image));
+    expect(Array.from(blendRgb(image, colour, 1))).toEqual(Array.from(colour));
+  });
+
+  it('blends a uniform CAM into a uniform image exactly', async () => {
+    const image = solid(20, 10, [10, 20, 30]);
+    const top = colormapTable('viridis').subarray(765); // value 1 → (253, 231, 36)
+    const hot = await overlayPixels(image, { grid: new Float32Array(4).fill(1), width: 2, height: 2 }, { alpha: 0.5 });
+    expect([hot.width, hot.height]).toEqual([20, 10]);
+    for (let i = 0; i < hot.data.length; i += 3) {
+      expect([hot.data[i], hot.data[i + 1], hot.data[i + 2]]).toEqual([Math.round((10 + top[0]) / 2), Math.round((20 + top[1]) / 2), Math.round((30 + top[2]) / 2)]);
+    }
+    const cold = await overlayPixels(image, { grid: new Float32Array(4), width: 2, height: 2 }, { alpha: 0.3, colormap: 'gray' });
+    expect(Array.from(cold.data.subarray(0, 3))).toEqual([7, 14, 21]); // 0.7 * image + 0.3 * black
+  });
+
+  it('puts the CAM where Pillow puts it: sampled overlay pixels match the reference upsampling', async () => {
+    const r = ref.upsample[0]; // 333x217
+    const image = solid(r.width, r.height, [40, 80, 120]);
+    const out = await overlayPixels(image, cam, { colormap: 'inferno', alpha: 0.6 });
+    const lut = colormapTable('inferno');
+    for (const s of r.samples) {
+      if (Math.abs(s.v * 256 - Math.round(s.v * 256)) < 1e-3) continue; // too close to a bin edge to be decisive
+      const c = colormapIndex(s.v) * 3;
+      const i = (s.y * r.width + s.x) * 3;
+      const expected = [40, 80, 120].map((v, k) => Math.round(0.4 * v + 0.6 * lut[c + k]));
+      expect(Array.from(out.data.subarray(i, i + 3)), `(${s.x},${s.y}) v=${s.v}`).toEqual(expected);
+    }
+  });
+});
+
+describe('encoded outputs', () => {
+  it('caps the longer side at maxSide, keeping the aspect ratio, never enlarging', () => {
+    expect(overlaySize(400, 200, 100)).toEqual({ width: 100, height: 50 });
+    expect(overlaySize(217, 333, 100)).toEqual({ width: 65, height: 100 });
+    expect(overlaySize(80, 60, 100)).toEqual({ width: 80, height: 60 });
+    expect(overlaySize(3000, 1, 100)).toEqual({ width: 100, height: 1 });
+    expect(overlaySize(80, 60)).toEqual({ width: 80, height: 60 });
+  });
+
+  for (const format of ['png', 'jpeg', 'webp'] as const) {
+    it(`${format} overlay decodes to the expected size and format`, async () => {
+      const image = solid(333, 217, [200, 200, 200]);
+      const full = await renderOverlay(image, cam, { format });
+      const meta = await sharp(full.data).metadata();
+      expect([meta.format, meta.width, meta.height, meta.channels]).toEqual([format, 333, 217, 3]);
+      expect([full.width, full.height]).toEqual([333, 217]);
+      const capped = await renderOverlay(image, cam, { format, maxSide: 128 });
+      const cappedMeta = await sharp(capped.data).metadata();
+      expect([cappedMeta.width, cappedMeta.height]).toEqual([128, 83]);
+      expect(capped.mimeType).toBe(`image/${format}`);
+    });
+  }
+
+  it('PNG overlay round-trips the blended pixels losslessly', async () => {
+    const image = solid(50, 30, [0, 128, 255]);
+    const expected = await overlayPixels(image, cam, { format: 'png' });
+    const encoded = await renderOverlay(image, cam, { format: 'png' });
+    const decoded = await sharp(encoded.data).raw().toBuffer();
+    expect(Buffer.compare(decoded, Buffer.from(expected.data))).toBe(0);
+  });
+
+  it('heatmap is an 8-bit gray PNG at CAM resolution with round(255 * v)', async () => {
+    const heat = await renderHeatmap(cam);
+    const meta = await sharp(heat.data).metadata();
+    expect([meta.format, meta.width, meta.height, meta.channels, meta.space, meta.depth]).toEqual(['png', 14, 14, 1, 'b-w', 'uchar']);
+    // sharp converts to sRGB on output unless told otherwise.
+    const data = await sharp(heat.data).toColourspace('b-w').raw().toBuffer();
+    expect(data.length).toBe(14 * 14);
+    for (let i = 0; i < data.length; i++) expect(data[i]).toBe(Math.round(ref.grid.values[i] * 255));
+  });
+
+  it('never writes NaN or out-of-range heatmap pixels', async () => {
+    const heat = await renderHeatmap({ grid: Float32Array.from([Number.NaN, -1, 0.5, 2]), width: 2, height: 2 });
+    expect(Array.from(await sharp(heat.data).toColourspace('b-w').raw().toBuffer())).toEqual([0, 0, 128, 255]);
+  });
+
+  it('validates options with messages naming the field', () => {
+    expect(() => resolveRenderOptions({ alpha: 1.5 })).toThrow(/alpha/);
+    expect(() => resolveRenderOptions({ maxSide: 0 })).toThrow(/maxSide/);
+    expect(() => resolveRenderOptions({ colormap: 'rainbow' as Colormap })).toThrow(/unknown colormap rainbow/);
+    expect(() => resolveRenderOptions({ jpegQuality: 0 })).toThrow(/jpegQuality/);
+  });
+});
