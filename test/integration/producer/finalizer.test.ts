@@ -1,0 +1,142 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
+import type { RunManifestLine, RunSummary } from '../../../src/shared/manifest.js';
+import { jobIdFor } from '../../../src/shared/queue/contract.js';
+import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps, type StreamUploader } from '../../../src/shared/run-finalizer.js';
+import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
+
+describe('finalizeRun against a real Redis and S3', () => {
+  let t: TestRedis;
+  let b: TestBucket;
+  let runs: RunStore;
+  beforeEach(async () => {
+    t = await testRedis();
+    b = await testBucket();
+    runs = new RunStore(t.redis, { prefix: t.prefix });
+  });
+  afterEach(async () => {
+    await t.cleanup();
+    await b.cleanup();
+  });
+
+  const deps = (extra: Partial<FinalizerDeps> = {}): FinalizerDeps => ({ runs, redis: t.redis, upload: s3StreamUploader(b.store.client), ...extra });
+
+  /** A run of `n` images with every result recorded: every 10th failed, every 7th ok one degenerate. */
+  async function completeRun(id: string, n: number, pad = 0): Promise<string[]> {
+    await runs.createRun({ id, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/${id}/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
+    const keys = Array.from({ length: n }, (_, i) => `in/dir ${i % 3}/img+${i}%ü.jpg`);
+    for (let i = 0; i < n; i += 1000) {
+      await runs.addJobs(id, keys.slice(i, i + 1000).map((key) => ({ key, jobId: jobIdFor(id, key) })));
+    }
+    await runs.finishEnqueue(id);
+    const lines = keys.map((key, i): RunManifestLine =>
+      i % 10 === 0
+        ? { key, status: 'failed', error: `INVALID_IMAGE: not an image ${'x'.repeat(pad)}` }
+        : { key, status: 'ok', top1: { index: i % 4, label: `class-${i % 4}`, probability: 0.5 }, degenerate: i % 7 === 0, outputs: { overlay: `o/${key}`, heatmap: `h/${key}`, prediction: `p/${key}${'y'.repeat(pad)}` } },
+    );
+    for (let i = 0; i < n; i += 500) await Promise.all(lines.slice(i, i + 500).map((l) => runs.recordResult(id, l)));
+    return keys;
+  }
+
+  async function readManifest(id: string): Promise<RunManifestLine[]> {
+    const obj = await b.store.get(b.bucket, `out/${id}/manifest.jsonl`);
+    return obj.body.toString('utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as RunManifestLine);
+  }
+
+  it('lets exactly one of several concurrent finalizers write a complete manifest and summary', async () => {
+    const keys = await completeRun('fin1', 300);
+    const clients = Array.from({ length: 4 }, () => new Redis(t.url));
+    let uploads = 0;
+    const counting: StreamUploader = async (...args) => {
+      uploads++;
+      await s3StreamUploader(b.store.client)(...args);
+    };
+    const outcomes = await Promise.all(
+      clients.map((c, i) => finalizeRun('fin1', { runs: new RunStore(c, { prefix: t.prefix }), redis: c, upload: counting, owner: `w${i}` })),
+    );
+    clients.forEach((c) => c.disconnect());
+
+    expect(outcomes.filter((o) => o.status === 'written')).toHaveLength(1);
+    expect(outcomes.filter((o) => o.status === 'written' || o.status === 'claimed-elsewhere')).toHaveLength(4);
+    expect(uploads).toBe(2); // one manifest + one summary, from the single winner
+
+    const lines = await readManifest('fin1');
+    expect(lines).toHaveLength(300);
+    expect(new Set(lines.map((l) => l.key))).toEqual(new Set(keys));
+    expect(lines.filter((l) => l.status === 'failed')).toHaveLength(30);
+    expect(lines.find((l) => l.key === keys[5])?.top1?.label).toBe('class-1');
+
+    const summary = JSON.parse((await b.store.get(b.bucket, 'out/fin1/summary.json')).body.toString('utf8')) as RunSummary;
+    expect(summary.counts).toEqual({ total: 300, ok: 270, failed: 30 });
+    expect(summary.classHistogram.reduce((s, c) => s + c.count, 0)).toBe(270);
+    expect(summary.classHistogram.find((c) => c.index === 1)).toEqual({ index: 1, label: 'class-1', count: keys.filter((_, i) => i % 4 === 1 && i % 10 !== 0).length });
+    expect(summary.degenerateMaps).toBe(keys.filter((_, i) => i % 7 === 0 && i % 10 !== 0).length);
+    expect(summary.wallTimeSeconds).toBeGreaterThan(0);
+
+    const run = await runs.requireRun('fin1');
+    expect(run.state).toBe('completed');
+    expect(await finalizeRun('fin1', deps())).toEqual({ status: 'already-completed' });
+  });
+
+  it('does nothing for an incomplete run, and the sweeper finishes a run whose finalizer died', async () => {
+    await runs.createRun({ id: 'fin2', source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/fin2/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
+    await runs.addJobs('fin2', ['a.jpg', 'b.jpg'].map((key) => ({ key, jobId: jobIdFor('fin2', key) })));
+    await runs.finishEnqueue('fin2');
+    await runs.recordResult('fin2', { key: 'a.jpg', status: 'ok', top1: { index: 3, probability: 0.9 } });
+    expect(await finalizeRun('fin2', deps())).toMatchObject({ status: 'incomplete', done: 1, total: 2 });
+    await runs.recordResult('fin2', { key: 'b.jpg', status: 'failed', error: 'DECODE: truncated' });
+
+    // A finalizer that fails mid-upload releases its lock; the sweeper then completes the run.
+    const broken: StreamUploader = async (_b, _k, body: Readable) => {
+      body.destroy();
+      throw new Error('S3 went away');
+    };
+    await expect(finalizeRun('fin2', deps({ upload: broken }))).rejects.toThrow('S3 went away');
+    expect((await runs.requireRun('fin2')).state).toBe('finalizing');
+    const swept = await sweepUnfinalized(deps());
+    expect(swept).toEqual([{ runId: 'fin2', outcome: 'written' }]);
+    expect((await readManifest('fin2')).map((l) => l.key).sort()).toEqual(['a.jpg', 'b.jpg']);
+    expect(await sweepUnfinalized(deps())).toEqual([]);
+  });
+
+  it('streams a 10k-result manifest with flat memory', async () => {
+    // ~1 KB per line: a 10 MB manifest, which a collect-then-upload finalizer would hold in full.
+    const keys = await completeRun('fin3', 10_000, 900);
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    const baseline = process.memoryUsage().heapUsed;
+    let peak = 0;
+    let bytes = 0;
+    // Sample retained heap (after a full GC) while the manifest flows into the real S3 upload.
+    const sampling: StreamUploader = async (bucket, key, body, contentType) => {
+      const tap = new PassThrough();
+      let chunks = 0;
+      tap.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (++chunks % 2 === 0) {
+          gc();
+          peak = Math.max(peak, process.memoryUsage().heapUsed - baseline);
+        }
+      });
+      body.pipe(tap);
+      await s3StreamUploader(b.store.client)(bucket, key, tap, contentType);
+    };
+    const out = await finalizeRun('fin3', deps({ upload: sampling, scanCount: 250 }));
+    expect(out.status).toBe('written');
+    const manifestBytes = (await b.store.head(b.bucket, 'out/fin3/manifest.jsonl'))?.size ?? 0;
+    expect(manifestBytes).toBeGreaterThan(9_000_000);
+    expect(bytes).toBeGreaterThan(manifestBytes);
+    // Retained heap stays a small fraction of the manifest size (pages, not the whole run).
+    console.log(`finalizer: manifest ${manifestBytes} B, peak retained heap growth ${peak} B`);
+    expect(peak).toBeLessThan(manifestBytes / 4);
+    const lines = await readManifest('fin3');
+    expect(lines).toHaveLength(keys.length);
+    expect(new Set(lines.map((l) => l.key)).size).toBe(keys.length);
+  });
+});
