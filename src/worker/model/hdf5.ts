@@ -1,0 +1,232 @@
+/**
+ * Keras HDF5 weights → `ModelSpec`, read in Node with h5wasm.
+ *
+ * The file is followed the way Keras' `load_weights` follows it: the `layer_names` attribute
+ * (on the root, or on `model_weights/` in full-model files) lists the layers in order, and each
+ * layer group's `weight_names` attribute lists its datasets in order (kernel, then bias). Dataset
+ * names differ between Keras versions (`block1_conv1_W_1:0`, `block1_conv1/kernel:0`); following
+ * `weight_names` rather than guessing names handles both.
+ *
+ * Memory: h5wasm's Node build reads the host file system directly (Emscripten NODERAWFS), so the
+ * file is never copied into memory or a virtual FS. Large datasets are read in row slices into one
+ * preallocated Float32Array each, so the wasm heap (which never shrinks) stays small instead of
+ * growing to the size of fc1's kernel (411 MB).
+ */
+import { open } from 'node:fs/promises';
+import type H5wasm from 'h5wasm/node';
+import type { Dataset, Group, File as H5File } from 'h5wasm/node';
+import { ModelError, NotFoundError } from '../../shared/errors.js';
+import type { Architecture, LayerShapeInfo, LayerWeights } from './architecture.js';
+import { buildModelSpec, describeLayers, product, sameShape } from './architecture.js';
+import { parseKerasModelConfig } from './keras-config.js';
+import type { ModelSpec } from './spec.js';
+import { vgg16Architecture } from './vgg16.js';
+
+export interface ReadKerasHdf5Options {
+  /**
+   * Architecture the weights belong to. Default: the file's own `model_config` for full-model
+   * files, else VGG16 (weights-only files carry no architecture).
+   */
+  architecture?: Architecture;
+  /** Provenance recorded in the spec. Default: the path. */
+  source?: string;
+  /** Largest slice read from a dataset at once, in bytes. Default 16 MiB. */
+  sliceBytes?: number;
+}
+
+const HDF5_SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+const DEFAULT_SLICE_BYTES = 16 * 1024 * 1024;
+const H5T_FLOAT = 1;
+
+interface H5wasmRuntime {
+  lib: typeof H5wasm;
+  module: Awaited<(typeof H5wasm)['ready']>;
+}
+let h5wasmPromise: Promise<H5wasmRuntime> | null = null;
+
+/** h5wasm loads a 3 MB wasm module; do it once, on first use. */
+async function loadH5wasm(): Promise<H5wasmRuntime> {
+  h5wasmPromise ??= (async () => {
+    const { default: lib } = await import('h5wasm/node');
+    return { lib, module: await lib.ready };
+  })();
+  return h5wasmPromise;
+}
+
+interface FileLayer {
+  name: string;
+  group: Group;
+  datasets: Array<{ name: string; dataset: Dataset; shape: number[] }>;
+}
+
+/** Read a Keras HDF5 weights file (or full-model file) from a local path. */
+export async function readKerasHdf5(path: string, options: ReadKerasHdf5Options = {}): Promise<ModelSpec> {
+  await checkSignature(path);
+  const h5wasm = await loadH5wasm();
+  // Make HDF5 throw its error stack instead of printing it to stderr; restored afterwards.
+  h5wasm.module.activate_throwing_error_handler();
+  let file: H5File | null = null;
+  try {
+    file = hdf5Call(path, 'open the file', () => new h5wasm.lib.File(path, 'r'));
+    if (file.file_id < 0n) throw new ModelError(`${path}: HDF5 could not open the file (corrupt or truncated?)`);
+    const opened = file;
+    const full = hdf5Call(path, 'list the root group', () => opened.keys()).includes('model_weights');
+    const weightsRoot = full ? (opened.get('model_weights') as Group) : opened;
+    const architecture = options.architecture ?? (full ? modelConfigOf(opened, path) : null) ?? vgg16Architecture();
+    const fileLayers = hdf5Call(path, 'read the layer list', () => listWeightedLayers(weightsRoot, path));
+    const plan = matchLayers(architecture, fileLayers, path);
+    const weights = new Map<string, LayerWeights>();
+    for (const { info, fileLayer } of plan) {
+      const arrays = fileLayer.datasets.map((d) =>
+        hdf5Call(path, `read ${fileLayer.name}/${d.name}`, () => readFloat32(d.dataset, d.shape, options.sliceBytes ?? DEFAULT_SLICE_BYTES, `${path}: layer "${info.name}"`)),
+      );
+      weights.set(info.name, { arrays, shapes: fileLayer.datasets.map((d) => d.shape) });
+    }
+    return buildModelSpec(architecture, weights, { source: options.source ?? path });
+  } finally {
+    try {
+      file?.close();
+    } finally {
+      h5wasm.module.deactivate_throwing_error_handler();
+    }
+  }
+}
+
+/** Cheap checks before HDF5 sees the file, so the common failures get plain messages. */
+async function checkSignature(path: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`weights file not found: ${path}`, { cause: err });
+    throw new ModelError(`cannot read weights file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await handle.read(head, 0, 8, 0);
+    if (bytesRead === 0) throw new ModelError(`${path} is empty (0 bytes); expected a Keras HDF5 weights file`);
+    // The signature may also sit at 512, 1024, ... when a user block precedes it; h5py never writes one for Keras.
+    if (bytesRead < 8 || !head.equals(HDF5_SIGNATURE)) throw new ModelError(`${path} is not an HDF5 file (no HDF5 signature at the start)`);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Run an h5wasm call and turn HDF5's thrown error stack into one readable line: the innermost
+ * message, e.g. "truncated file: eof = 4326, ..., stored_eof = 6180".
+ */
+function hdf5Call<T>(path: string, what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ModelError || err instanceof NotFoundError) throw err;
+    const text = err instanceof Error ? err.message : String(err);
+    const lines = text.split('\n').filter((l) => /#\d+:/.test(l));
+    const innermost = lines.length > 0 ? lines[lines.length - 1]!.replace(/^.*\(\): /, '') : text.split('\n')[0]!;
+    const hint = /truncated|eof/i.test(innermost) ? ' (the file is truncated: download it again)' : '';
+    throw new ModelError(`${path}: cannot ${what}: ${innermost.trim()}${hint}`, { cause: err });
+  }
+}
+
+function modelConfigOf(file: Group, path: string): Architecture | null {
+  const attr = file.attrs['model_config'];
+  if (!attr) return null;
+  const value = attr.value;
+  const text = typeof value === 'string' ? value : value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : null;
+  if (text === null) throw new ModelError(`${path}: attribute model_config is not a JSON string`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ModelError(`${path}: attribute model_config is not valid JSON`, { cause: err });
+  }
+  return parseKerasModelConfig(json, path);
+}
+
+function stringList(group: Group, attribute: string, where: string): string[] {
+  const attr = group.attrs[attribute];
+  if (!attr) throw new ModelError(`${where}: attribute "${attribute}" is missing; this is not a Keras weights file`);
+  const value = attr.value;
+  const list = value === null ? [] : Array.isArray(value) ? value : [value];
+  return list.map((v) => {
+    if (typeof v === 'string') return v;
+    if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+    throw new ModelError(`${where}: attribute "${attribute}" holds ${typeof v}, expected strings`);
+  });
+}
+
+/** The file's layers that carry weights, in `layer_names` order, with dataset shapes. */
+function listWeightedLayers(root: Group, path: string): FileLayer[] {
+  const layers: FileLayer[] = [];
+  for (const name of stringList(root, 'layer_names', path)) {
+    const group = root.get(name);
+    if (!group || !('keys' in group)) throw new ModelError(`${path}: layer "${name}" is listed in layer_names but its group is missing`);
+    const weightNames = stringList(group as Group, 'weight_names', `${path}: layer "${name}"`);
+    if (weightNames.length === 0) continue;
+    const datasets = weightNames.map((weightName) => {
+      const entity = (group as Group).get(weightName);
+      if (!entity || !('shape' in entity)) {
+        throw new ModelError(`${path}: layer "${name}": dataset "${weightName}" named in weight_names is missing`);
+      }
+      const dataset = entity as Dataset;
+      return { name: weightName, dataset, shape: dataset.shape ?? [] };
+    });
+    layers.push({ name, group: group as Group, datasets });
+  }
+  return layers;
+}
+
+/**
+ * Pair architecture layers with file layers: by name when every weighted layer of the
+ * architecture is in the file (the usual case, and robust to extra layers), else by position, as
+ * Keras' `load_weights(by_name=False)` does. Shapes are checked here, before any data is read, so
+ * a mismatch in a 553 MB file fails in milliseconds and names the layer.
+ */
+function matchLayers(arch: Architecture, fileLayers: FileLayer[], path: string): Array<{ info: LayerShapeInfo; fileLayer: FileLayer }> {
+  const weighted = describeLayers(arch).filter((l) => l.weightShapes.length > 0);
+  const byName = new Map(fileLayers.map((l) => [l.name, l]));
+  const allNamed = weighted.every((l) => byName.has(l.name));
+  if (!allNamed && weighted.length !== fileLayers.length) {
+    const missing = weighted.find((l) => !byName.has(l.name))!;
+    throw new ModelError(
+      `${path}: no weights for layer "${missing.name}" of ${arch.name}; the file has ${fileLayers.length} weighted layers (${fileLayers.map((l) => l.name).join(', ')}) where ${arch.name} needs ${weighted.length}`,
+    );
+  }
+  return weighted.map((info, i) => {
+    const fileLayer = allNamed ? byName.get(info.name)! : fileLayers[i]!;
+    const label = fileLayer.name === info.name ? `layer "${info.name}"` : `layer "${info.name}" (file layer "${fileLayer.name}")`;
+    if (fileLayer.datasets.length !== info.weightShapes.length) {
+      throw new ModelError(`${path}: ${label} has ${fileLayer.datasets.length} weight arrays in the file, expected ${info.weightShapes.length} (kernel${info.weightShapes.length > 1 ? ', bias' : ''})`);
+    }
+    fileLayer.datasets.forEach((d, j) => {
+      const expected = info.weightShapes[j]!;
+      if (!sameShape(d.shape, expected)) {
+        throw new ModelError(`${path}: ${label}: ${d.name} has shape [${d.shape.join(', ')}] but ${arch.name} needs [${expected.join(', ')}]`);
+      }
+    });
+    return { info, fileLayer };
+  });
+}
+
+/** A float dataset as float32, read in slices along its first axis. */
+function readFloat32(dataset: Dataset, shape: number[], sliceBytes: number, where: string): Float32Array {
+  const meta = dataset.metadata;
+  if (meta.type !== H5T_FLOAT || (meta.size !== 4 && meta.size !== 8)) {
+    throw new ModelError(`${where}: dataset ${dataset.path} has dtype ${JSON.stringify(dataset.dtype)}; expected float32 or float64`);
+  }
+  const total = product(shape);
+  const out = new Float32Array(total);
+  const rows = shape[0] ?? 1;
+  const rowValues = shape.length > 0 ? total / rows : 1;
+  const rowsPerSlice = Math.max(1, Math.floor(sliceBytes / (rowValues * meta.size)));
+  for (let start = 0; start < rows; start += rowsPerSlice) {
+    const end = Math.min(rows, start + rowsPerSlice);
+    const part = shape.length === 0 || (start === 0 && end === rows) ? dataset.value : dataset.slice([[start, end]]);
+    if (!(part instanceof Float32Array || part instanceof Float64Array) || part.length !== (end - start) * rowValues) {
+      throw new ModelError(`${where}: dataset ${dataset.path} returned unexpected data for rows ${start}..${end}`);
+    }
+    out.set(part, start * rowValues);
+  }
+  return out;
+}

@@ -1,0 +1,283 @@
+/**
+ * Where weights come from: a local path, `s3://bucket/key` or an http(s) URL, in Keras HDF5 or
+ * TF.js Layers format. `loadModelSpec` is the one entry point the engines and commands use.
+ *
+ * Remote files are cached on local disk because a worker restarts often and VGG16 is 553 MB:
+ * - keyed by URL + ETag when the server tells the ETag up front (HTTP HEAD, or an injected S3
+ *   `headObject`): a cached copy is reused without downloading again;
+ * - otherwise downloaded and stored by content hash, which at least dedupes the disk copies.
+ * Downloads go to a temporary name and are renamed into place, so a crash or a concurrent worker
+ * never leaves a partial file under a final name.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { basename, dirname, extname, join, posix, resolve } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, ModelError, NotFoundError, TransientError } from '../../shared/errors.js';
+import type { Architecture } from './architecture.js';
+import { readKerasHdf5 } from './hdf5.js';
+import type { ModelSpec } from './spec.js';
+import { readTfjsLayersModel } from './tfjs-layers.js';
+
+/** The storage layer's object read, injected so this module does not depend on it. */
+export type GetObject = (bucket: string, key: string) => Promise<Uint8Array>;
+/** Optional: the object's ETag without downloading it, for cache hits on S3. */
+export type HeadObject = (bucket: string, key: string) => Promise<{ etag?: string }>;
+
+export interface WeightSourceDeps {
+  /** Required for `s3://` sources. */
+  getObject?: GetObject;
+  headObject?: HeadObject;
+  /** Default: global `fetch`. */
+  fetch?: typeof globalThis.fetch;
+}
+
+export type WeightsFormat = 'auto' | 'keras-h5' | 'tfjs-layers';
+
+export interface LoadModelOptions {
+  /** Download cache. Default `$XDG_CACHE_HOME/gradcam-audit/weights`, else `~/.cache/gradcam-audit/weights`. */
+  cacheDir?: string;
+  /** Default `auto`: by extension (.h5/.hdf5 vs .json), else by the file's first bytes. */
+  format?: WeightsFormat;
+  /** Architecture for weights-only HDF5 files. Default VGG16. Ignored for TF.js models. */
+  architecture?: Architecture;
+}
+
+export function defaultWeightsCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'gradcam-audit', 'weights');
+}
+
+export type WeightSource = { kind: 'file'; path: string } | { kind: 's3'; bucket: string; key: string } | { kind: 'http'; url: string };
+
+export function parseWeightSource(source: string): WeightSource {
+  if (source.startsWith('s3://')) {
+    const rest = source.slice(5);
+    const slash = rest.indexOf('/');
+    if (slash <= 0 || slash === rest.length - 1) throw new ConfigError('--weights', `"${source}" is not s3://bucket/key`);
+    return { kind: 's3', bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
+  }
+  if (/^https?:\/\//i.test(source)) {
+    try {
+      return { kind: 'http', url: new URL(source).toString() };
+    } catch (err) {
+      throw new ConfigError('--weights', `"${source}" is not a valid URL`, { cause: err });
+    }
+  }
+  if (source.startsWith('file://')) return { kind: 'file', path: fileURLToPath(source) };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) throw new ConfigError('--weights', `unsupported scheme in "${source}" (use a path, s3:// or http(s)://)`);
+  return { kind: 'file', path: resolve(source) };
+}
+
+export function describeSource(source: WeightSource): string {
+  if (source.kind === 'file') return source.path;
+  if (source.kind === 's3') return `s3://${source.bucket}/${source.key}`;
+  return source.url;
+}
+
+/** A path from a model.json (a shard) resolved against model.json's location, in the same scheme. */
+export function resolveRelative(base: WeightSource, relative: string): WeightSource {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(relative) || relative.startsWith('/')) {
+    throw new ModelError(`${describeSource(base)}: shard path "${relative}" must be relative to model.json`);
+  }
+  if (base.kind === 'file') return { kind: 'file', path: join(dirname(base.path), relative) };
+  if (base.kind === 'http') return { kind: 'http', url: new URL(relative, base.url).toString() };
+  const key = posix.normalize(posix.join(posix.dirname(base.key), relative));
+  if (key.startsWith('../')) throw new ModelError(`s3://${base.bucket}/${base.key}: shard path "${relative}" leaves the bucket`);
+  return { kind: 's3', bucket: base.bucket, key };
+}
+
+/** Load weights from any supported source and format. */
+export async function loadModelSpec(source: string, deps: WeightSourceDeps = {}, options: LoadModelOptions = {}): Promise<ModelSpec> {
+  const parsed = parseWeightSource(source);
+  const cacheDir = options.cacheDir ?? defaultWeightsCacheDir();
+  const label = describeSource(parsed);
+  let format = options.format ?? 'auto';
+  if (format === 'auto') format = formatFromName(parsed);
+  if (format === 'tfjs-layers') return loadTfjs(parsed, deps, cacheDir);
+  // HDF5 needs a real file: h5wasm reads the host file system directly.
+  const local = await localCopy(parsed, deps, cacheDir);
+  if (format === 'auto') format = await sniffFormat(local, label);
+  if (format === 'tfjs-layers') return loadTfjs(parsed, deps, cacheDir, await readFile(local, 'utf8'));
+  return readKerasHdf5(local, { source: label, architecture: options.architecture });
+}
+
+function formatFromName(source: WeightSource): WeightsFormat {
+  const name = source.kind === 'file' ? source.path : source.kind === 's3' ? source.key : new URL(source.url).pathname;
+  const ext = extname(name).toLowerCase();
+  if (ext === '.h5' || ext === '.hdf5') return 'keras-h5';
+  if (ext === '.json') return 'tfjs-layers';
+  if (ext === '.keras') {
+    throw new ConfigError('--weights', `${name}: Keras 3 .keras archives are not supported; save weights as .h5 (model.save_weights("x.weights.h5") is Keras 3 too) or convert to TF.js Layers`);
+  }
+  return 'auto';
+}
+
+async function sniffFormat(path: string, label: string): Promise<WeightsFormat> {
+  const handle = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await handle.read(head, 0, 8, 0);
+    if (bytesRead >= 8 && head.toString('latin1') === '\x89HDF\r\n\x1a\n') return 'keras-h5';
+    if (head.subarray(0, bytesRead).toString('utf8').trimStart().startsWith('{')) return 'tfjs-layers';
+  } finally {
+    await handle.close();
+  }
+  throw new ModelError(`${label}: neither a Keras HDF5 file nor a TF.js model.json (name it .h5 or .json, or check the file)`);
+}
+
+async function loadTfjs(parsed: WeightSource, deps: WeightSourceDeps, cacheDir: string, text?: string): Promise<ModelSpec> {
+  // model.json is small and is what changes when a model is replaced: always read it fresh.
+  const modelJson = text ?? Buffer.from(await readBytes(parsed, deps)).toString('utf8');
+  const readShard = async (relative: string): Promise<Uint8Array> => {
+    const shard = resolveRelative(parsed, relative);
+    return readFile(await localCopy(shard, deps, cacheDir));
+  };
+  return readTfjsLayersModel(modelJson, readShard, { source: describeSource(parsed) });
+}
+
+/** The bytes of a (small) file from any source, uncached. */
+async function readBytes(source: WeightSource, deps: WeightSourceDeps): Promise<Uint8Array> {
+  if (source.kind === 'file') return readLocal(source.path);
+  if (source.kind === 's3') return requireGetObject(deps)(source.bucket, source.key);
+  const response = await httpGet(source.url, deps);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function readLocal(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`weights file not found: ${path}`, { cause: err });
+    throw err;
+  }
+}
+
+/** A local path holding the file: the file itself, or a cached download. */
+async function localCopy(source: WeightSource, deps: WeightSourceDeps, cacheDir: string): Promise<string> {
+  if (source.kind === 'file') {
+    try {
+      await stat(source.path);
+    } catch (err) {
+      throw new NotFoundError(`weights file not found: ${source.path}`, { cause: err });
+    }
+    return source.path;
+  }
+  const label = describeSource(source);
+  const name = safeName(basename(source.kind === 's3' ? source.key : new URL(source.url).pathname) || 'weights');
+  const etag = await remoteEtag(source, deps);
+  if (etag) {
+    const path = join(cacheDir, sha256(`${label}\n${etag}`), name);
+    if (await exists(path)) return path;
+    await download(source, deps, path);
+    return path;
+  }
+  // No ETag: download, then file the copy under its content hash.
+  const temp = join(cacheDir, `.incoming-${randomBytes(8).toString('hex')}`, name);
+  const hash = await download(source, deps, temp);
+  const path = join(cacheDir, `sha256-${hash}`, name);
+  if (await exists(path)) {
+    await rm(dirname(temp), { recursive: true, force: true });
+  } else {
+    await mkdir(dirname(path), { recursive: true });
+    await rename(temp, path);
+    await rm(dirname(temp), { recursive: true, force: true });
+  }
+  return path;
+}
+
+async function remoteEtag(source: WeightSource, deps: WeightSourceDeps): Promise<string | null> {
+  if (source.kind === 's3') return deps.headObject ? ((await deps.headObject(source.bucket, source.key)).etag ?? null) : null;
+  if (source.kind !== 'http') return null;
+  try {
+    const response = await (deps.fetch ?? fetch)(source.url, { method: 'HEAD' });
+    return response.ok ? response.headers.get('etag') : null;
+  } catch {
+    // Some servers refuse HEAD; the GET that follows reports real failures.
+    return null;
+  }
+}
+
+/** Download to `path` (atomically: temp name, then rename); returns the sha256 of the content. */
+async function download(source: WeightSource, deps: WeightSourceDeps, path: string): Promise<string> {
+  await mkdir(dirname(path), { recursive: true });
+  const temp = `${path}.part-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const hash = createHash('sha256');
+  try {
+    if (source.kind === 's3') {
+      const bytes = await requireGetObject(deps)(source.bucket, source.key);
+      hash.update(bytes);
+      const handle = await open(temp, 'w');
+      try {
+        await handle.writeFile(bytes);
+      } finally {
+        await handle.close();
+      }
+    } else if (source.kind === 'http') {
+      const response = await httpGet(source.url, deps);
+      const expected = Number(response.headers.get('content-length') ?? Number.NaN);
+      let received = 0;
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          received += chunk.length;
+          hash.update(chunk);
+          done(null, chunk);
+        },
+      });
+      try {
+        await pipeline(Readable.fromWeb(response.body as WebReadableStream), tap, createWriteStream(temp));
+      } catch (err) {
+        throw new TransientError(`download of ${source.url} broke off after ${received} bytes: ${(err as Error).message}`, { cause: err });
+      }
+      if (Number.isFinite(expected) && received !== expected) {
+        throw new TransientError(`download of ${source.url} is truncated: ${received} of ${expected} bytes`);
+      }
+    }
+    await rename(temp, path);
+  } finally {
+    await rm(temp, { force: true });
+  }
+  return hash.digest('hex');
+}
+
+async function httpGet(url: string, deps: WeightSourceDeps): Promise<Response> {
+  let response: Response;
+  try {
+    response = await (deps.fetch ?? fetch)(url);
+  } catch (err) {
+    throw new TransientError(`cannot reach ${url}: ${(err as Error).message}`, { cause: err });
+  }
+  if (response.ok && response.body) return response;
+  const reason = `${url} answered HTTP ${response.status}`;
+  if (response.status === 404 || response.status === 410) throw new NotFoundError(`weights not found: ${reason}`);
+  if (response.status >= 500 || response.status === 429) throw new TransientError(reason);
+  throw new ModelError(`cannot download weights: ${reason}`);
+}
+
+function requireGetObject(deps: WeightSourceDeps): GetObject {
+  if (!deps.getObject) throw new ConfigError('--weights', 's3:// weights need S3 access, but no getObject was provided');
+  return deps.getObject;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** A file name safe for the cache directory whatever the remote key was. */
+function safeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'weights';
+}
