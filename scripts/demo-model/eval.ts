@@ -10,9 +10,9 @@ import { parseArgs } from 'node:util';
 import { CAM_METHODS, type CamMethod, type ScoreMode } from '../../src/shared/explain-options.js';
 import type { Engine, PreprocessedImage } from '../../src/worker/engine/engine.js';
 import { createEngine } from '../../src/worker/engine/factory.js';
+import { preprocess } from '../../src/worker/image/preprocess.js';
 import { LAST_CONV_LAYER } from './architecture.js';
 import { useBackend } from './backend.js';
-import { writeCaffeInput } from './data.js';
 import { loadLayersModelFromDir } from './model-io.js';
 import { pointingHit } from './pointing-game.js';
 import { specFromLayersModel } from './spec-from-layers.js';
@@ -53,10 +53,9 @@ export interface EvalResult {
   seconds: number;
 }
 
-function toInput(image: SyntheticImage): PreprocessedImage {
-  const data = new Float32Array(image.width * image.height * 3);
-  writeCaffeInput(image.rgb, data);
-  return { data, height: image.height, width: image.width };
+/** The worker's own preprocessing (resize is the identity here: scenes are drawn at the input size). */
+function toInput(image: SyntheticImage, engine: Engine): PreprocessedImage {
+  return preprocess({ data: image.rgb, width: image.width, height: image.height }, { width: engine.info.inputWidth, height: engine.info.inputHeight });
 }
 
 /** Evaluate `engine` on the held-out set. Images are grouped by true class so each batch explains that class. */
@@ -77,7 +76,7 @@ export async function evaluate(engine: Engine, options: EvalOptions): Promise<Ev
     let classHits = 0;
     for (let start = 0; start < images.length; start += options.batchSize) {
       const batch = images.slice(start, start + options.batchSize);
-      const inputs = batch.map(toInput);
+      const inputs = batch.map((image) => toInput(image, engine));
       for (const score of scores) {
         const results = await engine.explain({ images: inputs, targets: { kind: 'indices', indices: [classIndex] }, topK: 1, method: options.method, score });
         results.forEach((result, i) => {

@@ -5,7 +5,7 @@
  * Every batch is freshly generated from the training seed (an endless, reproducible data stream), so
  * the network cannot memorise images; validation uses a different seed.
  *
- *   npm run train:demo-model -- [--steps 900] [--batch-size 32] [--seed 1] [--out models/demo]
+ *   npm run train:demo-model -- [--steps 2400] [--batch-size 32] [--seed 1] [--out models/demo]
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,12 +14,12 @@ import * as tf from '@tensorflow/tfjs';
 import { buildDemoLayersModel, DEMO_ARCHITECTURE, disposeParams, forwardLogits, initParams, LAST_CONV_LAYER, MODEL_NAME, toLayerWeights, TRAINING_INPUT_SCALE, type DemoParams } from './architecture.js';
 import { useBackend, type ScriptBackend } from './backend.js';
 import { caffeBatch, generateRange } from './data.js';
-import { fileSaveHandler } from './model-io.js';
+import { fileSaveHandler, loadLayersModelFromDir } from './model-io.js';
 import { Prng } from './prng.js';
 import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES } from './synth.js';
 
 export interface TrainOptions {
-  /** Optimiser steps. Default 900. */
+  /** Optimiser steps. Default 2400. */
   steps: number;
   /** Images per step. Default 32. */
   batchSize: number;
@@ -29,26 +29,31 @@ export interface TrainOptions {
   validationSeed: number;
   /** Validation images scored after training. Default 250. */
   validationSize: number;
-  /** Peak Adam learning rate, reached after `warmupSteps`, then cosine-decayed to 5% of it. Default 3e-3. */
+  /** Peak Adam learning rate, reached after `warmupSteps`, then cosine-decayed to 5% of it. Default 2e-3. */
   learningRate: number;
-  /** Linear warm-up steps. Default 30. */
+  /** Linear warm-up steps. Default 50. */
   warmupSteps: number;
   /** Log every this many steps. Default 25. */
   logEvery: number;
+  /** Save the model (and a quick validation score) every this many steps; 0 saves only at the end. Default 300. */
+  checkpointEvery: number;
+  /** Start from the weights in this folder instead of a fresh initialisation (warm restart). */
+  initFrom?: string;
   /** Output folder. Default models/demo. */
   outDir: string;
   backend: ScriptBackend;
 }
 
 export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
-  steps: 900,
+  steps: 2400,
   batchSize: 32,
   seed: 1,
   validationSeed: 1001,
   validationSize: 250,
-  learningRate: 3e-3,
-  warmupSteps: 30,
+  learningRate: 2e-3,
+  warmupSteps: 50,
   logEvery: 25,
+  checkpointEvery: 300,
   outDir: 'models/demo',
   backend: 'wasm' as ScriptBackend,
 });
@@ -85,11 +90,67 @@ async function accuracy(params: DemoParams, seed: number, count: number): Promis
   return correct / count;
 }
 
+interface SaveInfo {
+  stepsDone: number;
+  seconds: number;
+  validationAccuracy: number;
+  validationImages: number;
+}
+
+/** Export the trained variables as a `tf.Sequential` and write model.json, the shard, labels and a training record. */
+async function saveModel(params: DemoParams, options: TrainOptions, backend: string, info: SaveInfo): Promise<number> {
+  const model = buildDemoLayersModel(DEMO_ARCHITECTURE);
+  const weights = toLayerWeights(params);
+  model.setWeights(weights);
+  tf.dispose(weights);
+  const saved = await model.save(fileSaveHandler(options.outDir));
+  await writeFile(path.join(options.outDir, 'labels.json'), `${JSON.stringify([...DEMO_CLASSES], null, 2)}\n`);
+  const record = {
+    model: MODEL_NAME,
+    classes: [...DEMO_CLASSES],
+    inputShape: [DEMO_ARCHITECTURE.inputSize, DEMO_ARCHITECTURE.inputSize, 3],
+    preprocessing: 'keras caffe (RGB->BGR, minus ImageNet mean, 0..255)',
+    gradcamLayer: LAST_CONV_LAYER,
+    parameters: model.countParams(),
+    weightBytes: saved.modelArtifactsInfo.weightDataBytes,
+    training: {
+      steps: info.stepsDone,
+      plannedSteps: options.steps,
+      batchSize: options.batchSize,
+      seed: options.seed,
+      learningRate: options.learningRate,
+      warmupSteps: options.warmupSteps,
+      initFrom: options.initFrom ?? null,
+      scene: DEFAULT_SCENE_OPTIONS,
+      backend,
+      seconds: Math.round(info.seconds),
+    },
+    validation: { seed: options.validationSeed, images: info.validationImages, accuracy: info.validationAccuracy },
+  };
+  await writeFile(path.join(options.outDir, 'training.json'), `${JSON.stringify(record, null, 2)}\n`);
+  model.dispose();
+  return record.weightBytes ?? 0;
+}
+
+/** Load saved weights into the training variables, undoing the input-scale fold of the first kernel. */
+async function loadInto(params: DemoParams, dir: string): Promise<void> {
+  const model = await loadLayersModelFromDir(dir);
+  const weights = model.getWeights();
+  const targets = [...params.convs.flatMap((c) => [c.kernel, c.bias]), params.dense.kernel, params.dense.bias];
+  if (weights.length !== targets.length) throw new Error(`${dir} has ${weights.length} weight arrays, the demo network ${targets.length}`);
+  weights.forEach((w, i) => {
+    const target = targets[i] as tf.Variable;
+    target.assign(i === 0 ? tf.mul(w, TRAINING_INPUT_SCALE) : w);
+  });
+  model.dispose();
+}
+
 export async function train(options: TrainOptions): Promise<void> {
   if (options.seed === options.validationSeed) throw new RangeError('validation seed must differ from the training seed');
   const backend = await useBackend(options.backend);
   const params = initParams(new Prng(options.seed ^ 0x5eed), DEMO_ARCHITECTURE);
   const optimizer = new ScheduledAdam(options.learningRate, 0.9, 0.999, 1e-7);
+  if (options.initFrom !== undefined) await loadInto(params, options.initFrom);
   const variables = [...params.convs.flatMap((c) => [c.kernel, c.bias]), params.dense.kernel, params.dense.bias];
   console.log(`training ${MODEL_NAME} on ${backend}: ${options.steps} steps x ${options.batchSize} images`);
   const started = Date.now();
@@ -125,39 +186,18 @@ export async function train(options: TrainOptions): Promise<void> {
       windowLoss = 0;
       windowCorrect = 0;
     }
+    if (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery === 0 && step + 1 < options.steps) {
+      const quick = await accuracy(params, options.validationSeed, 100);
+      await saveModel(params, options, backend, { stepsDone: step + 1, seconds: (Date.now() - started) / 1000, validationAccuracy: quick, validationImages: 100 });
+      console.log(`checkpoint at step ${step + 1}: validation accuracy ${quick.toFixed(3)} on 100 images`);
+    }
   }
   const trainSeconds = (Date.now() - started) / 1000;
   const validationAccuracy = await accuracy(params, options.validationSeed, options.validationSize);
   console.log(`validation accuracy ${validationAccuracy.toFixed(4)} on ${options.validationSize} images (seed ${options.validationSeed})`);
 
-  const model = buildDemoLayersModel(DEMO_ARCHITECTURE);
-  const weights = toLayerWeights(params);
-  model.setWeights(weights);
-  tf.dispose(weights);
-  const saved = await model.save(fileSaveHandler(options.outDir));
-  await writeFile(path.join(options.outDir, 'labels.json'), `${JSON.stringify([...DEMO_CLASSES], null, 2)}\n`);
-  const record = {
-    model: MODEL_NAME,
-    classes: [...DEMO_CLASSES],
-    inputShape: [DEMO_ARCHITECTURE.inputSize, DEMO_ARCHITECTURE.inputSize, 3],
-    preprocessing: 'keras caffe (RGB->BGR, minus ImageNet mean, 0..255)',
-    gradcamLayer: LAST_CONV_LAYER,
-    parameters: model.countParams(),
-    weightBytes: saved.modelArtifactsInfo.weightDataBytes,
-    training: {
-      steps: options.steps,
-      batchSize: options.batchSize,
-      seed: options.seed,
-      learningRate: options.learningRate,
-      scene: DEFAULT_SCENE_OPTIONS,
-      backend,
-      seconds: Math.round(trainSeconds),
-    },
-    validation: { seed: options.validationSeed, images: options.validationSize, accuracy: validationAccuracy },
-  };
-  await writeFile(path.join(options.outDir, 'training.json'), `${JSON.stringify(record, null, 2)}\n`);
-  console.log(`saved ${options.outDir}/model.json (${record.parameters} parameters, ${record.weightBytes} weight bytes) in ${trainSeconds.toFixed(0)}s of training`);
-  model.dispose();
+  const bytes = await saveModel(params, options, backend, { stepsDone: options.steps, seconds: trainSeconds, validationAccuracy, validationImages: options.validationSize });
+  console.log(`saved ${options.outDir}/model.json (${bytes} weight bytes) after ${trainSeconds.toFixed(0)}s of training`);
   optimizer.dispose();
   disposeParams(params);
 }
@@ -171,6 +211,8 @@ function parseOptions(argv: string[]): TrainOptions {
       seed: { type: 'string' },
       'learning-rate': { type: 'string' },
       out: { type: 'string' },
+      init: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
       backend: { type: 'string' },
     },
   });
@@ -191,6 +233,8 @@ function parseOptions(argv: string[]): TrainOptions {
     seed: int('seed', values.seed, DEFAULT_TRAIN_OPTIONS.seed),
     learningRate: lr,
     outDir: values.out ?? DEFAULT_TRAIN_OPTIONS.outDir,
+    checkpointEvery: values['checkpoint-every'] === undefined ? DEFAULT_TRAIN_OPTIONS.checkpointEvery : int('checkpoint-every', values['checkpoint-every'], 0),
+    ...(values.init === undefined ? {} : { initFrom: values.init }),
     backend,
   };
 }
