@@ -8,10 +8,11 @@ import { CAM_METHODS, SCORE_MODES } from '../../shared/explain-options.js';
 import type { TargetSpec } from '../../shared/explain-options.js';
 import type { EngineRequest } from './engine.js';
 
-/** Indices of the `k` largest probabilities, best first; ties keep the lower index first. */
+/** Indices of the `k` largest probabilities, best first; ties keep the lower index first, NaN sorts last. */
 export function topKIndices(probabilities: ArrayLike<number>, k: number): number[] {
   const order = Array.from({ length: probabilities.length }, (_, i) => i);
-  order.sort((x, y) => probabilities[y] - probabilities[x] || x - y);
+  const value = (i: number): number => (Number.isNaN(probabilities[i]) ? -Infinity : probabilities[i]);
+  order.sort((x, y) => value(y) - value(x) || x - y);
   return order.slice(0, Math.max(0, Math.min(k, order.length)));
 }
 

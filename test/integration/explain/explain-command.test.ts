@@ -1,0 +1,157 @@
+/**
+ * `explain` end to end on a small generated model in both weight formats (Keras HDF5 full-model
+ * file and TF.js Layers), real images, real decoding, engine, rendering and file output. One run
+ * goes through the real CLI binary in a child process to check flags, output and the exit code.
+ */
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, beforeEach, describe, expect, onTestFailed, test } from 'vitest';
+import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
+import { loadModelSpec } from '../../../src/worker/model/source.js';
+import { writeKerasHdf5 } from '../../../scripts/weights/write-keras-hdf5.js';
+import { writeTfjsLayers } from '../../../scripts/weights/write-tfjs-layers.js';
+import { silentLogger } from '../../../src/shared/logger.js';
+import type { ImageManifest } from '../../../src/shared/manifest.js';
+import { IMAGE_MANIFEST_SCHEMA } from '../../../src/shared/manifest.js';
+import { parseExplainFlags } from '../../../src/worker/explain/options.js';
+import { defaultExplainDeps, runExplain } from '../../../src/worker/explain/run.js';
+import { PACKAGE_VERSION } from '../../../src/shared/version.js';
+
+const root = path.resolve(import.meta.dirname, '../../..');
+const fixtures = path.join(root, 'test/fixtures/images');
+let dir: string;
+let h5: string;
+let modelJson: string;
+let labelsFile: string;
+let images: string[];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'explain-'));
+  const spec = vggShapedSpec({ seed: 9, inputShape: [32, 32, 3], classes: 4, inputStd: 60 });
+  h5 = path.join(dir, 'small.h5');
+  await writeKerasHdf5(h5, spec, { style: 'modern', fullModel: true });
+  modelJson = await writeTfjsLayers(path.join(dir, 'tfjs'), spec);
+  labelsFile = path.join(dir, 'labels.txt');
+  await writeFile(labelsFile, 'circle\nsquare\ntriangle\nstar\n');
+  // Two inputs share a base name (a/x.jpg, b/x.jpg); one name has characters unsafe in paths.
+  await mkdir(path.join(dir, 'a'));
+  await mkdir(path.join(dir, 'b'));
+  images = [path.join(dir, 'a', 'x.jpg'), path.join(dir, 'b', 'x.jpg'), path.join(dir, '..weird name;$(x).png'), path.join(dir, 'gray.png')];
+  await copyFile(path.join(fixtures, 'parity/photo-333x217.jpg'), images[0]);
+  await copyFile(path.join(fixtures, 'parity/rgb-97x401.png'), images[1]);
+  await copyFile(path.join(fixtures, 'parity/rgba-123x77.png'), images[2]);
+  await copyFile(path.join(fixtures, 'parity/gray-150x90.png'), images[3]);
+}, 60_000);
+
+let failed = false;
+beforeEach(() => {
+  onTestFailed(() => {
+    failed = true;
+  });
+});
+afterAll(async () => {
+  // A failed run's files stay for inspection.
+  if (failed) console.error(`explain test files kept in ${dir}`);
+  else await rm(dir, { recursive: true, force: true });
+});
+
+async function manifests(out: string): Promise<ImageManifest[]> {
+  const names = (await readdir(out)).filter((n) => n.endsWith('.json')).sort();
+  return Promise.all(names.map(async (n) => JSON.parse(await readFile(path.join(out, n), 'utf8')) as ImageManifest));
+}
+
+describe('explain', () => {
+  test('TF.js Layers weights: outputs per image, safe distinct names, complete manifests, bad images reported', async () => {
+    const out = path.join(dir, 'out-tfjs');
+    const lines: string[] = [];
+    const deps = { ...(await defaultExplainDeps(silentLogger())), report: (l: string) => lines.push(l) };
+    const truncated = path.join(fixtures, 'hostile/truncated.jpg');
+    const missing = path.join(dir, 'missing.jpg');
+    const options = parseExplainFlags([...images, truncated, missing], {
+      weights: modelJson, out, targets: 'topk', topK: '2', method: 'gradcam++', score: 'logit', labels: labelsFile, backend: 'wasm', batchSize: '3', format: 'png', maxSide: '200',
+    });
+    const summary = await runExplain(options, deps);
+    expect(summary).toMatchObject({ ok: 4, failed: 2 });
+    expect(lines.filter((l) => l.startsWith('FAILED')).join('\n')).toMatch(/truncated\.jpg: CORRUPT_IMAGE/);
+    expect(lines.filter((l) => l.startsWith('FAILED')).join('\n')).toMatch(/missing\.jpg: no such file/);
+
+    const files = (await readdir(out)).sort();
+    expect(files).toHaveLength(12);
+    expect(files.every((f) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(f))).toBe(true);
+    const xs = files.filter((f) => /^x-[0-9a-f]{10}\.json$/.test(f));
+    expect(xs).toHaveLength(2);
+    expect(files).toContain('weird_name_x_.json');
+    expect(files).toContain('gray.overlay.png');
+
+    const spec = await loadModelSpec(modelJson);
+    for (const m of await manifests(out)) {
+      expect(m.schema).toBe(IMAGE_MANIFEST_SCHEMA);
+      expect(m.provenance).toMatchObject({
+        weightsSource: modelJson, weightsHash: spec.weightsHash, layer: 'block2_conv2', method: 'gradcam++', score: 'logit', resize: 'nearest', engine: 'tfjs', backend: 'wasm', packageVersion: PACKAGE_VERSION,
+      });
+      expect(m.predictions).toHaveLength(2);
+      expect(m.predictions[0].label).toBe(['circle', 'square', 'triangle', 'star'][m.predictions[0].index]);
+      expect(m.targets.map((t) => t.classIndex)).toEqual(m.predictions.map((p) => p.index));
+      for (const t of m.targets) {
+        expect(t.grid).toHaveLength(t.gridHeight * t.gridWidth);
+        expect([t.gridHeight, t.gridWidth]).toEqual([16, 16]);
+        expect(t.grid.every((v) => v >= 0 && v <= 1)).toBe(true);
+        if (t.degenerate === null) expect(Math.max(...t.grid)).toBe(1);
+      }
+      expect(Object.keys(m.timings)).toEqual(expect.arrayContaining(['read', 'decode', 'preprocess', 'engine', 'render', 'write']));
+      const overlay = await sharp(path.join(out, m.outputs.overlay)).metadata();
+      const scale = Math.min(1, 200 / Math.max(m.source.width, m.source.height));
+      expect(overlay.format).toBe('png');
+      expect([overlay.width, overlay.height]).toEqual([Math.round(m.source.width * scale), Math.round(m.source.height * scale)]);
+      const heat = await sharp(path.join(out, m.outputs.heatmap)).metadata();
+      expect([heat.width, heat.height, heat.channels]).toEqual([16, 16, 1]);
+    }
+    const photo = (await manifests(out)).find((m) => m.source.uri === images[0])!;
+    expect(photo.source).toMatchObject({ format: 'jpeg', width: 333, height: 217 });
+  });
+
+  test('Keras HDF5 weights through the CLI binary: same predictions as TF.js weights, exit code 1 when an image fails', async () => {
+    const out = path.join(dir, 'out-h5');
+    const args = ['tsx', 'src/cli.ts', 'explain', images[0], images[3], path.join(fixtures, 'hostile/text.jpg'), '--weights', h5, '--out', out, '--backend', 'wasm', '--top-k', '3', '--labels', labelsFile];
+    const run = await promisify(execFile)('npx', args, { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' } }).then(
+      (r) => ({ code: 0, ...r }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/2 explained, 1 failed/);
+    expect(run.stdout).toMatch(/FAILED .*text\.jpg: NOT_AN_IMAGE/);
+    const h5Manifests = await manifests(out);
+    expect(h5Manifests.map((m) => path.basename(m.source.uri)).sort()).toEqual(['gray.png', 'x.jpg']);
+    expect(h5Manifests.every((m) => m.outputs.overlay.endsWith('.overlay.jpg'))).toBe(true);
+
+    // The same weights in the other format give the same predictions.
+    const tfjs = await manifests(path.join(dir, 'out-tfjs'));
+    for (const m of h5Manifests) {
+      expect(m.provenance.method).toBe('gradcam');
+      expect(m.targets).toHaveLength(1);
+      const other = tfjs.find((t) => t.source.uri === m.source.uri)!;
+      expect(m.predictions[0].index).toBe(other.predictions[0].index);
+      expect(m.predictions[0].probability).toBeCloseTo(other.predictions[0].probability, 5);
+    }
+  });
+
+  test('flag errors name the flag and exit with code 2', async () => {
+    const run = await promisify(execFile)('npx', ['tsx', 'src/cli.ts', 'explain', images[0], '--weights', h5, '--method', 'gradcam+++'], { cwd: root }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/CONFIG: --method: expected one of gradcam, gradcam\+\+, hirescam, xgradcam, layercam, got "gradcam\+\+\+"/);
+    expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', targets: '3,x' })).toThrow(/--targets: expected top1, topk or comma-separated/);
+    expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', alpha: '1.5' })).toThrow(/--alpha: expected a number from 0 to 1/);
+    expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', batchSize: '0' })).toThrow(/--batch-size/);
+    expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', backend: 'tpu' })).toThrow(/--backend/);
+    expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', engine: 'torch' })).toThrow(/--engine/);
+    expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', maxSide: '-3' })).toThrow(/--max-side/);
+    expect(() => parseExplainFlags(['a.jpg'], {})).toThrow(/--weights: required/);
+  });
+});
