@@ -16,6 +16,7 @@ const program = new Command('gradcam-audit')
 // Subcommands register here (each module exports a function returning a configured Command).
 const registrations: Array<() => Promise<Command>> = [
   // explain, enqueue, worker, status, dashboard, demo are added by their modules
+  async () => (await import('./worker/explain/command.js')).explainCommand(),
 ];
 
 async function main(argv: string[]): Promise<void> {
