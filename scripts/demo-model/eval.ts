@@ -11,11 +11,10 @@ import { CAM_METHODS, type CamMethod, type ScoreMode } from '../../src/shared/ex
 import type { Engine, PreprocessedImage } from '../../src/worker/engine/engine.js';
 import { createEngine } from '../../src/worker/engine/factory.js';
 import { preprocess } from '../../src/worker/image/preprocess.js';
+import { loadModelSpec } from '../../src/worker/model/source.js';
 import { LAST_CONV_LAYER } from './architecture.js';
 import { useBackend } from './backend.js';
-import { loadLayersModelFromDir } from './model-io.js';
 import { pointingHit } from './pointing-game.js';
-import { specFromLayersModel } from './spec-from-layers.js';
 import { DEMO_CLASSES, generateImage, type SyntheticImage } from './synth.js';
 
 export interface EvalOptions {
@@ -139,9 +138,7 @@ function parseOptions(argv: string[]): EvalOptions {
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   await useBackend('wasm');
-  const layers = await loadLayersModelFromDir(options.modelDir);
-  const spec = await specFromLayersModel(layers, path.join(options.modelDir, 'model.json'));
-  layers.dispose();
+  const spec = await loadModelSpec(path.join(options.modelDir, 'model.json'));
   const engine = await createEngine({ spec, layer: LAST_CONV_LAYER, backend: 'wasm' });
   try {
     const r = await evaluate(engine, options);
