@@ -9,7 +9,7 @@
 import sharp from 'sharp';
 import type { Colormap, OverlayFormat } from '../../shared/explain-options.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
-import { applyColormap, colormapTable } from './colormap.js';
+import { colormapIndex, colormapTable } from './colormap.js';
 import type { RgbImage } from './resize.js';
 import { resizeGridBilinear } from './upsample.js';
 
@@ -75,19 +75,41 @@ export function overlaySize(width: number, height: number, maxSide?: number): { 
 }
 
 /**
- * `round((1 - alpha) * image + alpha * colour)` per byte. Two 256-entry tables make it one add and
- * one round per byte; the products are exact enough in doubles for the rounding to be stable.
+ * `round((1 - alpha) * image + alpha * colour)` per byte, in doubles: the reference formula.
+ * The overlay itself uses `blendColormapped`, which fuses colouring and blending.
  */
 export function blendRgb(image: Uint8Array, colour: Uint8Array, alpha: number): Uint8Array {
   if (image.length !== colour.length) throw new RangeError(`blend: image has ${image.length} bytes, colour layer ${colour.length}`);
-  const keep = new Float64Array(256);
-  const add = new Float64Array(256);
-  for (let v = 0; v < 256; v++) {
-    keep[v] = (1 - alpha) * v;
-    add[v] = alpha * v;
-  }
   const out = new Uint8Array(image.length);
-  for (let i = 0; i < image.length; i++) out[i] = Math.round(keep[image[i]] + add[colour[i]]);
+  for (let i = 0; i < image.length; i++) out[i] = Math.round((1 - alpha) * image[i] + alpha * colour[i]);
+  return out;
+}
+
+/** Fixed-point fraction bits for blending; 16 keeps every sum below 2^31. */
+const BLEND_BITS = 16;
+const BLEND_ONE = 1 << BLEND_BITS;
+
+/**
+ * Colour-map `values` (one per pixel) and blend over `image` in one pass, without an intermediate
+ * colour layer: `round((1 - alpha) * image + alpha * lut[index(v)])` with both products rounded to
+ * 16 fractional bits in 256/768-entry tables. Equals `blendRgb` whenever alpha is a multiple of
+ * 1/256 (0.5, 0.25, ...); otherwise it may differ by one level exactly at .5 ties, where it rounds
+ * the true value up while doubles can land either side.
+ */
+export function blendColormapped(image: Uint8Array, values: Float32Array, table: Uint8Array, alpha: number): Uint8Array {
+  if (image.length !== values.length * 3) throw new RangeError(`blend: image has ${image.length} bytes, ${values.length} CAM values need ${values.length * 3}`);
+  const keep = new Int32Array(256);
+  for (let v = 0; v < 256; v++) keep[v] = Math.round((1 - alpha) * v * BLEND_ONE);
+  const add = new Int32Array(table.length);
+  for (let j = 0; j < table.length; j++) add[j] = Math.round(alpha * table[j] * BLEND_ONE);
+  const half = BLEND_ONE >> 1;
+  const out = new Uint8Array(image.length);
+  for (let p = 0, o = 0; p < values.length; p++, o += 3) {
+    const t = colormapIndex(values[p]) * 3;
+    out[o] = (keep[image[o]] + add[t] + half) >> BLEND_BITS;
+    out[o + 1] = (keep[image[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
+    out[o + 2] = (keep[image[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
+  }
   return out;
 }
 
@@ -109,8 +131,7 @@ export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Part
       .toBuffer();
   }
   const upsampled = resizeGridBilinear(cam.grid, cam.width, cam.height, size.width, size.height);
-  const colours = applyColormap(upsampled, opts.colormap);
-  return { data: blendRgb(base, colours, opts.alpha), width: size.width, height: size.height };
+  return { data: blendColormapped(base, upsampled, colormapTable(opts.colormap), opts.alpha), width: size.width, height: size.height };
 }
 
 /** Overlay encoded as PNG, JPEG or WebP. */

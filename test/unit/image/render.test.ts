@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { Colormap } from '../../../src/shared/explain-options.js';
 import { COLORMAPS } from '../../../src/shared/explain-options.js';
 import { applyColormap, colormapIndex, colormapTable } from '../../../src/worker/image/colormap.js';
-import { blendRgb, overlayPixels, overlaySize, renderHeatmap, renderOverlay, resolveRenderOptions } from '../../../src/worker/image/render.js';
+import { blendColormapped, blendRgb, overlayPixels, overlaySize, renderHeatmap, renderOverlay, resolveRenderOptions } from '../../../src/worker/image/render.js';
 import { resizeGridBilinear } from '../../../src/worker/image/upsample.js';
 
 interface RenderReference {
@@ -97,6 +97,25 @@ describe('alpha blending', () => {
     expect(Array.from(blendRgb(image, colour, 0.25))).toEqual([125, 71, 64, 191]);
     expect(Array.from(blendRgb(image, colour, 0))).toEqual(Array.from(image));
     expect(Array.from(blendRgb(image, colour, 1))).toEqual(Array.from(colour));
+  });
+
+  it('fused colour-and-blend equals colour-then-blend (exactly for dyadic alphas, within 1 otherwise)', () => {
+    const n = 5000;
+    const image = new Uint8Array(n * 3);
+    const values = new Float32Array(n);
+    let seed = 12345;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (let i = 0; i < image.length; i++) image[i] = Math.floor(rand() * 256);
+    for (let i = 0; i < n; i++) values[i] = rand() * 1.2 - 0.1; // includes out-of-range values
+    for (const name of COLORMAPS) {
+      const colours = applyColormap(values, name);
+      for (const alpha of [0, 0.25, 0.5, 0.75, 1]) {
+        expect(Buffer.compare(Buffer.from(blendColormapped(image, values, colormapTable(name), alpha)), Buffer.from(blendRgb(image, colours, alpha)))).toBe(0);
+      }
+      const fused = blendColormapped(image, values, colormapTable(name), 0.3);
+      const reference = blendRgb(image, colours, 0.3);
+      for (let i = 0; i < fused.length; i++) expect(Math.abs(fused[i] - reference[i])).toBeLessThanOrEqual(1);
+    }
   });
 
   it('blends a uniform CAM into a uniform image exactly', async () => {
