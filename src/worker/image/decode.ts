@@ -2,6 +2,10 @@
  * Image bytes → 8-bit RGB pixels, the way `keras.utils.load_img` sees them (PIL `convert('RGB')`),
  * with sharp/libvips doing the decoding.
  *
+ * Where we deliberately differ from PIL: EXIF orientation is applied (option `autoOrient`), and
+ * 16-bit grayscale keeps its high byte where PIL's convert('RGB') clips every value above 255 to
+ * white. 16-bit RGB, gray, palette, RGBA/LA and CMYK match PIL bit for bit (tested).
+ *
  * Order of checks matters for hostile input: emptiness and magic bytes first, then the header
  * (metadata only, no pixel data), then the pixel limit, and only then a full decode. A PNG that
  * declares 30000x30000 is therefore rejected after reading a few bytes, never allocated.

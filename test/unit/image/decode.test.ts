@@ -112,6 +112,15 @@ describe('decoded pixel values', () => {
     expect(pixel(img, 39, 29)).toEqual([0xab, 0x34, 0xf0]);
   });
 
+  it('reduces 16-bit gray to the high byte (PIL would clip it to 255: a Pillow quirk we do not copy)', async () => {
+    const img = await decodeImage(bytesOf('gray16.png'));
+    expect(img.sourceSpace).toBe('grey16');
+    for (const x of [0, 7, 15]) {
+      const high = (0x0fff * (x + 1)) >> 8;
+      expect(pixel(img, x, 2)).toEqual([high, high, high]);
+    }
+  });
+
   it('replicates gray into R, G and B', async () => {
     const img = await decodeImage(bytesOf('gray.png'));
     expect(img.sourceSpace).toBe('b-w');
