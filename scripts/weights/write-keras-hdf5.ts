@@ -6,6 +6,8 @@
  * `fullModel` nests the weights under `model_weights/` and stores `model_config`, as
  * `model.save('x.h5')` does. Strings are fixed-length ASCII, as h5py writes them for Keras.
  */
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import h5wasm from 'h5wasm/node';
 import type { Group } from 'h5wasm/node';
 import { architectureOf } from '../../src/worker/model/architecture.js';
@@ -22,7 +24,9 @@ export interface WriteKerasHdf5Options {
 
 export async function writeKerasHdf5(path: string, spec: ModelSpec, options: WriteKerasHdf5Options): Promise<void> {
   await h5wasm.ready;
+  await mkdir(dirname(path), { recursive: true });
   const file = new h5wasm.File(path, 'w');
+  if (file.file_id < 0n) throw new Error(`h5wasm could not create ${path}`);
   try {
     let root: Group = file;
     if (options.fullModel) {
