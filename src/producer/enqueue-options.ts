@@ -1,0 +1,173 @@
+/**
+ * What `enqueue` is asked to do, parsed and validated once from raw flag strings. Every error is a
+ * ConfigError naming the flag, so the CLI can print it as is. Defaults live in `ENQUEUE_DEFAULTS`
+ * (enqueue's own) and `DEFAULT_EXPLAIN_OPTIONS` (what every job carries).
+ */
+import { createHash } from 'node:crypto';
+import { parseEnum, parseIntInRange, parseNumberInRange } from '../shared/config.js';
+import { ConfigError } from '../shared/errors.js';
+import {
+  CAM_METHODS,
+  COLORMAPS,
+  DEFAULT_EXPLAIN_OPTIONS,
+  OVERLAY_FORMATS,
+  RESIZE_MODES,
+  SCORE_MODES,
+  type ExplainOptions,
+  type TargetSpec,
+} from '../shared/explain-options.js';
+import { validateRunId } from '../shared/queue/contract.js';
+import { asFolderPrefix, formatS3Uri, parseS3Uri, type S3Location } from '../shared/storage/uri.js';
+
+export const ENQUEUE_DEFAULTS = Object.freeze({
+  /** Output root inside the source bucket when `--output` is not given: `<root><run-id>/`. */
+  outputRoot: 'gradcam-audit/',
+  /** Extensions kept when no `--include` is given (compared case-insensitively). */
+  imageExtensions: ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff'] as readonly string[],
+  /** Keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
+  pageSize: 1000,
+  /** Example keys shown by `--dry-run`. */
+  examples: 5,
+});
+
+export interface EnqueueRequest {
+  source: S3Location;
+  /** Output prefix (a folder: ends with `/`). */
+  output: S3Location;
+  runId: string;
+  /** True when the run id was derived from the request (not given with `--run-id`). */
+  derivedRunId: boolean;
+  /** Globs on the key relative to the source prefix; when non-empty they replace the extension filter. */
+  include: string[];
+  exclude: string[];
+  options: ExplainOptions;
+  model: string;
+  dryRun: boolean;
+}
+
+/** Raw flag values as commander hands them over (strings, or booleans for switches). */
+export interface EnqueueFlags {
+  output?: string;
+  runId?: string;
+  include?: string;
+  exclude?: string;
+  topK?: string;
+  targets?: string;
+  method?: string;
+  score?: string;
+  resize?: string;
+  colormap?: string;
+  alpha?: string;
+  format?: string;
+  maxSide?: string;
+  layer?: string;
+  model?: string;
+  dryRun?: boolean;
+}
+
+export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): EnqueueRequest {
+  const source = parseS3Uri(sourceUri, 'SOURCE');
+  const options = parseExplainFlags(flags);
+  const include = parseGlobList('--include', flags.include);
+  const exclude = parseGlobList('--exclude', flags.exclude);
+  const model = flags.model === undefined ? '' : parseModelLabel(flags.model);
+  const explicitOutput = flags.output === undefined ? undefined : parseOutput(flags.output);
+
+  const runId =
+    flags.runId !== undefined
+      ? validateRunId(flags.runId, '--run-id')
+      : deriveRunId({ source, output: explicitOutput, include, exclude, options, model });
+  const output = explicitOutput ?? { bucket: source.bucket, key: `${ENQUEUE_DEFAULTS.outputRoot}${runId}/` };
+  return { source, output, runId, derivedRunId: flags.runId === undefined, include, exclude, options, model, dryRun: flags.dryRun === true };
+}
+
+/**
+ * The same enqueue command must land in the same run, or re-running it would enqueue every image
+ * again under a new id. So the default run id is a digest of everything that defines the run,
+ * with a readable slug of the source in front. `--run-id` starts a separate audit on purpose.
+ */
+export function deriveRunId(parts: {
+  source: S3Location;
+  output?: S3Location;
+  include: string[];
+  exclude: string[];
+  options: ExplainOptions;
+  model: string;
+}): string {
+  const canonical = JSON.stringify([
+    formatS3Uri(parts.source),
+    parts.output ? formatS3Uri(parts.output) : null,
+    parts.include,
+    parts.exclude,
+    sortedOptions(parts.options),
+    parts.model,
+  ]);
+  const digest = createHash('sha256').update(canonical).digest('hex').slice(0, 10);
+  const slug = `${parts.source.bucket}-${parts.source.key}`
+    .replace(/[^A-Za-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40)
+    .replace(/-+$/, '');
+  return `${slug || 'run'}-${digest}`;
+}
+
+function sortedOptions(options: ExplainOptions): Array<[string, unknown]> {
+  return Object.entries(options)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export function parseExplainFlags(flags: EnqueueFlags): ExplainOptions {
+  const d = DEFAULT_EXPLAIN_OPTIONS;
+  const options: ExplainOptions = {
+    topK: flags.topK === undefined ? d.topK : parseIntInRange('--top-k', flags.topK, 1, 1000),
+    targets: flags.targets === undefined ? d.targets : parseTargets(flags.targets),
+    method: flags.method === undefined ? d.method : parseEnum('--method', flags.method, CAM_METHODS),
+    score: flags.score === undefined ? d.score : parseEnum('--score', flags.score, SCORE_MODES),
+    resize: flags.resize === undefined ? d.resize : parseEnum('--resize', flags.resize, RESIZE_MODES),
+    colormap: flags.colormap === undefined ? d.colormap : parseEnum('--colormap', flags.colormap, COLORMAPS),
+    alpha: flags.alpha === undefined ? d.alpha : parseNumberInRange('--alpha', flags.alpha, 0, 1),
+    overlayFormat: flags.format === undefined ? d.overlayFormat : parseEnum('--format', flags.format, OVERLAY_FORMATS),
+  };
+  if (flags.maxSide !== undefined) options.maxSide = parseIntInRange('--max-side', flags.maxSide, 16, 16384);
+  if (flags.layer !== undefined) {
+    // Keras layer names; the worker checks the name exists in its model.
+    if (!/^[A-Za-z0-9_./-]{1,128}$/.test(flags.layer)) throw new ConfigError('--layer', `expected a layer name such as block5_conv3, got "${flags.layer}"`);
+    options.layer = flags.layer;
+  }
+  return options;
+}
+
+/** `top1`, `topk`, or class indices `I,J,...` (checked against the model by the worker). */
+export function parseTargets(value: string): TargetSpec {
+  const v = value.trim();
+  if (v === 'top1') return { kind: 'top1' };
+  if (v === 'topk') return { kind: 'topk' };
+  const parts = v.split(',').map((p) => p.trim());
+  if (parts.length === 0 || parts.some((p) => !/^\d{1,6}$/.test(p))) {
+    throw new ConfigError('--targets', `expected top1, topk or class indices such as 281,285, got "${value}"`);
+  }
+  const indices = [...new Set(parts.map(Number))];
+  if (indices.length > 64) throw new ConfigError('--targets', `expected at most 64 class indices, got ${indices.length}`);
+  return { kind: 'indices', indices };
+}
+
+export function parseGlobList(flag: string, value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const globs = value.split(',').map((g) => g.trim());
+  if (globs.some((g) => g === '')) throw new ConfigError(flag, `expected comma-separated globs such as "**/*.jpg,cats/**", got "${value}"`);
+  return globs;
+}
+
+function parseOutput(value: string): S3Location {
+  const loc = parseS3Uri(value, '--output');
+  return { bucket: loc.bucket, key: asFolderPrefix(loc.key) };
+}
+
+function parseModelLabel(value: string): string {
+  const v = value.trim();
+  if (v === '' || v.length > 200 || /[\u0000-\u001f]/.test(v)) {
+    throw new ConfigError('--model', `expected a label of 1-200 printable characters, got "${value}"`);
+  }
+  return v;
+}

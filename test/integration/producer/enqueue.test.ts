@@ -1,0 +1,142 @@
+import { Queue } from 'bullmq';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseEnqueueRequest, type EnqueueFlags } from '../../../src/producer/enqueue-options.js';
+import { enqueueRun, type EnqueueDeps } from '../../../src/producer/enqueue.js';
+import type { AuditJobPayload } from '../../../src/shared/queue/contract.js';
+import { bullPrefix, jobIdFor } from '../../../src/shared/queue/contract.js';
+import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
+import { NotFoundError } from '../../../src/shared/errors.js';
+import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
+
+// Keys a real bucket holds: images at several depths and cases, non-images, console folder
+// markers, and names with spaces, unicode, '+', '%' and a dot-only segment.
+const IMAGES = [
+  'photos/cat.jpg',
+  'photos/DOG.JPEG',
+  'photos/a b/c+d%20e.png',
+  'photos/ünïcödé/猫.webp',
+  'photos/deep/x/y/z.GIF',
+  'photos/scan.tif',
+  'photos/scan2.TIFF',
+  'photos/.../odd.jpg',
+  'photos/skip-me/raw.jpg',
+];
+const OTHERS = ['photos/', 'photos/a b/', 'photos/readme.txt', 'photos/noext', 'photos/archive.jpg.zip', 'other/outside.jpg'];
+
+describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
+  let t: TestRedis;
+  let b: TestBucket;
+  let runs: RunStore;
+  let queue: Queue<AuditJobPayload>;
+  beforeEach(async () => {
+    t = await testRedis();
+    b = await testBucket();
+    runs = new RunStore(t.redis, { prefix: t.prefix });
+    queue = new Queue<AuditJobPayload>(t.queueName, { connection: t.redis.duplicate(), prefix: bullPrefix({ prefix: t.prefix }) });
+    await Promise.all([...IMAGES, ...OTHERS].map((key) => b.store.put(b.bucket, key, key.endsWith('/') ? '' : `bytes of ${key}`, { contentType: 'application/octet-stream' })));
+  });
+  afterEach(async () => {
+    await queue.close();
+    await t.cleanup();
+    await b.cleanup();
+  });
+
+  const deps = (): EnqueueDeps => ({
+    store: b.store,
+    queue,
+    runs,
+    redis: t.redis,
+    finalize: (id) => finalizeRun(id, { runs, redis: t.redis, upload: s3StreamUploader(b.store.client) }),
+    pageSize: 4, // several pages even for a small fixture
+  });
+  const request = (flags: EnqueueFlags = {}, prefix = 'photos/') => parseEnqueueRequest(`s3://${b.bucket}/${prefix}`, flags);
+  const jobCount = async () => (await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed')) as Record<string, number>;
+
+  it('enqueues exactly the images, with payloads the worker can use, and skips folders and non-images', async () => {
+    const res = await enqueueRun(request({ topK: '3', method: 'gradcam++', exclude: 'skip-me/**' }), deps());
+    const expected = IMAGES.filter((k) => !k.includes('skip-me'));
+    expect(res.counts).toMatchObject({ listed: IMAGES.length + OTHERS.length - 1, matched: expected.length, added: expected.length, known: 0 });
+    expect(res.counts.skipped).toEqual({ 'folder-marker': 2, output: 0, 'not-image': 3, excluded: 1 });
+    expect(res.run).toMatchObject({ total: expected.length, enqueueComplete: true, state: 'queued', source: `s3://${b.bucket}/photos/` });
+    expect(res.output).toBe(`s3://${b.bucket}/gradcam-audit/${res.runId}/`);
+
+    const jobs = await queue.getJobs(['waiting']);
+    expect(jobs.map((j) => j.data.source.key).sort()).toEqual([...expected].sort());
+    const cat = jobs.find((j) => j.data.source.key === 'photos/a b/c+d%20e.png');
+    expect(cat?.id).toBe(jobIdFor(res.runId, 'photos/a b/c+d%20e.png'));
+    expect(cat?.data).toMatchObject({ v: 1, runId: res.runId, source: { bucket: b.bucket, size: 'bytes of photos/a b/c+d%20e.png'.length }, output: { bucket: b.bucket, prefix: `gradcam-audit/${res.runId}/` }, options: { topK: 3, method: 'gradcam++' } });
+    expect(cat?.data.source.etag).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('adds nothing twice when the same prefix is enqueued again, and picks up new images', async () => {
+    const first = await enqueueRun(request(), deps());
+    const again = await enqueueRun(request(), deps());
+    expect(again.runId).toBe(first.runId); // the same command resumes the same run
+    expect(again.created).toBe(false);
+    expect(again.counts).toMatchObject({ added: 0, known: first.counts.matched });
+    expect(again.run?.total).toBe(first.counts.matched);
+    expect((await jobCount()).waiting).toBe(first.counts.matched);
+
+    await b.store.put(b.bucket, 'photos/new.png', 'new', { contentType: 'image/png' });
+    const third = await enqueueRun(request(), deps());
+    expect(third.counts.added).toBe(1);
+    expect(third.run?.total).toBe(first.counts.matched + 1);
+    expect((await jobCount()).waiting).toBe(first.counts.matched + 1);
+  });
+
+  it('re-offers registered keys whose jobs were lost, without duplicating live ones', async () => {
+    const first = await enqueueRun(request(), deps());
+    const lost = await queue.getJob(jobIdFor(first.runId, 'photos/cat.jpg'));
+    await lost?.remove(); // as if the previous enqueue died between registering and addBulk
+    const again = await enqueueRun(request(), deps());
+    expect(again.counts.added).toBe(0);
+    expect(again.run?.total).toBe(first.counts.matched);
+    expect((await jobCount()).waiting).toBe(first.counts.matched);
+    expect(await queue.getJob(jobIdFor(first.runId, 'photos/cat.jpg'))).toBeDefined();
+  });
+
+  it('never enqueues its own outputs when they live inside the source prefix', async () => {
+    const req = request({ runId: 'self', output: `s3://${b.bucket}/photos/out` });
+    await b.store.put(b.bucket, 'photos/out/overlays/photos/cat.jpg.jpg', 'overlay', { contentType: 'image/jpeg' });
+    await b.store.put(b.bucket, 'gradcam-audit/older-run/overlays/x.jpg', 'overlay', { contentType: 'image/jpeg' });
+    const res = await enqueueRun(req, deps());
+    expect(res.counts.skipped.output).toBe(1);
+    expect(res.output).toBe(`s3://${b.bucket}/photos/out/`);
+    // Default outputs in a whole-bucket audit: every earlier run's output root is skipped too.
+    const whole = await enqueueRun(request({}, ''), deps());
+    expect(whole.counts.skipped.output).toBe(1);
+    // + other/outside.jpg + photos/out/... of run "self". (s3rver lists the '...' key twice in a
+    // whole-bucket listing; the run's key registry counts it once.)
+    expect(whole.run?.total).toBe(IMAGES.length + 2);
+    expect((await jobCount()).waiting).toBe(IMAGES.length + 2 + res.counts.matched);
+  });
+
+  it('dry-run counts and shows examples without creating a run or a job', async () => {
+    const res = await enqueueRun(request({ dryRun: true, include: '*.jpg,*.png' }), { store: b.store });
+    expect(res.run).toBeNull();
+    expect(res.counts.matched).toBe(4);
+    expect(res.counts.added).toBe(0);
+    expect(res.examples.length).toBe(4);
+    expect(await runs.listRunIds()).toEqual([]);
+    expect(await t.redis.keys(`${t.prefix}:run*`)).toEqual([]); // (BullMQ's own queue meta key aside)
+  });
+
+  it('completes a run with zero images at once, writing an empty manifest', async () => {
+    const res = await enqueueRun(request({}, 'nothing-here/'), deps());
+    expect(res.counts.matched).toBe(0);
+    expect(res.finalized).toBe('written');
+    expect(res.run).toMatchObject({ state: 'completed', total: 0 });
+    const manifest = await b.store.get(b.bucket, `gradcam-audit/${res.runId}/manifest.jsonl`);
+    expect(manifest.body.length).toBe(0);
+    expect(await b.store.exists(b.bucket, `gradcam-audit/${res.runId}/summary.json`)).toBe(true);
+  });
+
+  it('fails clearly on a missing bucket and on a run id reused with other arguments', async () => {
+    const missing = parseEnqueueRequest('s3://no-such-bucket-gca/x/', {});
+    await expect(enqueueRun(missing, deps())).rejects.toThrow(NotFoundError);
+    await expect(enqueueRun(missing, deps())).rejects.toThrow(/bucket "no-such-bucket-gca" does not exist/);
+    await enqueueRun(request({ runId: 'fixed' }), deps());
+    await expect(enqueueRun(request({ runId: 'fixed', method: 'hirescam' }), deps())).rejects.toThrow(/--run-id: run "fixed" already exists with different explain options/);
+  });
+});
