@@ -79,6 +79,11 @@ def write_inputs():
     Image.fromarray(photo_like(333, 217, rng), "RGB").save(INPUTS / "photo-333x217.jpg", quality=90)
     cmyk = rng.integers(0, 256, (37, 45, 4), dtype=np.uint8)
     Image.fromarray(cmyk, "CMYK").save(INPUTS / "cmyk-45x37.tiff")
+    la = np.stack([gray[:53, :71], rng.integers(0, 256, (53, 71), dtype=np.uint8)], axis=-1)
+    Image.fromarray(la, "LA").save(INPUTS / "la-71x53.png")
+    trns = Image.fromarray(rng.integers(0, 8, (45, 61), dtype=np.uint8), "P")
+    trns.putpalette(list(rng.integers(0, 256, 8 * 3, dtype=np.uint8).tolist()))
+    trns.save(INPUTS / "palette-trns-61x45.png", transparency=3)  # index 3 transparent, colour kept
 
 
 def sha256(array):

@@ -4,7 +4,9 @@
  *
  * Where we deliberately differ from PIL: EXIF orientation is applied (option `autoOrient`), and
  * 16-bit grayscale keeps its high byte where PIL's convert('RGB') clips every value above 255 to
- * white. 16-bit RGB, gray, palette, RGBA/LA and CMYK match PIL bit for bit (tested).
+ * white. GIF pixels whose palette index is the transparent one come out black (libvips), where
+ * PIL returns that palette entry's colour, which carries no meaning. 16-bit RGB, gray, palette
+ * (PNG, with or without tRNS), RGBA/LA, CMYK and baseline JPEG match PIL bit for bit (tested).
  *
  * Order of checks matters for hostile input: emptiness and magic bytes first, then the header
  * (metadata only, no pixel data), then the pixel limit, and only then a full decode. A PNG that

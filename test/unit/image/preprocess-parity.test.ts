@@ -67,7 +67,7 @@ function diff(a: Uint8Array, b: Uint8Array): { differing: number; maxAbs: number
 describe(`PIL ${reference.pillow} parity`, () => {
   it('has a meaningful set of cases (odd, non-square, gray, RGBA, palette, CMYK, up- and downscaling)', () => {
     const modes = new Set(reference.cases.map((c) => c.pilMode));
-    for (const m of ['RGB', 'L', 'RGBA', 'P', 'CMYK']) expect(modes).toContain(m);
+    for (const m of ['RGB', 'L', 'LA', 'RGBA', 'P', 'CMYK']) expect(modes).toContain(m);
     expect(reference.cases.some((c) => c.width < TARGET_W)).toBe(true);
     expect(reference.cases.some((c) => c.width > 2 * TARGET_W)).toBe(true);
   });
