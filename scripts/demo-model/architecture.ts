@@ -23,7 +23,7 @@ export interface DemoArchitecture {
 }
 
 export const DEMO_ARCHITECTURE: Readonly<DemoArchitecture> = Object.freeze({
-  inputSize: 96,
+  inputSize: 64,
   blockFilters: [16, 32, 64],
   lastConvFilters: 64,
   numClasses: 5,

@@ -9,36 +9,8 @@ import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { DEFAULT_SAMPLE_OPTIONS, type SampleOptions } from './sample-options.js';
 import { DEMO_CLASSES, generateImage } from './synth.js';
-
-export interface SampleOptions {
-  /** Output folder. Default `samples`. */
-  outDir: string;
-  /** Seed of the sample scenes (training uses 1, validation 1001, evaluation 2024). Default 777. */
-  seed: number;
-  /** Synthetic images in all; classes cycle. Default 25 (5 per class). */
-  count: number;
-  /** Where Debian's python3-skimage keeps its data. */
-  skimageData: string;
-  /** skimage files to convert, with the name they get under samples/photos/. */
-  photos: readonly { file: string; name: string }[];
-  /** JPEG quality of the photographs. Default 85. */
-  jpegQuality: number;
-}
-
-export const DEFAULT_SAMPLE_OPTIONS: Readonly<SampleOptions> = Object.freeze({
-  outDir: 'samples',
-  seed: 777,
-  count: 25,
-  skimageData: '/usr/lib/python3/dist-packages/skimage/data',
-  photos: [
-    { file: 'astronaut.png', name: 'astronaut.jpg' },
-    { file: 'chelsea.png', name: 'chelsea-cat.jpg' },
-    { file: 'coffee.png', name: 'coffee.jpg' },
-    { file: 'rocket.jpg', name: 'rocket.jpg' },
-  ],
-  jpegQuality: 85,
-});
 
 export async function makeSamples(o: SampleOptions): Promise<void> {
   const synthDir = path.join(o.outDir, 'synthetic');
@@ -47,13 +19,15 @@ export async function makeSamples(o: SampleOptions): Promise<void> {
   for (let i = 0; i < o.count; i++) {
     const image = generateImage(o.seed, i);
     const name = `${String(i).padStart(2, '0')}-${image.className}.png`;
+    const k = o.upscale;
     await sharp(Buffer.from(image.rgb), { raw: { width: image.width, height: image.height, channels: 3 } })
+      .resize(image.width * k, image.height * k, { kernel: 'nearest' })
       .png({ compressionLevel: 9 })
       .toFile(path.join(synthDir, name));
     const b = image.box;
-    boxes[name] = { class: image.className, box: [b.x0, b.y0, b.x1, b.y1] };
+    boxes[name] = { class: image.className, box: [b.x0 * k, b.y0 * k, b.x1 * k, b.y1 * k] };
   }
-  // Ground truth for the synthetic samples: class and box as [x0, y0, x1, y1), pixels.
+  // Ground truth for the synthetic samples: class and box as [x0, y0, x1, y1), in sample pixels.
   await writeFile(path.join(synthDir, 'ground-truth.json'), `${JSON.stringify({ classes: DEMO_CLASSES, seed: o.seed, images: boxes }, null, 2)}\n`);
 
   const photoDir = path.join(o.outDir, 'photos');

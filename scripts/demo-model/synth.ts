@@ -31,16 +31,16 @@ export interface SyntheticImage {
 }
 
 export interface SceneOptions {
-  /** Square image side in pixels. Default 96: the demo model's input. */
+  /** Square image side in pixels. Default 64: the demo model's input. */
   size: number;
-  /** Smallest and largest object radius in pixels (the shape's circumscribed circle). Default 10..24. */
+  /** Smallest and largest object radius in pixels (the shape's circumscribed circle). Default 8..18. */
   minRadius: number;
   maxRadius: number;
-  /** Distractor strokes per image, inclusive range. Default 3..8. */
+  /** Distractor strokes per image, inclusive range. Default 2..6. */
   strokes: [number, number];
-  /** Distractor scribbles (short polylines) per image. Default 1..3. */
+  /** Distractor scribbles (short polylines, segments up to 15% of the side) per image. Default 1..2. */
   scribbles: [number, number];
-  /** Small distractor dots per image; their radius stays well below `minRadius`. Default 3..9. */
+  /** Small distractor dots per image; their radius stays well below `minRadius`. Default 2..6. */
   dots: [number, number];
   /** Soft, low-contrast background blobs per image. Default 2..4. */
   softBlobs: [number, number];
@@ -49,12 +49,12 @@ export interface SceneOptions {
 }
 
 export const DEFAULT_SCENE_OPTIONS: Readonly<SceneOptions> = Object.freeze({
-  size: 96,
-  minRadius: 10,
-  maxRadius: 24,
-  strokes: [3, 8] as [number, number],
-  scribbles: [1, 3] as [number, number],
-  dots: [3, 9] as [number, number],
+  size: 64,
+  minRadius: 8,
+  maxRadius: 18,
+  strokes: [2, 6] as [number, number],
+  scribbles: [1, 2] as [number, number],
+  dots: [2, 6] as [number, number],
   softBlobs: [2, 4] as [number, number],
   noiseStd: [4, 14] as [number, number],
 });
@@ -242,8 +242,9 @@ function paintClutter(canvas: Canvas, prng: Prng, options: SceneOptions): void {
     const width = prng.uniform(1.5, 3.5);
     let p = randomPoint(prng, n);
     const segments = prng.int(2, 5);
+    const step = 0.15 * n;
     for (let k = 0; k < segments; k++) {
-      const q: Point = [p[0] + prng.uniform(-14, 14), p[1] + prng.uniform(-14, 14)];
+      const q: Point = [p[0] + prng.uniform(-step, step), p[1] + prng.uniform(-step, step)];
       paintSegment(canvas, p, q, width, colour);
       p = q;
     }

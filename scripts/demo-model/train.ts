@@ -5,7 +5,7 @@
  * Every batch is freshly generated from the training seed (an endless, reproducible data stream), so
  * the network cannot memorise images; validation uses a different seed.
  *
- *   npm run train:demo-model -- [--steps 2400] [--batch-size 32] [--seed 1] [--out models/demo]
+ *   npm run train:demo-model -- [--steps 1800] [--batch-size 32] [--seed 1] [--out models/demo]
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,7 +19,7 @@ import { Prng } from './prng.js';
 import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES } from './synth.js';
 
 export interface TrainOptions {
-  /** Optimiser steps. Default 2400. */
+  /** Optimiser steps. Default 1800. */
   steps: number;
   /** Images per step. Default 32. */
   batchSize: number;
@@ -45,7 +45,7 @@ export interface TrainOptions {
 }
 
 export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
-  steps: 2400,
+  steps: 1800,
   batchSize: 32,
   seed: 1,
   validationSeed: 1001,

@@ -33,8 +33,8 @@ describe('synthetic demo scenes', () => {
     }
     const centres = images.map((im) => (im.box.x0 + im.box.x1) / 2);
     const sides = images.map((im) => im.box.x1 - im.box.x0);
-    expect(Math.max(...centres) - Math.min(...centres)).toBeGreaterThan(30);
-    expect(Math.max(...sides) - Math.min(...sides)).toBeGreaterThan(12);
+    expect(Math.max(...centres) - Math.min(...centres)).toBeGreaterThan(20);
+    expect(Math.max(...sides) - Math.min(...sides)).toBeGreaterThan(10);
   });
 
   it('reports the box of the pixels the object actually covers', () => {
@@ -71,6 +71,6 @@ describe('synthetic demo scenes', () => {
 
   it('rejects an unknown class and an object that cannot fit', () => {
     expect(() => generateScene(new Prng(1), DEMO_CLASSES.length)).toThrow(/classIndex 5/);
-    expect(() => generateScene(new Prng(1), 0, { ...DEFAULT_SCENE_OPTIONS, size: 40 })).toThrow(/does not fit/);
+    expect(() => generateScene(new Prng(1), 0, { ...DEFAULT_SCENE_OPTIONS, size: 30 })).toThrow(/does not fit/);
   });
 });
