@@ -3,6 +3,7 @@
  * engine (autodiff through the head): same ModelSpec, same images, every compiled method, both
  * score modes, batches of 1, 3 and 8, top-1 / top-k / explicit targets.
  */
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CamMethod, ScoreMode, TargetSpec } from '../../../src/shared/explain-options.js';
 import type { Engine, EngineImageResult } from '../../../src/worker/engine/engine.js';
@@ -11,6 +12,7 @@ import { ONNX_CAM_METHODS } from '../../../src/worker/engine/onnx/support.js';
 import { createTfjsEngine } from '../../../src/worker/engine/tfjs/engine.js';
 import type { ModelSpec } from '../../../src/worker/model/spec.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
+import { decodeImage, preprocess } from '../../../src/worker/image/index.js';
 import { randomImages } from './helpers/images.js';
 
 const PROB_TOL = 1e-4;
@@ -98,5 +100,33 @@ describe.each(MODELS)('ONNX vs TF.js engine: $title', ({ spec }) => {
     const images = randomImages(3, h, w, 99);
     const [o, t] = [await onnx.predict(images), await tfjs.predict(images)];
     o.forEach((p, i) => expect(maxAbsDiff(p, t[i])).toBeLessThan(PROB_TOL));
+  });
+});
+
+describe('ONNX vs TF.js engine on real images (decoded and preprocessed as the worker does)', () => {
+  const spec = vggShapedSpec({ seed: 13, inputStd: 64, inputShape: [48, 48, 3], name: 'vgg-48' });
+  const files = ['photo-333x217.jpg', 'rgb-97x401.png', 'gray-150x90.png', 'cmyk-45x37.tiff'];
+  let onnx: Engine;
+  let tfjs: Engine;
+  beforeAll(async () => {
+    onnx = await createOnnxEngine({ spec, cache: null, runtime: { intraOpThreads: 1 } });
+    tfjs = await createTfjsEngine({ spec, backend: 'cpu' });
+  });
+  afterAll(async () => {
+    await onnx?.dispose();
+    await tfjs?.dispose();
+  });
+
+  it('agrees on every method with top-3 targets', async () => {
+    const images = await Promise.all(
+      files.map(async (f) => {
+        const bytes = await readFile(new URL(`../../fixtures/images/parity/${f}`, import.meta.url));
+        return preprocess(await decodeImage(bytes, {}, f), { width: 48, height: 48, resize: 'bilinear' });
+      }),
+    );
+    for (const method of ONNX_CAM_METHODS as CamMethod[]) {
+      const request = { images, targets: { kind: 'topk' as const }, topK: 3, method, score: 'logit' as const };
+      compare(await onnx.explain(request), await tfjs.explain(request));
+    }
   });
 });

@@ -419,12 +419,12 @@ function emitPoolBackward(
 function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: string): string {
   const stem = camOutputName(method);
   const a = g.op('Unsqueeze', [activation, g.int64([1])], { name: `${stem}_a` });
-  const spatial = g.int64([3, 4]);
-  const channels = g.int64([2]);
-  const eps = g.float([CAM_EPSILON], []);
-  const sumSpatial = (v: string, name: string): string => g.op('ReduceSum', [v, spatial], { name, attrs: { keepdims: { int: 1 } } });
+  // Constants are created on first use: an unused initializer makes ONNX Runtime log a warning.
+  const channels = (): string => g.int64([2]);
+  const eps = (): string => g.float([CAM_EPSILON], []);
+  const sumSpatial = (v: string, name: string): string => g.op('ReduceSum', [v, g.int64([3, 4])], { name, attrs: { keepdims: { int: 1 } } });
   const weighted = (weights: string): string =>
-    g.op('ReduceSum', [g.op('Mul', [weights, a], { name: `${stem}_wa` }), channels], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
+    g.op('ReduceSum', [g.op('Mul', [weights, a], { name: `${stem}_wa` }), channels()], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
 
   let map: string;
   switch (method) {
@@ -434,11 +434,11 @@ function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: s
       break;
     }
     case 'hirescam':
-      map = g.op('ReduceSum', [g.op('Mul', [grad, a], { name: `${stem}_ga` }), channels], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
+      map = g.op('ReduceSum', [g.op('Mul', [grad, a], { name: `${stem}_ga` }), channels()], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
       break;
     case 'xgradcam': {
       const num = sumSpatial(g.op('Mul', [grad, a], { name: `${stem}_ga` }), `${stem}_num`);
-      const den = g.op('Add', [sumSpatial(a, `${stem}_asum`), eps], { name: `${stem}_den` });
+      const den = g.op('Add', [sumSpatial(a, `${stem}_asum`), eps()], { name: `${stem}_den` });
       map = weighted(g.op('Div', [num, den], { name: `${stem}_w` }));
       break;
     }
@@ -449,7 +449,7 @@ function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: s
       const g2 = g.op('Mul', [grad, grad], { name: `${stem}_g2` });
       const g3 = g.op('Mul', [g2, grad], { name: `${stem}_g3` });
       const aSum = sumSpatial(a, `${stem}_asum`);
-      const den = g.op('Add', [g.op('Add', [g.op('Mul', [g2, g.float([2], [])], { name: `${stem}_2g2` }), g.op('Mul', [aSum, g3], { name: `${stem}_ag3` })], { name: `${stem}_den0` }), eps], { name: `${stem}_den` });
+      const den = g.op('Add', [g.op('Add', [g.op('Mul', [g2, g.float([2], [])], { name: `${stem}_2g2` }), g.op('Mul', [aSum, g3], { name: `${stem}_ag3` })], { name: `${stem}_den0` }), eps()], { name: `${stem}_den` });
       const alphaRaw = g.op('Div', [g2, den], { name: `${stem}_alpha_raw` });
       const nonzero = g.op('Not', [g.op('Equal', [grad, g.float([0], [])], { name: `${stem}_g0` })], { name: `${stem}_gnz` });
       const alpha = g.op('Where', [nonzero, alphaRaw, g.float([0], [])], { name: `${stem}_alpha` });

@@ -1,0 +1,82 @@
+/**
+ * Which models the ONNX compiler accepts, and the reasons it gives for the ones it hands to TF.js.
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, ModelError } from '../../../src/shared/errors.js';
+import type { CamMethod } from '../../../src/shared/explain-options.js';
+import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { resolveOnnxRuntimeOptions } from '../../../src/worker/engine/onnx/options.js';
+import { resolveProviders } from '../../../src/worker/engine/onnx/providers.js';
+import { ONNX_CAM_METHODS, isOnnxSupported } from '../../../src/worker/engine/onnx/support.js';
+import type { LayerSpec, ModelSpec } from '../../../src/worker/model/spec.js';
+import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
+
+const spec = vggShapedSpec({ seed: 2 });
+
+function withLayers(layers: LayerSpec[]): ModelSpec {
+  return { ...spec, layers };
+}
+
+describe('isOnnxSupported', () => {
+  it('accepts VGG-shaped flatten and GAP models for every method', () => {
+    for (const method of ONNX_CAM_METHODS) {
+      expect(isOnnxSupported(spec, method)).toEqual({ ok: true, layer: 'block2_conv2' });
+      expect(isOnnxSupported(vggShapedSpec({ head: 'gap', dropout: 0.3 }), method).ok).toBe(true);
+    }
+  });
+
+  it('accepts an earlier layer when the head stays differentiable in closed form', () => {
+    expect(isOnnxSupported(spec, 'gradcam', 'block2_pool')).toEqual({ ok: true, layer: 'block2_pool' });
+  });
+
+  it('rejects conv layers after the target layer, naming the layer', () => {
+    const r = isOnnxSupported(spec, 'gradcam', 'block1_conv2');
+    expect(r).toEqual({ ok: false, reason: expect.stringMatching(/block2_conv1: conv layers after the target layer/) });
+  });
+
+  it('rejects an unknown layer and an unknown method', () => {
+    expect(isOnnxSupported(spec, 'gradcam', 'nope')).toMatchObject({ ok: false, reason: expect.stringMatching(/nope/) });
+    expect(isOnnxSupported(spec, 'scorecam' as CamMethod)).toMatchObject({ ok: false, reason: expect.stringMatching(/scorecam/) });
+  });
+
+  it('rejects heads without a compiled backward: sigmoid output, overlapping pool', () => {
+    const sigmoid = withLayers(spec.layers.map((l) => (l.name === 'predictions' && l.type === 'dense' ? { ...l, activation: 'sigmoid' } : l)));
+    expect(isOnnxSupported(sigmoid, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/predictions: sigmoid/) });
+    const overlapping = withLayers(spec.layers.map((l) => (l.name === 'block2_pool' && l.type === 'maxpool2d' ? { ...l, poolSize: [3, 3], strides: [2, 2] } : l)));
+    expect(isOnnxSupported(overlapping, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/block2_pool: only non-overlapping/) });
+  });
+
+  it('createOnnxEngine refuses unsupported models with a ModelError carrying the reason', async () => {
+    const sigmoid = withLayers(spec.layers.map((l) => (l.name === 'predictions' && l.type === 'dense' ? { ...l, activation: 'sigmoid' } : l)));
+    await expect(createOnnxEngine({ spec: sigmoid, cache: null })).rejects.toThrow(ModelError);
+    await expect(createOnnxEngine({ spec: sigmoid, cache: null })).rejects.toThrow(/sigmoid/);
+  });
+});
+
+describe('runtime options and providers', () => {
+  const none = { installed: (p: string) => p === 'cpu' };
+  const all = { installed: () => true };
+
+  it('defaults to the CPU provider with one thread per available core', () => {
+    const o = resolveOnnxRuntimeOptions();
+    expect(o.executionProviders).toEqual(['cpu']);
+    expect(o.intraOpThreads).toBeGreaterThanOrEqual(1);
+    expect(o.cacheDir).toMatch(/gradcam-audit[/\\]onnx$/);
+  });
+
+  it('validates options with the flag name', () => {
+    expect(() => resolveOnnxRuntimeOptions({ intraOpThreads: 0 })).toThrow(ConfigError);
+    expect(() => resolveOnnxRuntimeOptions({ executionProviders: ['rocm' as 'cpu'] })).toThrow(/--onnx-providers: unknown execution provider rocm/);
+  });
+
+  it('auto uses installed GPU providers first and always keeps CPU', () => {
+    expect(resolveProviders('auto', none)).toEqual(['cpu']);
+    expect(resolveProviders('auto', all)).toEqual(['tensorrt', 'cuda', 'cpu']);
+    expect(resolveProviders(['cuda'], all)).toEqual(['cuda', 'cpu']);
+  });
+
+  it('an explicitly requested provider that is not installed is a ConfigError that says how to install it', () => {
+    expect(() => resolveProviders(['cuda'], none)).toThrow(ConfigError);
+    expect(() => resolveProviders(['cuda'], none)).toThrow(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  });
+});
