@@ -1,0 +1,107 @@
+/**
+ * The pipeline worker's options: one typed object, defaults in one place, validated once at
+ * start-up with messages that name the flag at fault.
+ */
+import { hostname } from 'node:os';
+import { ConfigError } from '../../shared/errors.js';
+
+export interface PipelineOptions {
+  /** Worker id in heartbeats, logs and manifests. Default `<host>-<pid>`. */
+  workerId: string;
+  /** Largest batch handed to the engine (`--batch-size`). Default 16. */
+  batchSize: number;
+  /** Longest wait of the oldest queued image for batch-mates (`--max-batch-delay-ms`). Default 50. */
+  maxBatchDelayMs: number;
+  /**
+   * Jobs fetched beyond one batch (`--prefetch`), so the next batch downloads and decodes while the
+   * current one runs and finished images upload while the next runs. Default: `batchSize`.
+   */
+  prefetch: number;
+  /** Concurrent S3 uploads (`--concurrency-upload`). Default 8. */
+  uploadConcurrency: number;
+  /**
+   * Grace period after SIGTERM/SIGINT to finish in-flight batches (`--drain-timeout-ms`). Default
+   * 25,000: under Kubernetes' default `terminationGracePeriodSeconds` of 30 s, leaving time to exit.
+   */
+  drainTimeoutMs: number;
+  /**
+   * BullMQ lock duration; undefined computes it from a measured warm-up batch as
+   * max(`minLockDurationMs`, 10 x batch time) (`--lock-duration-ms`).
+   */
+  lockDurationMs?: number;
+  /** Floor of the computed lock duration. Default 60,000. */
+  minLockDurationMs: number;
+  /** How often BullMQ looks for jobs whose worker died (`--stalled-interval-ms`). Default 30,000. */
+  stalledIntervalMs: number;
+  /** Times a job may be recovered from a dead worker before it fails. Default 2. */
+  maxStalledCount: number;
+  /** Heartbeat period. Default 5,000. */
+  heartbeatIntervalMs: number;
+  /** Period of the sweep for runs whose finalizer died. Default 30,000. */
+  sweepIntervalMs: number;
+  /** Largest source object downloaded, in bytes. Default 100 MiB. */
+  maxSourceBytes: number;
+}
+
+export const PIPELINE_DEFAULTS = Object.freeze({
+  batchSize: 16,
+  maxBatchDelayMs: 50,
+  uploadConcurrency: 8,
+  drainTimeoutMs: 25_000,
+  minLockDurationMs: 60_000,
+  stalledIntervalMs: 30_000,
+  maxStalledCount: 2,
+  heartbeatIntervalMs: 5_000,
+  sweepIntervalMs: 30_000,
+  maxSourceBytes: 100 * 1024 * 1024,
+});
+
+/** How many times the measured batch time the lock must last. */
+export const LOCK_SAFETY_FACTOR = 10;
+
+export function defaultWorkerId(): string {
+  return `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+export function resolvePipelineOptions(partial: Partial<PipelineOptions> = {}): PipelineOptions {
+  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) as Partial<PipelineOptions>;
+  const batchSize = given.batchSize ?? PIPELINE_DEFAULTS.batchSize;
+  const o: PipelineOptions = {
+    workerId: defaultWorkerId(),
+    ...PIPELINE_DEFAULTS,
+    prefetch: batchSize,
+    ...given,
+  };
+  intIn('--batch-size', o.batchSize, 1, 1024);
+  intIn('--max-batch-delay-ms', o.maxBatchDelayMs, 0, 60_000);
+  intIn('--prefetch', o.prefetch, 0, 4096);
+  intIn('--concurrency-upload', o.uploadConcurrency, 1, 256);
+  intIn('--drain-timeout-ms', o.drainTimeoutMs, 0, 3_600_000);
+  if (o.lockDurationMs !== undefined) intIn('--lock-duration-ms', o.lockDurationMs, 1_000, 3_600_000);
+  intIn('minLockDurationMs', o.minLockDurationMs, 1_000, 3_600_000);
+  intIn('--stalled-interval-ms', o.stalledIntervalMs, 500, 3_600_000);
+  intIn('maxStalledCount', o.maxStalledCount, 0, 100);
+  intIn('heartbeatIntervalMs', o.heartbeatIntervalMs, 100, 600_000);
+  intIn('sweepIntervalMs', o.sweepIntervalMs, 100, 3_600_000);
+  intIn('maxSourceBytes', o.maxSourceBytes, 1, 2 ** 40);
+  if (!/^[A-Za-z0-9_.-]{1,128}$/.test(o.workerId)) {
+    throw new ConfigError('--worker-id', `expected 1-128 characters from [A-Za-z0-9_.-], got "${o.workerId}"`);
+  }
+  return o;
+}
+
+/**
+ * The lock must outlive the worst batch by a wide margin: TF.js on CPU runs a batch on the main
+ * thread, and while it runs no lock renewal can be sent. Ten times a measured batch, never less
+ * than the floor.
+ */
+export function lockDurationFor(measuredBatchMs: number, options: Pick<PipelineOptions, 'lockDurationMs' | 'minLockDurationMs'>): number {
+  if (options.lockDurationMs !== undefined) return options.lockDurationMs;
+  return Math.max(options.minLockDurationMs, Math.ceil(LOCK_SAFETY_FACTOR * measuredBatchMs));
+}
+
+function intIn(flag: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(flag, `expected an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+}

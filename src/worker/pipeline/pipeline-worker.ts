@@ -1,0 +1,322 @@
+/**
+ * The pipeline worker process: one engine (model loaded once) serving jobs of every run, BullMQ
+ * for delivery, the dynamic batcher in between, heartbeats, metrics and a bounded drain.
+ *
+ * How jobs reach the batcher. Open-source BullMQ has no batches, so there are two options: fetch
+ * jobs by hand with `worker.getNextJob(token)`, or let a `Worker` with `concurrency = batch size +
+ * prefetch` call a processor per job and gather those jobs in an in-process batcher. We use the
+ * second: BullMQ then keeps doing what it does well and what a manual loop would have to
+ * re-implement (and get wrong under faults): moving jobs to completed/failed with the right token,
+ * retries with backoff, `UnrecoverableError`, reconnects, and, above all, lock renewal. Its lock
+ * manager extends the lock of every in-flight job on a timer (`lockRenewTime`, a quarter of the
+ * lock duration here), which is exactly the explicit `extendLock` loop a manual fetcher would need.
+ * That timer only fires between engine calls, so each engine call is bounded (one batch) and the
+ * batcher yields a macrotask between batches; the lock duration itself is computed from a
+ * measured warm-up batch (10x, at least 60 s).
+ */
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { describeError } from '../../shared/errors.js';
+import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
+import type { Logger } from '../../shared/logger.js';
+import type { AuditJobPayload } from '../../shared/queue/contract.js';
+import { bullPrefix } from '../../shared/queue/contract.js';
+import type { WorkerHeartbeat } from '../../shared/queue/heartbeat.js';
+import { removeHeartbeat, writeHeartbeat } from '../../shared/queue/heartbeat.js';
+import type { KeySpace } from '../../shared/queue/keys.js';
+import type { RunStore } from '../../shared/queue/run-store.js';
+import type { ObjectStore } from '../../shared/storage/object-store.js';
+import { PACKAGE_VERSION } from '../../shared/version.js';
+import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
+import type { ClassLabel } from '../model/labels.js';
+import { DynamicBatcher } from './batcher.js';
+import type { BatchItem, ImageJobContext, ImageJobResult } from './image-job.js';
+import { engineBatchRunner, processImageJob } from './image-job.js';
+import { WorkerMetrics } from './metrics.js';
+import type { PipelineOptions } from './options.js';
+import { lockDurationFor, resolvePipelineOptions } from './options.js';
+import { Semaphore } from './semaphore.js';
+
+export interface PipelineWorkerDeps {
+  engine: Engine;
+  labels: readonly ClassLabel[] | null;
+  weightsSource: string;
+  store: ObjectStore;
+  runs: RunStore;
+  /** Plain commands: heartbeats, run records. */
+  redis: Redis;
+  /** BullMQ's connection (must have `maxRetriesPerRequest: null`); the Worker duplicates it for blocking reads. */
+  bullConnection: Redis;
+  keySpace: KeySpace;
+  queueName: string;
+  logger: Logger;
+  /** Write the run's manifest and summary (exactly one process wins); errors are logged, the sweeper retries. */
+  finalizeRun: (runId: string) => Promise<unknown>;
+  /** Finalize runs whose finalizer died. */
+  sweepUnfinalized: () => Promise<unknown>;
+  metrics?: WorkerMetrics;
+}
+
+export type WorkerStatus = WorkerHeartbeat['status'] | 'stopped';
+
+export interface DrainOutcome {
+  /** True when every in-flight job finished within the grace period. */
+  clean: boolean;
+  /** Jobs abandoned to the stalled checker (another worker takes them over after the lock expires). */
+  abandoned: number;
+  ms: number;
+}
+
+export class PipelineWorker {
+  readonly options: PipelineOptions;
+  readonly metrics: WorkerMetrics;
+  readonly batcher: DynamicBatcher<BatchItem, EngineImageResult>;
+  lockDurationMs = 0;
+  status: WorkerStatus = 'starting';
+  private worker: Worker<AuditJobPayload, ImageJobResult> | null = null;
+  private readonly queue: Queue;
+  private readonly ctx: ImageJobContext;
+  private readonly startedAt = new Date();
+  private processed = 0;
+  private failed = 0;
+  private inFlight = 0;
+  private lastBeat = { at: performance.now(), processed: 0 };
+  private timers: NodeJS.Timeout[] = [];
+  private stopping: Promise<DrainOutcome> | null = null;
+
+  constructor(
+    private readonly deps: PipelineWorkerDeps,
+    options: Partial<PipelineOptions> = {},
+  ) {
+    this.options = resolvePipelineOptions(options);
+    this.queue = new Queue(deps.queueName, { connection: deps.bullConnection, prefix: bullPrefix(deps.keySpace) });
+    this.metrics =
+      deps.metrics ??
+      new WorkerMetrics({
+        queueDepth: async () => {
+          const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
+          return (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
+        },
+      });
+    this.batcher = new DynamicBatcher(engineBatchRunner(deps.engine), { maxBatchSize: this.options.batchSize, maxDelayMs: this.options.maxBatchDelayMs });
+    const log = deps.logger;
+    this.batcher.on('batch', (e) => {
+      this.metrics.batchSize.observe(e.size);
+      // Fault tests wait for this line before killing a worker mid-batch.
+      log.info({ size: e.size, reason: e.reason, oldestWaitedMs: Math.round(e.oldestWaitedMs) }, 'batch started');
+    });
+    this.batcher.on('batchDone', (e) => {
+      if (!e.ok) log.warn({ size: e.size }, 'batch failed; its images were retried one by one');
+      else if (e.runMs * 10 > this.lockDurationMs && this.lockDurationMs > 0) {
+        log.warn({ runMs: Math.round(e.runMs), lockDurationMs: this.lockDurationMs }, 'a batch took over a tenth of the lock duration; lower --batch-size or raise --lock-duration-ms');
+      } else log.debug({ size: e.size, runMs: Math.round(e.runMs) }, 'batch done');
+    });
+    this.ctx = {
+      engine: deps.engine,
+      labels: deps.labels,
+      weightsSource: deps.weightsSource,
+      store: deps.store,
+      runs: deps.runs,
+      batcher: this.batcher,
+      uploads: new Semaphore(this.options.uploadConcurrency),
+      metrics: this.metrics,
+      logger: log,
+      workerId: this.options.workerId,
+      maxSourceBytes: this.options.maxSourceBytes,
+      provenanceRecorded: new Set(),
+      onRunComplete: async (runId) => {
+        try {
+          const outcome = await deps.finalizeRun(runId);
+          log.info({ runId, outcome: (outcome as { status?: string } | undefined)?.status }, 'run complete; finalizer called');
+        } catch (err) {
+          log.warn({ runId, err: describeError(err) }, 'finalizing the run failed; the sweeper will retry');
+        }
+      },
+    };
+  }
+
+  /** Warm the engine, size the lock from a measured batch, and start taking jobs. */
+  async start(): Promise<void> {
+    const log = this.deps.logger;
+    const measured = await this.measureBatch();
+    this.lockDurationMs = lockDurationFor(measured.estimatedFullBatchMs, this.options);
+    log.info(
+      { warmupBatch: measured.size, warmupMs: Math.round(measured.ms), estimatedBatchMs: Math.round(measured.estimatedFullBatchMs), lockDurationMs: this.lockDurationMs },
+      'engine warm; lock duration sized from the measured batch',
+    );
+    const concurrency = this.options.batchSize + this.options.prefetch;
+    this.worker = new Worker<AuditJobPayload, ImageJobResult>(this.deps.queueName, (job) => this.process(job), {
+      connection: this.deps.bullConnection,
+      prefix: bullPrefix(this.deps.keySpace),
+      name: this.options.workerId,
+      concurrency,
+      lockDuration: this.lockDurationMs,
+      // Renew at a quarter (BullMQ's default is half): a late timer still leaves margin.
+      lockRenewTime: Math.floor(this.lockDurationMs / 4),
+      stalledInterval: this.options.stalledIntervalMs,
+      maxStalledCount: this.options.maxStalledCount,
+      autorun: false,
+    });
+    this.worker.on('error', (err) => log.error({ err: describeError(err) }, 'BullMQ worker error (it reconnects by itself)'));
+    this.worker.on('failed', (job, err) => void this.onFailed(job, err));
+    this.worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled (its worker stopped renewing the lock); it goes back to the queue'));
+    this.status = 'running';
+    this.worker.run().catch((err: unknown) => log.error({ err: describeError(err) }, 'BullMQ worker loop ended with an error'));
+    await this.worker.waitUntilReady();
+
+    this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
+    this.timers.push(
+      setInterval(() => {
+        this.deps.sweepUnfinalized().catch((err: unknown) => log.warn({ err: describeError(err) }, 'sweep for unfinalized runs failed'));
+      }, this.options.sweepIntervalMs),
+    );
+    for (const t of this.timers) t.unref();
+    await this.beat();
+    log.info({ workerId: this.options.workerId, queue: this.deps.queueName, concurrency, batchSize: this.options.batchSize, ...this.deps.engine.info, weightsHash: undefined }, 'worker ready');
+  }
+
+  /**
+   * Stop fetching, finish what is in flight within `drainTimeoutMs`, then release everything.
+   * `worker.close()` alone waits for active jobs forever, so it is raced against the grace period;
+   * jobs still running then are abandoned to the stalled checker of the other workers.
+   */
+  stop(drainTimeoutMs = this.options.drainTimeoutMs): Promise<DrainOutcome> {
+    this.stopping ??= this.doStop(drainTimeoutMs);
+    return this.stopping;
+  }
+
+  get stats(): { processed: number; failed: number; inFlight: number } {
+    return { processed: this.processed, failed: this.failed, inFlight: this.inFlight };
+  }
+
+  private async doStop(drainTimeoutMs: number): Promise<DrainOutcome> {
+    const log = this.deps.logger;
+    const t0 = performance.now();
+    this.status = 'draining';
+    log.info({ inFlight: this.inFlight, drainTimeoutMs }, 'draining: no new jobs; finishing in-flight batches');
+    await this.beat();
+    // No new images will arrive: flush partial batches now rather than after the batching delay.
+    this.batcher.drain();
+    let clean = true;
+    let abandoned = 0;
+    if (this.worker) {
+      const closing = this.worker.close();
+      const timedOut = await raceTimeout(closing, drainTimeoutMs);
+      if (timedOut) {
+        clean = false;
+        abandoned = this.inFlight;
+        log.warn({ abandoned, drainTimeoutMs }, 'grace period over; abandoning in-flight jobs to the stalled checker');
+        await raceTimeout(this.worker.close(true), 5_000);
+      }
+    }
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.status = 'stopped';
+    await removeHeartbeat(this.deps.redis, this.deps.keySpace, this.options.workerId).catch((err: unknown) =>
+      log.warn({ err: describeError(err) }, 'could not remove the heartbeat; it expires by itself'),
+    );
+    await raceTimeout(this.queue.close(), 5_000);
+    const ms = performance.now() - t0;
+    log.info({ clean, abandoned, ms: Math.round(ms), processed: this.processed, failed: this.failed }, 'worker stopped');
+    return { clean, abandoned, ms };
+  }
+
+  private async process(job: Job<AuditJobPayload>): Promise<ImageJobResult> {
+    this.inFlight++;
+    this.metrics.inFlight.set(this.inFlight);
+    try {
+      const result = await processImageJob(job, this.ctx);
+      this.processed++;
+      return result;
+    } catch (err) {
+      // Only final failures count; a retry will be counted when it ends.
+      if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1) || (err as Error).name === 'UnrecoverableError') this.failed++;
+      throw err;
+    } finally {
+      this.inFlight--;
+      this.metrics.inFlight.set(this.inFlight);
+    }
+  }
+
+  /**
+   * Backstop for failures the processor never saw: a job that stalled more often than
+   * `maxStalledCount` is failed by BullMQ itself. Recording is exactly-once, so a second record of
+   * a failure the processor already recorded changes nothing.
+   */
+  private async onFailed(job: Job<AuditJobPayload> | undefined, err: Error): Promise<void> {
+    if (!job?.data?.runId || typeof job.data.source?.key !== 'string') return;
+    try {
+      if (!(await job.isFailed())) return; // it will be retried
+      const outcome = await this.deps.runs.recordResult(job.data.runId, { key: job.data.source.key, status: 'failed', error: describeError(err) });
+      if (outcome.counted) {
+        this.metrics.failed.inc({ reason: 'STALLED' });
+        if (outcome.complete) await this.ctx.onRunComplete(job.data.runId);
+      }
+    } catch (e) {
+      this.deps.logger.warn({ jobId: job.id, err: describeError(e) }, 'could not record a failed job');
+    }
+  }
+
+  private async beat(): Promise<void> {
+    const now = performance.now();
+    const dt = (now - this.lastBeat.at) / 1000;
+    const rate = dt > 0 ? (this.processed - this.lastBeat.processed) / dt : 0;
+    this.lastBeat = { at: now, processed: this.processed };
+    const info = this.deps.engine.info;
+    const hb: WorkerHeartbeat = {
+      workerId: this.options.workerId,
+      host: hostname(),
+      pid: process.pid,
+      engine: info.engine,
+      backend: info.backend,
+      device: info.device,
+      batchSize: this.options.batchSize,
+      imagesPerSecond: Math.round(rate * 100) / 100,
+      processed: this.processed,
+      failed: this.failed,
+      inFlight: this.inFlight,
+      startedAt: this.startedAt.toISOString(),
+      lastSeen: new Date().toISOString(),
+      version: PACKAGE_VERSION,
+      status: this.status === 'stopped' ? 'draining' : this.status,
+    };
+    try {
+      await writeHeartbeat(this.deps.redis, this.deps.keySpace, hb);
+    } catch (err) {
+      this.deps.logger.warn({ err: describeError(err) }, 'heartbeat write failed (Redis unavailable?)');
+    }
+  }
+
+  /**
+   * Run a batch of blank images through the engine: it compiles kernels (the first call is the
+   * slowest) and tells how long a batch takes here, which sizes the lock. A few images are enough
+   * (cost is linear in the batch); the full-batch time is extrapolated.
+   */
+  private async measureBatch(): Promise<{ size: number; ms: number; estimatedFullBatchMs: number }> {
+    const { engine } = this.deps;
+    const size = Math.min(this.options.batchSize, 4);
+    const { inputHeight: h, inputWidth: w } = engine.info;
+    const images: PreprocessedImage[] = Array.from({ length: size }, () => ({ data: new Float32Array(h * w * 3), height: h, width: w }));
+    const request = { targets: DEFAULT_EXPLAIN_OPTIONS.targets, topK: Math.min(DEFAULT_EXPLAIN_OPTIONS.topK, engine.info.numClasses), method: DEFAULT_EXPLAIN_OPTIONS.method, score: DEFAULT_EXPLAIN_OPTIONS.score };
+    await engine.explain({ ...request, images }); // first call: compilation and allocation
+    const t0 = performance.now();
+    await engine.explain({ ...request, images });
+    const ms = performance.now() - t0;
+    return { size, ms, estimatedFullBatchMs: (ms / size) * this.options.batchSize };
+  }
+}
+
+/** Resolves true when `ms` passed before `promise` settled (the promise keeps running). */
+async function raceTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => false, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

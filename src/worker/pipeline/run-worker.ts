@@ -1,0 +1,201 @@
+/**
+ * `gradcam-audit worker` wired from flags and the environment: load the model once, connect to
+ * Redis and S3, start the pipeline worker and the metrics server, and drain on SIGTERM/SIGINT.
+ */
+import { ConfigError, describeError } from '../../shared/errors.js';
+import type { AppConfig } from '../../shared/config.js';
+import { parseIntInRange } from '../../shared/config.js';
+import type { Logger } from '../../shared/logger.js';
+import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
+import { RunStore } from '../../shared/queue/run-store.js';
+import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../shared/run-finalizer.js';
+import { S3ObjectStore } from '../../shared/storage/s3-store.js';
+import type { EngineChoice } from '../engine/factory.js';
+import { createEngine, parseEngineChoice } from '../engine/factory.js';
+import type { BackendChoice } from '../engine/tfjs/backend.js';
+import { parseBackendChoice } from '../engine/tfjs/backend.js';
+import { loadLabels } from '../model/labels.js';
+import type { ModelSpec } from '../model/spec.js';
+import type { MetricsServer } from './metrics.js';
+import { startMetricsServer } from './metrics.js';
+import type { PipelineOptions } from './options.js';
+import { PipelineWorker } from './pipeline-worker.js';
+
+/** Raw flag values as commander hands them over. */
+export interface RawWorkerFlags {
+  weights?: string;
+  labels?: string;
+  layer?: string;
+  engine?: string;
+  backend?: string;
+  batchSize?: string;
+  maxBatchDelayMs?: string;
+  prefetch?: string;
+  concurrencyUpload?: string;
+  metricsPort?: string;
+  metricsHost?: string;
+  drainTimeoutMs?: string;
+  workerId?: string;
+  lockDurationMs?: string;
+  stalledIntervalMs?: string;
+}
+
+export interface WorkerCommandOptions {
+  weights: string;
+  labels?: string;
+  layer?: string;
+  engine: EngineChoice;
+  backend: BackendChoice;
+  /** Undefined: no metrics server. 0: any free port (logged). */
+  metricsPort?: number;
+  /** Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`). */
+  metricsHost: string;
+  pipeline: Partial<PipelineOptions>;
+}
+
+/** Environment fallbacks, so a container can be configured without flags. */
+export const WORKER_ENV = Object.freeze({
+  weights: 'GRADCAM_AUDIT_WEIGHTS',
+  metricsPort: 'GRADCAM_AUDIT_METRICS_PORT',
+});
+
+export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, string | undefined> = process.env): WorkerCommandOptions {
+  const weights = flags.weights ?? env[WORKER_ENV.weights];
+  if (!weights) {
+    throw new ConfigError('--weights', `required: a Keras .h5 weights file or a TF.js model.json (path, s3:// URI or http(s) URL), or set ${WORKER_ENV.weights}`);
+  }
+  const int = (flag: string, v: string | undefined, min: number, max: number): number | undefined => (v === undefined ? undefined : parseIntInRange(flag, v, min, max));
+  const metricsPortRaw = flags.metricsPort ?? env[WORKER_ENV.metricsPort];
+  return {
+    weights,
+    labels: flags.labels,
+    layer: flags.layer,
+    engine: parseEngineChoice(flags.engine ?? 'auto'),
+    backend: parseBackendChoice(flags.backend ?? 'auto'),
+    metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
+    metricsHost: flags.metricsHost ?? '127.0.0.1',
+    pipeline: {
+      batchSize: int('--batch-size', flags.batchSize, 1, 1024),
+      maxBatchDelayMs: int('--max-batch-delay-ms', flags.maxBatchDelayMs, 0, 60_000),
+      prefetch: int('--prefetch', flags.prefetch, 0, 4096),
+      uploadConcurrency: int('--concurrency-upload', flags.concurrencyUpload, 1, 256),
+      drainTimeoutMs: int('--drain-timeout-ms', flags.drainTimeoutMs, 0, 3_600_000),
+      lockDurationMs: int('--lock-duration-ms', flags.lockDurationMs, 1_000, 3_600_000),
+      stalledIntervalMs: int('--stalled-interval-ms', flags.stalledIntervalMs, 500, 3_600_000),
+      workerId: flags.workerId,
+    },
+  };
+}
+
+export interface RunningWorker {
+  worker: PipelineWorker;
+  metricsServer: MetricsServer | null;
+  /** Drain and release everything; idempotent. */
+  shutdown(): Promise<void>;
+}
+
+/** Start a worker from parsed options; the caller decides when to call `shutdown`. */
+export async function startWorker(options: WorkerCommandOptions, config: AppConfig, logger: Logger, loadSpec: (source: string) => Promise<ModelSpec>): Promise<RunningWorker> {
+  const store = S3ObjectStore.fromConfig(config.s3);
+  const ks = { prefix: config.keyPrefix };
+  const workerName = options.pipeline.workerId ?? 'worker';
+  const redis = createRedis(config.redisUrl, { role: 'queue', name: `gca-${workerName}` });
+  const bullConnection = createRedis(config.redisUrl, { role: 'worker', name: `gca-${workerName}-bull` });
+  const releases: Array<() => Promise<void>> = [
+    async () => store.client.destroy(),
+    async () => void (await redis.quit().catch(() => redis.disconnect())),
+    async () => void (await bullConnection.quit().catch(() => bullConnection.disconnect())),
+  ];
+  const releaseAll = async (): Promise<void> => {
+    for (const release of releases.reverse()) await release().catch(() => undefined);
+  };
+  try {
+    await waitForRedis(redis, config.redisUrl);
+    logger.info({ weights: options.weights }, 'loading model');
+    const spec = await loadSpec(options.weights);
+    const engine = await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, logger });
+    releases.push(() => engine.dispose());
+    const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
+    if (labels.warning) logger.warn(labels.warning);
+
+    const runs = new RunStore(redis, ks);
+    const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client), logger, owner: defaultOwner() };
+    const worker = new PipelineWorker(
+      {
+        engine,
+        labels: labels.labels,
+        weightsSource: options.weights,
+        store,
+        runs,
+        redis,
+        bullConnection,
+        keySpace: ks,
+        queueName: config.queueName,
+        logger,
+        finalizeRun: (runId) => finalizeRun(runId, finalizerDeps),
+        sweepUnfinalized: () => sweepUnfinalized(finalizerDeps),
+      },
+      options.pipeline,
+    );
+    let metricsServer: MetricsServer | null = null;
+    if (options.metricsPort !== undefined) {
+      metricsServer = await startMetricsServer(worker.metrics.registry, options.metricsHost, options.metricsPort);
+      releases.push(() => (metricsServer as MetricsServer).close());
+      logger.info({ url: `http://${metricsServer.host}:${metricsServer.port}/metrics` }, 'metrics server listening');
+    }
+    await worker.start();
+    let done: Promise<void> | null = null;
+    return {
+      worker,
+      metricsServer,
+      shutdown: () =>
+        (done ??= (async () => {
+          await worker.stop();
+          await releaseAll();
+        })()),
+    };
+  } catch (err) {
+    await releaseAll();
+    throw err;
+  }
+}
+
+/** The CLI action: run until SIGTERM/SIGINT, drain, exit 0. */
+export async function runWorkerCommand(flags: RawWorkerFlags, config: AppConfig, logger: Logger): Promise<void> {
+  const options = parseWorkerFlags(flags);
+  const loadSpec = async (source: string): Promise<ModelSpec> => {
+    const { loadModelSpec } = await import('../model/source.js');
+    if (!source.startsWith('s3://')) return loadModelSpec(source);
+    const weightsStore = S3ObjectStore.fromConfig(config.s3);
+    try {
+      return await loadModelSpec(source, {
+        getObject: async (bucket, key) => (await weightsStore.get(bucket, key)).body,
+        headObject: async (bucket, key) => ({ etag: (await weightsStore.head(bucket, key))?.etag }),
+      });
+    } finally {
+      weightsStore.client.destroy();
+    }
+  };
+  const running = await startWorker(options, config, logger, loadSpec);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: the drain is already under way (bounded by --drain-timeout-ms)');
+        return;
+      }
+      logger.info({ signal }, 'shutting down');
+      running
+        .shutdown()
+        .catch((err: unknown) => logger.error({ err: describeError(err) }, 'shutdown failed'))
+        .finally(() => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          resolve();
+        });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

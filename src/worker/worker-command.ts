@@ -1,0 +1,38 @@
+/**
+ * `gradcam-audit worker`: declares the flags only; the implementation (TF.js or ONNX Runtime,
+ * sharp, BullMQ) is imported when the command actually runs.
+ */
+import { Command } from 'commander';
+import type { RawWorkerFlags } from './pipeline/run-worker.js';
+
+export async function workerCommand(): Promise<Command> {
+  return new Command('worker')
+    .description('Serve audit jobs from the queue: micro-batch images of every run through the model, write overlays, heatmaps and predictions to S3')
+    .option('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL (env GRADCAM_AUDIT_WEIGHTS)')
+    .option('--labels <file>', 'class labels for non-ImageNet heads (JSON or one label per line)')
+    .option('--layer <name>', 'target layer (default: block5_conv3 for VGG16, else the last conv layer)')
+    .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
+    .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
+    .option('--batch-size <n>', 'largest batch per engine call (default: 16)')
+    .option('--max-batch-delay-ms <ms>', 'longest wait of the oldest image for batch-mates (default: 50)')
+    .option('--prefetch <n>', 'jobs held beyond one batch, so I/O overlaps inference (default: the batch size)')
+    .option('--concurrency-upload <n>', 'concurrent S3 uploads (default: 8)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port; 0 picks a free one (env GRADCAM_AUDIT_METRICS_PORT; default: off)')
+    .option('--metrics-host <host>', 'address the metrics server binds (default: 127.0.0.1)')
+    .option('--drain-timeout-ms <ms>', 'grace period on SIGTERM/SIGINT to finish in-flight batches; keep it below the pod\'s terminationGracePeriodSeconds (default: 25000, for the Kubernetes default of 30 s)')
+    .option('--worker-id <id>', 'id in heartbeats, logs and manifests (default: <host>-<pid>)')
+    .option('--lock-duration-ms <ms>', 'BullMQ job lock duration (default: max(60000, 10x a measured batch))')
+    .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers (default: 30000)')
+    .action(async (flags: RawWorkerFlags) => {
+      const [{ runWorkerCommand }, { createLogger }, { loadConfig }] = await Promise.all([
+        import('./pipeline/run-worker.js'),
+        import('../shared/logger.js'),
+        import('../shared/config.js'),
+      ]);
+      const config = loadConfig();
+      const logger = createLogger({ level: config.logLevel, base: { component: 'worker', ...(flags.workerId ? { workerId: flags.workerId } : {}) } });
+      await runWorkerCommand(flags, config, logger);
+      // Native addons and the wasm runtime may keep handles open; the drain is complete, so leave.
+      logger.flush(() => process.exit(process.exitCode ?? 0));
+    });
+}
