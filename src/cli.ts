@@ -18,6 +18,7 @@ const registrations: Array<() => Promise<Command>> = [
   // explain, enqueue, worker, status, dashboard, demo are added by their modules
   async () => (await import('./worker/explain/command.js')).explainCommand(),
   async () => (await import('./worker/worker-command.js')).workerCommand(),
+  async () => (await import('./dashboard/command.js')).dashboardCommand(),
 ];
 
 async function main(argv: string[]): Promise<void> {

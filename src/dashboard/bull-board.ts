@@ -1,0 +1,26 @@
+/**
+ * bull-board (queue internals: waiting/active/failed jobs, payloads, stack traces) mounted under
+ * `/queues`, behind the same access gate as the rest of the dashboard.
+ */
+import { createBullBoard } from '@bull-board/api';
+import type { IServerAdapter } from '@bull-board/api/typings/app';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { Queue } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+
+export const BULL_BOARD_BASE = '/queues';
+
+export async function mountBullBoard(app: FastifyInstance, queues: Queue[]): Promise<void> {
+  const adapter = new FastifyAdapter();
+  adapter.setBasePath(BULL_BOARD_BASE);
+  createBullBoard({
+    queues: queues.map((q) => new BullMQAdapter(q)),
+    // @bull-board/fastify 9.10.1 pins its own copy of @bull-board/api 9.10.1; the two copies differ
+    // only in private fields, which TypeScript compares nominally. At runtime the adapter receives
+    // the routes and UI path of the top-level api package, which is what we want.
+    serverAdapter: adapter as unknown as IServerAdapter,
+    options: { uiConfig: { boardTitle: 'gradcam-audit' } },
+  });
+  await app.register(adapter.registerPlugin(), { prefix: BULL_BOARD_BASE });
+}

@@ -1,0 +1,51 @@
+/**
+ * `gradcam-audit dashboard`: wire real Redis, S3 and the BullMQ queue into the server, listen, and
+ * shut down cleanly on SIGINT/SIGTERM (close streams, the queue and connections, then exit).
+ */
+import { Queue } from 'bullmq';
+import { loadConfig, redact, type AppConfig } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { createRedis, waitForRedis } from '../shared/queue/redis.js';
+import { RunStore } from '../shared/queue/run-store.js';
+import { S3ObjectStore } from '../shared/storage/s3-store.js';
+import { resolveDashboardOptions, type DashboardFlags } from './options.js';
+import { createDashboard } from './server.js';
+
+export async function runDashboard(flags: DashboardFlags, config: AppConfig = loadConfig()): Promise<void> {
+  // Validate the binding before opening any connection: a refused start must not leave sockets behind.
+  const options = resolveDashboardOptions(flags);
+  const logger = createLogger({ level: config.logLevel, base: { component: 'dashboard' } });
+  const redis = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard' });
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection problem'));
+  await waitForRedis(redis, config.redisUrl);
+  const queueConnection = createRedis(config.redisUrl, { role: 'queue', name: 'gca-dashboard-queue' });
+  queueConnection.on('error', () => undefined);
+  const queue = new Queue(config.queueName, { connection: queueConnection, prefix: config.keyPrefix });
+  const store = S3ObjectStore.fromConfig(config.s3);
+  const keySpace = { prefix: config.keyPrefix };
+  const app = await createDashboard({ runs: new RunStore(redis, keySpace), redis, keySpace, store, queue, logger }, options);
+
+  const address = await app.listen({ port: options.port, host: options.host });
+  logger.info(
+    { address, auth: options.auth.kind, redis: redact(config.redisUrl), queue: config.queueName },
+    `dashboard listening on ${address}${options.auth.kind === 'none' ? ' (no auth: loopback only)' : ` (${options.auth.kind} auth)`}`,
+  );
+  process.stderr.write(`gradcam-audit dashboard: ${address}\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      logger.info({ signal }, 'dashboard shutting down');
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await app.close();
+  await queue.close();
+  queueConnection.disconnect();
+  redis.disconnect();
+  store.client.destroy();
+  logger.flush();
+}

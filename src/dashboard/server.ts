@@ -1,0 +1,92 @@
+/**
+ * The dashboard HTTP server: Fastify with, in order, the access gate, security headers, the JSON
+ * API, the live event stream, bull-board under /queues and the static front end. `createDashboard`
+ * builds it without listening, so tests use the same instance the CLI serves.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { AuditError } from '../shared/errors.js';
+import { installApi } from './api.js';
+import { createAuthGate, installAuth, SESSION_COOKIE } from './auth.js';
+import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
+import type { DashboardDeps } from './deps.js';
+import { AnalyticsCache } from './gallery.js';
+import { installLiveStream } from './live.js';
+import type { DashboardOptions } from './options.js';
+import { listRunViews, toRunView } from './run-view.js';
+import { installSecurityHeaders } from './security-headers.js';
+import { installStaticFiles, loadStaticFiles } from './static-files.js';
+import { Thumbnailer } from './thumbnails.js';
+
+const STATUS_BY_CODE: Record<string, number> = { CONFIG: 400, NOT_FOUND: 404, ACCESS_DENIED: 403, TRANSIENT: 503 };
+
+export async function createDashboard(deps: DashboardDeps, options: DashboardOptions): Promise<FastifyInstance> {
+  // Fastify's own request logging would print URLs with image keys on every thumbnail; the
+  // dashboard logs what matters (start, retries, errors) through the injected logger instead.
+  const app = Fastify({ logger: false, trustProxy: false, bodyLimit: 256 * 1024 });
+  const gate = createAuthGate(options.auth, options.sessionTtlSeconds);
+  const analytics = new AnalyticsCache();
+  const thumbnails = new Thumbnailer(deps.store, {
+    size: options.thumbnailSize,
+    cacheEntries: options.thumbnailCacheEntries,
+    cacheBytes: options.thumbnailCacheBytes,
+    maxSourceBytes: options.maxThumbnailSourceBytes,
+  });
+  const now = deps.now ?? Date.now;
+
+  app.setErrorHandler((err, request, reply) => {
+    if (err instanceof AuditError) {
+      const status = STATUS_BY_CODE[err.code] ?? 400;
+      return reply.code(status).send({ error: err.code, message: err.message });
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) return reply.code(status).send({ error: 'BAD_REQUEST', message: (err as Error).message });
+    deps.logger.error({ err, method: request.method, path: request.url.split('?')[0] }, 'dashboard request failed');
+    return reply.code(500).send({ error: 'INTERNAL', message: 'internal error; see the dashboard log' });
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
+
+  // The login form posts urlencoded fields; parse them without another dependency.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(String(body))));
+  });
+
+  installAuth(app, gate);
+  installSecurityHeaders(app, BULL_BOARD_BASE);
+
+  app.post<{ Body: Record<string, string> | undefined; Querystring: { next?: string } }>('/login', async (req, reply) => {
+    const cookie = gate.login(req.body ?? {});
+    if (!cookie) return reply.redirect('/login?failed=1', 303);
+    const secure = req.protocol === 'https' ? '; Secure' : '';
+    void reply.header('Set-Cookie', `${SESSION_COOKIE}=${cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${gate.sessionTtlSeconds}${secure}`);
+    // Only same-site relative targets: an open redirect would make the login form a phishing aid.
+    const next = typeof req.body?.next === 'string' && /^\/(?!\/)[^\\]*$/.test(req.body.next) ? req.body.next : '/';
+    return reply.redirect(next, 303);
+  });
+  app.post('/logout', async (_req, reply) => {
+    void reply.header('Set-Cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
+    return reply.redirect('/login', 303);
+  });
+
+  installApi(app, { deps, options, analytics, thumbnails });
+  installLiveStream(
+    app,
+    {
+      async snapshot(runId) {
+        const t = now();
+        const events: Array<{ event: string; data: unknown }> = [{ event: 'runs', data: { runs: await listRunViews(deps.runs, 100, t) } }];
+        if (runId !== undefined) {
+          const run = await deps.runs.getRun(runId);
+          if (run) {
+            const throughput = await deps.runs.throughput(run.id);
+            events.push({ event: 'run', data: { run: toRunView(run, throughput, t), throughput, analytics: await analytics.get(deps.runs, run) } });
+          }
+        }
+        return events;
+      },
+    },
+    options.liveIntervalMs,
+  );
+  await mountBullBoard(app, [deps.queue]);
+  installStaticFiles(app, loadStaticFiles());
+  return app;
+}
