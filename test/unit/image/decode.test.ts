@@ -65,6 +65,23 @@ describe('decodeImage on the hostile fixtures', () => {
   }
 });
 
+describe('decodeImage under concurrency', () => {
+  it('decodes or rejects every fixture correctly with 3 copies of each in flight at once', async () => {
+    const jobs = [...manifest, ...manifest, ...manifest];
+    const results = await Promise.allSettled(jobs.map((m) => decodeImage(bytesOf(m.file))));
+    results.forEach((r, i) => {
+      const m = jobs[i];
+      if (m.expect === 'ok') {
+        expect(r.status, m.file).toBe('fulfilled');
+        if (r.status === 'fulfilled') expect([r.value.width, r.value.height]).toEqual([m.width, m.height]);
+      } else {
+        expect(r.status, m.file).toBe('rejected');
+        if (r.status === 'rejected') expect((r.reason as InvalidInputError).code).toBe(m.expect);
+      }
+    });
+  });
+});
+
 describe('decoded pixel values', () => {
   it('drops alpha like PIL convert("RGB"): transparent pixels keep their colour, no compositing', async () => {
     const img = await decodeImage(bytesOf('rgba.png'));
