@@ -122,6 +122,20 @@ describe('decoded pixel values', () => {
     expect(pixel(icc, 0, 0)).not.toEqual(pixel(pil, 0, 0));
   });
 
+  it('ignores embedded ICC profiles by default (as PIL) and applies them with colour: "icc"', async () => {
+    // sRGB red stored in Display P3 encoding with the P3 profile embedded: about (234, 51, 35).
+    const p3 = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 255, g: 0, b: 0 } } })
+      .withIccProfile('p3')
+      .png()
+      .toBuffer();
+    const raw = pixel(await decodeImage(p3), 3, 3);
+    expect(raw[0]).toBeLessThan(245);
+    expect(raw[1]).toBeGreaterThan(30);
+    const managed = pixel(await decodeImage(p3, { colour: 'icc' }), 3, 3);
+    expect(managed[0]).toBeGreaterThan(250);
+    expect(managed[1]).toBeLessThan(10);
+  });
+
   it('reduces 16-bit samples to their high byte, as PIL does for 16-bit RGB PNG', async () => {
     const img = await decodeImage(bytesOf('rgb16.png'));
     expect(img.sourceSpace).toBe('rgb16');
