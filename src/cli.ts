@@ -19,6 +19,8 @@ const registrations: Array<() => Promise<Command>> = [
   async () => (await import('./worker/explain/command.js')).explainCommand(),
   async () => (await import('./worker/worker-command.js')).workerCommand(),
   async () => (await import('./dashboard/command.js')).dashboardCommand(),
+  async () => (await import('./producer/enqueue-command.js')).enqueueCommand(),
+  async () => (await import('./producer/status-command.js')).statusCommand(),
 ];
 
 async function main(argv: string[]): Promise<void> {

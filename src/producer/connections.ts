@@ -1,0 +1,48 @@
+/**
+ * The producer's connections for one CLI invocation: Redis (run records + BullMQ queue) and S3.
+ * `close()` releases all of them so the process exits by itself when the command is done.
+ */
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { AppConfig } from '../shared/config.js';
+import type { AuditJobPayload } from '../shared/queue/contract.js';
+import { bullPrefix } from '../shared/queue/contract.js';
+import { createRedis, waitForRedis } from '../shared/queue/redis.js';
+import { RunStore } from '../shared/queue/run-store.js';
+import { S3ObjectStore } from '../shared/storage/s3-store.js';
+
+export interface ProducerConnections {
+  redis: Redis;
+  runs: RunStore;
+  queue: Queue<AuditJobPayload>;
+  close(): Promise<void>;
+}
+
+/** Connect to Redis, failing fast with a clear error when it does not answer. */
+export async function connectProducer(config: AppConfig, name: string, timeoutMs = 10_000): Promise<ProducerConnections> {
+  const redis = createRedis(config.redisUrl, { role: 'queue', name });
+  // Errors surface through waitForRedis and failing commands; the event would only duplicate them.
+  redis.on('error', () => undefined);
+  try {
+    await waitForRedis(redis, config.redisUrl, timeoutMs);
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  const ks = { prefix: config.keyPrefix };
+  // The queue shares the connection: BullMQ does not close a connection it was handed.
+  const queue = new Queue<AuditJobPayload>(config.queueName, { connection: redis, prefix: bullPrefix(ks) });
+  return {
+    redis,
+    runs: new RunStore(redis, ks),
+    queue,
+    async close() {
+      await queue.close().catch(() => undefined);
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
+
+export function openStore(config: AppConfig): S3ObjectStore {
+  return S3ObjectStore.fromConfig(config.s3);
+}

@@ -1,0 +1,82 @@
+/**
+ * `enqueue` as a process: wires config, S3, Redis and BullMQ into the enqueue library, shows
+ * progress on a TTY, prints one summary line (or JSON) on stdout, and closes every connection so
+ * the process exits.
+ */
+import { loadConfig } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { finalizeRun, s3StreamUploader } from '../shared/run-finalizer.js';
+import { connectProducer, openStore } from './connections.js';
+import { parseEnqueueRequest, type EnqueueFlags } from './enqueue-options.js';
+import { enqueueRun, type EnqueueResult } from './enqueue.js';
+import { createProgressLine, fmt } from './progress-line.js';
+
+export interface EnqueueCliFlags extends EnqueueFlags {
+  json?: boolean;
+}
+
+export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Promise<void> {
+  // Validate every flag before touching the network: mistakes fail in milliseconds.
+  const request = parseEnqueueRequest(source, flags);
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel, base: { component: 'enqueue', runId: request.runId } });
+  const store = openStore(config);
+  const progress = createProgressLine(process.stderr, request.dryRun ? 'dry run' : `enqueue ${request.runId}`);
+  try {
+    let result: EnqueueResult;
+    if (request.dryRun) {
+      // A dry run needs no Redis: it only lists.
+      result = await enqueueRun(request, { store, logger, onProgress: (p) => progress.update(p) });
+    } else {
+      const conn = await connectProducer(config, `gca-enqueue-${process.pid}`);
+      try {
+        const finalizerDeps = { runs: conn.runs, redis: conn.redis, upload: s3StreamUploader(store.client), logger };
+        result = await enqueueRun(request, {
+          store,
+          queue: conn.queue,
+          runs: conn.runs,
+          redis: conn.redis,
+          finalize: (id) => finalizeRun(id, finalizerDeps),
+          logger,
+          onProgress: (p) => progress.update(p),
+        });
+      } finally {
+        await conn.close();
+      }
+    }
+    progress.clear();
+    process.stdout.write(flags.json ? `${JSON.stringify(jsonView(result), null, 2)}\n` : summaryLine(result));
+  } finally {
+    progress.clear();
+    store.client.destroy();
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  }
+}
+
+/** `--json`: the run record plus what this invocation did; for a dry run, the counts. */
+function jsonView(r: EnqueueResult): unknown {
+  const enqueue = { counts: r.counts, elapsedMs: r.elapsedMs, keysPerSecond: r.keysPerSecond, created: r.created, finalized: r.finalized };
+  if (r.dryRun) return { dryRun: true, runId: r.runId, source: r.source, output: r.output, counts: r.counts, examples: r.examples };
+  return { ...r.run, enqueue };
+}
+
+export function summaryLine(r: EnqueueResult): string {
+  const c = r.counts;
+  const skipped = Object.entries(c.skipped)
+    .filter(([, n]) => n > 0)
+    .map(([why, n]) => `${fmt(n)} ${why}`)
+    .join(', ');
+  const skippedText = skipped ? ` (skipped ${skipped})` : '';
+  const secs = (r.elapsedMs / 1000).toFixed(1);
+  if (r.dryRun) {
+    const ex = r.examples.length > 0 ? `\n  e.g. ${r.examples.join('\n       ')}` : '';
+    return `dry run: ${fmt(c.matched)} of ${fmt(c.listed)} objects under ${r.source} would be audited as run ${r.runId} into ${r.output}${skippedText}${ex}\n`;
+  }
+  if (c.matched === 0) {
+    const why = c.listed === 0 ? `nothing is stored under ${r.source} (check the prefix)` : `none of the ${fmt(c.listed)} objects under ${r.source} is an image${skippedText}`;
+    return `run ${r.runId}: no images to audit: ${why}. The run is complete and empty; manifest.jsonl and summary.json are in ${r.output}\n`;
+  }
+  const again = c.known > 0 ? `, ${fmt(c.known)} already in the run` : '';
+  const state = r.run?.state === 'completed' ? ' The run is complete.' : ` Follow it with: gradcam-audit status ${r.runId} --watch`;
+  return `run ${r.runId}: ${fmt(c.added)} images queued${again} of ${fmt(c.listed)} listed${skippedText} in ${secs} s (${fmt(r.keysPerSecond)} keys/s); outputs go to ${r.output}.${state}\n`;
+}

@@ -1,0 +1,38 @@
+/**
+ * `gradcam-audit enqueue s3://BUCKET/PREFIX`: declares the flags only; the implementation (S3,
+ * BullMQ) is imported when the command runs.
+ */
+import { Command } from 'commander';
+import { CAM_METHODS, COLORMAPS, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
+import type { EnqueueCliFlags } from './enqueue-cli.js';
+
+const d = DEFAULT_EXPLAIN_OPTIONS;
+
+export async function enqueueCommand(): Promise<Command> {
+  return new Command('enqueue')
+    .description(
+      'List the images under an S3 prefix and queue one audit job per image. Re-running the same command resumes the same run and adds only new images.',
+    )
+    .argument('<source>', 's3://BUCKET/PREFIX to audit (a plain S3 prefix: "s3://b/photos" also matches "photos2/"; end it with / for a folder)')
+    .option('--output <uri>', 'output prefix for overlays, heatmaps, predictions, manifest.jsonl and summary.json (default: s3://BUCKET/gradcam-audit/RUN_ID/)')
+    .option('--run-id <id>', 'run id (default: derived from the source, output, filters and options, so the same command resumes the same run)')
+    .option('--include <globs>', 'comma-separated globs on the key relative to the prefix; replaces the default image-extension filter (jpg, jpeg, png, webp, gif, tif, tiff). A glob without "/" matches the file name at any depth')
+    .option('--exclude <globs>', 'comma-separated globs on the key relative to the prefix, applied after --include')
+    .option('--top-k <n>', `number of decoded predictions (default: ${d.topK})`)
+    .option('--targets <which>', 'classes to explain: top1, topk, or class indices such as 281,285 (default: top1)')
+    .option('--method <name>', `${CAM_METHODS.join('|')} (default: ${d.method})`)
+    .option('--score <mode>', `${SCORE_MODES.join('|')} (default: ${d.score})`)
+    .option('--resize <mode>', `${RESIZE_MODES.join('|')} (default: ${d.resize})`)
+    .option('--colormap <name>', `${COLORMAPS.join('|')} (default: ${d.colormap})`)
+    .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
+    .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
+    .option('--max-side <px>', "cap on the overlay's longer side (default: original size)")
+    .option('--layer <name>', 'target layer (default: block5_conv3 for VGG16, else the last conv layer)')
+    .option('--model <label>', 'free-form model label recorded on the run (workers record the exact weights hash)')
+    .option('--dry-run', 'count matching images and show a few, without creating a run or a job')
+    .option('--json', 'print the run record (or the dry-run counts) as JSON on stdout')
+    .action(async (source: string, flags: EnqueueCliFlags) => {
+      const { runEnqueueCli } = await import('./enqueue-cli.js');
+      await runEnqueueCli(source, flags);
+    });
+}
