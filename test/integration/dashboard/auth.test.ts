@@ -1,0 +1,154 @@
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/shared/errors.js';
+import { resolveDashboardOptions } from '../../../src/dashboard/options.js';
+import { serviceEnv } from '../../helpers/services.js';
+import { startHarness, type DashboardHarness } from './harness.js';
+import { seedRun } from './seed.js';
+
+const TOKEN = 'test-token-0123456789abcdef';
+
+function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describe('binding rules', () => {
+  it('refuses a non-loopback address without credentials, and accepts one with them', () => {
+    for (const host of ['0.0.0.0', '::', '10.1.2.3', 'dashboard.internal']) {
+      expect(() => resolveDashboardOptions({ host }, {})).toThrow(ConfigError);
+    }
+    expect(() => resolveDashboardOptions({ host: '0.0.0.0' }, {})).toThrow(/DASHBOARD_TOKEN/);
+    for (const host of ['127.0.0.1', '::1', 'localhost', '127.0.0.2']) expect(resolveDashboardOptions({ host }, {}).auth.kind).toBe('none');
+    expect(resolveDashboardOptions({ host: '0.0.0.0' }, { DASHBOARD_TOKEN: TOKEN }).auth).toEqual({ kind: 'token', token: TOKEN });
+    expect(resolveDashboardOptions({ host: '0.0.0.0', token: TOKEN }, {}).auth.kind).toBe('token');
+    expect(resolveDashboardOptions({ host: '0.0.0.0' }, { DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'long-password' }).auth.kind).toBe('basic');
+    expect(() => resolveDashboardOptions({}, { DASHBOARD_TOKEN: 'short' })).toThrow(/at least 16 characters/);
+    expect(() => resolveDashboardOptions({}, { DASHBOARD_USER: 'ops' })).toThrow(/DASHBOARD_PASSWORD/);
+    expect(() => resolveDashboardOptions({ port: '70000' }, {})).toThrow(/--port/);
+  });
+
+  it('the real CLI exits with a clear configuration error and opens nothing', async () => {
+    const { code, stderr } = await runCli(['dashboard', '--host', '0.0.0.0', '--port', '0'], serviceEnv({ DASHBOARD_TOKEN: '', DASHBOARD_USER: '', DASHBOARD_PASSWORD: '' }));
+    expect(code).toBe(2);
+    expect(stderr).toContain('refusing to serve the dashboard on non-loopback address "0.0.0.0" without credentials');
+    const short = await runCli(['dashboard', '--token', 'abc'], serviceEnv());
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain('--token: expected at least 16 characters');
+  });
+});
+
+describe('token auth on every route', () => {
+  let h: DashboardHarness;
+  let base: string;
+  beforeAll(async () => {
+    h = await startHarness({ auth: { kind: 'token', token: TOKEN } });
+    await seedRun(h.seed, 'run-auth', [{ name: 'a.png', status: 'ok', cls: 0 }]);
+    base = await h.app.listen({ port: 0, host: '127.0.0.1' });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const PROTECTED = ['/api/runs', '/api/runs/run-auth', '/api/workers', '/api/runs/run-auth/images', '/api/runs/run-auth/objects/original?key=photos%2Frun-auth%2Fa.png', '/queues/', '/queues/api/queues', '/', '/static/app.js'];
+
+  it('refuses requests without or with wrong credentials', async () => {
+    for (const path of PROTECTED) {
+      const none = await fetch(base + path, { redirect: 'manual' });
+      expect([401, 303], path).toContain(none.status);
+      const wrong = await fetch(base + path, { redirect: 'manual', headers: { authorization: `Bearer ${TOKEN}x` } });
+      expect([401, 303], path).toContain(wrong.status);
+    }
+    const api = await fetch(`${base}/api/runs`);
+    expect(api.status).toBe(401);
+    expect(((await api.json()) as { message: string }).message).toContain('Authorization: Bearer');
+    const page = await fetch(`${base}/`, { redirect: 'manual', headers: { accept: 'text/html' } });
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/login?next=%2F');
+    const sse = await fetch(`${base}/api/events`);
+    expect(sse.status).toBe(401);
+    const retry = await fetch(`${base}/api/runs/run-auth/retry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"all":true}' });
+    expect(retry.status).toBe(401);
+  });
+
+  it('accepts the bearer token everywhere, and the login form sets a cookie that works for pages, SSE and bull-board', async () => {
+    for (const path of PROTECTED) {
+      const ok = await fetch(base + path, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(ok.status, path).toBe(200);
+    }
+    const bad = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=nope' });
+    expect(bad.status).toBe(303);
+    expect(bad.headers.get('location')).toBe('/login?failed=1');
+    expect(bad.headers.get('set-cookie')).toBeNull();
+
+    const login = await fetch(`${base}/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: TOKEN, next: '/#/runs/run-auth' }).toString(),
+    });
+    expect(login.status).toBe(303);
+    expect(login.headers.get('location')).toBe('/#/runs/run-auth');
+    const setCookie = login.headers.get('set-cookie') ?? '';
+    expect(setCookie).toMatch(/HttpOnly; SameSite=Strict/);
+    expect(setCookie).not.toContain(TOKEN);
+    const cookie = setCookie.split(';')[0]!;
+    for (const path of PROTECTED) expect((await fetch(base + path, { headers: { cookie } })).status, path).toBe(200);
+
+    const controller = new AbortController();
+    const sse = await fetch(`${base}/api/events`, { headers: { cookie }, signal: controller.signal });
+    expect(sse.status).toBe(200);
+    expect(sse.headers.get('content-type')).toContain('text/event-stream');
+    controller.abort();
+
+    // A forged or tampered cookie is refused.
+    const [name, value] = cookie.split('=') as [string, string];
+    const tampered = `${name}=${Number(value.split('.')[0]) + 1000}.${value.split('.')[1]}`;
+    expect((await fetch(`${base}/api/runs`, { headers: { cookie: tampered } })).status).toBe(401);
+
+    // The login form never redirects off-site.
+    const offsite = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: TOKEN, next: '//evil.example/' }).toString() });
+    expect(offsite.headers.get('location')).toBe('/');
+  });
+
+  it('keeps the login form and liveness probe public, with security headers everywhere', async () => {
+    const login = await fetch(`${base}/login`);
+    expect(login.status).toBe(200);
+    expect(login.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(login.headers.get('content-security-policy')).not.toContain('unsafe-inline');
+    expect(login.headers.get('x-content-type-options')).toBe('nosniff');
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('basic auth', () => {
+  let h: DashboardHarness;
+  beforeAll(async () => {
+    h = await startHarness({ auth: { kind: 'basic', user: 'ops', password: 'correct horse battery' } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+  const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+  it('challenges, refuses wrong credentials and accepts right ones', async () => {
+    const none = await h.app.inject({ method: 'GET', url: '/api/runs' });
+    expect(none.statusCode).toBe(401);
+    expect(none.headers['www-authenticate']).toContain('Basic realm="gradcam-audit"');
+    expect((await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: basic('ops', 'wrong password') } })).statusCode).toBe(401);
+    expect((await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: basic('root', 'correct horse battery') } })).statusCode).toBe(401);
+    expect((await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: basic('ops', 'correct horse battery') } })).statusCode).toBe(200);
+    expect((await h.app.inject({ method: 'GET', url: '/queues/', headers: { authorization: basic('ops', 'correct horse battery') } })).statusCode).toBe(200);
+    const login = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'user=ops&password=correct+horse+battery' });
+    expect(login.headers['set-cookie']).toBeDefined();
+  });
+});

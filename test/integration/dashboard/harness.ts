@@ -1,0 +1,52 @@
+/**
+ * A dashboard wired to the test run's real Redis and S3 server, with its own key prefix, queue and
+ * bucket. The same `createDashboard` the CLI serves; only the dependencies are per-test.
+ */
+import { Queue } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { silentLogger } from '../../../src/shared/logger.js';
+import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { DASHBOARD_DEFAULTS, type DashboardOptions } from '../../../src/dashboard/options.js';
+import { createDashboard } from '../../../src/dashboard/server.js';
+import type { DashboardDeps } from '../../../src/dashboard/deps.js';
+import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
+import type { SeedTarget } from './seed.js';
+
+export interface DashboardHarness {
+  t: TestRedis;
+  b: TestBucket;
+  deps: DashboardDeps;
+  queue: Queue;
+  queueConnection: Redis;
+  seed: SeedTarget;
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export async function startHarness(options: Partial<DashboardOptions> = {}): Promise<DashboardHarness> {
+  const t = await testRedis();
+  const b = await testBucket();
+  const queueConnection = new Redis(t.url, { maxRetriesPerRequest: null });
+  const queue = new Queue(t.queueName, { connection: queueConnection });
+  const runs = new RunStore(t.redis, { prefix: t.prefix });
+  const deps: DashboardDeps = { runs, redis: t.redis, keySpace: { prefix: t.prefix }, store: b.store, queue, logger: silentLogger() };
+  const app = await createDashboard(deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, port: 0, ...options });
+  return {
+    t,
+    b,
+    deps,
+    queue,
+    queueConnection,
+    seed: { runs, store: b.store, bucket: b.bucket },
+    app,
+    async close() {
+      await app.close();
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      queueConnection.disconnect();
+      await b.cleanup();
+      await t.cleanup();
+    },
+  };
+}
