@@ -71,10 +71,50 @@ def write(path, style):
                 g.create_dataset(weight_name, array.shape, dtype=array.dtype)[:] = array
 
 
+VGG16_BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+
+
+def vgg16_shapes():
+    """(layer name, [kernel shape, bias shape]) for keras.applications.VGG16, in layer order."""
+    layers, c = [], 3
+    for b, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            layers.append((f"block{b}_conv{i}", [(3, 3, c, filters), (filters,)]))
+            c = filters
+        layers.append((f"block{b}_pool", []))
+    layers.append(("flatten", []))
+    for name, n_in, n_out in (("fc1", 25088, 4096), ("fc2", 4096, 4096), ("predictions", 4096, 1000)):
+        layers.append((name, [(n_in, n_out), (n_out,)]))
+    return layers
+
+
+def write_hollow_vgg16(path, override=None):
+    """The layout of vgg16_weights_tf_dim_ordering_tf_kernels.h5 (legacy names, full shapes) with
+    unallocated datasets: a few KB on disk, so loaders can be tested on the real structure."""
+    with h5py.File(path, "w") as f:
+        layers = vgg16_shapes()
+        f.attrs["layer_names"] = np.asarray([b"input_1"] + [n.encode("utf8") for n, _ in layers])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.0.2"
+        f.create_group("input_1").attrs["weight_names"] = np.asarray([], dtype="S1")
+        for name, shapes in layers:
+            g = f.create_group(name)
+            names = [f"{name}_{s}_1:0" for s in ("W", "b")][: len(shapes)]
+            g.attrs["weight_names"] = np.asarray([n.encode("utf8") for n in names], dtype="S")
+            for weight_name, shape in zip(names, shapes):
+                if override and weight_name in override:
+                    shape = override[weight_name]
+                g.create_dataset(weight_name, shape, dtype="<f4")
+
+
 if __name__ == "__main__":
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "test/fixtures/model"
     os.makedirs(out_dir, exist_ok=True)
     for style in ("legacy", "modern"):
         path = os.path.join(out_dir, f"h5py-{style}.h5")
         write(path, style)
+        print(path, os.path.getsize(path), "bytes")
+    for name, override in (("vgg16-hollow.h5", None), ("vgg16-hollow-bad-block4_conv2.h5", {"block4_conv2_W_1:0": (3, 3, 256, 512)})):
+        path = os.path.join(out_dir, name)
+        write_hollow_vgg16(path, override)
         print(path, os.path.getsize(path), "bytes")

@@ -20,7 +20,7 @@ export interface Conv2DLayerSpec {
   strides: [number, number];
   padding: Padding;
   activation: Activation;
-  /** HWIO, i.e. `(kh, kw, in, out)`, row-major. */
+  /** HWIO, i.e. `(kh, kw, in, out)`, row-major: `kernel[((y * kw + x) * in + i) * out + o]`. */
   kernel: Float32Array;
   /** `(out)`, or null when `use_bias` is false. */
   bias: Float32Array | null;
@@ -34,6 +34,7 @@ export interface MaxPool2DLayerSpec {
   padding: Padding;
 }
 
+/** Flattens `(h, w, c)` in that order (a plain NHWC reshape, as Keras), which fc1's rows follow. */
 export interface FlattenLayerSpec {
   type: 'flatten';
   name: string;
@@ -49,8 +50,9 @@ export interface DenseLayerSpec {
   name: string;
   units: number;
   activation: Activation;
-  /** `(in, out)`, row-major. */
+  /** `(in, out)`, row-major: `kernel[i * units + o]`. */
   kernel: Float32Array;
+  /** `(units)`, or null when `use_bias` is false. */
   bias: Float32Array | null;
 }
 

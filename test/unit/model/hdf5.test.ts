@@ -2,7 +2,7 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelError, NotFoundError } from '../../../src/shared/errors.js';
-import { readKerasHdf5 } from '../../../src/worker/model/hdf5.js';
+import { inspectKerasHdf5, readKerasHdf5 } from '../../../src/worker/model/hdf5.js';
 import { vggShapedArchitecture, vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
 import { writeKerasHdf5 } from '../../../scripts/weights/write-keras-hdf5.js';
 import { expectSameSpec, withTempDir } from './helpers/specs.js';
@@ -119,5 +119,29 @@ describe('Keras HDF5 loader (files written by h5py, as Keras writes them)', () =
       weighted++;
     }
     expect(weighted).toBe(4);
+  });
+});
+
+describe('Keras HDF5 loader on the full-size VGG16 layout', () => {
+  // write_keras_h5.py: the structure of vgg16_weights_tf_dim_ordering_tf_kernels.h5 with
+  // unallocated datasets (40 KB), so the real names and shapes are checked without 553 MB.
+  const fixtures = join(import.meta.dirname, '../../fixtures/model');
+
+  it('matches every layer of keras.applications.VGG16 by name and shape, 138,357,544 params', async () => {
+    const inspection = await inspectKerasHdf5(join(fixtures, 'vgg16-hollow.h5'));
+    expect(inspection.architecture.name).toBe('vgg16');
+    expect(inspection.fullModel).toBe(false);
+    expect(inspection.params).toBe(138_357_544);
+    expect(inspection.layers).toHaveLength(16);
+    const fc1 = inspection.layers.find((l) => l.name === 'fc1');
+    expect(fc1?.datasets).toEqual([{ name: 'fc1_W_1:0', shape: [25088, 4096] }, { name: 'fc1_b_1:0', shape: [4096] }]);
+    expect(inspection.layers[0]?.datasets[0]).toEqual({ name: 'block1_conv1_W_1:0', shape: [3, 3, 3, 64] });
+  });
+
+  it('names the VGG16 layer whose kernel has the wrong shape', async () => {
+    const path = join(fixtures, 'vgg16-hollow-bad-block4_conv2.h5');
+    await expect(inspectKerasHdf5(path)).rejects.toThrow(/layer "block4_conv2": block4_conv2_W_1:0 has shape \[3, 3, 256, 512\] but vgg16 needs \[3, 3, 512, 512\]/);
+    // The full read fails the same way, before allocating 553 MB.
+    await expect(readKerasHdf5(path)).rejects.toThrow(/layer "block4_conv2"/);
   });
 });
