@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { deriveRunId, parseEnqueueRequest, parseTargets } from '../../../src/producer/enqueue-options.js';
+import { ConfigError } from '../../../src/shared/errors.js';
+import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
+import { validateRunId } from '../../../src/shared/queue/contract.js';
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseEnqueueRequest', () => {
+  it('applies defaults: explain options, derived run id, output under gradcam-audit/<run>/ in the source bucket', () => {
+    const r = parseEnqueueRequest('s3://photos-bucket/2024/cats/', {});
+    expect(r.options).toEqual(DEFAULT_EXPLAIN_OPTIONS);
+    expect(r.derivedRunId).toBe(true);
+    expect(r.runId).toMatch(/^photos-bucket-2024-cats-[0-9a-f]{10}$/);
+    expect(validateRunId(r.runId)).toBe(r.runId);
+    expect(r.output).toEqual({ bucket: 'photos-bucket', key: `gradcam-audit/${r.runId}/` });
+    expect(r.dryRun).toBe(false);
+  });
+
+  it('parses every explain flag', () => {
+    const r = parseEnqueueRequest('s3://bkt/in', {
+      topK: '3', targets: '281,285,281', method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: '0.25', format: 'png', maxSide: '512', layer: 'block4_conv3',
+      include: '*.jpg, cats/**', exclude: 'tmp/**', output: 's3://out-bkt/audits', runId: 'r-1', model: 'vgg16 v2', dryRun: true,
+    });
+    expect(r.options).toEqual({ topK: 3, targets: { kind: 'indices', indices: [281, 285] }, method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: 0.25, overlayFormat: 'png', maxSide: 512, layer: 'block4_conv3' });
+    expect(r.include).toEqual(['*.jpg', 'cats/**']);
+    expect(r.exclude).toEqual(['tmp/**']);
+    expect(r.output).toEqual({ bucket: 'out-bkt', key: 'audits/' });
+    expect(r).toMatchObject({ runId: 'r-1', derivedRunId: false, model: 'vgg16 v2', dryRun: true });
+  });
+
+  it.each([
+    [{ topK: '0' }, '--top-k'],
+    [{ topK: '2.5' }, '--top-k'],
+    [{ targets: 'top2' }, '--targets'],
+    [{ targets: '1,,2' }, '--targets'],
+    [{ method: 'gradcam+' }, '--method'],
+    [{ score: 'softmax' }, '--score'],
+    [{ resize: 'bicubic' }, '--resize'],
+    [{ colormap: 'rainbow' }, '--colormap'],
+    [{ alpha: '1.5' }, '--alpha'],
+    [{ alpha: 'half' }, '--alpha'],
+    [{ format: 'gif' }, '--format'],
+    [{ maxSide: '4' }, '--max-side'],
+    [{ layer: 'block5 conv3' }, '--layer'],
+    [{ include: 'a,,b' }, '--include'],
+    [{ exclude: ',' }, '--exclude'],
+    [{ output: 'out/' }, '--output'],
+    [{ runId: 'has:colon' }, '--run-id'],
+    [{ model: '' }, '--model'],
+  ])('rejects %j naming %s', (flags, name) => {
+    const err = configError(() => parseEnqueueRequest('s3://bkt/in/', flags));
+    expect(err.variable).toBe(name);
+    expect(err.message.startsWith(`${name}: expected`) || err.message.startsWith(`${name}:`)).toBe(true);
+  });
+
+  it('rejects malformed source URIs, naming SOURCE', () => {
+    for (const uri of ['bkt/in', 's3://', 's3:///x', 'http://bkt/in', 's3://B_/x/..']) {
+      expect(configError(() => parseEnqueueRequest(uri, {})).variable).toBe('SOURCE');
+    }
+  });
+});
+
+describe('deriveRunId', () => {
+  const base = { source: { bucket: 'b', key: 'in/' }, include: [], exclude: [], options: { ...DEFAULT_EXPLAIN_OPTIONS }, model: '' };
+  it('is the same for the same request (so re-running resumes) and differs when anything defining the run differs', () => {
+    const id = deriveRunId(base);
+    expect(deriveRunId({ ...base, options: { ...DEFAULT_EXPLAIN_OPTIONS } })).toBe(id);
+    const variants = [
+      deriveRunId({ ...base, source: { bucket: 'b', key: 'in2/' } }),
+      deriveRunId({ ...base, include: ['*.png'] }),
+      deriveRunId({ ...base, exclude: ['x/**'] }),
+      deriveRunId({ ...base, options: { ...DEFAULT_EXPLAIN_OPTIONS, method: 'hirescam' } }),
+      deriveRunId({ ...base, model: 'm' }),
+      deriveRunId({ ...base, output: { bucket: 'o', key: 'x/' } }),
+    ];
+    expect(new Set([id, ...variants]).size).toBe(variants.length + 1);
+  });
+
+  it('stays a valid run id for any key, however long or odd', () => {
+    for (const key of ['', 'ünï cödé/+%/', `${'deep/'.repeat(40)}`, '...', '-leading']) {
+      const id = deriveRunId({ ...base, source: { bucket: 'my.bucket', key } });
+      expect(validateRunId(id)).toBe(id);
+    }
+  });
+});
+
+describe('parseTargets', () => {
+  it('accepts top1, topk and index lists', () => {
+    expect(parseTargets('top1')).toEqual({ kind: 'top1' });
+    expect(parseTargets('topk')).toEqual({ kind: 'topk' });
+    expect(parseTargets(' 3 , 999 ')).toEqual({ kind: 'indices', indices: [3, 999] });
+    expect(() => parseTargets('-1')).toThrow(/--targets/);
+  });
+});
