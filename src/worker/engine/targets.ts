@@ -28,6 +28,18 @@ export function resolveTargets(targets: TargetSpec, topK: number, probabilities:
   }
 }
 
+/** How many targets each image gets; the same for every image of a request. */
+export function targetCount(request: Pick<EngineRequest, 'targets' | 'topK'>, numClasses: number): number {
+  switch (request.targets.kind) {
+    case 'top1':
+      return 1;
+    case 'topk':
+      return Math.min(request.topK, numClasses);
+    case 'indices':
+      return request.targets.indices.length;
+  }
+}
+
 /** Throws a ConfigError naming the flag when the request cannot be served by a model with `numClasses` outputs. */
 export function validateRequest(request: Pick<EngineRequest, 'targets' | 'topK' | 'method' | 'score'>, numClasses: number): void {
   if (!(CAM_METHODS as readonly string[]).includes(request.method)) {

@@ -100,4 +100,24 @@ describe('head gradient vs finite differences', () => {
     model.dispose();
     await engine.dispose();
   });
+
+  test('the stored-transpose dense backward equals the plain matMul backward', async () => {
+    const plain = compileModel(spec, LAYER, { pretransposeDense: false });
+    const tuned = compileModel(spec, LAYER, { pretransposeDense: true });
+    const images = seededImages(2, 16, 16, 31);
+    const x = tf.tensor4d(Float32Array.from(images.flatMap((im) => Array.from(im.data))), [2, 16, 16, 3]);
+    const a = plain.features(x);
+    for (const score of SCORE_MODES) {
+      const g1 = headGradient(plain, a, [1, 4], score);
+      const g2 = headGradient(tuned, a, [1, 4], score);
+      const [v1, v2] = [await g1.data(), await g2.data()];
+      const scale = Math.max(...Array.from(v1, Math.abs));
+      expect(scale).toBeGreaterThan(0);
+      v1.forEach((v, i) => expect(Math.abs(v - v2[i])).toBeLessThanOrEqual(1e-5 * scale));
+      tf.dispose([g1, g2]);
+    }
+    tf.dispose([a, x]);
+    plain.dispose();
+    tuned.dispose();
+  });
 });

@@ -45,8 +45,22 @@ export function defaultTargetLayer(spec: ModelSpec): string {
   return resolveTargetLayer(spec);
 }
 
+/** Backend-specific speed choices; they never change results beyond float rounding. */
+export interface CompileTuning {
+  /**
+   * Keep a transposed copy of each head dense kernel for the backward pass (see
+   * `denseWithTransposedGrad`). Costs the head's weight memory twice (VGG16: +480 MB).
+   * Default: on for the wasm backend, where it makes the backward as fast as the forward.
+   */
+  pretransposeDense: boolean;
+}
+
+export function defaultCompileTuning(): CompileTuning {
+  return { pretransposeDense: tf.getBackend() === 'wasm' };
+}
+
 /** `layer` undefined: the default target (see `resolveTargetLayer`); a name must have a 4-D output. */
-export function compileModel(spec: ModelSpec, layer?: string): CompiledModel {
+export function compileModel(spec: ModelSpec, layer?: string, tuning: CompileTuning = defaultCompileTuning()): CompiledModel {
   const layerName = resolveTargetLayer(spec, layer);
   const layers = spec.layers.filter((l) => l.type !== 'input');
   const targetIndex = layers.findIndex((l) => l.name === layerName);
@@ -77,7 +91,7 @@ export function compileModel(spec: ModelSpec, layer?: string): CompiledModel {
   let shape: number[] = [...spec.inputShape];
   const featureOps: Op[] = [];
   for (const layer of layers.slice(0, targetIndex + 1)) {
-    const r = compileLayer(layer, shape, keep, false);
+    const r = compileLayer(layer, shape, keep, false, tuning);
     featureOps.push(r.op);
     shape = r.shape;
   }
@@ -87,7 +101,7 @@ export function compileModel(spec: ModelSpec, layer?: string): CompiledModel {
   const targetShape = shape as [number, number, number];
   const headOps: Op[] = [];
   for (const layer of headLayers) {
-    const r = compileLayer(layer, shape, keep, true);
+    const r = compileLayer(layer, shape, keep, true, tuning);
     headOps.push(r.op);
     shape = r.shape;
   }
@@ -127,8 +141,22 @@ export function compileModel(spec: ModelSpec, layer?: string): CompiledModel {
   };
 }
 
+/**
+ * `x·W` whose gradient `dy·Wᵀ` multiplies by a stored transpose. Why: on the wasm backend XNNPACK
+ * caches the packed form of a matMul's right operand, so `x·W` is fast from the second call on,
+ * but `matMul(dy, W, false, true)` repacks the 400 MB fc1 kernel of VGG16 on every call, which
+ * made the head's backward about 10x its forward. A stored Wᵀ is packed once, like W.
+ */
+function denseWithTransposedGrad(kernel: tf.Tensor2D, kernelT: tf.Tensor2D): (x: tf.Tensor2D) => tf.Tensor2D {
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = args[0] as tf.Tensor2D;
+    return { value: tf.matMul(x, kernel) as tf.Tensor2D, gradFunc: (dy: tf.Tensor2D) => [tf.matMul(dy, kernelT)] };
+  });
+  return (x) => f(x) as tf.Tensor2D;
+}
+
 /** `differentiable`: the layer is in the head, where gradients must match TF's CPU kernels. */
-function compileLayer(layer: LayerSpec, inShape: number[], keep: <T extends tf.Tensor>(t: T) => T, differentiable: boolean): { op: Op; shape: number[] } {
+function compileLayer(layer: LayerSpec, inShape: number[], keep: <T extends tf.Tensor>(t: T) => T, differentiable: boolean, tuning: CompileTuning): { op: Op; shape: number[] } {
   const where = `layer "${layer.name}" (${layer.type})`;
   switch (layer.type) {
     case 'input':
@@ -177,8 +205,9 @@ function compileLayer(layer: LayerSpec, inShape: number[], keep: <T extends tf.T
       checkLength(where, 'kernel', layer.kernel.length, inShape[0] * layer.units);
       const kernel = keep(tf.tensor2d(layer.kernel, [inShape[0], layer.units]));
       const bias = layer.bias ? keep(tf.tensor1d(checkLength(where, 'bias', layer.bias.length, layer.units) && layer.bias)) : null;
+      const matMul = differentiable && tuning.pretransposeDense ? denseWithTransposedGrad(kernel, keep(tf.transpose(kernel))) : (x: tf.Tensor2D) => tf.matMul(x, kernel);
       const op: Op = (x) => {
-        const y = tf.matMul(x as tf.Tensor2D, kernel);
+        const y = matMul(x as tf.Tensor2D);
         return activate(bias ? tf.add(y, bias) : y, layer.activation);
       };
       return { op, shape: [layer.units] };

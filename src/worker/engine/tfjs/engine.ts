@@ -16,7 +16,7 @@ import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
 import { DEFAULT_CAM_POST_OPTIONS, postProcessCam } from '../cam-post.js';
 import type { CamPostOptions } from '../cam-post.js';
-import { resolveTargets, validateRequest } from '../targets.js';
+import { resolveTargets, targetCount, validateRequest } from '../targets.js';
 import type { ActiveBackend, BackendChoice, BackendDeps } from './backend.js';
 import { defaultBackendDeps, initBackend } from './backend.js';
 import { compileModel } from './build.js';
@@ -86,7 +86,7 @@ export class TfjsEngine implements Engine {
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
     if (images.length === 0) return [];
-    const { probs } = await this.forward(images, false);
+    const { probs } = await this.forward(images);
     return probs;
   }
 
@@ -94,37 +94,59 @@ export class TfjsEngine implements Engine {
     const model = this.model;
     validateRequest(request, model.numClasses);
     if (request.images.length === 0) return [];
-    const { a, probs, logits } = await this.forward(request.images, true);
+    if (this.disposed) throw new Error('engine is disposed');
+    const b = request.images.length;
+    const c = model.numClasses;
+    // Every image has the same number of targets T, so rows are target-major: row k·B + i is image
+    // i's k-th target.
+    const t = targetCount(request, c);
+    const x = this.toBatch(request.images);
+    const a = model.features(x);
+    x.dispose();
+    let probs: Float32Array[] = [];
+    let logits: Float32Array[] = [];
+    const classes: number[] = [];
     try {
-      const rows: number[] = [];
-      const classes: number[] = [];
-      probs.forEach((p, i) => {
-        for (const c of resolveTargets(request.targets, request.topK, p)) {
-          rows.push(i);
-          classes.push(c);
-        }
-      });
-      const [h, w] = model.targetShape;
-      const identity = rows.length === probs.length;
       const [mapsT, gmaxT] = tf.tidy(() => {
-        // Expand only when some image has several targets; top-1 reuses the activation as is.
-        const aRows = identity ? a : (tf.gather(a, tf.tensor1d(rows, 'int32')) as tf.Tensor4D);
-        const g = headGradient(model, aRows, classes, request.score);
+        // Concatenating whole copies is a plain memory copy; gather is several times slower on wasm.
+        const aRows = t === 1 ? a : tf.concat(new Array<tf.Tensor4D>(t).fill(a), 0);
+        const total = (z: tf.Tensor): tf.Scalar => {
+          const l = model.head(z as tf.Tensor4D);
+          const p = model.probabilities(l);
+          // Top-1/top-k targets depend on this very forward pass: reading the scores here lets one
+          // head forward serve both the predictions and the backward.
+          const split = (flat: Float32Array): Float32Array[] => Array.from({ length: b }, (_, i) => flat.slice(i * c, (i + 1) * c));
+          probs = split(p.dataSync() as Float32Array);
+          logits = split(l.dataSync() as Float32Array);
+          const perImage = probs.map((row) => resolveTargets(request.targets, request.topK, row));
+          // A one-hot mask rather than gather: the wasm backend lacks gather's gradient.
+          const mask = new Float32Array(b * t * c);
+          for (let k = 0; k < t; k++) {
+            for (let i = 0; i < b; i++) {
+              classes.push(perImage[i][k]);
+              mask[(k * b + i) * c + perImage[i][k]] = 1;
+            }
+          }
+          return tf.sum(tf.mul(request.score === 'logit' ? l : p, tf.tensor2d(mask, [b * t, c])));
+        };
+        const g = tf.grad(total)(aRows) as tf.Tensor4D;
         return [camMaps(request.method, aRows, g), tf.max(tf.abs(g), [1, 2, 3])];
       });
+      const [h, w] = model.targetShape;
       const [maps, gmax] = await Promise.all([mapsT.data() as Promise<Float32Array>, gmaxT.data() as Promise<Float32Array>]);
       mapsT.dispose();
       gmaxT.dispose();
 
       const results: EngineImageResult[] = probs.map((p, i) => ({ probabilities: p, logits: logits[i], cams: [] as CamMap[] }));
-      rows.forEach((i, r) => {
-        const c = classes[r];
-        const probability = probs[i][c];
-        const score = request.score === 'logit' ? logits[i][c] : probability;
+      // Target-major rows visit each image's targets in order.
+      classes.forEach((cls, r) => {
+        const i = r % b;
+        const probability = probs[i][cls];
+        const score = request.score === 'logit' ? logits[i][cls] : probability;
         results[i].cams.push(
           postProcessCam(
             maps.subarray(r * h * w, (r + 1) * h * w),
-            { classIndex: c, score, scoreMode: request.score, probability, gradientMaxAbs: gmax[r], height: h, width: w },
+            { classIndex: cls, score, scoreMode: request.score, probability, gradientMaxAbs: gmax[r], height: h, width: w },
             this.camPost,
           ),
         );
@@ -135,24 +157,17 @@ export class TfjsEngine implements Engine {
     }
   }
 
-  private async forward(images: PreprocessedImage[], keepActivation: true): Promise<{ a: tf.Tensor4D; probs: Float32Array[]; logits: Float32Array[] }>;
-  private async forward(images: PreprocessedImage[], keepActivation: false): Promise<{ a: null; probs: Float32Array[]; logits: Float32Array[] }>;
-  private async forward(images: PreprocessedImage[], keepActivation: boolean): Promise<{ a: tf.Tensor4D | null; probs: Float32Array[]; logits: Float32Array[] }> {
+  private async forward(images: PreprocessedImage[]): Promise<{ probs: Float32Array[] }> {
     if (this.disposed) throw new Error('engine is disposed');
     const x = this.toBatch(images);
     const a = this.model.features(x);
     x.dispose();
-    const [logitsT, probsT] = tf.tidy(() => {
-      const l = this.model.head(a);
-      return [l, this.model.probabilities(l)];
-    });
-    if (!keepActivation) a.dispose();
-    const [l, p] = await Promise.all([logitsT.data() as Promise<Float32Array>, probsT.data() as Promise<Float32Array>]);
-    logitsT.dispose();
+    const probsT = tf.tidy(() => this.model.probabilities(this.model.head(a)));
+    a.dispose();
+    const p = (await probsT.data()) as Float32Array;
     probsT.dispose();
     const c = this.model.numClasses;
-    const split = (flat: Float32Array): Float32Array[] => images.map((_, i) => flat.slice(i * c, (i + 1) * c));
-    return { a: keepActivation ? a : null, probs: split(p), logits: split(l) };
+    return { probs: images.map((_, i) => p.slice(i * c, (i + 1) * c)) };
   }
 
   private toBatch(images: PreprocessedImage[]): tf.Tensor4D {
