@@ -1,0 +1,85 @@
+/**
+ * The real `gradcam-audit worker` as a child process: configuration from flags and environment,
+ * JSON logs on stderr, metrics over HTTP, and a SIGTERM drain that finishes in-flight batches and
+ * exits 0.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listWorkers } from '../../../src/shared/queue/heartbeat.js';
+import { writeTfjsLayers } from '../../../scripts/weights/write-tfjs-layers.js';
+import { Cluster } from '../../helpers/cluster.js';
+import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
+import { pipelineHarness, sampleImage, tinySpec, type PipelineHarness } from './helpers.js';
+
+// One full batch of 4 plus 2 that wait for batch-mates (max delay 1.5 s) when SIGTERM arrives.
+const IMAGES = 6;
+
+describe('gradcam-audit worker (child process)', () => {
+  let t: TestRedis;
+  let b: TestBucket;
+  let h: PipelineHarness;
+  let dir: string;
+  let modelJson: string;
+  const cluster = new Cluster();
+
+  beforeAll(async () => {
+    [t, b] = await Promise.all([testRedis(), testBucket()]);
+    h = pipelineHarness(t, b);
+    dir = await mkdtemp(join(tmpdir(), 'gca-worker-cli-'));
+    modelJson = await writeTfjsLayers(dir, tinySpec());
+    await Promise.all(Array.from({ length: IMAGES }, async (_, i) => b.store.put(b.bucket, `in/img-${i}.png`, await sampleImage(i + 3), { contentType: 'image/png' })));
+  });
+
+  afterAll(async () => {
+    await cluster.stopAll();
+    await h?.close();
+    await b?.cleanup();
+    await t?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('rejects a bad flag with a message naming it and exit code 2', async () => {
+    const r = await cluster.run(['worker', '--weights', modelJson, '--batch-size', '0'], { GRADCAM_AUDIT_PREFIX: t.prefix, GRADCAM_AUDIT_QUEUE: t.queueName });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--batch-size: expected an integer from 1 to 1024, got 0/);
+  });
+
+  it('serves metrics, then drains in-flight batches on SIGTERM and exits 0', async () => {
+    const worker = cluster.start('worker', ['worker', '--weights', modelJson, '--batch-size', '4', '--prefetch', '4', '--max-batch-delay-ms', '1500', '--metrics-port', '0', '--worker-id', 'cli-w1'], {
+      GRADCAM_AUDIT_PREFIX: t.prefix,
+      GRADCAM_AUDIT_QUEUE: t.queueName,
+      LOG_LEVEL: 'info',
+    });
+    const listening = await worker.waitForLog((l) => l.msg === 'metrics server listening', 90_000);
+    await worker.waitForLog((l) => l.msg === 'worker ready', 90_000);
+    expect((await listWorkers(t.redis, { prefix: t.prefix })).map((w) => w.workerId)).toEqual(['cli-w1']);
+    const metrics = await (await fetch(String(listening.url))).text();
+    expect(metrics).toContain('gradcam_audit_images_processed_total');
+    expect(metrics).toContain('gradcam_audit_queue_depth');
+
+    const runId = await h.enqueue(`s3://${b.bucket}/in/`, { runId: 'cli-run' });
+    await worker.waitForLog((l) => l.msg === 'batch started', 60_000);
+    worker.kill('SIGTERM');
+    const { code } = await worker.exited;
+    expect(code).toBe(0);
+
+    // The signal arrived with jobs in hand (the second batch still gathering batch-mates)...
+    const draining = worker.logs.find((l) => l.msg === 'draining: no new jobs; finishing in-flight batches');
+    expect(Number(draining?.inFlight)).toBeGreaterThan(0);
+    // ...and they were flushed at once rather than abandoned.
+    expect(worker.logs.some((l) => l.msg === 'batch started' && l.reason === 'drain')).toBe(true);
+    const stopped = worker.logs.find((l) => l.msg === 'worker stopped');
+    expect(stopped).toMatchObject({ clean: true, abandoned: 0 });
+    // Nothing is left half done: every job either finished or was never fetched.
+    const counts = await h.queue.getJobCounts('active', 'completed', 'waiting', 'failed');
+    expect(counts.active).toBe(0);
+    expect(counts.failed).toBe(0);
+    expect(counts.completed).toBeGreaterThanOrEqual(1);
+    expect(counts.completed + counts.waiting).toBe(IMAGES);
+    const run = await h.runs.requireRun(runId);
+    expect(run.done).toBe(counts.completed);
+    expect(await listWorkers(t.redis, { prefix: t.prefix })).toEqual([]);
+  });
+});
