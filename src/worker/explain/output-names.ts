@@ -24,6 +24,8 @@ export function sanitizeStem(fileName: string): string {
   const withoutExt = ext.length > 0 && ext.length < base.length ? base.slice(0, -ext.length) : base;
   let stem = withoutExt
     .normalize('NFKD')
+    // Accents become their base letter (café → cafe); other non-ASCII becomes '_'.
+    .replace(/[\u0300-\u036f]/g, '')
     .replace(/[^A-Za-z0-9._-]+/g, '_')
     .replace(/^[._]+/, '')
     .replace(/_+/g, '_')
