@@ -194,6 +194,10 @@ function stringList(group: Group, attribute: string, where: string): string[] {
 
 /** The file's layers that carry weights, in `layer_names` order, with dataset shapes. */
 function listWeightedLayers(root: Group, path: string): FileLayer[] {
+  // Keras 3 `.weights.h5` files store `layers/<name>/vars/0` with no layer_names attribute.
+  if (!root.attrs['layer_names'] && root.keys().includes('layers') && root.keys().includes('vars')) {
+    throw new ModelError(`${path}: this is a Keras 3 .weights.h5 file, which is not supported; save with Keras 2 / tf.keras (save_weights('x.h5')) or convert to TF.js Layers`);
+  }
   const layers: FileLayer[] = [];
   for (const name of stringList(root, 'layer_names', path)) {
     const group = root.get(name);

@@ -1,5 +1,6 @@
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import h5wasm from 'h5wasm/node';
 import { describe, expect, it } from 'vitest';
 import { ModelError, NotFoundError } from '../../../src/shared/errors.js';
 import { inspectKerasHdf5, readKerasHdf5 } from '../../../src/worker/model/hdf5.js';
@@ -82,6 +83,18 @@ describe('Keras HDF5 loader (files written by h5wasm)', () => {
       await writeFile(join(dir, 'text.h5'), 'this is not hdf5');
       await expect(readKerasHdf5(join(dir, 'text.h5'))).rejects.toThrow(/is not an HDF5 file/);
       await expect(readKerasHdf5(join(dir, 'missing.h5'))).rejects.toBeInstanceOf(NotFoundError);
+    });
+  });
+
+  it('recognises Keras 3 .weights.h5 files and says they are not supported', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'model.weights.h5');
+      await h5wasm.ready;
+      const file = new h5wasm.File(path, 'w');
+      file.create_group('layers').create_group('conv2d').create_group('vars').create_dataset({ name: '0', data: new Float32Array(4), shape: [4] });
+      file.create_group('vars');
+      file.close();
+      await expect(readKerasHdf5(path)).rejects.toThrow(/Keras 3 \.weights\.h5 file, which is not supported/);
     });
   });
 

@@ -40,7 +40,10 @@ async function serve(root: string, options: { etag: boolean; truncate?: boolean 
         if (options.etag) headers.etag = `"${createHash('md5').update(body).digest('hex')}"`;
         res.writeHead(200, headers);
         if (req.method === 'HEAD') res.end();
-        else if (options.truncate) res.destroy(void res.write(body.subarray(0, body.length >> 1)) as never);
+        else if (options.truncate) {
+          // Promise the whole body, send half, then drop the connection.
+          res.write(body.subarray(0, body.length >> 1), () => res.destroy());
+        }
         else res.end(body);
       } catch {
         res.writeHead(404).end();
