@@ -287,18 +287,20 @@ function provenanceLine(run) {
 function throughputChart(container, buckets) {
   const W = 640;
   const H = 220;
-  const pad = { l: 44, r: 10, t: 10, b: 28 };
+  const pad = { l: 44, r: 10, t: 24, b: 28 };
   if (!buckets.length) {
     container.replaceChildren(h('div', { class: 'empty', text: 'No images finished yet.' }));
     return;
   }
-  // Fill gaps so idle periods show as zero instead of being skipped.
+  // Fill gaps so idle periods show as zero instead of being skipped; show at least five minutes
+  // (30 buckets) so a young run does not become one bar, and at most the last twenty.
   const first = buckets[0].t;
   const last = buckets[buckets.length - 1].t;
   const step = 10;
   const byT = new Map(buckets.map((b) => [b.t, b.count]));
   const series = [];
-  for (let t = Math.max(first, last - step * 119); t <= last; t += step) series.push({ t, rate: (byT.get(t) || 0) / step });
+  const start = Math.max(Math.min(first, last - step * 29), last - step * 119);
+  for (let t = start; t <= last; t += step) series.push({ t, rate: (byT.get(t) || 0) / step });
   const max = Math.max(...series.map((p) => p.rate), 0.1);
   const iw = W - pad.l - pad.r;
   const ih = H - pad.t - pad.b;
@@ -320,7 +322,7 @@ function throughputChart(container, buckets) {
   series.forEach((p, i) => {
     if (i % labelEvery === 0) svg.append(s('text', { x: pad.l + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, new Date(p.t * 1000).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' })));
   });
-  svg.append(s('text', { x: 4, y: pad.t + 8 }, 'img/s'));
+  svg.append(s('text', { x: pad.l, y: 12 }, 'images per second, 10 s buckets'));
   container.replaceChildren(svg);
 }
 
@@ -381,8 +383,8 @@ function renderFailures(panel, runId, data, reload) {
       { 'data-key': f.key },
       h('td', { class: 'mono', text: f.key }),
       h('td', { text: f.error }),
-      h('td', { class: 'num', text: f.attemptsMade }),
-      h('td', {}, f.retryable ? badge('retryable', 'queued') : badge(f.jobState === 'failed' ? 'permanent' : f.jobState, f.jobState === 'failed' ? 'permanent' : 'queued')),
+      h('td', { class: 'num', text: f.jobState === 'missing' ? '–' : f.attemptsMade }),
+      h('td', {}, f.retryable ? badge('retryable', 'queued') : badge(f.jobState === 'failed' ? 'permanent' : f.jobState === 'missing' ? 'expired' : f.jobState, f.jobState === 'failed' ? 'permanent' : 'queued')),
       h(
         'td',
         {},

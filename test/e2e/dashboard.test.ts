@@ -1,0 +1,142 @@
+/**
+ * The dashboard in a real browser: Debian's Chromium driven by playwright-core against a dashboard
+ * on a real Redis and S3 server. Screenshots land in test-artifacts/e2e/ for people to look at.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type DashboardHarness } from '../integration/dashboard/harness.js';
+import { createSeedRun, mixedImages, seedRun, simulateProgress, type SeedImage } from '../integration/dashboard/seed.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
+const hasChromium = existsSync(CHROMIUM);
+if (!hasChromium) process.stderr.write(`[e2e] skipping the dashboard browser tests: ${CHROMIUM} is missing (install it with: apt-get install -y chromium)\n`);
+
+describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
+  let h: DashboardHarness;
+  let base: string;
+  let context: BrowserContext;
+  let profile: string;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    h = await startHarness({ liveIntervalMs: 500 });
+    base = await h.app.listen({ port: 0, host: '127.0.0.1' });
+    profile = mkdtempSync(join(tmpdir(), 'gca-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1360, height: 900 },
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    });
+  });
+  afterAll(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await h?.close();
+  });
+
+  async function newPage(): Promise<Page> {
+    const page = await context.newPage();
+    // Script errors and CSP violations show up here; a clean UI produces none.
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
+    });
+    return page;
+  }
+
+  it('shows a run progressing live on the overview', async () => {
+    const images: SeedImage[] = Array.from({ length: 10 }, (_, i) => ({ name: `live/img-${String(i).padStart(2, '0')}.png`, status: 'ok', cls: i % 4, probability: 0.5 + i / 25 }));
+    const run = await createSeedRun(h.seed, 'run-e2e-live', images.map((i) => i.name));
+    const page = await newPage();
+    await page.goto(`${base}/#/`);
+    const bar = page.locator('progress[data-run="run-e2e-live"]');
+    await bar.waitFor();
+    expect(await bar.getAttribute('max')).toBe('10');
+    const before = Number(await bar.evaluate((el) => (el as HTMLProgressElement).value));
+
+    const progress = simulateProgress(h.seed, run, images, 250);
+    // The bar must advance while the page stays open (no reload): updates arrive over SSE.
+    await page.waitForFunction((b) => {
+      const el = document.querySelector('progress[data-run="run-e2e-live"]') as HTMLProgressElement | null;
+      return el !== null && el.value > b && el.value < 10;
+    }, before, { timeout: 20_000 });
+    await page.screenshot({ path: join(ARTIFACTS, 'overview-progress.png'), fullPage: true });
+    await progress.done;
+    await page.waitForFunction(() => (document.querySelector('progress[data-run="run-e2e-live"]') as HTMLProgressElement | null)?.value === 10, undefined, { timeout: 20_000 });
+    const row = page.locator('tr[data-run="run-e2e-live"]');
+    await expect.poll(async () => row.innerText()).toContain('10 ok');
+    expect(await row.innerText()).toContain(`s3://${h.b.bucket}/photos/run-e2e-live/`);
+    await page.close();
+  });
+
+  it('opens a run, filters the gallery and opens an image side by side with its top-5 and CAM grid', async () => {
+    await seedRun(h.seed, 'run-e2e', mixedImages());
+    const page = await newPage();
+    await page.goto(`${base}/#/runs/run-e2e`);
+    await page.locator('#gallery .card').first().waitFor();
+    await expect.poll(() => page.locator('#gallery .card').count()).toBe(8);
+    expect(await page.locator('#degenerate-count').innerText()).toBe('1');
+    await expect.poll(() => page.locator('#failures-table tbody tr').count()).toBe(2);
+    expect(await page.locator('#class-histogram svg rect').count()).toBe(3);
+    expect(await page.locator('#throughput-chart svg rect').count()).toBeGreaterThan(0);
+    expect(await page.locator('#link-manifest').getAttribute('href')).toBe('/api/runs/run-e2e/manifest.jsonl');
+
+    // Filter: golden retrievers with probability at least 0.5.
+    await page.locator('#filter-class option[value="207"]').waitFor({ state: 'attached' });
+    await page.selectOption('#filter-class', '207');
+    await page.fill('#filter-min', '0.5');
+    await page.click('#filter-apply');
+    await expect.poll(() => page.locator('#gallery .card').count()).toBe(2);
+    const labels = await page.locator('#gallery .card .cls').allInnerTexts();
+    expect(labels).toEqual(['golden_retriever', 'golden_retriever']);
+    // Thumbnails come back as real images through the proxy.
+    await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>("#gallery img.thumb")).every((i) => i.complete && i.naturalWidth > 0));
+    await page.screenshot({ path: join(ARTIFACTS, 'run-gallery-filtered.png'), fullPage: true });
+
+    // Status filter: the failures only.
+    await page.selectOption('#filter-class', '');
+    await page.fill('#filter-min', '');
+    await page.selectOption('#filter-status', 'failed');
+    await page.click('#filter-apply');
+    await expect.poll(() => page.locator('#gallery .card[data-status="failed"]').count()).toBe(2);
+    expect(await page.locator('#gallery .card').count()).toBe(2);
+
+    await page.selectOption('#filter-status', 'ok');
+    await page.selectOption('#filter-class', '207');
+    await page.click('#filter-apply');
+    await expect.poll(() => page.locator('#gallery .card').count()).toBe(3);
+    await page.locator('#gallery .card[data-key="photos/run-e2e/dogs/rex.png"]').click();
+    const dialog = page.locator('#image-dialog');
+    await dialog.waitFor({ state: 'visible' });
+    await page.waitForFunction(() => ['detail-overlay', 'detail-original'].every((id) => {
+      const img = document.getElementById(id) as HTMLImageElement | null;
+      return img !== null && img.complete && img.naturalWidth > 0;
+    }));
+    const sizes = await page.evaluate(() => ['detail-overlay', 'detail-original'].map((id) => {
+      const r = (document.getElementById(id) as HTMLImageElement).getBoundingClientRect();
+      return { x: r.x, y: r.y, w: r.width };
+    }));
+    // Side by side: same row, overlay on the left.
+    expect(Math.abs(sizes[0]!.y - sizes[1]!.y)).toBeLessThan(2);
+    expect(sizes[0]!.x + sizes[0]!.w).toBeLessThanOrEqual(sizes[1]!.x);
+    const top5 = await page.locator('#detail-top5 li').allInnerTexts();
+    expect(top5).toHaveLength(5);
+    expect(top5[0]).toContain('golden_retriever');
+    expect(top5[0]).toContain('93.0%');
+    expect(await page.locator('#detail-cam tr').count()).toBe(14);
+    expect(await page.locator('#detail-cam td').count()).toBe(14 * 14);
+    await page.screenshot({ path: join(ARTIFACTS, 'image-detail.png') });
+    await page.click('#detail-close');
+
+    await page.goto(`${base}/#/workers`);
+    await page.locator('#workers-table').waitFor();
+    await page.close();
+    expect(problems).toEqual([]);
+  });
+});
