@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../../../src/shared/logger.js';
 import { bullPrefix, type AuditJobPayload } from '../../../src/shared/queue/contract.js';
 import { RunStore, type RunRecord } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../../src/shared/run-finalizer.js';
+import type { ObjectStore } from '../../../src/shared/storage/object-store.js';
 import type { Engine } from '../../../src/worker/engine/engine.js';
 import { createEngine } from '../../../src/worker/engine/factory.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
@@ -48,7 +49,8 @@ export interface PipelineHarness {
   queue: Queue<AuditJobPayload>;
   bull: Redis;
   finalizerDeps: FinalizerDeps;
-  startWorker(engine: Engine, options?: Partial<PipelineOptions>, logger?: Logger): Promise<PipelineWorker>;
+  /** `store` overrides the worker's S3 store (e.g. one pointing at an unreachable endpoint). */
+  startWorker(engine: Engine, options?: Partial<PipelineOptions>, logger?: Logger, store?: ObjectStore): Promise<PipelineWorker>;
   enqueue(sourceUri: string, flags?: EnqueueFlags): Promise<string>;
   waitForRun(runId: string, timeoutMs?: number): Promise<RunRecord>;
   close(): Promise<void>;
@@ -66,13 +68,13 @@ export function pipelineHarness(t: TestRedis, b: TestBucket): PipelineHarness {
     queue,
     bull,
     finalizerDeps,
-    async startWorker(engine, options = {}, logger = silentLogger()) {
+    async startWorker(engine, options = {}, logger = silentLogger(), store = b.store) {
       const w = new PipelineWorker(
         {
           engine,
           labels: null,
           weightsSource: 'seeded:vgg-small',
-          store: b.store,
+          store,
           runs,
           redis: t.redis,
           bullConnection: bull,
