@@ -54,6 +54,15 @@ describe('buildModelSpecFromOrdered', () => {
     expect(() => buildModelSpecFromOrdered(arch, ordered, { source: 't' })).toThrow(/layer "predictions": kernel has 193 values but the architecture needs \[64, 3\]/);
   });
 
+  it('rebuilds a spec from its weights in Keras get_weights() order', () => {
+    const original = vggShapedSpec({ seed: 2 });
+    const ordered = original.layers.flatMap((l) => (l.type === 'conv2d' || l.type === 'dense' ? [l.kernel, ...(l.bias ? [l.bias] : [])] : []));
+    const rebuilt = buildModelSpecFromOrdered(vggShapedArchitecture(), ordered, { source: 'ordered' });
+    expect(rebuilt.weightsHash).toBe(original.weightsHash);
+    expect(rebuilt.layers.map((l) => l.name)).toEqual(original.layers.map((l) => l.name));
+    expect(rebuilt.source).toBe('ordered');
+  });
+
   it('rejects a wrong number of arrays', () => {
     expect(() => buildModelSpecFromOrdered(arch, [new Float32Array(108)], { source: 't' })).toThrow(/4 weight arrays but 1 were given/);
   });
