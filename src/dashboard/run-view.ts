@@ -1,9 +1,10 @@
 /**
  * What the pages show about a run: its record plus img/s, ETA and progress, computed on read from
- * the run's throughput buckets so that every dashboard replica shows the same numbers.
+ * the run's throughput buckets with the same math as `gradcam-audit status` (shared/run-stats), so
+ * the CLI and every dashboard replica show the same numbers.
  */
 import type { RunRecord, RunStore } from '../shared/queue/run-store.js';
-import { runRates } from './rates.js';
+import { computeRunStats } from '../shared/run-stats.js';
 
 export interface RunView {
   id: string;
@@ -20,6 +21,9 @@ export interface RunView {
   enqueueComplete: boolean;
   imagesPerSecond: number;
   etaSeconds: number | null;
+  /** False while listing continues: the total (and so the ETA) can still grow. */
+  totalFinal: boolean;
+  elapsedSeconds: number;
   createdAt: string;
   startedAt?: string;
   finishedAt?: string;
@@ -28,8 +32,7 @@ export interface RunView {
 }
 
 export function toRunView(run: RunRecord, buckets: ReadonlyArray<{ t: number; count: number }>, nowMs: number): RunView {
-  const rates = runRates(run, buckets, nowMs);
-  const finished = run.done + run.failed;
+  const stats = computeRunStats(run, buckets, nowMs);
   return {
     id: run.id,
     source: run.source,
@@ -40,10 +43,12 @@ export function toRunView(run: RunRecord, buckets: ReadonlyArray<{ t: number; co
     done: run.done,
     failed: run.failed,
     degenerate: run.degenerate,
-    progress: run.total > 0 ? Math.min(1, finished / run.total) : 0,
+    progress: stats.fraction,
     enqueueComplete: run.enqueueComplete,
-    imagesPerSecond: rates.imagesPerSecond,
-    etaSeconds: rates.etaSeconds,
+    imagesPerSecond: stats.imagesPerSecond,
+    etaSeconds: stats.etaSeconds,
+    totalFinal: stats.totalFinal,
+    elapsedSeconds: stats.elapsedSeconds,
     createdAt: run.createdAt,
     startedAt: run.startedAt,
     finishedAt: run.finishedAt,

@@ -49,8 +49,9 @@ const fmt = {
   rate: (n) => (n > 0 ? `${n >= 10 ? n.toFixed(0) : n.toFixed(1)} img/s` : '–'),
   pct: (p) => `${(p * 100).toFixed(1)}%`,
   prob: (p) => (p === undefined || p === null ? '–' : `${(p * 100).toFixed(1)}%`),
-  eta(sec, state) {
+  eta(sec, state, totalFinal) {
     if (state === 'completed') return 'done';
+    if ((sec === null || sec === undefined) && totalFinal === false) return 'listing…';
     if (sec === null || sec === undefined) return '–';
     if (sec < 1) return '< 1 s';
     if (sec < 90) return `${Math.round(sec)} s`;
@@ -144,7 +145,7 @@ function runsPage() {
         h('td', {}, badge(run.state)),
         h('td', {}, progressBlock(run)),
         h('td', { class: 'num', text: fmt.rate(run.imagesPerSecond) }),
-        h('td', { class: 'num', text: fmt.eta(run.etaSeconds, run.state) }),
+        h('td', { class: 'num', text: fmt.eta(run.etaSeconds, run.state, run.totalFinal) }),
         h('td', { class: 'muted', text: fmt.time(run.createdAt) }),
       );
       const old = rows.get(run.id);
@@ -238,7 +239,7 @@ function runPage(runId) {
       stat('Failed', fmt.int(run.failed), run.failed ? 'bad' : ''),
       stat('Degenerate maps', fmt.int(a.degenerate), a.degenerate ? 'warn' : '', 'degenerate-count'),
       stat('Speed', fmt.rate(run.imagesPerSecond)),
-      stat('ETA', fmt.eta(run.etaSeconds, run.state)),
+      stat('ETA', fmt.eta(run.etaSeconds, run.state, run.totalFinal)),
     );
     const oldBar = progress.querySelector('progress');
     const block = progressBlock(run);
