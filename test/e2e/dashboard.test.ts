@@ -96,7 +96,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     const labels = await page.locator('#gallery .card .cls').allInnerTexts();
     expect(labels).toEqual(['golden_retriever', 'golden_retriever']);
     // Thumbnails come back as real images through the proxy.
-    await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>("#gallery img.thumb")).every((i) => i.complete && i.naturalWidth > 0));
+    await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>('#gallery img.thumb')).every((i) => i.complete && i.naturalWidth > 0));
     await page.screenshot({ path: join(ARTIFACTS, 'run-gallery-filtered.png'), fullPage: true });
 
     // Status filter: the failures only.
@@ -136,7 +136,15 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
 
     await page.goto(`${base}/#/workers`);
     await page.locator('#workers-table').waitFor();
+
+    // bull-board renders under its own CSP (inline styles, no inline scripts) and lists the queue.
+    await page.goto(`${base}/queues/`);
+    await page.getByText(h.queue.name).first().click({ timeout: 20_000 });
+    await page.getByText(/failed/i).first().waitFor({ timeout: 20_000 });
+    await page.screenshot({ path: join(ARTIFACTS, 'bull-board.png') });
     await page.close();
-    expect(problems).toEqual([]);
+    // bull-board's template links Google Fonts; the CSP blocks that third-party request on purpose
+    // (it would leak the dashboard's address and fails offline anyway). Nothing else may appear.
+    expect(problems.filter((p) => !p.includes('https://fonts.googleapis.com/'))).toEqual([]);
   });
 });
