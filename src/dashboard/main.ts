@@ -5,6 +5,7 @@
 import { Queue } from 'bullmq';
 import { loadConfig, redact, type AppConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
+import { bullPrefix } from '../shared/queue/contract.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
 import { RunStore } from '../shared/queue/run-store.js';
 import { S3ObjectStore } from '../shared/storage/s3-store.js';
@@ -20,9 +21,9 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   await waitForRedis(redis, config.redisUrl);
   const queueConnection = createRedis(config.redisUrl, { role: 'queue', name: 'gca-dashboard-queue' });
   queueConnection.on('error', () => undefined);
-  const queue = new Queue(config.queueName, { connection: queueConnection, prefix: config.keyPrefix });
-  const store = S3ObjectStore.fromConfig(config.s3);
   const keySpace = { prefix: config.keyPrefix };
+  const queue = new Queue(config.queueName, { connection: queueConnection, prefix: bullPrefix(keySpace) });
+  const store = S3ObjectStore.fromConfig(config.s3);
   const app = await createDashboard({ runs: new RunStore(redis, keySpace), redis, keySpace, store, queue, logger }, options);
 
   const address = await app.listen({ port: options.port, host: options.host });
