@@ -45,13 +45,19 @@ export async function startHarness(options: Partial<DashboardOptions> = {}): Pro
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
       queueConnection.disconnect();
-      // s3rver answers 500 to concurrent DELETEs of keys sharing nested folders (it removes empty
-      // directories as it goes), so empty the bucket one key at a time before the shared cleanup.
-      if (process.env.GCA_KEEP_TEST_DATA !== '1') {
-        for await (const page of b.store.listPages(b.bucket, '')) for (const o of page) await b.store.delete(b.bucket, o.key);
-      }
-      await b.cleanup();
+      await cleanupBucket(b);
       await t.cleanup();
     },
   };
+}
+
+/**
+ * s3rver answers 500 to concurrent DELETEs of keys sharing nested folders (it removes empty
+ * directories as it goes), so empty the bucket one key at a time before the shared cleanup.
+ */
+export async function cleanupBucket(b: TestBucket): Promise<void> {
+  if (process.env.GCA_KEEP_TEST_DATA !== '1') {
+    for await (const page of b.store.listPages(b.bucket, '')) for (const o of page) await b.store.delete(b.bucket, o.key);
+  }
+  await b.cleanup();
 }
