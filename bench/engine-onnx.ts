@@ -10,7 +10,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { PreprocessedImage } from '../src/worker/engine/engine.js';
-import { GRAPH_IO, camOutputName, compileGraph } from '../src/worker/engine/onnx/compile-graph.js';
+import { GRAPH_IO, compileGraph } from '../src/worker/engine/onnx/compile-graph.js';
 import { createOnnxEngine, sessionOptions } from '../src/worker/engine/onnx/engine.js';
 import { resolveOnnxRuntimeOptions } from '../src/worker/engine/onnx/options.js';
 import { mulberry32 } from '../src/worker/model/random-weights.js';
@@ -48,68 +48,62 @@ function batchTensor(imgs: PreprocessedImage[]): ort.Tensor {
   return new ort.Tensor('float32', flat, [imgs.length, 224, 224, 3]);
 }
 
-/** Median ms of `runs` calls after one warm-up. */
-async function time(runs: number, fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const samples: number[] = [];
+function median(samples: number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/**
+ * Median ms of each function over `runs` rounds after one warm-up round. The functions alternate
+ * within a round, so on a shared machine both see the same load and their ratio stays meaningful.
+ */
+async function timeInterleaved(runs: number, fns: Array<() => Promise<unknown>>): Promise<number[]> {
+  for (const fn of fns) await fn();
+  const samples: number[][] = fns.map(() => []);
   for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    await fn();
-    samples.push(performance.now() - t0);
+    for (const [i, fn] of fns.entries()) {
+      const t0 = performance.now();
+      await fn();
+      samples[i].push(performance.now() - t0);
+    }
   }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)];
+  return samples.map(median);
 }
 
 export async function benchOnnx(options: OnnxBenchOptions, spec: ModelSpec = randomVgg16Spec({ seed: 1, inputStd: 64 })): Promise<OnnxBenchRow[]> {
   const runtime = resolveOnnxRuntimeOptions({ intraOpThreads: options.threads, cacheDir: null });
   const opts = sessionOptions(['cpu'], runtime);
-  const forward = new Map<number, number>();
-  const gradcam = new Map<number, number>();
-
-  // One session at a time: VGG16 holds 553 MB of weights per session.
-  {
-    const bytes = compileGraph(spec, { layer: 'block5_conv3', kind: 'forward' }).bytes;
-    const session = await ort.InferenceSession.create(bytes, opts);
-    for (const b of options.batches) {
-      const feeds = { [GRAPH_IO.images]: batchTensor(images(b, b)) };
-      forward.set(b, (await time(options.runs, () => session.run(feeds))) / b);
-    }
-    await session.release();
-  }
-  {
-    const bytes = compileGraph(spec, { layer: 'block5_conv3', kind: 'explain', methods: ['gradcam'] }).bytes;
-    const session = await ort.InferenceSession.create(bytes, opts);
-    for (const b of options.batches) {
-      const feeds = {
-        [GRAPH_IO.images]: batchTensor(images(b, b)),
-        [GRAPH_IO.targets]: new ort.Tensor('int64', new BigInt64Array(b).fill(-1n), [b, 1]),
-        [GRAPH_IO.scoreIsProb]: new ort.Tensor('bool', [true], [1]),
-      };
-      const fetches = [GRAPH_IO.probabilities, GRAPH_IO.logits, GRAPH_IO.classes, GRAPH_IO.scores, GRAPH_IO.gradMaxAbs, camOutputName('gradcam')];
-      gradcam.set(b, (await time(options.runs, () => session.run(feeds, fetches))) / b);
-    }
-    await session.release();
-  }
-  const engineMs = new Map<number, number>();
-  {
-    // The engine as workers use it: all five methods compiled in, post-processing included.
-    const dir = mkdtempSync(join(tmpdir(), 'onnx-bench-'));
-    const engine = await createOnnxEngine({ spec, runtime: { intraOpThreads: options.threads, cacheDir: dir } });
+  const forward = await ort.InferenceSession.create(compileGraph(spec, { layer: 'block5_conv3', kind: 'forward' }).bytes, opts);
+  const gradcam = await ort.InferenceSession.create(compileGraph(spec, { layer: 'block5_conv3', kind: 'explain', methods: ['gradcam'] }).bytes, opts);
+  // The engine as workers use it: all five methods compiled in, post-processing included.
+  const dir = mkdtempSync(join(tmpdir(), 'onnx-bench-'));
+  const engine = await createOnnxEngine({ spec, runtime: { intraOpThreads: options.threads, cacheDir: dir } });
+  const rows: OnnxBenchRow[] = [];
+  try {
     for (const b of options.batches) {
       const imgs = images(b, b);
-      engineMs.set(b, (await time(options.runs, () => engine.explain({ images: imgs, targets: { kind: 'top1' }, topK: 5, method: 'gradcam', score: 'prob' }))) / b);
+      const x = batchTensor(imgs);
+      const explainFeeds = {
+        [GRAPH_IO.images]: x,
+        [GRAPH_IO.targets]: new ort.Tensor('int64', new BigInt64Array(b).fill(-1n), [b, 1]),
+        [GRAPH_IO.scoreIsProb]: new ort.Tensor('bool', [true], [1]),
+        [GRAPH_IO.method]: new ort.Tensor('int64', BigInt64Array.of(0n), [1]),
+      };
+      const fetches = [GRAPH_IO.probabilities, GRAPH_IO.logits, GRAPH_IO.classes, GRAPH_IO.scores, GRAPH_IO.gradMaxAbs, GRAPH_IO.cam];
+      const [f, g, e] = await timeInterleaved(options.runs, [
+        () => forward.run({ [GRAPH_IO.images]: x }),
+        () => gradcam.run(explainFeeds, fetches),
+        () => engine.explain({ images: imgs, targets: { kind: 'top1' }, topK: 5, method: 'gradcam', score: 'prob' }),
+      ]);
+      rows.push({ batch: b, forwardMsPerImage: f / b, gradcamMsPerImage: g / b, ratio: g / f, engineExplainMsPerImage: e / b });
     }
+  } finally {
+    await forward.release();
+    await gradcam.release();
     await engine.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
-  return options.batches.map((batch) => ({
-    batch,
-    forwardMsPerImage: forward.get(batch)!,
-    gradcamMsPerImage: gradcam.get(batch)!,
-    ratio: gradcam.get(batch)! / forward.get(batch)!,
-    engineExplainMsPerImage: engineMs.get(batch)!,
-  }));
+  return rows;
 }
 
 export function formatOnnxTable(rows: OnnxBenchRow[], threads: number): string {

@@ -43,7 +43,7 @@ describe('isOnnxSupported', () => {
     const sigmoid = withLayers(spec.layers.map((l) => (l.name === 'predictions' && l.type === 'dense' ? { ...l, activation: 'sigmoid' } : l)));
     expect(isOnnxSupported(sigmoid, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/predictions: sigmoid/) });
     const overlapping = withLayers(spec.layers.map((l) => (l.name === 'block2_pool' && l.type === 'maxpool2d' ? { ...l, poolSize: [3, 3], strides: [2, 2] } : l)));
-    expect(isOnnxSupported(overlapping, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/block2_pool: only non-overlapping/) });
+    expect(isOnnxSupported(overlapping, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/block2_pool: only square, non-overlapping/) });
   });
 
   it('createOnnxEngine refuses unsupported models with a ModelError carrying the reason', async () => {

@@ -29,6 +29,7 @@ describe.runIf(enabled)('full-size VGG16: ONNX vs TF.js engine', () => {
   it('block5_conv3 14x14 CAMs and probabilities agree for every method (batch 1)', async () => {
     expect(onnx.info.layer).toBe('block5_conv3');
     const images = randomImages(1, 224, 224, 5);
+    let informative = 0;
     for (const method of CAM_METHODS) {
       for (const score of ['prob', 'logit'] as const) {
         const request = { images, targets: { kind: 'topk' as const }, topK: 2, method, score };
@@ -44,8 +45,11 @@ describe.runIf(enabled)('full-size VGG16: ONNX vs TF.js engine', () => {
           let worst = 0;
           cam.grid.forEach((v, k) => (worst = Math.max(worst, Math.abs(v - t.cams[j].grid[k]))));
           expect(worst).toBeLessThan(1e-3);
+          if (cam.degenerate === null) informative++;
         });
       }
     }
+    // Random weights must still give real maps, or the comparison would be of zeros.
+    expect(informative).toBeGreaterThan(10);
   }, 600_000);
 });

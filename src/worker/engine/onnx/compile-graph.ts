@@ -28,13 +28,15 @@ import { TensorDataType } from './onnx-proto.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 /** Bump when the emitted graph changes, so cached graphs from older code are not reused. */
-export const COMPILER_VERSION = 1;
+export const COMPILER_VERSION = 3;
 
 /** Names of the graph's inputs and outputs (the engine's side of the contract). */
 export const GRAPH_IO = {
   images: 'images',
   targets: 'targets',
   scoreIsProb: 'score_is_prob',
+  method: 'method',
+  cam: 'cam',
   logits: 'logits',
   probabilities: 'probabilities',
   classes: 'classes',
@@ -42,8 +44,8 @@ export const GRAPH_IO = {
   gradMaxAbs: 'grad_max_abs',
 } as const;
 
-/** Output name of a method's CAM tensor [N,T,h,w]. */
-export function camOutputName(method: CamMethod): string {
+/** Node-name stem of a method's CAM sub-graph. */
+function camStem(method: CamMethod): string {
   return `cam_${method.replace('++', 'pp')}`;
 }
 
@@ -197,10 +199,12 @@ export function compileGraph(spec: ModelSpec, options: CompileOptions): Compiled
       attrs: { axes: { ints: [2, 3, 4] }, keepdims: { int: 0 } },
     });
     g.output(gradMax, GRAPH_IO.gradMaxAbs, TensorDataType.FLOAT, ['batch', 'targets']);
-    for (const method of methods) {
-      const cam = emitCam(g, method, camInput.value, gradA);
-      g.output(cam, camOutputName(method), TensorDataType.FLOAT, ['batch', 'targets', h, w]);
-    }
+    // ONNX Runtime runs every node whatever is fetched, so the methods are branches of nested
+    // `If` nodes keyed by the `method` input (an index into `methods`): one session, one copy of
+    // the weights, and only the requested formula runs.
+    const method = g.input(GRAPH_IO.method, TensorDataType.INT64, [1]);
+    const cam = emitMethodSelect(g, methods, 0, method, camInput.value, gradA, [h, w]);
+    g.output(cam, GRAPH_IO.cam, TensorDataType.FLOAT, ['batch', 'targets', h, w]);
   }
 
   const bytes = g.toBytes({
@@ -377,9 +381,11 @@ function emitHeadBackward(g: GraphBuilder, head: HeadStep[], gradLogits: string,
 }
 
 /**
- * Max-pool backward for non-overlapping windows: upsample the output gradient to the input grid
- * and keep it only where the input's flat index equals the window's argmax index. ONNX Runtime's
- * Indices are flat over the whole NCHW input, so the reference grid is an iota of the same size.
+ * Max-pool backward for non-overlapping s×s windows, without materialising broadcasts (ORT's
+ * Expand is slow): from MaxPool's flat `Indices` derive each window's argmax offset
+ * k = dy·s + dx, multiply the pooled gradient by a one-hot over the s² offsets, and let
+ * DepthToSpace (CRD) put offset k of window (y, x) at (y·s + dy, x·s + dx). Rows and columns a
+ * 'valid' pool dropped get zero gradient (Pad).
  */
 function emitPoolBackward(
   g: GraphBuilder,
@@ -389,35 +395,68 @@ function emitPoolBackward(
 ): string {
   const [c, h, w] = step.input;
   const [, ph, pw] = step.output;
-  const [sh, sw] = step.stride;
-  const uh = ph * sh;
-  const uw = pw * sw;
-  const padded = uh !== h || uw !== w;
+  const s = step.stride[0];
+  const uh = ph * s;
+  const uw = pw * s;
 
-  // Argmax indices upsampled to the input grid ([N,C,h,w]); positions a 'valid' pool drops get −1.
-  let up = g.op('Reshape', [step.indices, g.int64([0, c, ph, 1, pw, 1])], { name: 'pool_idx_6d' });
-  up = g.op('Expand', [up, g.int64([1, 1, 1, sh, 1, sw])], { name: 'pool_idx_expand' });
-  up = g.op('Reshape', [up, g.int64([0, c, uh, uw])], { name: 'pool_idx_up' });
-  if (padded) up = g.op('Pad', [up, g.int64([0, 0, 0, 0, 0, 0, h - uh, w - uw]), g.int64([-1], [])], { name: 'pool_idx_pad' });
-  const total = g.op('Mul', [dims.n, g.int64([c * h * w])], { name: 'pool_total' });
-  const totalScalar = g.op('Squeeze', [total, g.int64([0])], { name: 'pool_total_scalar' });
-  const iota = g.op('Range', [g.int64([0], []), totalScalar, g.int64([1], [])], { name: 'pool_iota' });
-  const iotaGrid = g.op('Reshape', [iota, g.int64([-1, c, h, w])], { name: 'pool_iota_grid' });
-  const isArgmax = g.op('Equal', [up, iotaGrid], { name: 'pool_is_argmax' });
-  const mask = g.op('Cast', [isArgmax], { name: 'pool_mask', attrs: { to: { int: TensorDataType.FLOAT } } });
-  const mask5 = g.op('Unsqueeze', [mask, g.int64([1])], { name: 'pool_mask_nt' });
+  // Indices are flat over the NCHW input: row = (i mod h·w) div w, column = i mod w.
+  const within = g.op('Mod', [step.indices, g.int64([h * w], [])], { name: 'pool_idx_within' });
+  const row = g.op('Div', [within, g.int64([w], [])], { name: 'pool_idx_row' });
+  const col = g.op('Mod', [step.indices, g.int64([w], [])], { name: 'pool_idx_col' });
+  const rowStart = g.int64(Array.from({ length: ph }, (_, y) => y * s), [ph, 1]);
+  const colStart = g.int64(Array.from({ length: pw }, (_, x) => x * s), [1, pw]);
+  const dy = g.op('Sub', [row, rowStart], { name: 'pool_dy' });
+  const dx = g.op('Sub', [col, colStart], { name: 'pool_dx' });
+  const offset = g.op('Add', [g.op('Mul', [dy, g.int64([s], [])], { name: 'pool_dy_s' }), dx], { name: 'pool_offset' });
+  // [N,C,1,ph,pw] == [s²,1,1] → one-hot [N,C,s²,ph,pw]
+  const offset5 = g.op('Unsqueeze', [offset, g.int64([2])], { name: 'pool_offset5' });
+  const offsets = g.int64(Array.from({ length: s * s }, (_, k) => k), [s * s, 1, 1]);
+  const onehot = g.op('Cast', [g.op('Equal', [offset5, offsets], { name: 'pool_offset_eq' })], {
+    name: 'pool_onehot',
+    attrs: { to: { int: TensorDataType.FLOAT } },
+  });
 
-  // Output gradient [N,T,C,ph,pw] upsampled the same way.
-  let gu = g.op('Reshape', [grad, g.int64([0, 0, c, ph, 1, pw, 1])], { name: 'pool_grad_7d' });
-  gu = g.op('Expand', [gu, g.int64([1, 1, 1, 1, sh, 1, sw])], { name: 'pool_grad_expand' });
-  gu = g.op('Reshape', [gu, ntShape(g, dims, [c, uh, uw])], { name: 'pool_grad_up' });
-  if (padded) gu = g.op('Pad', [gu, g.int64([0, 0, 0, 0, 0, 0, 0, 0, h - uh, w - uw])], { name: 'pool_grad_pad' });
-  return g.op('Mul', [gu, mask5], { name: 'pool_grad' });
+  // [N,T,C,1,ph,pw] · [N,1,C,s²,ph,pw] → [N·T, C·s², ph, pw] → DepthToSpace → [N·T, C, uh, uw]
+  const g6 = g.op('Unsqueeze', [grad, g.int64([3])], { name: 'pool_grad6' });
+  const mask6 = g.op('Unsqueeze', [onehot, g.int64([1])], { name: 'pool_onehot6' });
+  const spread = g.op('Mul', [g6, mask6], { name: 'pool_grad_spread' });
+  const depth = g.op('Reshape', [spread, g.int64([-1, c * s * s, ph, pw])], { name: 'pool_grad_depth' });
+  const placed = g.op('DepthToSpace', [depth], { name: 'pool_grad_place', attrs: { blocksize: { int: s }, mode: { string: 'CRD' } } });
+  let out = g.op('Reshape', [placed, ntShape(g, dims, [c, uh, uw])], { name: 'pool_grad' });
+  if (uh !== h || uw !== w) out = g.op('Pad', [out, g.int64([0, 0, 0, 0, 0, 0, 0, 0, h - uh, w - uw])], { name: 'pool_grad_pad' });
+  return out;
+}
+
+/** CAM of `methods[index]` if the `method` input equals `index`, else of a later method. */
+function emitMethodSelect(
+  g: GraphBuilder,
+  methods: readonly CamMethod[],
+  index: number,
+  method: string,
+  activation: string,
+  grad: string,
+  [h, w]: [number, number],
+): string {
+  if (index === methods.length - 1) return emitCam(g, methods[index], activation, grad);
+  const branch = (build: (sub: GraphBuilder) => string, name: string): { graph: ReturnType<GraphBuilder['toGraph']> } => {
+    const sub = g.subgraph();
+    sub.output(build(sub), `${name}_out`, TensorDataType.FLOAT, ['batch', 'targets', h, w]);
+    return { graph: sub.toGraph(name) };
+  };
+  const stem = camStem(methods[index]);
+  const cond = g.op('Equal', [method, g.int64([index])], { name: `${stem}_selected` });
+  return g.op('If', [cond], {
+    name: `${stem}_if`,
+    attrs: {
+      then_branch: branch((sub) => emitCam(sub, methods[index], activation, grad), `${stem}_then`),
+      else_branch: branch((sub) => emitMethodSelect(sub, methods, index + 1, method, activation, grad, [h, w]), `${stem}_else`),
+    },
+  });
 }
 
 /** The CAM formulas of design.md §4 on A [N,K,h,w] and G [N,T,K,h,w] → ReLU'd maps [N,T,h,w]. */
 function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: string): string {
-  const stem = camOutputName(method);
+  const stem = camStem(method);
   const a = g.op('Unsqueeze', [activation, g.int64([1])], { name: `${stem}_a` });
   // Constants are created on first use: an unused initializer makes ONNX Runtime log a warning.
   const channels = (): string => g.int64([2]);

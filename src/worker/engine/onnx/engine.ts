@@ -13,7 +13,7 @@ import { DEFAULT_CAM_POST_OPTIONS, postProcessCam } from '../cam-post.js';
 import type { CamPostOptions } from '../cam-post.js';
 import type { CamMap, Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine.js';
 import { validateRequest } from '../targets.js';
-import { GRAPH_IO, camOutputName, compileGraph } from './compile-graph.js';
+import { GRAPH_IO, compileGraph } from './compile-graph.js';
 import type { CompileOptions } from './compile-graph.js';
 import { diskGraphCache, graphCacheKey } from './graph-cache.js';
 import type { GraphCache } from './graph-cache.js';
@@ -29,7 +29,7 @@ export interface OnnxEngineOptions {
   layer?: string;
   /** Runtime settings; defaults in `defaultOnnxRuntimeOptions()`. */
   runtime?: Partial<OnnxRuntimeOptions>;
-  /** Methods compiled into the graph. Default: all five (each costs a few elementwise ops). */
+  /** Methods compiled into the graph (branches of an `If`: only the requested one runs). Default: all five. */
   methods?: CamMethod[];
   logger?: Logger;
   /** Degenerate-map thresholds; defaults in `DEFAULT_CAM_POST_OPTIONS`. */
@@ -64,7 +64,7 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     'ONNX Runtime session ready',
   );
   const [h, w, c] = options.spec.inputShape;
-  const outputMeta = session.outputMetadata.find((m) => m.name === camOutputName(methods[0]));
+  const outputMeta = session.outputMetadata.find((m) => m.name === GRAPH_IO.cam);
   const camShape = outputMeta && outputMeta.isTensor ? outputMeta.shape.slice(2) : [];
   const numClasses = lastUnits(options.spec);
   const info: EngineInfo = {
@@ -153,7 +153,7 @@ export class OnnxEngine implements Engine {
     if (images.length === 0) return [];
     // The same session with a top-1 target: the head backward costs ~1% of the conv stack, far
     // less than keeping a second session (and a second copy of the weights) for forward only.
-    const out = await this.run(images, images.map(() => [-1]), true, [GRAPH_IO.probabilities]);
+    const out = await this.run(images, images.map(() => [-1]), true, 0, [GRAPH_IO.probabilities]);
     return this.rows(out[GRAPH_IO.probabilities], images.length);
   }
 
@@ -165,8 +165,8 @@ export class OnnxEngine implements Engine {
     const n = request.images.length;
     if (n === 0) return [];
     const targetRow = graphTargets(request, this.info.numClasses);
-    const camName = camOutputName(request.method);
-    const out = await this.run(request.images, request.images.map(() => targetRow), request.score === 'prob', [
+    const camName = GRAPH_IO.cam;
+    const out = await this.run(request.images, request.images.map(() => targetRow), request.score === 'prob', this.methods.indexOf(request.method), [
       GRAPH_IO.logits,
       GRAPH_IO.probabilities,
       GRAPH_IO.classes,
@@ -205,7 +205,13 @@ export class OnnxEngine implements Engine {
     await this.session.release();
   }
 
-  private async run(images: PreprocessedImage[], targets: number[][], scoreIsProb: boolean, fetches: string[]): Promise<ort.InferenceSession.ReturnType> {
+  private async run(
+    images: PreprocessedImage[],
+    targets: number[][],
+    scoreIsProb: boolean,
+    methodIndex: number,
+    fetches: string[],
+  ): Promise<ort.InferenceSession.ReturnType> {
     if (this.disposed) throw new Error('engine is disposed');
     const [h, w, c] = this.inputShape;
     const size = h * w * c;
@@ -224,6 +230,7 @@ export class OnnxEngine implements Engine {
       [GRAPH_IO.images]: new ort.Tensor('float32', batch, [images.length, h, w, c]),
       [GRAPH_IO.targets]: new ort.Tensor('int64', BigInt64Array.from(targets.flat(), (v) => BigInt(v)), [images.length, t]),
       [GRAPH_IO.scoreIsProb]: new ort.Tensor('bool', [scoreIsProb], [1]),
+      [GRAPH_IO.method]: new ort.Tensor('int64', BigInt64Array.of(BigInt(methodIndex)), [1]),
     };
     return this.session.run(feeds, fetches);
   }

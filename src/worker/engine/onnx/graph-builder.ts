@@ -8,6 +8,7 @@ import {
   encodeModel,
   type AttributeMessage,
   type DimMessage,
+  type GraphMessage,
   type NodeMessage,
   type TensorDataTypeValue,
   type TensorMessage,
@@ -25,7 +26,8 @@ export type Attr =
   | { ints: number[] }
   | { float: number }
   | { floats: number[] }
-  | { string: string };
+  | { string: string }
+  | { graph: GraphMessage };
 
 export type Dim = number | string;
 
@@ -42,8 +44,26 @@ export class GraphBuilder {
   private readonly initializers: TensorMessage[] = [];
   private readonly inputs: ValueInfoMessage[] = [];
   private readonly outputs: ValueInfoMessage[] = [];
-  private readonly usedNames = new Set<string>();
+  private readonly usedNames: Set<string>;
   private readonly constantCache = new Map<string, string>();
+
+  /**
+   * @param root set for sub-graphs (`If` branches): names stay unique across the whole model and
+   *   constants live in the root graph, whose initializers every sub-graph can see.
+   */
+  constructor(private readonly root?: GraphBuilder) {
+    this.usedNames = root ? root.usedNames : new Set<string>();
+  }
+
+  /** A builder for a sub-graph (e.g. an `If` branch) that may use any value of this graph. */
+  subgraph(): GraphBuilder {
+    return new GraphBuilder(this.root ?? this);
+  }
+
+  /** This builder's nodes and outputs as a sub-graph, for a GRAPH attribute. */
+  toGraph(name: string): GraphMessage {
+    return { name, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs };
+  }
 
   /** Declare a graph input. */
   input(name: string, elemType: TensorDataTypeValue, dims: Dim[]): string {
@@ -77,6 +97,7 @@ export class GraphBuilder {
 
   /** A small int64 constant (shapes, axes), deduplicated by value. */
   int64(values: number[], dims: number[] = [values.length]): string {
+    if (this.root) return this.root.int64(values, dims);
     const key = `i64:${dims.join('x')}:${values.join(',')}`;
     const cached = this.constantCache.get(key);
     if (cached) return cached;
@@ -90,6 +111,7 @@ export class GraphBuilder {
 
   /** A small float32 constant, deduplicated by value. */
   float(values: number[], dims: number[] = [values.length]): string {
+    if (this.root) return this.root.float(values, dims);
     const key = `f32:${dims.join('x')}:${values.join(',')}`;
     const cached = this.constantCache.get(key);
     if (cached) return cached;
@@ -162,6 +184,7 @@ function toAttribute(name: string, value: Attr): AttributeMessage {
   if ('ints' in value) return { name, type: AttributeType.INTS, ints: value.ints };
   if ('float' in value) return { name, type: AttributeType.FLOAT, f: value.float };
   if ('floats' in value) return { name, type: AttributeType.FLOATS, floats: value.floats };
+  if ('graph' in value) return { name, type: AttributeType.GRAPH, g: value.graph };
   return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
 }
 

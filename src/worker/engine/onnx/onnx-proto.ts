@@ -20,6 +20,7 @@ export const AttributeType = {
   INT: 2,
   STRING: 3,
   TENSOR: 4,
+  GRAPH: 5,
   FLOATS: 6,
   INTS: 7,
 } as const;
@@ -38,6 +39,7 @@ const SCHEMA = {
             i: { type: 'int64', id: 3 },
             s: { type: 'bytes', id: 4 },
             t: { type: 'TensorProto', id: 5 },
+            g: { type: 'GraphProto', id: 6 },
             floats: { rule: 'repeated', type: 'float', id: 7 },
             ints: { rule: 'repeated', type: 'int64', id: 8 },
             strings: { rule: 'repeated', type: 'bytes', id: 9 },
@@ -151,6 +153,7 @@ export interface AttributeMessage {
   f?: number;
   i?: number;
   s?: Uint8Array;
+  g?: GraphMessage;
   floats?: number[];
   ints?: number[];
 }

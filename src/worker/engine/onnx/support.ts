@@ -67,8 +67,8 @@ function headProblem(head: LayerSpec[]): string | null {
         break;
       case 'maxpool2d':
         if (!spatial) return `layer ${l.name}: max-pool after flatten`;
-        if (l.padding !== 'valid' || l.strides[0] !== l.poolSize[0] || l.strides[1] !== l.poolSize[1]) {
-          return `layer ${l.name}: only non-overlapping 'valid' max-pools (strides = pool size) have a compiled backward`;
+        if (l.padding !== 'valid' || l.strides[0] !== l.poolSize[0] || l.strides[1] !== l.poolSize[1] || l.poolSize[0] !== l.poolSize[1]) {
+          return `layer ${l.name}: only square, non-overlapping 'valid' max-pools (strides = pool size) have a compiled backward`;
         }
         break;
       case 'flatten':
