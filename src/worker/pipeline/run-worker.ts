@@ -16,6 +16,7 @@ import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { parseBackendChoice } from '../engine/tfjs/backend.js';
 import { loadLabels } from '../model/labels.js';
 import type { ModelSpec } from '../model/spec.js';
+import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
@@ -38,6 +39,8 @@ export interface RawWorkerFlags {
   workerId?: string;
   lockDurationMs?: string;
   stalledIntervalMs?: string;
+  /** Commander's negatable `--no-engine-thread`: false when given. */
+  engineThread?: boolean;
 }
 
 export interface WorkerCommandOptions {
@@ -46,6 +49,8 @@ export interface WorkerCommandOptions {
   layer?: string;
   engine: EngineChoice;
   backend: BackendChoice;
+  /** Run the engine in a worker thread so the main thread keeps doing I/O during a batch. Default true. */
+  engineThread: boolean;
   /** Undefined: no metrics server. 0: any free port (logged). */
   metricsPort?: number;
   /** Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`). */
@@ -72,6 +77,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     layer: flags.layer,
     engine: parseEngineChoice(flags.engine ?? 'auto'),
     backend: parseBackendChoice(flags.backend ?? 'auto'),
+    engineThread: flags.engineThread ?? true,
     metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
     metricsHost: flags.metricsHost ?? '127.0.0.1',
     pipeline: {
@@ -113,7 +119,10 @@ export async function startWorker(options: WorkerCommandOptions, config: AppConf
     await waitForRedis(redis, config.redisUrl);
     logger.info({ weights: options.weights }, 'loading model');
     const spec = await loadSpec(options.weights);
-    const engine = await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, logger });
+    const engine = options.engineThread
+      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer })
+      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, logger });
+    logger.info({ ...engine.info, thread: options.engineThread }, 'engine ready');
     releases.push(() => engine.dispose());
     const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
     if (labels.warning) logger.warn(labels.warning);

@@ -1,0 +1,140 @@
+/**
+ * The engine in its own thread. TF.js on CPU (wasm, cpu, and tfjs-node too) computes on the thread
+ * that calls it; in the main thread that would freeze everything else while a batch runs: S3
+ * responses, decodes finishing, lock renewals, heartbeats, metrics scrapes. In a worker thread the
+ * batch computes on one core while the main thread keeps downloading, decoding, rendering and
+ * uploading the neighbouring images, which is what lets I/O hide behind compute.
+ *
+ * The proxy implements the same `Engine` interface, so the pipeline cannot tell the difference.
+ * Results cross as transferred buffers (no copies). Only one call is in flight at a
+ * time in practice (the batcher runs one batch at a time), but ids make concurrent calls safe.
+ */
+import { Worker } from 'node:worker_threads';
+import { ConfigError, InvalidInputError, ModelError } from '../../shared/errors.js';
+import type { Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
+import type { EngineThreadInit, FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
+import { buffersOf } from './engine-thread-protocol.js';
+
+interface Pending {
+  resolve: (value: FromEngineThread) => void;
+  reject: (err: Error) => void;
+}
+
+/** Where the thread's entry module is: the .ts source under tsx/vitest, the .js file once built. */
+function entryUrl(): URL {
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  return new URL(`./engine-thread-main.${ext}`, import.meta.url);
+}
+
+export async function createThreadedEngine(init: EngineThreadInit): Promise<Engine> {
+  const url = entryUrl();
+  // Built code starts the thread from its .js file. From TypeScript sources (tsx, test runners),
+  // the thread first registers tsx's loader for itself (loader hooks are per thread), then imports
+  // the .ts entry.
+  const worker = url.pathname.endsWith('.ts')
+    ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true })
+    : new Worker(url);
+  const engine = new ThreadedEngine(worker);
+  // The spec's weights move to the thread: the main thread has no further use for them.
+  const transfer = buffersOf(init.spec.layers.flatMap((l) => ('kernel' in l ? [l.kernel, l.bias] : [])));
+  const ready = await engine.call({ type: 'init', init }, transfer);
+  if (ready.type === 'initFailed') {
+    await worker.terminate();
+    throw fromWire(ready.error);
+  }
+  if (ready.type !== 'ready') throw new Error(`engine thread answered ${ready.type} to init`);
+  engine.setInfo(ready.info);
+  return engine;
+}
+
+class ThreadedEngine implements Engine {
+  private infoValue: EngineInfo | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private initWaiter: Pending | null = null;
+  private dead: Error | null = null;
+
+  constructor(private readonly worker: Worker) {
+    worker.on('message', (m: FromEngineThread) => this.onMessage(m));
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => this.fail(new Error(`engine thread exited with code ${code}`)));
+  }
+
+  get info(): EngineInfo {
+    if (!this.infoValue) throw new Error('engine thread not ready');
+    return this.infoValue;
+  }
+
+  setInfo(info: EngineInfo): void {
+    this.infoValue = info;
+  }
+
+  async explain(request: EngineRequest): Promise<EngineImageResult[]> {
+    // Images are copied, not transferred: a caller may submit them again (a failed batch is re-run
+    // image by image), and a batch's copy costs a few ms against a batch time of seconds.
+    const reply = await this.call({ type: 'explain', id: this.nextId++, request });
+    if (reply.type !== 'explained') throw new Error(`engine thread answered ${reply.type} to explain`);
+    return reply.results;
+  }
+
+  async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
+    const reply = await this.call({ type: 'predict', id: this.nextId++, images });
+    if (reply.type !== 'predicted') throw new Error(`engine thread answered ${reply.type} to predict`);
+    return reply.probabilities;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.dead) return;
+    try {
+      await this.call({ type: 'dispose', id: this.nextId++ });
+    } finally {
+      this.dead = new Error('engine disposed');
+      await this.worker.terminate();
+    }
+  }
+
+  call(message: ToEngineThread, transfer: ArrayBuffer[] = []): Promise<FromEngineThread> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      if (message.type === 'init') this.initWaiter = { resolve, reject };
+      else this.pending.set(message.id, { resolve, reject });
+      this.worker.postMessage(message, transfer);
+    });
+  }
+
+  private onMessage(m: FromEngineThread): void {
+    if (m.type === 'ready' || m.type === 'initFailed') {
+      this.initWaiter?.resolve(m);
+      this.initWaiter = null;
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.type === 'failed') p.reject(fromWire(m.error));
+    else p.resolve(m);
+  }
+
+  private fail(err: Error): void {
+    if (this.dead) return;
+    this.dead = err;
+    this.initWaiter?.reject(err);
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/** Rebuild the named errors that decide retries; anything else stays a plain Error. */
+function fromWire(e: WireError): Error {
+  let err: Error;
+  if (e.name === 'InvalidInputError') err = new InvalidInputError(e.code ?? 'INVALID_INPUT', e.message);
+  else if (e.name === 'ModelError') err = new ModelError(e.message);
+  else if (e.name === 'ConfigError') err = new ConfigError(e.message.split(':')[0] ?? 'engine', e.message.slice(e.message.indexOf(':') + 1).trim());
+  else if (e.name === 'RangeError') err = new RangeError(e.message);
+  else if (e.name === 'TypeError') err = new TypeError(e.message);
+  else {
+    err = new Error(e.message);
+    err.name = e.name;
+  }
+  return err;
+}
