@@ -15,8 +15,10 @@ const IMAGES = 40;
 // Short locks so recovery takes seconds, not the production minute. The tiny model's batches take
 // milliseconds, so a live worker renews (every lock/4) long before its own locks could expire.
 const LOCK_ARGS = ['--lock-duration-ms', '4000', '--stalled-interval-ms', '1000'];
-// A batch of 4 in the engine plus 8 more jobs downloading or waiting for batch-mates.
 const BATCH_ARGS = ['--batch-size', '4', '--prefetch', '8', '--max-batch-delay-ms', '100'];
+// The victim gathers slowly: when its first batch starts, up to 16 more jobs sit in its hands
+// waiting seconds for batch-mates, so it surely dies holding jobs even if the kill lands late.
+const VICTIM_BATCH_ARGS = ['--batch-size', '8', '--prefetch', '16', '--max-batch-delay-ms', '3000'];
 
 describe('fault: a worker is killed mid-batch', () => {
   let t: TestRedis;
@@ -43,7 +45,7 @@ describe('fault: a worker is killed mid-batch', () => {
   it('recovers the dead worker\'s jobs on the other worker; every key once, every ok image complete', async () => {
     const env = namespaceEnv(t, { LOG_LEVEL: 'info' });
     const [victim, survivor] = await Promise.all([
-      startCliWorker(cluster, { id: 'victim', modelJson: model.modelJson, env, args: [...BATCH_ARGS, ...LOCK_ARGS] }),
+      startCliWorker(cluster, { id: 'victim', modelJson: model.modelJson, env, args: [...VICTIM_BATCH_ARGS, ...LOCK_ARGS] }),
       startCliWorker(cluster, { id: 'survivor', modelJson: model.modelJson, env, args: [...BATCH_ARGS, ...LOCK_ARGS] }),
     ]);
     const output = `s3://${b.bucket}/out/`;
