@@ -12,7 +12,7 @@ import { listWorkers } from '../shared/queue/heartbeat.js';
 import type { RunRecord } from '../shared/queue/run-store.js';
 import { asFolderPrefix, joinKey, parseS3Uri } from '../shared/storage/uri.js';
 import type { DashboardDeps } from './deps.js';
-import { queryImages, type AnalyticsCache, type ImageFilter, type StatusFilter } from './gallery.js';
+import type { AnalyticsCache, ImageFilter, ImageQueryCache, StatusFilter } from './gallery.js';
 import { listFailures, retryFailures } from './failures.js';
 import { OBJECT_ROLES, resolveRunObject, safeContentType, type ObjectRole } from './object-proxy.js';
 import type { DashboardOptions } from './options.js';
@@ -26,6 +26,7 @@ export interface ApiContext {
   deps: DashboardDeps;
   options: DashboardOptions;
   analytics: AnalyticsCache;
+  images: ImageQueryCache;
   thumbnails: Thumbnailer;
 }
 
@@ -68,7 +69,7 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
     const filter = parseImageFilter(req.query);
     const limit = intParam(req.query, 'limit', 1, options.maxPageSize) ?? 48;
     const offset = intParam(req.query, 'offset', 0, Number.MAX_SAFE_INTEGER) ?? 0;
-    const page = await queryImages(deps.runs, run.id, filter, { offset, limit });
+    const page = await ctx.images.query(deps.runs, run, filter, { offset, limit });
     return { ...page, items: page.items.map((line) => ({ ...line, urls: imageUrls(run.id, line.key, line.status === 'ok') })) };
   });
 

@@ -46,12 +46,66 @@ export function matches(line: RunManifestLine, f: ImageFilter): boolean {
 }
 
 export async function queryImages(runs: RunStore, runId: string, filter: ImageFilter, page: Page): Promise<ImagePage> {
-  const hits: RunManifestLine[] = [];
+  const keys = await matchingKeys(runs, runId, filter);
+  return pageOf(runs, runId, keys, page);
+}
+
+/** Sorted source keys of the results that match `filter` (one full scan of the run's results). */
+export async function matchingKeys(runs: RunStore, runId: string, filter: ImageFilter): Promise<string[]> {
+  const keys: string[] = [];
   for await (const chunk of runs.scanResults(runId)) {
-    for (const line of chunk) if (matches(line, filter)) hits.push(line);
+    for (const line of chunk) if (matches(line, filter)) keys.push(line.key);
   }
-  hits.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { total: hits.length, offset: page.offset, limit: page.limit, items: hits.slice(page.offset, page.offset + page.limit) };
+  return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+async function pageOf(runs: RunStore, runId: string, keys: readonly string[], page: Page): Promise<ImagePage> {
+  const slice = keys.slice(page.offset, page.offset + page.limit);
+  const lines = await Promise.all(slice.map((k) => runs.getResult(runId, k)));
+  return { total: keys.length, offset: page.offset, limit: page.limit, items: lines.filter((l): l is RunManifestLine => l !== null) };
+}
+
+/**
+ * Sorted matching keys per (run, counters, filter), so paging through a large finished run scans
+ * its results once instead of once per page (about 0.2 s per scan at 20,000 results here). Keys
+ * only, not lines: 100,000 keys are a few MiB. The counters stamp the run's results exactly (see
+ * AnalyticsCache), and a total key budget bounds memory whatever the filters.
+ */
+export class ImageQueryCache {
+  private readonly entries = new Map<string, Promise<string[]>>();
+  private readonly sizes = new Map<string, number>();
+  private keyCount = 0;
+
+  constructor(private readonly maxKeys = 500_000) {}
+
+  async query(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, page: Page): Promise<ImagePage> {
+    const id = `${run.id}\0${run.done}/${run.failed}\0${JSON.stringify(filter)}`;
+    let keys = this.entries.get(id);
+    if (keys) {
+      this.entries.delete(id);
+      this.entries.set(id, keys);
+    } else {
+      keys = matchingKeys(runs, run.id, filter);
+      this.entries.set(id, keys);
+      keys.then(
+        (k) => this.account(id, k.length),
+        () => this.entries.delete(id),
+      );
+    }
+    return pageOf(runs, run.id, await keys, page);
+  }
+
+  private account(id: string, size: number): void {
+    if (!this.entries.has(id)) return;
+    this.sizes.set(id, size);
+    this.keyCount += size;
+    for (const oldest of this.entries.keys()) {
+      if (this.keyCount <= this.maxKeys || oldest === id) break;
+      this.keyCount -= this.sizes.get(oldest) ?? 0;
+      this.sizes.delete(oldest);
+      this.entries.delete(oldest);
+    }
+  }
 }
 
 export interface RunAnalytics {

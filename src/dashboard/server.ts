@@ -9,7 +9,7 @@ import { installApi } from './api.js';
 import { createAuthGate, installAuth, SESSION_COOKIE } from './auth.js';
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
 import type { DashboardDeps } from './deps.js';
-import { AnalyticsCache } from './gallery.js';
+import { AnalyticsCache, ImageQueryCache } from './gallery.js';
 import { installLiveStream } from './live.js';
 import type { DashboardOptions } from './options.js';
 import { listRunViews, toRunView } from './run-view.js';
@@ -67,13 +67,16 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     return reply.redirect('/login', 303);
   });
 
-  installApi(app, { deps, options, analytics, thumbnails });
+  installApi(app, { deps, options, analytics, images: new ImageQueryCache(), thumbnails });
+  // Every open stream ticks once per interval; they share one overview snapshot per half interval,
+  // so ten open tabs cost Redis what one does.
+  const overview = sharedFor(options.liveIntervalMs / 2, () => listRunViews(deps.runs, 100, now()));
   installLiveStream(
     app,
     {
       async snapshot(runId) {
         const t = now();
-        const events: Array<{ event: string; data: unknown }> = [{ event: 'runs', data: { runs: await listRunViews(deps.runs, 100, t) } }];
+        const events: Array<{ event: string; data: unknown }> = [{ event: 'runs', data: { runs: await overview() } }];
         if (runId !== undefined) {
           const run = await deps.runs.getRun(runId);
           if (run) {
@@ -89,4 +92,19 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   await mountBullBoard(app, [deps.queue]);
   installStaticFiles(app, loadStaticFiles());
   return app;
+}
+
+/** Memoize an async producer for `ttlMs`; concurrent callers share the pending promise. */
+function sharedFor<T>(ttlMs: number, produce: () => Promise<T>): () => Promise<T> {
+  let cached: { at: number; value: Promise<T> } | undefined;
+  return () => {
+    const t = Date.now();
+    if (cached && t - cached.at < ttlMs) return cached.value;
+    const value = produce();
+    cached = { at: t, value };
+    value.catch(() => {
+      if (cached?.value === value) cached = undefined;
+    });
+    return value;
+  };
 }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeHeartbeat, type WorkerHeartbeat } from '../../../src/shared/queue/heartbeat.js';
 import { outputKeysFor } from '../../../src/shared/storage/output-keys.js';
 import { startHarness, type DashboardHarness } from './harness.js';
-import { mixedImages, seedRun, type SeededRun } from './seed.js';
+import { finishImage, mixedImages, seedRun, type SeededRun } from './seed.js';
 
 interface ImagesPage {
   total: number;
@@ -100,6 +100,15 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     expect(bad.json().message).toContain('minProb');
     const inverted = await get('/api/runs/run-api-1/images?minProb=0.9&maxProb=0.1');
     expect(inverted.statusCode).toBe(400);
+  });
+
+  it('never serves a stale gallery page after a new result (the key cache is stamped by the run counters)', async () => {
+    const before = (await get('/api/runs/run-api-2/images?status=ok')).json() as ImagesPage;
+    expect((await get('/api/runs/run-api-2/images?status=ok')).json()).toEqual(before);
+    await finishImage(h.seed, { runId: 'run-api-2', sourcePrefix: 'photos/run-api-2/', outputPrefix: 'gradcam-audit/run-api-2/', keys: [] }, { name: 'b.png', status: 'ok', cls: 1, probability: 0.4 });
+    const after = (await get('/api/runs/run-api-2/images?status=ok')).json() as ImagesPage;
+    expect(after.total).toBe(before.total + 1);
+    expect(after.items.map((i) => i.key)).toContain('photos/run-api-2/b.png');
   });
 
   it('returns one image with its prediction manifest (top-5 and the 14x14 CAM grid)', async () => {
