@@ -20,7 +20,7 @@ export async function workerCommand(): Promise<Command> {
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port; 0 picks a free one (env GRADCAM_AUDIT_METRICS_PORT; default: off)')
     .option('--metrics-host <host>', 'address the metrics server binds (default: 127.0.0.1)')
     .option('--drain-timeout-ms <ms>', 'grace period on SIGTERM/SIGINT to finish in-flight batches; keep it below the pod\'s terminationGracePeriodSeconds (default: 25000, for the Kubernetes default of 30 s)')
-    .option('--no-engine-thread', 'run the engine on the main thread (default: its own thread, so downloads, decodes and uploads continue while a batch computes)')
+    .option('--engine-thread <mode>', 'auto|on|off: compute in a worker thread so downloads, decodes and uploads continue during a batch (default: auto = on unless an NVIDIA GPU is visible)')
     .option('--worker-id <id>', 'id in heartbeats, logs and manifests (default: <host>-<pid>)')
     .option('--lock-duration-ms <ms>', 'BullMQ job lock duration (default: max(60000, 10x a measured batch))')
     .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers (default: 30000)')

@@ -4,7 +4,7 @@
  */
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { AppConfig } from '../../shared/config.js';
-import { parseIntInRange } from '../../shared/config.js';
+import { parseEnum, parseIntInRange } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
 import { RunStore } from '../../shared/queue/run-store.js';
@@ -13,7 +13,7 @@ import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
-import { parseBackendChoice } from '../engine/tfjs/backend.js';
+import { listNvidiaGpus, parseBackendChoice } from '../engine/tfjs/backend.js';
 import { loadLabels } from '../model/labels.js';
 import type { ModelSpec } from '../model/spec.js';
 import { createThreadedEngine } from './engine-thread.js';
@@ -21,6 +21,15 @@ import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
+
+export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
+export type EngineThreadMode = (typeof ENGINE_THREAD_MODES)[number];
+
+/** Resolve `auto`: a thread on CPU-only machines, the main thread where a GPU is visible. */
+export async function useEngineThread(mode: EngineThreadMode, listGpus: () => Promise<string[]> = listNvidiaGpus): Promise<boolean> {
+  if (mode !== 'auto') return mode === 'on';
+  return (await listGpus()).length === 0;
+}
 
 /** Raw flag values as commander hands them over. */
 export interface RawWorkerFlags {
@@ -39,8 +48,7 @@ export interface RawWorkerFlags {
   workerId?: string;
   lockDurationMs?: string;
   stalledIntervalMs?: string;
-  /** Commander's negatable `--no-engine-thread`: false when given. */
-  engineThread?: boolean;
+  engineThread?: string;
 }
 
 export interface WorkerCommandOptions {
@@ -49,8 +57,13 @@ export interface WorkerCommandOptions {
   layer?: string;
   engine: EngineChoice;
   backend: BackendChoice;
-  /** Run the engine in a worker thread so the main thread keeps doing I/O during a batch. Default true. */
-  engineThread: boolean;
+  /**
+   * Where the engine computes (`--engine-thread`). `on`: a worker thread, so the main thread keeps
+   * doing I/O during a batch. `off`: the main thread. `auto` (default): a thread unless an NVIDIA
+   * GPU is visible, because tfjs-node-gpu's native addon is loaded once per process and its kernels
+   * already run asynchronously on the device.
+   */
+  engineThread: EngineThreadMode;
   /** Undefined: no metrics server. 0: any free port (logged). */
   metricsPort?: number;
   /** Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`). */
@@ -77,7 +90,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     layer: flags.layer,
     engine: parseEngineChoice(flags.engine ?? 'auto'),
     backend: parseBackendChoice(flags.backend ?? 'auto'),
-    engineThread: flags.engineThread ?? true,
+    engineThread: parseEnum('--engine-thread', flags.engineThread ?? 'auto', ENGINE_THREAD_MODES),
     metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
     metricsHost: flags.metricsHost ?? '127.0.0.1',
     pipeline: {
@@ -119,10 +132,11 @@ export async function startWorker(options: WorkerCommandOptions, config: AppConf
     await waitForRedis(redis, config.redisUrl);
     logger.info({ weights: options.weights }, 'loading model');
     const spec = await loadSpec(options.weights);
-    const engine = options.engineThread
+    const thread = await useEngineThread(options.engineThread);
+    const engine = thread
       ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer })
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, logger });
-    logger.info({ ...engine.info, thread: options.engineThread }, 'engine ready');
+    logger.info({ ...engine.info, thread }, 'engine ready');
     releases.push(() => engine.dispose());
     const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
     if (labels.warning) logger.warn(labels.warning);

@@ -4,7 +4,7 @@ import { DEFAULT_EXPLAIN_OPTIONS, type ExplainOptions } from '../../../src/share
 import { batchKeyFor, optionsHashFor, stableStringify } from '../../../src/worker/pipeline/job-keys.js';
 import { lockDurationFor, PIPELINE_DEFAULTS, resolvePipelineOptions } from '../../../src/worker/pipeline/options.js';
 import { Semaphore } from '../../../src/worker/pipeline/semaphore.js';
-import { parseWorkerFlags } from '../../../src/worker/pipeline/run-worker.js';
+import { parseWorkerFlags, useEngineThread } from '../../../src/worker/pipeline/run-worker.js';
 
 const base: ExplainOptions = { ...DEFAULT_EXPLAIN_OPTIONS };
 const model = { modelName: 'vgg16', weightsHash: 'abc', layer: 'block5_conv3' };
@@ -34,6 +34,16 @@ describe('pipeline options', () => {
     expect(() => parseWorkerFlags({}, {})).toThrow(/--weights: required/);
     expect(() => parseWorkerFlags({ weights: 'w.h5', metricsPort: '70000' }, {})).toThrow(/--metrics-port/);
     expect(() => parseWorkerFlags({ weights: 'w.h5', engine: 'torch' }, {})).toThrow(/--engine/);
+    expect(() => parseWorkerFlags({ weights: 'w.h5', engineThread: 'maybe' }, {})).toThrow(/--engine-thread: expected one of auto, on, off/);
+  });
+
+  it('computes in a thread on CPU-only machines and on the main thread next to a GPU, unless told', async () => {
+    const none = async (): Promise<string[]> => [];
+    const gpu = async (): Promise<string[]> => ['NVIDIA H100'];
+    expect(await useEngineThread('auto', none)).toBe(true);
+    expect(await useEngineThread('auto', gpu)).toBe(false);
+    expect(await useEngineThread('on', gpu)).toBe(true);
+    expect(await useEngineThread('off', none)).toBe(false);
   });
 });
 
