@@ -5,8 +5,12 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeError, TransientError } from '../../src/shared/errors.js';
+import { DEFAULT_JOB_POLICY, JOB_NAME, jobIdFor, jobOptionsFor } from '../../src/shared/queue/contract.js';
 import { startHarness, type DashboardHarness } from '../integration/dashboard/harness.js';
 import { createSeedRun, mixedImages, seedRun, simulateProgress, type SeedImage } from '../integration/dashboard/seed.js';
 
@@ -146,5 +150,35 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     // bull-board's template links Google Fonts; the CSP blocks that third-party request on purpose
     // (it would leak the dashboard's address and fails offline anyway). Nothing else may appear.
     expect(problems.filter((p) => !p.includes('https://fonts.googleapis.com/'))).toEqual([]);
+  });
+
+  it('retries a retryable failure from the failures table', async () => {
+    const run = await createSeedRun(h.seed, 'run-e2e-retry', ['flaky.png']);
+    const key = run.keys[0]!;
+    await h.queue.add(JOB_NAME, { runId: run.runId, key }, jobOptionsFor(run.runId, key, { ...DEFAULT_JOB_POLICY, attempts: 1 }));
+    // A real BullMQ worker fails the job with a transient error and records it, as the pipeline does.
+    const connection = new Redis(h.t.url, { maxRetriesPerRequest: null });
+    const recorded = new Promise<void>((resolve) => {
+      const worker = new Worker(h.queue.name, async () => {
+        throw new TransientError('S3 request failed with HTTP 503');
+      }, { connection });
+      worker.on('failed', (_job, err) => {
+        void h.seed.runs.recordResult(run.runId, { key, status: 'failed', error: describeError(err) }).then(async () => {
+          await worker.close();
+          connection.disconnect();
+          resolve();
+        });
+      });
+    });
+    await recorded;
+
+    const page = await newPage();
+    await page.goto(`${base}/#/runs/run-e2e-retry`);
+    const row = page.locator(`#failures-table tr[data-key="${key}"]`);
+    await row.waitFor();
+    expect(await row.innerText()).toContain('TRANSIENT: S3 request failed with HTTP 503');
+    await row.getByRole('button', { name: 'Retry' }).click();
+    await expect.poll(async () => (await h.queue.getJob(jobIdFor(run.runId, key)))?.getState()).toBe('waiting');
+    await page.close();
   });
 });
