@@ -71,6 +71,11 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
       return el !== null && el.value > b && el.value < 10;
     }, before, { timeout: 20_000 });
     await page.screenshot({ path: join(ARTIFACTS, 'overview-progress.png'), fullPage: true });
+    // Links stay clickable while live updates arrive (rows are updated in place, not replaced).
+    await page.click('a[href="#/runs/run-e2e-live"]');
+    await page.locator('#run-stats .stat').first().waitFor();
+    await page.goBack();
+    await bar.waitFor();
     await progress.done;
     await page.waitForFunction(() => (document.querySelector('progress[data-run="run-e2e-live"]') as HTMLProgressElement | null)?.value === 10, undefined, { timeout: 20_000 });
     const row = page.locator('tr[data-run="run-e2e-live"]');

@@ -95,6 +95,27 @@ function progressBlock(run) {
   );
 }
 
+/** Update a progress block made by progressBlock() in place. */
+function updateProgress(block, run) {
+  const bar = block.querySelector('progress');
+  bar.max = Math.max(run.total, 1);
+  bar.value = run.done + run.failed;
+  bar.setAttribute('aria-valuetext', `${run.done + run.failed} of ${run.total} images`);
+  const fresh = progressBlock(run).querySelector('.progress-text');
+  block.querySelector('.progress-text').replaceWith(fresh);
+}
+
+function updateRunRow(row, run) {
+  const state = row.querySelector('td.state');
+  if (state.dataset.state !== run.state) {
+    state.dataset.state = run.state;
+    state.replaceChildren(badge(run.state));
+  }
+  updateProgress(row.querySelector('.progress-cell'), run);
+  row.querySelector('td.speed').textContent = fmt.rate(run.imagesPerSecond);
+  row.querySelector('td.eta').textContent = fmt.eta(run.etaSeconds, run.state, run.totalFinal);
+}
+
 // ---------- live stream ----------
 
 function connectLive(runId) {
@@ -129,38 +150,35 @@ function runsPage() {
   );
   app.replaceChildren(h('div', { class: 'page-head' }, h('div', {}, h('h1', { text: 'Audit runs' }), h('div', { class: 'muted', text: 'Every run in this Redis namespace, newest first. Updates live.' }))), h('div', { class: 'panel' }, table));
 
+  // Rows are created once per run and updated in place: replacing them every second would swallow
+  // clicks that land between mousedown and mouseup, and would restart the bar animation.
   const render = ({ runs }) => {
     if (runs.length === 0) {
       tbody.replaceChildren(h('tr', {}, h('td', { colspan: 7, class: 'empty', text: 'No runs yet. Start one with: gradcam-audit enqueue s3://BUCKET/PREFIX' })));
       return;
     }
-    // Update rows in place so progress bars animate instead of being recreated.
     const rows = new Map([...tbody.querySelectorAll('tr[data-run]')].map((r) => [r.dataset.run, r]));
-    const next = runs.map((run) => {
-      const row = h(
-        'tr',
-        { 'data-run': run.id },
-        h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(run.id)}`, class: 'mono', text: run.id })),
-        h('td', { class: 'mono', text: run.source }),
-        h('td', {}, badge(run.state)),
-        h('td', {}, progressBlock(run)),
-        h('td', { class: 'num', text: fmt.rate(run.imagesPerSecond) }),
-        h('td', { class: 'num', text: fmt.eta(run.etaSeconds, run.state, run.totalFinal) }),
-        h('td', { class: 'muted', text: fmt.time(run.createdAt) }),
-      );
-      const old = rows.get(run.id);
-      if (old) {
-        const oldBar = old.querySelector('progress');
-        const newBar = row.querySelector('progress');
-        if (oldBar && newBar) {
-          oldBar.max = newBar.max;
-          oldBar.value = newBar.value;
-          newBar.replaceWith(oldBar);
-        }
+    const ordered = runs.map((run) => {
+      let row = rows.get(run.id);
+      if (!row) {
+        row = h(
+          'tr',
+          { 'data-run': run.id },
+          h('td', {}, h('a', { href: `#/runs/${encodeURIComponent(run.id)}`, class: 'mono', text: run.id })),
+          h('td', { class: 'mono', text: run.source }),
+          h('td', { class: 'state' }),
+          h('td', {}, progressBlock(run)),
+          h('td', { class: 'num speed' }),
+          h('td', { class: 'num eta' }),
+          h('td', { class: 'muted', text: fmt.time(run.createdAt) }),
+        );
       }
+      updateRunRow(row, run);
       return row;
     });
-    tbody.replaceChildren(...next);
+    // Re-append only when the order changed (a new run arrived), keeping existing nodes.
+    const current = [...tbody.children];
+    if (current.length !== ordered.length || ordered.some((r, i) => current[i] !== r)) tbody.replaceChildren(...ordered);
   };
   livePage = { runs: render };
   connectLive(null);
@@ -225,13 +243,11 @@ function runPage(runId) {
   app.replaceChildren(head, stats, progress, h('div', { class: 'grid-2' }, tputPanel, histPanel), failuresPanel, galleryPanel);
 
   let lastStamp = '';
-  let classes = [];
+  let lastState = '';
+  // Stats change every tick (rate, ETA); links, charts, failures and classes only when the run's
+  // counters or state move, so they are redrawn only then and stay clickable in between.
   const render = (detail) => {
     const run = detail.run;
-    head.replaceChildren(
-      h('div', {}, h('div', { class: 'muted small' }, h('a', { href: '#/', text: 'Runs' }), ' / ', run.id), h('h1', {}, `Run ${run.id} `, badge(run.state)), h('div', { class: 'muted mono', text: `${run.source}  →  ${run.output}` })),
-      h('div', { class: 'links' }, h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/manifest.jsonl`, target: '_blank', id: 'link-manifest', text: 'manifest.jsonl' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/summary.json`, target: '_blank', id: 'link-summary', text: 'summary.json' })),
-    );
     const a = detail.analytics;
     stats.replaceChildren(
       stat('Images', fmt.int(run.total)),
@@ -241,22 +257,23 @@ function runPage(runId) {
       stat('Speed', fmt.rate(run.imagesPerSecond)),
       stat('ETA', fmt.eta(run.etaSeconds, run.state, run.totalFinal)),
     );
-    const oldBar = progress.querySelector('progress');
-    const block = progressBlock(run);
-    if (oldBar) {
-      const nb = block.querySelector('progress');
-      oldBar.max = nb.max;
-      oldBar.value = nb.value;
-      nb.replaceWith(oldBar);
+    const block = progress.querySelector('.progress-cell');
+    if (block) updateProgress(block, run);
+    else progress.replaceChildren(h('h2', { text: 'Progress' }), progressBlock(run), provenanceLine(run));
+
+    const stamp = `${run.done}/${run.failed}/${run.total}`;
+    if (run.state !== lastState) {
+      lastState = run.state;
+      head.replaceChildren(
+        h('div', {}, h('div', { class: 'muted small' }, h('a', { href: '#/', text: 'Runs' }), ' / ', run.id), h('h1', {}, `Run ${run.id} `, badge(run.state)), h('div', { class: 'muted mono', text: `${run.source}  →  ${run.output}` })),
+        h('div', { class: 'links' }, h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/manifest.jsonl`, target: '_blank', id: 'link-manifest', text: 'manifest.jsonl' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/summary.json`, target: '_blank', id: 'link-summary', text: 'summary.json' })),
+      );
     }
-    progress.replaceChildren(h('h2', { text: 'Progress' }), block, provenanceLine(run));
-    throughputChart(document.getElementById('throughput-chart'), detail.throughput);
-    histogramChart(document.getElementById('class-histogram'), a.classHistogram);
-    classes = a.classHistogram;
-    const stamp = `${run.done}/${run.failed}`;
     if (stamp !== lastStamp) {
+      throughputChart(document.getElementById('throughput-chart'), detail.throughput);
+      histogramChart(document.getElementById('class-histogram'), a.classHistogram);
       if (lastStamp === '') gallery.init();
-      gallery.updateClasses(classes);
+      gallery.updateClasses(a.classHistogram);
       lastStamp = stamp;
       loadFailures();
     }
