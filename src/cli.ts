@@ -15,12 +15,12 @@ const program = new Command('gradcam-audit')
 
 // Subcommands register here (each module exports a function returning a configured Command).
 const registrations: Array<() => Promise<Command>> = [
-  // explain, enqueue, worker, status, dashboard, demo are added by their modules
   async () => (await import('./worker/explain/command.js')).explainCommand(),
   async () => (await import('./worker/worker-command.js')).workerCommand(),
   async () => (await import('./dashboard/command.js')).dashboardCommand(),
   async () => (await import('./producer/enqueue-command.js')).enqueueCommand(),
   async () => (await import('./producer/status-command.js')).statusCommand(),
+  async () => (await import('./demo/command.js')).demoCommand(),
 ];
 
 async function main(argv: string[]): Promise<void> {
