@@ -8,13 +8,15 @@ import type { ModelSpec } from '../model/spec.js';
 import type { Engine } from './engine.js';
 import type { CamPostOptions } from './cam-post.js';
 import type { BackendChoice } from './tfjs/backend.js';
+import type { OnnxRuntimeOptions } from './onnx/options.js';
+import { isOnnxSupported } from './onnx/support.js';
 
 export const ENGINE_CHOICES = ['auto', 'tfjs', 'onnx'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 
 export interface CreateEngineOptions {
   spec: ModelSpec;
-  /** Default `auto`: currently TF.js. */
+  /** Default `auto`: ONNX Runtime when it can run the model, else TF.js. */
   engine?: EngineChoice;
   /** Target layer; default `block5_conv3` when present, else the last conv layer. */
   layer?: string;
@@ -22,6 +24,8 @@ export interface CreateEngineOptions {
   backend?: BackendChoice;
   logger?: Logger;
   camPost?: CamPostOptions;
+  /** ONNX Runtime settings (providers, threads, graph cache); defaults in `defaultOnnxRuntimeOptions()`. */
+  onnx?: Partial<OnnxRuntimeOptions>;
 }
 
 export function parseEngineChoice(value: string, flag = '--engine'): EngineChoice {
@@ -33,8 +37,28 @@ export async function createEngine(options: CreateEngineOptions): Promise<Engine
   const choice = options.engine ?? 'auto';
   switch (choice) {
     case 'onnx':
-      throw new ConfigError('--engine', 'the onnx engine is not available in this build; use --engine tfjs');
-    case 'auto':
+    case 'auto': {
+      // The graph compiles every CAM method, so only the model and layer decide; anything the
+      // compiler has no backward rule for runs on TF.js (autodiff) instead, with the reason logged.
+      // A forced TF.js backend (`--backend wasm`, ...) only means something to TF.js: keep auto there.
+      const forcedTfjs = choice === 'auto' && options.backend !== undefined && options.backend !== 'auto';
+      const support = forcedTfjs ? { ok: false as const, reason: `--backend ${options.backend} selects a TF.js backend` } : isOnnxSupported(options.spec, 'gradcam', options.layer);
+      if (support.ok) {
+        try {
+          const { createOnnxEngine } = await import('./onnx/engine.js');
+          return await createOnnxEngine({ spec: options.spec, layer: options.layer, logger: options.logger, camPost: options.camPost, runtime: options.onnx });
+        } catch (err) {
+          // An explicit request must fail loudly (e.g. a missing CUDA provider); auto degrades.
+          if (choice === 'onnx') throw err;
+          options.logger?.warn({ err }, 'ONNX Runtime engine failed to start; falling back to the TF.js engine');
+        }
+      } else {
+        const log = choice === 'onnx' ? options.logger?.warn : options.logger?.info;
+        log?.call(options.logger, { reason: support.reason }, `ONNX engine cannot run ${options.spec.name} (${support.reason}); using the TF.js engine`);
+      }
+      const { createTfjsEngine } = await import('./tfjs/engine.js');
+      return createTfjsEngine({ spec: options.spec, layer: options.layer, backend: options.backend, logger: options.logger, camPost: options.camPost });
+    }
     case 'tfjs': {
       const { createTfjsEngine } = await import('./tfjs/engine.js');
       return createTfjsEngine({ spec: options.spec, layer: options.layer, backend: options.backend, logger: options.logger, camPost: options.camPost });
