@@ -26,6 +26,7 @@ export class WorkerMetrics {
   readonly failed: Counter<'reason'>;
   readonly batchSize: Histogram;
   readonly stageSeconds: Histogram<'stage'>;
+  readonly engineBusySeconds: Counter;
   readonly inFlight: Gauge;
   readonly queueDepth: Gauge;
   private depthCache: { at: number; value: number } | null = null;
@@ -56,6 +57,11 @@ export class WorkerMetrics {
       help: 'Per-image latency of each pipeline stage (infer: batch time divided by batch size)',
       labelNames: ['stage'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.engineBusySeconds = new Counter({
+      name: 'gradcam_audit_engine_busy_seconds_total',
+      help: 'Time the engine spent computing batches; its rate is the engine utilisation (1 = I/O fully hidden)',
       registers,
     });
     this.inFlight = new Gauge({ name: 'gradcam_audit_jobs_in_flight', help: 'Jobs this worker holds', registers });

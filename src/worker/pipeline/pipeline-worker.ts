@@ -108,6 +108,7 @@ export class PipelineWorker {
       log.info({ size: e.size, reason: e.reason, oldestWaitedMs: Math.round(e.oldestWaitedMs) }, 'batch started');
     });
     this.batcher.on('batchDone', (e) => {
+      this.metrics.engineBusySeconds.inc(e.runMs / 1000);
       if (!e.ok) log.warn({ size: e.size }, 'batch failed; its images were retried one by one');
       else if (e.runMs * 10 > this.lockDurationMs && this.lockDurationMs > 0) {
         log.warn({ runMs: Math.round(e.runMs), lockDurationMs: this.lockDurationMs }, 'a batch took over a tenth of the lock duration; lower --batch-size or raise --lock-duration-ms');

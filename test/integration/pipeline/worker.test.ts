@@ -100,6 +100,8 @@ describe('pipeline worker against real Redis and S3', () => {
       'gradcam_audit_batch_size_bucket',
       'gradcam_audit_stage_seconds_bucket',
       'gradcam_audit_queue_depth',
+      'gradcam_audit_engine_busy_seconds_total',
+      'gradcam_audit_jobs_in_flight',
     ]) {
       expect(text).toContain(name);
     }
