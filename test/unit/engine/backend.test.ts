@@ -75,6 +75,32 @@ describe('backend choice', () => {
   });
 });
 
+describe('native backend path', () => {
+  test('when @tensorflow/tfjs-node registers "tensorflow", auto picks it over wasm and reports a libtensorflow CPU device', async () => {
+    const { deps, imported } = capture();
+    // Stand-in for the native package's side effect: a backend named "tensorflow" with the cpu
+    // backend's kernels (libtensorflow cannot be downloaded here).
+    deps.importModule = async (name) => {
+      imported.push(name);
+      if (name !== '@tensorflow/tfjs-node') throw new Error(`Cannot find package '${name}'`);
+      const cpu = tf.engine().registryFactory.cpu;
+      tf.registerBackend('tensorflow', cpu.factory, 3);
+      for (const kernel of tf.getKernelsForBackend('cpu')) tf.registerKernel({ ...kernel, backendName: 'tensorflow' });
+      return {};
+    };
+    const { resetBackendForTests } = await import('../../../src/worker/engine/tfjs/backend.js');
+    resetBackendForTests();
+    const active = await initBackend('auto', deps);
+    expect(imported).toEqual(['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']);
+    expect(active).toMatchObject({ choice: 'node', name: 'tensorflow' });
+    expect(active.device).toMatch(/^CPU libtensorflow/);
+    expect(tf.getBackend()).toBe('tensorflow');
+    expect(Array.from(await tf.mul(tf.tensor1d([2, 3]), 2).data())).toEqual([4, 6]);
+    await initBackend('wasm', capture().deps);
+    tf.removeBackend('tensorflow');
+  });
+});
+
 /** `auto` keeps the active backend, so an auto pick from scratch needs the active one cleared. */
 async function initBackendFresh(deps: BackendDeps) {
   const { resetBackendForTests } = await import('../../../src/worker/engine/tfjs/backend.js');
