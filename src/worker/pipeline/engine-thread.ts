@@ -26,7 +26,11 @@ function entryUrl(): URL {
   return new URL(`./engine-thread-main.${ext}`, import.meta.url);
 }
 
-export async function createThreadedEngine(init: EngineThreadInit): Promise<Engine> {
+/**
+ * @param onFatal called once if the thread dies unexpectedly (crash, out of memory): every later
+ * call would fail too, so the process should exit and let its supervisor start a fresh one.
+ */
+export async function createThreadedEngine(init: EngineThreadInit, onFatal: (err: Error) => void = () => undefined): Promise<Engine> {
   const url = entryUrl();
   // Built code starts the thread from its .js file. From TypeScript sources (tsx, test runners),
   // the thread first registers tsx's loader for itself (loader hooks are per thread), then imports
@@ -34,7 +38,7 @@ export async function createThreadedEngine(init: EngineThreadInit): Promise<Engi
   const worker = url.pathname.endsWith('.ts')
     ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true })
     : new Worker(url);
-  const engine = new ThreadedEngine(worker);
+  const engine = new ThreadedEngine(worker, onFatal);
   // The spec's weights move to the thread: the main thread has no further use for them.
   const transfer = buffersOf(init.spec.layers.flatMap((l) => ('kernel' in l ? [l.kernel, l.bias] : [])));
   const ready = await engine.call({ type: 'init', init }, transfer);
@@ -54,7 +58,12 @@ class ThreadedEngine implements Engine {
   private initWaiter: Pending | null = null;
   private dead: Error | null = null;
 
-  constructor(private readonly worker: Worker) {
+  private disposing = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly onFatal: (err: Error) => void,
+  ) {
     worker.on('message', (m: FromEngineThread) => this.onMessage(m));
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => this.fail(new Error(`engine thread exited with code ${code}`)));
@@ -85,6 +94,7 @@ class ThreadedEngine implements Engine {
 
   async dispose(): Promise<void> {
     if (this.dead) return;
+    this.disposing = true;
     try {
       await this.call({ type: 'dispose', id: this.nextId++ });
     } finally {
@@ -121,6 +131,7 @@ class ThreadedEngine implements Engine {
     this.initWaiter?.reject(err);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    if (!this.disposing && this.infoValue) this.onFatal(err);
   }
 }
 

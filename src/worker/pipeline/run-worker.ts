@@ -114,7 +114,13 @@ export interface RunningWorker {
 }
 
 /** Start a worker from parsed options; the caller decides when to call `shutdown`. */
-export async function startWorker(options: WorkerCommandOptions, config: AppConfig, logger: Logger, loadSpec: (source: string) => Promise<ModelSpec>): Promise<RunningWorker> {
+export async function startWorker(
+  options: WorkerCommandOptions,
+  config: AppConfig,
+  logger: Logger,
+  loadSpec: (source: string) => Promise<ModelSpec>,
+  onFatal: (err: Error) => void = () => undefined,
+): Promise<RunningWorker> {
   const store = S3ObjectStore.fromConfig(config.s3);
   const ks = { prefix: config.keyPrefix };
   const workerName = options.pipeline.workerId ?? 'worker';
@@ -134,7 +140,7 @@ export async function startWorker(options: WorkerCommandOptions, config: AppConf
     const spec = await loadSpec(options.weights);
     const thread = await useEngineThread(options.engineThread);
     const engine = thread
-      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer })
+      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer }, onFatal)
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, logger });
     logger.info({ ...engine.info, thread }, 'engine ready');
     releases.push(() => engine.dispose());
@@ -199,9 +205,17 @@ export async function runWorkerCommand(flags: RawWorkerFlags, config: AppConfig,
       weightsStore.client.destroy();
     }
   };
-  const running = await startWorker(options, config, logger, loadSpec);
+  let onFatal: (err: Error) => void = () => undefined;
+  const running = await startWorker(options, config, logger, loadSpec, (err) => onFatal(err));
   await new Promise<void>((resolve) => {
     let signals = 0;
+    onFatal = (err) => {
+      // The engine is gone; every job would fail. Drain what can finish, then exit non-zero so the
+      // supervisor (Kubernetes, systemd) starts a fresh process.
+      logger.fatal({ err: describeError(err) }, 'engine thread died; stopping the worker');
+      process.exitCode = 1;
+      onSignal('SIGTERM');
+    };
     const onSignal = (signal: NodeJS.Signals): void => {
       signals++;
       if (signals > 1) {
