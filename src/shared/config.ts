@@ -162,3 +162,31 @@ export function redact(url: string): string {
     return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
   }
 }
+
+/**
+ * Every environment variable the project reads, with its meaning and default: the README's
+ * configuration table and the deployment tests (compose, Kubernetes) are checked against it.
+ */
+export const ENV_VARS: Readonly<Record<string, { component: string; description: string; default?: string }>> = Object.freeze({
+  REDIS_URL: { component: 'all', description: 'Redis connection URL (redis:// or rediss://)', default: DEFAULTS.redisUrl },
+  GRADCAM_AUDIT_PREFIX: { component: 'all', description: "Namespace of every Redis key and of BullMQ's keys", default: DEFAULTS.keyPrefix },
+  GRADCAM_AUDIT_QUEUE: { component: 'all', description: 'BullMQ queue name', default: DEFAULTS.queueName },
+  AWS_ENDPOINT_URL_S3: { component: 'all', description: 'S3-compatible endpoint (MinIO, s3rver); unset for AWS S3' },
+  AWS_ENDPOINT_URL: { component: 'all', description: 'Fallback endpoint when AWS_ENDPOINT_URL_S3 is unset' },
+  AWS_REGION: { component: 'all', description: 'S3 region (AWS_DEFAULT_REGION is read as a fallback)', default: DEFAULTS.region },
+  AWS_DEFAULT_REGION: { component: 'all', description: 'Fallback region' },
+  S3_FORCE_PATH_STYLE: { component: 'all', description: 'Path-style S3 URLs; default true exactly when a custom endpoint is set' },
+  AWS_MAX_ATTEMPTS: { component: 'all', description: 'S3 attempts per request for throttling/5xx (SDK retry strategy)', default: String(DEFAULTS.maxAttempts) },
+  AWS_ACCESS_KEY_ID: { component: 'all', description: 'Static credentials (otherwise the SDK default chain: profile, SSO, IRSA, instance role)' },
+  AWS_SECRET_ACCESS_KEY: { component: 'all', description: 'Static credentials, with AWS_ACCESS_KEY_ID' },
+  AWS_SESSION_TOKEN: { component: 'all', description: 'Temporary credentials, with the two above' },
+  AWS_PROFILE: { component: 'all', description: 'Named profile for the SDK default chain' },
+  LOG_LEVEL: { component: 'all', description: 'fatal, error, warn, info, debug, trace or silent', default: DEFAULTS.logLevel },
+  GRADCAM_AUDIT_WEIGHTS: { component: 'worker', description: 'Default for worker --weights' },
+  GRADCAM_AUDIT_METRICS_PORT: { component: 'worker', description: 'Default for worker --metrics-port' },
+  DASHBOARD_TOKEN: { component: 'dashboard', description: 'Bearer token (at least 16 characters); required for a non-loopback bind unless basic auth is set' },
+  DASHBOARD_USER: { component: 'dashboard', description: 'Basic-auth user, with DASHBOARD_PASSWORD' },
+  DASHBOARD_PASSWORD: { component: 'dashboard', description: 'Basic-auth password (at least 8 characters)' },
+  XDG_CACHE_HOME: { component: 'worker', description: 'Cache root for downloaded weights and compiled ONNX graphs', default: '~/.cache' },
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: { component: 'all', description: "Set to true to silence the AWS SDK's Node 20 end-of-support notice" },
+});
