@@ -17,7 +17,7 @@ ARG NODE_IMAGE=node:20.20-bookworm-slim
 # ---- build: full dependencies, compile TypeScript ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -26,7 +26,7 @@ RUN npm run build
 # ---- prod-deps: runtime dependencies only ----
 FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
 
 # ---- cpu ----
@@ -56,7 +56,7 @@ RUN ln -s /usr/local/lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 COPY data ./data
 COPY models ./models
 # The optional native package is installed without scripts, then its libtensorflow download runs
