@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AuditError } from '../shared/errors.js';
+import { validateRunId } from '../shared/queue/contract.js';
 import { installApi } from './api.js';
 import { createAuthGate, installAuth, SESSION_COOKIE } from './auth.js';
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
@@ -37,6 +38,9 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     if (err instanceof AuditError) {
       const status = STATUS_BY_CODE[err.code] ?? 400;
       return reply.code(status).send({ error: err.code, message: err.message });
+    }
+    if (isRedisUnavailable(err)) {
+      return reply.code(503).send({ error: 'TRANSIENT', message: 'Redis is unavailable; the dashboard reconnects by itself (check REDIS_URL and the Redis server)' });
     }
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500) return reply.code(status).send({ error: 'BAD_REQUEST', message: (err as Error).message });
@@ -77,7 +81,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
       async snapshot(runId) {
         const t = now();
         const events: Array<{ event: string; data: unknown }> = [{ event: 'runs', data: { runs: await overview() } }];
-        if (runId !== undefined) {
+        if (runId !== undefined && isValidRunId(runId)) {
           const run = await deps.runs.getRun(runId);
           if (run) {
             const throughput = await deps.runs.throughput(run.id);
@@ -107,4 +111,22 @@ function sharedFor<T>(ttlMs: number, produce: () => Promise<T>): () => Promise<T
     });
     return value;
   };
+}
+
+function isValidRunId(runId: string): boolean {
+  try {
+    validateRunId(runId);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** ioredis's failures when the server is down or the connection is lost (not command errors). */
+function isRedisUnavailable(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: string };
+  if (e?.name === 'MaxRetriesPerRequestError') return true;
+  if (e?.code === 'ECONNREFUSED' || e?.code === 'ECONNRESET') return true;
+  const m = e?.message ?? '';
+  return m.includes("Stream isn't writeable") || m.includes('Connection is closed');
 }

@@ -4,6 +4,8 @@
  * full-size overlays. Decoding is limited in pixels, because originals come from arbitrary buckets.
  */
 import sharp from 'sharp';
+import { InvalidInputError } from '../shared/errors.js';
+import { formatS3Uri } from '../shared/storage/uri.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
 import type { S3Location } from '../shared/storage/uri.js';
 import { LruCache } from './lru-cache.js';
@@ -39,11 +41,17 @@ export class Thumbnailer {
     }
     this.misses += 1;
     const object = await this.store.get(location.bucket, location.key, { maxBytes: this.options.maxSourceBytes });
-    const out = await sharp(object.body, { limitInputPixels: MAX_INPUT_PIXELS, animated: false })
-      .rotate()
-      .resize(this.options.size, this.options.size, { fit: 'inside', withoutEnlargement: true })
-      .webp({ quality: 78 })
-      .toBuffer();
+    let out: Buffer;
+    try {
+      out = await sharp(object.body, { limitInputPixels: MAX_INPUT_PIXELS, animated: false })
+        .rotate()
+        .resize(this.options.size, this.options.size, { fit: 'inside', withoutEnlargement: true })
+        .webp({ quality: 78 })
+        .toBuffer();
+    } catch (err) {
+      // Originals come from arbitrary buckets; an undecodable one is the caller's problem, not ours.
+      throw new InvalidInputError('THUMBNAIL', `cannot make a thumbnail of ${formatS3Uri(location)}: ${(err as Error).message}`, { cause: err });
+    }
     this.cache.set(cacheKey, out);
     return out;
   }

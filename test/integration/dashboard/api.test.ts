@@ -144,6 +144,15 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     expect((await sharp(thumb.rawPayload).metadata()).format).toBe('webp');
   });
 
+  it('answers an undecodable original with a clear 400 instead of a server error', async () => {
+    const key = 'photos/run-api-2/corrupt.jpg';
+    await h.b.store.put(h.b.bucket, key, 'this is text, not a JPEG', { contentType: 'image/jpeg' });
+    await h.seed.runs.recordResult('run-api-2', { key, status: 'failed', error: 'INVALID_IMAGE: not a JPEG' });
+    const res = await get(`/api/runs/run-api-2/thumbnail?of=original&key=${encodeURIComponent(key)}`);
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'THUMBNAIL', message: expect.stringContaining(`cannot make a thumbnail of s3://${h.b.bucket}/${key}`) });
+  });
+
   it('rejects path tricks and keys outside the run instead of proxying them', async () => {
     // A secret elsewhere in the same bucket: it must never come back through the proxy.
     await h.b.store.put(h.b.bucket, 'secrets/token.txt', 'top secret', { contentType: 'text/plain' });
