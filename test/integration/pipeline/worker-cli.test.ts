@@ -54,7 +54,7 @@ describe('gradcam-audit worker (child process)', () => {
     });
     const listening = await worker.waitForLog((l) => l.msg === 'metrics server listening', 90_000);
     await worker.waitForLog((l) => l.msg === 'worker ready', 90_000);
-    expect(worker.logs.find((l) => l.msg === 'engine ready')).toMatchObject({ thread: true, engine: 'tfjs', inputHeight: 32 });
+    expect(worker.logs.find((l) => l.msg === 'engine ready')).toMatchObject({ thread: true, inputHeight: 32 });
     expect((await listWorkers(t.redis, { prefix: t.prefix })).map((w) => w.workerId)).toEqual(['cli-w1']);
     const metrics = await (await fetch(String(listening.url))).text();
     expect(metrics).toContain('gradcam_audit_images_processed_total');
