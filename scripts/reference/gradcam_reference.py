@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Independent NumPy reference for the Grad-CAM engines.
 
-Builds a small VGG-shaped network with fixed seeded weights (conv 'same' and 'valid', max-pool,
-Keras (h, w, c) flatten, dense ReLU, dropout, dense softmax), runs a batch of fixed inputs through
-it in float64, backpropagates through the head by hand (softmax, dense, ReLU, flatten, max-pool) and
-computes all five CAM methods for every class, with both the probability and the logit score.
+Builds small VGG-shaped networks with fixed seeded weights (conv 'same' and 'valid', max-pool,
+Keras (h, w, c) flatten or global average pooling, dense ReLU, dropout, dense softmax), runs a
+batch of fixed inputs through each in float64, backpropagates through the head by hand (softmax,
+dense, ReLU, flatten or GAP, max-pool with the gradient on the first maximum of a window, as TF's
+CPU kernel) and computes all five CAM methods for every class, with both the probability and the
+logit score.
 
-Outputs (committed; the TypeScript tests read them, CI needs no Python):
-  test/fixtures/reference/gradcam_model.json     architecture, weight offsets, shapes, seeds
-  test/fixtures/reference/gradcam_weights.bin    float32 little-endian, layers in order, kernel then bias
-  test/fixtures/reference/gradcam_inputs.bin     float32 little-endian, [N, H, W, C] preprocessed inputs
-  test/fixtures/reference/gradcam_expected.json  probabilities, logits, per (score, method, image, class)
-                                                 normalised CAM grids, raw max and mean, degenerate flag
+Outputs per model, PREFIX = gradcam (flatten head) or gradcam_gap (GAP head), committed; the
+TypeScript tests read them, CI needs no Python:
+  test/fixtures/reference/PREFIX_model.json     architecture, weight offsets, shapes, seed
+  test/fixtures/reference/PREFIX_weights.bin    float32 little-endian, layers in order, kernel then bias
+  test/fixtures/reference/PREFIX_inputs.bin     float32 little-endian, [N, H, W, C] preprocessed inputs
+  test/fixtures/reference/PREFIX_expected.json  probabilities, logits, per (score, method, image, class)
+                                                normalised CAM grids, raw max and mean, degenerate flag
 
 Run: python3 scripts/reference/gradcam_reference.py   (needs python3-numpy only)
 """
@@ -23,35 +26,50 @@ import numpy as np
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'test', 'fixtures', 'reference')
 EPS = 1e-7  # the same epsilon as the engines' xgradcam / gradcam++ denominators
-SEED = 20261125
-INPUT_SHAPE = (20, 20, 3)
-BATCH = 4
 INPUT_STD = 50.0
-TARGET = 'block2_conv2'
 
-# Small VGG-shaped net. block2_conv2 uses 'valid' padding so both padding rules are exercised.
-LAYERS = [
-    {'type': 'conv2d', 'name': 'block1_conv1', 'filters': 6, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
-    {'type': 'conv2d', 'name': 'block1_conv2', 'filters': 6, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
-    {'type': 'maxpool2d', 'name': 'block1_pool', 'poolSize': [2, 2], 'strides': [2, 2], 'padding': 'valid'},
-    {'type': 'conv2d', 'name': 'block2_conv1', 'filters': 8, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
-    {'type': 'conv2d', 'name': 'block2_conv2', 'filters': 8, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'valid', 'activation': 'relu'},
-    {'type': 'maxpool2d', 'name': 'block2_pool', 'poolSize': [2, 2], 'strides': [2, 2], 'padding': 'valid'},
-    {'type': 'flatten', 'name': 'flatten'},
-    {'type': 'dense', 'name': 'fc1', 'units': 16, 'activation': 'relu'},
-    {'type': 'dropout', 'name': 'dropout', 'rate': 0.5},
-    {'type': 'dense', 'name': 'predictions', 'units': 7, 'activation': 'softmax'},
+# Small VGG-shaped nets. In the first, block2_conv2 uses 'valid' padding so both padding rules are
+# exercised and the head is VGG16's (pool, flatten, dense ReLU, dropout, dense softmax); the second
+# has a GlobalAveragePooling2D head, as the demo model.
+MODELS = [
+    {
+        'prefix': 'gradcam', 'name': 'reference-vgg-small', 'seed': 20261125, 'inputShape': (20, 20, 3), 'batch': 4,
+        'target': 'block2_conv2',
+        'layers': [
+            {'type': 'conv2d', 'name': 'block1_conv1', 'filters': 6, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
+            {'type': 'conv2d', 'name': 'block1_conv2', 'filters': 6, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
+            {'type': 'maxpool2d', 'name': 'block1_pool', 'poolSize': [2, 2], 'strides': [2, 2], 'padding': 'valid'},
+            {'type': 'conv2d', 'name': 'block2_conv1', 'filters': 8, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
+            {'type': 'conv2d', 'name': 'block2_conv2', 'filters': 8, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'valid', 'activation': 'relu'},
+            {'type': 'maxpool2d', 'name': 'block2_pool', 'poolSize': [2, 2], 'strides': [2, 2], 'padding': 'valid'},
+            {'type': 'flatten', 'name': 'flatten'},
+            {'type': 'dense', 'name': 'fc1', 'units': 16, 'activation': 'relu'},
+            {'type': 'dropout', 'name': 'dropout', 'rate': 0.5},
+            {'type': 'dense', 'name': 'predictions', 'units': 7, 'activation': 'softmax'},
+        ],
+    },
+    {
+        'prefix': 'gradcam_gap', 'name': 'reference-vgg-gap', 'seed': 20261126, 'inputShape': (18, 22, 3), 'batch': 3,
+        'target': 'block2_conv1',
+        'layers': [
+            {'type': 'conv2d', 'name': 'block1_conv1', 'filters': 6, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
+            {'type': 'maxpool2d', 'name': 'block1_pool', 'poolSize': [2, 2], 'strides': [2, 2], 'padding': 'valid'},
+            {'type': 'conv2d', 'name': 'block2_conv1', 'filters': 10, 'kernelSize': [3, 3], 'strides': [1, 1], 'padding': 'same', 'activation': 'relu'},
+            {'type': 'gap', 'name': 'global_average_pooling2d'},
+            {'type': 'dense', 'name': 'predictions', 'units': 5, 'activation': 'softmax'},
+        ],
+    },
 ]
 METHODS = ['gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam']
 SCORES = ['prob', 'logit']
 
 
-def make_weights(rng):
+def make_weights(rng, model):
     """He-uniform kernels (scaled so activations stay near unit size), small uniform biases, float32."""
-    shape = list(INPUT_SHAPE)
+    shape = list(model['inputShape'])
     weights = []
     first = True
-    for layer in LAYERS:
+    for layer in model['layers']:
         if layer['type'] == 'conv2d':
             kh, kw = layer['kernelSize']
             kshape = (kh, kw, shape[2], layer['filters'])
@@ -89,6 +107,8 @@ def shape_after(shape, layer):
         return [shape[0] // 2, shape[1] // 2, shape[2]]
     if layer['type'] == 'flatten':
         return [int(np.prod(shape))]
+    if layer['type'] == 'gap':
+        return [shape[2]]
     return shape
 
 
@@ -125,29 +145,47 @@ def maxpool_backward(grad_out, argmax, in_shape):
     return grad
 
 
-def forward_features(x, weights):
+def forward_features(x, weights, model):
     wmap = {name: (k, b) for name, k, b in weights}
-    for layer in LAYERS:
+    for layer in model['layers']:
         if layer['type'] == 'conv2d':
             k, b = wmap[layer['name']]
             x = np.maximum(conv2d(x, k, b, layer['padding']), 0.0)
         elif layer['type'] == 'maxpool2d':
             x, _ = maxpool_forward(x)
-        if layer['name'] == TARGET:
+        if layer['name'] == model['target']:
             return x
     raise SystemExit('target layer not found')
 
 
-def head_forward_backward(a, weights, classes, score):
+def head_forward_backward(a, weights, model, classes, score):
     """Logits and probabilities for activation a [N,h,w,c]; with classes (one per row) also dS/dA by hand."""
     wmap = {name: (k.astype(np.float64), b.astype(np.float64)) for name, k, b in weights}
-    p, argmax = maxpool_forward(a)                       # block2_pool
-    flat = p.reshape(p.shape[0], -1)                     # Keras flatten: (h, w, c) order = NHWC reshape
-    k1, b1 = wmap['fc1']
-    z1 = flat @ k1 + b1
-    h1 = np.maximum(z1, 0.0)                             # dropout: identity at inference
-    k2, b2 = wmap['predictions']
-    logits = h1 @ k2 + b2
+    names = [layer['name'] for layer in model['layers']]
+    head = model['layers'][names.index(model['target']) + 1:]
+    x = a
+    tape = []                                            # (layer, cache) for the backward
+    for layer in head:
+        if layer['type'] == 'maxpool2d':
+            out, argmax = maxpool_forward(x)
+            tape.append((layer, (argmax, x.shape)))
+            x = out
+        elif layer['type'] == 'flatten':                 # Keras flatten: (h, w, c) order = NHWC reshape
+            tape.append((layer, x.shape))
+            x = x.reshape(x.shape[0], -1)
+        elif layer['type'] == 'gap':
+            tape.append((layer, x.shape))
+            x = x.mean(axis=(1, 2))
+        elif layer['type'] == 'dense':
+            k, b = wmap[layer['name']]
+            z = x @ k + b
+            tape.append((layer, z))
+            x = np.maximum(z, 0.0) if layer['activation'] == 'relu' else z   # softmax: split off below
+        elif layer['type'] == 'dropout':                 # identity at inference
+            continue
+        else:
+            raise ValueError(layer['type'])
+    logits = x
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = e / e.sum(axis=1, keepdims=True)
     if classes is None:
@@ -155,16 +193,24 @@ def head_forward_backward(a, weights, classes, score):
     onehot = np.zeros_like(logits)
     onehot[np.arange(len(classes)), classes] = 1.0
     if score == 'logit':
-        d_logits = onehot
+        d = onehot
     else:
         pc = probs[np.arange(len(classes)), classes][:, None]
-        d_logits = pc * (onehot - probs)                 # d p_c / d z = p_c (e_c - p)
-    d_h1 = d_logits @ k2.T
-    d_z1 = d_h1 * (z1 > 0)
-    d_flat = d_z1 @ k1.T
-    d_p = d_flat.reshape(p.shape)
-    d_a = maxpool_backward(d_p, argmax, a.shape)
-    return logits, probs, d_a
+        d = pc * (onehot - probs)                        # d p_c / d z = p_c (e_c - p)
+    for layer, cache in reversed(tape):
+        if layer['type'] == 'dense':
+            if layer['activation'] == 'relu':
+                d = d * (cache > 0)
+            d = d @ wmap[layer['name']][0].T
+        elif layer['type'] == 'flatten':
+            d = d.reshape(cache)
+        elif layer['type'] == 'gap':
+            n, h, w, c = cache
+            d = np.broadcast_to(d[:, None, None, :] / (h * w), cache)
+        elif layer['type'] == 'maxpool2d':
+            argmax, shape = cache
+            d = maxpool_backward(d, argmax, shape)
+    return logits, probs, d
 
 
 def cam(method, a, g):
@@ -190,14 +236,15 @@ def cam(method, a, g):
     return np.maximum(m, 0.0)
 
 
-def main():
-    rng = np.random.RandomState(SEED)
-    weights = make_weights(rng)
+def build(model):
+    rng = np.random.RandomState(model['seed'])
+    weights = make_weights(rng, model)
     # Inputs on the Keras caffe scale: 0..255 pixels minus the ImageNet mean, roughly ±120.
-    x32 = (rng.uniform(0, 255, size=(BATCH,) + INPUT_SHAPE) - np.array([103.939, 116.779, 123.68])).astype(np.float32)
+    shape = (model['batch'],) + tuple(model['inputShape'])
+    x32 = (rng.uniform(0, 255, size=shape) - np.array([103.939, 116.779, 123.68])).astype(np.float32)
     x = x32.astype(np.float64)
-    a = forward_features(x, weights)
-    logits, probs, _ = head_forward_backward(a, weights, None, None)
+    a = forward_features(x, weights, model)
+    logits, probs, _ = head_forward_backward(a, weights, model, None, None)
     n, h, w, _ = a.shape
     classes = probs.shape[1]
 
@@ -209,7 +256,7 @@ def main():
             for i in range(n):
                 per_class = []
                 rows = np.repeat(a[i:i + 1], classes, axis=0)
-                _, _, g = head_forward_backward(rows, weights, np.arange(classes), score)
+                _, _, g = head_forward_backward(rows, weights, model, np.arange(classes), score)
                 for c in range(classes):
                     raw = cam(method, a[i], g[c])
                     mx, mean = float(raw.max()), float(raw.mean())
@@ -220,7 +267,7 @@ def main():
                 per_image.append(per_class)
             cams[score][method] = per_image
 
-    os.makedirs(OUT, exist_ok=True)
+    prefix = os.path.join(OUT, model['prefix'])
     blob = bytearray()
     entries = []
     for name, k, b in weights:
@@ -228,22 +275,28 @@ def main():
         blob += k.astype('<f4').tobytes()
         entries[-1].update({'biasOffset': len(blob) // 4, 'biasShape': list(b.shape)})
         blob += b.astype('<f4').tobytes()
-    with open(os.path.join(OUT, 'gradcam_weights.bin'), 'wb') as f:
+    with open(prefix + '_weights.bin', 'wb') as f:
         f.write(bytes(blob))
-    with open(os.path.join(OUT, 'gradcam_inputs.bin'), 'wb') as f:
+    with open(prefix + '_inputs.bin', 'wb') as f:
         f.write(x32.astype('<f4').tobytes())
-    with open(os.path.join(OUT, 'gradcam_model.json'), 'w') as f:
-        json.dump({'name': 'reference-vgg-small', 'seed': SEED, 'inputShape': list(INPUT_SHAPE), 'batch': BATCH,
-                   'targetLayer': TARGET, 'layers': LAYERS, 'weights': entries}, f, indent=1)
+    with open(prefix + '_model.json', 'w') as f:
+        json.dump({'name': model['name'], 'seed': model['seed'], 'inputShape': list(model['inputShape']), 'batch': model['batch'],
+                   'targetLayer': model['target'], 'layers': model['layers'], 'weights': entries}, f, indent=1)
         f.write('\n')
-    with open(os.path.join(OUT, 'gradcam_expected.json'), 'w') as f:
+    with open(prefix + '_expected.json', 'w') as f:
         json.dump({'generator': 'scripts/reference/gradcam_reference.py', 'numpy': np.__version__, 'epsilon': EPS,
                    'targetShape': [h, w, int(a.shape[3])],
                    'logits': [[round(float(v), 9) for v in row] for row in logits],
                    'probabilities': [[round(float(v), 9) for v in row] for row in probs],
                    'cams': cams}, f, separators=(',', ':'))
         f.write('\n')
-    print('probabilities:', np.round(probs, 4), file=sys.stderr)
+    print(model['name'], 'probabilities:', np.round(probs, 4), file=sys.stderr)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for model in MODELS:
+        build(model)
     print(f'wrote {OUT}', file=sys.stderr)
 
 

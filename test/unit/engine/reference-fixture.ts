@@ -50,9 +50,10 @@ function floats(name: string): Float32Array {
   return out;
 }
 
-export function loadReference(): { spec: ModelSpec; layer: string; images: PreprocessedImage[]; expected: ReferenceExpected } {
-  const model = JSON.parse(readFileSync(new URL('gradcam_model.json', dir), 'utf8')) as ReferenceModelJson;
-  const weights = floats('gradcam_weights.bin');
+/** `prefix`: `gradcam` (VGG16-style flatten head) or `gradcam_gap` (global average pooling head). */
+export function loadReference(prefix = 'gradcam'): { spec: ModelSpec; layer: string; images: PreprocessedImage[]; expected: ReferenceExpected } {
+  const model = JSON.parse(readFileSync(new URL(`${prefix}_model.json`, dir), 'utf8')) as ReferenceModelJson;
+  const weights = floats(`${prefix}_weights.bin`);
   const byName = new Map(model.weights.map((w) => [w.name, w]));
   const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
   const layers = model.layers.map((l): LayerSpec => {
@@ -64,10 +65,10 @@ export function loadReference(): { spec: ModelSpec; layer: string; images: Prepr
       bias: weights.slice(w.biasOffset, w.biasOffset + size(w.biasShape)),
     } as LayerSpec;
   });
-  const spec: ModelSpec = { name: model.name, inputShape: model.inputShape, layers, weightsHash: 'reference', source: 'test/fixtures/reference' };
-  const inputs = floats('gradcam_inputs.bin');
+  const spec: ModelSpec = { name: model.name, inputShape: model.inputShape, layers, weightsHash: 'reference', source: `test/fixtures/reference/${prefix}` };
+  const inputs = floats(`${prefix}_inputs.bin`);
   const [h, w, c] = model.inputShape;
   const images = Array.from({ length: model.batch }, (_, i) => ({ data: inputs.slice(i * h * w * c, (i + 1) * h * w * c), height: h, width: w }));
-  const expected = JSON.parse(readFileSync(new URL('gradcam_expected.json', dir), 'utf8')) as ReferenceExpected;
+  const expected = JSON.parse(readFileSync(new URL(`${prefix}_expected.json`, dir), 'utf8')) as ReferenceExpected;
   return { spec, layer: model.targetLayer, images, expected };
 }
