@@ -26,6 +26,11 @@ export const ENQUEUE_DEFAULTS = Object.freeze({
   imageExtensions: ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff'] as readonly string[],
   /** Keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
   pageSize: 1000,
+  /**
+   * Page chunks written to Redis/BullMQ concurrently while the next page is listed. Two keep Redis
+   * busy during a chunk's round trips without letting memory grow past three pages.
+   */
+  chunksInFlight: 2,
   /** Example keys shown by `--dry-run`. */
   examples: 5,
 });

@@ -69,6 +69,8 @@ export interface ListingDeps {
   onProgress?: (progress: EnqueueProgress) => void;
   /** Keys per listing page. Default `ENQUEUE_DEFAULTS.pageSize`. */
   pageSize?: number;
+  /** Chunks being written to Redis/BullMQ at once. Default `ENQUEUE_DEFAULTS.chunksInFlight`. */
+  chunksInFlight?: number;
 }
 
 export interface EnqueueDeps extends ListingDeps {
@@ -140,21 +142,24 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     scan.counts.known += known.length;
   };
 
-  // One chunk in Redis while the next page is listed: listing and queueing overlap, memory stays
-  // bounded to two pages.
-  let inFlight: Promise<void> = Promise.resolve();
+  // Up to `chunksInFlight` chunks in Redis while the next page is listed: listing and queueing
+  // overlap, and memory stays bounded to chunksInFlight + 1 pages.
+  const maxInFlight = deps.chunksInFlight ?? ENQUEUE_DEFAULTS.chunksInFlight;
+  const inFlight: Array<Promise<void>> = [];
   try {
     for await (const images of scan.pages()) {
-      await inFlight;
+      while (inFlight.length >= maxInFlight) await inFlight.shift();
       scan.progress();
-      inFlight = images.length > 0 ? processChunk(images) : Promise.resolve();
+      if (images.length === 0) continue;
+      const chunk = processChunk(images);
       // Observed now, awaited later: a chunk failing while the next page lists must not count as
-      // an unhandled rejection; the await below still throws it.
-      inFlight.catch(() => undefined);
+      // an unhandled rejection; awaiting it below still throws.
+      chunk.catch(() => undefined);
+      inFlight.push(chunk);
     }
-    await inFlight;
+    for (const chunk of inFlight.splice(0)) await chunk;
   } catch (err) {
-    await inFlight.catch(() => undefined);
+    await Promise.allSettled(inFlight);
     throw err;
   }
   scan.progress();
