@@ -102,12 +102,58 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
+/**
+ * Failed authentications per client address in a fixed one-minute window. Past the limit every
+ * request from that address is refused with 429 until the window ends, which turns guessing a
+ * password over the network from thousands of tries a second into twenty a minute.
+ */
+export class FailureLimiter {
+  private readonly windows = new Map<string, { start: number; failures: number }>();
+
+  constructor(
+    private readonly maxFailures = 20,
+    private readonly windowMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  blocked(client: string): boolean {
+    const w = this.windows.get(client);
+    if (!w) return false;
+    if (this.now() - w.start >= this.windowMs) {
+      this.windows.delete(client);
+      return false;
+    }
+    return w.failures >= this.maxFailures;
+  }
+
+  fail(client: string): void {
+    const t = this.now();
+    const w = this.windows.get(client);
+    if (!w || t - w.start >= this.windowMs) {
+      // Bounded memory under a spray of addresses: old windows are worthless, drop them all.
+      if (this.windows.size >= 10_000) this.windows.clear();
+      this.windows.set(client, { start: t, failures: 1 });
+    } else {
+      w.failures += 1;
+    }
+  }
+}
+
 /** Install the gate in front of every route. Pages redirect to the login form; the API answers 401. */
-export function installAuth(app: FastifyInstance, gate: AuthGate): void {
+export function installAuth(app: FastifyInstance, gate: AuthGate, limiter: FailureLimiter): void {
   if (gate.mode === 'none') return;
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0] ?? '';
-    if (PUBLIC_PATHS.has(path) || gate.check(request)) return;
+    const client = request.ip;
+    if (limiter.blocked(client)) {
+      return reply.code(429).header('Retry-After', '60').send({ error: 'TOO_MANY_ATTEMPTS', message: 'too many failed sign-in attempts from this address; wait a minute' });
+    }
+    // The login form is public; its handler reports failed submissions to the same limiter.
+    if (PUBLIC_PATHS.has(path)) return;
+    const presented = request.headers.authorization !== undefined || readCookie(request.headers.cookie, SESSION_COOKIE) !== undefined;
+    if (gate.check(request)) return;
+    // Only wrong credentials count; a browser's first, credential-less request is not an attack.
+    if (presented) limiter.fail(client);
     if (gate.mode === 'basic') void reply.header('WWW-Authenticate', 'Basic realm="gradcam-audit", charset="UTF-8"');
     const wantsHtml = request.method === 'GET' && (request.headers.accept ?? '').includes('text/html') && !path.startsWith('/api/');
     if (wantsHtml && gate.mode === 'token') return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`, 303);

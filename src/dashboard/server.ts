@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AuditError } from '../shared/errors.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { installApi } from './api.js';
-import { createAuthGate, installAuth, SESSION_COOKIE } from './auth.js';
+import { createAuthGate, FailureLimiter, installAuth, SESSION_COOKIE } from './auth.js';
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
 import type { DashboardDeps } from './deps.js';
 import { AnalyticsCache, ImageQueryCache } from './gallery.js';
@@ -54,12 +54,16 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     done(null, Object.fromEntries(new URLSearchParams(String(body))));
   });
 
-  installAuth(app, gate);
+  const limiter = new FailureLimiter();
+  installAuth(app, gate, limiter);
   installSecurityHeaders(app, BULL_BOARD_BASE);
 
   app.post<{ Body: Record<string, string> | undefined; Querystring: { next?: string } }>('/login', async (req, reply) => {
     const cookie = gate.login(req.body ?? {});
-    if (!cookie) return reply.redirect('/login?failed=1', 303);
+    if (!cookie) {
+      limiter.fail(req.ip);
+      return reply.redirect('/login?failed=1', 303);
+    }
     const secure = req.protocol === 'https' ? '; Secure' : '';
     void reply.header('Set-Cookie', `${SESSION_COOKIE}=${cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${gate.sessionTtlSeconds}${secure}`);
     // Only same-site relative targets: an open redirect would make the login form a phishing aid.

@@ -130,6 +130,27 @@ describe('token auth on every route', () => {
   });
 });
 
+describe('guessing credentials', () => {
+  it('is throttled per address after 20 failures a minute, including via the login form', async () => {
+    const h = await startHarness({ auth: { kind: 'token', token: TOKEN } });
+    try {
+      for (let i = 0; i < 10; i++) {
+        expect((await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: `Bearer guess-${i}` } })).statusCode).toBe(401);
+        const form = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=guess-${i}` });
+        expect(form.headers.location).toBe('/login?failed=1');
+      }
+      const blocked = await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(blocked.statusCode).toBe(429);
+      expect(blocked.headers['retry-after']).toBe('60');
+      // Another address is unaffected.
+      const other = await h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '10.9.8.7', headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(other.statusCode).toBe(200);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('basic auth', () => {
   let h: DashboardHarness;
   beforeAll(async () => {
