@@ -15,16 +15,23 @@ import type { Prng } from './prng.js';
 export interface DemoArchitecture {
   /** Square input side in pixels. */
   inputSize: number;
-  /** Filters of the single conv in each block; every block ends in a 2x2 max-pool. */
-  blockFilters: number[];
-  /** Filters of the Grad-CAM target layer (after the last pool). */
+  /** The single 3x3 conv of each block, and whether the block ends in a 2x2 max-pool. */
+  blocks: { filters: number; pool: boolean }[];
+  /** Filters of the Grad-CAM target layer, which follows the blocks. */
   lastConvFilters: number;
   numClasses: number;
 }
 
 export const DEMO_ARCHITECTURE: Readonly<DemoArchitecture> = Object.freeze({
   inputSize: 64,
-  blockFilters: [16, 32, 64],
+  // The last block does not pool: the Grad-CAM target then has a 16x16 grid (4-pixel cells) on a
+  // 64x64 input. With an 8x8 grid, peaks on an object's edges often fell in a cell centred just
+  // outside its tight box.
+  blocks: [
+    { filters: 16, pool: true },
+    { filters: 32, pool: true },
+    { filters: 64, pool: false },
+  ],
   lastConvFilters: 64,
   numClasses: 5,
 });
@@ -42,7 +49,7 @@ export const TRAINING_INPUT_SCALE = 64;
 
 export function buildDemoLayersModel(arch: DemoArchitecture = DEMO_ARCHITECTURE): tf.Sequential {
   const model = tf.sequential({ name: MODEL_NAME });
-  arch.blockFilters.forEach((filters, i) => {
+  arch.blocks.forEach(({ filters, pool }, i) => {
     const block = `block${i + 1}`;
     model.add(
       tf.layers.conv2d({
@@ -54,7 +61,7 @@ export function buildDemoLayersModel(arch: DemoArchitecture = DEMO_ARCHITECTURE)
         ...(i === 0 ? { inputShape: [arch.inputSize, arch.inputSize, 3] } : {}),
       }),
     );
-    model.add(tf.layers.maxPooling2d({ name: `${block}_pool`, poolSize: 2, strides: 2 }));
+    if (pool) model.add(tf.layers.maxPooling2d({ name: `${block}_pool`, poolSize: 2, strides: 2 }));
   });
   model.add(tf.layers.conv2d({ name: LAST_CONV_LAYER, filters: arch.lastConvFilters, kernelSize: 3, padding: 'same', activation: 'relu' }));
   model.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
@@ -77,7 +84,7 @@ function normalTensor(prng: Prng, shape: number[], std: number): tf.Tensor {
 
 /** He-normal conv kernels, Glorot-normal dense kernel, zero biases, all from `prng`. */
 export function initParams(prng: Prng, arch: DemoArchitecture = DEMO_ARCHITECTURE): DemoParams {
-  const filters = [...arch.blockFilters, arch.lastConvFilters];
+  const filters = [...arch.blocks.map((b) => b.filters), arch.lastConvFilters];
   let inChannels = 3;
   const convs = filters.map((out, i) => {
     const kernel = tf.variable(normalTensor(prng, [3, 3, inChannels, out], Math.sqrt(2 / (9 * inChannels))), true, `conv${i}_kernel`);
@@ -96,13 +103,12 @@ const firstConv = makeSameConv(false);
 const innerConv = makeSameConv(true);
 
 /** Logits for a batch of training inputs (caffe input already divided by TRAINING_INPUT_SCALE). */
-export function forwardLogits(params: DemoParams, x: tf.Tensor4D): tf.Tensor2D {
+export function forwardLogits(params: DemoParams, x: tf.Tensor4D, arch: DemoArchitecture = DEMO_ARCHITECTURE): tf.Tensor2D {
   let h = x;
-  const last = params.convs.length - 1;
   params.convs.forEach(({ kernel, bias }, i) => {
     const conv = (i === 0 ? firstConv : innerConv)(h, kernel as tf.Tensor4D);
     h = tf.relu(tf.add(conv, bias)) as tf.Tensor4D;
-    if (i !== last) h = tf.maxPool(h, 2, 2, 'valid');
+    if (arch.blocks[i]?.pool === true) h = tf.maxPool(h, 2, 2, 'valid');
   });
   const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
   return tf.add(tf.matMul(pooled, params.dense.kernel as tf.Tensor2D), params.dense.bias);

@@ -2,56 +2,83 @@
  * `npm run train:demo-model`: train the demo classifier on synthetic scenes and save it to
  * models/demo/ in TF.js Layers format (model.json + one shard), with labels.json and training.json.
  *
- * Every batch is freshly generated from the training seed (an endless, reproducible data stream), so
+ * The default recipe has two stages, both deterministic:
+ *  1. `coarse`: from a seeded He initialisation, every block pooled (an 8x8 Grad-CAM grid), which
+ *     is cheaper per step while the features form;
+ *  2. `fine`: the same weights with the last block's pool removed (the final 16x16 grid), fine-tuned
+ *     on a fresh image stream. Weight shapes do not depend on the pooling, so the hand-over is exact.
+ * Every batch is freshly generated from the stage's seed (an endless, reproducible data stream), so
  * the network cannot memorise images; validation uses a different seed.
  *
- *   npm run train:demo-model -- [--steps 1800] [--batch-size 32] [--seed 1] [--out models/demo]
+ *   npm run train:demo-model -- [--out models/demo]
+ *   npm run train:demo-model -- --init DIR --steps N [--seed S] [--learning-rate LR]   (one extra stage)
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { buildDemoLayersModel, DEMO_ARCHITECTURE, disposeParams, forwardLogits, initParams, LAST_CONV_LAYER, MODEL_NAME, toLayerWeights, TRAINING_INPUT_SCALE, type DemoParams } from './architecture.js';
+import { buildDemoLayersModel, DEMO_ARCHITECTURE, disposeParams, forwardLogits, initParams, LAST_CONV_LAYER, MODEL_NAME, toLayerWeights, TRAINING_INPUT_SCALE, type DemoArchitecture, type DemoParams } from './architecture.js';
 import { useBackend, type ScriptBackend } from './backend.js';
 import { caffeBatch, generateRange } from './data.js';
 import { fileSaveHandler, loadLayersModelFromDir } from './model-io.js';
 import { Prng } from './prng.js';
 import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES } from './synth.js';
 
-export interface TrainOptions {
-  /** Optimiser steps. Default 1800. */
+export interface TrainStage {
+  name: string;
+  /** Network used in this stage; its weight shapes must equal the final architecture's. */
+  architecture: DemoArchitecture;
+  /** Seed of the stage's training images. */
+  seed: number;
+  /** Optimiser steps (each a fresh batch). */
   steps: number;
+  /** Peak Adam learning rate, reached after `warmupSteps`, then cosine-decayed to 5% of it. */
+  learningRate: number;
+  /** Linear warm-up steps. */
+  warmupSteps: number;
+}
+
+export interface TrainOptions {
+  /** Stages run in order on the same weights, each with a fresh Adam state. Default `DEMO_RECIPE`. */
+  stages: TrainStage[];
+  /** Seed of the weight initialisation. Default 1. */
+  initSeed: number;
+  /** Start from the weights in this folder instead of a fresh initialisation (warm restart). */
+  initFrom?: string;
   /** Images per step. Default 32. */
   batchSize: number;
-  /** Seed of the training images and of the weight initialisation. Default 1. */
-  seed: number;
-  /** Seed of the validation images; must differ from `seed`. Default 1001. */
+  /** Seed of the validation images; must differ from every stage's seed. Default 1001. */
   validationSeed: number;
   /** Validation images scored after training. Default 250. */
   validationSize: number;
-  /** Peak Adam learning rate, reached after `warmupSteps`, then cosine-decayed to 5% of it. Default 2e-3. */
-  learningRate: number;
-  /** Linear warm-up steps. Default 50. */
-  warmupSteps: number;
   /** Log every this many steps. Default 25. */
   logEvery: number;
-  /** Save the model (and a quick validation score) every this many steps; 0 saves only at the end. Default 300. */
+  /** Save the model (and a quick validation score) every this many steps of a stage; 0 only at the end. Default 300. */
   checkpointEvery: number;
-  /** Start from the weights in this folder instead of a fresh initialisation (warm restart). */
-  initFrom?: string;
   /** Output folder. Default models/demo. */
   outDir: string;
   backend: ScriptBackend;
 }
 
+/** The recipe that produced the committed models/demo weights. */
+export const DEMO_RECIPE: readonly TrainStage[] = Object.freeze([
+  {
+    name: 'coarse',
+    architecture: { ...DEMO_ARCHITECTURE, blocks: DEMO_ARCHITECTURE.blocks.map((b) => ({ ...b, pool: true })) },
+    seed: 1,
+    steps: 1800,
+    learningRate: 2e-3,
+    warmupSteps: 50,
+  },
+  { name: 'fine', architecture: DEMO_ARCHITECTURE, seed: 2, steps: 1200, learningRate: 1e-3, warmupSteps: 50 },
+]);
+
 export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
-  steps: 1800,
+  stages: [...DEMO_RECIPE],
+  initSeed: 1,
   batchSize: 32,
-  seed: 1,
   validationSeed: 1001,
   validationSize: 250,
-  learningRate: 2e-3,
-  warmupSteps: 50,
   logEvery: 25,
   checkpointEvery: 300,
   outDir: 'models/demo',
@@ -65,10 +92,10 @@ class ScheduledAdam extends tf.AdamOptimizer {
   }
 }
 
-function learningRateAt(step: number, o: TrainOptions): number {
-  if (step < o.warmupSteps) return (o.learningRate * (step + 1)) / o.warmupSteps;
-  const t = (step - o.warmupSteps) / Math.max(1, o.steps - o.warmupSteps);
-  return o.learningRate * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * t)));
+function learningRateAt(step: number, s: TrainStage): number {
+  if (step < s.warmupSteps) return (s.learningRate * (step + 1)) / s.warmupSteps;
+  const t = (step - s.warmupSteps) / Math.max(1, s.steps - s.warmupSteps);
+  return s.learningRate * (0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * t)));
 }
 
 function oneHot(labels: number[], classes: number): tf.Tensor2D {
@@ -78,11 +105,11 @@ function oneHot(labels: number[], classes: number): tf.Tensor2D {
 }
 
 /** Accuracy of the functional network on `count` images of the set named by `seed`. */
-async function accuracy(params: DemoParams, seed: number, count: number): Promise<number> {
+async function accuracy(params: DemoParams, arch: DemoArchitecture, seed: number, count: number): Promise<number> {
   let correct = 0;
   for (let start = 0; start < count; start += 50) {
     const images = generateRange(seed, start, Math.min(50, count - start));
-    const predicted = tf.tidy(() => forwardLogits(params, tf.div(caffeBatch(images), TRAINING_INPUT_SCALE) as tf.Tensor4D).argMax(1));
+    const predicted = tf.tidy(() => forwardLogits(params, tf.div(caffeBatch(images), TRAINING_INPUT_SCALE) as tf.Tensor4D, arch).argMax(1));
     const values = await predicted.data();
     predicted.dispose();
     images.forEach((im, i) => (correct += values[i] === im.classIndex ? 1 : 0));
@@ -91,15 +118,15 @@ async function accuracy(params: DemoParams, seed: number, count: number): Promis
 }
 
 interface SaveInfo {
-  stepsDone: number;
-  seconds: number;
+  architecture: DemoArchitecture;
+  stages: { name: string; seed: number; steps: number; learningRate: number; seconds: number }[];
   validationAccuracy: number;
   validationImages: number;
 }
 
 /** Export the trained variables as a `tf.Sequential` and write model.json, the shard, labels and a training record. */
 async function saveModel(params: DemoParams, options: TrainOptions, backend: string, info: SaveInfo): Promise<number> {
-  const model = buildDemoLayersModel(DEMO_ARCHITECTURE);
+  const model = buildDemoLayersModel(info.architecture);
   const weights = toLayerWeights(params);
   model.setWeights(weights);
   tf.dispose(weights);
@@ -108,22 +135,20 @@ async function saveModel(params: DemoParams, options: TrainOptions, backend: str
   const record = {
     model: MODEL_NAME,
     classes: [...DEMO_CLASSES],
-    inputShape: [DEMO_ARCHITECTURE.inputSize, DEMO_ARCHITECTURE.inputSize, 3],
+    inputShape: [info.architecture.inputSize, info.architecture.inputSize, 3],
     preprocessing: 'keras caffe (RGB->BGR, minus ImageNet mean, 0..255)',
     gradcamLayer: LAST_CONV_LAYER,
+    architecture: info.architecture,
     parameters: model.countParams(),
     weightBytes: saved.modelArtifactsInfo.weightDataBytes,
     training: {
-      steps: info.stepsDone,
-      plannedSteps: options.steps,
-      batchSize: options.batchSize,
-      seed: options.seed,
-      learningRate: options.learningRate,
-      warmupSteps: options.warmupSteps,
+      initSeed: options.initSeed,
       initFrom: options.initFrom ?? null,
+      batchSize: options.batchSize,
+      stages: info.stages,
       scene: DEFAULT_SCENE_OPTIONS,
       backend,
-      seconds: Math.round(info.seconds),
+      seconds: Math.round(info.stages.reduce((t, s) => t + s.seconds, 0)),
     },
     validation: { seed: options.validationSeed, images: info.validationImages, accuracy: info.validationAccuracy },
   };
@@ -145,60 +170,76 @@ async function loadInto(params: DemoParams, dir: string): Promise<void> {
   model.dispose();
 }
 
-export async function train(options: TrainOptions): Promise<void> {
-  if (options.seed === options.validationSeed) throw new RangeError('validation seed must differ from the training seed');
-  const backend = await useBackend(options.backend);
-  const params = initParams(new Prng(options.seed ^ 0x5eed), DEMO_ARCHITECTURE);
-  const optimizer = new ScheduledAdam(options.learningRate, 0.9, 0.999, 1e-7);
-  if (options.initFrom !== undefined) await loadInto(params, options.initFrom);
-  const variables = [...params.convs.flatMap((c) => [c.kernel, c.bias]), params.dense.kernel, params.dense.bias];
-  console.log(`training ${MODEL_NAME} on ${backend}: ${options.steps} steps x ${options.batchSize} images`);
+function variablesOf(params: DemoParams): tf.Variable[] {
+  return [...params.convs.flatMap((c) => [c.kernel, c.bias]), params.dense.kernel, params.dense.bias];
+}
+
+/** One stage: `stage.steps` Adam steps on fresh batches from `stage.seed`. Returns its seconds. */
+async function runStage(params: DemoParams, stage: TrainStage, done: SaveInfo['stages'], options: TrainOptions, backend: string): Promise<number> {
+  const arch = stage.architecture;
+  const optimizer = new ScheduledAdam(stage.learningRate, 0.9, 0.999, 1e-7);
+  const variables = variablesOf(params);
+  console.log(`stage ${stage.name}: ${stage.steps} steps x ${options.batchSize} images (seed ${stage.seed}, peak lr ${stage.learningRate})`);
   const started = Date.now();
   let windowLoss = 0;
   let windowCorrect = 0;
-  let dataMs = 0;
-  for (let step = 0; step < options.steps; step++) {
-    const t0 = Date.now();
-    const images = generateRange(options.seed, step * options.batchSize, options.batchSize);
-    dataMs += Date.now() - t0;
+  for (let step = 0; step < stage.steps; step++) {
+    const images = generateRange(stage.seed, step * options.batchSize, options.batchSize);
     const x = tf.tidy(() => tf.div(caffeBatch(images), TRAINING_INPUT_SCALE) as tf.Tensor4D);
-    const y = oneHot(images.map((im) => im.classIndex), DEMO_ARCHITECTURE.numClasses);
-    optimizer.setLearningRate(learningRateAt(step, options));
-    let correct: tf.Tensor | null = null;
+    const y = oneHot(images.map((im) => im.classIndex), arch.numClasses);
+    optimizer.setLearningRate(learningRateAt(step, stage));
+    const kept: tf.Tensor[] = [];
     const loss = optimizer.minimize(
       () => {
-        const logits = forwardLogits(params, x);
-        correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)), 'float32')));
+        const logits = forwardLogits(params, x, arch);
+        kept.push(tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)), 'float32'))));
         return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
       },
       true,
       variables,
     );
-    windowLoss += (await loss!.data())[0] as number;
-    windowCorrect += (await (correct as tf.Tensor | null)!.data())[0] as number;
-    tf.dispose([x, y, loss!, correct!]);
-    if ((step + 1) % options.logEvery === 0 || step + 1 === options.steps) {
-      const n = ((step % options.logEvery) + 1);
-      const elapsed = (Date.now() - started) / 1000;
+    if (loss === null || kept[0] === undefined) throw new Error('optimizer returned no loss');
+    windowLoss += (await loss.data())[0] as number;
+    windowCorrect += (await kept[0].data())[0] as number;
+    tf.dispose([x, y, loss, ...kept]);
+    if ((step + 1) % options.logEvery === 0 || step + 1 === stage.steps) {
+      const n = (step % options.logEvery) + 1;
       console.log(
-        `step ${step + 1}/${options.steps}  loss ${(windowLoss / n).toFixed(4)}  batch acc ${(windowCorrect / (n * options.batchSize)).toFixed(3)}  lr ${learningRateAt(step, options).toExponential(2)}  ${elapsed.toFixed(0)}s (data ${(dataMs / 1000).toFixed(0)}s)`,
+        `  step ${step + 1}/${stage.steps}  loss ${(windowLoss / n).toFixed(4)}  batch acc ${(windowCorrect / (n * options.batchSize)).toFixed(3)}  lr ${learningRateAt(step, stage).toExponential(2)}  ${((Date.now() - started) / 1000).toFixed(0)}s`,
       );
       windowLoss = 0;
       windowCorrect = 0;
     }
-    if (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery === 0 && step + 1 < options.steps) {
-      const quick = await accuracy(params, options.validationSeed, 100);
-      await saveModel(params, options, backend, { stepsDone: step + 1, seconds: (Date.now() - started) / 1000, validationAccuracy: quick, validationImages: 100 });
-      console.log(`checkpoint at step ${step + 1}: validation accuracy ${quick.toFixed(3)} on 100 images`);
+    if (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery === 0 && step + 1 < stage.steps) {
+      const quick = await accuracy(params, arch, options.validationSeed, 100);
+      const progress = [...done, { name: stage.name, seed: stage.seed, steps: step + 1, learningRate: stage.learningRate, seconds: (Date.now() - started) / 1000 }];
+      await saveModel(params, options, backend, { architecture: arch, stages: progress, validationAccuracy: quick, validationImages: 100 });
+      console.log(`  checkpoint at step ${step + 1}: validation accuracy ${quick.toFixed(3)} on 100 images`);
     }
   }
-  const trainSeconds = (Date.now() - started) / 1000;
-  const validationAccuracy = await accuracy(params, options.validationSeed, options.validationSize);
-  console.log(`validation accuracy ${validationAccuracy.toFixed(4)} on ${options.validationSize} images (seed ${options.validationSeed})`);
-
-  const bytes = await saveModel(params, options, backend, { stepsDone: options.steps, seconds: trainSeconds, validationAccuracy, validationImages: options.validationSize });
-  console.log(`saved ${options.outDir}/model.json (${bytes} weight bytes) after ${trainSeconds.toFixed(0)}s of training`);
   optimizer.dispose();
+  return (Date.now() - started) / 1000;
+}
+
+export async function train(options: TrainOptions): Promise<void> {
+  const last = options.stages[options.stages.length - 1];
+  if (last === undefined) throw new RangeError('no training stages');
+  if (options.stages.some((s) => s.seed === options.validationSeed)) throw new RangeError(`validation seed ${options.validationSeed} is also a training seed`);
+  const backend = await useBackend(options.backend);
+  const params = initParams(new Prng(options.initSeed ^ 0x5eed), last.architecture);
+  if (options.initFrom !== undefined) await loadInto(params, options.initFrom);
+  console.log(`training ${MODEL_NAME} on ${backend}`);
+  const done: SaveInfo['stages'] = [];
+  for (const stage of options.stages) {
+    const seconds = await runStage(params, stage, done, options, backend);
+    done.push({ name: stage.name, seed: stage.seed, steps: stage.steps, learningRate: stage.learningRate, seconds: Math.round(seconds) });
+    const acc = await accuracy(params, stage.architecture, options.validationSeed, options.validationSize);
+    console.log(`stage ${stage.name} done in ${seconds.toFixed(0)}s: validation accuracy ${acc.toFixed(4)} on ${options.validationSize} images (seed ${options.validationSeed})`);
+    if (stage === last) {
+      const bytes = await saveModel(params, options, backend, { architecture: stage.architecture, stages: done, validationAccuracy: acc, validationImages: options.validationSize });
+      console.log(`saved ${options.outDir}/model.json (${bytes} weight bytes)`);
+    }
+  }
   disposeParams(params);
 }
 
@@ -216,27 +257,29 @@ function parseOptions(argv: string[]): TrainOptions {
       backend: { type: 'string' },
     },
   });
-  const int = (flag: string, raw: string | undefined, fallback: number): number => {
+  const int = (flag: string, raw: string | undefined, fallback: number, min = 1): number => {
     if (raw === undefined) return fallback;
     const v = Number(raw);
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`--${flag} must be a positive integer, got '${raw}'`);
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`--${flag} must be an integer ≥ ${min}, got '${raw}'`);
     return v;
   };
   const backend = values.backend ?? DEFAULT_TRAIN_OPTIONS.backend;
   if (backend !== 'wasm' && backend !== 'cpu') throw new RangeError(`--backend must be wasm or cpu, got '${backend}'`);
-  const lr = values['learning-rate'] === undefined ? DEFAULT_TRAIN_OPTIONS.learningRate : Number(values['learning-rate']);
-  if (!(lr > 0)) throw new RangeError(`--learning-rate must be a positive number, got '${values['learning-rate']}'`);
-  return {
+  const options: TrainOptions = {
     ...DEFAULT_TRAIN_OPTIONS,
-    steps: int('steps', values.steps, DEFAULT_TRAIN_OPTIONS.steps),
     batchSize: int('batch-size', values['batch-size'], DEFAULT_TRAIN_OPTIONS.batchSize),
-    seed: int('seed', values.seed, DEFAULT_TRAIN_OPTIONS.seed),
-    learningRate: lr,
     outDir: values.out ?? DEFAULT_TRAIN_OPTIONS.outDir,
-    checkpointEvery: values['checkpoint-every'] === undefined ? DEFAULT_TRAIN_OPTIONS.checkpointEvery : int('checkpoint-every', values['checkpoint-every'], 0),
-    ...(values.init === undefined ? {} : { initFrom: values.init }),
+    checkpointEvery: int('checkpoint-every', values['checkpoint-every'], DEFAULT_TRAIN_OPTIONS.checkpointEvery, 0),
     backend,
+    ...(values.init === undefined ? {} : { initFrom: values.init }),
   };
+  const custom = values.steps !== undefined || values.seed !== undefined || values['learning-rate'] !== undefined;
+  if (!custom) return options;
+  // A single extra stage on the final architecture, e.g. a warm restart with --init.
+  const lr = values['learning-rate'] === undefined ? 1e-3 : Number(values['learning-rate']);
+  if (!(lr > 0)) throw new RangeError(`--learning-rate must be a positive number, got '${values['learning-rate']}'`);
+  const stage: TrainStage = { name: 'custom', architecture: DEMO_ARCHITECTURE, seed: int('seed', values.seed, 3), steps: int('steps', values.steps, 600), learningRate: lr, warmupSteps: 50 };
+  return { ...options, stages: [stage] };
 }
 
 await train(parseOptions(process.argv.slice(2)));
