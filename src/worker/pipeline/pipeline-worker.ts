@@ -175,7 +175,8 @@ export class PipelineWorker {
     );
     for (const t of this.timers) t.unref();
     await this.beat();
-    log.info({ workerId: this.options.workerId, queue: this.deps.queueName, concurrency, batchSize: this.options.batchSize, ...this.deps.engine.info, weightsHash: undefined }, 'worker ready');
+    const { engine, backend, device, modelName, layer } = this.deps.engine.info;
+    log.info({ workerId: this.options.workerId, queue: this.deps.queueName, concurrency, batchSize: this.options.batchSize, engine, backend, device, modelName, layer }, 'worker ready');
   }
 
   /**
