@@ -4,6 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import { loadConfig, redact, type AppConfig } from '../shared/config.js';
+import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { bullPrefix } from '../shared/queue/contract.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
@@ -24,9 +25,23 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   const keySpace = { prefix: config.keyPrefix };
   const queue = new Queue(config.queueName, { connection: queueConnection, prefix: bullPrefix(keySpace) });
   const store = S3ObjectStore.fromConfig(config.s3);
-  const app = await createDashboard({ runs: new RunStore(redis, keySpace), redis, keySpace, store, queue, logger }, options);
-
-  const address = await app.listen({ port: options.port, host: options.host });
+  const closeConnections = async (): Promise<void> => {
+    await queue.close().catch(() => undefined);
+    queueConnection.disconnect();
+    redis.disconnect();
+    store.client.destroy();
+  };
+  let app: Awaited<ReturnType<typeof createDashboard>>;
+  let address: string;
+  try {
+    app = await createDashboard({ runs: new RunStore(redis, keySpace), redis, keySpace, store, queue, logger }, options);
+    address = await app.listen({ port: options.port, host: options.host });
+  } catch (err) {
+    // A port in use must not leave the process hanging on open Redis connections.
+    await closeConnections();
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new ConfigError('--port', `port ${options.port} on ${options.host} is already in use; pick another with --port`, { cause: err });
+    throw err;
+  }
   logger.info(
     { address, auth: options.auth.kind, redis: redact(config.redisUrl), queue: config.queueName },
     `dashboard listening on ${address}${options.auth.kind === 'none' ? ' (no auth: loopback only)' : ` (${options.auth.kind} auth)`}`,
@@ -44,9 +59,6 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
     process.on('SIGTERM', stop);
   });
   await app.close();
-  await queue.close();
-  queueConnection.disconnect();
-  redis.disconnect();
-  store.client.destroy();
+  await closeConnections();
   logger.flush();
 }
