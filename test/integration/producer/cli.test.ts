@@ -82,4 +82,11 @@ describe('gradcam-audit enqueue / status as child processes', () => {
     expect(dry.stdout).toContain('in/b c.PNG');
     expect(await new RunStore(t.redis, { prefix: t.prefix }).getRun('dry')).toBeNull();
   });
+
+  it('says so when a prefix holds no images, and completes that run empty', async () => {
+    const empty = await cli(['enqueue', `s3://${b.bucket}/nothing/`, '--run-id', 'empty'], env);
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toContain(`run empty: no images to audit: nothing is stored under s3://${b.bucket}/nothing/ (check the prefix)`);
+    expect(await new RunStore(t.redis, { prefix: t.prefix }).getRun('empty')).toMatchObject({ state: 'completed', total: 0 });
+  });
 });
