@@ -30,13 +30,22 @@ function entryUrl(): URL {
  * @param onFatal called once if the thread dies unexpectedly (crash, out of memory): every later
  * call would fail too, so the process should exit and let its supervisor start a fresh one.
  */
+/** tsx's API resolved from this module (an eval'd thread would resolve from the working directory). */
+function tsxApiUrl(): string {
+  try {
+    return import.meta.resolve('tsx/esm/api');
+  } catch {
+    return 'tsx/esm/api';
+  }
+}
+
 export async function createThreadedEngine(init: EngineThreadInit, onFatal: (err: Error) => void = () => undefined): Promise<Engine> {
   const url = entryUrl();
   // Built code starts the thread from its .js file. From TypeScript sources (tsx, test runners),
   // the thread first registers tsx's loader for itself (loader hooks are per thread), then imports
   // the .ts entry.
   const worker = url.pathname.endsWith('.ts')
-    ? new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true })
+    ? new Worker(`import(${JSON.stringify(tsxApiUrl())}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true })
     : new Worker(url);
   const engine = new ThreadedEngine(worker, onFatal);
   // The spec's weights move to the thread: the main thread has no further use for them.
