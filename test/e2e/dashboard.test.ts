@@ -70,7 +70,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
       const el = document.querySelector('progress[data-run="run-e2e-live"]') as HTMLProgressElement | null;
       return el !== null && el.value > b && el.value < 10;
     }, before, { timeout: 20_000 });
-    await page.screenshot({ path: join(ARTIFACTS, 'overview-progress.png'), fullPage: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'overview-progress.png'), fullPage: true, animations: 'disabled' });
     // Links stay clickable while live updates arrive (rows are updated in place, not replaced).
     await page.click('a[href="#/runs/run-e2e-live"]');
     await page.locator('#run-stats .stat').first().waitFor();
@@ -106,7 +106,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     expect(labels).toEqual(['golden_retriever', 'golden_retriever']);
     // Thumbnails come back as real images through the proxy.
     await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>('#gallery img.thumb')).every((i) => i.complete && i.naturalWidth > 0));
-    await page.screenshot({ path: join(ARTIFACTS, 'run-gallery-filtered.png'), fullPage: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'run-gallery-filtered.png'), fullPage: true, animations: 'disabled' });
 
     // Status filter: the failures only.
     await page.selectOption('#filter-class', '');
@@ -140,7 +140,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     expect(top5[0]).toContain('93.0%');
     expect(await page.locator('#detail-cam tr').count()).toBe(14);
     expect(await page.locator('#detail-cam td').count()).toBe(14 * 14);
-    await page.screenshot({ path: join(ARTIFACTS, 'image-detail.png') });
+    await page.screenshot({ path: join(ARTIFACTS, 'image-detail.png'), animations: 'disabled' });
     await page.click('#detail-close');
 
     await page.goto(`${base}/#/workers`);
@@ -150,7 +150,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     await page.goto(`${base}/queues/`);
     await page.getByText(h.queue.name).first().click({ timeout: 20_000 });
     await page.getByText(/failed/i).first().waitFor({ timeout: 20_000 });
-    await page.screenshot({ path: join(ARTIFACTS, 'bull-board.png') });
+    await page.screenshot({ path: join(ARTIFACTS, 'bull-board.png'), animations: 'disabled' });
     await page.close();
     // bull-board's template links Google Fonts; the CSP blocks that third-party request on purpose
     // (it would leak the dashboard's address and fails offline anyway). Nothing else may appear.

@@ -151,7 +151,7 @@ function runsPage() {
   app.replaceChildren(h('div', { class: 'page-head' }, h('div', {}, h('h1', { text: 'Audit runs' }), h('div', { class: 'muted', text: 'Every run in this Redis namespace, newest first. Updates live.' }))), h('div', { class: 'panel' }, table));
 
   // Rows are created once per run and updated in place: replacing them every second would swallow
-  // clicks that land between mousedown and mouseup, and would restart the bar animation.
+  // clicks that land between mousedown and mouseup.
   const render = ({ runs }) => {
     if (runs.length === 0) {
       tbody.replaceChildren(h('tr', {}, h('td', { colspan: 7, class: 'empty', text: 'No runs yet. Start one with: gradcam-audit enqueue s3://BUCKET/PREFIX' })));
