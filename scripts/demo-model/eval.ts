@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     // project's default, as the seed script) saturates on confident predictions and then yields
     // flat, degenerate maps, which count as misses.
     console.log(`pointing game: ${r.pointing.logit.toFixed(4)} of ${r.images} images have the Grad-CAM peak inside the object box (score logit; ${mark(r.pointing.logit, GOALS.pointingGame)})`);
-    console.log(`pointing game (score prob): ${r.pointing.prob.toFixed(4)} (${r.degenerate.prob} degenerate maps counted as misses)`);
+    console.log(`pointing game (score prob): ${r.pointing.prob.toFixed(4)} (${mark(r.pointing.prob, GOALS.pointingGame)}; ${r.degenerate.prob} degenerate maps counted as misses)`);
     for (const c of r.perClass) console.log(`  ${c.name.padEnd(9)} ${String(c.images).padStart(4)} images  accuracy ${c.accuracy.toFixed(3)}  pointing (logit) ${c.pointing.toFixed(3)}`);
     console.log(`evaluated in ${r.seconds.toFixed(1)}s`);
   } finally {
