@@ -3,7 +3,7 @@
  * Redis and a real S3 server (REDIS_URL / AWS_ENDPOINT_URL_S3 when set, else a local redis-server
  * and s3rver started here).
  *
- *   npm run bench:enqueue -- [--keys 100000] [--passes 1] [--repeat 1] [--chunks-in-flight 2] [--gc-every 5] [--list-only] [--record]
+ *   npm run bench:enqueue -- [--keys 100000] [--passes 1] [--repeat 1] [--chunks-in-flight 2] [--gc-every 5] [--list-only] [--cached-listing] [--record]
  *
  * Seeding uses the real S3 API (parallel PUTs of tiny bodies). With a local s3rver the seeded
  * directory is kept in .cache/bench-enqueue-s3 so later runs skip seeding. Heap is sampled after a
@@ -24,7 +24,7 @@ import { bullPrefix, type AuditJobPayload } from '../src/shared/queue/contract.j
 import { RunStore } from '../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../src/shared/run-finalizer.js';
 import { S3ObjectStore } from '../src/shared/storage/s3-store.js';
-import { replayedListing } from './replayed-listing.js';
+import { cachedListing, replayedListing } from './replayed-listing.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -43,6 +43,8 @@ const LIST_ONLY = args.includes('--list-only');
  */
 const CHUNKS = parseIntInRange('--chunks-in-flight', flag('--chunks-in-flight') ?? '2', 1, 16);
 const GC_EVERY = parseIntInRange('--gc-every', flag('--gc-every') ?? '5', 1, 1000);
+/** Serve the listing from memory (listed once before timing): enqueue's own cost, without S3. */
+const CACHED = args.includes('--cached-listing');
 const PASSES = parseIntInRange('--passes', flag('--passes') ?? '1', 1, 1000);
 const BUCKET = 'bench-enqueue';
 const SEED_DIR = '.cache/bench-enqueue-s3';
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
     const prefix = `keys-${KEYS}/`;
     await seed(store, prefix);
 
+    const source = CACHED ? await cachedListing(store, BUCKET, prefix, 1000) : store;
     const rows: string[] = [];
     for (let rep = 0; rep < REPEAT; rep++) {
       const ks = { prefix: `bench-${process.pid}-${rep}` };
@@ -86,7 +89,7 @@ async function main(): Promise<void> {
       const samples: Array<{ matched: number; heap: number }> = [];
       let pageNo = 0;
       const result = await enqueueRun(request, {
-        store: PASSES > 1 ? replayedListing(store, PASSES) : store,
+        store: PASSES > 1 ? replayedListing(source, PASSES) : source,
         queue,
         runs,
         redis,
@@ -105,7 +108,7 @@ async function main(): Promise<void> {
       const peak = Math.max(...samples.map((s) => s.heap));
       const seconds = result.elapsedMs / 1000;
       const line = {
-        mode: LIST_ONLY ? 'list-only' : `enqueue, ${CHUNKS} chunk(s) in flight`,
+        mode: `${LIST_ONLY ? 'list-only' : `enqueue, ${CHUNKS} chunk(s) in flight`}${CACHED ? ', listing from memory' : ''}`,
         keys: result.counts.matched,
         queued: waiting,
         seconds: round(seconds),
@@ -122,7 +125,7 @@ async function main(): Promise<void> {
       queueConnection.disconnect(); // BullMQ leaves connections it was handed open
       await unlinkPrefix(redis, `${ks.prefix}:*`);
     }
-    if (RECORD && !LIST_ONLY) record(rows);
+    if (RECORD && !LIST_ONLY && !CACHED) record(rows);
   } finally {
     redis.disconnect();
     store.client.destroy();

@@ -21,3 +21,20 @@ export function replayedListing(store: ObjectStore, passes: number): ObjectStore
     },
   });
 }
+
+/**
+ * List a prefix once into memory and serve later listings from that copy: takes the S3 server out of
+ * the measurement, so what remains is enqueue's own cost (filter, run registry, BullMQ).
+ */
+export async function cachedListing(store: ObjectStore, bucket: string, prefix: string, pageSize: number): Promise<ObjectStore> {
+  const pages: ObjectSummary[][] = [];
+  for await (const page of store.listPages(bucket, prefix, { pageSize })) pages.push(page);
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop !== 'listPages') return Reflect.get(target, prop, receiver) as unknown;
+      return async function* listPages(): AsyncIterable<ObjectSummary[]> {
+        yield* pages;
+      };
+    },
+  });
+}
