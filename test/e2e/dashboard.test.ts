@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeError, TransientError } from '../../src/shared/errors.js';
+import { writeHeartbeat } from '../../src/shared/queue/heartbeat.js';
 import { DEFAULT_JOB_POLICY, JOB_NAME, jobIdFor, jobOptionsFor } from '../../src/shared/queue/contract.js';
 import { startHarness, type DashboardHarness } from '../integration/dashboard/harness.js';
 import { createSeedRun, mixedImages, seedRun, simulateProgress, type SeedImage } from '../integration/dashboard/seed.js';
@@ -143,8 +144,29 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'image-detail.png'), animations: 'disabled' });
     await page.click('#detail-close');
 
+    await writeHeartbeat(h.t.redis, { prefix: h.t.prefix }, {
+      workerId: 'gpu-node-1-4242',
+      host: 'gpu-node-1',
+      pid: 4242,
+      engine: 'onnx',
+      backend: 'cuda',
+      device: 'NVIDIA H100 80GB HBM3',
+      batchSize: 32,
+      imagesPerSecond: 412.4,
+      processed: 18250,
+      failed: 3,
+      inFlight: 32,
+      startedAt: new Date(Date.now() - 3_600_000).toISOString(),
+      lastSeen: new Date().toISOString(),
+      version: '0.1.0',
+      status: 'running',
+    });
     await page.goto(`${base}/#/workers`);
-    await page.locator('#workers-table').waitFor();
+    const worker = page.locator('#workers-table tr[data-worker="gpu-node-1-4242"]');
+    await worker.waitFor();
+    const cells = await worker.locator('td').allInnerTexts();
+    expect(cells).toEqual(['gpu-node-1-4242', 'gpu-node-1 (pid 4242)', 'running', 'onnx / cuda', 'NVIDIA H100 80GB HBM3', '32', '412 img/s', '18,250', '3', expect.stringMatching(/just now|\d+ s ago/)]);
+    await page.screenshot({ path: join(ARTIFACTS, 'workers.png'), animations: 'disabled' });
 
     // bull-board renders under its own CSP (inline styles, no inline scripts) and lists the queue.
     await page.goto(`${base}/queues/`);
