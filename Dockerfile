@@ -13,11 +13,16 @@
 #   --build-arg TFJS_CUSTOM_BINARY_URL=https://mirror.example.com/libtensorflow-gpu-linux-x86_64-2.9.1.tar.gz
 
 ARG NODE_IMAGE=node:20.20-bookworm-slim
+# node:20 images ship npm 10, which runs dependency install scripts (npm 11 obeys package.json's
+# allowScripts instead): keep onnxruntime-node from downloading its CUDA provider in CPU builds.
+ARG ONNXRUNTIME_NODE_INSTALL=skip
 
 # ---- build: full dependencies, compile TypeScript ----
 FROM ${NODE_IMAGE} AS build
+ARG ONNXRUNTIME_NODE_INSTALL
+ENV ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL}
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -25,8 +30,10 @@ RUN npm run build
 
 # ---- prod-deps: runtime dependencies only ----
 FROM ${NODE_IMAGE} AS prod-deps
+ARG ONNXRUNTIME_NODE_INSTALL
+ENV ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL}
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund
 
 # ---- cpu ----
@@ -56,7 +63,7 @@ RUN ln -s /usr/local/lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 COPY data ./data
 COPY models ./models
 # The optional native package is installed without scripts, then its libtensorflow download runs
