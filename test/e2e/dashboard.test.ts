@@ -179,6 +179,15 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     expect(problems.filter((p) => !p.includes('https://fonts.googleapis.com/'))).toEqual([]);
   });
 
+  it('explains an unknown run instead of showing empty panels', async () => {
+    const page = await newPage();
+    await page.goto(`${base}/#/runs/no-such-run`);
+    const box = page.locator('#run-missing');
+    await box.waitFor();
+    expect(await box.innerText()).toContain('no run "no-such-run"');
+    await page.close();
+  });
+
   it('retries a retryable failure from the failures table', async () => {
     const run = await createSeedRun(h.seed, 'run-e2e-retry', ['flaky.png']);
     const key = run.keys[0]!;

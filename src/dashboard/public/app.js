@@ -285,7 +285,12 @@ function runPage(runId) {
   const gallery = makeGallery(galleryPanel, runId);
   livePage = { run: render };
   connectLive(runId);
-  api(`/api/runs/${encodeURIComponent(runId)}`).then(render, showError);
+  api(`/api/runs/${encodeURIComponent(runId)}`).then(render, (err) => {
+    // An unknown or malformed run id: say so instead of leaving empty panels behind.
+    if (live) live.close();
+    livePage = null;
+    app.replaceChildren(h('div', { class: 'panel empty', id: 'run-missing' }, h('h2', { text: `Run ${runId} is not available` }), h('p', { class: 'muted', text: err.message }), h('a', { class: 'btn', href: '#/', text: 'Back to runs' })));
+  });
 }
 
 function stat(label, value, cls, id) {
