@@ -20,7 +20,9 @@ export interface ProducerConnections {
 
 /** Connect to Redis, failing fast with a clear error when it does not answer. */
 export async function connectProducer(config: AppConfig, name: string, timeoutMs = 10_000): Promise<ProducerConnections> {
-  const redis = createRedis(config.redisUrl, { role: 'queue', name });
+  // `client` role: a CLI should fail with a clear error when Redis goes away mid-command (re-running
+  // resumes the run), not retry forever. Queue (unlike Worker) needs no blocking connection.
+  const redis = createRedis(config.redisUrl, { role: 'client', name });
   // Errors surface through waitForRedis and failing commands; the event would only duplicate them.
   redis.on('error', () => undefined);
   try {
@@ -32,6 +34,8 @@ export async function connectProducer(config: AppConfig, name: string, timeoutMs
   const ks = { prefix: config.keyPrefix };
   // The queue shares the connection: BullMQ does not close a connection it was handed.
   const queue = new Queue<AuditJobPayload>(config.queueName, { connection: redis, prefix: bullPrefix(ks) });
+  // Without a listener, an 'error' event would crash the process; failed commands still reject.
+  queue.on('error', () => undefined);
   return {
     redis,
     runs: new RunStore(redis, ks),
