@@ -3,6 +3,7 @@
  * (TF.js, sharp, h5wasm) is imported when the command actually runs.
  */
 import { Command } from 'commander';
+import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
 import { CAM_METHODS, COLORMAPS, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
 import type { RawExplainFlags } from './options.js';
 
@@ -22,6 +23,9 @@ export async function explainCommand(): Promise<Command> {
     .option('--labels <file>', 'class labels for non-ImageNet heads (JSON or one label per line)')
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
+    .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
+    .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])
+    .option(ONNX_FLAG_HELP.cacheDir[0], ONNX_FLAG_HELP.cacheDir[1])
     .option('--batch-size <n>', 'images per engine call (default: 8)')
     .option('--resize <mode>', `${RESIZE_MODES.join('|')} resize to the model input (default: ${d.resize}, as keras load_img)`)
     .option('--colormap <name>', `${COLORMAPS.join('|')} (default: ${d.colormap})`)

@@ -10,6 +10,8 @@ import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { parseBackendChoice } from '../engine/tfjs/backend.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { parseEngineChoice } from '../engine/factory.js';
+import type { OnnxRuntimeOptions, RawOnnxFlags } from '../engine/onnx/options.js';
+import { parseOnnxFlags } from '../engine/onnx/options.js';
 
 export interface ExplainCommandOptions extends ExplainOptions {
   images: string[];
@@ -25,12 +27,14 @@ export interface ExplainCommandOptions extends ExplainOptions {
   engine: EngineChoice;
   /** Images per engine call. Default 8. */
   batchSize: number;
+  /** ONNX Runtime settings (providers, threads, graph cache); unset fields keep their defaults. */
+  onnx: Partial<OnnxRuntimeOptions>;
 }
 
 export const EXPLAIN_COMMAND_DEFAULTS = Object.freeze({ out: '.', backend: 'auto' as BackendChoice, engine: 'auto' as EngineChoice, batchSize: 8 });
 
 /** Raw flag values as commander hands them over (strings, or undefined when not given). */
-export interface RawExplainFlags {
+export interface RawExplainFlags extends RawOnnxFlags {
   weights?: string;
   out?: string;
   topK?: string;
@@ -61,6 +65,7 @@ export function parseExplainFlags(images: string[], flags: RawExplainFlags): Exp
     backend: flags.backend === undefined ? EXPLAIN_COMMAND_DEFAULTS.backend : parseBackendChoice(flags.backend),
     engine: flags.engine === undefined ? EXPLAIN_COMMAND_DEFAULTS.engine : parseEngineChoice(flags.engine),
     batchSize: flags.batchSize === undefined ? EXPLAIN_COMMAND_DEFAULTS.batchSize : integer('--batch-size', flags.batchSize, 1, 256),
+    onnx: parseOnnxFlags(flags),
     topK: flags.topK === undefined ? d.topK : integer('--top-k', flags.topK, 1, 1000),
     targets: flags.targets === undefined ? d.targets : parseTargets(flags.targets),
     method: oneOf('--method', flags.method, CAM_METHODS, d.method),

@@ -89,7 +89,7 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
   await mkdir(options.out, { recursive: true });
 
   const spec = await deps.loadSpec(options.weights);
-  const engine = await deps.createEngine({ spec, engine: options.engine, layer: options.layer, backend: options.backend, logger });
+  const engine = await deps.createEngine({ spec, engine: options.engine, layer: options.layer, backend: options.backend, logger, onnx: options.onnx });
   const outcomes: ExplainImageOutcome[] = [];
   try {
     const labels = await deps.loadLabels(engine.info.numClasses, options.labels);

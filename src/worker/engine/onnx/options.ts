@@ -62,3 +62,30 @@ export function parseExecutionProviders(value: string): ExecutionProvider[] | 'a
   if (value.trim() === 'auto') return 'auto';
   return value.split(',').map((p) => p.trim()).filter((p) => p.length > 0) as ExecutionProvider[];
 }
+
+/** The ONNX runtime flags shared by `explain` and `worker`, as commander hands them over. */
+export interface RawOnnxFlags {
+  onnxProviders?: string;
+  onnxThreads?: string;
+  onnxCacheDir?: string;
+}
+
+export const ONNX_FLAG_HELP = Object.freeze({
+  providers: ['--onnx-providers <list>', 'ONNX Runtime execution providers in preference order: cpu, cuda, tensorrt (comma-separated) or auto (default: cpu)'],
+  threads: ['--onnx-threads <n>', 'ONNX Runtime intra-op threads (default: the cores available)'],
+  cacheDir: ['--onnx-cache-dir <dir>', 'compiled-graph cache ("off" disables it; default: ~/.cache/gradcam-audit/onnx)'],
+} as const);
+
+/** Flag values → validated partial runtime options (undefined fields keep the defaults). */
+export function parseOnnxFlags(flags: RawOnnxFlags): Partial<OnnxRuntimeOptions> {
+  const partial: Partial<OnnxRuntimeOptions> = {};
+  if (flags.onnxProviders !== undefined) partial.executionProviders = parseExecutionProviders(flags.onnxProviders);
+  if (flags.onnxThreads !== undefined) {
+    if (!/^\d+$/.test(flags.onnxThreads.trim())) throw new ConfigError('--onnx-threads', `expected a positive integer, got "${flags.onnxThreads}"`);
+    partial.intraOpThreads = Number(flags.onnxThreads);
+  }
+  if (flags.onnxCacheDir !== undefined) partial.cacheDir = flags.onnxCacheDir === 'off' ? null : flags.onnxCacheDir;
+  // Validate now so a bad flag fails before any model is loaded.
+  resolveOnnxRuntimeOptions(partial);
+  return partial;
+}
