@@ -15,6 +15,9 @@ import type { Engine, EngineImageResult, EngineInfo, EngineRequest, Preprocessed
 import type { EngineThreadInit, FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
 import { buffersOf } from './engine-thread-protocol.js';
 
+/** How long `dispose` waits for the thread to release the engine before terminating it. */
+const DISPOSE_WAIT_MS = 1_000;
+
 interface Pending {
   resolve: (value: FromEngineThread) => void;
   reject: (err: Error) => void;
@@ -104,10 +107,19 @@ class ThreadedEngine implements Engine {
   async dispose(): Promise<void> {
     if (this.dead) return;
     this.disposing = true;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.call({ type: 'dispose', id: this.nextId++ });
+      // A batch still computing (abandoned at the end of a drain) would delay the reply: the
+      // thread is terminated after a short wait either way.
+      await Promise.race([
+        this.call({ type: 'dispose', id: this.nextId++ }),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, DISPOSE_WAIT_MS);
+        }),
+      ]);
     } finally {
-      this.dead = new Error('engine disposed');
+      clearTimeout(timer);
+      this.fail(new Error('engine disposed'));
       await this.worker.terminate();
     }
   }

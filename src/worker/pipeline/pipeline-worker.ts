@@ -210,7 +210,8 @@ export class PipelineWorker {
         clean = false;
         abandoned = this.inFlight;
         log.warn({ abandoned, drainTimeoutMs }, 'grace period over; abandoning in-flight jobs to the stalled checker');
-        await raceTimeout(this.worker.close(true), 5_000);
+        // A forced close can itself wait on the abandoned processors; the process exits next anyway.
+        await raceTimeout(this.worker.close(true), CLEANUP_STEP_MS);
       }
     }
     for (const t of this.timers) clearInterval(t);
@@ -219,7 +220,7 @@ export class PipelineWorker {
     await removeHeartbeat(this.deps.redis, this.deps.keySpace, this.options.workerId).catch((err: unknown) =>
       log.warn({ err: describeError(err) }, 'could not remove the heartbeat; it expires by itself'),
     );
-    await raceTimeout(this.queue.close(), 5_000);
+    await raceTimeout(this.queue.close(), CLEANUP_STEP_MS);
     const ms = performance.now() - t0;
     log.info({ clean, abandoned, ms: Math.round(ms), processed: this.processed, failed: this.failed }, 'worker stopped');
     return { clean, abandoned, ms };
@@ -309,6 +310,12 @@ export class PipelineWorker {
     return { size, ms, estimatedFullBatchMs: (ms / size) * this.options.batchSize };
   }
 }
+
+/**
+ * Cap on each clean-up step after the grace period, so the whole shutdown stays within
+ * `drainTimeoutMs` plus a couple of seconds (25 s + ~2 s fits Kubernetes' default 30 s).
+ */
+const CLEANUP_STEP_MS = 1_000;
 
 /** Resolves true when `ms` passed before `promise` settled (the promise keeps running). */
 async function raceTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {

@@ -104,4 +104,29 @@ describe('pipeline worker retries and locks', () => {
       await worker.stop(2_000);
     }
   });
+
+  it('bounds the drain: jobs still running when the grace period ends are abandoned, not waited for', async () => {
+    let release: () => void = () => undefined;
+    let slow = false;
+    const stuckEngine: Engine = {
+      info: engine.info,
+      explain: async (request) => {
+        if (slow) await new Promise<void>((r) => (release = r)); // a batch that never ends by itself
+        return engine.explain(request);
+      },
+      predict: (images) => engine.predict(images),
+      dispose: async () => undefined,
+    };
+    const a = await h.startWorker(stuckEngine, { batchSize: 2, maxBatchDelayMs: 10, workerId: 'stuck' });
+    slow = true;
+    const started = new Promise((resolve) => a.batcher.once('batch', resolve));
+    await runWith('abandon', ['in/x.png'], 6);
+    await started;
+    const outcome = await a.stop(300);
+    // worker.close() alone would wait for the stuck batch forever.
+    expect(outcome).toMatchObject({ clean: false, abandoned: 1 });
+    expect(outcome.ms).toBeLessThan(300 + 2 * 1_000 + 1_000); // grace + capped clean-up steps + slack
+    release(); // let the in-process leftover finish so the test leaves nothing running
+    await h.waitForRun('abandon', 20_000);
+  });
 });
