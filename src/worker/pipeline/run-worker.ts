@@ -2,14 +2,17 @@
  * `gradcam-audit worker` wired from flags and the environment: load the model once, connect to
  * Redis and S3, start the pipeline worker and the metrics server, and drain on SIGTERM/SIGINT.
  */
+import { hostname } from 'node:os';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { AppConfig } from '../../shared/config.js';
 import { parseEnum, parseIntInRange } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
+import { removeHeartbeat, writeHeartbeat, type WorkerHeartbeat } from '../../shared/queue/heartbeat.js';
 import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
 import { RunStore } from '../../shared/queue/run-store.js';
 import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../shared/run-finalizer.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
+import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
@@ -20,6 +23,7 @@ import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
+import { defaultWorkerId, PIPELINE_DEFAULTS } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
@@ -136,6 +140,10 @@ export async function startWorker(
   };
   try {
     await waitForRedis(redis, config.redisUrl);
+    // Loading VGG16 takes a while: show the worker as starting meanwhile (replaced once it runs).
+    const workerId = options.pipeline.workerId ?? defaultWorkerId();
+    await writeHeartbeat(redis, ks, startingHeartbeat(workerId, options)).catch(() => undefined);
+    releases.push(async () => void (await removeHeartbeat(redis, ks, workerId).catch(() => undefined)));
     logger.info({ weights: options.weights }, 'loading model');
     const spec = await loadSpec(options.weights);
     const thread = await useEngineThread(options.engineThread);
@@ -187,6 +195,27 @@ export async function startWorker(
     await releaseAll();
     throw err;
   }
+}
+
+function startingHeartbeat(workerId: string, options: WorkerCommandOptions): WorkerHeartbeat {
+  const now = new Date().toISOString();
+  return {
+    workerId,
+    host: hostname(),
+    pid: process.pid,
+    engine: options.engine,
+    backend: options.backend,
+    device: 'loading model',
+    batchSize: options.pipeline.batchSize ?? PIPELINE_DEFAULTS.batchSize,
+    imagesPerSecond: 0,
+    processed: 0,
+    failed: 0,
+    inFlight: 0,
+    startedAt: now,
+    lastSeen: now,
+    version: PACKAGE_VERSION,
+    status: 'starting',
+  };
 }
 
 /** The CLI action: run until SIGTERM/SIGINT, drain, exit 0. */
