@@ -47,6 +47,14 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/healthz', async () => ({ ok: true }));
 
+  // Queue depth for autoscalers (KEDA metrics-api): BullMQ keeps prioritized jobs in a sorted set
+  // outside the wait list, so a list-length trigger alone under-counts the backlog.
+  app.get('/api/queue', async () => {
+    const counts = await deps.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed', 'paused');
+    const n = (k: string): number => counts[k] ?? 0;
+    return { name: deps.queue.name, backlog: n('waiting') + n('prioritized'), counts };
+  });
+
   app.get<{ Querystring: Query }>('/api/runs', async (req) => {
     const limit = intParam(req.query, 'limit', 1, 1000) ?? 100;
     return { runs: await listRunViews(deps.runs, limit, now()) };

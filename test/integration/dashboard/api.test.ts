@@ -29,6 +29,20 @@ describe('dashboard JSON API against a real Redis and S3', () => {
 
   const get = async (url: string) => h.app.inject({ method: 'GET', url });
 
+  it('reports the queue backlog as waiting plus prioritized jobs (the KEDA trigger)', async () => {
+    const before = (await h.app.inject({ method: 'GET', url: '/api/queue' })).json() as { backlog: number };
+    await h.queue.add('explain', { k: 1 }, { jobId: 'plain-1' });
+    await h.queue.add('explain', { k: 2 }, { jobId: 'prio-1', priority: 5 });
+    await h.queue.add('explain', { k: 3 }, { jobId: 'prio-2', priority: 1 });
+    const res = await h.app.inject({ method: 'GET', url: '/api/queue' });
+    expect(res.statusCode).toBe(200);
+    const body = res.json() as { backlog: number; counts: Record<string, number> };
+    expect(body.counts.prioritized).toBeGreaterThanOrEqual(2);
+    expect(body.backlog).toBe(before.backlog + 3);
+    for (const id of ['plain-1', 'prio-1', 'prio-2']) await (await h.queue.getJob(id))?.remove();
+    expect(((await get('/api/queue')).json() as { backlog: number }).backlog).toBe(before.backlog);
+  });
+
   it('lists runs with progress, rates and ETA', async () => {
     const res = await get('/api/runs');
     expect(res.statusCode).toBe(200);
