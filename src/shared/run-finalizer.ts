@@ -74,12 +74,14 @@ export type FinalizeOutcome =
 // Compare-and-delete / compare-and-extend: only the owner may release or renew its lock.
 const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 const RENEW_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
-// KEYS: seen set. ARGV: members. Returns the 0-based indices of members not seen before.
+// KEYS: seen set. ARGV: ttl ms, then members. Returns the 0-based indices of members not seen
+// before. The TTL bounds how long a finalizer that died mid-write leaves its set behind.
 const MARK_SEEN = `
 local fresh = {}
-for i = 1, #ARGV do
-  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then fresh[#fresh + 1] = i - 1 end
+for i = 2, #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then fresh[#fresh + 1] = i - 2 end
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return fresh
 `;
 
@@ -108,6 +110,7 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
     deps.redis.eval(RENEW_LOCK, 1, lockKey, owner, String(ttl)).catch((err: unknown) => log.warn({ runId, err: describeError(err) }, 'finalizer lock renewal failed'));
   }, Math.max(1000, Math.floor(ttl / 3)));
   renew.unref();
+  let seenKey: string | undefined;
   try {
     // Re-read after claiming: counters are final now, and the summary must match the manifest.
     const run = await deps.runs.requireRun(runId);
@@ -115,11 +118,13 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
     const manifestKey = joinKey(out.key, MANIFEST_FILE);
     const summaryKey = joinKey(out.key, SUMMARY_FILE);
     const tally = new Tally();
-    const seenKey = `${lockKey}:seen`;
-    await deps.redis.del(seenKey);
+    // One set per attempt: a finalizer that lost its lock while still writing must not share the
+    // set with its successor, or each would drop the lines the other had seen.
+    seenKey = `${lockKey}:seen:${randomBytes(6).toString('hex')}`;
 
-    const lines = manifestLines(deps, runId, seenKey, tally);
-    await deps.upload(out.bucket, manifestKey, Readable.from(lines), 'application/x-ndjson');
+    const lines = manifestLines(deps, runId, seenKey, ttl, tally);
+    // highWaterMark 1: Readable.from would otherwise read 16 pages ahead of the upload.
+    await deps.upload(out.bucket, manifestKey, Readable.from(lines, { highWaterMark: 1 }), 'application/x-ndjson');
     await deps.redis.del(seenKey);
 
     if (tally.lines !== run.done + run.failed) {
@@ -137,6 +142,7 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
   } catch (err) {
     // Give the lock back at once so the sweeper can retry without waiting for the TTL.
     await deps.redis.eval(RELEASE_LOCK, 1, lockKey, owner).catch(() => undefined);
+    if (seenKey) await deps.redis.del(seenKey).catch(() => undefined);
     throw err;
   } finally {
     clearInterval(renew);
@@ -144,9 +150,9 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
 }
 
 /** Manifest lines, one Buffer per HSCAN page; duplicates from HSCAN are dropped. */
-async function* manifestLines(deps: FinalizerDeps, runId: string, seenKey: string, tally: Tally): AsyncGenerator<Buffer> {
+async function* manifestLines(deps: FinalizerDeps, runId: string, seenKey: string, ttlMs: number, tally: Tally): AsyncGenerator<Buffer> {
   for await (const page of deps.runs.scanResults(runId, deps.scanCount ?? 1000)) {
-    const fresh = (await deps.redis.eval(MARK_SEEN, 1, seenKey, ...page.map((l) => l.key))) as number[];
+    const fresh = (await deps.redis.eval(MARK_SEEN, 1, seenKey, String(ttlMs), ...page.map((l) => l.key))) as number[];
     let chunk = '';
     for (const i of fresh) {
       const line = page[i] as RunManifestLine;

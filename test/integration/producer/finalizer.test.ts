@@ -1,4 +1,4 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { Redis } from 'ioredis';
@@ -7,7 +7,7 @@ import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js'
 import type { RunManifestLine, RunSummary } from '../../../src/shared/manifest.js';
 import { jobIdFor } from '../../../src/shared/queue/contract.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
-import { finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps, type StreamUploader } from '../../../src/shared/run-finalizer.js';
+import { finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizeOutcome, type FinalizerDeps, type StreamUploader } from '../../../src/shared/run-finalizer.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 
 describe('finalizeRun against a real Redis and S3', () => {
@@ -102,6 +102,44 @@ describe('finalizeRun against a real Redis and S3', () => {
     expect(swept).toEqual([{ runId: 'fin2', outcome: 'written' }]);
     expect((await readManifest('fin2')).map((l) => l.key).sort()).toEqual(['a.jpg', 'b.jpg']);
     expect(await sweepUnfinalized(deps())).toEqual([]);
+  });
+
+  it('survives a takeover: a finalizer whose lock expired mid-write and its successor both write complete manifests', async () => {
+    const keys = await completeRun('fin4', 300);
+    const lockKey = runs.keys('fin4').finalizer;
+    /** Pauses the manifest upload after its first chunk (one HSCAN page), so two writers interleave. */
+    const gated = (afterFirstChunk: () => Promise<void>): StreamUploader => {
+      const real = s3StreamUploader(b.store.client);
+      return async (bucket, key, body, contentType) => {
+        if (!key.endsWith('manifest.jsonl')) return real(bucket, key, body, contentType);
+        const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+        const first = await it.next();
+        await afterFirstChunk();
+        async function* rest(): AsyncGenerator<Buffer> {
+          if (!first.done) yield first.value;
+          for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+        }
+        await real(bucket, key, Readable.from(rest()), contentType);
+      };
+    };
+    let releaseA!: () => void;
+    const gateA = new Promise<void>((r) => (releaseA = r));
+    let markAStarted!: () => void;
+    const aStarted = new Promise<void>((r) => (markAStarted = r));
+    const a: Promise<FinalizeOutcome> = finalizeRun('fin4', deps({ owner: 'A', lockTtlMs: 300, scanCount: 50, upload: gated(async () => { markAStarted(); await gateA; }) }));
+    await aStarted;
+    // A is stuck mid-write (a GC pause, a slow network) long enough for its lock to expire; then B
+    // takes over and both stream at the same time.
+    while ((await t.redis.exists(lockKey)) === 1) await new Promise((r) => setTimeout(r, 25));
+    const bOutcome = finalizeRun('fin4', deps({ owner: 'B', scanCount: 50, upload: gated(async () => releaseA()) }));
+    const [ra, rb] = await Promise.all([a, bOutcome]);
+    expect(ra.status).toBe('written');
+    expect(rb.status).toBe('written');
+    expect(rb.status === 'written' && rb.summary.counts.total).toBe(300);
+    const lines = await readManifest('fin4');
+    expect(lines.map((l) => l.key).sort()).toEqual([...keys].sort());
+    expect((await runs.requireRun('fin4')).state).toBe('completed');
+    expect(await t.redis.keys(`${lockKey}:seen*`)).toEqual([]);
   });
 
   it('streams a 10k-result manifest with flat memory', async () => {
