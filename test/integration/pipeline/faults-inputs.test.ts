@@ -31,7 +31,8 @@ const FIXTURES = JSON.parse(readFileSync(`${HOSTILE_DIR}manifest.json`, 'utf8'))
 // The cases the pipeline must cover; the fixture set may grow, but never lose one of these.
 const REQUIRED = ['empty.jpg', 'truncated.jpg', 'text.jpg', 'bomb-30000x30000.png', 'cmyk.jpg', 'rgb16.png', 'gray16.png', 'rgba.png', 'animated.gif', 'exif-rotate6.jpg', 'lossless.webp', 'pattern.tiff'];
 
-describe('fault: hostile inputs and repeated enqueue', () => {
+// Each test waits on real processes and a whole run; leave room for a loaded CI machine.
+describe('fault: hostile inputs and repeated enqueue', { timeout: 90_000 }, () => {
   let t: TestRedis;
   let b: TestBucket;
   let h: PipelineHarness;

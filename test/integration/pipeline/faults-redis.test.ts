@@ -15,7 +15,8 @@ import { sampleImage } from './helpers.js';
 
 const IMAGES = 60;
 
-describe('fault: Redis restarts mid-run', () => {
+// Each test waits on real processes and a whole run; leave room for a loaded CI machine.
+describe('fault: Redis restarts or drops connections mid-run', { timeout: 90_000 }, () => {
   let server: RestartableRedis;
   let t: TestRedis;
   let b: TestBucket;

@@ -13,7 +13,8 @@ import { pipelineHarness, sampleImage, type PipelineHarness } from './helpers.js
 
 const IMAGES = 30;
 
-describe('fault: S3 answers 500/503 and resets connections', () => {
+// Each test waits on real processes and a whole run; leave room for a loaded CI machine.
+describe('fault: S3 answers 500/503 and resets connections', { timeout: 90_000 }, () => {
   let t: TestRedis;
   let b: TestBucket;
   let h: PipelineHarness;

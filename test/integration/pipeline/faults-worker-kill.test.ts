@@ -20,7 +20,8 @@ const BATCH_ARGS = ['--batch-size', '4', '--prefetch', '8', '--max-batch-delay-m
 // waiting seconds for batch-mates, so it surely dies holding jobs even if the kill lands late.
 const VICTIM_BATCH_ARGS = ['--batch-size', '8', '--prefetch', '16', '--max-batch-delay-ms', '3000'];
 
-describe('fault: a worker is killed mid-batch', () => {
+// Each test waits on real processes and a whole run; leave room for a loaded CI machine.
+describe('fault: a worker is killed mid-batch', { timeout: 90_000 }, () => {
   let t: TestRedis;
   let b: TestBucket;
   let h: PipelineHarness;
