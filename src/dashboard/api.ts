@@ -50,7 +50,7 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
   // Queue depth for autoscalers (KEDA metrics-api): BullMQ keeps prioritized jobs in a sorted set
   // outside the wait list, so a list-length trigger alone under-counts the backlog.
   app.get('/api/queue', async () => {
-    const counts = await deps.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed', 'paused');
+    const counts = await deps.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
     const n = (k: string): number => counts[k] ?? 0;
     return { name: deps.queue.name, backlog: n('waiting') + n('prioritized'), counts };
   });

@@ -3,6 +3,7 @@
  * sharp, BullMQ) is imported when the command actually runs.
  */
 import { Command } from 'commander';
+import { ONNX_FLAG_HELP } from './engine/onnx/options.js';
 import type { RawWorkerFlags } from './pipeline/run-worker.js';
 
 export async function workerCommand(): Promise<Command> {
@@ -12,6 +13,9 @@ export async function workerCommand(): Promise<Command> {
     .option('--labels <file>', 'class labels for non-ImageNet heads (JSON or one label per line)')
     .option('--layer <name>', 'target layer (default: block5_conv3 for VGG16, else the last conv layer)')
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
+    .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
+    .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])
+    .option(ONNX_FLAG_HELP.cacheDir[0], ONNX_FLAG_HELP.cacheDir[1])
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--batch-size <n>', 'largest batch per engine call (default: 16)')
     .option('--max-batch-delay-ms <ms>', 'longest wait of the oldest image for batch-mates (default: 50)')

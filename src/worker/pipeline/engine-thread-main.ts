@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { Engine } from '../engine/engine.js';
 import { createEngine } from '../engine/factory.js';
+import { createLogger } from '../../shared/logger.js';
 import type { FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
 import { resultBuffers } from './engine-thread-protocol.js';
 
@@ -31,8 +32,11 @@ async function handle(message: ToEngineThread): Promise<void> {
   switch (message.type) {
     case 'init':
       try {
-        const { spec, engine: choice, backend, layer } = message.init;
-        engine = await createEngine({ spec, engine: choice, backend, layer });
+        const { spec, engine: choice, backend, layer, onnx, logLevel } = message.init;
+        // The thread logs for itself (stderr is shared): the engine factory explains its choice,
+        // e.g. why a model falls back from ONNX Runtime to TF.js.
+        const logger = createLogger({ level: logLevel ?? 'info', base: { component: 'engine-thread' } });
+        engine = await createEngine({ spec, engine: choice, backend, layer, onnx, logger });
         send({ type: 'ready', info: engine.info });
       } catch (err) {
         send({ type: 'initFailed', error: wire(err) });

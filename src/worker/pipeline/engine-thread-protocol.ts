@@ -6,12 +6,18 @@ import type { EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } 
 import type { EngineChoice } from '../engine/factory.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
 import type { ModelSpec } from '../model/spec.js';
+import type { OnnxRuntimeOptions } from '../engine/onnx/options.js';
+import type { LogLevel } from '../../shared/config.js';
 
 export interface EngineThreadInit {
   spec: ModelSpec;
   engine: EngineChoice;
   backend: BackendChoice;
   layer?: string;
+  /** ONNX Runtime settings (providers, threads, graph cache). */
+  onnx?: Partial<OnnxRuntimeOptions>;
+  /** Level of the thread's own log lines (engine choice, ONNX fallback reasons). */
+  logLevel?: LogLevel;
 }
 
 export type ToEngineThread =

@@ -15,6 +15,7 @@ import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
+import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { listNvidiaGpus, parseBackendChoice } from '../engine/tfjs/backend.js';
 import { loadLabels } from '../model/labels.js';
@@ -36,7 +37,7 @@ export async function useEngineThread(mode: EngineThreadMode, listGpus: () => Pr
 }
 
 /** Raw flag values as commander hands them over. */
-export interface RawWorkerFlags {
+export interface RawWorkerFlags extends RawOnnxFlags {
   weights?: string;
   labels?: string;
   layer?: string;
@@ -68,6 +69,8 @@ export interface WorkerCommandOptions {
    * already run asynchronously on the device.
    */
   engineThread: EngineThreadMode;
+  /** ONNX Runtime settings (`--onnx-providers`, `--onnx-threads`, `--onnx-cache-dir`). */
+  onnx: Partial<OnnxRuntimeOptions>;
   /** Undefined: no metrics server. 0: any free port (logged). */
   metricsPort?: number;
   /** Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`). */
@@ -95,6 +98,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     engine: parseEngineChoice(flags.engine ?? 'auto'),
     backend: parseBackendChoice(flags.backend ?? 'auto'),
     engineThread: parseEnum('--engine-thread', flags.engineThread ?? 'auto', ENGINE_THREAD_MODES),
+    onnx: parseOnnxFlags(flags),
     metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
     metricsHost: flags.metricsHost ?? '127.0.0.1',
     pipeline: {
@@ -148,8 +152,8 @@ export async function startWorker(
     const spec = await loadSpec(options.weights);
     const thread = await useEngineThread(options.engineThread);
     const engine = thread
-      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer }, onFatal)
-      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, logger });
+      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logLevel: config.logLevel }, onFatal)
+      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logger });
     logger.info({ ...engine.info, thread }, 'engine ready');
     releases.push(() => engine.dispose());
     const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
