@@ -7,13 +7,17 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import type { ImageManifest } from '../../../src/shared/manifest.js';
 import { listWorkers } from '../../../src/shared/queue/heartbeat.js';
 import { parseS3Uri } from '../../../src/shared/storage/uri.js';
+import type { Engine } from '../../../src/worker/engine/engine.js';
+import { decodeImage } from '../../../src/worker/image/decode.js';
+import { preprocess } from '../../../src/worker/image/preprocess.js';
 import { Cluster, type CliProcess } from '../../helpers/cluster.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 import { enqueueCli, expectExactlyOnce, namespaceEnv, snapshotObjects, startCliWorker, waitForCompletedRun, writeTinyModel } from './faults-support.js';
-import { pipelineHarness, sampleImage, type PipelineHarness } from './helpers.js';
+import { pipelineHarness, sampleImage, tinyEngine, type PipelineHarness } from './helpers.js';
 
 const HOSTILE_DIR = fileURLToPath(new URL('../../fixtures/images/hostile/', import.meta.url));
 
@@ -39,10 +43,12 @@ describe('fault: hostile inputs and repeated enqueue', { timeout: 90_000 }, () =
   let model: Awaited<ReturnType<typeof writeTinyModel>>;
   let worker: CliProcess;
   let env: Record<string, string>;
+  /** The same model in this process: what the worker should have computed for each file. */
+  let reference: Engine;
   const cluster = new Cluster();
 
   beforeAll(async () => {
-    [t, b, model] = await Promise.all([testRedis(), testBucket(), writeTinyModel()]);
+    [t, b, model, reference] = await Promise.all([testRedis(), testBucket(), writeTinyModel(), tinyEngine()]);
     h = pipelineHarness(t, b);
     env = namespaceEnv(t, { LOG_LEVEL: 'info' });
     await Promise.all(FIXTURES.map(async (f) => b.store.put(b.bucket, `hostile/${f.file}`, readFileSync(`${HOSTILE_DIR}${f.file}`), { contentType: 'application/octet-stream' })));
@@ -56,7 +62,17 @@ describe('fault: hostile inputs and repeated enqueue', { timeout: 90_000 }, () =
     await b?.cleanup();
     await t?.cleanup();
     await model?.remove();
+    await reference?.dispose();
   });
+
+  /** Class probabilities of the reference engine on the file decoded and preprocessed in this process. */
+  const referenceProbabilities = async (file: string): Promise<Float32Array> => {
+    const o = DEFAULT_EXPLAIN_OPTIONS;
+    const { inputWidth: width, inputHeight: height, numClasses } = reference.info;
+    const image = preprocess(await decodeImage(readFileSync(`${HOSTILE_DIR}${file}`)), { width, height, resize: o.resize });
+    const [r] = await reference.explain({ images: [image], targets: o.targets, topK: Math.min(o.topK, numClasses), method: o.method, score: o.score });
+    return r.probabilities;
+  };
 
   it('processes each hostile file correctly or fails it with a clear reason; the worker survives', async () => {
     expect(FIXTURES.map((f) => f.file)).toEqual(expect.arrayContaining(REQUIRED));
@@ -78,7 +94,13 @@ describe('fault: hostile inputs and repeated enqueue', { timeout: 90_000 }, () =
         const m = JSON.parse((await b.store.get(prediction.bucket, prediction.key)).body.toString('utf8')) as ImageManifest;
         // Decoded as what it is, at its displayed size (EXIF rotation applied, first GIF frame).
         expect(m.source, f.file).toMatchObject({ format: f.format, width: f.width, height: f.height });
-        expect(m.predictions.length, f.file).toBeGreaterThan(0);
+        // The same pixels reached the model: each reported class has the reference's probability,
+        // and the top one is the reference's maximum (compared by value: near-ties of this tiny
+        // model may order differently between a batch of 4 and a batch of 1, whose float32 sums
+        // differ by about 1e-5).
+        const expected = await referenceProbabilities(f.file);
+        for (const p of m.predictions) expect(p.probability, `${f.file} class ${p.index}`).toBeCloseTo(expected[p.index], 4);
+        expect(m.predictions[0].probability, f.file).toBeCloseTo(Math.max(...expected), 4);
       } else {
         expect(line?.status, f.file).toBe('failed');
         // The reason starts with the machine-readable code and names the file.
