@@ -21,6 +21,9 @@ import { formatS3Uri } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
 
+/** Folders a run writes under its output prefix (see shared/storage/output-keys.ts). */
+const OUTPUT_FOLDERS = ['overlays', 'heatmaps', 'predictions'] as const;
+
 /** The part of a BullMQ `Queue<AuditJobPayload>` enqueue uses. */
 export interface JobSink {
   addBulk(jobs: Array<{ name: string; data: AuditJobPayload; opts?: JobsOptions }>): Promise<unknown>;
@@ -210,14 +213,15 @@ class Scan {
     private readonly deps: ListingDeps,
   ) {
     const out = request.output;
-    // Only the run's own output prefix, and (for default outputs) the whole default output root,
-    // can hold files this tool wrote; skip them unless the user points the source inside them.
+    // Outputs land in overlays/, heatmaps/ and predictions/ under the output prefix; when that lies
+    // inside the source (even `--output` = source), a re-enqueue would audit last run's heatmaps.
+    // With default outputs, every run's output root is skipped. A source pointed inside one of these
+    // folders on purpose is respected.
     const skip: string[] = [];
     if (out.bucket === request.source.bucket) {
       const root = ENQUEUE_DEFAULTS.outputRoot;
-      const defaultOutput = out.key === `${root}${request.runId}/`;
-      if (defaultOutput && !request.source.key.startsWith(root)) skip.push(root);
-      else if (!request.source.key.startsWith(out.key)) skip.push(out.key);
+      const candidates = out.key === `${root}${request.runId}/` ? [root] : OUTPUT_FOLDERS.map((f) => `${out.key}${f}/`);
+      for (const c of candidates) if (!request.source.key.startsWith(c)) skip.push(c);
     }
     this.filter = createKeyFilter({ prefix: request.source.key, include: request.include, exclude: request.exclude, skipPrefixes: skip });
     this.started = this.now().getTime();

@@ -110,6 +110,14 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
     // whole-bucket listing; the run's key registry counts it once.)
     expect(whole.run?.total).toBe(IMAGES.length + 2);
     expect((await jobCount()).waiting).toBe(IMAGES.length + 2 + res.counts.matched);
+    // --output equal to the source: last run's heatmaps sit right inside it.
+    await b.store.put(b.bucket, 'photos/heatmaps/photos/cat.jpg.png', 'heatmap', { contentType: 'image/png' });
+    const same = await enqueueRun(request({ runId: 'same', output: `s3://${b.bucket}/photos/` }), deps());
+    expect(same.counts.skipped.output).toBe(1);
+    expect(same.counts.matched).toBe(IMAGES.length + 1); // + photos/out/overlays/... of run "self"
+    // Pointing the source inside an output folder on purpose audits it.
+    const inside = await enqueueRun(request({ runId: 'inside', output: `s3://${b.bucket}/photos/` }, 'photos/heatmaps/'), deps());
+    expect(inside.counts).toMatchObject({ matched: 1, skipped: { output: 0 } });
   });
 
   it('dry-run counts and shows examples without creating a run or a job', async () => {
