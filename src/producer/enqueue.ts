@@ -104,11 +104,14 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   const scan = new Scan(request, deps);
   await scan.requireBucket();
   const runId = request.runId;
+  // Check before createRun, which reopens listing on an existing run: a refused request must leave
+  // that run exactly as it was.
+  const existing = await deps.runs.getRun(runId);
+  if (existing) assertSameRun(existing, request);
   const { record, created } = await deps.runs.createRun(
     { id: runId, source: formatS3Uri(request.source), output: formatS3Uri(request.output), options: request.options, model: request.model },
     scan.now(),
   );
-  if (!created) assertSameRun(record, request);
   const keys = deps.runs.keys(runId);
   const output = { bucket: request.output.bucket, prefix: request.output.key };
   let reopened = record.state !== 'completed';

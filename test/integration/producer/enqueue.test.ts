@@ -146,5 +146,6 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
     await expect(enqueueRun(missing, deps())).rejects.toThrow(/bucket "no-such-bucket-gca" does not exist/);
     await enqueueRun(request({ runId: 'fixed' }), deps());
     await expect(enqueueRun(request({ runId: 'fixed', method: 'hirescam' }), deps())).rejects.toThrow(/--run-id: run "fixed" already exists with different explain options/);
+    expect(await runs.requireRun('fixed')).toMatchObject({ enqueueComplete: true, state: 'queued' }); // left untouched
   });
 });
