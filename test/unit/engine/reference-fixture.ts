@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { LayerSpec, ModelSpec } from '../../../src/worker/model/spec.js';
-import type { PreprocessedImage } from '../../../src/worker/engine/engine.js';
+import type { Engine, PreprocessedImage } from '../../../src/worker/engine/engine.js';
+import type { CamMethod, ScoreMode } from '../../../src/shared/explain-options.js';
+import { expect } from 'vitest';
 
 const dir = new URL('../../fixtures/reference/', import.meta.url);
 
@@ -71,4 +73,32 @@ export function loadReference(prefix = 'gradcam'): { spec: ModelSpec; layer: str
   const images = Array.from({ length: model.batch }, (_, i) => ({ data: inputs.slice(i * h * w * c, (i + 1) * h * w * c), height: h, width: w }));
   const expected = JSON.parse(readFileSync(new URL(`${prefix}_expected.json`, dir), 'utf8')) as ReferenceExpected;
   return { spec, layer: model.targetLayer, images, expected };
+}
+
+export type Reference = ReturnType<typeof loadReference>;
+
+/**
+ * Explain every reference image for every class with `method` and `score`, and compare each CAM
+ * with the reference: degenerate flag, raw max and mean within 1e-3 relative, normalised grid
+ * within 1e-3. Returns how many non-degenerate maps were compared, so callers can insist that the
+ * fixture exercises real maps. Shared by every engine's reference test.
+ */
+export async function compareWithReference(engine: Engine, ref: Reference, method: CamMethod, score: ScoreMode): Promise<{ compared: number; images: number }> {
+  const classes = ref.expected.probabilities[0].map((_, c) => c);
+  const results = await engine.explain({ images: ref.images, targets: { kind: 'indices', indices: classes }, topK: 1, method, score });
+  let compared = 0;
+  results.forEach((r, i) => {
+    expect(r.cams.map((c) => c.classIndex)).toEqual(classes);
+    r.cams.forEach((cam, c) => {
+      const want = ref.expected.cams[score][method][i][c];
+      expect(cam.degenerate !== null).toBe(want.degenerate);
+      expect(Math.abs(cam.rawMax - want.rawMax)).toBeLessThanOrEqual(1e-3 * Math.abs(want.rawMax) + 1e-9);
+      expect(Math.abs(cam.rawMean - want.rawMean)).toBeLessThanOrEqual(1e-3 * Math.abs(want.rawMax) + 1e-9);
+      let worst = 0;
+      cam.grid.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - want.grid[j]))));
+      expect(worst).toBeLessThan(1e-3);
+      if (!want.degenerate) compared++;
+    });
+  });
+  return { compared, images: results.length };
 }

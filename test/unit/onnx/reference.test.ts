@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CAM_METHODS, SCORE_MODES } from '../../../src/shared/explain-options.js';
 import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import type { OnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
-import { loadReference } from '../engine/reference-fixture.js';
+import { compareWithReference, loadReference } from '../engine/reference-fixture.js';
 
 const ref = loadReference();
 let engine: OnnxEngine;
@@ -31,23 +31,8 @@ describe('ONNX engine vs NumPy reference', () => {
   for (const score of SCORE_MODES) {
     for (const method of CAM_METHODS) {
       test(`${method} with ${score} score: every image and class within 1e-3`, async () => {
-        const classes = ref.expected.probabilities[0].map((_, c) => c);
-        const results = await engine.explain({ images: ref.images, targets: { kind: 'indices', indices: classes }, topK: 1, method, score });
-        let compared = 0;
-        results.forEach((r, i) => {
-          expect(r.cams.map((c) => c.classIndex)).toEqual(classes);
-          r.cams.forEach((cam, c) => {
-            const want = ref.expected.cams[score][method][i][c];
-            expect(cam.degenerate !== null).toBe(want.degenerate);
-            expect(Math.abs(cam.rawMax - want.rawMax)).toBeLessThanOrEqual(1e-3 * Math.abs(want.rawMax) + 1e-9);
-            expect(Math.abs(cam.rawMean - want.rawMean)).toBeLessThanOrEqual(1e-3 * Math.abs(want.rawMax) + 1e-9);
-            let worst = 0;
-            cam.grid.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - want.grid[j]))));
-            expect(worst).toBeLessThan(1e-3);
-            if (!want.degenerate) compared++;
-          });
-        });
-        expect(compared).toBeGreaterThan(results.length * 3);
+        const { compared, images } = await compareWithReference(engine, ref, method, score);
+        expect(compared).toBeGreaterThan(images * 3);
       });
     }
   }
