@@ -1,18 +1,8 @@
+import { configErrorOf } from '../../helpers/errors.js';
 import { describe, expect, it } from 'vitest';
 import { deriveRunId, parseEnqueueRequest, parseTargets } from '../../../src/producer/enqueue-options.js';
-import { ConfigError } from '../../../src/shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import { validateRunId } from '../../../src/shared/queue/contract.js';
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('parseEnqueueRequest', () => {
   it('applies defaults: explain options, derived run id, output under gradcam-audit/<run>/ in the source bucket', () => {
@@ -57,14 +47,14 @@ describe('parseEnqueueRequest', () => {
     [{ runId: 'has:colon' }, '--run-id'],
     [{ model: '' }, '--model'],
   ])('rejects %j naming %s', (flags, name) => {
-    const err = configError(() => parseEnqueueRequest('s3://bkt/in/', flags));
+    const err = configErrorOf(() => parseEnqueueRequest('s3://bkt/in/', flags));
     expect(err.variable).toBe(name);
     expect(err.message.startsWith(`${name}: expected`) || err.message.startsWith(`${name}:`)).toBe(true);
   });
 
   it('rejects malformed source URIs, naming SOURCE', () => {
     for (const uri of ['bkt/in', 's3://', 's3:///x', 'http://bkt/in', 's3://B_/x/..']) {
-      expect(configError(() => parseEnqueueRequest(uri, {})).variable).toBe('SOURCE');
+      expect(configErrorOf(() => parseEnqueueRequest(uri, {})).variable).toBe('SOURCE');
     }
   });
 });

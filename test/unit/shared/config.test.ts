@@ -1,16 +1,6 @@
+import { configErrorOf } from '../../helpers/errors.js';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig, redact } from '../../../src/shared/config.js';
-import { ConfigError } from '../../../src/shared/errors.js';
-
-function errorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('loadConfig', () => {
   it('uses the defaults from one place', () => {
@@ -41,14 +31,14 @@ describe('loadConfig', () => {
     [{ AWS_MAX_ATTEMPTS: '0' }, 'AWS_MAX_ATTEMPTS', /from 1 to 20/],
     [{ GRADCAM_AUDIT_QUEUE: 'a:b' }, 'GRADCAM_AUDIT_QUEUE', /no ':'/],
   ])('names the bad variable: %j', (env, variable, message) => {
-    const err = errorOf(() => loadConfig(env));
+    const err = configErrorOf(() => loadConfig(env));
     expect(err.variable).toBe(variable);
     expect(err.message.startsWith(`${variable}: `)).toBe(true);
     expect(err.message).toMatch(message);
   });
 
   it('never echoes a Redis password in errors', () => {
-    const err = errorOf(() => loadConfig({ REDIS_URL: 'http://user:hunter2@host:6379' }));
+    const err = configErrorOf(() => loadConfig({ REDIS_URL: 'http://user:hunter2@host:6379' }));
     expect(err.message).not.toContain('hunter2');
     expect(redact('redis://:s3cret@host:6379')).not.toContain('s3cret');
   });
