@@ -2,11 +2,11 @@
  * `gradcam-audit demo` options. Defaults in one place; the demo runs the same processes a real
  * deployment runs (worker, dashboard, enqueue), against embedded or configured services.
  */
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
 import { parseIntInRange } from '../shared/config.js';
+import { PACKAGE_ROOT } from '../shared/package-root.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface DemoOptions {
   /** Exit 0 once the run completes (also when CI=true). */
@@ -27,12 +27,12 @@ export interface DemoOptions {
   batchSize: number;
 }
 
-export const DEMO_MODEL = `${ROOT}models/demo/model.json`;
-export const DEMO_LABELS = `${ROOT}models/demo/labels.json`;
+export const DEMO_MODEL = join(PACKAGE_ROOT, 'models', 'demo', 'model.json');
+export const DEMO_LABELS = join(PACKAGE_ROOT, 'models', 'demo', 'labels.json');
 
 export const DEMO_DEFAULTS = Object.freeze({
   weights: DEMO_MODEL,
-  samples: `${ROOT}samples`,
+  samples: join(PACKAGE_ROOT, 'samples'),
   port: 3000,
   dataDir: 'demo-data',
   bucket: 'gradcam-demo',
