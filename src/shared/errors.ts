@@ -52,6 +52,16 @@ export class AccessDeniedError extends AuditError {
   readonly retryable = false;
 }
 
+/**
+ * No credentials could be found (or refreshed) by the SDK's provider chain. Retryable: the image is
+ * not at fault, and the environment may recover (a refreshed web-identity token, a fixed Secret);
+ * a worker must not mark a whole queue failed because of its own configuration.
+ */
+export class CredentialsError extends AuditError {
+  readonly code = 'CREDENTIALS';
+  readonly retryable = true;
+}
+
 /** Model weights or architecture do not fit. Never retried. */
 export class ModelError extends AuditError {
   readonly code = 'MODEL';

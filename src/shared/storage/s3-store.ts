@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import type { S3Config } from '../config.js';
-import { AccessDeniedError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
+import { AccessDeniedError, CredentialsError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
 import type { ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
 import { formatS3Uri } from './uri.js';
 
@@ -178,13 +178,19 @@ function noSuchBucket(bucket: string): NotFoundError {
 
 /** Map SDK failures (after its own retries) to named errors that decide our retries. */
 export function mapError(err: unknown, bucket: string, key: string): Error {
-  if (err instanceof InvalidInputError || err instanceof NotFoundError || err instanceof TransientError || err instanceof AccessDeniedError) return err;
+  if (err instanceof InvalidInputError || err instanceof NotFoundError || err instanceof TransientError || err instanceof AccessDeniedError || err instanceof CredentialsError) return err;
   const name = (err as { name?: string })?.name ?? '';
   const status = statusOf(err);
   const where = formatS3Uri({ bucket, key });
   if (name === 'NoSuchBucket') return noSuchBucket(bucket);
   if (name === 'NoSuchKey' || (status === 404 && key !== '')) return new NotFoundError(`no object at ${where}`, { cause: err });
   if (name === 'AbortError') return toError(err);
+  if (name === 'CredentialsProviderError') {
+    return new CredentialsError(
+      `no AWS credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an IAM role (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
   if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
     // Credentials rarely fix themselves; surface them as non-retryable with a hint.
     return new AccessDeniedError(`access denied to ${where} (${name || status}); check the credentials and bucket policy`, { cause: err });
