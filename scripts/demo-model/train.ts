@@ -2,31 +2,34 @@
  * `npm run train:demo-model`: train the demo classifier on synthetic scenes and save it to
  * models/demo/ in TF.js Layers format (model.json + one shard), with labels.json and training.json.
  *
- * The default recipe has two stages, both deterministic:
- *  1. `coarse`: from a seeded He initialisation, every block pooled (an 8x8 Grad-CAM grid), which
- *     is cheaper per step while the features form;
+ * The default recipe has three stages, all deterministic:
+ *  1. `coarse`: the narrow network from a seeded He initialisation, every block pooled (an 8x8
+ *     Grad-CAM grid), which is cheaper per step while the features form;
  *  2. `fine`: the same weights with the last block's pool removed (the final 16x16 grid), fine-tuned
- *     on a fresh image stream. Weight shapes do not depend on the pooling, so the hand-over is exact.
+ *     on a fresh image stream. Weight shapes do not depend on the pooling, so the hand-over is exact;
+ *  3. `wide`: the network widened to the final filter counts without changing its function
+ *     (widen.ts), trained on another fresh stream with label smoothing.
  * Every batch is freshly generated from the stage's seed (an endless, reproducible data stream), so
  * the network cannot memorise images; validation uses a different seed.
  *
  *   npm run train:demo-model -- [--out models/demo]
- *   npm run train:demo-model -- --init DIR --steps N [--seed S] [--learning-rate LR]   (one extra stage)
+ *   npm run train:demo-model -- --init DIR --steps N [--seed S] [--learning-rate LR] [--label-smoothing E] [--filters 24,48,96,96]   (one extra stage)
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { buildDemoLayersModel, DEMO_ARCHITECTURE, disposeParams, forwardLogits, initParams, LAST_CONV_LAYER, MODEL_NAME, toLayerWeights, TRAINING_INPUT_SCALE, type DemoArchitecture, type DemoParams } from './architecture.js';
+import { buildDemoLayersModel, DEMO_ARCHITECTURE, DEMO_NARROW_ARCHITECTURE, disposeParams, forwardLogits, initParams, LAST_CONV_LAYER, MODEL_NAME, toLayerWeights, TRAINING_INPUT_SCALE, type DemoArchitecture, type DemoParams } from './architecture.js';
 import { useBackend, type ScriptBackend } from './backend.js';
 import { caffeBatch, generateRange } from './data.js';
 import { fileSaveHandler, loadLayersModelFromDir } from './model-io.js';
 import { Prng } from './prng.js';
+import { matchesArchitecture, widenParams } from './widen.js';
 import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES } from './synth.js';
 
 export interface TrainStage {
   name: string;
-  /** Network used in this stage; its weight shapes must equal the final architecture's. */
+  /** Network used in this stage; if it has more filters than the weights so far, they are widened first (widen.ts). */
   architecture: DemoArchitecture;
   /** Seed of the stage's training images. */
   seed: number;
@@ -36,6 +39,12 @@ export interface TrainStage {
   learningRate: number;
   /** Linear warm-up steps. */
   warmupSteps: number;
+  /**
+   * Label smoothing of the cross-entropy targets (0 = one-hot). Without it a confident network
+   * drives its logit gaps so high that the softmax probability saturates to exactly 1 in float32;
+   * the probability score's gradient then vanishes and its Grad-CAM map is flat. Default 0.
+   */
+  labelSmoothing?: number;
 }
 
 export interface TrainOptions {
@@ -64,13 +73,16 @@ export interface TrainOptions {
 export const DEMO_RECIPE: readonly TrainStage[] = Object.freeze([
   {
     name: 'coarse',
-    architecture: { ...DEMO_ARCHITECTURE, blocks: DEMO_ARCHITECTURE.blocks.map((b) => ({ ...b, pool: true })) },
+    architecture: { ...DEMO_NARROW_ARCHITECTURE, blocks: DEMO_NARROW_ARCHITECTURE.blocks.map((b) => ({ ...b, pool: true })) },
     seed: 1,
     steps: 1800,
     learningRate: 2e-3,
     warmupSteps: 50,
   },
-  { name: 'fine', architecture: DEMO_ARCHITECTURE, seed: 2, steps: 1200, learningRate: 1e-3, warmupSteps: 50 },
+  { name: 'fine', architecture: DEMO_NARROW_ARCHITECTURE, seed: 2, steps: 1200, learningRate: 1e-3, warmupSteps: 50 },
+  // Widened to DEMO_ARCHITECTURE at the start of this stage. Label smoothing keeps the logit gaps
+  // moderate, so the softmax probability never saturates and its Grad-CAM stays informative.
+  { name: 'wide', architecture: DEMO_ARCHITECTURE, seed: 4, steps: 1500, learningRate: 1e-3, warmupSteps: 50, labelSmoothing: 0.05 },
 ]);
 
 export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
@@ -119,7 +131,7 @@ async function accuracy(params: DemoParams, arch: DemoArchitecture, seed: number
 
 interface SaveInfo {
   architecture: DemoArchitecture;
-  stages: { name: string; seed: number; steps: number; learningRate: number; seconds: number }[];
+  stages: { name: string; filters: number[]; seed: number; steps: number; learningRate: number; labelSmoothing: number; seconds: number }[];
   validationAccuracy: number;
   validationImages: number;
 }
@@ -157,21 +169,33 @@ async function saveModel(params: DemoParams, options: TrainOptions, backend: str
   return record.weightBytes ?? 0;
 }
 
-/** Load saved weights into the training variables, undoing the input-scale fold of the first kernel. */
-async function loadInto(params: DemoParams, dir: string): Promise<void> {
+/**
+ * Training variables holding the weights saved in `dir` (whatever its filter counts), undoing the
+ * input-scale fold of the first kernel.
+ */
+async function loadParams(dir: string): Promise<DemoParams> {
   const model = await loadLayersModelFromDir(dir);
   const weights = model.getWeights();
-  const targets = [...params.convs.flatMap((c) => [c.kernel, c.bias]), params.dense.kernel, params.dense.bias];
-  if (weights.length !== targets.length) throw new Error(`${dir} has ${weights.length} weight arrays, the demo network ${targets.length}`);
-  weights.forEach((w, i) => {
-    const target = targets[i] as tf.Variable;
-    target.assign(i === 0 ? tf.mul(w, TRAINING_INPUT_SCALE) : w);
+  if (weights.length < 4 || weights.length % 2 !== 0) throw new Error(`${dir} has ${weights.length} weight arrays, not a demo network (conv kernel/bias pairs and a dense layer)`);
+  const variables = weights.map((w, i) => {
+    const value = i === 0 ? tf.mul(w, TRAINING_INPUT_SCALE) : w.clone();
+    const v = tf.variable(value, true, `loaded${i}`);
+    value.dispose();
+    return v;
   });
   model.dispose();
+  const convs = [];
+  for (let i = 0; i + 2 < variables.length; i += 2) convs.push({ kernel: variables[i] as tf.Variable, bias: variables[i + 1] as tf.Variable });
+  return { convs, dense: { kernel: variables[variables.length - 2] as tf.Variable, bias: variables[variables.length - 1] as tf.Variable } };
 }
 
 function variablesOf(params: DemoParams): tf.Variable[] {
   return [...params.convs.flatMap((c) => [c.kernel, c.bias]), params.dense.kernel, params.dense.bias];
+}
+
+function stageRecord(stage: TrainStage): Omit<SaveInfo['stages'][number], 'seconds'> {
+  const { architecture: arch } = stage;
+  return { name: stage.name, filters: [...arch.blocks.map((b) => b.filters), arch.lastConvFilters], seed: stage.seed, steps: stage.steps, learningRate: stage.learningRate, labelSmoothing: stage.labelSmoothing ?? 0 };
 }
 
 /** One stage: `stage.steps` Adam steps on fresh batches from `stage.seed`. Returns its seconds. */
@@ -193,7 +217,7 @@ async function runStage(params: DemoParams, stage: TrainStage, done: SaveInfo['s
       () => {
         const logits = forwardLogits(params, x, arch);
         kept.push(tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)), 'float32'))));
-        return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+        return tf.losses.softmaxCrossEntropy(y, logits, undefined, stage.labelSmoothing ?? 0) as tf.Scalar;
       },
       true,
       variables,
@@ -212,7 +236,7 @@ async function runStage(params: DemoParams, stage: TrainStage, done: SaveInfo['s
     }
     if (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery === 0 && step + 1 < stage.steps) {
       const quick = await accuracy(params, arch, options.validationSeed, 100);
-      const progress = [...done, { name: stage.name, seed: stage.seed, steps: step + 1, learningRate: stage.learningRate, seconds: (Date.now() - started) / 1000 }];
+      const progress = [...done, { ...stageRecord(stage), steps: step + 1, seconds: (Date.now() - started) / 1000 }];
       await saveModel(params, options, backend, { architecture: arch, stages: progress, validationAccuracy: quick, validationImages: 100 });
       console.log(`  checkpoint at step ${step + 1}: validation accuracy ${quick.toFixed(3)} on 100 images`);
     }
@@ -226,13 +250,20 @@ export async function train(options: TrainOptions): Promise<void> {
   if (last === undefined) throw new RangeError('no training stages');
   if (options.stages.some((s) => s.seed === options.validationSeed)) throw new RangeError(`validation seed ${options.validationSeed} is also a training seed`);
   const backend = await useBackend(options.backend);
-  const params = initParams(new Prng(options.initSeed ^ 0x5eed), last.architecture);
-  if (options.initFrom !== undefined) await loadInto(params, options.initFrom);
+  const first = options.stages[0] as TrainStage;
+  let params = options.initFrom === undefined ? initParams(new Prng(options.initSeed ^ 0x5eed), first.architecture) : await loadParams(options.initFrom);
   console.log(`training ${MODEL_NAME} on ${backend}`);
   const done: SaveInfo['stages'] = [];
   for (const stage of options.stages) {
+    if (!matchesArchitecture(params, stage.architecture)) {
+      // A stage on a wider network starts from the narrower one's function (see widen.ts).
+      const wider = widenParams(params, stage.architecture, new Prng(options.initSeed ^ 0x71de));
+      disposeParams(params);
+      params = wider;
+      console.log(`widened to ${stage.architecture.blocks.map((b) => b.filters).join('/')}/${stage.architecture.lastConvFilters} filters`);
+    }
     const seconds = await runStage(params, stage, done, options, backend);
-    done.push({ name: stage.name, seed: stage.seed, steps: stage.steps, learningRate: stage.learningRate, seconds: Math.round(seconds) });
+    done.push({ ...stageRecord(stage), seconds: Math.round(seconds) });
     const acc = await accuracy(params, stage.architecture, options.validationSeed, options.validationSize);
     console.log(`stage ${stage.name} done in ${seconds.toFixed(0)}s: validation accuracy ${acc.toFixed(4)} on ${options.validationSize} images (seed ${options.validationSeed})`);
     if (stage === last) {
@@ -241,6 +272,16 @@ export async function train(options: TrainOptions): Promise<void> {
     }
   }
   disposeParams(params);
+}
+
+/** `--filters 24,48,96,96`: the blocks' and the last conv's filter counts, for a widened custom stage. */
+function withFilters(arch: DemoArchitecture, raw: string | undefined): DemoArchitecture {
+  if (raw === undefined) return arch;
+  const counts = raw.split(',').map(Number);
+  if (counts.length !== arch.blocks.length + 1 || counts.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new RangeError(`--filters must be ${arch.blocks.length + 1} positive integers (blocks, then last_conv), got '${raw}'`);
+  }
+  return { ...arch, blocks: arch.blocks.map((b, i) => ({ ...b, filters: counts[i] as number })), lastConvFilters: counts[arch.blocks.length] as number };
 }
 
 function parseOptions(argv: string[]): TrainOptions {
@@ -255,6 +296,8 @@ function parseOptions(argv: string[]): TrainOptions {
       init: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       backend: { type: 'string' },
+      filters: { type: 'string' },
+      'label-smoothing': { type: 'string' },
     },
   });
   const int = (flag: string, raw: string | undefined, fallback: number, min = 1): number => {
@@ -273,12 +316,14 @@ function parseOptions(argv: string[]): TrainOptions {
     backend,
     ...(values.init === undefined ? {} : { initFrom: values.init }),
   };
+  const smoothing = values['label-smoothing'] === undefined ? 0 : Number(values['label-smoothing']);
+  if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`--label-smoothing must be in [0, 1), got '${values['label-smoothing']}'`);
   const custom = values.steps !== undefined || values.seed !== undefined || values['learning-rate'] !== undefined;
   if (!custom) return options;
   // A single extra stage on the final architecture, e.g. a warm restart with --init.
   const lr = values['learning-rate'] === undefined ? 1e-3 : Number(values['learning-rate']);
   if (!(lr > 0)) throw new RangeError(`--learning-rate must be a positive number, got '${values['learning-rate']}'`);
-  const stage: TrainStage = { name: 'custom', architecture: DEMO_ARCHITECTURE, seed: int('seed', values.seed, 3), steps: int('steps', values.steps, 600), learningRate: lr, warmupSteps: 50 };
+  const stage: TrainStage = { name: 'custom', architecture: withFilters(DEMO_ARCHITECTURE, values.filters), seed: int('seed', values.seed, 3), steps: int('steps', values.steps, 600), learningRate: lr, warmupSteps: 50, labelSmoothing: smoothing };
   return { ...options, stages: [stage] };
 }
 
