@@ -4,18 +4,8 @@
  * (enqueue's own) and `DEFAULT_EXPLAIN_OPTIONS` (what every job carries).
  */
 import { createHash } from 'node:crypto';
-import { parseEnum, parseIntInRange, parseNumberInRange } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
-import {
-  CAM_METHODS,
-  COLORMAPS,
-  DEFAULT_EXPLAIN_OPTIONS,
-  OVERLAY_FORMATS,
-  RESIZE_MODES,
-  SCORE_MODES,
-  type ExplainOptions,
-  type TargetSpec,
-} from '../shared/explain-options.js';
+import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlags } from '../shared/explain-options.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { asFolderPrefix, formatS3Uri, parseS3Uri, type S3Location } from '../shared/storage/uri.js';
 
@@ -51,28 +41,18 @@ export interface EnqueueRequest {
 }
 
 /** Raw flag values as commander hands them over (strings, or booleans for switches). */
-export interface EnqueueFlags {
+export interface EnqueueFlags extends RawExplainOptionFlags {
   output?: string;
   runId?: string;
   include?: string;
   exclude?: string;
-  topK?: string;
-  targets?: string;
-  method?: string;
-  score?: string;
-  resize?: string;
-  colormap?: string;
-  alpha?: string;
-  format?: string;
-  maxSide?: string;
-  layer?: string;
   model?: string;
   dryRun?: boolean;
 }
 
 export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): EnqueueRequest {
   const source = parseS3Uri(sourceUri, 'SOURCE');
-  const options = parseExplainFlags(flags);
+  const options = parseExplainOptionFlags(flags);
   const include = parseGlobList('--include', flags.include);
   const exclude = parseGlobList('--exclude', flags.exclude);
   const model = flags.model === undefined ? '' : parseModelLabel(flags.model);
@@ -120,41 +100,6 @@ function sortedOptions(options: ExplainOptions): Array<[string, unknown]> {
   return Object.entries(options)
     .filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-}
-
-export function parseExplainFlags(flags: EnqueueFlags): ExplainOptions {
-  const d = DEFAULT_EXPLAIN_OPTIONS;
-  const options: ExplainOptions = {
-    topK: flags.topK === undefined ? d.topK : parseIntInRange('--top-k', flags.topK, 1, 1000),
-    targets: flags.targets === undefined ? d.targets : parseTargets(flags.targets),
-    method: flags.method === undefined ? d.method : parseEnum('--method', flags.method, CAM_METHODS),
-    score: flags.score === undefined ? d.score : parseEnum('--score', flags.score, SCORE_MODES),
-    resize: flags.resize === undefined ? d.resize : parseEnum('--resize', flags.resize, RESIZE_MODES),
-    colormap: flags.colormap === undefined ? d.colormap : parseEnum('--colormap', flags.colormap, COLORMAPS),
-    alpha: flags.alpha === undefined ? d.alpha : parseNumberInRange('--alpha', flags.alpha, 0, 1),
-    overlayFormat: flags.format === undefined ? d.overlayFormat : parseEnum('--format', flags.format, OVERLAY_FORMATS),
-  };
-  if (flags.maxSide !== undefined) options.maxSide = parseIntInRange('--max-side', flags.maxSide, 16, 16384);
-  if (flags.layer !== undefined) {
-    // Keras layer names; the worker checks the name exists in its model.
-    if (!/^[A-Za-z0-9_./-]{1,128}$/.test(flags.layer)) throw new ConfigError('--layer', `expected a layer name such as block5_conv3, got "${flags.layer}"`);
-    options.layer = flags.layer;
-  }
-  return options;
-}
-
-/** `top1`, `topk`, or class indices `I,J,...` (checked against the model by the worker). */
-export function parseTargets(value: string): TargetSpec {
-  const v = value.trim();
-  if (v === 'top1') return { kind: 'top1' };
-  if (v === 'topk') return { kind: 'topk' };
-  const parts = v.split(',').map((p) => p.trim());
-  if (parts.length === 0 || parts.some((p) => !/^\d{1,6}$/.test(p))) {
-    throw new ConfigError('--targets', `expected top1, topk or class indices such as 281,285, got "${value}"`);
-  }
-  const indices = [...new Set(parts.map(Number))];
-  if (indices.length > 64) throw new ConfigError('--targets', `expected at most 64 class indices, got ${indices.length}`);
-  return { kind: 'indices', indices };
 }
 
 export function parseGlobList(flag: string, value: string | undefined): string[] {

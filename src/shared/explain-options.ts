@@ -1,3 +1,6 @@
+import { parseEnum, parseIntInRange, parseNumberInRange } from './config.js';
+import { ConfigError } from './errors.js';
+
 /**
  * What to explain and how. These options travel in every job payload, are recorded in every
  * manifest, and are part of the idempotency key of an output, so they live in `shared`.
@@ -55,3 +58,56 @@ export const DEFAULT_EXPLAIN_OPTIONS: Readonly<ExplainOptions> = Object.freeze({
   alpha: 0.5,
   overlayFormat: 'jpeg',
 });
+
+/** The explanation flags shared by `explain` and `enqueue`, as commander hands them over. */
+export interface RawExplainOptionFlags {
+  topK?: string;
+  targets?: string;
+  method?: string;
+  score?: string;
+  layer?: string;
+  resize?: string;
+  colormap?: string;
+  alpha?: string;
+  format?: string;
+  maxSide?: string;
+}
+
+/** Most explicit targets one job may ask for (each costs a backward row per image). */
+export const MAX_TARGET_INDICES = 64;
+
+/** Validate the explanation flags once, for every command; each error names its flag. */
+export function parseExplainOptionFlags(flags: RawExplainOptionFlags): ExplainOptions {
+  const d = DEFAULT_EXPLAIN_OPTIONS;
+  const options: ExplainOptions = {
+    topK: flags.topK === undefined ? d.topK : parseIntInRange('--top-k', flags.topK, 1, 1000),
+    targets: flags.targets === undefined ? d.targets : parseTargets(flags.targets),
+    method: flags.method === undefined ? d.method : parseEnum('--method', flags.method, CAM_METHODS),
+    score: flags.score === undefined ? d.score : parseEnum('--score', flags.score, SCORE_MODES),
+    resize: flags.resize === undefined ? d.resize : parseEnum('--resize', flags.resize, RESIZE_MODES),
+    colormap: flags.colormap === undefined ? d.colormap : parseEnum('--colormap', flags.colormap, COLORMAPS),
+    alpha: flags.alpha === undefined ? d.alpha : parseNumberInRange('--alpha', flags.alpha, 0, 1),
+    overlayFormat: flags.format === undefined ? d.overlayFormat : parseEnum('--format', flags.format, OVERLAY_FORMATS),
+  };
+  if (flags.maxSide !== undefined) options.maxSide = parseIntInRange('--max-side', flags.maxSide, 16, 65_535);
+  if (flags.layer !== undefined) {
+    // Keras layer names; the engine checks that the name exists in its model.
+    if (!/^[A-Za-z0-9_./-]{1,128}$/.test(flags.layer)) throw new ConfigError('--layer', `expected a layer name such as block5_conv3, got "${flags.layer}"`);
+    options.layer = flags.layer;
+  }
+  return options;
+}
+
+/** `top1`, `topk`, or comma-separated class indices such as `281,285` (checked against the model by the engine). */
+export function parseTargets(value: string): TargetSpec {
+  const v = value.trim();
+  if (v === 'top1') return { kind: 'top1' };
+  if (v === 'topk') return { kind: 'topk' };
+  const parts = v.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^\d{1,6}$/.test(p))) {
+    throw new ConfigError('--targets', `expected top1, topk or comma-separated class indices such as 281,285, got "${value}"`);
+  }
+  const indices = [...new Set(parts.map(Number))];
+  if (indices.length > MAX_TARGET_INDICES) throw new ConfigError('--targets', `expected at most ${MAX_TARGET_INDICES} class indices, got ${indices.length}`);
+  return { kind: 'indices', indices };
+}

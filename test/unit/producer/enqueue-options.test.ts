@@ -1,6 +1,7 @@
 import { configErrorOf } from '../../helpers/errors.js';
 import { describe, expect, it } from 'vitest';
-import { deriveRunId, parseEnqueueRequest, parseTargets } from '../../../src/producer/enqueue-options.js';
+import { deriveRunId, parseEnqueueRequest } from '../../../src/producer/enqueue-options.js';
+import { parseTargets } from '../../../src/shared/explain-options.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import { validateRunId } from '../../../src/shared/queue/contract.js';
 
