@@ -5,6 +5,7 @@
  * the run's source prefix or output prefix with no dot segment (`isWithinPrefix`).
  */
 import { extname } from 'node:path';
+import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
 import { InvalidInputError, AccessDeniedError, NotFoundError } from '../shared/errors.js';
 import type { RunRecord } from '../shared/queue/run-store.js';
 import { asFolderPrefix, isWithinPrefix, outputKeysFor, parseS3Uri, type S3Location } from '../shared/storage/index.js';
@@ -14,13 +15,7 @@ export type ObjectRole = (typeof OBJECT_ROLES)[number];
 
 /** Content types the proxy passes through; anything else is served as a download, never rendered. */
 const SAFE_TYPES: Record<string, string> = {
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.png': 'image/png',
-  '.webp': 'image/webp',
-  '.gif': 'image/gif',
-  '.tif': 'image/tiff',
-  '.tiff': 'image/tiff',
+  ...IMAGE_CONTENT_TYPES,
   '.avif': 'image/avif',
   '.bmp': 'image/bmp',
   '.json': 'application/json; charset=utf-8',

@@ -10,6 +10,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, statSync, type W
 import { writeFile } from 'node:fs/promises';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { loadConfig } from '../shared/config.js';
+import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
 import { ConfigError, describeError } from '../shared/errors.js';
 import type { RunSummary } from '../shared/manifest.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
@@ -19,16 +20,6 @@ import { parseS3Uri } from '../shared/storage/uri.js';
 import { freePort } from '../dev/free-port.js';
 import { startRedisServer, startS3rver } from '../dev/local-services.js';
 import { DEMO_MODEL, resolveDemoOptions, type DemoFlags, type DemoOptions } from './options.js';
-
-const IMAGE_TYPES: Record<string, string> = {
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.png': 'image/png',
-  '.webp': 'image/webp',
-  '.gif': 'image/gif',
-  '.tif': 'image/tiff',
-  '.tiff': 'image/tiff',
-};
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -145,7 +136,7 @@ async function uploadSamples(store: S3ObjectStore, bucket: string, samples: stri
   const { readFile } = await import('node:fs/promises');
   let n = 0;
   for (const path of walk(samples)) {
-    const type = IMAGE_TYPES[extname(path).toLowerCase()];
+    const type = IMAGE_CONTENT_TYPES[extname(path).toLowerCase()];
     if (!type) continue;
     const key = `samples/${relative(samples, path).split(sep).join('/')}`;
     await store.put(bucket, key, await readFile(path), { contentType: type });

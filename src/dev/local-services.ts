@@ -37,7 +37,8 @@ export async function startRedisServer(options: { binary?: string; timeoutMs?: n
   return { url, stop: () => stopChild(child) };
 }
 
-async function waitUntilRedisAnswers(url: string, timeoutMs: number, child: ChildProcess): Promise<void> {
+/** Poll until the redis-server `child` answers PING on `url` (a loading AOF answers only when done). */
+export async function waitUntilRedisAnswers(url: string, timeoutMs: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} before accepting connections`);

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigError } from '../shared/errors.js';
 import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlags } from '../shared/explain-options.js';
+import { IMAGE_EXTENSIONS } from '../shared/image-types.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { asFolderPrefix, formatS3Uri, parseS3Uri, type S3Location } from '../shared/storage/uri.js';
 
@@ -13,7 +14,7 @@ export const ENQUEUE_DEFAULTS = Object.freeze({
   /** Output root inside the source bucket when `--output` is not given: `<root><run-id>/`. */
   outputRoot: 'gradcam-audit/',
   /** Extensions kept when no `--include` is given (compared case-insensitively). */
-  imageExtensions: ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff'] as readonly string[],
+  imageExtensions: IMAGE_EXTENSIONS,
   /** Keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
   pageSize: 1000,
   /**

@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import { writeTfjsLayers } from '../../../scripts/weights/write-tfjs-layers.js';
 import { freePort } from '../../../src/dev/free-port.js';
+import { waitUntilRedisAnswers } from '../../../src/dev/local-services.js';
 import type { RunManifestLine } from '../../../src/shared/manifest.js';
 import type { RunRecord, RunStore } from '../../../src/shared/queue/run-store.js';
 import { MANIFEST_FILE } from '../../../src/shared/run-finalizer.js';
@@ -145,22 +146,10 @@ export async function startRestartableRedis(): Promise<RestartableRedis> {
     let stderr = '';
     c.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     child = c;
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      if (c.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${c.exitCode}: ${stderr}`);
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        // Loading the AOF answers LOADING errors until done; wait for a real reply.
-        await probe.ping();
-        return;
-      } catch {
-        if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port} within 15 s: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 50));
-      } finally {
-        probe.disconnect();
-      }
+    try {
+      await waitUntilRedisAnswers(url, 15_000, c);
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (port ${port}): ${stderr}`, { cause: err });
     }
   };
   const kill = async (): Promise<void> => {
