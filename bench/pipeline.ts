@@ -134,6 +134,24 @@ function parseArgs(argv: string[]): BenchOptions {
   return o;
 }
 
+/** The mid-size benchmark nets: blocks 32x2/64x2/128x3, fc 256, 100 classes, at a given input side. */
+function threeBlockNet(name: string, side: number): { spec: ModelSpec; label: string } {
+  const spec = vggShapedSpec({
+    name,
+    inputShape: [side, side, 3],
+    blocks: [
+      { filters: 32, convs: 2 },
+      { filters: 64, convs: 2 },
+      { filters: 128, convs: 3 },
+    ],
+    denseUnits: [256],
+    classes: 100,
+    seed: 1,
+    inputStd: 64,
+  });
+  return { spec, label: `seeded ${name}, ${side}x${side}, blocks 32x2/64x2/128x3, fc 256, 100 classes` };
+}
+
 async function modelSpec(o: BenchOptions): Promise<{ spec: ModelSpec; label: string }> {
   if (o.weights) {
     const { loadModelSpec } = await import('../src/worker/model/source.js');
@@ -145,39 +163,9 @@ async function modelSpec(o: BenchOptions): Promise<{ spec: ModelSpec; label: str
     case 'vgg16':
       return { spec: randomVgg16Spec({ seed: 1, inputStd: 64 }), label: 'VGG16 (random weights), 224x224' };
     case 'large':
-      return {
-        spec: vggShapedSpec({
-          name: 'vgg-large',
-          inputShape: [224, 224, 3],
-          blocks: [
-            { filters: 32, convs: 2 },
-            { filters: 64, convs: 2 },
-            { filters: 128, convs: 3 },
-          ],
-          denseUnits: [256],
-          classes: 100,
-          seed: 1,
-          inputStd: 64,
-        }),
-        label: 'seeded vgg-large, 224x224, blocks 32x2/64x2/128x3, fc 256, 100 classes',
-      };
+      return threeBlockNet('vgg-large', 224);
     case 'mid':
-      return {
-        spec: vggShapedSpec({
-          name: 'vgg-mid',
-          inputShape: [112, 112, 3],
-          blocks: [
-            { filters: 32, convs: 2 },
-            { filters: 64, convs: 2 },
-            { filters: 128, convs: 3 },
-          ],
-          denseUnits: [256],
-          classes: 100,
-          seed: 1,
-          inputStd: 64,
-        }),
-        label: 'seeded vgg-mid, 112x112, blocks 32x2/64x2/128x3, fc 256, 100 classes',
-      };
+      return threeBlockNet('vgg-mid', 112);
   }
 }
 
