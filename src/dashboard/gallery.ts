@@ -45,11 +45,6 @@ export function matches(line: RunManifestLine, f: ImageFilter): boolean {
   return true;
 }
 
-export async function queryImages(runs: RunStore, runId: string, filter: ImageFilter, page: Page): Promise<ImagePage> {
-  const keys = await matchingKeys(runs, runId, filter);
-  return pageOf(runs, runId, keys, page);
-}
-
 /** Sorted source keys of the results that match `filter` (one full scan of the run's results). */
 export async function matchingKeys(runs: RunStore, runId: string, filter: ImageFilter): Promise<string[]> {
   const keys: string[] = [];

@@ -6,7 +6,7 @@
  */
 import { extname } from 'node:path';
 import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
-import { InvalidInputError, AccessDeniedError, NotFoundError } from '../shared/errors.js';
+import { InvalidInputError, AccessDeniedError } from '../shared/errors.js';
 import type { RunRecord } from '../shared/queue/run-store.js';
 import { asFolderPrefix, isWithinPrefix, outputKeysFor, parseS3Uri, type S3Location } from '../shared/storage/index.js';
 
@@ -46,6 +46,3 @@ export function safeContentType(key: string): { type: string; inline: boolean } 
   return type ? { type, inline: true } : { type: 'application/octet-stream', inline: false };
 }
 
-export function isNotFound(err: unknown): boolean {
-  return err instanceof NotFoundError;
-}
