@@ -8,7 +8,7 @@ import { ConfigError } from '../shared/errors.js';
 import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlags } from '../shared/explain-options.js';
 import { IMAGE_EXTENSIONS } from '../shared/image-types.js';
 import { validateRunId } from '../shared/queue/contract.js';
-import { asFolderPrefix, formatS3Uri, parseS3Uri, type S3Location } from '../shared/storage/uri.js';
+import { asFolderPrefix, formatS3Uri, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
 
 export const ENQUEUE_DEFAULTS = Object.freeze({
   /** Output root inside the source bucket when `--output` is not given: `<root><run-id>/`. */
@@ -52,7 +52,10 @@ export interface EnqueueFlags extends RawExplainOptionFlags {
 }
 
 export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): EnqueueRequest {
-  const source = parseS3Uri(sourceUri, 'SOURCE');
+  // No dot segments in either prefix: outputs must stay under --output, and the equal/inside
+  // checks between source and output (which keep a run from auditing its own outputs) compare
+  // prefixes as strings, which is only sound without them.
+  const source = parseS3Prefix(sourceUri, 'SOURCE');
   const options = parseExplainOptionFlags(flags);
   const include = parseGlobList('--include', flags.include);
   const exclude = parseGlobList('--exclude', flags.exclude);
@@ -111,7 +114,7 @@ export function parseGlobList(flag: string, value: string | undefined): string[]
 }
 
 function parseOutput(value: string): S3Location {
-  const loc = parseS3Uri(value, '--output');
+  const loc = parseS3Prefix(value, '--output');
   return { bucket: loc.bucket, key: asFolderPrefix(loc.key) };
 }
 

@@ -17,7 +17,7 @@ import { JOB_NAME, PAYLOAD_VERSION, jobIdFor, jobOptionsFor, type AuditJobPayloa
 import type { RunRecord, RunStore } from '../shared/queue/run-store.js';
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
 import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.js';
-import { formatS3Uri } from '../shared/storage/uri.js';
+import { formatS3Uri, parseS3Prefix } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
 
@@ -216,6 +216,10 @@ class Scan {
     private readonly deps: ListingDeps,
   ) {
     const out = request.output;
+    // The prefix comparisons below are plain string comparisons, sound only without dot segments.
+    // parseEnqueueRequest refuses them; a request built in code must not slip past.
+    parseS3Prefix(formatS3Uri(request.source), 'SOURCE');
+    parseS3Prefix(formatS3Uri(out), '--output');
     // Outputs land in overlays/, heatmaps/ and predictions/ under the output prefix; when that lies
     // inside the source (even `--output` = source), a re-enqueue would audit last run's heatmaps.
     // With default outputs, every run's output root is skipped. A source pointed inside one of these

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { OverlayFormat } from '../explain-options.js';
-import { joinKey } from './uri.js';
+import { hasDotSegment, joinKey } from './uri.js';
 
 /** S3's key length limit in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
@@ -70,6 +70,5 @@ export function outputKeysFor(outputPrefix: string, sourceKey: string, format: O
 /** True when `key` is inside `prefix` with no dot segment that could climb out of it. */
 export function isWithinPrefix(prefix: string, key: string): boolean {
   if (!key.startsWith(prefix)) return false;
-  const rest = key.slice(prefix.length);
-  return !rest.split('/').some((seg) => seg === '..' || seg === '.');
+  return !hasDotSegment(key.slice(prefix.length));
 }

@@ -1,6 +1,9 @@
 /**
  * `s3://bucket/prefix` URIs. Keys are kept verbatim (spaces, unicode, `+`, `%`, `..` are all legal
- * S3 key characters): we never percent-decode, because S3 itself does not.
+ * S3 key characters): we never percent-decode, because S3 itself does not. Prefixes a command
+ * writes under, or compares with another prefix, are parsed with `parseS3Prefix`, which refuses
+ * dot segments: S3 stores `out/../x` literally, but URL-normalising clients, proxies and the next
+ * tool in the chain do not, and a string comparison of prefixes is only sound without them.
  */
 import { ConfigError } from '../errors.js';
 
@@ -31,6 +34,39 @@ export function parseS3Uri(uri: string, what = 'S3 URI'): S3Location {
   }
   if (key.includes('\0')) throw new ConfigError(what, 'key contains a NUL byte');
   return { bucket, key };
+}
+
+/**
+ * `parseS3Uri` for a prefix that must mean what it says: refuses `.` and `..` path segments,
+ * including percent-encoded (`%2e%2E`) and backslash-separated forms.
+ */
+export function parseS3Prefix(uri: string, what: string): S3Location {
+  const location = parseS3Uri(uri, what);
+  const dot = dotSegmentOf(location.key);
+  if (dot !== undefined) {
+    throw new ConfigError(
+      what,
+      `"${uri}" contains a "${dot}" segment; dot segments are refused because clients that normalise paths would read or write outside the intended prefix. Name the prefix without them`,
+    );
+  }
+  return location;
+}
+
+/**
+ * True when `segment` is `.` or `..`, also percent-encoded (`%2e`, `.%2E`): URL parsers decode
+ * those before resolving dot segments, so they climb out of a prefix just the same.
+ */
+export function isDotSegment(segment: string): boolean {
+  return /^(?:\.|%2e){1,2}$/i.test(segment);
+}
+
+/** True when `key` has a dot segment, splitting on `/` and on `\` (which WHATWG URL parsing treats as `/`). */
+export function hasDotSegment(key: string): boolean {
+  return dotSegmentOf(key) !== undefined;
+}
+
+function dotSegmentOf(key: string): string | undefined {
+  return key.split(/[/\\]/).find(isDotSegment);
 }
 
 export function formatS3Uri(location: S3Location): string {

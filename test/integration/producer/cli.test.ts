@@ -43,11 +43,17 @@ describe('gradcam-audit enqueue / status as child processes', () => {
   });
 
   it('rejects a bad flag and a bad URI with exit code 2 and the name of what is wrong', async () => {
-    const [flag, uri] = await Promise.all([cli(['enqueue', `s3://${b.bucket}/in/`, '--alpha', '1.5'], env, true), cli(['enqueue', 'https://example.com/x'], env)]);
+    const [flag, uri, dots] = await Promise.all([
+      cli(['enqueue', `s3://${b.bucket}/in/`, '--alpha', '1.5'], env, true),
+      cli(['enqueue', 'https://example.com/x'], env),
+      cli(['enqueue', `s3://${b.bucket}/in/`, '--output', `s3://${b.bucket}/../x`], env),
+    ]);
     expect(flag.code).toBe(2);
     expect(flag.stderr).toContain('--alpha: expected a number from 0 to 1, got 1.5');
     expect(uri.code).toBe(2);
     expect(uri.stderr).toContain('use s3://BUCKET/KEY, not an http URL');
+    expect(dots.code).toBe(2);
+    expect(dots.stderr).toContain(`--output: "s3://${b.bucket}/../x" contains a ".." segment`);
   });
 
   it('reports a missing bucket clearly, enqueues, and shows status as text and JSON', async () => {

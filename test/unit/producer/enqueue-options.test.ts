@@ -1,6 +1,8 @@
 import { configErrorOf } from '../../helpers/errors.js';
 import { describe, expect, it } from 'vitest';
 import { deriveRunId, parseEnqueueRequest } from '../../../src/producer/enqueue-options.js';
+import { enqueueRun } from '../../../src/producer/enqueue.js';
+import type { ObjectStore } from '../../../src/shared/storage/object-store.js';
 import { parseTargets } from '../../../src/shared/explain-options.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import { validateRunId } from '../../../src/shared/queue/contract.js';
@@ -51,6 +53,21 @@ describe('parseEnqueueRequest', () => {
     const err = configErrorOf(() => parseEnqueueRequest('s3://bkt/in/', flags));
     expect(err.variable).toBe(name);
     expect(err.message.startsWith(`${name}: expected`) || err.message.startsWith(`${name}:`)).toBe(true);
+  });
+
+  it('refuses dot segments in --output and SOURCE (a key such as ../x would leave the intended prefix)', async () => {
+    for (const output of ['s3://bkt/../x', 's3://bkt/audits/./r1', 's3://bkt/audits/%2E%2e/elsewhere/']) {
+      const err = configErrorOf(() => parseEnqueueRequest('s3://bkt/in/', { output }));
+      expect(err.variable).toBe('--output');
+      expect(err.message).toContain('segment');
+    }
+    expect(configErrorOf(() => parseEnqueueRequest('s3://bkt/in/../secret/', {})).variable).toBe('SOURCE');
+    // A request built in code, past the flag parser, is refused before anything is listed.
+    const crafted = { ...parseEnqueueRequest('s3://bkt/in/', { dryRun: true }), output: { bucket: 'bkt', key: 'in/../elsewhere/' } };
+    const unused = {} as ObjectStore;
+    await expect(enqueueRun(crafted, { store: unused })).rejects.toThrow(/--output: .*"\.\." segment/);
+    // Dots that are not whole segments stay legal.
+    expect(parseEnqueueRequest('s3://bkt/in/.../x/', { output: 's3://bkt/out.d/..x/' }).output).toEqual({ bucket: 'bkt', key: 'out.d/..x/' });
   });
 
   it('rejects malformed source URIs, naming SOURCE', () => {
