@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, extname, join, posix, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -150,22 +150,33 @@ async function readBytes(source: WeightSource, deps: WeightSourceDeps): Promise<
 }
 
 async function readLocal(path: string): Promise<Uint8Array> {
+  await requireWeightsFile(path);
+  return readFile(path);
+}
+
+/**
+ * A local weights path must be a readable file. A directory is a common slip (the folder of a
+ * TF.js export): name it and the weights files inside it, rather than fail on EISDIR.
+ */
+async function requireWeightsFile(path: string): Promise<void> {
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
-    return await readFile(path);
+    info = await stat(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`weights file not found: ${path}`, { cause: err });
-    throw err;
+    throw new ConfigError('--weights', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
+  if (info.isFile()) return;
+  if (!info.isDirectory()) throw new ConfigError('--weights', `${path} is not a regular file`);
+  const inside = (await readdir(path).catch(() => [] as string[])).filter((n) => n === 'model.json' || /\.(h5|hdf5)$/i.test(n)).sort();
+  const hint = inside.length > 0 ? `; did you mean ${inside.slice(0, 3).map((n) => join(path, n)).join(' or ')}?` : '; pass a Keras .h5 file or a TF.js model.json';
+  throw new ConfigError('--weights', `${path} is a directory, not a weights file${hint}`);
 }
 
 /** A local path holding the file: the file itself, or a cached download. */
 async function localCopy(source: WeightSource, deps: WeightSourceDeps, cacheDir: string): Promise<string> {
   if (source.kind === 'file') {
-    try {
-      await stat(source.path);
-    } catch (err) {
-      throw new NotFoundError(`weights file not found: ${source.path}`, { cause: err });
-    }
+    await requireWeightsFile(source.path);
     return source.path;
   }
   const label = describeSource(source);

@@ -140,6 +140,25 @@ describe('weight sources', () => {
     });
   });
 
+  it('names --weights when it points at a directory, and suggests the weights files inside it', async () => {
+    await withTempDir(async (dir) => {
+      await writeTfjsLayers(join(dir, 'tfjs'), spec);
+      for (const path of [join(dir, 'tfjs'), dir]) {
+        const err = await loadModelSpec(path, {}, {}).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ConfigError);
+        expect((err as ConfigError).variable).toBe('--weights');
+        expect((err as Error).message).toContain(`${path} is a directory`);
+        expect((err as Error).message).not.toContain('EISDIR');
+      }
+      const inside = await loadModelSpec(join(dir, 'tfjs'), {}, {}).catch((e: Error) => e.message);
+      expect(inside).toContain(join(dir, 'tfjs', 'model.json'));
+      // A directory named like a weights file is no better.
+      const named = join(dir, 'tfjs.h5');
+      await rename(join(dir, 'tfjs'), named);
+      await expect(loadModelSpec(named, {}, {})).rejects.toThrow(`${named} is a directory`);
+    });
+  });
+
   it('reports a file forced into the wrong format as a model error', async () => {
     await withTempDir(async (dir) => {
       await writeKerasHdf5(join(dir, 'w.h5'), spec, { style: 'legacy' });
