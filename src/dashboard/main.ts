@@ -18,8 +18,18 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   const options = resolveDashboardOptions(flags);
   const logger = createLogger({ level: config.logLevel, base: { component: 'dashboard' } });
   const redis = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard' });
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection problem'));
-  await waitForRedis(redis, config.redisUrl);
+  // Until Redis first answers, waitForRedis reports the problem (once, with the last error); a
+  // warning per reconnect attempt would only bury it.
+  const warn = (err: Error): void => logger.warn({ err: err.message }, 'redis connection problem');
+  redis.on('error', () => undefined);
+  try {
+    await waitForRedis(redis, config.redisUrl);
+  } catch (err) {
+    // An open connection retrying in the background would keep the process alive forever.
+    redis.disconnect();
+    throw err;
+  }
+  redis.on('error', warn);
   const queueConnection = createRedis(config.redisUrl, { role: 'queue', name: 'gca-dashboard-queue' });
   queueConnection.on('error', () => undefined);
   const keySpace = { prefix: config.keyPrefix };

@@ -34,22 +34,32 @@ export function createRedis(url: string, options: RedisFactoryOptions): Redis {
   return new Redis(url, redisOptions);
 }
 
-/** Wait until the connection is ready, or fail with an error that names the (redacted) URL. */
+/**
+ * Wait until the connection is ready, or fail with an error that names the (redacted) URL and the
+ * last connection error (ECONNREFUSED, ENOTFOUND, an auth failure), which usually says what to fix.
+ */
 export async function waitForRedis(redis: Redis, url: string, timeoutMs = 10_000): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
+    let lastError = '';
     const timer = setTimeout(() => {
       cleanup();
-      reject(new TransientError(`cannot reach Redis at ${redact(url)} within ${timeoutMs} ms; is redis-server running and REDIS_URL right?`));
+      const cause = lastError ? ` (last error: ${lastError})` : '';
+      reject(new TransientError(`cannot reach Redis at ${redact(url)} within ${timeoutMs} ms${cause}; is redis-server running and REDIS_URL right?`));
     }, timeoutMs);
     const onReady = (): void => {
       cleanup();
       resolve();
     };
+    const onError = (err: Error): void => {
+      lastError = redact(err.message);
+    };
     const cleanup = (): void => {
       clearTimeout(timer);
       redis.off('ready', onReady);
+      redis.off('error', onError);
     };
     redis.on('ready', onReady);
+    redis.on('error', onError);
   });
 }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../../src/dev/free-port.js';
 import { bullPrefix } from '../../../src/shared/queue/contract.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { serviceEnv, testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
@@ -59,4 +60,21 @@ describe('gradcam-audit dashboard (child process)', () => {
     expect(await exited).toBe(0);
     await queue.close();
   });
+
+  it('exits 1 with an actionable message when Redis is unreachable at start, instead of hanging', async () => {
+    const env = serviceEnv({ REDIS_URL: `redis://127.0.0.1:${await freePort()}`, LOG_LEVEL: 'warn' });
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'dashboard', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    clearTimeout(killer);
+    const seconds = (Date.now() - started) / 1000;
+    expect(code, stderr).toBe(1);
+    expect(stderr).toContain('cannot reach Redis at redis://127.0.0.1:');
+    expect(stderr).toContain('ECONNREFUSED');
+    // The wait for Redis is 10 s; the rest is process start-up on a loaded machine.
+    expect(seconds).toBeLessThan(30);
+  }, 60_000);
 });
