@@ -28,6 +28,7 @@ import { removeHeartbeat, writeHeartbeat } from '../../shared/queue/heartbeat.js
 import type { KeySpace } from '../../shared/queue/keys.js';
 import type { RunStore } from '../../shared/queue/run-store.js';
 import type { ObjectStore } from '../../shared/storage/object-store.js';
+import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
 import type { ClassLabel } from '../model/labels.js';
@@ -198,7 +199,9 @@ export class PipelineWorker {
     const t0 = performance.now();
     this.status = 'draining';
     log.info({ inFlight: this.inFlight, drainTimeoutMs }, 'draining: no new jobs; finishing in-flight batches');
-    await this.beat();
+    // Every step that talks to Redis is bounded: with Redis unreachable, ioredis queues commands
+    // until it reconnects, which may be never, and a worker asked to stop must stop anyway.
+    await raceTimeout(this.beat(), CLEANUP_STEP_MS);
     // No new images will arrive: flush partial batches now rather than after the batching delay.
     this.batcher.drain();
     let clean = true;
@@ -217,9 +220,10 @@ export class PipelineWorker {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.status = 'stopped';
-    await removeHeartbeat(this.deps.redis, this.deps.keySpace, this.options.workerId).catch((err: unknown) =>
+    const removed = removeHeartbeat(this.deps.redis, this.deps.keySpace, this.options.workerId).catch((err: unknown) =>
       log.warn({ err: describeError(err) }, 'could not remove the heartbeat; it expires by itself'),
     );
+    if (await raceTimeout(removed, CLEANUP_STEP_MS)) log.warn('Redis did not answer; the heartbeat expires by itself');
     await raceTimeout(this.queue.close(), CLEANUP_STEP_MS);
     const ms = performance.now() - t0;
     log.info({ clean, abandoned, ms: Math.round(ms), processed: this.processed, failed: this.failed }, 'worker stopped');
@@ -316,16 +320,3 @@ export class PipelineWorker {
  * `drainTimeoutMs` plus a couple of seconds (25 s + ~2 s fits Kubernetes' default 30 s).
  */
 const CLEANUP_STEP_MS = 1_000;
-
-/** Resolves true when `ms` passed before `promise` settled (the promise keeps running). */
-async function raceTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(true), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => false, () => false), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -12,6 +12,7 @@ import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
 import { RunStore } from '../../shared/queue/run-store.js';
 import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../shared/run-finalizer.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
+import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
@@ -28,6 +29,9 @@ import { defaultWorkerId, PIPELINE_DEFAULTS } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
+
+/** Longest wait for each resource released at shutdown (engine thread, metrics server, connections). */
+const RELEASE_STEP_MS = 1_000;
 export type EngineThreadMode = (typeof ENGINE_THREAD_MODES)[number];
 
 /** Resolve `auto`: a thread on CPU-only machines, the main thread where a GPU is visible. */
@@ -134,13 +138,14 @@ export async function startWorker(
   const workerName = options.pipeline.workerId ?? 'worker';
   const redis = createRedis(config.redisUrl, { role: 'queue', name: `gca-${workerName}` });
   const bullConnection = createRedis(config.redisUrl, { role: 'worker', name: `gca-${workerName}-bull` });
-  const releases: Array<() => Promise<void>> = [
-    async () => store.client.destroy(),
-    async () => void (await redis.quit().catch(() => redis.disconnect())),
-    async () => void (await bullConnection.quit().catch(() => bullConnection.disconnect())),
-  ];
+  // QUIT waits for Redis to answer; with Redis unreachable it never does, so each connection gets
+  // a second to close politely and is then dropped.
+  const closeRedis = async (c: typeof redis): Promise<void> => {
+    if (await raceTimeout(c.quit(), RELEASE_STEP_MS)) c.disconnect();
+  };
+  const releases: Array<() => Promise<void>> = [async () => store.client.destroy(), () => closeRedis(redis), () => closeRedis(bullConnection)];
   const releaseAll = async (): Promise<void> => {
-    for (const release of releases.reverse()) await release().catch(() => undefined);
+    for (const release of releases.reverse()) await raceTimeout(release(), RELEASE_STEP_MS);
   };
   try {
     await waitForRedis(redis, config.redisUrl);
