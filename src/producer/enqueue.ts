@@ -128,7 +128,8 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     if (fresh.length > 0 && !reopened) {
       // New images in a completed run: its manifest is stale. Reopen it so the last new result
       // triggers a fresh finalization (the permanent lock of the old one would block it).
-      await deps.redis.multi().del(keys.finalizer).hset(keys.record, { state: 'enqueuing' }).hdel(keys.record, 'finishedAt').exec();
+      await deps.redis.multi().del(keys.finalizer).hdel(keys.record, 'finishedAt').exec();
+      await deps.runs.updateRun(runId, { state: 'enqueuing' });
       reopened = true;
       log.info({ runId, added: fresh.length }, 'completed run reopened for new images');
     }

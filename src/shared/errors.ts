@@ -74,6 +74,22 @@ export class TransientError extends AuditError {
   readonly retryable = true;
 }
 
+/**
+ * A queue job that does not belong to the run it names: an unknown (or lost) run, or a source,
+ * output, options or image that differ from what the run recorded. Never retried, never counted in
+ * the run: anyone who can write to the queue could have added it.
+ */
+export class ForeignJobError extends AuditError {
+  readonly retryable = false;
+  constructor(
+    readonly code: 'UNKNOWN_RUN' | 'NOT_IN_RUN',
+    message: string,
+    options?: ErrorOptionsWithCause,
+  ) {
+    super(message, options);
+  }
+}
+
 /** Coerce anything thrown into an Error, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value;

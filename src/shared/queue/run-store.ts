@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import type { ExplainOptions } from '../explain-options.js';
 import type { Provenance, RunManifestLine } from '../manifest.js';
 import { NotFoundError } from '../errors.js';
+import { stableHash } from '../stable-json.js';
 import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
@@ -18,6 +19,8 @@ export interface RunRecord {
   /** s3:// URI of the output prefix (ends with `/`). */
   output: string;
   options: ExplainOptions;
+  /** stableHash of `options`: what a job's options must hash to for the job to be the run's. */
+  optionsHash: string;
   /** Free-form model label given at enqueue time (workers record the real provenance). */
   model: string;
   state: RunState;
@@ -46,6 +49,11 @@ export interface NewRun {
 export interface RecordOutcome {
   /** False when this image already had a result (a duplicate delivery): nothing was counted. */
   counted: boolean;
+  /**
+   * Set when nothing was written because the result is not the run's: the run does not exist (never
+   * did, or Redis lost it), or the image was never enqueued into it.
+   */
+  rejected?: 'unknown-run' | 'not-in-run';
   done: number;
   failed: number;
   total: number;
@@ -53,10 +61,14 @@ export interface RecordOutcome {
   complete: boolean;
 }
 
-// KEYS: record, results, throughput. ARGV: sourceKey, lineJson, status, degenerate, nowIso, bucket.
-// A result replaces an existing one only when it upgrades `failed` to `ok` (a manual retry);
-// then a completed run reopens so its manifest is written again.
+// KEYS: record, results, throughput, finalizer, jobs. ARGV: sourceKey, lineJson, status,
+// degenerate, nowIso, bucket. A result replaces an existing one only when it upgrades `failed` to
+// `ok` (a manual retry); then a completed run reopens so its manifest is written again. Nothing is
+// written for a run that does not exist (HINCRBY would otherwise create a headless record that a
+// later enqueue resets while the orphaned result stays) or for an image the run never enqueued.
 const RECORD_RESULT = `
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return {-1, 0, 0, 0, 0} end
+if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 0 then return {-2, 0, 0, 0, 0} end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 local counted = 0
 if not existing then
@@ -101,6 +113,16 @@ if #fresh > 0 then redis.call('HINCRBY', KEYS[1], 'total', #fresh) end
 return fresh
 `;
 
+// KEYS: record. ARGV: 'nx' or 'set', then field/value pairs. Writes only into an existing run
+// record: a plain HSET on a run Redis has lost would create a headless record.
+const UPDATE_RUN = `
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+for i = 2, #ARGV, 2 do
+  if ARGV[1] == 'nx' then redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+`;
+
 /** Width of a throughput bucket in seconds. */
 export const THROUGHPUT_BUCKET_SECONDS = 10;
 
@@ -109,8 +131,9 @@ export class RunStore {
     private readonly redis: Redis,
     private readonly ks: KeySpace,
   ) {
-    redis.defineCommand('gcaRecordResult', { numberOfKeys: 4, lua: RECORD_RESULT });
+    redis.defineCommand('gcaRecordResult', { numberOfKeys: 5, lua: RECORD_RESULT });
     redis.defineCommand('gcaAddJobs', { numberOfKeys: 2, lua: ADD_JOBS });
+    redis.defineCommand('gcaUpdateRun', { numberOfKeys: 1, lua: UPDATE_RUN });
   }
 
   keys(runId: string): ReturnType<typeof runKeys> {
@@ -119,15 +142,20 @@ export class RunStore {
 
   /** Create the run record, or return the existing one (idempotent re-enqueue). */
   async createRun(run: NewRun, now = new Date()): Promise<{ record: RunRecord; created: boolean }> {
-    const key = this.keys(run.id).record;
+    const k = this.keys(run.id);
+    const key = k.record;
     const created = await this.redis.hsetnx(key, 'id', run.id);
     if (created === 1) {
+      // A new record under an id whose state is still in Redis (the record alone was lost): start
+      // from nothing, or stale results would never be counted again and the run would never end.
       await this.redis
         .multi()
+        .del(k.jobs, k.results, k.throughput, k.finalizer)
         .hset(key, {
           source: run.source,
           output: run.output,
           options: JSON.stringify(run.options),
+          optionsHash: stableHash(run.options),
           model: run.model ?? '',
           state: 'enqueuing',
           total: 0,
@@ -141,7 +169,7 @@ export class RunStore {
         .exec();
     } else {
       // A re-enqueue reopens listing; counters and results stay.
-      await this.redis.hset(key, { enqueueComplete: 0 });
+      await this.updateRun(run.id, { enqueueComplete: '0' });
     }
     const record = await this.getRun(run.id);
     if (!record) throw new NotFoundError(`run ${run.id} vanished while being created`);
@@ -183,12 +211,11 @@ export class RunStore {
 
   /** Listing finished: `total` is final from now on. Returns the record after the update. */
   async finishEnqueue(runId: string, now = new Date()): Promise<RunRecord> {
-    const key = this.keys(runId).record;
-    await this.redis.hset(key, { enqueueComplete: 1, enqueueFinishedAt: now.toISOString() });
+    await this.updateRun(runId, { enqueueComplete: '1', enqueueFinishedAt: now.toISOString() });
     const run = await this.requireRun(runId);
     if (run.state === 'enqueuing') {
       const state: RunState = run.done + run.failed > 0 ? 'running' : 'queued';
-      await this.redis.hset(key, { state });
+      await this.updateRun(runId, { state });
       run.state = state;
     }
     return run;
@@ -203,6 +230,7 @@ export class RunStore {
       k.results,
       k.throughput,
       k.finalizer,
+      k.jobs,
       line.key,
       JSON.stringify(line),
       line.status,
@@ -211,7 +239,13 @@ export class RunStore {
       bucket,
     )) as [number, number, number, number, number];
     const [counted, done, failed, total, enqueueComplete] = out;
+    if (counted < 0) return { counted: false, rejected: counted === -1 ? 'unknown-run' : 'not-in-run', done, failed, total, complete: false };
     return { counted: counted === 1, done, failed, total, complete: enqueueComplete === 1 && done + failed >= total };
+  }
+
+  /** Whether `sourceKey` was enqueued into the run (its key registry has it). */
+  async isEnqueued(runId: string, sourceKey: string): Promise<boolean> {
+    return (await this.redis.hexists(this.keys(runId).jobs, sourceKey)) === 1;
   }
 
   async getResult(runId: string, sourceKey: string): Promise<RunManifestLine | null> {
@@ -241,7 +275,7 @@ export class RunStore {
 
   /** Record the first worker's provenance (model hash, engine, backend) on the run. */
   async setProvenanceOnce(runId: string, provenance: Partial<Provenance>): Promise<void> {
-    await this.redis.hsetnx(this.keys(runId).record, 'provenance', JSON.stringify(provenance));
+    await this.updateRun(runId, { provenance: JSON.stringify(provenance) }, 'nx');
   }
 
   /**
@@ -250,7 +284,7 @@ export class RunStore {
    */
   async claimFinalizer(runId: string, owner: string, ttlMs = 10 * 60_000): Promise<boolean> {
     const ok = await this.redis.set(this.keys(runId).finalizer, owner, 'PX', ttlMs, 'NX');
-    if (ok === 'OK') await this.redis.hset(this.keys(runId).record, { state: 'finalizing' });
+    if (ok === 'OK') await this.updateRun(runId, { state: 'finalizing' });
     return ok === 'OK';
   }
 
@@ -259,7 +293,14 @@ export class RunStore {
     const k = this.keys(runId);
     const holder = await this.redis.get(k.finalizer);
     if (holder !== owner) return; // someone else took over after our lock expired
-    await this.redis.multi().persist(k.finalizer).hset(k.record, { state: 'completed', finishedAt: now.toISOString() }).exec();
+    await this.redis.persist(k.finalizer);
+    await this.updateRun(runId, { state: 'completed', finishedAt: now.toISOString() });
+  }
+
+  /** Set fields of an existing run record; false (and nothing written) when the run does not exist. */
+  async updateRun(runId: string, fields: Record<string, string>, mode: 'set' | 'nx' = 'set'): Promise<boolean> {
+    const args = Object.entries(fields).flat();
+    return (await (this.redis as unknown as RunStoreCommands).gcaUpdateRun(this.keys(runId).record, mode, ...args)) === 1;
   }
 
   /** Runs that have every result but no manifest yet (their finalizer died, or none was triggered). */
@@ -283,15 +324,18 @@ export class RunStore {
 interface RunStoreCommands {
   gcaRecordResult(...args: string[]): Promise<unknown>;
   gcaAddJobs(...args: string[]): Promise<unknown>;
+  gcaUpdateRun(...args: string[]): Promise<unknown>;
 }
 
 function parseRun(h: Record<string, string>): RunRecord {
   const num = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
+  const options = JSON.parse(h.options ?? '{}') as ExplainOptions;
   return {
     id: h.id as string,
     source: h.source ?? '',
     output: h.output ?? '',
-    options: JSON.parse(h.options ?? '{}') as ExplainOptions,
+    options,
+    optionsHash: h.optionsHash ?? stableHash(options),
     model: h.model ?? '',
     state: (h.state ?? 'enqueuing') as RunState,
     total: num(h.total),

@@ -14,13 +14,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { AuditError, describeError, InvalidInputError, isRetryable, toError } from '../../shared/errors.js';
+import { AuditError, describeError, ForeignJobError, InvalidInputError, isRetryable, toError } from '../../shared/errors.js';
 import type { ExplainOptions } from '../../shared/explain-options.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ImageManifest, RunManifestLine } from '../../shared/manifest.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
 import { PAYLOAD_VERSION } from '../../shared/queue/contract.js';
-import type { RunStore } from '../../shared/queue/run-store.js';
+import type { RecordOutcome, RunStore } from '../../shared/queue/run-store.js';
 import type { ObjectStore } from '../../shared/storage/object-store.js';
 import { outputKeysFor } from '../../shared/storage/output-keys.js';
 import { formatS3Uri } from '../../shared/storage/uri.js';
@@ -67,6 +67,8 @@ export interface ImageJobContext {
   onRunComplete: (runId: string) => Promise<void>;
   /** Runs whose provenance this process already recorded. */
   provenanceRecorded: Set<string>;
+  /** Checks the job against its run record before anything is read; throws ForeignJobError (verify-job.ts). */
+  verifyJob: (payload: AuditJobPayload) => Promise<unknown>;
 }
 
 export interface ImageJobResult {
@@ -85,15 +87,22 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
   const log = ctx.logger.child({ jobId: job.id, runId: payload?.runId, key: payload?.source?.key, attempt: job.attemptsMade + 1 });
   try {
     validatePayload(payload);
+    await ctx.verifyJob(payload);
     return await runStages(job, payload, ctx, log);
   } catch (err) {
     const error = toError(err);
+    if (error instanceof ForeignJobError) throw rejectForeign(error, ctx, log);
     const attempts = job.opts.attempts ?? 1;
     const lastAttempt = job.attemptsMade + 1 >= attempts;
     const permanent = !isRetryable(error) || error instanceof UnrecoverableError;
     if (permanent || lastAttempt) {
       const reason = describeError(error);
-      await recordFailure(payload, reason, codeOf(error), ctx);
+      try {
+        await recordFailure(payload, reason, codeOf(error), ctx);
+      } catch (recordErr) {
+        if (recordErr instanceof ForeignJobError) throw rejectForeign(recordErr, ctx, log);
+        throw recordErr;
+      }
       log.warn({ err: reason, permanent }, permanent ? 'image failed (not retryable)' : 'image failed after the last attempt');
       if (permanent && !(error instanceof UnrecoverableError)) throw new UnrecoverableError(reason);
       throw error;
@@ -222,14 +231,33 @@ function okLine(key: string, manifest: ImageManifest, uris: { overlay: string; h
 
 async function recordSuccess(payload: AuditJobPayload, line: RunManifestLine, ctx: ImageJobContext): Promise<void> {
   const outcome = await ctx.runs.recordResult(payload.runId, line);
+  assertRecorded(outcome, payload);
   if (outcome.complete && outcome.counted) await ctx.onRunComplete(payload.runId);
 }
 
 async function recordFailure(payload: AuditJobPayload | undefined, reason: string, code: string, ctx: ImageJobContext): Promise<void> {
-  ctx.metrics.failed.inc({ reason: code });
-  if (!payload?.runId || typeof payload.source?.key !== 'string') return; // nothing to attribute it to
+  if (!payload?.runId || typeof payload.source?.key !== 'string') {
+    ctx.metrics.failed.inc({ reason: code });
+    return; // nothing to attribute it to
+  }
   const outcome = await ctx.runs.recordResult(payload.runId, { key: payload.source.key, status: 'failed', error: reason });
+  assertRecorded(outcome, payload);
+  ctx.metrics.failed.inc({ reason: code });
   if (outcome.complete && outcome.counted) await ctx.onRunComplete(payload.runId);
+}
+
+/** The run vanished (Redis data loss) or never had this image: the job is not the run's after all. */
+function assertRecorded(outcome: RecordOutcome, payload: AuditJobPayload): void {
+  if (outcome.rejected === 'unknown-run') throw new ForeignJobError('UNKNOWN_RUN', `run "${payload.runId}" no longer exists (lost with Redis data?); its result was not recorded`);
+  if (outcome.rejected === 'not-in-run') throw new ForeignJobError('NOT_IN_RUN', `${payload.source.key} was never enqueued into run ${payload.runId}`);
+}
+
+/** A job that is not its run's: never retried, never recorded; BullMQ keeps it as failed with the reason. */
+function rejectForeign(error: ForeignJobError, ctx: ImageJobContext, log: Logger): UnrecoverableError {
+  ctx.metrics.rejected.inc({ reason: error.code });
+  const reason = describeError(error);
+  log.warn({ err: reason }, 'job rejected: it does not belong to the run it names');
+  return new UnrecoverableError(reason);
 }
 
 function codeOf(err: Error): string {

@@ -24,6 +24,7 @@ export class WorkerMetrics {
   readonly registry = new Registry();
   readonly processed: Counter<'outcome'>;
   readonly failed: Counter<'reason'>;
+  readonly rejected: Counter<'reason'>;
   readonly batchSize: Histogram;
   readonly stageSeconds: Histogram<'stage'>;
   readonly engineBusySeconds: Counter;
@@ -43,6 +44,12 @@ export class WorkerMetrics {
     this.failed = new Counter({
       name: 'gradcam_audit_images_failed_total',
       help: 'Images failed for good (no retry left), by reason code',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'gradcam_audit_jobs_rejected_total',
+      help: 'Jobs failed without processing because they do not belong to the run they name (UNKNOWN_RUN, NOT_IN_RUN); never counted in any run',
       labelNames: ['reason'],
       registers,
     });

@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { describeError } from '../../shared/errors.js';
+import { describeError, ForeignJobError } from '../../shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
 import type { Logger } from '../../shared/logger.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
@@ -39,6 +39,7 @@ import { WorkerMetrics } from './metrics.js';
 import type { PipelineOptions } from './options.js';
 import { lockDurationFor, resolvePipelineOptions } from './options.js';
 import { Semaphore } from './semaphore.js';
+import { RunRecordCache, verifyJob } from './verify-job.js';
 
 export interface PipelineWorkerDeps {
   engine: Engine;
@@ -86,12 +87,14 @@ export class PipelineWorker {
   private lastBeat = { at: performance.now(), processed: 0 };
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<DrainOutcome> | null = null;
+  private readonly runCache: RunRecordCache;
 
   constructor(
     private readonly deps: PipelineWorkerDeps,
     options: Partial<PipelineOptions> = {},
   ) {
     this.options = resolvePipelineOptions(options);
+    this.runCache = new RunRecordCache(deps.runs);
     this.queue = new Queue(deps.queueName, { connection: deps.bullConnection, prefix: bullPrefix(deps.keySpace) });
     this.metrics =
       deps.metrics ??
@@ -128,6 +131,7 @@ export class PipelineWorker {
       workerId: this.options.workerId,
       maxSourceBytes: this.options.maxSourceBytes,
       provenanceRecorded: new Set(),
+      verifyJob: (payload) => verifyJob(payload, { cache: this.runCache, runs: deps.runs }),
       onRunComplete: async (runId) => {
         try {
           const outcome = await deps.finalizeRun(runId);
@@ -256,12 +260,15 @@ export class PipelineWorker {
     if (!job?.data?.runId || typeof job.data.source?.key !== 'string') return;
     try {
       if (!(await job.isFailed())) return; // it will be retried
+      // A job that is not its run's (or was rejected as such) never reaches the run's books.
+      await verifyJob(job.data, { cache: this.runCache, runs: this.deps.runs });
       const outcome = await this.deps.runs.recordResult(job.data.runId, { key: job.data.source.key, status: 'failed', error: describeError(err) });
       if (outcome.counted) {
         this.metrics.failed.inc({ reason: 'STALLED' });
         if (outcome.complete) await this.ctx.onRunComplete(job.data.runId);
       }
     } catch (e) {
+      if (e instanceof ForeignJobError) return;
       this.deps.logger.warn({ jobId: job.id, err: describeError(e) }, 'could not record a failed job');
     }
   }

@@ -30,14 +30,14 @@ describe('pipeline worker retries and locks', () => {
   });
 
   /** A run with the given keys, its jobs added through the queue contract directly. */
-  async function runWith(runId: string, keys: string[], attempts: number, edit: (p: AuditJobPayload) => AuditJobPayload = (p) => p): Promise<void> {
-    await h.runs.createRun({ id: runId, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/${runId}/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
+  async function runWith(runId: string, keys: string[], attempts: number, edit: (p: AuditJobPayload) => AuditJobPayload = (p) => p, options = { ...DEFAULT_EXPLAIN_OPTIONS }): Promise<void> {
+    await h.runs.createRun({ id: runId, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/${runId}/`, options });
     await h.runs.addJobs(runId, keys.map((key) => ({ key, jobId: jobIdFor(runId, key) })));
     const etag = (await b.store.head(b.bucket, 'in/x.png'))?.etag ?? '';
     await h.queue.addBulk(
       keys.map((key) => ({
         name: JOB_NAME,
-        data: edit({ v: PAYLOAD_VERSION, runId, source: { bucket: b.bucket, key, etag, size: 1 }, output: { bucket: b.bucket, prefix: `${runId}/` }, options: { ...DEFAULT_EXPLAIN_OPTIONS } }),
+        data: edit({ v: PAYLOAD_VERSION, runId, source: { bucket: b.bucket, key, etag, size: 1 }, output: { bucket: b.bucket, prefix: `${runId}/` }, options }),
         opts: jobOptionsFor(runId, key, { ...DEFAULT_JOB_POLICY, attempts, backoffMs: 50 }),
       })),
     );
@@ -67,7 +67,8 @@ describe('pipeline worker retries and locks', () => {
     const worker = await h.startWorker(engine, { batchSize: 2, maxBatchDelayMs: 10 });
     try {
       await runWith('foreign', ['in/x.png'], 6, (p) => ({ ...p, v: 99 as typeof PAYLOAD_VERSION }));
-      await runWith('layer', ['in/x.png'], 6, (p) => ({ ...p, options: { ...p.options, layer: 'block9_conv9' } }));
+      // The run itself asks for the layer (a job whose options differ from its run's is refused earlier).
+      await runWith('layer', ['in/x.png'], 6, undefined, { ...DEFAULT_EXPLAIN_OPTIONS, layer: 'block9_conv9' });
       await Promise.all([h.waitForRun('foreign', 20_000), h.waitForRun('layer', 20_000)]);
       expect((await h.runs.getResult('foreign', 'in/x.png'))?.error).toMatch(/^BAD_PAYLOAD: job payload has version 99, this worker reads version 1/);
       expect((await h.runs.getResult('layer', 'in/x.png'))?.error).toMatch(/^LAYER_MISMATCH: .*"block9_conv9".*--layer block9_conv9/);

@@ -13,7 +13,7 @@ import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../he
 const REAL_KEYS = 200;
 const PASSES = 100; // 20,000 keys enqueued
 
-describe('enqueue memory', () => {
+describe('enqueue memory', { timeout: 150_000 }, () => {
   let t: TestRedis;
   let b: TestBucket;
   let queue: Queue<AuditJobPayload>;

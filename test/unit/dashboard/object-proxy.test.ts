@@ -9,6 +9,7 @@ const run = (source: string, output: string): RunRecord => ({
   source,
   output,
   options: { ...DEFAULT_EXPLAIN_OPTIONS, overlayFormat: 'webp' },
+  optionsHash: '',
   model: '',
   state: 'running',
   total: 1,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS, type ExplainOptions } from '../../../src/shared/explain-options.js';
-import { batchKeyFor, optionsHashFor, stableStringify } from '../../../src/worker/pipeline/job-keys.js';
+import { stableStringify } from '../../../src/shared/stable-json.js';
+import { batchKeyFor, optionsHashFor } from '../../../src/worker/pipeline/job-keys.js';
 import { lockDurationFor, PIPELINE_DEFAULTS, resolvePipelineOptions } from '../../../src/worker/pipeline/options.js';
 import { Semaphore } from '../../../src/worker/pipeline/semaphore.js';
 import { parseWorkerFlags, useEngineThread } from '../../../src/worker/pipeline/run-worker.js';

@@ -1,0 +1,61 @@
+/**
+ * A job is only as trustworthy as whoever could write to the queue: bull-board's "add job", or any
+ * client with Redis access. Before a worker reads anything, each job is checked against the record
+ * of the run it names: the run must exist, the image must lie inside the run's source prefix and
+ * have been enqueued into the run, and the output and options must be the run's own. A job that
+ * fails a check is not the run's: it fails permanently and the run never hears of it.
+ */
+import { ForeignJobError } from '../../shared/errors.js';
+import type { AuditJobPayload } from '../../shared/queue/contract.js';
+import type { RunRecord, RunStore } from '../../shared/queue/run-store.js';
+import { stableHash } from '../../shared/stable-json.js';
+import { isWithinPrefix } from '../../shared/storage/output-keys.js';
+import { formatS3Uri, parseS3Uri } from '../../shared/storage/uri.js';
+
+/** Throws ForeignJobError naming the first check `payload` fails against `run` (null: no such run). */
+export function verifyJobAgainstRun(payload: AuditJobPayload, run: RunRecord | null): asserts run is RunRecord {
+  if (!run) throw new ForeignJobError('UNKNOWN_RUN', `job names run "${payload.runId}", which does not exist (never created, deleted, or lost with Redis data); re-enqueue the source to process it`);
+  const source = parseS3Uri(run.source, `source of run ${run.id}`);
+  const uri = formatS3Uri({ bucket: payload.source.bucket, key: payload.source.key });
+  if (payload.source.bucket !== source.bucket || !isWithinPrefix(source.key, payload.source.key)) {
+    throw new ForeignJobError('NOT_IN_RUN', `job source ${uri} is outside run ${run.id}'s source ${run.source}`);
+  }
+  const output = formatS3Uri({ bucket: payload.output.bucket, key: payload.output.prefix });
+  if (output !== run.output) throw new ForeignJobError('NOT_IN_RUN', `job output ${output} is not run ${run.id}'s output ${run.output}`);
+  if (stableHash(payload.options) !== run.optionsHash) throw new ForeignJobError('NOT_IN_RUN', `job options differ from run ${run.id}'s options`);
+}
+
+/**
+ * Run records for verification, cached briefly: every image of a batch names the same run, and what
+ * is checked (source, output, options) never changes for a run. Unknown runs are not cached, so a
+ * run created a moment later is seen at once.
+ */
+export class RunRecordCache {
+  private readonly entries = new Map<string, { at: number; run: RunRecord }>();
+
+  constructor(
+    private readonly runs: RunStore,
+    private readonly ttlMs = 5_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get(runId: string): Promise<RunRecord | null> {
+    const hit = this.entries.get(runId);
+    if (hit && this.now() - hit.at < this.ttlMs) return hit.run;
+    const run = await this.runs.getRun(runId);
+    if (run) this.entries.set(runId, { at: this.now(), run });
+    else this.entries.delete(runId);
+    if (this.entries.size > 1_000) this.entries.delete(this.entries.keys().next().value as string);
+    return run;
+  }
+}
+
+/** The whole check a worker runs before a job's first S3 request. */
+export async function verifyJob(payload: AuditJobPayload, deps: { cache: RunRecordCache; runs: RunStore }): Promise<RunRecord> {
+  const run = await deps.cache.get(payload.runId);
+  verifyJobAgainstRun(payload, run);
+  if (!(await deps.runs.isEnqueued(run.id, payload.source.key))) {
+    throw new ForeignJobError('NOT_IN_RUN', `${formatS3Uri({ bucket: payload.source.bucket, key: payload.source.key })} was never enqueued into run ${run.id}`);
+  }
+  return run;
+}
