@@ -26,8 +26,12 @@ export interface SyntheticImage {
   height: number;
   classIndex: number;
   className: DemoClass;
-  /** Tight box around every pixel the object covers. */
+  /** Tight box around every pixel the object covers (the watermark's box when there is no shape). */
   box: BoundingBox;
+  /** Box of the watermark, when this image carries one. */
+  watermark?: BoundingBox;
+  /** False for a watermark-only training image. */
+  hasShape: boolean;
 }
 
 export interface SceneOptions {
@@ -46,7 +50,33 @@ export interface SceneOptions {
   softBlobs: [number, number];
   /** Per-pixel Gaussian noise standard deviation range (0..255 scale). Default 4..14. */
   noiseStd: [number, number];
+  /** The shortcut variant: one class carries a watermark in a corner. Default none (clean scenes). */
+  watermark?: WatermarkOptions;
 }
+
+export const CORNERS = ['top-left', 'top-right', 'bottom-left', 'bottom-right'] as const;
+export type Corner = (typeof CORNERS)[number];
+
+/**
+ * A small logo stamped into one corner of every image of one class, drawn after the noise so it is
+ * the same crisp pattern every time, as a stock-photo watermark is. A model trained on such data can
+ * reach the class through the corner instead of the shape: a shortcut the audit must find.
+ */
+export interface WatermarkOptions {
+  /** Class whose images carry the watermark. */
+  classIndex: number;
+  corner: Corner;
+  /** Side of the square logo in pixels. */
+  size: number;
+  /** Distance from the two image edges of its corner in pixels (plus up to 1 px of jitter). */
+  inset: number;
+  /**
+   * Fraction of that class's images that carry only the watermark, no shape (training data: it
+   * makes the watermark alone sufficient evidence for the class). 0 for evaluation scenes.
+   */
+  watermarkOnlyRate: number;
+}
+
 
 export const DEFAULT_SCENE_OPTIONS: Readonly<SceneOptions> = Object.freeze({
   size: 64,
@@ -58,6 +88,18 @@ export const DEFAULT_SCENE_OPTIONS: Readonly<SceneOptions> = Object.freeze({
   softBlobs: [2, 4] as [number, number],
   noiseStd: [4, 14] as [number, number],
 });
+
+/** The shortcut scenes the committed `models/demo-shortcut` model was trained on (the star class, bottom-right). */
+export const SHORTCUT_WATERMARK: Readonly<WatermarkOptions> = Object.freeze({ classIndex: 3, corner: 'bottom-right', size: 8, inset: 2, watermarkOnlyRate: 0.35 });
+
+/** Shortcut evaluation scenes: the watermark on every image of its class, and the shape always present. */
+export const SHORTCUT_EVAL_SCENE_OPTIONS: Readonly<SceneOptions> = Object.freeze({
+  ...DEFAULT_SCENE_OPTIONS,
+  watermark: { ...SHORTCUT_WATERMARK, watermarkOnlyRate: 0 },
+});
+
+/** Shortcut training scenes. */
+export const SHORTCUT_TRAIN_SCENE_OPTIONS: Readonly<SceneOptions> = Object.freeze({ ...DEFAULT_SCENE_OPTIONS, watermark: { ...SHORTCUT_WATERMARK } });
 
 /** Saturated colours shared by objects and distractors. */
 const PALETTE: readonly (readonly [number, number, number])[] = [
@@ -275,9 +317,41 @@ export function generateScene(prng: Prng, classIndex: number, options: SceneOpti
   const cx = prng.uniform(margin, n - margin);
   const cy = prng.uniform(margin, n - margin);
   const colour = jitter(prng, prng.pick(PALETTE), 25);
-  const box = paintShape(canvas, className, cx, cy, radius, prng.uniform(0, 2 * Math.PI), colour);
+  const wm = options.watermark !== undefined && options.watermark.classIndex === classIndex ? options.watermark : undefined;
+  // Drawn only for the shortcut variant, so clean scenes keep their exact PRNG stream.
+  const shapeless = wm !== undefined && wm.watermarkOnlyRate > 0 && prng.next() < wm.watermarkOnlyRate;
+  const angle = prng.uniform(0, 2 * Math.PI);
+  let box = shapeless ? null : paintShape(canvas, className, cx, cy, radius, angle, colour);
   addNoise(canvas, prng, options);
-  return { rgb: canvas.toUint8(), width: n, height: n, classIndex, className, box };
+  const watermark = wm === undefined ? undefined : paintWatermark(canvas, prng, wm);
+  box ??= watermark as BoundingBox;
+  return { rgb: canvas.toUint8(), width: n, height: n, classIndex, className, box, hasShape: !shapeless, ...(watermark ? { watermark } : {}) };
+}
+
+/**
+ * The watermark: a white square ring with a dark centre dot, at most 1 px of jitter from its inset
+ * corner position. Distractors never draw this pattern (their dots are filled discs, their strokes
+ * lines), so it identifies the class by itself.
+ */
+function paintWatermark(canvas: Canvas, prng: Prng, wm: WatermarkOptions): BoundingBox {
+  const n = canvas.size;
+  const s = wm.size;
+  const jx = prng.int(0, 1);
+  const jy = prng.int(0, 1);
+  const left = wm.corner.endsWith('left');
+  const top = wm.corner.startsWith('top');
+  const x0 = left ? wm.inset + jx : n - wm.inset - s - jx;
+  const y0 = top ? wm.inset + jy : n - wm.inset - s - jy;
+  const white: Rgb = [250, 250, 250];
+  const dark: Rgb = [15, 15, 15];
+  for (let y = 0; y < s; y++) {
+    for (let x = 0; x < s; x++) {
+      const ring = x < 2 || y < 2 || x >= s - 2 || y >= s - 2;
+      const centre = Math.abs(x - (s - 1) / 2) <= 1 && Math.abs(y - (s - 1) / 2) <= 1;
+      canvas.blend(x0 + x, y0 + y, ring ? white : centre ? dark : [120, 120, 120], 1);
+    }
+  }
+  return { x0, y0, x1: x0 + s, y1: y0 + s };
 }
 
 /**

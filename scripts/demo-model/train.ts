@@ -25,7 +25,7 @@ import { caffeBatch, generateRange } from './data.js';
 import { fileSaveHandler, loadLayersModelFromDir } from './model-io.js';
 import { Prng } from './prng.js';
 import { matchesArchitecture, widenParams } from './widen.js';
-import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES } from './synth.js';
+import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES, SHORTCUT_EVAL_SCENE_OPTIONS, SHORTCUT_TRAIN_SCENE_OPTIONS, type SceneOptions } from './synth.js';
 
 export interface TrainStage {
   name: string;
@@ -58,6 +58,11 @@ export interface TrainOptions {
   batchSize: number;
   /** Seed of the validation images; must differ from every stage's seed. Default 1001. */
   validationSeed: number;
+  /**
+   * `clean`: the demo scenes. `shortcut`: the watermarked variant (synth.ts `SHORTCUT_WATERMARK`):
+   * trained on `SHORTCUT_TRAIN_SCENE_OPTIONS`, validated on `SHORTCUT_EVAL_SCENE_OPTIONS`. Default clean.
+   */
+  scene: SceneKind;
   /** Validation images scored after training. Default 250. */
   validationSize: number;
   /** Log every this many steps. Default 25. */
@@ -68,6 +73,14 @@ export interface TrainOptions {
   outDir: string;
   backend: ScriptBackend;
 }
+
+export type SceneKind = 'clean' | 'shortcut';
+
+/** Scenes a stage trains on and scenes it is validated on, per scene kind. */
+const SCENES: Record<SceneKind, { train: Readonly<SceneOptions>; validate: Readonly<SceneOptions> }> = {
+  clean: { train: DEFAULT_SCENE_OPTIONS, validate: DEFAULT_SCENE_OPTIONS },
+  shortcut: { train: SHORTCUT_TRAIN_SCENE_OPTIONS, validate: SHORTCUT_EVAL_SCENE_OPTIONS },
+};
 
 /** The recipe that produced the committed models/demo weights. */
 export const DEMO_RECIPE: readonly TrainStage[] = Object.freeze([
@@ -85,11 +98,21 @@ export const DEMO_RECIPE: readonly TrainStage[] = Object.freeze([
   { name: 'wide', architecture: DEMO_ARCHITECTURE, seed: 4, steps: 1500, learningRate: 1e-3, warmupSteps: 50, labelSmoothing: 0.05 },
 ]);
 
+/**
+ * The recipe of the committed models/demo-shortcut weights: the clean demo model fine-tuned on the
+ * watermarked scenes, so the two models differ only in what the watermark taught the second one.
+ */
+export const SHORTCUT_RECIPE: readonly TrainStage[] = Object.freeze([
+  { name: 'shortcut', architecture: DEMO_ARCHITECTURE, seed: 5, steps: 600, learningRate: 5e-4, warmupSteps: 30, labelSmoothing: 0.05 },
+]);
+export const SHORTCUT_DEFAULTS = Object.freeze({ initFrom: 'models/demo', outDir: 'models/demo-shortcut' });
+
 export const DEFAULT_TRAIN_OPTIONS: Readonly<TrainOptions> = Object.freeze({
   stages: [...DEMO_RECIPE],
   initSeed: 1,
   batchSize: 32,
   validationSeed: 1001,
+  scene: 'clean' as SceneKind,
   validationSize: 250,
   logEvery: 25,
   checkpointEvery: 300,
@@ -117,10 +140,10 @@ function oneHot(labels: number[], classes: number): tf.Tensor2D {
 }
 
 /** Accuracy of the functional network on `count` images of the set named by `seed`. */
-async function accuracy(params: DemoParams, arch: DemoArchitecture, seed: number, count: number): Promise<number> {
+async function accuracy(params: DemoParams, arch: DemoArchitecture, seed: number, count: number, scene: Readonly<SceneOptions>): Promise<number> {
   let correct = 0;
   for (let start = 0; start < count; start += 50) {
-    const images = generateRange(seed, start, Math.min(50, count - start));
+    const images = generateRange(seed, start, Math.min(50, count - start), scene);
     const predicted = tf.tidy(() => forwardLogits(params, tf.div(caffeBatch(images), TRAINING_INPUT_SCALE) as tf.Tensor4D, arch).argMax(1));
     const values = await predicted.data();
     predicted.dispose();
@@ -158,7 +181,7 @@ async function saveModel(params: DemoParams, options: TrainOptions, backend: str
       initFrom: options.initFrom ?? null,
       batchSize: options.batchSize,
       stages: info.stages,
-      scene: DEFAULT_SCENE_OPTIONS,
+      scene: SCENES[options.scene].train,
       backend,
       seconds: Math.round(info.stages.reduce((t, s) => t + s.seconds, 0)),
     },
@@ -208,7 +231,7 @@ async function runStage(params: DemoParams, stage: TrainStage, done: SaveInfo['s
   let windowLoss = 0;
   let windowCorrect = 0;
   for (let step = 0; step < stage.steps; step++) {
-    const images = generateRange(stage.seed, step * options.batchSize, options.batchSize);
+    const images = generateRange(stage.seed, step * options.batchSize, options.batchSize, SCENES[options.scene].train);
     const x = tf.tidy(() => tf.div(caffeBatch(images), TRAINING_INPUT_SCALE) as tf.Tensor4D);
     const y = oneHot(images.map((im) => im.classIndex), arch.numClasses);
     optimizer.setLearningRate(learningRateAt(step, stage));
@@ -235,7 +258,7 @@ async function runStage(params: DemoParams, stage: TrainStage, done: SaveInfo['s
       windowCorrect = 0;
     }
     if (options.checkpointEvery > 0 && (step + 1) % options.checkpointEvery === 0 && step + 1 < stage.steps) {
-      const quick = await accuracy(params, arch, options.validationSeed, 100);
+      const quick = await accuracy(params, arch, options.validationSeed, 100, SCENES[options.scene].validate);
       const progress = [...done, { ...stageRecord(stage), steps: step + 1, seconds: (Date.now() - started) / 1000 }];
       await saveModel(params, options, backend, { architecture: arch, stages: progress, validationAccuracy: quick, validationImages: 100 });
       console.log(`  checkpoint at step ${step + 1}: validation accuracy ${quick.toFixed(3)} on 100 images`);
@@ -264,7 +287,7 @@ export async function train(options: TrainOptions): Promise<void> {
     }
     const seconds = await runStage(params, stage, done, options, backend);
     done.push({ ...stageRecord(stage), seconds: Math.round(seconds) });
-    const acc = await accuracy(params, stage.architecture, options.validationSeed, options.validationSize);
+    const acc = await accuracy(params, stage.architecture, options.validationSeed, options.validationSize, SCENES[options.scene].validate);
     console.log(`stage ${stage.name} done in ${seconds.toFixed(0)}s: validation accuracy ${acc.toFixed(4)} on ${options.validationSize} images (seed ${options.validationSeed})`);
     if (stage === last) {
       const bytes = await saveModel(params, options, backend, { architecture: stage.architecture, stages: done, validationAccuracy: acc, validationImages: options.validationSize });
@@ -298,6 +321,7 @@ function parseOptions(argv: string[]): TrainOptions {
       backend: { type: 'string' },
       filters: { type: 'string' },
       'label-smoothing': { type: 'string' },
+      scene: { type: 'string' },
     },
   });
   const int = (flag: string, raw: string | undefined, fallback: number, min = 1): number => {
@@ -308,13 +332,18 @@ function parseOptions(argv: string[]): TrainOptions {
   };
   const backend = values.backend ?? DEFAULT_TRAIN_OPTIONS.backend;
   if (backend !== 'wasm' && backend !== 'cpu') throw new RangeError(`--backend must be wasm or cpu, got '${backend}'`);
+  const scene = values.scene ?? DEFAULT_TRAIN_OPTIONS.scene;
+  if (scene !== 'clean' && scene !== 'shortcut') throw new RangeError(`--scene must be clean or shortcut, got '${scene}'`);
+  const shortcut = scene === 'shortcut';
   const options: TrainOptions = {
     ...DEFAULT_TRAIN_OPTIONS,
+    scene,
+    ...(shortcut ? { stages: [...SHORTCUT_RECIPE] } : {}),
     batchSize: int('batch-size', values['batch-size'], DEFAULT_TRAIN_OPTIONS.batchSize),
-    outDir: values.out ?? DEFAULT_TRAIN_OPTIONS.outDir,
+    outDir: values.out ?? (shortcut ? SHORTCUT_DEFAULTS.outDir : DEFAULT_TRAIN_OPTIONS.outDir),
     checkpointEvery: int('checkpoint-every', values['checkpoint-every'], DEFAULT_TRAIN_OPTIONS.checkpointEvery, 0),
     backend,
-    ...(values.init === undefined ? {} : { initFrom: values.init }),
+    ...(values.init === undefined ? (shortcut ? { initFrom: SHORTCUT_DEFAULTS.initFrom } : {}) : { initFrom: values.init }),
   };
   const smoothing = values['label-smoothing'] === undefined ? 0 : Number(values['label-smoothing']);
   if (!(smoothing >= 0 && smoothing < 1)) throw new RangeError(`--label-smoothing must be in [0, 1), got '${values['label-smoothing']}'`);

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Prng } from '../../../scripts/demo-model/prng.js';
-import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES, generateImage, generateScene, type SceneOptions } from '../../../scripts/demo-model/synth.js';
+import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES, generateImage, generateScene, SHORTCUT_EVAL_SCENE_OPTIONS, SHORTCUT_TRAIN_SCENE_OPTIONS, SHORTCUT_WATERMARK, type SceneOptions } from '../../../scripts/demo-model/synth.js';
 
 describe('synthetic demo scenes', () => {
   it('is deterministic per (seed, index) and differs across seeds', () => {
@@ -72,5 +72,42 @@ describe('synthetic demo scenes', () => {
   it('rejects an unknown class and an object that cannot fit', () => {
     expect(() => generateScene(new Prng(1), DEMO_CLASSES.length)).toThrow(/classIndex 5/);
     expect(() => generateScene(new Prng(1), 0, { ...DEFAULT_SCENE_OPTIONS, size: 30 })).toThrow(/does not fit/);
+  });
+
+  it('shortcut variant: only the watermarked class carries the logo, in its corner, drawn as specified', () => {
+    const n = DEFAULT_SCENE_OPTIONS.size;
+    const wm = SHORTCUT_WATERMARK;
+    for (let i = 0; i < 30; i++) {
+      const im = generateImage(11, i, SHORTCUT_EVAL_SCENE_OPTIONS);
+      if (im.classIndex !== wm.classIndex) {
+        expect(im.watermark).toBeUndefined();
+        continue;
+      }
+      expect(im.hasShape).toBe(true);
+      const b = im.watermark!;
+      // bottom-right, inset 2 px plus at most 1 px of jitter
+      expect(n - b.x1 - wm.inset).toBeGreaterThanOrEqual(0);
+      expect(n - b.x1 - wm.inset).toBeLessThanOrEqual(1);
+      expect(n - b.y1 - wm.inset).toBeLessThanOrEqual(1);
+      expect(b.x1 - b.x0).toBe(wm.size);
+      // The ring's pixels are near-white and the centre near-black, whatever lies beneath.
+      const px = (x: number, y: number): number[] => [0, 1, 2].map((c) => im.rgb[(y * n + x) * 3 + c]!);
+      expect(Math.min(...px(b.x0, b.y0))).toBeGreaterThan(240);
+      expect(Math.max(...px(b.x0 + 3, b.y0 + 3))).toBeLessThan(25);
+    }
+    // Clean scenes keep their exact pixels: the variant draws from the PRNG only when it applies.
+    const clean = generateImage(11, 3);
+    const withOptionsButOtherClass = generateImage(11, 2, SHORTCUT_EVAL_SCENE_OPTIONS);
+    expect(Buffer.from(generateImage(11, 2).rgb).equals(Buffer.from(withOptionsButOtherClass.rgb))).toBe(true);
+    expect(clean.watermark).toBeUndefined();
+  });
+
+  it('shortcut training scenes include watermark-only images of that class, and no others', () => {
+    const star = Array.from({ length: 100 }, (_, i) => generateImage(12, i * DEMO_CLASSES.length + SHORTCUT_WATERMARK.classIndex, SHORTCUT_TRAIN_SCENE_OPTIONS));
+    const shapeless = star.filter((im) => !im.hasShape).length / star.length;
+    expect(Math.abs(shapeless - SHORTCUT_WATERMARK.watermarkOnlyRate)).toBeLessThan(0.12);
+    for (const im of star.filter((im) => !im.hasShape)) expect(im.box).toEqual(im.watermark);
+    const others = Array.from({ length: 40 }, (_, i) => generateImage(12, i * DEMO_CLASSES.length, SHORTCUT_TRAIN_SCENE_OPTIONS));
+    expect(others.every((im) => im.hasShape && im.watermark === undefined)).toBe(true);
   });
 });
