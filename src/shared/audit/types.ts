@@ -1,0 +1,138 @@
+/**
+ * The audit's documents: what one image contributes (`ImageMetrics`, `LineTruth`, carried by the
+ * prediction JSON and the manifest line) and what a run's analysis publishes (`AuditReport`,
+ * `audit.json`). Field meanings and formulas: docs/audit-metrics.md.
+ */
+import type { HistogramSnapshot } from './histogram.js';
+import type { MapMetrics, PredictionMetrics } from './image-metrics.js';
+
+export const AUDIT_SCHEMA = 'gradcam-audit/audit@1';
+
+/** Opt-in (`--faithfulness`): how much the top of the map matters to the model. */
+export interface FaithfulnessMetrics {
+  /** Drop of the explained class's probability when the top region is replaced by a blurred copy. */
+  topDrop: number;
+  /** The same for a random region of the same area. */
+  randomDrop: number;
+  /** topDrop − randomDrop: > 0 when the map points at what the model uses. */
+  score: number;
+}
+
+export interface ImageMetrics {
+  /** Size of the (oriented) image the metrics describe. */
+  image: { width: number; height: number };
+  prediction: PredictionMetrics;
+  /** Metrics of the first explained map; null when it is degenerate or has no heat. */
+  map: MapMetrics | null;
+  /** Why the first map is degenerate, when it is. */
+  degenerate?: string;
+  /** The map on the fixed atlas grid, base64 bytes (see `atlasBytes`); null without a map. */
+  atlas: string | null;
+  faithfulness?: FaithfulnessMetrics;
+}
+
+/** Ground truth as a manifest line carries it. */
+export interface LineTruth {
+  /** The label as the truth source wrote it. */
+  label: string;
+  /** The model class it matched (index, wnid or name), or null: counted as unmatched. */
+  index: number | null;
+  /** Number of boxes given for the image. */
+  boxes: number;
+}
+
+/** What the audit reads from one manifest line. */
+export interface AuditLine {
+  key: string;
+  status: 'ok' | 'failed';
+  top1?: { index: number; label?: string; probability: number };
+  degenerate?: boolean;
+  outputs?: { overlay?: string; heatmap?: string; prediction?: string };
+  truth?: LineTruth;
+  metrics?: ImageMetrics;
+  error?: string;
+}
+
+export type FlagKind =
+  | 'corner-shortcut'
+  | 'border-shortcut'
+  | 'background-shortcut'
+  | 'right-for-wrong-reasons'
+  | 'label-suspect'
+  | 'out-of-distribution'
+  | 'degenerate-map';
+
+export const FLAG_KINDS: readonly FlagKind[] = [
+  'corner-shortcut',
+  'border-shortcut',
+  'background-shortcut',
+  'right-for-wrong-reasons',
+  'label-suspect',
+  'out-of-distribution',
+  'degenerate-map',
+];
+
+export interface ClassRef {
+  index: number;
+  label?: string;
+}
+
+export type FlagSubject =
+  | { type: 'class'; class: ClassRef; role: 'predicted' | 'true' }
+  | { type: 'image'; key: string; predicted?: ClassRef; truth?: ClassRef; overlay?: string; prediction?: string };
+
+export interface AuditFlag {
+  kind: FlagKind;
+  /** Orders flags of one kind, higher first; its meaning per kind is in docs/audit-metrics.md. */
+  severity: number;
+  subject: FlagSubject;
+  /** The measured values that raised the flag. */
+  evidence: Record<string, number | string | boolean | null>;
+  /** The thresholds they crossed. */
+  threshold: Record<string, number>;
+  /** One sentence a person can act on. */
+  message: string;
+}
+
+export interface MetricSummary {
+  /** Images with a value. */
+  n: number;
+  mean: number | null;
+  /** 5th, 25th, 50th, 75th and 95th percentiles (within half a histogram bin). */
+  quantiles: { p05: number; p25: number; p50: number; p75: number; p95: number } | null;
+}
+
+export interface ClassReport {
+  class: ClassRef;
+  role: 'predicted' | 'true';
+  count: number;
+  /** Top-1 accuracy among the class's images with a matched truth label; null without truth. */
+  accuracy: number | null;
+  degenerate: number;
+  metrics: Record<string, MetricSummary>;
+  /** Mean normalised map on the fixed grid, row-major, `atlasSize²` values in [0, 1]; null without maps. */
+  atlas: number[] | null;
+}
+
+export interface AuditReport {
+  schema: typeof AUDIT_SCHEMA;
+  runId: string;
+  createdAt: string;
+  options: Record<string, unknown>;
+  counts: { images: number; ok: number; failed: number; withMetrics: number; withTruth: number; matchedTruth: number; withBoxes: number; degenerate: number };
+  /** Whole-run summaries per metric, and their histograms (for the report). */
+  metrics: Record<string, MetricSummary>;
+  histograms: Record<string, HistogramSnapshot>;
+  atlasSize: number;
+  /** The whole run's mean map. */
+  atlas: number[] | null;
+  classes: { predicted: ClassReport[]; true: ClassReport[] };
+  /** Truth labels that matched no model class, with how often each occurred. */
+  unmatchedLabels: { label: string; count: number }[];
+  unmatchedLabelsTruncated: number;
+  /** Sparse: one cell per (true, predicted) pair that occurred; null without truth. */
+  confusion: { classes: ClassRef[]; cells: [number, number, number][] } | null;
+  flags: AuditFlag[];
+  /** Every flag raised per kind; `flags` keeps the most severe `maxFlagsPerKind` of each. */
+  flagCounts: Record<FlagKind, number>;
+}
