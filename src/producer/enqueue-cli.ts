@@ -68,9 +68,11 @@ export function summaryLine(r: EnqueueResult): string {
     .join(', ');
   const skippedText = skipped ? ` (skipped ${skipped})` : '';
   const secs = (r.elapsedMs / 1000).toFixed(1);
+  const t = c.truth;
+  const truthText = t ? `\n  ground truth: ${fmt(t.matched)} images have it, ${fmt(t.missing)} do not${t.unused !== null && t.unused > 0 ? `; ${fmt(t.unused)} truth entries match no listed image` : ''}` : '';
   if (r.dryRun) {
     const ex = r.examples.length > 0 ? `\n  e.g. ${r.examples.join('\n       ')}` : '';
-    return `dry run: ${fmt(c.matched)} of ${fmt(c.listed)} objects under ${r.source} would be audited as run ${r.runId} into ${r.output}${skippedText}${ex}\n`;
+    return `dry run: ${fmt(c.matched)} of ${fmt(c.listed)} objects under ${r.source} would be audited as run ${r.runId} into ${r.output}${skippedText}${ex}${truthText}\n`;
   }
   if (c.matched === 0) {
     const why = c.listed === 0 ? `nothing is stored under ${r.source} (check the prefix)` : `none of the ${fmt(c.listed)} objects under ${r.source} is an image${skippedText}`;
@@ -78,5 +80,5 @@ export function summaryLine(r: EnqueueResult): string {
   }
   const again = c.known > 0 ? `, ${fmt(c.known)} already in the run` : '';
   const state = r.run?.state === 'completed' ? ' The run is complete.' : ` Follow it with: gradcam-audit status ${r.runId} --watch`;
-  return `run ${r.runId}: ${fmt(c.added)} images queued${again} of ${fmt(c.listed)} listed${skippedText} in ${secs} s (${fmt(r.keysPerSecond)} keys/s); outputs go to ${r.output}.${state}\n`;
+  return `run ${r.runId}: ${fmt(c.added)} images queued${again} of ${fmt(c.listed)} listed${skippedText} in ${secs} s (${fmt(r.keysPerSecond)} keys/s); outputs go to ${r.output}.${state}${truthText}\n`;
 }

@@ -9,6 +9,8 @@ import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlag
 import { IMAGE_EXTENSIONS } from '../shared/image-types.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { asFolderPrefix, formatS3Uri, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
+import { parseTruthFlags, type TruthFlags } from './truth/load-truth.js';
+import type { TruthSpec } from './truth/truth-index.js';
 
 export const ENQUEUE_DEFAULTS = Object.freeze({
   /** Output root inside the source bucket when `--output` is not given: `<root><run-id>/`. */
@@ -39,10 +41,12 @@ export interface EnqueueRequest {
   options: ExplainOptions;
   model: string;
   dryRun: boolean;
+  /** Ground truth for the audit (`--truth`, `--truth-from-path`). */
+  truth?: TruthSpec;
 }
 
 /** Raw flag values as commander hands them over (strings, or booleans for switches). */
-export interface EnqueueFlags extends RawExplainOptionFlags {
+export interface EnqueueFlags extends RawExplainOptionFlags, TruthFlags {
   output?: string;
   runId?: string;
   include?: string;
@@ -61,13 +65,14 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): Enq
   const exclude = parseGlobList('--exclude', flags.exclude);
   const model = flags.model === undefined ? '' : parseModelLabel(flags.model);
   const explicitOutput = flags.output === undefined ? undefined : parseOutput(flags.output);
+  const truth = parseTruthFlags(flags);
 
   const runId =
     flags.runId !== undefined
       ? validateRunId(flags.runId, '--run-id')
-      : deriveRunId({ source, output: explicitOutput, include, exclude, options, model });
+      : deriveRunId({ source, output: explicitOutput, include, exclude, options, model, truth });
   const output = explicitOutput ?? { bucket: source.bucket, key: `${ENQUEUE_DEFAULTS.outputRoot}${runId}/` };
-  return { source, output, runId, derivedRunId: flags.runId === undefined, include, exclude, options, model, dryRun: flags.dryRun === true };
+  return { source, output, runId, derivedRunId: flags.runId === undefined, include, exclude, options, model, dryRun: flags.dryRun === true, ...(truth ? { truth } : {}) };
 }
 
 /**
@@ -82,6 +87,7 @@ export function deriveRunId(parts: {
   exclude: string[];
   options: ExplainOptions;
   model: string;
+  truth?: TruthSpec;
 }): string {
   const canonical = JSON.stringify([
     formatS3Uri(parts.source),
@@ -90,6 +96,8 @@ export function deriveRunId(parts: {
     parts.exclude,
     sortedOptions(parts.options),
     parts.model,
+    // Only present with truth, so runs without it keep the ids they always had.
+    ...(parts.truth ? [parts.truth] : []),
   ]);
   const digest = createHash('sha256').update(canonical).digest('hex').slice(0, 10);
   const slug = `${parts.source.bucket}-${parts.source.key}`

@@ -20,6 +20,8 @@ import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.
 import { formatS3Uri, parseS3Prefix } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
+import { loadTruth } from './truth/load-truth.js';
+import type { TruthLookup } from './truth/truth-index.js';
 
 /** Folders a run writes under its output prefix (see shared/storage/output-keys.ts). */
 const OUTPUT_FOLDERS = ['overlays', 'heatmaps', 'predictions'] as const;
@@ -40,6 +42,8 @@ export interface EnqueueCounts {
   known: number;
   /** Listed objects skipped, by reason. */
   skipped: Record<Exclude<KeyVerdict, 'image'>, number>;
+  /** With ground truth: queued images that have it and that lack it, and truth entries no image used. */
+  truth?: { matched: number; missing: number; unused: number | null };
 }
 
 export interface EnqueueProgress extends EnqueueCounts {
@@ -95,7 +99,14 @@ export async function enqueueRun(request: EnqueueRequest, deps: EnqueueDeps | Li
 async function listOnly(request: EnqueueRequest, deps: ListingDeps): Promise<EnqueueResult> {
   const scan = new Scan(request, deps);
   await scan.requireBucket();
-  for await (const _images of scan.pages()) scan.progress();
+  // A dry run validates the truth too, and says how many images it covers.
+  const truth = request.truth ? await loadTruth(request.truth, deps.store) : undefined;
+  const counts = { matched: 0, missing: 0 };
+  for await (const images of scan.pages()) {
+    if (truth) for (const o of images) counts[truth.lookup(o.key) ? 'matched' : 'missing']++;
+    scan.progress();
+  }
+  if (truth) scan.counts.truth = { ...counts, unused: truth.unused() };
   return scan.result(null, false);
 }
 
@@ -103,6 +114,9 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   const log = deps.logger ?? silentLogger();
   const scan = new Scan(request, deps);
   await scan.requireBucket();
+  // The whole truth source is read and validated first: a bad row stops here, before any job.
+  const truth: TruthLookup | undefined = request.truth ? await loadTruth(request.truth, deps.store) : undefined;
+  const truthCounts = { matched: 0, missing: 0 };
   const runId = request.runId;
   // Check before createRun, which reopens listing on an existing run: a refused request must leave
   // that run exactly as it was.
@@ -133,17 +147,23 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
       reopened = true;
       log.info({ runId, added: fresh.length }, 'completed run reopened for new images');
     }
-    const jobs = [...fresh.map((i) => images[i] as ObjectSummary), ...retry].map((o) => ({
-      name: JOB_NAME,
-      data: {
-        v: PAYLOAD_VERSION,
-        runId,
-        source: { bucket: request.source.bucket, key: o.key, etag: o.etag, size: o.size },
-        output,
-        options: request.options,
-      } satisfies AuditJobPayload,
-      opts: jobOptionsFor(runId, o.key),
-    }));
+    const jobs = [...fresh.map((i) => images[i] as ObjectSummary), ...retry].map((o) => {
+      // Each job carries its own truth: Redis holds truth only for queued jobs, never per run.
+      const t = truth?.lookup(o.key);
+      if (truth) truthCounts[t ? 'matched' : 'missing']++;
+      return {
+        name: JOB_NAME,
+        data: {
+          v: PAYLOAD_VERSION,
+          runId,
+          source: { bucket: request.source.bucket, key: o.key, etag: o.etag, size: o.size },
+          output,
+          options: request.options,
+          ...(t ? { truth: t } : {}),
+        } satisfies AuditJobPayload,
+        opts: jobOptionsFor(runId, o.key),
+      };
+    });
     if (jobs.length > 0) await deps.queue.addBulk(jobs);
     scan.counts.added += fresh.length;
     scan.counts.known += known.length;
@@ -170,6 +190,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     throw err;
   }
   scan.progress();
+  if (truth) scan.counts.truth = { ...truthCounts, unused: truth.unused() };
 
   const finished = await deps.runs.finishEnqueue(runId, scan.now());
   let finalized: FinalizeOutcome['status'] | undefined;
@@ -277,7 +298,7 @@ class Scan {
       source: formatS3Uri(this.request.source),
       output: formatS3Uri(this.request.output),
       dryRun: this.request.dryRun,
-      counts: { ...this.counts, skipped: { ...this.counts.skipped } },
+      counts: { ...this.counts, skipped: { ...this.counts.skipped }, ...(this.counts.truth ? { truth: { ...this.counts.truth } } : {}) },
       examples: [...this.examples],
       elapsedMs,
       keysPerSecond: Math.round((this.counts.matched / elapsedMs) * 1000),

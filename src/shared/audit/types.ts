@@ -31,6 +31,13 @@ export interface ImageMetrics {
   faithfulness?: FaithfulnessMetrics;
 }
 
+/** Ground truth as a job carries it to the worker: the label as written, boxes in image pixels. */
+export interface JobTruth {
+  label: string;
+  /** [x0, y0, x1, y1) per box. */
+  boxes?: [number, number, number, number][];
+}
+
 /** Ground truth as a manifest line carries it. */
 export interface LineTruth {
   /** The label as the truth source wrote it. */

@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors.js';
+import type { JobTruth } from '../audit/types.js';
 import type { ExplainOptions } from '../explain-options.js';
 import type { JobsOptions } from 'bullmq';
 
@@ -17,6 +18,8 @@ export interface AuditJobPayload {
   source: { bucket: string; key: string; etag: string; size: number };
   output: { bucket: string; prefix: string };
   options: ExplainOptions;
+  /** This image's ground truth (`enqueue --truth`); absent when the run has none for it. */
+  truth?: JobTruth;
 }
 
 /** Run ids appear in Redis keys, job ids and S3 prefixes: a conservative alphabet. */
