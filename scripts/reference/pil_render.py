@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Colormap tables and rendering references, from matplotlib and Pillow.
 
-1. Writes src/worker/image/colormap-tables.ts: 256-entry RGB tables for viridis, inferno, jet and
+1. Writes src/shared/colormap-tables.ts (shared: the overlay renderer and the audit report both draw with them): 256-entry RGB tables for viridis, inferno, jet and
    gray, exactly as matplotlib returns them with `cmap(np.arange(256), bytes=True)`.
 2. Writes test/fixtures/images/reference/render.json:
    - `upsample`: a fixed 14x14 float CAM grid resized with Pillow's BILINEAR on a mode 'F' image
@@ -24,7 +24,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = ROOT / "src" / "worker" / "image" / "colormap-tables.ts"
+TABLES = ROOT / "src" / "shared" / "colormap-tables.ts"
 OUT = ROOT / "test" / "fixtures" / "images" / "reference" / "render.json"
 NAMES = ["viridis", "inferno", "jet", "gray"]
 

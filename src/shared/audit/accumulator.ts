@@ -10,11 +10,11 @@ import { auditOptions, type AuditOptions } from './audit-options.js';
 import { BoundedTop } from './bounded-top.js';
 import { Histogram } from './histogram.js';
 import { decodeAtlas, DEFAULT_METRIC_OPTIONS } from './image-metrics.js';
-import { METRIC_COLUMNS, metricValue } from './metric-table.js';
+import { METRIC_COLUMNS, METRICS_EXTRA_KEYS, metricText, metricValue } from './metric-table.js';
 import { round } from './numbers.js';
 import { thresholds } from './thresholds.js';
 import { classFlags, imageFlags, type ImageCandidate } from './flags.js';
-import { AUDIT_SCHEMA, FLAG_KINDS, type AuditLine, type AuditReport, type ClassRef, type ClassReport, type FlagKind, type MetricSummary } from './types.js';
+import { AUDIT_SCHEMA, FLAG_KINDS, type AuditLine, type AuditReport, type ClassRef, type ClassReport, type FlagKind, type ImageMetrics, type MetricSummary } from './types.js';
 
 /** Running moments and an optional histogram of one metric. */
 export class MetricStats {
@@ -184,7 +184,7 @@ export class AuditAccumulator {
         const v = metricValue(c, m);
         if (v !== undefined) for (const g of groups) g.addMetric(i, v);
       });
-      const atlas = decodeAtlas(m.atlas, DEFAULT_METRIC_OPTIONS.atlasSize);
+      const atlas = decodeAtlas(metricText(m, METRICS_EXTRA_KEYS.atlas), DEFAULT_METRIC_OPTIONS.atlasSize);
       if (atlas !== null) for (const g of groups) g.addAtlas(atlas);
     }
     this.candidates.offer(line, trueIndex);
@@ -288,14 +288,16 @@ export class ImageCandidates {
     const candidate = (): ImageCandidate => ({ line: { key: line.key, top1, truth: line.truth, outputs: line.outputs, degenerate: line.degenerate }, metrics: m });
     if (line.degenerate === true) this.degenerate.offer(1, candidate());
     if (m === undefined || top1 === undefined) return;
-    const p = m.prediction;
+    const prob = num(m, 'top1Prob');
+    const entropy = num(m, 'entropy');
+    if (prob === undefined) return;
     if (trueIndex !== null && top1.index === trueIndex) {
       let h = this.agreeing.get(trueIndex);
       if (h === undefined) {
         h = new Histogram(0, 1, this.o.runBins);
         this.agreeing.set(trueIndex, h);
       }
-      h.add(p.top1Prob);
+      h.add(prob);
     }
     if (trueIndex !== null && top1.index !== trueIndex) {
       let s = this.suspects.get(top1.index);
@@ -303,16 +305,17 @@ export class ImageCandidates {
         s = { top: new BoundedTop(this.o.maxFlagsPerKind), hist: new Histogram(0, 1, this.o.runBins) };
         this.suspects.set(top1.index, s);
       }
-      s.hist.add(p.top1Prob);
-      if (p.top1Prob >= this.o.labelSuspectMinProb) s.top.offer(p.top1Prob, candidate());
+      s.hist.add(prob);
+      if (prob >= this.o.labelSuspectMinProb) s.top.offer(prob, candidate());
     }
-    if (p.top1Prob <= this.o.oodMaxProb) {
-      this.oodEntropy.add(p.entropy);
-      if (p.entropy >= this.o.oodMinEntropy) this.ood.offer(p.entropy, candidate());
+    if (entropy !== undefined && prob <= this.o.oodMaxProb) {
+      this.oodEntropy.add(entropy);
+      if (entropy >= this.o.oodMinEntropy) this.ood.offer(entropy, candidate());
     }
-    const map = m.map;
-    if (p.correct === true && map?.boxEnergy !== undefined && map.boxArea !== undefined && map.boxArea > 0 && map.pointingHit === false) {
-      const ratio = map.boxEnergy / map.boxArea;
+    const energy = num(m, 'boxEnergy');
+    const area = num(m, 'boxArea');
+    if (m.correct === true && energy !== undefined && area !== undefined && area > 0 && m.pointingHit === false) {
+      const ratio = energy / area;
       if (ratio < this.o.wrongReasonsMaxEnergyOverArea) this.wrongReasons.offer(1 - ratio, candidate());
     }
   }
@@ -329,4 +332,9 @@ export class ImageCandidates {
       ['degenerate-map', this.degenerate.offered],
     ];
   }
+}
+
+function num(m: ImageMetrics, key: string): number | undefined {
+  const v = m[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }

@@ -7,7 +7,7 @@
 import type { AuditAccumulator, MetricStats } from './accumulator.js';
 import type { ShortcutRule } from './audit-options.js';
 import { CORNERS, type CornerName } from './image-metrics.js';
-import { columnIndex, cornerMetricName } from './metric-table.js';
+import { columnIndex, cornerMetricName, METRICS_EXTRA_KEYS, metricText } from './metric-table.js';
 import { round } from './numbers.js';
 import { thresholds } from './thresholds.js';
 import type { AuditFlag, AuditLine, ClassRef, ImageMetrics } from './types.js';
@@ -144,52 +144,55 @@ export function imageFlags(acc: AuditAccumulator): AuditFlag[] {
     const bin = t.suspectBin(cls);
     const selfConfidence = t.selfConfidence(cls);
     for (const { item } of s.top.sorted()) {
-      const p = item.metrics?.prediction;
-      if (p === undefined || t.grid.binOf(p.top1Prob) < bin) continue;
+      const prob = num(item.metrics, 'top1Prob');
+      if (prob === null || t.grid.binOf(prob) < bin) continue;
       const subject = imageSubject(acc, item);
-      const trueProb = p.trueProb ?? null;
+      const trueProb = num(item.metrics, 'trueProb');
       suspects.push({
         kind: 'label-suspect',
-        severity: round(p.top1Prob - (trueProb ?? 0)),
+        severity: round(prob - (trueProb ?? 0)),
         subject,
-        evidence: { predictedProb: round(p.top1Prob), trueProb: trueProb === null ? null : round(trueProb), trueRank: p.trueRank ?? null, label: item.line.truth?.label ?? null },
+        evidence: { predictedProb: round(prob), trueProb: trueProb === null ? null : round(trueProb), trueRank: num(item.metrics, 'trueRank'), label: item.line.truth?.label ?? null },
         threshold: { minProb: round(t.grid.edge(bin)), classSelfConfidence: selfConfidence === null ? 0 : round(selfConfidence) },
-        message: `${subject.type === 'image' ? subject.key : ''}: labelled ${name(acc.classRef(item.line.truth?.index ?? -1))} but predicted ${name(acc.classRef(cls))} with probability ${p.top1Prob.toFixed(3)} (the true label gets ${(trueProb ?? 0).toFixed(3)}): check the label`,
+        message: `${subject.type === 'image' ? subject.key : ''}: labelled ${name(acc.classRef(item.line.truth?.index ?? -1))} but predicted ${name(acc.classRef(cls))} with probability ${prob.toFixed(3)} (the true label gets ${(trueProb ?? 0).toFixed(3)}): check the label`,
       });
     }
   }
   out.push(...top(suspects, o.maxFlagsPerKind));
 
   for (const { item } of cand.ood.sorted()) {
-    const p = item.metrics?.prediction;
-    if (p === undefined || t.grid.binOf(p.entropy) < t.oodEntropyBin) continue;
+    const prob = num(item.metrics, 'top1Prob');
+    const entropy = num(item.metrics, 'entropy');
+    if (prob === null || entropy === null || t.grid.binOf(entropy) < t.oodEntropyBin) continue;
     const subject = imageSubject(acc, item);
     out.push({
       kind: 'out-of-distribution',
-      severity: round(p.entropy),
+      severity: round(entropy),
       subject,
-      evidence: { top1Prob: round(p.top1Prob), entropy: round(p.entropy), runEntropyMedian: t.oodMedian === null ? null : round(t.oodMedian), runEntropyMad: t.oodMad === null ? null : round(t.oodMad) },
+      evidence: { top1Prob: round(prob), entropy: round(entropy), runEntropyMedian: t.oodMedian === null ? null : round(t.oodMedian), runEntropyMad: t.oodMad === null ? null : round(t.oodMad) },
       threshold: { maxTop1Prob: o.oodMaxProb, minEntropy: round(t.grid.edge(t.oodEntropyBin)) },
-      message: `${subject.type === 'image' ? subject.key : ''}: the model is unsure (top-1 probability ${p.top1Prob.toFixed(3)}, normalised entropy ${p.entropy.toFixed(3)}): the image may be unlike the training data`,
+      message: `${subject.type === 'image' ? subject.key : ''}: the model is unsure (top-1 probability ${prob.toFixed(3)}, normalised entropy ${entropy.toFixed(3)}): the image may be unlike the training data`,
     });
   }
 
   for (const { severity, item } of cand.wrongReasons.sorted()) {
-    const m = item.metrics?.map;
+    const energy = num(item.metrics, 'boxEnergy');
+    const area = num(item.metrics, 'boxArea');
+    const prob = num(item.metrics, 'top1Prob');
     const subject = imageSubject(acc, item);
     out.push({
       kind: 'right-for-wrong-reasons',
       severity: round(severity),
       subject,
-      evidence: { boxEnergy: m?.boxEnergy === undefined ? null : round(m.boxEnergy), boxArea: m?.boxArea === undefined ? null : round(m.boxArea), pointingHit: false, top1Prob: item.metrics ? round(item.metrics.prediction.top1Prob) : null },
+      evidence: { boxEnergy: energy === null ? null : round(energy), boxArea: area === null ? null : round(area), pointingHit: false, top1Prob: prob === null ? null : round(prob) },
       threshold: { maxEnergyOverArea: o.wrongReasonsMaxEnergyOverArea },
-      message: `${subject.type === 'image' ? subject.key : ''}: predicted correctly, but the map's peak is outside the boxes and only ${pct(m?.boxEnergy ?? 0)} of its heat is inside them (they cover ${pct(m?.boxArea ?? 0)} of the image)`,
+      message: `${subject.type === 'image' ? subject.key : ''}: predicted correctly, but the map's peak is outside the boxes and only ${pct(energy ?? 0)} of its heat is inside them (they cover ${pct(area ?? 0)} of the image)`,
     });
   }
 
   for (const { item } of cand.degenerate.sorted()) {
     const subject = imageSubject(acc, item);
-    const reason = item.metrics?.degenerate ?? null;
+    const reason = metricText(item.metrics, METRICS_EXTRA_KEYS.degenerate) ?? null;
     out.push({
       kind: 'degenerate-map',
       severity: 1,
@@ -202,3 +205,7 @@ export function imageFlags(acc: AuditAccumulator): AuditFlag[] {
   return out;
 }
 
+function num(m: ImageMetrics | undefined, key: string): number | null {
+  const v = m?.[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}

@@ -3,8 +3,8 @@
  * table stores them, the report draws their histograms and the dashboard sorts by them: adding a
  * metric is one row here (and its formula in docs/audit-metrics.md).
  */
-import { CORNERS, type CornerName } from './image-metrics.js';
-import type { ImageMetrics } from './types.js';
+import { CORNERS, encodeAtlas, type CornerName, type MapMetrics, type PredictionMetrics } from './image-metrics.js';
+import type { FaithfulnessMetrics, ImageMetrics, MetricValue } from './types.js';
 
 export type MetricGroup = 'prediction' | 'truth' | 'map' | 'boxes' | 'faithfulness';
 
@@ -17,28 +17,25 @@ export interface MetricColumn {
   kind: 'number' | 'rate' | 'integer';
   /** Range of the histogram; null: no histogram (unbounded). */
   range: readonly [number, number] | null;
-  get(m: ImageMetrics): number | null | undefined;
 }
-
-const rate = (b: boolean | undefined): number | undefined => (b === undefined ? undefined : b ? 1 : 0);
 
 const CORNER_LABELS: Record<CornerName, string> = { topLeft: 'top-left', topRight: 'top-right', bottomLeft: 'bottom-left', bottomRight: 'bottom-right' };
 
 export const METRIC_COLUMNS: readonly MetricColumn[] = [
-  { name: 'top1Prob', label: 'top-1 probability', group: 'prediction', kind: 'number', range: [0, 1], get: (m) => m.prediction.top1Prob },
-  { name: 'margin', label: 'margin to top-2', group: 'prediction', kind: 'number', range: [0, 1], get: (m) => m.prediction.margin },
-  { name: 'entropy', label: 'entropy (normalised)', group: 'prediction', kind: 'number', range: [0, 1], get: (m) => m.prediction.entropy },
-  { name: 'correct', label: 'correct', group: 'truth', kind: 'rate', range: [0, 1], get: (m) => rate(m.prediction.correct) },
-  { name: 'trueRank', label: 'rank of the true class', group: 'truth', kind: 'integer', range: null, get: (m) => m.prediction.trueRank },
-  { name: 'trueProb', label: 'true-class probability', group: 'truth', kind: 'number', range: [0, 1], get: (m) => m.prediction.trueProb },
-  { name: 'peakX', label: 'peak x', group: 'map', kind: 'number', range: [0, 1], get: (m) => m.map?.peakX },
-  { name: 'peakY', label: 'peak y', group: 'map', kind: 'number', range: [0, 1], get: (m) => m.map?.peakY },
-  { name: 'centroidX', label: 'centroid x', group: 'map', kind: 'number', range: [0, 1], get: (m) => m.map?.centroidX },
-  { name: 'centroidY', label: 'centroid y', group: 'map', kind: 'number', range: [0, 1], get: (m) => m.map?.centroidY },
+  { name: 'top1Prob', label: 'top-1 probability', group: 'prediction', kind: 'number', range: [0, 1] },
+  { name: 'margin', label: 'margin to top-2', group: 'prediction', kind: 'number', range: [0, 1] },
+  { name: 'entropy', label: 'entropy (normalised)', group: 'prediction', kind: 'number', range: [0, 1] },
+  { name: 'correct', label: 'correct', group: 'truth', kind: 'rate', range: [0, 1] },
+  { name: 'trueRank', label: 'rank of the true class', group: 'truth', kind: 'integer', range: null },
+  { name: 'trueProb', label: 'true-class probability', group: 'truth', kind: 'number', range: [0, 1] },
+  { name: 'peakX', label: 'peak x', group: 'map', kind: 'number', range: [0, 1] },
+  { name: 'peakY', label: 'peak y', group: 'map', kind: 'number', range: [0, 1] },
+  { name: 'centroidX', label: 'centroid x', group: 'map', kind: 'number', range: [0, 1] },
+  { name: 'centroidY', label: 'centroid y', group: 'map', kind: 'number', range: [0, 1] },
   // The largest possible spread on the unit square is √½ (all heat split between opposite corners).
-  { name: 'spread', label: 'spread', group: 'map', kind: 'number', range: [0, Math.SQRT1_2], get: (m) => m.map?.spread },
-  { name: 'gini', label: 'Gini sparseness', group: 'map', kind: 'number', range: [0, 1], get: (m) => m.map?.gini },
-  { name: 'borderShare', label: 'border-band share', group: 'map', kind: 'number', range: [0, 1], get: (m) => m.map?.borderShare },
+  { name: 'spread', label: 'spread', group: 'map', kind: 'number', range: [0, Math.SQRT1_2] },
+  { name: 'gini', label: 'Gini sparseness', group: 'map', kind: 'number', range: [0, 1] },
+  { name: 'borderShare', label: 'border-band share', group: 'map', kind: 'number', range: [0, 1] },
   ...CORNERS.map(
     (c): MetricColumn => ({
       name: cornerMetricName(c),
@@ -46,16 +43,15 @@ export const METRIC_COLUMNS: readonly MetricColumn[] = [
       group: 'map',
       kind: 'number',
       range: [0, 1],
-      get: (m) => m.map?.cornerShares[c],
     }),
   ),
-  { name: 'boxEnergy', label: 'energy in boxes', group: 'boxes', kind: 'number', range: [0, 1], get: (m) => m.map?.boxEnergy },
-  { name: 'boxArea', label: 'box area share', group: 'boxes', kind: 'number', range: [0, 1], get: (m) => m.map?.boxArea },
-  { name: 'pointingHit', label: 'pointing game', group: 'boxes', kind: 'rate', range: [0, 1], get: (m) => rate(m.map?.pointingHit) },
-  { name: 'topIou', label: 'top-20% IoU with boxes', group: 'boxes', kind: 'number', range: [0, 1], get: (m) => m.map?.topIou },
-  { name: 'faithTopDrop', label: 'drop, top region blurred', group: 'faithfulness', kind: 'number', range: [-1, 1], get: (m) => m.faithfulness?.topDrop },
-  { name: 'faithRandomDrop', label: 'drop, random region blurred', group: 'faithfulness', kind: 'number', range: [-1, 1], get: (m) => m.faithfulness?.randomDrop },
-  { name: 'faithfulness', label: 'faithfulness (top − random drop)', group: 'faithfulness', kind: 'number', range: [-1, 1], get: (m) => m.faithfulness?.score },
+  { name: 'boxEnergy', label: 'energy in boxes', group: 'boxes', kind: 'number', range: [0, 1] },
+  { name: 'boxArea', label: 'box area share', group: 'boxes', kind: 'number', range: [0, 1] },
+  { name: 'pointingHit', label: 'pointing game', group: 'boxes', kind: 'rate', range: [0, 1] },
+  { name: 'topIou', label: 'top-20% IoU with boxes', group: 'boxes', kind: 'number', range: [0, 1] },
+  { name: 'faithTopDrop', label: 'drop, top region blurred', group: 'faithfulness', kind: 'number', range: [-1, 1] },
+  { name: 'faithRandomDrop', label: 'drop, random region blurred', group: 'faithfulness', kind: 'number', range: [-1, 1] },
+  { name: 'faithfulness', label: 'faithfulness (top − random drop)', group: 'faithfulness', kind: 'number', range: [-1, 1] },
 ];
 
 /** `cornerTopLeft`, … */
@@ -78,9 +74,50 @@ export function metricColumn(name: string): MetricColumn | undefined {
   return METRIC_COLUMNS.find((c) => c.name === name);
 }
 
-/** A column's value for one image as a finite number, or undefined. */
+/** Keys of an image's metrics record besides the metric columns. */
+export const METRICS_EXTRA_KEYS = Object.freeze({ atlas: 'atlas', imageWidth: 'imageWidth', imageHeight: 'imageHeight', degenerate: 'degenerate' });
+
+/** A column's value for one image as a finite number (a rate's true/false as 1/0), or undefined. */
 export function metricValue(column: MetricColumn, m: ImageMetrics | undefined): number | undefined {
-  if (m === undefined) return undefined;
-  const v = column.get(m);
+  const v = m?.[column.name];
+  if (typeof v === 'boolean') return v ? 1 : 0;
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+/** The record's value under `key` when it is a string. */
+export function metricText(m: ImageMetrics | undefined, key: string): string | undefined {
+  const v = m?.[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export interface MetricParts {
+  image: { width: number; height: number };
+  prediction: PredictionMetrics;
+  map: MapMetrics | null;
+  atlas: Uint8Array | null;
+  /** Why the map is degenerate, when it is. */
+  degenerate?: string | null;
+  faithfulness?: FaithfulnessMetrics;
+}
+
+/** The flat record of one image's metrics, keyed by the metric table's names. */
+export function toMetricsRecord(p: MetricParts): ImageMetrics {
+  const r: Record<string, MetricValue> = {
+    [METRICS_EXTRA_KEYS.imageWidth]: p.image.width,
+    [METRICS_EXTRA_KEYS.imageHeight]: p.image.height,
+    top1Prob: p.prediction.top1Prob,
+    margin: p.prediction.margin,
+    entropy: p.prediction.entropy,
+  };
+  if (p.prediction.correct !== undefined) Object.assign(r, { correct: p.prediction.correct, trueRank: p.prediction.trueRank ?? null, trueProb: p.prediction.trueProb ?? null });
+  const m = p.map;
+  if (m !== null) {
+    Object.assign(r, { peakX: m.peakX, peakY: m.peakY, centroidX: m.centroidX, centroidY: m.centroidY, spread: m.spread, gini: m.gini, borderShare: m.borderShare });
+    for (const c of CORNERS) r[cornerMetricName(c)] = m.cornerShares[c];
+    if (m.boxEnergy !== undefined) Object.assign(r, { boxEnergy: m.boxEnergy, boxArea: m.boxArea ?? null, pointingHit: m.pointingHit ?? null, topIou: m.topIou ?? null });
+  }
+  if (p.faithfulness) Object.assign(r, { faithTopDrop: p.faithfulness.topDrop, faithRandomDrop: p.faithfulness.randomDrop, faithfulness: p.faithfulness.score });
+  if (p.atlas !== null) r[METRICS_EXTRA_KEYS.atlas] = encodeAtlas(p.atlas);
+  if (p.degenerate) r[METRICS_EXTRA_KEYS.degenerate] = p.degenerate;
+  return r;
 }

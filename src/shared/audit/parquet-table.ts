@@ -6,7 +6,7 @@
  */
 import { ByteWriter, ParquetWriter, schemaFromColumnData, type ColumnSource } from 'hyparquet-writer';
 import { decodeAtlas } from './image-metrics.js';
-import { METRIC_COLUMNS, type MetricColumn } from './metric-table.js';
+import { METRIC_COLUMNS, METRICS_EXTRA_KEYS, metricText, metricValue, type MetricColumn } from './metric-table.js';
 import type { AuditLine } from './types.js';
 
 export const METRICS_PARQUET_FILE = 'metrics.parquet';
@@ -25,11 +25,14 @@ interface Column {
 }
 
 function metricCell(c: MetricColumn, line: AuditLine): Cell {
-  const m = line.metrics;
-  if (m === undefined) return null;
-  const v = c.get(m);
-  if (typeof v !== 'number' || !Number.isFinite(v)) return null;
+  const v = metricValue(c, line.metrics);
+  if (v === undefined) return null;
   return c.kind === 'rate' ? v === 1 : v;
+}
+
+function intCell(line: AuditLine, key: string): Cell {
+  const v = line.metrics?.[key];
+  return typeof v === 'number' && Number.isInteger(v) ? v : null;
 }
 
 const str = (v: string | undefined | null): Cell => (v === undefined || v === null ? null : v);
@@ -44,12 +47,12 @@ export const PARQUET_COLUMNS: readonly Column[] = [
   { name: 'true_label', type: 'STRING', get: (l) => str(l.truth?.label) },
   { name: 'true_index', type: 'INT32', get: (l) => l.truth?.index ?? null },
   { name: 'boxes', type: 'INT32', get: (l) => (l.truth ? l.truth.boxes : null) },
-  { name: 'width', type: 'INT32', get: (l) => l.metrics?.image.width ?? null },
-  { name: 'height', type: 'INT32', get: (l) => l.metrics?.image.height ?? null },
+  { name: 'width', type: 'INT32', get: (l) => intCell(l, METRICS_EXTRA_KEYS.imageWidth) },
+  { name: 'height', type: 'INT32', get: (l) => intCell(l, METRICS_EXTRA_KEYS.imageHeight) },
   { name: 'degenerate', type: 'BOOLEAN', get: (l) => (l.status === 'ok' ? l.degenerate === true : null) },
-  { name: 'degenerate_reason', type: 'STRING', get: (l) => str(l.metrics?.degenerate) },
+  { name: 'degenerate_reason', type: 'STRING', get: (l) => str(metricText(l.metrics, METRICS_EXTRA_KEYS.degenerate)) },
   ...METRIC_COLUMNS.map((c): Column => ({ name: snakeCase(c.name), type: c.kind === 'rate' ? 'BOOLEAN' : c.kind === 'integer' ? 'INT32' : 'DOUBLE', get: (l) => metricCell(c, l) })),
-  { name: 'atlas', type: 'BYTE_ARRAY', get: (l) => decodeAtlas(l.metrics?.atlas) },
+  { name: 'atlas', type: 'BYTE_ARRAY', get: (l) => decodeAtlas(metricText(l.metrics, METRICS_EXTRA_KEYS.atlas)) },
   { name: 'overlay', type: 'STRING', get: (l) => str(l.outputs?.overlay) },
   { name: 'prediction', type: 'STRING', get: (l) => str(l.outputs?.prediction) },
 ];

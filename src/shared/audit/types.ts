@@ -4,7 +4,6 @@
  * `audit.json`). Field meanings and formulas: docs/audit-metrics.md.
  */
 import type { HistogramSnapshot } from './histogram.js';
-import type { MapMetrics, PredictionMetrics } from './image-metrics.js';
 
 export const AUDIT_SCHEMA = 'gradcam-audit/audit@1';
 
@@ -18,18 +17,15 @@ export interface FaithfulnessMetrics {
   score: number;
 }
 
-export interface ImageMetrics {
-  /** Size of the (oriented) image the metrics describe. */
-  image: { width: number; height: number };
-  prediction: PredictionMetrics;
-  /** Metrics of the first explained map; null when it is degenerate or has no heat. */
-  map: MapMetrics | null;
-  /** Why the first map is degenerate, when it is. */
-  degenerate?: string;
-  /** The map on the fixed atlas grid, base64 bytes (see `atlasBytes`); null without a map. */
-  atlas: string | null;
-  faithfulness?: FaithfulnessMetrics;
-}
+/**
+ * One image's metrics as the prediction document, the manifest line and metrics.parquet carry them:
+ * a flat record of named values, one column each. The metric names are the rows of
+ * `METRIC_COLUMNS` (metric-table.ts); besides them, `atlas` (the map on the fixed atlas grid,
+ * base64 bytes), `imageWidth`, `imageHeight` and `degenerate` (why the map is degenerate).
+ * A metric that does not apply to the image (no truth, no boxes, no map) is null or absent.
+ */
+export type MetricValue = number | boolean | string | null;
+export type ImageMetrics = Readonly<Record<string, MetricValue>>;
 
 /** Ground truth as a job carries it to the worker: the label as written, boxes in image pixels. */
 export interface JobTruth {

@@ -4,7 +4,7 @@
  * v gets exactly the colour `matplotlib.colormaps[name](v, bytes=True)` gives.
  */
 import type { Colormap } from '../../shared/explain-options.js';
-import { GRAY_RGB, INFERNO_RGB, JET_RGB, VIRIDIS_RGB } from './colormap-tables.js';
+import { GRAY_RGB, INFERNO_RGB, JET_RGB, VIRIDIS_RGB } from '../../shared/colormap-tables.js';
 
 /** Packed RGB tables, 256 entries, indexed by `colormapIndex`. */
 export const COLORMAP_TABLES: Readonly<Record<Colormap, Uint8Array>> = Object.freeze({

@@ -2,7 +2,8 @@
  * Synthetic manifest lines for the audit tests, built with the real metric functions from maps with
  * known structure: a blob on the object, optionally a second blob in a corner.
  */
-import { atlasBytes, encodeAtlas, mapMetrics, predictionMetrics, type Box } from '../../../src/shared/audit/image-metrics.js';
+import { atlasBytes, mapMetrics, predictionMetrics, type Box } from '../../../src/shared/audit/image-metrics.js';
+import { toMetricsRecord } from '../../../src/shared/audit/metric-table.js';
 import type { AuditLine } from '../../../src/shared/audit/types.js';
 
 /** Deterministic PRNG (mulberry32). */
@@ -75,13 +76,13 @@ export function lineFor(s: SceneSpec): AuditLine {
     degenerate: s.degenerate === true,
     outputs: { overlay: `s3://out/run/overlays/${s.key}.jpg`, prediction: `s3://out/run/predictions/${s.key}.json` },
     ...(s.truth ? { truth: { label: s.truth.label ?? LABELS[s.truth.index ?? 0], index: s.truth.index, boxes: boxes?.length ?? 0 } } : {}),
-    metrics: {
+    metrics: toMetricsRecord({
       image: { width: size, height: size },
       prediction: predictionMetrics(probs, trueIndex === null ? undefined : trueIndex),
-      map: mapMetrics(map, size, size, boxes),
-      atlas: atlas === null ? null : encodeAtlas(atlas),
-      ...(s.degenerate ? { degenerate: 'all-zero map' } : {}),
-    },
+      map: s.degenerate ? null : mapMetrics(map, size, size, boxes),
+      atlas: s.degenerate ? null : atlas,
+      degenerate: s.degenerate ? 'all-zero map' : null,
+    }),
   };
 }
 

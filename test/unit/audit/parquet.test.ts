@@ -61,19 +61,20 @@ describe('metrics.parquet', () => {
         const m = l.metrics!;
         expect(r?.predicted_index).toBe(l.top1?.index);
         expect(r?.predicted_label).toBe(l.top1?.label);
-        expect(r?.top1_prob).toBe(m.prediction.top1Prob);
-        expect(r?.entropy).toBe(m.prediction.entropy);
+        expect(r?.top1_prob).toBe(m.top1Prob);
+        expect(r?.entropy).toBe(m.entropy);
         expect(r?.true_label).toBe(l.truth?.label ?? null);
         expect(r?.true_index).toBe(l.truth?.index ?? null);
         expect(r?.width).toBe(64);
         expect(r?.degenerate).toBe(l.degenerate === true);
-        expect(r?.border_share).toBe(m.map?.borderShare ?? null);
-        expect(r?.corner_bottom_right).toBe(m.map?.cornerShares.bottomRight ?? null);
-        expect(r?.pointing_hit).toBe(m.map?.pointingHit ?? null);
-        expect(r?.correct).toBe(m.prediction.correct ?? null);
-        expect(r?.true_rank).toBe(m.prediction.trueRank ?? null);
+        expect(r?.border_share).toBe(m.borderShare ?? null);
+        expect(r?.corner_bottom_right).toBe(m.cornerBottomRight ?? null);
+        expect(r?.pointing_hit).toBe(m.pointingHit ?? null);
+        expect(r?.correct).toBe(m.correct ?? null);
+        expect(r?.true_rank).toBe(m.trueRank ?? null);
+        expect(r?.degenerate_reason).toBe(m.degenerate ?? null);
         expect(r?.overlay).toBe(l.outputs?.overlay);
-        const atlas = decodeAtlas(m.atlas);
+        const atlas = decodeAtlas(m.atlas as string | undefined);
         if (atlas === null) expect(r?.atlas).toBeNull();
         else expect(Buffer.from((r?.atlas as { bytes: Uint8Array }).bytes).equals(Buffer.from(atlas))).toBe(true);
       }
