@@ -26,6 +26,8 @@ const registrations: Array<() => Promise<Command>> = [
   async () => (await import('./dashboard/command.js')).dashboardCommand(),
   async () => (await import('./producer/enqueue-command.js')).enqueueCommand(),
   async () => (await import('./producer/status-command.js')).statusCommand(),
+  async () => (await import('./producer/analysis-commands.js')).reportCommand(),
+  async () => (await import('./producer/analysis-commands.js')).compareCommand(),
   async () => (await import('./demo/command.js')).demoCommand(),
 ];
 

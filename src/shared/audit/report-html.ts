@@ -160,7 +160,7 @@ function histogramsSection(a: AuditReport): string {
   return `<div class="grid">${items.join('')}</div>`;
 }
 
-const CSS = `
+export const REPORT_CSS = `
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:16px 24px;color:#1d1d1f;background:#fafafa}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
 .muted{color:#666}.small{font-size:12px}.ok{background:#e8f5e9;padding:8px 12px;border-radius:6px}
@@ -184,7 +184,7 @@ export function renderReportHtml(a: AuditReport, o: ReportOptions = {}): string 
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'">
-<title>Audit of ${escapeHtml(a.runId)}</title><style>${CSS}</style></head>
+<title>Audit of ${escapeHtml(a.runId)}</title><style>${REPORT_CSS}</style></head>
 <body>
 <h1>Audit of run <code>${escapeHtml(a.runId)}</code></h1>
 <p class="muted">${about}${about ? '<br>' : ''}${c.images} images (${c.ok} explained, ${c.failed} failed) · ${c.withTruth} with ground truth (${c.matchedTruth} matched a class, ${c.withBoxes} with boxes) · ${c.degenerate} degenerate maps · <b>${flagTotal} flags</b> · written ${escapeHtml(a.createdAt)}</p>

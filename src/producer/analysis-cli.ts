@@ -1,0 +1,142 @@
+/**
+ * `gradcam-audit report` and `gradcam-audit compare` as processes. A run is named by its id (its
+ * output prefix comes from the run record in Redis) or directly by its output prefix
+ * (`s3://bucket/prefix/`, no Redis needed). Both read the run's manifest.jsonl as a stream.
+ */
+import { Readable } from 'node:stream';
+import { CompareAccumulator, COMPARE_FILE, COMPARE_HTML_FILE, hashJoin, mergeJoin, UnorderedManifestError, type CompareReport } from '../shared/audit/compare.js';
+import { renderCompareHtml } from '../shared/audit/compare-html.js';
+import { analyseLines, folderSink, readManifestLines, type AnalysisSink } from '../shared/audit/run-analysis.js';
+import { s3Sink, s3Thumbnail } from '../shared/audit/s3-analysis.js';
+import type { AuditLine } from '../shared/audit/types.js';
+import { loadConfig } from '../shared/config.js';
+import { ConfigError, NotFoundError } from '../shared/errors.js';
+import { validateRunId } from '../shared/queue/contract.js';
+import { MANIFEST_FILE, s3StreamUploader } from '../shared/run-finalizer.js';
+import type { ObjectStore } from '../shared/storage/object-store.js';
+import { formatS3Uri, joinKey, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
+import { connectProducer, openStore } from './connections.js';
+
+export interface ReportCliFlags {
+  out?: string;
+  json?: boolean;
+}
+
+export interface CompareCliFlags {
+  out?: string;
+  json?: boolean;
+}
+
+interface RunRef {
+  runId: string;
+  output: S3Location;
+}
+
+/** Run ids → output prefixes (Redis is asked only when an argument is a run id). */
+async function resolveRuns(args: { value: string; what: string }[]): Promise<RunRef[]> {
+  const ids = args.filter((a) => !a.value.startsWith('s3://'));
+  const out = new Map<string, RunRef>();
+  for (const a of args.filter((x) => x.value.startsWith('s3://'))) {
+    const output = parseS3Prefix(a.value, a.what);
+    const folder = output.key.replace(/\/$/, '');
+    out.set(a.value, { runId: folder.slice(folder.lastIndexOf('/') + 1) || output.bucket, output: { bucket: output.bucket, key: folder === '' ? '' : `${folder}/` } });
+  }
+  if (ids.length > 0) {
+    for (const a of ids) validateRunId(a.value, a.what);
+    const conn = await connectProducer(loadConfig(), `gca-report-${process.pid}`);
+    try {
+      for (const a of ids) {
+        const run = await conn.runs.getRun(a.value);
+        if (run === null) throw new ConfigError(a.what, `no run "${a.value}" in Redis; name it by its output prefix (s3://bucket/prefix/) instead`);
+        const output = parseS3Prefix(run.output, `output of run ${a.value}`);
+        out.set(a.value, { runId: a.value, output });
+      }
+    } finally {
+      await conn.close();
+    }
+  }
+  return args.map((a) => out.get(a.value) as RunRef);
+}
+
+async function manifestLines(store: ObjectStore, run: RunRef): Promise<AsyncGenerator<AuditLine>> {
+  const key = joinKey(run.output.key, MANIFEST_FILE);
+  try {
+    const { stream } = await store.getStream(run.output.bucket, key);
+    return readManifestLines(stream, `s3://${run.output.bucket}/${key}`);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new NotFoundError(`run ${run.runId} has no ${MANIFEST_FILE} at ${formatS3Uri(run.output)}: it has not finished yet (see gradcam-audit status ${run.runId})`, { cause: err });
+    throw err;
+  }
+}
+
+export async function runReportCli(run: string, flags: ReportCliFlags): Promise<void> {
+  const [ref] = await resolveRuns([{ value: run, what: 'RUN_ID' }]);
+  const config = loadConfig();
+  const store = openStore(config);
+  try {
+    const sink: AnalysisSink = flags.out !== undefined ? folderSink(flags.out) : s3Sink(s3StreamUploader(store.client), ref.output);
+    const { audit, files } = await analyseLines(await manifestLines(store, ref), {
+      runId: ref.runId,
+      sink,
+      outputUri: formatS3Uri(ref.output),
+      thumbnail: s3Thumbnail(store),
+    });
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ runId: ref.runId, location: sink.location, files, counts: audit.counts, flagCounts: audit.flagCounts }, null, 2)}\n`);
+      return;
+    }
+    const flagged = Object.entries(audit.flagCounts).filter(([, n]) => n > 0);
+    const flagText = flagged.length === 0 ? 'no flags' : flagged.map(([k, n]) => `${n} ${k}`).join(', ');
+    process.stdout.write(`audit of run ${ref.runId}: ${audit.counts.images} images (${audit.counts.failed} failed), ${flagText}\n  wrote ${files.join(', ')} to ${sink.location}\n`);
+    for (const f of audit.flags.filter((x) => x.subject.type === 'class')) process.stdout.write(`  ${f.kind}: ${f.message}\n`);
+  } finally {
+    store.client.destroy();
+  }
+}
+
+export async function compareRuns(store: ObjectStore, a: RunRef, b: RunRef): Promise<CompareReport> {
+  const run = async (join: typeof mergeJoin): Promise<CompareReport> => {
+    const acc = new CompareAccumulator({ a: a.runId, b: b.runId });
+    for await (const [la, lb] of join(await manifestLines(store, a), await manifestLines(store, b))) acc.add(la, lb);
+    return acc.finish();
+  };
+  try {
+    return await run(mergeJoin);
+  } catch (err) {
+    // Manifests written in key order join in constant memory; older ones are joined in memory.
+    if (err instanceof UnorderedManifestError) return run(hashJoin);
+    throw err;
+  }
+}
+
+export async function runCompareCli(runA: string, runB: string, flags: CompareCliFlags): Promise<void> {
+  const [a, b] = await resolveRuns([
+    { value: runA, what: 'RUN_A' },
+    { value: runB, what: 'RUN_B' },
+  ]);
+  const store = openStore(loadConfig());
+  try {
+    const report = await compareRuns(store, a, b);
+    const out: S3Location = { bucket: b.output.bucket, key: joinKey(b.output.key, `compare/${a.runId}/`) };
+    const sink = flags.out !== undefined ? folderSink(flags.out) : s3Sink(s3StreamUploader(store.client), out);
+    await sink.put(COMPARE_FILE, Readable.from([Buffer.from(`${JSON.stringify(report, null, 1)}\n`)]), 'application/json');
+    await sink.put(COMPARE_HTML_FILE, Readable.from([Buffer.from(renderCompareHtml(report))]), 'text/html; charset=utf-8');
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      return;
+    }
+    const pct = (x: number | null): string => (x === null ? '–' : `${(x * 100).toFixed(1)}%`);
+    const lines = [
+      `compare ${a.runId} (A) with ${b.runId} (B): ${report.counts.both} images in both (${report.counts.onlyA} only in A, ${report.counts.onlyB} only in B)`,
+      `  same top-1 class: ${pct(report.agreement)}; map rank correlation: mean ${report.similarity.rankCorrelation.mean ?? '–'}; top-20% IoU: mean ${report.similarity.topIou.mean ?? '–'}`,
+      '  classes whose attention moved most:',
+      ...report.classes.slice(0, 5).map((c, i) => `    ${i + 1}. ${c.class.label ?? `#${c.class.index}`}: moved ${c.movement.toFixed(3)} (ρ ${c.rankCorrelation ?? '–'}), same top-1 ${pct(c.agreement)}, ${c.images} images`),
+      '  images that changed most:',
+      ...report.images.slice(0, 5).map((im) => `    ${im.key}: ${im.a.top1?.label ?? im.a.top1?.index ?? '–'} → ${im.b.top1?.label ?? im.b.top1?.index ?? '–'}, ρ ${im.rankCorrelation ?? '–'}`),
+      `  wrote ${COMPARE_FILE} and ${COMPARE_HTML_FILE} to ${sink.location}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    store.client.destroy();
+  }
+}
