@@ -17,10 +17,23 @@ import { listFailures, retryFailures } from './failures.js';
 import { OBJECT_ROLES, resolveRunObject, safeContentType, type ObjectRole } from './object-proxy.js';
 import type { DashboardOptions } from './options.js';
 import { listRunViews, toRunView } from './run-view.js';
+import { int, NO_QUERY, object, oneOf, probability, RUN_ID, RUN_PARAMS, SOURCE_KEY, str } from './schemas.js';
 import { OBJECT_CSP } from './security-headers.js';
 import type { Thumbnailer } from './thumbnails.js';
 
-type Query = Record<string, string | undefined>;
+/** The gallery's query after schema validation (types coerced, ranges checked). */
+export interface ImageQuery {
+  status?: StatusFilter;
+  class?: number;
+  minProb?: number;
+  maxProb?: number;
+  degenerate?: boolean;
+  q?: string;
+  offset?: number;
+  limit?: number;
+}
+
+const STATUS_FILTERS: readonly StatusFilter[] = ['all', 'ok', 'failed'];
 
 export interface ApiContext {
   deps: DashboardDeps;
@@ -37,30 +50,30 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
   const requireRun = async (id: string): Promise<RunRecord> => deps.runs.requireRun(validateRunId(id, 'run id'));
 
   /** The per-image endpoints only serve keys that are images of this run. */
-  const requireImageKey = async (run: RunRecord, query: Query) => {
-    const key = query.key;
-    if (key === undefined || key === '') throw new InvalidInputError('BAD_QUERY', 'query parameter "key" (the source key) is required');
+  const requireImageKey = async (run: RunRecord, key: string) => {
     const line = await deps.runs.getResult(run.id, key);
     if (!line) throw new NotFoundError(`run ${run.id} has no result for key "${key}"`);
     return { key, line };
   };
 
-  app.get('/healthz', async () => ({ ok: true }));
+  const page = (maxLimit: number) => ({ offset: int(0, Number.MAX_SAFE_INTEGER), limit: int(1, maxLimit) });
+  const KEY_QUERY = object({ key: SOURCE_KEY }, ['key']);
+
+  app.get('/healthz', { schema: { querystring: NO_QUERY } }, async () => ({ ok: true }));
 
   // Queue depth for autoscalers (KEDA metrics-api): BullMQ keeps prioritized jobs in a sorted set
   // outside the wait list, so a list-length trigger alone under-counts the backlog.
-  app.get('/api/queue', async () => {
+  app.get('/api/queue', { schema: { querystring: NO_QUERY } }, async () => {
     const counts = await deps.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
     const n = (k: string): number => counts[k] ?? 0;
     return { name: deps.queue.name, backlog: n('waiting') + n('prioritized'), counts };
   });
 
-  app.get<{ Querystring: Query }>('/api/runs', async (req) => {
-    const limit = intParam(req.query, 'limit', 1, 1000) ?? 100;
-    return { runs: await listRunViews(deps.runs, limit, now()) };
+  app.get<{ Querystring: { limit?: number } }>('/api/runs', { schema: { querystring: object({ limit: int(1, 1000) }) } }, async (req) => {
+    return { runs: await listRunViews(deps.runs, req.query.limit ?? 100, now()) };
   });
 
-  app.get<{ Params: { id: string } }>('/api/runs/:id', async (req) => {
+  app.get<{ Params: { id: string } }>('/api/runs/:id', { schema: { params: RUN_PARAMS, querystring: NO_QUERY } }, async (req) => {
     const run = await requireRun(req.params.id);
     const throughput = await deps.runs.throughput(run.id);
     const analytics = await ctx.analytics.get(deps.runs, run);
@@ -72,18 +85,25 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
     };
   });
 
-  app.get<{ Params: { id: string }; Querystring: Query }>('/api/runs/:id/images', async (req) => {
+  const imageQuery = object({
+    status: oneOf(STATUS_FILTERS),
+    class: int(0, 1_000_000),
+    minProb: probability,
+    maxProb: probability,
+    degenerate: { type: 'boolean' },
+    q: str(1024),
+    ...page(options.maxPageSize),
+  });
+  app.get<{ Params: { id: string }; Querystring: ImageQuery }>('/api/runs/:id/images', { schema: { params: RUN_PARAMS, querystring: imageQuery } }, async (req) => {
     const run = await requireRun(req.params.id);
     const filter = parseImageFilter(req.query);
-    const limit = intParam(req.query, 'limit', 1, options.maxPageSize) ?? 48;
-    const offset = intParam(req.query, 'offset', 0, Number.MAX_SAFE_INTEGER) ?? 0;
-    const page = await ctx.images.query(deps.runs, run, filter, { offset, limit });
-    return { ...page, items: page.items.map((line) => ({ ...line, urls: imageUrls(run.id, line.key, line.status === 'ok') })) };
+    const result = await ctx.images.query(deps.runs, run, filter, { offset: req.query.offset ?? 0, limit: req.query.limit ?? 48 });
+    return { ...result, items: result.items.map((line) => ({ ...line, urls: imageUrls(run.id, line.key, line.status === 'ok') })) };
   });
 
-  app.get<{ Params: { id: string }; Querystring: Query }>('/api/runs/:id/image', async (req) => {
+  app.get<{ Params: { id: string }; Querystring: { key: string } }>('/api/runs/:id/image', { schema: { params: RUN_PARAMS, querystring: KEY_QUERY } }, async (req) => {
     const run = await requireRun(req.params.id);
-    const { key, line } = await requireImageKey(run, req.query);
+    const { key, line } = await requireImageKey(run, req.query.key);
     let prediction: ImageManifest | null = null;
     if (line.status === 'ok') {
       const loc = resolveRunObject(run, 'prediction', key);
@@ -96,51 +116,48 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
     return { line, prediction, urls: imageUrls(run.id, key, line.status === 'ok') };
   });
 
-  app.get<{ Params: { id: string; role: string }; Querystring: Query }>('/api/runs/:id/objects/:role', async (req, reply) => {
-    const role = req.params.role as ObjectRole;
-    if (!(OBJECT_ROLES as readonly string[]).includes(role)) {
-      throw new InvalidInputError('BAD_QUERY', `unknown object "${req.params.role}"; expected one of ${OBJECT_ROLES.join(', ')}`);
-    }
+  const objectParams = object({ id: RUN_ID, role: oneOf(OBJECT_ROLES) }, ['id', 'role']);
+  app.get<{ Params: { id: string; role: ObjectRole }; Querystring: { key: string } }>('/api/runs/:id/objects/:role', { schema: { params: objectParams, querystring: KEY_QUERY } }, async (req, reply) => {
     const run = await requireRun(req.params.id);
-    const { key } = await requireImageKey(run, req.query);
-    const loc = resolveRunObject(run, role, key);
+    const { key } = await requireImageKey(run, req.query.key);
+    const loc = resolveRunObject(run, req.params.role, key);
     const object = await deps.store.getStream(loc.bucket, loc.key);
     return sendObject(reply, loc.key, object);
   });
 
-  app.get<{ Params: { id: string }; Querystring: Query }>('/api/runs/:id/thumbnail', async (req, reply) => {
+  const thumbnailQuery = object({ key: SOURCE_KEY, of: oneOf(['overlay', 'original']) }, ['key']);
+  app.get<{ Params: { id: string }; Querystring: { key: string; of?: 'overlay' | 'original' } }>('/api/runs/:id/thumbnail', { schema: { params: RUN_PARAMS, querystring: thumbnailQuery } }, async (req, reply) => {
     const run = await requireRun(req.params.id);
-    const { key } = await requireImageKey(run, req.query);
+    const { key } = await requireImageKey(run, req.query.key);
     const of = req.query.of ?? 'overlay';
-    if (of !== 'overlay' && of !== 'original') throw new InvalidInputError('BAD_QUERY', `"of" must be overlay or original, got "${of}"`);
     const body = await ctx.thumbnails.thumbnail(resolveRunObject(run, of, key));
     return reply.type('image/webp').header('Cache-Control', 'private, max-age=300').header('Content-Security-Policy', OBJECT_CSP).send(body);
   });
 
-  app.get<{ Params: { id: string }; Querystring: Query }>('/api/runs/:id/failures', async (req) => {
+  app.get<{ Params: { id: string }; Querystring: { offset?: number; limit?: number } }>('/api/runs/:id/failures', { schema: { params: RUN_PARAMS, querystring: object(page(options.maxPageSize)) } }, async (req) => {
     const run = await requireRun(req.params.id);
-    const limit = intParam(req.query, 'limit', 1, options.maxPageSize) ?? 100;
-    const offset = intParam(req.query, 'offset', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+    const { offset = 0, limit = 100 } = req.query;
     return { offset, limit, ...(await listFailures(deps.runs, deps.queue, run.id, offset, limit)) };
   });
 
-  app.post<{ Params: { id: string }; Body: unknown }>('/api/runs/:id/retry', async (req, reply) => {
-    // Requiring JSON makes a cross-site form post impossible without a CORS preflight.
-    if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
-      return reply.code(415).send({ error: 'UNSUPPORTED_MEDIA_TYPE', message: 'send a JSON body: {"keys": ["..."]} or {"all": true}' });
-    }
+  // JSON only (the request guard refuses other bodies), so a cross-site form cannot post here.
+  const retryBody = {
+    type: 'object',
+    properties: { keys: { type: 'array', items: SOURCE_KEY, minItems: 1, maxItems: 1000 }, all: { type: 'boolean', const: true } },
+    additionalProperties: false,
+    oneOf: [{ required: ['keys'] }, { required: ['all'] }],
+  };
+  const retryHint = 'expected {"keys": [source keys, 1 to 1000]} or {"all": true}';
+  app.post<{ Params: { id: string }; Body: { keys?: string[]; all?: true } }>('/api/runs/:id/retry', { schema: { params: RUN_PARAMS, querystring: NO_QUERY, body: retryBody }, config: { bodyHint: retryHint } }, async (req) => {
     const run = await requireRun(req.params.id);
-    const body = (req.body ?? {}) as { keys?: unknown; all?: unknown };
-    let keys: string[] | undefined;
-    if (body.all === true) keys = undefined;
-    else if (Array.isArray(body.keys) && body.keys.length > 0 && body.keys.length <= 1000 && body.keys.every((k) => typeof k === 'string')) keys = body.keys as string[];
-    else throw new InvalidInputError('BAD_BODY', 'expected {"keys": [source keys, 1 to 1000]} or {"all": true}');
+    if (req.body === undefined || req.body === null) throw new InvalidInputError('BAD_BODY', retryHint);
+    const keys = req.body.all === true ? undefined : req.body.keys;
     const outcome = await retryFailures(deps.runs, deps.queue, run.id, keys);
     deps.logger.info({ runId: run.id, retried: outcome.retried.length, skipped: outcome.skipped.length }, 'retry requested from the dashboard');
     return outcome;
   });
 
-  app.get('/api/workers', async () => {
+  app.get('/api/workers', { schema: { querystring: NO_QUERY } }, async () => {
     const t = now();
     const workers = await listWorkers(deps.redis, deps.keySpace, undefined, t);
     workers.sort((a, b) => a.workerId.localeCompare(b.workerId));
@@ -148,7 +165,7 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   for (const file of ['manifest.jsonl', 'summary.json'] as const) {
-    app.get<{ Params: { id: string } }>(`/api/runs/:id/${file}`, async (req, reply) => {
+    app.get<{ Params: { id: string } }>(`/api/runs/:id/${file}`, { schema: { params: RUN_PARAMS, querystring: NO_QUERY } }, async (req, reply) => {
       const run = await requireRun(req.params.id);
       const out = parseS3Uri(run.output, `run ${run.id} output`);
       const key = joinKey(asFolderPrefix(out.key), file);
@@ -196,34 +213,16 @@ function imageUrls(runId: string, key: string, ok: boolean) {
   };
 }
 
-export function parseImageFilter(q: Query): ImageFilter {
-  const status = (q.status ?? 'all') as StatusFilter;
-  if (!['all', 'ok', 'failed'].includes(status)) throw new InvalidInputError('BAD_QUERY', `"status" must be all, ok or failed, got "${q.status}"`);
-  const filter: ImageFilter = { status };
-  const cls = intParam(q, 'class', 0, 1_000_000);
-  if (cls !== undefined) filter.classIndex = cls;
-  const min = numParam(q, 'minProb');
-  const max = numParam(q, 'maxProb');
-  if (min !== undefined) filter.minProbability = min;
-  if (max !== undefined) filter.maxProbability = max;
-  if (min !== undefined && max !== undefined && min > max) throw new InvalidInputError('BAD_QUERY', `"minProb" (${min}) is above "maxProb" (${max})`);
-  if (q.degenerate === 'true' || q.degenerate === 'false') filter.degenerate = q.degenerate === 'true';
-  else if (q.degenerate !== undefined && q.degenerate !== '') throw new InvalidInputError('BAD_QUERY', `"degenerate" must be true or false, got "${q.degenerate}"`);
+/** The gallery filter of a validated query; only the cross-field rule is left to check here. */
+export function parseImageFilter(q: ImageQuery): ImageFilter {
+  const filter: ImageFilter = { status: q.status ?? 'all' };
+  if (q.class !== undefined) filter.classIndex = q.class;
+  if (q.minProb !== undefined) filter.minProbability = q.minProb;
+  if (q.maxProb !== undefined) filter.maxProbability = q.maxProb;
+  if (q.minProb !== undefined && q.maxProb !== undefined && q.minProb > q.maxProb) {
+    throw new InvalidInputError('BAD_QUERY', `"minProb" (${q.minProb}) is above "maxProb" (${q.maxProb})`);
+  }
+  if (q.degenerate !== undefined) filter.degenerate = q.degenerate;
   if (q.q) filter.keyContains = q.q.slice(0, 256);
   return filter;
-}
-
-function intParam(q: Query, name: string, min: number, max: number): number | undefined {
-  const v = q[name];
-  if (v === undefined || v === '') return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new InvalidInputError('BAD_QUERY', `"${name}" must be an integer from ${min} to ${max}, got "${v}"`);
-  return Number(v);
-}
-
-function numParam(q: Query, name: string): number | undefined {
-  const v = q[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidInputError('BAD_QUERY', `"${name}" must be a probability from 0 to 1, got "${v}"`);
-  return n;
 }

@@ -11,6 +11,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FailureThrottle } from './failure-throttle.js';
 import type { DashboardAuth } from './options.js';
 
 export const SESSION_COOKIE = 'gca_session';
@@ -21,8 +22,12 @@ const PUBLIC_PATHS = new Set(['/login', '/static/style.css', '/static/login.js',
 export interface AuthGate {
   /** True when the request carries valid credentials (always true when auth is off). */
   check(request: FastifyRequest): boolean;
+  /** True when the request carries a valid session cookie (unforgeable, so never throttled). */
+  hasSession(request: FastifyRequest): boolean;
   /** Verify what the login form posted; returns a cookie value on success. */
   login(fields: { token?: string; user?: string; password?: string }): string | null;
+  /** A new session cookie value (expiry + HMAC). */
+  issueSession(): string;
   readonly sessionTtlSeconds: number;
   readonly mode: DashboardAuth['kind'];
 }
@@ -66,6 +71,9 @@ export function createAuthGate(auth: DashboardAuth, sessionTtlSeconds: number, n
       if (auth.kind === 'none') return true;
       return validHeader(request.headers.authorization) || validSession(readCookie(request.headers.cookie, SESSION_COOKIE));
     },
+    hasSession(request) {
+      return auth.kind !== 'none' && validSession(readCookie(request.headers.cookie, SESSION_COOKIE));
+    },
     login(fields) {
       let ok = false;
       if (auth.kind === 'none') ok = true;
@@ -75,11 +83,19 @@ export function createAuthGate(auth: DashboardAuth, sessionTtlSeconds: number, n
         const passOk = safeEqual(fields.password ?? '', auth.password);
         ok = userOk && passOk;
       }
-      if (!ok) return null;
+      return ok ? this.issueSession() : null;
+    },
+    issueSession() {
       const expiry = String(now() + sessionTtlSeconds * 1000);
       return `${expiry}.${sign(expiry)}`;
     },
   };
+}
+
+/** The `Set-Cookie` value carrying a fresh session (`Secure` when the request came over https). */
+export function sessionCookie(gate: AuthGate, request: FastifyRequest): string {
+  const secure = request.protocol === 'https' ? '; Secure' : '';
+  return `${SESSION_COOKIE}=${gate.issueSession()}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${gate.sessionTtlSeconds}${secure}`;
 }
 
 /**
@@ -103,57 +119,27 @@ export function readCookie(header: string | undefined, name: string): string | u
 }
 
 /**
- * Failed authentications per client address in a fixed one-minute window. Past the limit every
- * request from that address is refused with 429 until the window ends, which turns guessing a
- * password over the network from thousands of tries a second into twenty a minute.
+ * Install the gate in front of every route. Pages redirect to the login form; the API answers 401.
+ * Credential attempts (an `Authorization` header) pass the failure throttle first; a valid session
+ * cookie and a request without credentials do not (see failure-throttle.ts).
  */
-export class FailureLimiter {
-  private readonly windows = new Map<string, { start: number; failures: number }>();
-
-  constructor(
-    private readonly maxFailures = 20,
-    private readonly windowMs = 60_000,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  blocked(client: string): boolean {
-    const w = this.windows.get(client);
-    if (!w) return false;
-    if (this.now() - w.start >= this.windowMs) {
-      this.windows.delete(client);
-      return false;
-    }
-    return w.failures >= this.maxFailures;
-  }
-
-  fail(client: string): void {
-    const t = this.now();
-    const w = this.windows.get(client);
-    if (!w || t - w.start >= this.windowMs) {
-      // Bounded memory under a spray of addresses: old windows are worthless, drop them all.
-      if (this.windows.size >= 10_000) this.windows.clear();
-      this.windows.set(client, { start: t, failures: 1 });
-    } else {
-      w.failures += 1;
-    }
-  }
-}
-
-/** Install the gate in front of every route. Pages redirect to the login form; the API answers 401. */
-export function installAuth(app: FastifyInstance, gate: AuthGate, limiter: FailureLimiter): void {
+export function installAuth(app: FastifyInstance, gate: AuthGate, throttle: FailureThrottle): void {
   if (gate.mode === 'none') return;
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0] ?? '';
-    const client = request.ip;
-    if (limiter.blocked(client)) {
-      return reply.code(429).header('Retry-After', '60').send({ error: 'TOO_MANY_ATTEMPTS', message: 'too many failed sign-in attempts from this address; wait a minute' });
-    }
-    // The login form is public; its handler reports failed submissions to the same limiter.
+    // The login form is public; its handler puts submissions through the same throttle.
     if (PUBLIC_PATHS.has(path)) return;
-    const presented = request.headers.authorization !== undefined || readCookie(request.headers.cookie, SESSION_COOKIE) !== undefined;
-    if (gate.check(request)) return;
-    // Only wrong credentials count; a browser's first, credential-less request is not an attack.
-    if (presented) limiter.fail(client);
+    if (gate.hasSession(request)) return;
+    if (request.headers.authorization !== undefined) {
+      await throttle.admit(request.ip);
+      if (gate.check(request)) {
+        // Browsers resend basic credentials on every request; a session cookie lets the next ones
+        // take the fast path instead of each paying the throttle of a crowded address.
+        if (gate.mode === 'basic') void reply.header('Set-Cookie', sessionCookie(gate, request));
+        return;
+      }
+      throttle.fail(request.ip);
+    }
     if (gate.mode === 'basic') void reply.header('WWW-Authenticate', 'Basic realm="gradcam-audit", charset="UTF-8"');
     const wantsHtml = request.method === 'GET' && (request.headers.accept ?? '').includes('text/html') && !path.startsWith('/api/');
     if (wantsHtml && gate.mode === 'token') return reply.redirect(`/login?next=${encodeURIComponent(request.url)}`, 303);

@@ -1,6 +1,12 @@
 /**
  * bull-board (queue internals: waiting/active/failed jobs, payloads, stack traces) mounted under
- * `/queues`, behind the same access gate as the rest of the dashboard.
+ * `/queues`, behind the same access gate and request guard as the rest of the dashboard.
+ *
+ * Read-only by default. Its job adding and editing let anyone who can use the dashboard put an
+ * arbitrary payload on the queue (another bucket as the source, other options), and its queue
+ * actions (clean, obliterate, pause) can wipe a run's bookkeeping; the dashboard's own retry of
+ * failed images covers what operators need day to day. `--queue-admin` turns them on for people
+ * who must manage the queue by hand; workers still check every job against its run record.
  */
 import { createBullBoard } from '@bull-board/api';
 import type { IServerAdapter } from '@bull-board/api/typings/app';
@@ -11,11 +17,11 @@ import type { FastifyInstance } from 'fastify';
 
 export const BULL_BOARD_BASE = '/queues';
 
-export async function mountBullBoard(app: FastifyInstance, queues: Queue[]): Promise<void> {
+export async function mountBullBoard(app: FastifyInstance, queues: Queue[], options: { readOnly: boolean }): Promise<void> {
   const adapter = new FastifyAdapter();
   adapter.setBasePath(BULL_BOARD_BASE);
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q)),
+    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: options.readOnly })),
     // @bull-board/fastify 9.10.1 pins its own copy of @bull-board/api 9.10.1; the two copies differ
     // only in private fields, which TypeScript compares nominally. At runtime the adapter receives
     // the routes and UI path of the top-level api package, which is what we want.

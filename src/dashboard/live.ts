@@ -6,6 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
+import { object, RUN_ID } from './schemas.js';
 import { UI_CSP } from './security-headers.js';
 
 export interface LiveSource {
@@ -19,7 +20,7 @@ export function installLiveStream(app: FastifyInstance, source: LiveSource, inte
     open.clear();
   });
 
-  app.get('/api/events', async (request: FastifyRequest<{ Querystring: { run?: string } }>, reply: FastifyReply) => {
+  app.get('/api/events', { schema: { querystring: object({ run: RUN_ID }) } }, async (request: FastifyRequest<{ Querystring: { run?: string } }>, reply: FastifyReply) => {
     const runId = typeof request.query.run === 'string' && request.query.run !== '' ? request.query.run : undefined;
     const res = reply.raw;
     reply.hijack();

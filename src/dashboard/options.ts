@@ -6,6 +6,8 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../shared/errors.js';
 import { parseIntInRange, type Env } from '../shared/config.js';
+import { THROTTLE_DEFAULTS, type ThrottleOptions } from './failure-throttle.js';
+import { isLoopback, parseAllowedHost, type AllowedHost } from './host-policy.js';
 
 /** How requests prove who they are. `none` is only allowed on loopback addresses. */
 export type DashboardAuth =
@@ -33,6 +35,26 @@ export interface DashboardOptions {
   maxPageSize: number;
   /** Lifetime of a login cookie in seconds. Default 12 h. */
   sessionTtlSeconds: number;
+  /**
+   * Host names answered besides the bound ones (`--allowed-host`, `DASHBOARD_ALLOWED_HOSTS`): the
+   * public name behind a reverse proxy, a Kubernetes Service name. Default none.
+   */
+  allowedHosts: AllowedHost[];
+  /**
+   * Which peers may set `X-Forwarded-For/-Proto/-Host` (`--trust-proxy`, `DASHBOARD_TRUST_PROXY`):
+   * Fastify's `trustProxy`, as a list of proxy addresses/CIDRs (or `loopback`, `linklocal`,
+   * `uniquelocal`) or a hop count. Default `false`: the socket's peer is the client. It decides the
+   * address failed sign-ins are counted against, and the origin that actions are compared with.
+   */
+  trustProxy: false | number | string[];
+  /**
+   * bull-board's job adding, editing, retrying, cleaning and queue pause/obliterate
+   * (`--queue-admin`, `DASHBOARD_QUEUE_ADMIN=true`). Default false: bull-board is read-only; the
+   * dashboard's own retry of failed images stays available.
+   */
+  queueAdmin: boolean;
+  /** Slow-down of failed sign-ins per client address (see failure-throttle.ts). */
+  throttle: ThrottleOptions;
 }
 
 export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Object.freeze({
@@ -45,12 +67,20 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   maxThumbnailSourceBytes: 32 * 1024 * 1024,
   maxPageSize: 200,
   sessionTtlSeconds: 12 * 3600,
+  allowedHosts: [],
+  trustProxy: false,
+  queueAdmin: false,
+  throttle: THROTTLE_DEFAULTS,
 });
 
 export interface DashboardFlags {
   port?: string;
   host?: string;
   token?: string;
+  /** Repeatable `--allowed-host`; each value may also be a comma-separated list. */
+  allowedHost?: string[];
+  trustProxy?: string;
+  queueAdmin?: boolean;
 }
 
 /** Build options from flags and the environment (`DASHBOARD_TOKEN`, `DASHBOARD_USER`, `DASHBOARD_PASSWORD`). */
@@ -58,7 +88,14 @@ export function resolveDashboardOptions(flags: DashboardFlags, env: Env = proces
   const port = flags.port === undefined ? DASHBOARD_DEFAULTS.port : parseIntInRange('--port', flags.port, 0, 65535);
   const host = (flags.host ?? DASHBOARD_DEFAULTS.host).trim();
   if (host === '') throw new ConfigError('--host', 'expected an address such as 127.0.0.1 or 0.0.0.0, got an empty value');
-  const options: DashboardOptions = { ...DASHBOARD_DEFAULTS, port, host, auth: resolveAuth(flags, env), ...overrides };
+  const allowedHosts = [...(flags.allowedHost ?? []), env.DASHBOARD_ALLOWED_HOSTS ?? '']
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v !== '')
+    .map(parseAllowedHost);
+  const trustProxy = parseTrustProxy(flags.trustProxy ?? env.DASHBOARD_TRUST_PROXY, flags.trustProxy !== undefined ? '--trust-proxy' : 'DASHBOARD_TRUST_PROXY');
+  const queueAdmin = flags.queueAdmin === true || parseSwitch('DASHBOARD_QUEUE_ADMIN', env.DASHBOARD_QUEUE_ADMIN);
+  const options: DashboardOptions = { ...DASHBOARD_DEFAULTS, port, host, auth: resolveAuth(flags, env), allowedHosts, trustProxy, queueAdmin, ...overrides };
   assertSafeBinding(options);
   return options;
 }
@@ -97,12 +134,35 @@ export function assertSafeBinding(options: Pick<DashboardOptions, 'host' | 'auth
   );
 }
 
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
-  return false;
+/**
+ * `--trust-proxy`: which peers' `X-Forwarded-*` headers to believe. Trusting every peer (`true`)
+ * is refused: then any client could name its own address and slip past the sign-in throttle.
+ */
+export function parseTrustProxy(value: string | undefined, what = '--trust-proxy'): false | number | string[] {
+  const v = value?.trim() ?? '';
+  if (v === '' || v === 'false') return false;
+  if (/^\d+$/.test(v)) return parseIntInRange(what, v, 1, 10);
+  if (v === 'true' || v === '*') {
+    throw new ConfigError(what, 'trusting every peer would let any client choose its own address; name the proxy addresses (e.g. 10.0.0.0/8,loopback) or a hop count (1)');
+  }
+  const entries = v.split(',').map((e) => e.trim());
+  for (const e of entries) {
+    const [address, bits, extra] = e.split('/');
+    const named = ['loopback', 'linklocal', 'uniquelocal'].includes(e);
+    const family = isIP(address ?? '');
+    const maskOk = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (!named && (family === 0 || !maskOk || extra !== undefined)) {
+      throw new ConfigError(what, `expected proxy addresses or CIDRs (10.0.0.0/8, ::1), loopback, linklocal, uniquelocal, or a hop count; got "${e}"`);
+    }
+  }
+  return entries;
+}
+
+function parseSwitch(name: string, value: string | undefined): boolean {
+  const v = value?.trim().toLowerCase() ?? '';
+  if (v === '' || v === 'false' || v === '0') return false;
+  if (v === 'true' || v === '1') return true;
+  throw new ConfigError(name, `expected true or false, got "${value}"`);
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -1,29 +1,44 @@
 /**
- * The dashboard HTTP server: Fastify with, in order, the access gate, security headers, the JSON
- * API, the live event stream, bull-board under /queues and the static front end. `createDashboard`
- * builds it without listening, so tests use the same instance the CLI serves.
+ * The dashboard HTTP server: Fastify with, in order, the request guard (Host names, cross-site
+ * actions, JSON-only bodies), the access gate, security headers, the JSON API, the live event
+ * stream, bull-board under /queues and the static front end. `createDashboard` builds it without
+ * listening, so tests use the same instance the CLI serves.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { AuditError } from '../shared/errors.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { installApi } from './api.js';
-import { createAuthGate, FailureLimiter, installAuth, SESSION_COOKIE } from './auth.js';
+import { createAuthGate, installAuth, SESSION_COOKIE, sessionCookie } from './auth.js';
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
 import type { DashboardDeps } from './deps.js';
+import { FailureThrottle } from './failure-throttle.js';
 import { AnalyticsCache, ImageQueryCache } from './gallery.js';
+import { hostPolicyFor } from './host-policy.js';
 import { installLiveStream } from './live.js';
 import type { DashboardOptions } from './options.js';
+import { installRequestGuard } from './request-guard.js';
 import { listRunViews, toRunView } from './run-view.js';
+import { sameOriginPath } from './same-origin-path.js';
+import { installSchemaSupport, object, str, validationAnswer } from './schemas.js';
 import { installSecurityHeaders } from './security-headers.js';
 import { installStaticFiles, loadStaticFiles } from './static-files.js';
 import { Thumbnailer } from './thumbnails.js';
+
+/** How long requests in flight may take to finish when the dashboard closes. */
+const CLOSE_GRACE_MS = 1000;
 
 const STATUS_BY_CODE: Record<string, number> = { CONFIG: 400, NOT_FOUND: 404, ACCESS_DENIED: 403, TRANSIENT: 503 };
 
 export async function createDashboard(deps: DashboardDeps, options: DashboardOptions): Promise<FastifyInstance> {
   // Fastify's own request logging would print URLs with image keys on every thumbnail; the
   // dashboard logs what matters (start, retries, errors) through the injected logger instead.
-  const app = Fastify({ logger: false, trustProxy: false, bodyLimit: 256 * 1024 });
+  const trusted = options.trustProxy;
+  // A hop count trusts that many proxies nearest to us, whatever their addresses.
+  const trustProxy = typeof trusted === 'number' ? (_address: string, hop: number) => hop < trusted : trusted;
+  const app = Fastify({ logger: false, trustProxy, bodyLimit: 256 * 1024 });
+  // JSON bodies only, app-wide: Fastify's default text/plain parser would hand a handler what a
+  // cross-site form can send. The login form's urlencoded parser lives in its own scope below.
+  app.removeContentTypeParser('text/plain');
   const gate = createAuthGate(options.auth, options.sessionTtlSeconds);
   const analytics = new AnalyticsCache();
   const thumbnails = new Thumbnailer(deps.store, {
@@ -35,6 +50,8 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   const now = deps.now ?? Date.now;
 
   app.setErrorHandler((err, request, reply) => {
+    const invalid = validationAnswer(err as FastifyError, request);
+    if (invalid) return reply.code(400).send(invalid);
     if (err instanceof AuditError) {
       const status = STATUS_BY_CODE[err.code] ?? 400;
       return reply.code(status).send({ error: err.code, message: err.message });
@@ -49,28 +66,35 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
 
-  // The login form posts urlencoded fields; parse them without another dependency.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(String(body))));
-  });
-
-  const limiter = new FailureLimiter();
-  installAuth(app, gate, limiter);
+  installRequestGuard(app, { hosts: hostPolicyFor(options.host, options.allowedHosts), extraOrigins: options.allowedHosts, logger: deps.logger });
+  const throttle = new FailureThrottle(options.throttle);
+  installAuth(app, gate, throttle);
   installSecurityHeaders(app, BULL_BOARD_BASE);
+  installSchemaSupport(app);
 
-  app.post<{ Body: Record<string, string> | undefined; Querystring: { next?: string } }>('/login', async (req, reply) => {
-    const cookie = gate.login(req.body ?? {});
-    if (!cookie) {
-      limiter.fail(req.ip);
-      return reply.redirect('/login?failed=1', 303);
-    }
-    const secure = req.protocol === 'https' ? '; Secure' : '';
-    void reply.header('Set-Cookie', `${SESSION_COOKIE}=${cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${gate.sessionTtlSeconds}${secure}`);
-    // Only same-site relative targets: an open redirect would make the login form a phishing aid.
-    const next = typeof req.body?.next === 'string' && /^\/(?!\/)[^\\]*$/.test(req.body.next) ? req.body.next : '/';
-    return reply.redirect(next, 303);
+  await app.register(async (login) => {
+    // The login form posts urlencoded fields, the one non-JSON body the dashboard takes; parse
+    // them (without another dependency) in this scope only.
+    login.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(String(body))));
+    });
+    type LoginFields = { token?: string; user?: string; password?: string; next?: string };
+    const fields = object({ token: str(4096, 0), user: str(1024, 0), password: str(4096, 0), next: str(2048, 0) });
+    login.post<{ Body: LoginFields | undefined }>('/login', { schema: { body: fields, querystring: object({ next: str(2048) }) } }, async (req, reply) => {
+      // Same wait for right and wrong credentials, so the answer's timing tells a guesser nothing.
+      await throttle.admit(req.ip);
+      const body = req.body ?? {};
+      if (!gate.login(body)) {
+        throttle.fail(req.ip);
+        return reply.redirect('/login?failed=1', 303);
+      }
+      void reply.header('Set-Cookie', sessionCookie(gate, req));
+      // Only a path on this origin, after parsing it as a browser would: an open redirect would
+      // make the login form a phishing aid. The guard has checked the Host this origin is built from.
+      return reply.redirect(sameOriginPath(body.next, `${req.protocol}://${req.host}`), 303);
+    });
   });
-  app.post('/logout', async (_req, reply) => {
+  app.post('/logout', { schema: { querystring: object({}) } }, async (_req, reply) => {
     void reply.header('Set-Cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
     return reply.redirect('/login', 303);
   });
@@ -97,7 +121,15 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     },
     options.liveIntervalMs,
   );
-  await mountBullBoard(app, [deps.queue]);
+  // Browsers keep spare connections open (keep-alive, preconnects); close() would wait for them
+  // until Node's request timeout, a minute later. In-flight requests get a short grace instead.
+  let forceClose: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    forceClose = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+    forceClose.unref();
+  });
+  app.addHook('onClose', async () => clearTimeout(forceClose));
+  await mountBullBoard(app, [deps.queue], { readOnly: !options.queueAdmin });
   installStaticFiles(app, loadStaticFiles());
   return app;
 }

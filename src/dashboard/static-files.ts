@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
+import { NO_QUERY, object, str } from './schemas.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -35,9 +36,11 @@ export function installStaticFiles(app: FastifyInstance, files: Map<string, { bo
   const index = send('index.html');
   const login = send('login.html');
   // The UI routes by URL fragment, so every page is index.html.
-  app.get('/', async (_req, reply) => reply.type(index.type).header('Cache-Control', 'no-cache').send(index.body));
-  app.get('/login', async (_req, reply) => reply.type(login.type).header('Cache-Control', 'no-cache').send(login.body));
-  app.get<{ Params: { name: string } }>('/static/:name', async (req, reply) => {
+  app.get('/', { schema: { querystring: NO_QUERY } }, async (_req, reply) => reply.type(index.type).header('Cache-Control', 'no-cache').send(index.body));
+  // login.js reads `next` and `failed` in the browser; the server only checks their shape.
+  const loginQuery = object({ next: str(2048), failed: str(8) });
+  app.get('/login', { schema: { querystring: loginQuery } }, async (_req, reply) => reply.type(login.type).header('Cache-Control', 'no-cache').send(login.body));
+  app.get<{ Params: { name: string } }>('/static/:name', { schema: { params: object({ name: str(100) }, ['name']), querystring: NO_QUERY } }, async (req, reply) => {
     const file = files.get(req.params.name);
     if (!file || req.params.name.endsWith('.html')) return reply.code(404).send({ error: 'NOT_FOUND', message: `no asset "${req.params.name}"` });
     return reply.type(file.type).header('Cache-Control', 'no-cache').send(file.body);

@@ -187,6 +187,9 @@ export const ENV_VARS: Readonly<Record<string, { component: string; description:
   DASHBOARD_TOKEN: { component: 'dashboard', description: 'Bearer token (at least 16 characters); required for a non-loopback bind unless basic auth is set' },
   DASHBOARD_USER: { component: 'dashboard', description: 'Basic-auth user, with DASHBOARD_PASSWORD' },
   DASHBOARD_PASSWORD: { component: 'dashboard', description: 'Basic-auth password (at least 8 characters)' },
+  DASHBOARD_ALLOWED_HOSTS: { component: 'dashboard', description: 'Comma-separated host names (name or name:port) answered besides the bound ones, like --allowed-host' },
+  DASHBOARD_TRUST_PROXY: { component: 'dashboard', description: 'Proxies whose X-Forwarded-* headers are believed (addresses/CIDRs, loopback, or a hop count), like --trust-proxy' },
+  DASHBOARD_QUEUE_ADMIN: { component: 'dashboard', description: "true enables bull-board's job adding/editing and queue actions, like --queue-admin", default: 'false' },
   XDG_CACHE_HOME: { component: 'worker', description: 'Cache root for downloaded weights and compiled ONNX graphs', default: '~/.cache' },
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: { component: 'all', description: "Set to true to silence the AWS SDK's Node 20 end-of-support notice" },
 });

@@ -3,6 +3,8 @@
  * on a real Redis and S3 server. Screenshots land in test-artifacts/e2e/ for people to look at.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'bullmq';
@@ -36,7 +38,8 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1360, height: 900 },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+      // evil.example resolves to this machine, as after a DNS rebinding.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--host-resolver-rules=MAP evil.example 127.0.0.1'],
     });
   });
   afterAll(async () => {
@@ -216,5 +219,37 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     await row.getByRole('button', { name: 'Retry' }).click();
     await expect.poll(async () => (await h.queue.getJob(jobIdFor(run.runId, key)))?.getState()).toBe('waiting');
     await page.close();
+  });
+
+  it('a page on another origin cannot add jobs through bull-board, and a rebound host name is refused', async () => {
+    // The configuration where a forged request would do the most: queue admin on, no auth (loopback).
+    const admin = await startHarness({ queueAdmin: true });
+    const adminBase = await admin.app.listen({ port: 0, host: '127.0.0.1' });
+    const addUrl = `${adminBase}/queues/api/queues/${encodeURIComponent(admin.queue.name)}/add`;
+    // The attacker's page auto-submits a plain HTML form (no preflight, cookies and basic auth attached).
+    const attacker = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(`<form id="f" method="post" action="${addUrl}"><input name="name" value="explain"><input name="data" value='{"runId":"x","source":{"bucket":"secret","key":"k.jpg"}}'></form><script>document.getElementById('f').submit()</script>`);
+    });
+    await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+    const attackerPort = (attacker.address() as AddressInfo).port;
+    const page = await context.newPage();
+    try {
+      const forged = page.waitForResponse((r) => r.url() === addUrl);
+      await page.goto(`http://evil.example:${attackerPort}/`);
+      expect((await forged).status()).toBe(403);
+      expect(await admin.queue.getJobCounts('waiting', 'delayed', 'prioritized')).toEqual({ waiting: 0, delayed: 0, prioritized: 0 });
+
+      // DNS rebinding: the attacker's name now points at the dashboard; its Host header gives it away.
+      const rebound = await page.goto(`http://evil.example:${new URL(adminBase).port}/api/runs`);
+      expect(rebound?.status()).toBe(421);
+      expect(await rebound?.text()).toContain('--allowed-host');
+    } finally {
+      await page.close();
+      // The browser keeps its connection alive; close() alone would wait for it.
+      attacker.closeAllConnections();
+      await new Promise<void>((resolve) => attacker.close(() => resolve()));
+      await admin.close();
+    }
   });
 });

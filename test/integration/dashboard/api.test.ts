@@ -117,6 +117,60 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     expect(inverted.statusCode).toBe(400);
   });
 
+  it('validates every query string with the route schema: repeated parameters, wrong types and ranges get 400 naming the parameter', async () => {
+    const key = encodeURIComponent('photos/run-api-1/dogs/rex.png');
+    const repeated = [
+      `/api/runs/run-api-1/image?key=${key}&key=${key}`,
+      `/api/runs/run-api-1/objects/original?key=${key}&key=x`,
+      `/api/runs/run-api-1/thumbnail?key=${key}&key=x`,
+      `/api/runs/run-api-1/thumbnail?key=${key}&of=overlay&of=original`,
+      '/api/runs/run-api-1/images?q=a&q=b',
+      '/api/runs/run-api-1/images?class=207&class=281',
+      '/api/runs/run-api-1/images?status=ok&status=failed',
+      '/api/runs/run-api-1/failures?limit=1&limit=2',
+      '/api/runs?limit=1&limit=2',
+      '/api/events?run=run-api-1&run=run-api-2',
+    ];
+    for (const url of repeated) {
+      const res = await get(url);
+      expect(res.statusCode, url).toBe(400);
+      const name = /[?&](\w+)=[^&]*&(?:.*&)?\1=/.exec(url)![1]!;
+      expect(res.json(), url).toEqual({ error: 'BAD_QUERY', message: `query parameter "${name}" is given 2 times; give it once` });
+    }
+    const wrong: Array<[string, string]> = [
+      ['/api/runs?limit=abc', 'query parameter "limit" must be an integer, got "abc"'],
+      ['/api/runs?limit=5000', 'query parameter "limit" must be <= 1000, got "5000"'],
+      ['/api/runs/run-api-1/images?limit=201', 'query parameter "limit" must be <= 200, got "201"'],
+      ['/api/runs/run-api-1/images?offset=-1', 'query parameter "offset" must be >= 0, got "-1"'],
+      ['/api/runs/run-api-1/images?minProb=2', 'query parameter "minProb" must be <= 1, got "2"'],
+      ['/api/runs/run-api-1/images?status=done', 'query parameter "status" must be one of all, ok, failed, got "done"'],
+      ['/api/runs/run-api-1/images?degenerate=yes', 'query parameter "degenerate" must be a boolean, got "yes"'],
+      ['/api/runs/run-api-1/images?class=1.5', 'query parameter "class" must be an integer, got "1.5"'],
+      [`/api/runs/run-api-1/thumbnail?key=${key}&of=heatmap`, 'query parameter "of" must be one of overlay, original, got "heatmap"'],
+      ['/api/runs/run-api-1/image', 'query parameter "key" is required'],
+      ['/api/runs/run-api-1/objects/secret?key=x', 'path parameter "role" must be one of overlay, heatmap, prediction, original, got "secret"'],
+    ];
+    for (const [url, message] of wrong) {
+      const res = await get(url);
+      expect(res.statusCode, url).toBe(400);
+      expect(res.json().message, url).toBe(message);
+    }
+    // bull-board validates its own query strings: a repeated parameter is a 400 there too, not a 500.
+    expect((await get('/queues/api/queues?page=1&page=2')).statusCode).toBe(400);
+    // Empty values count as absent, and unknown parameters are ignored.
+    const lenient = await get('/api/runs/run-api-1/images?class=&minProb=&q=&_=12345');
+    expect(lenient.statusCode).toBe(200);
+    expect((lenient.json() as ImagesPage).total).toBe(8);
+    // The JSON body of the retry action is validated the same way.
+    const post = (payload: unknown) => h.app.inject({ method: 'POST', url: '/api/runs/run-api-1/retry', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+    for (const body of [{}, { keys: [] }, { keys: [{ k: 1 }] }, { all: false }, { keys: ['a'], all: true }, { keys: Array.from({ length: 1001 }, (_, i) => `k${i}`) }, { nope: 1 }]) {
+      const res = await post(body);
+      expect(res.statusCode, JSON.stringify(body).slice(0, 60)).toBe(400);
+      expect(res.json().error).toBe('BAD_BODY');
+      expect(res.json().message).toContain('expected {"keys": [source keys, 1 to 1000]} or {"all": true}');
+    }
+  });
+
   it('never serves a stale gallery page after a new result (the key cache is stamped by the run counters)', async () => {
     const before = (await get('/api/runs/run-api-2/images?status=ok')).json() as ImagesPage;
     expect((await get('/api/runs/run-api-2/images?status=ok')).json()).toEqual(before);

@@ -131,22 +131,119 @@ describe('token auth on every route', () => {
 });
 
 describe('guessing credentials', () => {
-  it('is throttled per address after 20 failures a minute, including via the login form', async () => {
-    const h = await startHarness({ auth: { kind: 'token', token: TOKEN } });
+  // Small delays keep the test fast; the rule is the same as with the defaults (10 free, 250 ms doubling to 5 s).
+  const throttle = { freeFailures: 3, windowMs: 60_000, baseDelayMs: 200, maxDelayMs: 800 };
+  const timed = async <T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> => {
+    const t0 = performance.now();
+    const value = await fn();
+    return { value, ms: performance.now() - t0 };
+  };
+
+  it('slows failed attempts per address but never refuses correct credentials; /healthz, sessions and other addresses stay fast', async () => {
+    const h = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle });
     try {
-      for (let i = 0; i < 10; i++) {
+      const login = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` });
+      const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+      for (let i = 0; i < 3; i++) {
         expect((await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: `Bearer guess-${i}` } })).statusCode).toBe(401);
+      }
+      // Past the free failures every attempt waits before it is checked, wrong or right alike.
+      const wrong = await timed(() => h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: 'Bearer guess-4' } }));
+      expect(wrong.value.statusCode).toBe(401);
+      expect(wrong.ms).toBeGreaterThanOrEqual(190);
+      for (let i = 0; i < 20; i++) {
         const form = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=guess-${i}` });
         expect(form.headers.location).toBe('/login?failed=1');
       }
-      const blocked = await h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: `Bearer ${TOKEN}` } });
-      expect(blocked.statusCode).toBe(429);
-      expect(blocked.headers['retry-after']).toBe('60');
-      // Another address is unaffected.
-      const other = await h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '10.9.8.7', headers: { authorization: `Bearer ${TOKEN}` } });
-      expect(other.statusCode).toBe(200);
+      // 24 failures: the wait has reached its bound, and the right token still gets in.
+      const right = await timed(() => h.app.inject({ method: 'GET', url: '/api/runs', headers: { authorization: `Bearer ${TOKEN}` } }));
+      expect(right.value.statusCode).toBe(200);
+      expect(right.ms).toBeGreaterThanOrEqual(790);
+      const form = await timed(() => h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` }));
+      expect(form.value.statusCode).toBe(303);
+      expect(form.value.headers['set-cookie']).toBeDefined();
+      expect(form.ms).toBeGreaterThanOrEqual(790);
+      // Not throttled at all: the liveness probe, a valid session, a visit without credentials, another address.
+      const quick = [
+        await timed(() => h.app.inject({ method: 'GET', url: '/healthz' })),
+        await timed(() => h.app.inject({ method: 'GET', url: '/api/runs', headers: { cookie } })),
+        await timed(() => h.app.inject({ method: 'GET', url: '/api/runs' })),
+        await timed(() => h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '10.9.8.7', headers: { authorization: `Bearer ${TOKEN}` } })),
+      ];
+      expect(quick.map((q) => q.value.statusCode)).toEqual([200, 200, 401, 200]);
+      for (const q of quick) expect(q.ms).toBeLessThan(600);
+      // An expired or forged cookie (say, after a restart) is not a guess and costs nothing.
+      const stale = await timed(() => h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '10.9.8.8', headers: { cookie: 'gca_session=1.forged' } }));
+      expect(stale.value.statusCode).toBe(401);
+      for (let i = 0; i < 30; i++) await h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '10.9.8.8', headers: { cookie: `gca_session=${i}.forged` } });
+      const after = await timed(() => h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '10.9.8.8', headers: { authorization: `Bearer ${TOKEN}` } }));
+      expect(after.value.statusCode).toBe(200);
+      expect(after.ms).toBeLessThan(600);
     } finally {
       await h.close();
+    }
+  });
+
+  it('counts failures per real client behind a trusted proxy (--trust-proxy), and per proxy otherwise', async () => {
+    const behind = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle, trustProxy: ['127.0.0.1'] });
+    const plain = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle });
+    try {
+      const guess = (h: DashboardHarness, client: string) =>
+        h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '127.0.0.1', headers: { authorization: 'Bearer nope', 'x-forwarded-for': client } });
+      for (let i = 0; i < 6; i++) {
+        await guess(behind, '203.0.113.7');
+        await guess(plain, '203.0.113.7');
+      }
+      const other = (h: DashboardHarness) =>
+        timed(() => h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '127.0.0.1', headers: { authorization: `Bearer ${TOKEN}`, 'x-forwarded-for': '198.51.100.9' } }));
+      const trusted = await other(behind);
+      const untrusted = await other(plain);
+      expect([trusted.value.statusCode, untrusted.value.statusCode]).toEqual([200, 200]);
+      // Behind a trusted proxy, another user is another address; without it, everyone is the proxy.
+      expect(trusted.ms).toBeLessThan(600);
+      expect(untrusted.ms).toBeGreaterThanOrEqual(790);
+      // A forwarded address from a peer that is not the trusted proxy is ignored.
+      const spoofed = await timed(() => behind.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '203.0.113.7', headers: { authorization: `Bearer ${TOKEN}`, 'x-forwarded-for': '192.0.2.1' } }));
+      expect(spoofed.value.statusCode).toBe(200);
+    } finally {
+      await behind.close();
+      await plain.close();
+    }
+  });
+});
+
+describe('where the login form redirects', () => {
+  let h: DashboardHarness;
+  beforeAll(async () => {
+    h = await startHarness({ auth: { kind: 'token', token: TOKEN } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it.each([
+    ['/#/runs/r1', '/#/runs/r1'],
+    ['/\t/evil.example/x', '/'],
+    ['//evil.example/', '/'],
+    ['/\\evil.example/', '/'],
+    ['https://evil.example/', '/'],
+    ['/a\r\nSet-Cookie: pwned=1', '/aSet-Cookie:%20pwned=1'],
+    ['/%0d%0aSet-Cookie:%20pwned=1', '/%0d%0aSet-Cookie:%20pwned=1'],
+  ])('next=%j -> Location %j', async (next, location) => {
+    const body = new URLSearchParams({ token: TOKEN, next }).toString();
+    const res = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: body });
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe(location);
+    expect(String(res.headers['set-cookie'])).not.toContain('pwned');
+  });
+
+  it('answers the reported payloads without a server error', async () => {
+    for (const payload of [`token=${TOKEN}&next=/%09/evil.example/x`, `token=${TOKEN}&next=/%0d%0aX-Injected:%201`, `token=${TOKEN}&next=%0d%0a`]) {
+      const res = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload });
+      expect(res.statusCode, payload).toBe(303);
+      expect(res.headers.location, payload).toMatch(/^\/(?![/\\])/);
+      expect(res.headers.location, payload).not.toMatch(/[\r\n\t]/);
+      expect(res.headers['x-injected']).toBeUndefined();
     }
   });
 });

@@ -78,7 +78,7 @@ describe('failures and the retry action on real BullMQ jobs', () => {
     expect(corrupt.error).toContain('truncated JPEG data');
     expect(corrupt.notRetryableReason).toContain('permanent failure');
 
-    // Cross-site form posts cannot trigger a retry: the action only accepts JSON.
+    // Form posts cannot trigger a retry: the action only accepts JSON (request-guard.test.ts covers Origin).
     const form = await h.app.inject({ method: 'POST', url: '/api/runs/run-retry/retry', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'all=true' });
     expect(form.statusCode).toBe(415);
 
@@ -97,7 +97,7 @@ describe('failures and the retry action on real BullMQ jobs', () => {
     // Retrying the same key again is refused with a reason: it is no longer a failure.
     const again = await h.app.inject({ method: 'POST', url: '/api/runs/run-retry/retry', payload: { keys: [flakyKey] } });
     expect((again.json() as { skipped: Array<{ reason: string }> }).skipped[0]!.reason).toBe('the image did not fail');
-    const badBody = await h.app.inject({ method: 'POST', url: '/api/runs/run-retry/retry', payload: { keys: 'x' } });
+    const badBody = await h.app.inject({ method: 'POST', url: '/api/runs/run-retry/retry', payload: { keys: { x: 1 } } });
     expect(badBody.statusCode).toBe(400);
   });
 });

@@ -11,6 +11,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { DEFAULTS, ENV_VARS } from '../../../src/shared/config.js';
 import { bullPrefix } from '../../../src/shared/queue/contract.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
+import { hostPolicyFor, parseAllowedHost } from '../../../src/dashboard/host-policy.js';
 import { PIPELINE_DEFAULTS } from '../../../src/worker/pipeline/options.js';
 import { services } from '../../helpers/services.js';
 
@@ -172,6 +173,11 @@ describe('Kubernetes manifests and KEDA', () => {
     expect(url.hostname.split('.')[0]).toBe('gradcam-audit-dashboard');
     expect(Number(url.port)).toBe(DASHBOARD_DEFAULTS.port);
     expect(url.pathname).toBe('/api/queue');
+    // The dashboard answers that host name (it refuses unknown Host headers against DNS rebinding).
+    const dash = find('Deployment', 'gradcam-audit-dashboard');
+    const args = ((obj(obj(obj(dash.spec).template).spec).containers as Obj[])[0] as Obj).args as string[];
+    const allowed = args.flatMap((a, i) => (a === '--allowed-host' ? [parseAllowedHost(args[i + 1] as string)] : []));
+    expect(hostPolicyFor(flagValue(args, '--host') as string, allowed).allows(url.host)).toBe(true);
     expect(api.activationTargetValue).toBeDefined();
     // Prioritized jobs live in a sorted set, not the wait list: the dashboard endpoint counts them.
     expect(queue.keys.prioritized).toBe(`${DEFAULTS.keyPrefix}:${DEFAULTS.queueName}:prioritized`);

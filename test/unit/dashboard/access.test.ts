@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createAuthGate, readCookie, safeEqual } from '../../../src/dashboard/auth.js';
-import { isLoopback } from '../../../src/dashboard/options.js';
+import { isLoopback } from '../../../src/dashboard/host-policy.js';
 import type { FastifyRequest } from 'fastify';
 
 const req = (headers: Record<string, string>) => ({ headers }) as unknown as FastifyRequest;
