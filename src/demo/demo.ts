@@ -2,10 +2,22 @@
  * The newcomer's demo: the real pipeline on one machine. It starts (or reuses) Redis and S3, uploads
  * the sample images, runs a real `worker` and `dashboard` as child processes and a real `enqueue`,
  * waits for the run to complete, copies the outputs to a local folder and prints the summary.
- * Ctrl-C stops the children (they drain) and the embedded services, in reverse order.
+ *
+ * Stopping (Ctrl-C, SIGTERM, a closed terminal, or the end of `--once`) goes in dependency order:
+ * enqueue and worker first (the worker drains while Redis and S3 still answer), then the
+ * dashboard, then S3 and Redis. Every child runs in a process group of its own, because a
+ * terminal's Ctrl-C goes to the whole foreground group and would otherwise stop Redis in the same
+ * instant as the worker that needs it. Children with an IPC channel (worker, dashboard, enqueue,
+ * s3rver) also stop when the demo dies without cleaning up; a `redis-server` can only be killed
+ * by the demo's exit handler.
+ *
+ * Exit codes: 0 when `--once` saw the run complete; 1 when something failed; when a signal
+ * stopped it, 128 + the signal's number after a clean stop (130 for Ctrl-C, 143 for SIGTERM), the
+ * status shells and `npm run` report for a command a signal ended, whichever way it was started.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import { createWriteStream, existsSync, mkdirSync, readdirSync, statSync, type WriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, extname, join, relative, resolve, sep } from 'node:path';
@@ -20,8 +32,10 @@ import { parseS3Uri } from '../shared/storage/uri.js';
 import { freePort } from '../dev/free-port.js';
 import { startRedisServer, startS3rver } from '../dev/local-services.js';
 import { DEMO_MODEL, resolveDemoOptions, type DemoFlags, type DemoOptions } from './options.js';
+import { ShutdownPlan, untilAborted } from './shutdown.js';
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export async function runDemo(flags: DemoFlags): Promise<void> {
   const options = resolveDemoOptions(flags);
@@ -31,61 +45,63 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
   const dataDir = resolve(options.dataDir);
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
 
-  const stops: Array<() => Promise<void>> = [];
-  const stopAll = async (): Promise<void> => {
-    for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
+  const plan = new ShutdownPlan(['worker', 'dashboard', 'services']);
+  const interrupt = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (received: NodeJS.Signals): void => {
+    if (interrupt.signal.aborted) return;
+    stoppedBy = received;
+    say('\nstopping: the worker drains its batches, then the dashboard, then S3 and Redis stop…');
+    interrupt.abort();
   };
-  let interrupted = false;
-  const onSignal = (): void => {
-    if (interrupted) return;
-    interrupted = true;
-    say('\nstopping: worker drains its batches, then the dashboard and services stop…');
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  // Should the demo exit without stopping its children (an uncaught error), take them along.
+  const killAll = (): void => plan.killAll();
+  process.on('exit', killAll);
+  const signal = interrupt.signal;
 
   try {
-    await startServices(options, dataDir, stops);
+    await untilAborted(startServices(options, dataDir, plan), signal);
     const config = loadConfig(process.env);
     const store = S3ObjectStore.fromConfig(config.s3);
-    stops.push(async () => store.client.destroy());
-    await store.createBucket(options.bucket);
-    const uploaded = await uploadSamples(store, options.bucket, options.samples);
+    plan.add('services', { name: 'S3 client', stop: async () => store.client.destroy() });
+    await untilAborted(store.createBucket(options.bucket), signal);
+    const uploaded = await untilAborted(uploadSamples(store, options.bucket, options.samples), signal);
     say(`samples: ${uploaded} images uploaded to s3://${options.bucket}/samples/`);
 
     const logs = join(dataDir, 'logs');
-    const worker = startChild('worker', workerArgs(options), logs);
-    stops.push(() => worker.stop());
+    const worker = startChild('worker', workerArgs(options), logs, plan, 'worker');
     const port = await dashboardPort(options.port);
-    const dashboard = startChild('dashboard', ['dashboard', '--host', '127.0.0.1', '--port', String(port)], logs);
-    stops.push(() => dashboard.stop());
-    await waitForHttp(`http://127.0.0.1:${port}/healthz`, dashboard, 60_000);
+    const dashboard = startChild('dashboard', ['dashboard', '--host', '127.0.0.1', '--port', String(port)], logs, plan, 'dashboard');
+    await untilAborted(waitForHttp(`http://127.0.0.1:${port}/healthz`, dashboard, 60_000, signal), signal);
 
     const runId = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
-    const enqueue = await runChild('enqueue', ['enqueue', `s3://${options.bucket}/samples/`, '--run-id', runId, '--json', '--top-k', '5'], logs);
+    const enqueue = await untilAborted(runChild('enqueue', ['enqueue', `s3://${options.bucket}/samples/`, '--run-id', runId, '--json', '--top-k', '5'], logs, plan), signal);
     const run = JSON.parse(enqueue) as RunRecord;
     say(`dashboard: http://127.0.0.1:${port}/  (run page: http://127.0.0.1:${port}/#/runs/${run.id})`);
     say(`run ${run.id}: ${run.total} images queued; outputs go to ${run.output}`);
     say(`logs: ${logs}${sep}{worker,dashboard,enqueue}.log`);
 
-    const final = await waitForRun(config.redisUrl, config.keyPrefix, run.id, [worker, dashboard], () => interrupted);
-    if (!final) return;
+    const final = await untilAborted(waitForRun(config.redisUrl, config.keyPrefix, run.id, [worker, dashboard], signal), signal);
     const localOut = join(dataDir, 'outputs', run.id);
-    const copied = await copyOutputs(store, final.output, localOut);
+    const copied = await untilAborted(copyOutputs(store, final.output, localOut), signal);
     const summary = JSON.parse((await store.get(parseS3Uri(final.output).bucket, `${parseS3Uri(final.output).key}summary.json`)).body.toString('utf8')) as RunSummary;
     printSummary(summary, localOut, copied);
 
     if (!options.once) {
       say(`\nthe dashboard stays up at http://127.0.0.1:${port}/ ; press Ctrl-C to stop`);
-      while (!interrupted) await new Promise((r) => setTimeout(r, 250));
+      await once(signal, 'abort');
     }
   } catch (err) {
-    process.exitCode = 1;
-    process.stderr.write(`demo failed: ${describeError(err)}\n`);
+    if (!signal.aborted) {
+      process.exitCode = 1;
+      process.stderr.write(`demo failed: ${describeError(err)}\n`);
+    }
   } finally {
-    await stopAll();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    await plan.stopAll((phase, ms) => say(`${phase} stopped (${ms} ms)`));
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    process.off('exit', killAll);
+    if (stoppedBy !== undefined) process.exitCode = 128 + osConstants.signals[stoppedBy];
   }
 }
 
@@ -101,12 +117,12 @@ function checkWeights(options: DemoOptions): void {
 }
 
 /** Reuse REDIS_URL / AWS_ENDPOINT_URL_S3 when set; otherwise start embedded servers. */
-async function startServices(options: DemoOptions, dataDir: string, stops: Array<() => Promise<void>>): Promise<void> {
+async function startServices(options: DemoOptions, dataDir: string, plan: ShutdownPlan): Promise<void> {
   if (process.env.REDIS_URL) {
     say('redis: using REDIS_URL');
   } else {
-    const redis = await startRedisServer();
-    stops.push(redis.stop);
+    const redis = await startRedisServer({ detached: true });
+    plan.add('services', { name: 'redis-server', stop: redis.stop, kill: redis.kill });
     process.env.REDIS_URL = redis.url;
     say(`redis: started redis-server at ${redis.url} (no persistence)`);
   }
@@ -115,8 +131,8 @@ async function startServices(options: DemoOptions, dataDir: string, stops: Array
   } else {
     const dir = join(dataDir, 's3');
     mkdirSync(dir, { recursive: true });
-    const s3 = await startS3rver(dir, [options.bucket]);
-    stops.push(s3.stop);
+    const s3 = await startS3rver(dir, [options.bucket], { detached: true });
+    plan.add('services', { name: 's3rver', stop: s3.stop, kill: s3.kill });
     // s3rver checks signatures against its fixed development credentials.
     Object.assign(process.env, { AWS_ENDPOINT_URL_S3: s3.url, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: process.env.AWS_REGION ?? 'us-east-1' });
     say(`s3: started embedded S3 (s3rver) at ${s3.url} over ${dir}`);
@@ -176,50 +192,59 @@ interface Child {
   process: ChildProcess;
   log: WriteStream;
   logPath: string;
-  stop(): Promise<void>;
 }
 
-function startChild(name: string, args: string[], logDir: string): Child {
+/** How long each child may take to stop after SIGTERM before it is killed. */
+const STOP_GRACE_MS: Record<string, number> = { worker: 15_000 };
+const DEFAULT_STOP_GRACE_MS = 5000;
+
+/**
+ * Spawn the CLI as a child in a process group of its own, logging to `<name>.log`, and register
+ * its stop in `phase`. The IPC channel makes the child stop by itself should the demo vanish.
+ */
+function startChild(name: string, args: string[], logDir: string, plan: ShutdownPlan, phase: string): Child {
   const cli = cliCommand();
   const logPath = join(logDir, `${name}.log`);
   const log = createWriteStream(logPath, { flags: 'a' });
-  const child = spawn(cli.command, [...cli.args, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
+  const child = spawn(cli.command, [...cli.args, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true, env: { ...process.env, FORCE_COLOR: '0' } });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
-  // The parent handles Ctrl-C for the whole demo; a TTY's SIGINT also reaches the children's
-  // process group, and each child then drains on its own, which is what we want too.
-  return {
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
+  plan.add(phase, {
     name,
-    process: child,
-    log,
-    logPath,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
+      if (running()) {
         const exited = once(child, 'exit');
         child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS[name] ?? DEFAULT_STOP_GRACE_MS);
         await exited;
         clearTimeout(timer);
       }
       log.end();
     },
-  };
+    kill() {
+      if (running()) child.kill('SIGKILL');
+    },
+  });
+  return { name, process: child, log, logPath };
 }
 
-async function runChild(name: string, args: string[], logDir: string): Promise<string> {
-  const child = startChild(name, args, logDir);
+async function runChild(name: string, args: string[], logDir: string, plan: ShutdownPlan): Promise<string> {
+  const child = startChild(name, args, logDir, plan, 'worker');
   let stdout = '';
   child.process.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  const [code] = (await once(child.process, 'exit')) as [number | null];
-  child.log.end();
+  // 'close', not 'exit': stdout may still hold data when the process has exited.
+  const [code] = (await once(child.process, 'close')) as [number | null];
   if (code !== 0) throw new Error(`${name} exited with code ${code}; see ${child.logPath}`);
   return stdout;
 }
 
-async function waitForHttp(url: string, owner: Child, timeoutMs: number): Promise<void> {
+async function waitForHttp(url: string, owner: Child, timeoutMs: number, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (owner.process.exitCode !== null) throw new Error(`${owner.name} exited with code ${owner.process.exitCode}; see ${owner.logPath}`);
+  while (Date.now() < deadline && !signal.aborted) {
+    if (owner.process.exitCode !== null || owner.process.signalCode !== null) {
+      throw new Error(`${owner.name} exited with ${owner.process.exitCode ?? owner.process.signalCode}; see ${owner.logPath}`);
+    }
     try {
       const res = await fetch(url);
       if (res.status < 500) return;
@@ -231,8 +256,8 @@ async function waitForHttp(url: string, owner: Child, timeoutMs: number): Promis
   throw new Error(`${owner.name} did not answer on ${url} within ${timeoutMs} ms; see ${owner.logPath}`);
 }
 
-/** Poll the run record until it completes; fail fast if a child dies. Null when interrupted. */
-async function waitForRun(redisUrl: string, prefix: string, runId: string, children: Child[], interrupted: () => boolean): Promise<RunRecord | null> {
+/** Poll the run record until it completes; fail fast if a child dies; give up when `signal` aborts. */
+async function waitForRun(redisUrl: string, prefix: string, runId: string, children: Child[], signal: AbortSignal): Promise<RunRecord> {
   const redis = createRedis(redisUrl, { role: 'client', name: 'gca-demo' });
   redis.on('error', () => undefined);
   try {
@@ -240,7 +265,7 @@ async function waitForRun(redisUrl: string, prefix: string, runId: string, child
     const runs = new RunStore(redis, { prefix });
     let last = '';
     for (;;) {
-      if (interrupted()) return null;
+      if (signal.aborted) throw new Error('interrupted');
       for (const c of children) {
         if (c.process.exitCode !== null) throw new Error(`${c.name} exited with code ${c.process.exitCode} during the run; see ${c.logPath}`);
       }

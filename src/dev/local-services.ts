@@ -1,7 +1,8 @@
 /**
  * Local stand-ins for Redis and S3, used by the test harness and by `demo`: a `redis-server`
- * child with no persistence, and s3rver in a child Node process over a directory. Both die with
- * their parent and are owned by whoever started them.
+ * child with no persistence, and s3rver in a child Node process over a directory. They are owned
+ * by whoever started them, who stops them with `stop()` (or `kill()` when it must exit at once);
+ * s3rver also exits when its parent's IPC channel closes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -14,18 +15,31 @@ import { freePort } from './free-port.js';
 
 export interface LocalService {
   url: string;
+  /** SIGTERM, then SIGKILL after a grace period; resolves when the process has exited. */
   stop(): Promise<void>;
+  /** SIGKILL now, synchronously (for a parent's 'exit' handler). */
+  kill(): void;
+}
+
+export interface LocalServiceOptions {
+  timeoutMs?: number;
+  /**
+   * Run in a process group of its own, so a terminal's Ctrl-C (sent to the whole foreground
+   * group) reaches only the parent, which then stops its services after their clients. Default false.
+   */
+  detached?: boolean;
 }
 
 export const REDIS_INSTALL_HINT =
   'redis-server was not found on PATH. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`) or set REDIS_URL to an existing Redis.';
 
 /** Spawn `redis-server` on a free loopback port with persistence off. */
-export async function startRedisServer(options: { binary?: string; timeoutMs?: number } = {}): Promise<LocalService> {
+export async function startRedisServer(options: LocalServiceOptions & { binary?: string } = {}): Promise<LocalService> {
   const port = await freePort();
   const binary = options.binary ?? 'redis-server';
   const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached === true,
   });
   const spawnError = new Promise<never>((_, reject) =>
     child.once('error', (err: NodeJS.ErrnoException) =>
@@ -34,7 +48,7 @@ export async function startRedisServer(options: { binary?: string; timeoutMs?: n
   );
   const url = `redis://127.0.0.1:${port}`;
   await Promise.race([spawnError, waitUntilRedisAnswers(url, options.timeoutMs ?? 10_000, child)]);
-  return { url, stop: () => stopChild(child) };
+  return service(url, child);
 }
 
 /** Poll until the redis-server `child` answers PING on `url` (a loading AOF answers only when done). */
@@ -58,7 +72,7 @@ export async function waitUntilRedisAnswers(url: string, timeoutMs: number, chil
 }
 
 /** Start s3rver over `directory` in a child process with the OpenSSL legacy provider. */
-export async function startS3rver(directory: string, buckets: string[] = [], options: { timeoutMs?: number } = {}): Promise<LocalService> {
+export async function startS3rver(directory: string, buckets: string[] = [], options: LocalServiceOptions = {}): Promise<LocalService> {
   const port = await freePort();
   const ts = fileURLToPath(new URL('./s3rver-main.ts', import.meta.url));
   const js = fileURLToPath(new URL('./s3rver-main.js', import.meta.url));
@@ -66,6 +80,7 @@ export async function startS3rver(directory: string, buckets: string[] = [], opt
   const execArgs = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
   const child = spawn(process.execPath, ['--openssl-legacy-provider', ...execArgs, entry, directory, String(port), ...buckets], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    detached: options.detached === true,
   });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -88,7 +103,17 @@ export async function startS3rver(directory: string, buckets: string[] = [], opt
   });
   const actualPort = await Promise.race([ready, timeout]);
   child.stdout?.resume();
-  return { url: `http://127.0.0.1:${actualPort}`, stop: () => stopChild(child) };
+  return service(`http://127.0.0.1:${actualPort}`, child);
+}
+
+function service(url: string, child: ChildProcess): LocalService {
+  return {
+    url,
+    stop: () => stopChild(child),
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
