@@ -66,5 +66,7 @@ describe('enqueue memory', { timeout: 150_000 }, () => {
     console.log(`enqueue of ${res.counts.added} keys: retained heap ${(early / 2 ** 20).toFixed(2)} MiB (2nd quarter) -> ${(late / 2 ** 20).toFixed(2)} MiB (last quarter), ${res.keysPerSecond} keys/s`);
     expect(late - early).toBeLessThan(0.5 * 2 ** 20);
     expect(Math.max(...samples.map((s) => s.heap))).toBeLessThan(16 * 2 ** 20);
-  });
+    // What this proves is memory, not speed: 20k jobs take ~45 s at load 20 and ran past 60 s at
+    // load 30 on two shared cores, so the budget is sized for a loaded machine.
+  }, 180_000);
 });
