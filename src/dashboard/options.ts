@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../shared/errors.js';
 import { parseIntInRange, type Env } from '../shared/config.js';
+import { MAX_SOURCE_BYTES } from '../shared/image-types.js';
 import { THROTTLE_DEFAULTS, type ThrottleOptions } from './failure-throttle.js';
 import { isLoopback, parseAllowedHost, type AllowedHost } from './host-policy.js';
 
@@ -29,8 +30,10 @@ export interface DashboardOptions {
   thumbnailCacheEntries: number;
   /** Byte budget of the thumbnail cache. Default 32 MiB. */
   thumbnailCacheBytes: number;
-  /** Largest object the image proxy reads into memory for a thumbnail. Default 32 MiB. */
+  /** Largest object read into memory for a thumbnail. Default `MAX_SOURCE_BYTES` (100 MiB), the worker's own limit. */
   maxThumbnailSourceBytes: number;
+  /** Thumbnails decoded at once (each holds its source in memory). Default 2. */
+  thumbnailConcurrency: number;
   /** Page size cap of list endpoints. Default 200. */
   maxPageSize: number;
   /** Lifetime of a login cookie in seconds. Default 12 h. */
@@ -64,7 +67,8 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   thumbnailSize: 256,
   thumbnailCacheEntries: 512,
   thumbnailCacheBytes: 32 * 1024 * 1024,
-  maxThumbnailSourceBytes: 32 * 1024 * 1024,
+  maxThumbnailSourceBytes: MAX_SOURCE_BYTES,
+  thumbnailConcurrency: 2,
   maxPageSize: 200,
   sessionTtlSeconds: 12 * 3600,
   allowedHosts: [],

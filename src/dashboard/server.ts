@@ -46,6 +46,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     cacheEntries: options.thumbnailCacheEntries,
     cacheBytes: options.thumbnailCacheBytes,
     maxSourceBytes: options.maxThumbnailSourceBytes,
+    concurrency: options.thumbnailConcurrency,
   });
   const now = deps.now ?? Date.now;
 

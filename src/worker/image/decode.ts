@@ -15,11 +15,11 @@
 import sharp from 'sharp';
 import type { Metadata, SharpOptions } from 'sharp';
 import { InvalidInputError } from '../../shared/errors.js';
+import { DECODABLE_FORMATS, MAX_IMAGE_PIXELS, type DecodableFormat } from '../../shared/image-types.js';
 import { cmykToRgbPil } from './cmyk.js';
 
-/** Formats the decoder accepts; the names are sharp's `metadata().format`. */
-export const DECODABLE_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff'] as const;
-export type DecodableFormat = (typeof DECODABLE_FORMATS)[number];
+/** Formats the decoder accepts (sharp's `metadata().format` names), from the one table of image types. */
+export { DECODABLE_FORMATS, type DecodableFormat };
 
 /** Stable `InvalidInputError` codes raised by `decodeImage`. */
 export const DECODE_ERROR_CODES = {
@@ -43,9 +43,7 @@ export type ColourHandling = 'pil' | 'icc';
 export interface DecodeOptions {
   /**
    * Largest accepted width x height, checked on the header before any pixel is decoded.
-   * Default 100,000,000 (100 MP: 300 MB as RGB). Pillow warns at 89.5 MP and refuses at 179 MP;
-   * 100 MP keeps every real camera photo (a 61 MP full-frame sensor, a 100 MP medium-format one)
-   * while bounding one decode's memory on a worker that runs several at once.
+   * Default `MAX_IMAGE_PIXELS` (100 MP), the limit the dashboard's thumbnails share.
    */
   maxPixels: number;
   /**
@@ -69,7 +67,7 @@ export interface DecodeOptions {
 }
 
 export const DEFAULT_DECODE_OPTIONS: Readonly<DecodeOptions> = Object.freeze({
-  maxPixels: 100_000_000,
+  maxPixels: MAX_IMAGE_PIXELS,
   autoOrient: true,
   colour: 'pil',
   failOn: 'error',

@@ -4,6 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { ConfigError } from '../../shared/errors.js';
+import { MAX_SOURCE_BYTES } from '../../shared/image-types.js';
 
 export interface PipelineOptions {
   /** Worker id in heartbeats, logs and manifests. Default `<host>-<pid>`. */
@@ -39,7 +40,7 @@ export interface PipelineOptions {
   heartbeatIntervalMs: number;
   /** Period of the sweep for runs whose finalizer died. Default 30,000. */
   sweepIntervalMs: number;
-  /** Largest source object downloaded, in bytes. Default 100 MiB. */
+  /** Largest source object downloaded, in bytes. Default `MAX_SOURCE_BYTES` (100 MiB), shared with the dashboard's thumbnails. */
   maxSourceBytes: number;
 }
 
@@ -53,7 +54,7 @@ export const PIPELINE_DEFAULTS = Object.freeze({
   maxStalledCount: 2,
   heartbeatIntervalMs: 5_000,
   sweepIntervalMs: 30_000,
-  maxSourceBytes: 100 * 1024 * 1024,
+  maxSourceBytes: MAX_SOURCE_BYTES,
 });
 
 /** How many times the measured batch time the lock must last. */
