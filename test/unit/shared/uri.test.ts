@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/shared/errors.js';
+import { configErrorOf } from '../../helpers/errors.js';
 import { asFolderPrefix, formatS3Uri, hasDotSegment, joinKey, parseS3Prefix, parseS3Uri } from '../../../src/shared/storage/uri.js';
 
 describe('parseS3Uri / formatS3Uri', () => {
@@ -57,15 +58,9 @@ describe('parseS3Prefix (prefixes a command writes under or compares)', () => {
   it.each(['s3://b12/../x', 's3://b12/a/./b/', 's3://b12/a/..', 's3://b12/./', 's3://b12/a/%2e%2e/b', 's3://b12/%2E/x', 's3://b12/a/.%2E/b', 's3://b12/a\\..\\b'])(
     'refuses the dot segment in %s, naming the flag',
     (uri) => {
-      let caught: unknown;
-      try {
-        parseS3Prefix(uri, '--output');
-      } catch (err) {
-        caught = err;
-      }
-      expect(caught).toBeInstanceOf(ConfigError);
-      expect((caught as ConfigError).variable).toBe('--output');
-      expect((caught as Error).message).toMatch(/"\.{1,2}" segment|dot segment/);
+      const err = configErrorOf(() => parseS3Prefix(uri, '--output'));
+      expect(err.variable).toBe('--output');
+      expect(err.message).toMatch(/"\.{1,2}" segment|dot segment/);
     },
   );
 
