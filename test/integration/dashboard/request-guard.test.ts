@@ -178,3 +178,48 @@ describe('host names (DNS rebinding)', () => {
     expect((await post('https://alias.example')).status).toBe(403);
   });
 });
+
+describe('behind a reverse proxy (--trust-proxy, --allowed-host)', () => {
+  let trusted: DashboardHarness;
+  let untrusted: DashboardHarness;
+  const TOKEN = 'proxy-test-token-0123456789';
+  beforeAll(async () => {
+    const options: Partial<DashboardOptions> = { auth: { kind: 'token', token: TOKEN }, allowedHosts: [parseAllowedHost('dash.example.com')] };
+    trusted = await startHarness({ ...options, trustProxy: ['127.0.0.1'] });
+    untrusted = await startHarness(options);
+  });
+  afterAll(async () => {
+    await trusted?.close();
+    await untrusted?.close();
+  });
+
+  // The proxy reaches the dashboard as 127.0.0.1 under its upstream name, forwarding the public one.
+  const viaProxy = (h: DashboardHarness, forwardedHost: string, origin: string) =>
+    h.app.inject({
+      method: 'POST',
+      url: '/login',
+      remoteAddress: '127.0.0.1',
+      headers: { host: 'dashboard:3000', 'x-forwarded-host': forwardedHost, 'x-forwarded-proto': 'https', origin, 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `token=${TOKEN}&next=/queues/`,
+    });
+
+  it('checks the forwarded host and origin from a trusted proxy, and ignores forwarded headers otherwise', async () => {
+    // The upstream name is not one the dashboard knows, so it must be listed too.
+    expect((await viaProxy(trusted, 'dash.example.com', 'https://dash.example.com')).statusCode).toBe(421);
+    const withUpstream = await startHarness({ auth: { kind: 'token', token: TOKEN }, allowedHosts: ['dash.example.com', 'dashboard'].map(parseAllowedHost), trustProxy: ['127.0.0.1'] });
+    try {
+      const ok = await viaProxy(withUpstream, 'dash.example.com', 'https://dash.example.com');
+      expect(ok.statusCode).toBe(303);
+      expect(ok.headers.location).toBe('/queues/');
+      // The public scheme reaches the cookie: https through the proxy means Secure.
+      expect(String(ok.headers['set-cookie'])).toContain('; Secure');
+      expect((await viaProxy(withUpstream, 'evil.example', 'https://evil.example')).statusCode).toBe(421);
+      expect((await viaProxy(withUpstream, 'dash.example.com', 'https://evil.example')).statusCode).toBe(403);
+    } finally {
+      await withUpstream.close();
+    }
+    // Without --trust-proxy the forwarded headers count for nothing: Host is the upstream name.
+    expect((await viaProxy(untrusted, 'dash.example.com', 'https://dash.example.com')).statusCode).toBe(421);
+  });
+});
+
