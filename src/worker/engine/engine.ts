@@ -3,6 +3,7 @@
  * grids come out. Queue, storage and rendering never know which engine or backend ran.
  */
 import type { CamMethod, ScoreMode, TargetSpec } from '../../shared/explain-options.js';
+import type { NodePlacement } from './onnx/placement.js';
 
 /** One preprocessed image: HWC float32, BGR, ImageNet-mean subtracted (Keras caffe mode). */
 export interface PreprocessedImage {
@@ -49,6 +50,8 @@ export interface EngineInfo {
   backend: string;
   /** Human-readable device, e.g. `CPU (2 threads)` or `NVIDIA H100`. */
   device: string;
+  /** Where the model's compute runs (`--require-gpu` refuses `cpu`). */
+  accelerator: 'cpu' | 'gpu';
   modelName: string;
   layer: string;
   inputHeight: number;
@@ -56,6 +59,8 @@ export interface EngineInfo {
   numClasses: number;
   /** sha256 of the weights as loaded. */
   weightsHash: string;
+  /** ONNX Runtime: where the nodes of the first batch ran, per execution provider (onnx/placement.ts). */
+  placement?: NodePlacement;
 }
 
 export interface Engine {

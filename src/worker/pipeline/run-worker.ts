@@ -58,6 +58,7 @@ export interface RawWorkerFlags extends RawOnnxFlags {
   lockDurationMs?: string;
   stalledIntervalMs?: string;
   engineThread?: string;
+  requireGpu?: boolean;
 }
 
 export interface WorkerCommandOptions {
@@ -77,8 +78,17 @@ export interface WorkerCommandOptions {
   onnx: Partial<OnnxRuntimeOptions>;
   /** Undefined: no metrics server. 0: any free port (logged). */
   metricsPort?: number;
-  /** Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`). */
+  /**
+   * Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`, or
+   * GRADCAM_AUDIT_METRICS_HOST, which the container images set so Prometheus can scrape them).
+   */
   metricsHost: string;
+  /**
+   * Refuse to start when the engine would compute on the CPU (`--require-gpu`, or
+   * GRADCAM_AUDIT_REQUIRE_GPU=true, which the GPU images set): a GPU worker on the CPU is 10-50x
+   * slower and would hold its GPU for nothing. Default false.
+   */
+  requireGpu: boolean;
   pipeline: Partial<PipelineOptions>;
 }
 
@@ -86,6 +96,8 @@ export interface WorkerCommandOptions {
 export const WORKER_ENV = Object.freeze({
   weights: 'GRADCAM_AUDIT_WEIGHTS',
   metricsPort: 'GRADCAM_AUDIT_METRICS_PORT',
+  metricsHost: 'GRADCAM_AUDIT_METRICS_HOST',
+  requireGpu: 'GRADCAM_AUDIT_REQUIRE_GPU',
 });
 
 export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, string | undefined> = process.env): WorkerCommandOptions {
@@ -104,7 +116,8 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     engineThread: parseEnum('--engine-thread', flags.engineThread ?? 'auto', ENGINE_THREAD_MODES),
     onnx: parseOnnxFlags(flags),
     metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
-    metricsHost: flags.metricsHost ?? '127.0.0.1',
+    metricsHost: flags.metricsHost ?? env[WORKER_ENV.metricsHost] ?? '127.0.0.1',
+    requireGpu: flags.requireGpu ?? parseBool(WORKER_ENV.requireGpu, env[WORKER_ENV.requireGpu]) ?? false,
     pipeline: {
       batchSize: int('--batch-size', flags.batchSize, 1, 1024),
       maxBatchDelayMs: int('--max-batch-delay-ms', flags.maxBatchDelayMs, 0, 60_000),
@@ -159,8 +172,16 @@ export async function startWorker(
     const engine = thread
       ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logLevel: config.logLevel }, onFatal)
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logger });
-    logger.info({ ...engine.info, thread }, 'engine ready');
     releases.push(() => engine.dispose());
+    logger.info({ ...engine.info, thread }, 'engine ready');
+    if (options.requireGpu && engine.info.accelerator !== 'gpu') {
+      throw new ConfigError(
+        '--require-gpu',
+        `the engine would compute on ${engine.info.device} (${engine.info.engine}/${engine.info.backend}), not on a GPU. ` +
+          'The log lines above say why each GPU provider or backend was not usable; `gradcam-audit doctor` checks the same. ' +
+          'Unset GRADCAM_AUDIT_REQUIRE_GPU to run on the CPU anyway',
+      );
+    }
     const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
     if (labels.warning) logger.warn(labels.warning);
 
@@ -204,6 +225,13 @@ export async function startWorker(
     await releaseAll();
     throw err;
   }
+}
+
+function parseBool(name: string, value: string | undefined): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (/^(1|true|yes)$/i.test(value)) return true;
+  if (/^(0|false|no)$/i.test(value)) return false;
+  throw new ConfigError(name, `expected true or false, got "${value}"`);
 }
 
 function startingHeartbeat(workerId: string, options: WorkerCommandOptions): WorkerHeartbeat {

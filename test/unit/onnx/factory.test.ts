@@ -42,8 +42,8 @@ describe('createEngine with ONNX', () => {
 
   it('an explicit onnx request fails loudly when the runtime cannot start (missing CUDA provider)', async () => {
     // The CUDA provider library is not installed on CPU machines; on a GPU image this would start.
-    const { defaultProviderProbe } = await import('../../../src/worker/engine/onnx/providers.js');
-    if (defaultProviderProbe().installed('cuda')) return;
+    const { defaultProviderEnvironment } = await import('../../../src/worker/engine/onnx/providers.js');
+    if (defaultProviderEnvironment().installed('cuda')) return;
     await expect(createEngine({ spec, engine: 'onnx', onnx: { executionProviders: ['cuda'], cacheDir: null } })).rejects.toThrow(/cuda is not installed/);
     const fallback = await createEngine({ spec, engine: 'auto', onnx: { executionProviders: ['cuda'], cacheDir: null } });
     expect(fallback.info.engine).toBe('tfjs');

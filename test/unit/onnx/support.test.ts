@@ -2,11 +2,9 @@
  * Which models the ONNX compiler accepts, and the reasons it gives for the ones it hands to TF.js.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, ModelError } from '../../../src/shared/errors.js';
+import { ModelError } from '../../../src/shared/errors.js';
 import type { CamMethod } from '../../../src/shared/explain-options.js';
 import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
-import { resolveOnnxRuntimeOptions } from '../../../src/worker/engine/onnx/options.js';
-import { resolveProviders } from '../../../src/worker/engine/onnx/providers.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from '../../../src/worker/engine/onnx/support.js';
 import type { LayerSpec, ModelSpec } from '../../../src/worker/model/spec.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
@@ -53,30 +51,3 @@ describe('isOnnxSupported', () => {
   });
 });
 
-describe('runtime options and providers', () => {
-  const none = { installed: (p: string) => p === 'cpu' };
-  const all = { installed: () => true };
-
-  it('defaults to the CPU provider with one thread per available core', () => {
-    const o = resolveOnnxRuntimeOptions();
-    expect(o.executionProviders).toEqual(['cpu']);
-    expect(o.intraOpThreads).toBeGreaterThanOrEqual(1);
-    expect(o.cacheDir).toMatch(/gradcam-audit[/\\]onnx$/);
-  });
-
-  it('validates options with the flag name', () => {
-    expect(() => resolveOnnxRuntimeOptions({ intraOpThreads: 0 })).toThrow(ConfigError);
-    expect(() => resolveOnnxRuntimeOptions({ executionProviders: ['rocm' as 'cpu'] })).toThrow(/--onnx-providers: unknown execution provider rocm/);
-  });
-
-  it('auto uses installed GPU providers first and always keeps CPU', () => {
-    expect(resolveProviders('auto', none)).toEqual(['cpu']);
-    expect(resolveProviders('auto', all)).toEqual(['tensorrt', 'cuda', 'cpu']);
-    expect(resolveProviders(['cuda'], all)).toEqual(['cuda', 'cpu']);
-  });
-
-  it('an explicitly requested provider that is not installed is a ConfigError that says how to install it', () => {
-    expect(() => resolveProviders(['cuda'], none)).toThrow(ConfigError);
-    expect(() => resolveProviders(['cuda'], none)).toThrow(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
-  });
-});

@@ -38,6 +38,14 @@ describe('pipeline options', () => {
     expect(() => parseWorkerFlags({ weights: 'w.h5', engineThread: 'maybe' }, {})).toThrow(/--engine-thread: expected one of auto, on, off/);
   });
 
+  it('takes the metrics host and the GPU requirement from the environment the container images set', () => {
+    const env = { GRADCAM_AUDIT_METRICS_HOST: '0.0.0.0', GRADCAM_AUDIT_REQUIRE_GPU: 'true' };
+    expect(parseWorkerFlags({ weights: 'w.h5' }, env)).toMatchObject({ metricsHost: '0.0.0.0', requireGpu: true });
+    expect(parseWorkerFlags({ weights: 'w.h5', metricsHost: '127.0.0.1' }, env)).toMatchObject({ metricsHost: '127.0.0.1' });
+    expect(parseWorkerFlags({ weights: 'w.h5' }, {})).toMatchObject({ metricsHost: '127.0.0.1', requireGpu: false });
+    expect(() => parseWorkerFlags({ weights: 'w.h5' }, { GRADCAM_AUDIT_REQUIRE_GPU: 'perhaps' })).toThrow(/GRADCAM_AUDIT_REQUIRE_GPU: expected true or false/);
+  });
+
   it('computes in a thread on CPU-only machines and on the main thread next to a GPU, unless told', async () => {
     const none = async (): Promise<string[]> => [];
     const gpu = async (): Promise<string[]> => ['NVIDIA H100'];

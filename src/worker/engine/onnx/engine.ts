@@ -3,6 +3,9 @@
  * CAMs of every requested target in a single run (see compile-graph.ts). TypeScript only packs
  * inputs, unpacks outputs and applies the post-processing shared with the TF.js engine.
  */
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { CamMethod } from '../../../shared/explain-options.js';
 import { InvalidInputError, ModelError } from '../../../shared/errors.js';
@@ -19,8 +22,10 @@ import { diskGraphCache, graphCacheKey } from './graph-cache.js';
 import type { GraphCache } from './graph-cache.js';
 import { resolveOnnxRuntimeOptions } from './options.js';
 import type { ExecutionProvider, OnnxRuntimeOptions } from './options.js';
-import { defaultProviderProbe, resolveProviders } from './providers.js';
-import type { ProviderProbe } from './providers.js';
+import { describePlacement, readProfile, summarizePlacement } from './placement.js';
+import type { NodePlacement } from './placement.js';
+import { defaultProviderEnvironment, selectProviders } from './providers.js';
+import type { ProviderEnvironment } from './providers.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 export interface OnnxEngineOptions {
@@ -36,7 +41,7 @@ export interface OnnxEngineOptions {
   camPost?: CamPostOptions;
   /** Test seams. */
   cache?: GraphCache | null;
-  providerProbe?: ProviderProbe;
+  providerEnvironment?: ProviderEnvironment;
 }
 
 /** How the graph was obtained, for logs and benchmarks. */
@@ -49,7 +54,12 @@ export interface GraphSource {
 export async function createOnnxEngine(options: OnnxEngineOptions): Promise<OnnxEngine> {
   const logger = options.logger ?? silentLogger();
   const runtime = resolveOnnxRuntimeOptions(options.runtime);
-  const providers = resolveProviders(runtime.executionProviders, options.providerProbe ?? defaultProviderProbe());
+  const selection = await selectProviders(runtime.executionProviders, options.providerEnvironment ?? defaultProviderEnvironment(), runtime.deviceId);
+  const providers = selection.providers;
+  logger.info(
+    { providers, gpus: selection.gpus, verdicts: selection.verdicts.map((v) => `${v.provider}: ${v.usable ? 'yes' : 'no'} (${v.reason})`) },
+    `ONNX Runtime execution providers: ${providers.join(' > ')}`,
+  );
   const support = isOnnxSupported(options.spec, 'gradcam', options.layer);
   if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${options.spec.name}: ${support.reason}`);
   const methods = options.methods ?? [...ONNX_CAM_METHODS];
@@ -57,7 +67,10 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
 
   const { model, source } = await loadGraph(options.spec, compileOptions, cache, logger);
-  const opts = sessionOptions(providers, runtime);
+  // Profile the first batch only: it is the one record of where each node ran (see placement.ts).
+  const profilePrefix = runtime.checkPlacement ? join(tmpdir(), `gca-ort-placement-${process.pid}-${randomBytes(4).toString('hex')}`) : null;
+  const opts = { ...sessionOptions(providers, runtime), ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}) };
+  logger.info({ providers }, 'creating the ONNX Runtime session');
   const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
   logger.info(
     { engine: 'onnx', providers, threads: runtime.intraOpThreads, layer: support.layer, cached: source.cached, compileMs: source.compileMs },
@@ -70,7 +83,8 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const info: EngineInfo = {
     engine: 'onnx',
     backend: `onnx-${providers[0]}`,
-    device: deviceName(providers[0], runtime),
+    device: deviceName(providers[0], runtime, selection.gpus),
+    accelerator: providers[0] === 'cpu' ? 'cpu' : 'gpu',
     modelName: options.spec.name,
     layer: support.layer,
     inputHeight: h,
@@ -78,7 +92,32 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     numClasses,
     weightsHash: options.spec.weightsHash,
   };
-  return new OnnxEngine(session, info, [h, w, c], [Number(camShape[0]), Number(camShape[1])], methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
+  const engine = new OnnxEngine(session, info, [h, w, c], [Number(camShape[0]), Number(camShape[1])], methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
+  if (profilePrefix) info.placement = await checkPlacement(engine, session, profilePrefix, providers[0] !== 'cpu', logger);
+  return engine;
+}
+
+/**
+ * Run one warm-up image with the profiler on, stop profiling and report where the nodes ran. A
+ * failure here only loses the report, never the engine.
+ */
+async function checkPlacement(engine: OnnxEngine, session: ort.InferenceSession, prefix: string, gpuRequested: boolean, logger: Logger): Promise<NodePlacement | undefined> {
+  try {
+    const [h, w, c] = [engine.info.inputHeight, engine.info.inputWidth, 3];
+    await engine.predict([{ data: new Float32Array(h * w * c), height: h, width: w }]);
+    session.endProfiling();
+    const placement = summarizePlacement(readProfile(prefix), gpuRequested);
+    const line = describePlacement(placement);
+    if (placement.computeOnCpu > 0) {
+      logger.warn({ placement }, `ONNX Runtime ran ${placement.computeOnCpu} compute node(s) on the CPU despite a GPU provider: ${line}`);
+    } else {
+      logger.info({ placement }, `ONNX Runtime node placement (first batch): ${line}`);
+    }
+    return placement;
+  } catch (err) {
+    logger.warn({ err }, 'could not read ONNX Runtime node placement; continuing without the report');
+    return undefined;
+  }
 }
 
 /** Compile, or reuse the cached graph. Returns a file path (cache) or the bytes (no cache). */
@@ -122,9 +161,10 @@ export function sessionOptions(providers: ExecutionProvider[], runtime: OnnxRunt
   };
 }
 
-function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions): string {
+function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions, gpus: string[]): string {
   if (provider === 'cpu') return `CPU (${runtime.intraOpThreads} threads)`;
-  return `${provider === 'cuda' ? 'CUDA' : 'TensorRT'} device ${runtime.deviceId}`;
+  const gpu = gpus[runtime.deviceId];
+  return `${provider === 'cuda' ? 'CUDA' : 'TensorRT'} device ${runtime.deviceId}${gpu ? ` (${gpu})` : ''}`;
 }
 
 function lastUnits(spec: ModelSpec): number {

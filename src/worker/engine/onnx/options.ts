@@ -11,8 +11,8 @@ export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 export interface OnnxRuntimeOptions {
   /**
    * Execution providers, in preference order; ONNX Runtime places each node on the first that
-   * supports it. `auto` means TensorRT and CUDA when their provider libraries are installed, then
-   * CPU. Default `['cpu']`.
+   * supports it. `auto` (default): TensorRT and CUDA when a GPU is visible and a trial session on
+   * that provider starts (providers.ts), then CPU. An explicit list is used as given.
    */
   executionProviders: ExecutionProvider[] | 'auto';
   /** CUDA / TensorRT device ordinal. Default 0. */
@@ -25,6 +25,11 @@ export interface OnnxRuntimeOptions {
    * disables the cache.
    */
   cacheDir: string | null;
+  /**
+   * Profile the first (warm-up) batch to log which provider every node ran on (placement.ts).
+   * Costs one batch-1 run at start-up. Default true.
+   */
+  checkPlacement: boolean;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -34,10 +39,11 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export function defaultOnnxRuntimeOptions(): OnnxRuntimeOptions {
   return {
-    executionProviders: ['cpu'],
+    executionProviders: 'auto',
     deviceId: 0,
     intraOpThreads: availableParallelism(),
     cacheDir: defaultCacheDir(),
+    checkPlacement: true,
   };
 }
 
@@ -71,7 +77,7 @@ export interface RawOnnxFlags {
 }
 
 export const ONNX_FLAG_HELP = Object.freeze({
-  providers: ['--onnx-providers <list>', 'ONNX Runtime execution providers in preference order: cpu, cuda, tensorrt (comma-separated) or auto (default: cpu)'],
+  providers: ['--onnx-providers <list>', 'ONNX Runtime execution providers in preference order: cpu, cuda, tensorrt (comma-separated), or auto = CUDA (and TensorRT) when a GPU is visible and the provider starts, else cpu (default: auto)'],
   threads: ['--onnx-threads <n>', 'ONNX Runtime intra-op threads (default: the cores available)'],
   cacheDir: ['--onnx-cache-dir <dir>', 'compiled-graph cache ("off" disables it; default: ~/.cache/gradcam-audit/onnx)'],
 } as const);

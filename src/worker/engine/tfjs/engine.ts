@@ -75,6 +75,7 @@ export class TfjsEngine implements Engine {
       engine: 'tfjs',
       backend: backend.name,
       device: backend.device,
+      accelerator: backend.choice === 'node-gpu' ? 'gpu' : 'cpu',
       modelName: model.name,
       layer: model.layer,
       inputHeight: model.inputShape[0],
