@@ -3,7 +3,7 @@
  * parse, and every image target, command, flag, env name, port and label agrees with the code.
  * Flags are checked by the real commander definitions, queue keys by a real BullMQ Queue.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,41 +40,157 @@ function flagValue(args: string[], flag: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
+/** The Dockerfile's stages: base image, and the ENV, USER, COPY, RUN and CMD of each. */
+interface Stage {
+  name: string;
+  from: string;
+  env: Record<string, string>;
+  user?: string;
+  copies: string[];
+  runs: string[];
+  cmd?: string[];
+}
+
+function parseDockerfile(text: string): { args: Record<string, string>; stages: Stage[] } {
+  // Join continuation lines, drop comments.
+  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const args: Record<string, string> = {};
+  const stages: Stage[] = [];
+  for (const line of lines) {
+    const [instr = '', ...rest] = line.split(/\s+/);
+    const body = rest.join(' ');
+    const stage = stages.at(-1);
+    switch (instr.toUpperCase()) {
+      case 'ARG': {
+        const m = /^(\w+)=(.*)$/.exec(body);
+        if (m && !stage) args[m[1] as string] = (m[2] as string).replace(/^"|"$/g, '');
+        break;
+      }
+      case 'FROM': {
+        const m = /^(\S+)\s+AS\s+(\S+)$/i.exec(body);
+        if (!m) throw new Error(`unnamed stage: ${line}`);
+        const from = (m[1] as string).replace(/^\$\{(\w+)\}$/, (_, a: string) => args[a] ?? '');
+        const parent = stages.find((x) => x.name === from);
+        stages.push({ name: m[2] as string, from: parent ? parent.from : from, env: {}, copies: [], runs: [] });
+        break;
+      }
+      case 'ENV':
+        for (const m of body.matchAll(/(\w+)=(\S+)/g)) (stage as Stage).env[m[1] as string] = m[2] as string;
+        break;
+      case 'USER':
+        (stage as Stage).user = body;
+        break;
+      case 'COPY':
+        if (!body.startsWith('--from')) (stage as Stage).copies.push(...body.split(/\s+/).slice(0, -1));
+        break;
+      case 'RUN':
+        (stage as Stage).runs.push(body);
+        break;
+      case 'CMD':
+        (stage as Stage).cmd = JSON.parse(body) as string[];
+        break;
+    }
+  }
+  return { args, stages };
+}
+
+const dockerfile = parseDockerfile(read('Dockerfile'));
+const stage = (name: string): Stage => {
+  const s = dockerfile.stages.find((x) => x.name === name);
+  if (!s) throw new Error(`no Dockerfile stage ${name}`);
+  return s;
+};
+const RUNTIME_TARGETS = ['cpu', 'gpu', 'gpu-tfjs'] as const;
+/** The user (uid) and cache directory every runtime image uses, for the deploy files to match. */
+const IMAGE_UID = '1000';
+const IMAGE_CACHE = '/cache';
+
 describe('Dockerfile', () => {
-  const dockerfile = read('Dockerfile');
-  it('has cpu and gpu targets, the GPU one on CUDA 11.2 / cuDNN 8.1 with tfjs-node-gpu', () => {
-    const targets = [...dockerfile.matchAll(/^FROM\s+(\S+)\s+AS\s+(\S+)/gim)].map((m) => ({ image: m[1], name: m[2] }));
-    const names = targets.map((t) => t.name);
-    expect(names).toEqual(expect.arrayContaining(['cpu', 'gpu', 'gpu-onnx']));
-    expect(targets.find((t) => t.name === 'gpu')?.image).toMatch(/^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime/);
-    expect(dockerfile).toMatch(/@tensorflow\/tfjs-node-gpu@4\.22\.0/);
-    expect(dockerfile).toMatch(/TFJS_NODE_CDN_STORAGE/);
-    expect(dockerfile).toMatch(/custom-binary\.json/);
-    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "dist\/src\/cli\.js"\]/);
+  it('has cpu, gpu (ONNX Runtime CUDA, from public sources) and gpu-tfjs (tfjs-node-gpu) targets', () => {
+    expect(dockerfile.stages.map((s) => s.name)).toEqual(expect.arrayContaining([...RUNTIME_TARGETS]));
+    const gpu = stage('gpu');
+    // onnxruntime-node 1.30's CUDA provider: CUDA 12 with cuDNN 9 (the `cudnn` runtime images).
+    expect(gpu.from).toMatch(/^nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu/);
+    expect(gpu.runs.join('\n')).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12 node script\/install\.js/);
+    expect(gpu.runs.join('\n')).toMatch(/libonnxruntime_providers_cuda\.so/);
+    expect(gpu.cmd).toEqual(expect.arrayContaining(['worker', '--engine', 'onnx', '--onnx-providers', 'auto']));
+    const tfjs = stage('gpu-tfjs');
+    expect(tfjs.from).toMatch(/^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime/);
+    expect(tfjs.runs.join('\n')).toMatch(/@tensorflow\/tfjs-node-gpu@4\.22\.0/);
+    expect(tfjs.runs.join('\n')).toMatch(/TFJS_NODE_CDN_STORAGE/);
+    expect(tfjs.runs.join('\n')).toMatch(/custom-binary\.json/);
+    expect(read('Dockerfile')).toMatch(/ENTRYPOINT \["node", "dist\/src\/cli\.js"\]/);
     // The entrypoint must exist after `npm run build`.
     expect(JSON.parse(read('tsconfig.build.json')).include).toContain('src/**/*.ts');
+  });
+
+  it('builds on a Node LTS that package.json supports', () => {
+    const node = /^node:(\d+)[-.]/.exec(stage('cpu').from);
+    expect(node, stage('cpu').from).not.toBeNull();
+    const major = Number(node?.[1]);
+    expect([22, 24]).toContain(major);
+    const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+    expect(engines).toMatch(new RegExp(`(^|\\|\\|\\s*)(\\^|>=)${major}\\b|>=\\s*2[02]`));
+  });
+
+  it('runs every runtime image as uid 1000 with a cache under /cache it owns, and metrics reachable from outside', () => {
+    for (const name of RUNTIME_TARGETS) {
+      const s = stage(name);
+      expect(s.user, `${name} USER`).toBe(`${IMAGE_UID}:${IMAGE_UID}`);
+      expect(s.env.XDG_CACHE_HOME, `${name} XDG_CACHE_HOME`).toBe(IMAGE_CACHE);
+      expect(s.runs.join('\n'), `${name} creates ${IMAGE_CACHE} for uid ${IMAGE_UID}`).toMatch(new RegExp(`mkdir -p ${IMAGE_CACHE} && chown ${IMAGE_UID}:${IMAGE_UID} ${IMAGE_CACHE}`));
+      expect(s.env.GRADCAM_AUDIT_METRICS_HOST, `${name} metrics host`).toBe('0.0.0.0');
+      // Project variables are ones the code reads; the rest belong to CUDA, ORT or Node.
+      for (const key of Object.keys(s.env)) {
+        if (key.startsWith('GRADCAM_AUDIT_') || key.startsWith('AWS_')) expect(Object.keys(ENV_VARS), `${name}: unknown env ${key}`).toContain(key);
+      }
+      for (const src of s.copies) expect(existsSync(new URL(src, ROOT)), `${name} copies ${src}`).toBe(true);
+    }
+    // A GPU image must not quietly compute on the CPU.
+    expect(stage('gpu').env.GRADCAM_AUDIT_REQUIRE_GPU).toBe('true');
+    expect(stage('gpu-tfjs').env.GRADCAM_AUDIT_REQUIRE_GPU).toBe('true');
+    // The gpu images have no `node` user of their own: they create uid 1000.
+    for (const name of ['gpu', 'gpu-tfjs']) expect(stage(name).runs.join('\n')).toMatch(/useradd --uid 1000 --gid 1000/);
+  });
+
+  it('has valid default commands and a build context without node_modules', async () => {
+    for (const name of RUNTIME_TARGETS) {
+      const cmd = stage(name).cmd;
+      if (cmd) expect(await unknownFlags(cmd), `${name} CMD`).toEqual([]);
+    }
+    const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', 'demo-data', '.git']));
   });
 });
 
 describe('docker-compose.yml', () => {
-  const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Obj> };
-  const dockerTargets = [...read('Dockerfile').matchAll(/^FROM\s+\S+\s+AS\s+(\S+)/gim)].map((m) => m[1]);
+  const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Obj>; volumes: Obj };
+  const workers = Object.entries(compose.services).filter(([, svc]) => (svc.command as string[] | undefined)?.[0] === 'worker');
 
-  it('has redis, minio with bucket creation, dashboard, a one-shot producer and GPU workers', () => {
-    expect(Object.keys(compose.services)).toEqual(expect.arrayContaining(['redis', 'minio', 'minio-init', 'dashboard', 'producer', 'worker']));
+  it('has redis, minio with bucket creation, dashboard, a one-shot producer, and GPU (ONNX, tfjs) and CPU workers by profile', () => {
+    expect(Object.keys(compose.services)).toEqual(expect.arrayContaining(['redis', 'minio', 'minio-init', 'dashboard', 'producer', 'worker', 'worker-tfjs-gpu', 'worker-cpu']));
     expect(String(obj(compose.services['minio-init']).command)).toMatch(/mc mb/);
     expect(obj(compose.services.producer).restart).toBe('no');
-    const deploy = obj(obj(compose.services.worker).deploy);
-    expect(deploy.replicas).toBeDefined();
-    const devices = obj(obj(obj(deploy.resources).reservations)).devices as Obj[];
-    expect(devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
+    const target = (name: string) => obj(obj(compose.services[name]).build).target;
+    // The default GPU worker is the ONNX Runtime CUDA image, on the CUDA provider.
+    expect(target('worker')).toBe('gpu');
+    expect(obj(compose.services.worker).command).toEqual(expect.arrayContaining(['--engine', 'onnx', '--onnx-providers', 'auto']));
+    expect(target('worker-tfjs-gpu')).toBe('gpu-tfjs');
+    expect(target('worker-cpu')).toBe('cpu');
+    const devices = (name: string) => obj(obj(obj(obj(compose.services[name]).deploy).resources).reservations).devices as Obj[] | undefined;
+    expect(devices('worker')?.[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
+    expect(devices('worker-tfjs-gpu')?.[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
+    expect(obj(compose.services['worker-cpu']).deploy).not.toHaveProperty('resources');
+    // Each variant is opt-in, so `docker compose up` never needs a GPU it may not have.
+    expect(workers.map(([, svc]) => (svc.profiles as string[])[0]).sort()).toEqual(['cpu', 'gpu', 'gpu-tfjs']);
+    for (const [name, svc] of workers) expect(obj(svc.deploy).replicas, `${name} replicas`).toBeDefined();
   });
 
   it('uses only known env names, existing build targets and valid CLI flags', async () => {
     for (const [name, svc] of Object.entries(compose.services)) {
       const build = svc.build as Obj | undefined;
       if (!build) continue;
-      expect(dockerTargets, `${name} build target`).toContain(build.target);
+      expect(dockerfile.stages.map((s) => s.name), `${name} build target`).toContain(build.target);
       for (const key of Object.keys(obj(svc.environment))) {
         expect(Object.keys(ENV_VARS), `${name}: unknown env ${key}`).toContain(key);
       }
@@ -83,7 +199,24 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('publishes the dashboard port it binds, protects the non-loopback bind, and gives workers time to drain', () => {
+  it('workers serve metrics beyond loopback, keep their cache on a volume at the image cache path, and get time to drain', () => {
+    for (const [name, svc] of workers) {
+      const cmd = svc.command as string[];
+      const port = flagValue(cmd, '--metrics-port');
+      expect(port, `${name} metrics port`).toBeDefined();
+      const host = flagValue(cmd, '--metrics-host') ?? stage(String(obj(svc.build).target)).env.GRADCAM_AUDIT_METRICS_HOST;
+      expect(host, `${name} metrics host`).toBe('0.0.0.0');
+      expect(svc.expose as string[], `${name} exposes metrics`).toContain(port);
+      const volumes = (svc.volumes as string[]).map((v) => v.split(':'));
+      const cache = volumes.find(([, path]) => path === stage(String(obj(svc.build).target)).env.XDG_CACHE_HOME);
+      expect(cache, `${name} cache volume`).toBeDefined();
+      expect(Object.keys(compose.volumes)).toContain(cache?.[0]);
+      const grace = Number(String(svc.stop_grace_period).replace(/s$/, ''));
+      expect(grace * 1000, `${name} stop_grace_period`).toBeGreaterThan(PIPELINE_DEFAULTS.drainTimeoutMs);
+    }
+  });
+
+  it('publishes the dashboard port it binds and protects the non-loopback bind', () => {
     const dash = obj(compose.services.dashboard);
     const cmd = dash.command as string[];
     expect(flagValue(cmd, '--host')).toBe('0.0.0.0');
@@ -91,8 +224,6 @@ describe('docker-compose.yml', () => {
     expect(port).toBe(String(DASHBOARD_DEFAULTS.port));
     expect((dash.ports as string[]).some((p) => p.endsWith(`:${port}`))).toBe(true);
     expect(Object.keys(obj(dash.environment))).toContain('DASHBOARD_TOKEN');
-    const grace = Number(String(obj(compose.services.worker).stop_grace_period).replace(/s$/, ''));
-    expect(grace * 1000).toBeGreaterThan(PIPELINE_DEFAULTS.drainTimeoutMs);
   });
 });
 
@@ -119,8 +250,14 @@ describe('Kubernetes manifests and KEDA', () => {
     await queue.close();
   });
 
-  it('runs workers on GPUs with a grace period matched to the drain', async () => {
+  it('runs workers on GPUs with the ONNX Runtime CUDA image and a grace period matched to the drain', async () => {
     expect(obj(obj(workerContainer.resources).limits)['nvidia.com/gpu']).toBe(1);
+    // The image tag names the Dockerfile target: `gpu` is the ONNX Runtime CUDA image.
+    const tag = String(workerContainer.image).split(':').at(-1);
+    expect(tag).toBe('gpu');
+    expect(stage(tag as string).cmd).toEqual(expect.arrayContaining(['--engine', 'onnx']));
+    expect(flagValue(workerArgs, '--engine')).toBe('onnx');
+    expect(flagValue(workerArgs, '--onnx-providers')).toBe('auto');
     expect(await unknownFlags(workerArgs)).toEqual([]);
     const drainMs = Number(flagValue(workerArgs, '--drain-timeout-ms') ?? PIPELINE_DEFAULTS.drainTimeoutMs);
     const grace = workerPod.terminationGracePeriodSeconds as number;
@@ -130,6 +267,19 @@ describe('Kubernetes manifests and KEDA', () => {
     expect((workerContainer.ports as Obj[])[0]).toMatchObject({ containerPort: metricsPort });
     expect(obj(obj(obj(worker.spec).template).metadata).annotations).toMatchObject({ 'prometheus.io/port': String(metricsPort) });
     expect(flagValue(workerArgs, '--metrics-host')).toBe('0.0.0.0');
+  });
+
+  it('runs as the image user, with the cache volume where the image keeps its cache and writable by that user', () => {
+    const security = obj(workerPod.securityContext);
+    expect(String(security.runAsUser)).toBe(IMAGE_UID);
+    expect(String(security.fsGroup)).toBe(IMAGE_UID);
+    expect(security.runAsNonRoot).toBe(true);
+    const env = Object.fromEntries(((workerContainer.env as Obj[] | undefined) ?? []).map((e) => [e.name, e.value]));
+    const cacheHome = (env.XDG_CACHE_HOME as string | undefined) ?? stage('gpu').env.XDG_CACHE_HOME;
+    expect(cacheHome).toBe(stage('gpu').env.XDG_CACHE_HOME);
+    const mount = (workerContainer.volumeMounts as Obj[]).find((m) => m.name === 'cache');
+    expect(mount?.mountPath).toBe(cacheHome);
+    expect((workerPod.volumes as Obj[]).map((v) => v.name)).toContain('cache');
   });
 
   it('selectors match pod labels, and every container reads the Secret with known keys', () => {
