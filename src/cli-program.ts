@@ -1,12 +1,11 @@
 /**
- * The `gradcam-audit` program: every subcommand, with one error policy. Each subcommand module
- * only declares its flags and imports its implementation lazily, so `enqueue` or `status` never
- * load TensorFlow.js or ONNX Runtime.
+ * The `gradcam-audit` program: every subcommand (commands.ts), with one error policy.
  *
  * Exit codes: 0 on success (and for --help / --version), 2 for usage errors (unknown or missing
  * flags and arguments, invalid flag values: every `ConfigError`), 1 for everything else.
  */
 import { Command, CommanderError } from 'commander';
+import { loadCommands } from './commands.js';
 import { AuditError, describeError } from './shared/errors.js';
 import { PACKAGE_VERSION } from './shared/version.js';
 
@@ -19,18 +18,6 @@ export interface CliOutput {
 
 const STDIO: CliOutput = { writeOut: (s) => void process.stdout.write(s), writeErr: (s) => void process.stderr.write(s) };
 
-// Subcommands register here (each module exports a function returning a configured Command).
-const registrations: Array<() => Promise<Command>> = [
-  async () => (await import('./worker/explain/command.js')).explainCommand(),
-  async () => (await import('./worker/worker-command.js')).workerCommand(),
-  async () => (await import('./dashboard/command.js')).dashboardCommand(),
-  async () => (await import('./producer/enqueue-command.js')).enqueueCommand(),
-  async () => (await import('./producer/status-command.js')).statusCommand(),
-  async () => (await import('./producer/analysis-commands.js')).reportCommand(),
-  async () => (await import('./producer/analysis-commands.js')).compareCommand(),
-  async () => (await import('./demo/command.js')).demoCommand(),
-];
-
 export async function buildProgram(output: CliOutput = STDIO): Promise<Command> {
   const program = new Command('gradcam-audit')
     .description('Audit image classifiers across S3 buckets: VGG16 predictions and Grad-CAM heatmaps')
@@ -38,8 +25,7 @@ export async function buildProgram(output: CliOutput = STDIO): Promise<Command> 
     .configureOutput({ writeOut: output.writeOut, writeErr: output.writeErr })
     .showHelpAfterError()
     .exitOverride();
-  for (const register of registrations) {
-    const command = await register();
+  for (const command of await loadCommands()) {
     // addCommand (unlike .command()) does not pass settings down: without this, a subcommand's
     // flag errors would call process.exit(1) itself instead of reaching our exit-code policy.
     command.copyInheritedSettings(program);

@@ -9,4 +9,10 @@ if (process.channel) {
   process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 }
 
+// The AWS SDK prints a multi-line NodeVersionSupportWarning on Node 20 (its releases after January
+// 2027 need Node >= 22). It is about the SDK's future, not this run, so it never reaches users;
+// `gradcam-audit doctor` reports the Node version and its support status instead. The variable also
+// reaches the worker, dashboard and enqueue processes the demo spawns.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 process.exitCode = await runCli(process.argv);

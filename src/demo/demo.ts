@@ -39,8 +39,6 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export async function runDemo(flags: DemoFlags): Promise<void> {
   const options = resolveDemoOptions(flags);
-  // The SDK's notice that Node 20 support ends in 2027 would print once per child; docs cover it.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   checkWeights(options);
   const dataDir = resolve(options.dataDir);
   mkdirSync(join(dataDir, 'logs'), { recursive: true });

@@ -89,6 +89,17 @@ describe('gradcam-audit enqueue / status as child processes', () => {
     expect(await new RunStore(t.redis, { prefix: t.prefix }).getRun('dry')).toBeNull();
   });
 
+  it("never shows the AWS SDK's Node-version notice (the test config silences it; the CLI must on its own)", async () => {
+    const bare = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED')) as Record<string, string>;
+    const dry = await new Promise<CliResult>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'enqueue', `s3://${b.bucket}/in/`, '--dry-run'], { cwd: ROOT, env: { ...bare, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout, stderr }),
+      );
+    });
+    expect(dry.code).toBe(0);
+    expect(dry.stderr).not.toMatch(/NodeVersionSupportWarning|AWS SDK for JavaScript/);
+  });
+
   it('says so when a prefix holds no images, and completes that run empty', async () => {
     const empty = await cli(['enqueue', `s3://${b.bucket}/nothing/`, '--run-id', 'empty'], env);
     expect(empty.code).toBe(0);
