@@ -5,9 +5,9 @@
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { Queue } from 'bullmq';
-import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { COMMAND_LOADERS } from '../../../src/commands.js';
 import { DEFAULTS, ENV_VARS } from '../../../src/shared/config.js';
 import { bullPrefix } from '../../../src/shared/queue/contract.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
@@ -24,12 +24,7 @@ const obj = (v: unknown): Obj => v as Obj;
 /** Parse a subcommand's argv with the real CLI definition; return the options it did not know. */
 async function unknownFlags(args: string[]): Promise<string[]> {
   const [name, ...rest] = args;
-  const loaders: Record<string, () => Promise<Command>> = {
-    worker: async () => (await import('../../../src/worker/worker-command.js')).workerCommand(),
-    dashboard: async () => (await import('../../../src/dashboard/command.js')).dashboardCommand(),
-    enqueue: async () => (await import('../../../src/producer/enqueue-command.js')).enqueueCommand(),
-  };
-  const load = loaders[name ?? ''];
+  const load = COMMAND_LOADERS[name ?? ''];
   if (!load) throw new Error(`not a gradcam-audit subcommand: ${name}`);
   const cmd = await load();
   return cmd.parseOptions(rest).unknown.filter((a) => a.startsWith('-'));
