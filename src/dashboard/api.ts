@@ -16,7 +16,7 @@ import type { AnalyticsCache, ImageFilter, ImageQueryCache, StatusFilter } from 
 import { listFailures, retryFailures } from './failures.js';
 import { OBJECT_ROLES, resolveRunObject, safeContentType, type ObjectRole } from './object-proxy.js';
 import type { DashboardOptions } from './options.js';
-import { listRunViews, toRunView } from './run-view.js';
+import { listRunViews, runDetail } from './run-view.js';
 import { int, NO_QUERY, object, oneOf, probability, RUN_ID, RUN_PARAMS, SOURCE_KEY, str } from './schemas.js';
 import { OBJECT_CSP } from './security-headers.js';
 import type { Thumbnailer } from './thumbnails.js';
@@ -75,14 +75,7 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get<{ Params: { id: string } }>('/api/runs/:id', { schema: { params: RUN_PARAMS, querystring: NO_QUERY } }, async (req) => {
     const run = await requireRun(req.params.id);
-    const throughput = await deps.runs.throughput(run.id);
-    const analytics = await ctx.analytics.get(deps.runs, run);
-    return {
-      run: toRunView(run, throughput, now()),
-      throughput,
-      analytics,
-      links: { manifest: `/api/runs/${run.id}/manifest.jsonl`, summary: `/api/runs/${run.id}/summary.json` },
-    };
+    return runDetail(run, await deps.runs.throughput(run.id), await ctx.analytics.get(deps.runs, run), now());
   });
 
   const imageQuery = object({

@@ -17,7 +17,7 @@ import { hostPolicyFor } from './host-policy.js';
 import { installLiveStream } from './live.js';
 import type { DashboardOptions } from './options.js';
 import { installRequestGuard } from './request-guard.js';
-import { listRunViews, toRunView } from './run-view.js';
+import { listRunViews, runDetail } from './run-view.js';
 import { sameOriginPath } from './same-origin-path.js';
 import { installSchemaSupport, object, str, validationAnswer } from './schemas.js';
 import { installSecurityHeaders } from './security-headers.js';
@@ -112,10 +112,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
         const events: Array<{ event: string; data: unknown }> = [{ event: 'runs', data: { runs: await overview() } }];
         if (runId !== undefined && isValidRunId(runId)) {
           const run = await deps.runs.getRun(runId);
-          if (run) {
-            const throughput = await deps.runs.throughput(run.id);
-            events.push({ event: 'run', data: { run: toRunView(run, throughput, t), throughput, analytics: await analytics.get(deps.runs, run) } });
-          }
+          if (run) events.push({ event: 'run', data: runDetail(run, await deps.runs.throughput(run.id), await analytics.get(deps.runs, run), t) });
         }
         return events;
       },

@@ -300,7 +300,8 @@ async function copyOutputs(store: S3ObjectStore, outputUri: string, localDir: st
 
 function printSummary(s: RunSummary, localOut: string, copied: number): void {
   say('');
-  say(`run ${s.runId} completed: ${s.counts.ok} ok, ${s.counts.failed} failed of ${s.counts.total} in ${s.wallTimeSeconds.toFixed(1)} s (${s.throughputImagesPerSecond.toFixed(2)} img/s)`);
+  say(`run ${s.runId} completed: ${s.counts.ok} ok, ${s.counts.failed} failed of ${s.counts.total}`);
+  say(`throughput: ${s.throughputImagesPerSecond.toFixed(2)} img/s over ${s.processingSeconds.toFixed(1)} s of processing (${s.wallTimeSeconds.toFixed(1)} s from enqueue)`);
   say(`degenerate maps: ${s.degenerateMaps}`);
   if (s.classHistogram.length > 0) {
     say('top-1 classes:');

@@ -7,7 +7,7 @@ import type { StatusCliFlags } from './status-cli.js';
 
 export async function statusCommand(): Promise<Command> {
   return new Command('status')
-    .description('Show runs with total, done, failed, img/s (last minute) and ETA')
+    .description('Show runs with total, done, failed, img/s (the last minute while running, the whole run once completed) and ETA')
     .argument('[runId]', 'one run in detail (default: the 20 newest runs)')
     .option('--watch', 'refresh every 2 s until Ctrl-C, or until the run completes when RUN_ID is given')
     .option('--json', 'JSON on stdout (with --watch: one JSON document per line per refresh)')

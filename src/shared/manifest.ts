@@ -89,9 +89,16 @@ export interface RunSummary {
   counts: { total: number; ok: number; failed: number };
   classHistogram: Array<{ index: number; label?: string; count: number }>;
   degenerateMaps: number;
+  /** counts.total ÷ processingSeconds: the run's throughput (one definition, shared/run-stats.ts). */
   throughputImagesPerSecond: number;
+  /** finishedAt − createdAt: enqueue to completion, waiting for workers included. */
   wallTimeSeconds: number;
+  /** finishedAt − startedAt: from the first image taken by a worker to completion. */
+  processingSeconds: number;
   provenance: Partial<Provenance>;
+  /** When enqueue created the run. */
+  createdAt: string;
+  /** When a worker took the run's first image; absent for a run with no image. */
   startedAt?: string;
   finishedAt: string;
 }

@@ -22,6 +22,7 @@ import { describeError, TransientError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { RUN_SUMMARY_SCHEMA, type RunManifestLine, type RunSummary } from './manifest.js';
 import type { RunRecord, RunStore } from './queue/run-store.js';
+import { runTiming } from './run-stats.js';
 import { joinKey, parseS3Uri } from './storage/uri.js';
 
 export const MANIFEST_FILE = 'manifest.jsonl';
@@ -190,13 +191,9 @@ class Tally {
   }
 }
 
-/**
- * Wall time runs from the run's creation to finalization: what a user waiting for the audit
- * experiences, including queueing. Throughput is images finished per second of that wall time.
- */
+/** Counts and timing; the timing (wall time, processing span, throughput) is defined in run-stats.ts. */
 function buildSummary(run: RunRecord, tally: Tally, finishedAt: Date): RunSummary {
-  const created = Date.parse(run.createdAt);
-  const wallTimeSeconds = Number.isFinite(created) ? Math.max(0, (finishedAt.getTime() - created) / 1000) : 0;
+  const timing = runTiming(run, tally.lines, finishedAt);
   return {
     schema: RUN_SUMMARY_SCHEMA,
     runId: run.id,
@@ -205,16 +202,14 @@ function buildSummary(run: RunRecord, tally: Tally, finishedAt: Date): RunSummar
     counts: { total: tally.lines, ok: tally.ok, failed: tally.failed },
     classHistogram: tally.histogram(),
     degenerateMaps: tally.degenerate,
-    throughputImagesPerSecond: wallTimeSeconds > 0 ? round3(tally.lines / wallTimeSeconds) : 0,
-    wallTimeSeconds: round3(wallTimeSeconds),
+    throughputImagesPerSecond: timing.throughputImagesPerSecond,
+    wallTimeSeconds: timing.wallTimeSeconds,
+    processingSeconds: timing.processingSeconds,
     provenance: run.provenance ?? {},
-    ...(run.startedAt ? { startedAt: run.startedAt } : {}),
-    finishedAt: finishedAt.toISOString(),
+    createdAt: timing.createdAt,
+    ...(timing.startedAt ? { startedAt: timing.startedAt } : {}),
+    finishedAt: timing.finishedAt,
   };
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 export interface SweepOutcome {

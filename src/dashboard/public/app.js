@@ -63,6 +63,11 @@ const fmt = {
     const d = new Date(iso);
     return d.toLocaleString('en-GB', { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
   },
+  duration(sec) {
+    if (sec < 90) return `${sec.toFixed(sec < 10 ? 1 : 0)} s`;
+    if (sec < 5400) return `${(sec / 60).toFixed(1)} min`;
+    return `${(sec / 3600).toFixed(1)} h`;
+  },
   ago(sec) {
     if (sec < 1) return 'just now';
     if (sec < 90) return `${Math.round(sec)} s ago`;
@@ -254,7 +259,8 @@ function runPage(runId) {
       stat('Done', fmt.int(run.done)),
       stat('Failed', fmt.int(run.failed), run.failed ? 'bad' : ''),
       stat('Degenerate maps', fmt.int(a.degenerate), a.degenerate ? 'warn' : '', 'degenerate-count'),
-      stat('Speed', fmt.rate(run.imagesPerSecond)),
+      // One throughput definition (docs/architecture.md): the last minute while running, the whole run once done.
+      stat(run.rateWindow === 'run' ? 'Throughput' : 'Speed (last min)', fmt.rate(run.imagesPerSecond), '', 'run-speed'),
       stat('ETA', fmt.eta(run.etaSeconds, run.state, run.totalFinal)),
     );
     const block = progress.querySelector('.progress-cell');
@@ -307,45 +313,47 @@ function provenanceLine(run) {
 
 // ---------- charts (inline SVG) ----------
 
-function throughputChart(container, buckets) {
+// The chart covers the run's processing span (first image taken → completion, or now) in bins the
+// server chose (GET /api/runs/:id → throughput). Each bar's rate counts only the part of its bin
+// inside the span, so the bars average to the run's throughput, drawn as the dashed line: the same
+// number as the Throughput tile, `gradcam-audit status` and summary.json.
+function throughputChart(container, chart) {
   const W = 640;
   const H = 220;
   const pad = { l: 44, r: 10, t: 24, b: 28 };
-  if (!buckets.length) {
-    container.replaceChildren(h('div', { class: 'empty', text: 'No images finished yet.' }));
+  if (!chart || !chart.bars.length || chart.to <= chart.from) {
+    container.replaceChildren(h('div', { class: 'empty', text: 'No image finished yet.' }));
     return;
   }
-  // Fill gaps so idle periods show as zero instead of being skipped; show at least five minutes
-  // (30 buckets) so a young run does not become one bar, and at most the last twenty.
-  const first = buckets[0].t;
-  const last = buckets[buckets.length - 1].t;
-  const step = 10;
-  const byT = new Map(buckets.map((b) => [b.t, b.count]));
-  const series = [];
-  const start = Math.max(Math.min(first, last - step * 29), last - step * 119);
-  for (let t = start; t <= last; t += step) series.push({ t, rate: (byT.get(t) || 0) / step });
-  const max = Math.max(...series.map((p) => p.rate), 0.1);
+  const span = chart.to - chart.from;
+  const max = Math.max(...chart.bars.map((b) => b.imagesPerSecond), chart.imagesPerSecond, 0.1) * 1.1;
   const iw = W - pad.l - pad.r;
   const ih = H - pad.t - pad.b;
-  const bw = iw / series.length;
-  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Images per second over time' });
+  const x = (t) => pad.l + ((t - chart.from) / span) * iw;
+  const y = (rate) => pad.t + ih - (rate / max) * ih;
+  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Images per second over the run' });
   for (let i = 0; i <= 4; i++) {
-    const y = pad.t + ih - (ih * i) / 4;
-    svg.append(s('line', { class: 'grid', x1: pad.l, x2: W - pad.r, y1: y, y2: y }));
-    svg.append(s('text', { x: pad.l - 6, y: y + 4, 'text-anchor': 'end' }, ((max * i) / 4).toFixed(max < 4 ? 1 : 0)));
+    const gy = pad.t + ih - (ih * i) / 4;
+    svg.append(s('line', { class: 'grid', x1: pad.l, x2: W - pad.r, y1: gy, y2: gy }));
+    svg.append(s('text', { x: pad.l - 6, y: gy + 4, 'text-anchor': 'end' }, ((max * i) / 4).toFixed(max < 4 ? 1 : 0)));
   }
-  series.forEach((p, i) => {
-    const bh = (p.rate / max) * ih;
-    const rect = s('rect', { class: 'bar', x: pad.l + i * bw + 1, y: pad.t + ih - bh, width: Math.max(1, bw - 2), height: bh });
-    rect.append(s('title', {}, `${new Date(p.t * 1000).toLocaleTimeString()}: ${p.rate.toFixed(1)} img/s`));
+  const clock = (t) => new Date(t * 1000).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  for (const b of chart.bars) {
+    const x0 = x(Math.max(b.t, chart.from));
+    const x1 = x(Math.min(b.t + chart.binSeconds, chart.to));
+    const rect = s('rect', { class: 'bar', x: x0 + 0.5, y: y(b.imagesPerSecond), width: Math.max(1, x1 - x0 - 1), height: pad.t + ih - y(b.imagesPerSecond), 'data-rate': b.imagesPerSecond });
+    rect.append(s('title', {}, `${clock(Math.max(b.t, chart.from))}: ${b.count} images in ${b.seconds.toFixed(1)} s = ${b.imagesPerSecond.toFixed(2)} img/s`));
     svg.append(rect);
-  });
+  }
+  const ay = y(chart.imagesPerSecond);
+  svg.append(s('line', { class: 'average', x1: pad.l, x2: W - pad.r, y1: ay, y2: ay, 'data-rate': chart.imagesPerSecond }));
+  svg.append(s('text', { class: 'average-label', x: W - pad.r, y: ay - 4, 'text-anchor': 'end' }, `run average ${chart.imagesPerSecond.toFixed(2)} img/s`));
   svg.append(s('line', { class: 'axis', x1: pad.l, x2: W - pad.r, y1: pad.t + ih, y2: pad.t + ih }));
-  const labelEvery = Math.max(1, Math.ceil(series.length / 6));
-  series.forEach((p, i) => {
-    if (i % labelEvery === 0) svg.append(s('text', { x: pad.l + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, new Date(p.t * 1000).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' })));
-  });
-  svg.append(s('text', { x: pad.l, y: 12 }, 'images per second, 10 s buckets'));
+  for (let i = 0; i <= 4; i++) {
+    const t = chart.from + (span * i) / 4;
+    svg.append(s('text', { x: x(t), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, clock(t)));
+  }
+  svg.append(s('text', { x: pad.l, y: 12 }, `images per second, ${chart.binSeconds} s bins, over the run (${fmt.duration(span)})`));
   container.replaceChildren(svg);
 }
 

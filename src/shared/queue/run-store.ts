@@ -273,6 +273,15 @@ export class RunStore {
       .sort((a, b) => a.t - b.t);
   }
 
+  /**
+   * Record when a worker took the run's first image: the start of its processing span, from which
+   * throughput is measured (shared/run-stats.ts). Only the first call counts, and a deleted run is
+   * not recreated. Recording a result sets it too, for runs whose worker never called this.
+   */
+  async markStarted(runId: string, at = new Date()): Promise<void> {
+    await this.updateRun(runId, { startedAt: at.toISOString() }, 'nx');
+  }
+
   /** Record the first worker's provenance (model hash, engine, backend) on the run. */
   async setProvenanceOnce(runId: string, provenance: Partial<Provenance>): Promise<void> {
     await this.updateRun(runId, { provenance: JSON.stringify(provenance) }, 'nx');

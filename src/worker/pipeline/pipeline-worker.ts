@@ -86,6 +86,8 @@ export class PipelineWorker {
   private inFlight = 0;
   private lastBeat = { at: performance.now(), processed: 0 };
   private timers: NodeJS.Timeout[] = [];
+  /** Runs whose start this process already recorded (throughput is measured from it). */
+  private readonly runsStarted = new Set<string>();
   private stopping: Promise<DrainOutcome> | null = null;
   private readonly runCache: RunRecordCache;
 
@@ -238,6 +240,10 @@ export class PipelineWorker {
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
     try {
+      if (!this.runsStarted.has(job.data.runId)) {
+        this.runsStarted.add(job.data.runId);
+        await this.deps.runs.markStarted(job.data.runId).catch((err: unknown) => this.deps.logger.warn({ runId: job.data.runId, err: describeError(err) }, 'could not record the run start'));
+      }
       const result = await processImageJob(job, this.ctx);
       this.processed++;
       return result;

@@ -63,11 +63,14 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     expect(res.statusCode).toBe(200);
     const body = res.json() as {
       run: { id: string };
-      throughput: Array<{ t: number; count: number }>;
+      throughput: { binSeconds: number; from: number; to: number; imagesPerSecond: number; bars: Array<{ t: number; seconds: number; count: number }> };
       analytics: { ok: number; failed: number; degenerate: number; classHistogram: Array<{ index: number; label: string; count: number }> };
       links: { manifest: string; summary: string };
     };
-    expect(body.throughput.reduce((s, b) => s + b.count, 0)).toBe(8);
+    // The chart covers the run's processing span, and its bars hold every finished image.
+    expect(body.throughput.bars.reduce((s, b) => s + b.count, 0)).toBe(8);
+    expect(body.throughput.to).toBeGreaterThanOrEqual(body.throughput.from);
+    expect(body.throughput.bars.reduce((s, b) => s + b.seconds, 0)).toBeCloseTo(body.throughput.to - body.throughput.from, 2);
     expect(body.analytics).toMatchObject({ ok: 6, failed: 2, degenerate: 1 });
     expect(body.analytics.classHistogram).toEqual([
       { index: 207, label: 'golden_retriever', count: 3 },

@@ -83,6 +83,29 @@ describe('finalizeRun against a real Redis and S3', () => {
     expect(await finalizeRun('fin1', deps())).toEqual({ status: 'already-completed' });
   });
 
+  it("times the summary from its own timestamps: wall time from creation, throughput over the processing span", async () => {
+    await completeRun('fin-t', 40);
+    const created = Date.parse((await runs.requireRun('fin-t')).createdAt);
+    // A worker took the first image 3 s after enqueue; the results were recorded later (they only
+    // set startedAt when nobody marked it), and the run completes 8 s after the start.
+    const run = await runs.requireRun('fin-t');
+    await t.redis.hdel(runs.keys('fin-t').record, 'startedAt');
+    await runs.markStarted('fin-t', new Date(created + 3_000));
+    await runs.markStarted('fin-t', new Date(created + 5_000)); // only the first call counts
+    const outcome = await finalizeRun('fin-t', deps({ now: () => new Date(created + 11_000) }));
+    expect(outcome.status).toBe('written');
+    const summary = JSON.parse((await b.store.get(b.bucket, 'out/fin-t/summary.json')).body.toString('utf8')) as RunSummary;
+    expect(summary.createdAt).toBe(run.createdAt);
+    expect(Date.parse(summary.startedAt ?? '')).toBe(created + 3_000);
+    const seconds = (a: string, b: string) => (Date.parse(b) - Date.parse(a)) / 1000;
+    expect(summary.wallTimeSeconds).toBe(seconds(summary.createdAt, summary.finishedAt));
+    expect(summary.processingSeconds).toBe(seconds(summary.startedAt ?? '', summary.finishedAt));
+    expect(summary).toMatchObject({ wallTimeSeconds: 11, processingSeconds: 8, throughputImagesPerSecond: 5 });
+    // A deleted run is not recreated by a late start mark.
+    await runs.markStarted('no-such-run');
+    expect(await runs.getRun('no-such-run')).toBeNull();
+  });
+
   it('does nothing for an incomplete run, and the sweeper finishes a run whose finalizer died', async () => {
     await runs.createRun({ id: 'fin2', source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/fin2/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
     await runs.addJobs('fin2', ['a.jpg', 'b.jpg'].map((key) => ({ key, jobId: jobIdFor('fin2', key) })));

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { progressBar, renderStatusTable } from '../../../src/producer/status.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import type { RunRecord } from '../../../src/shared/queue/run-store.js';
-import { computeRunStats, formatDuration, recentImagesPerSecond } from '../../../src/shared/run-stats.js';
+import { computeRunStats, formatDuration, processingSpan, recentImagesPerSecond, runTiming, throughputChart } from '../../../src/shared/run-stats.js';
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0); // a multiple of 10 s
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -55,6 +55,60 @@ describe('computeRunStats', () => {
     );
     expect(s).toMatchObject({ imagesPerSecond: 10, etaSeconds: 0, fraction: 1, elapsedSeconds: 600 });
     expect(computeRunStats(run({ state: 'completed', total: 0, finishedAt: iso(T0) }), [], T0).fraction).toBe(1);
+  });
+});
+
+describe('one throughput definition', () => {
+  // A run enqueued at T0 - 600 s; a worker took its first image at T0 + 3 s; 240 images finished by
+  // T0 + 47 s (bucket counts below), when it completed.
+  const buckets = [
+    { t: T0 / 1000, count: 50 },
+    { t: T0 / 1000 + 10, count: 60 },
+    { t: T0 / 1000 + 20, count: 40 },
+    { t: T0 / 1000 + 30, count: 70 },
+    { t: T0 / 1000 + 40, count: 20 },
+  ];
+  const done = run({ state: 'completed', total: 240, done: 230, failed: 10, startedAt: iso(T0 + 3_000), finishedAt: iso(T0 + 47_000) });
+
+  it('is images finished over the processing span, the same in status, the chart and summary.json', () => {
+    const stats = computeRunStats(done, buckets, T0 + 3_600_000);
+    const chart = throughputChart(buckets, processingSpan(done, T0 + 3_600_000), { processed: 240 });
+    const summary = runTiming(done, 240, new Date(T0 + 47_000));
+    expect(stats).toMatchObject({ imagesPerSecond: 5.45, rateWindow: 'run' });
+    expect(chart.imagesPerSecond).toBe(5.45);
+    expect(summary).toMatchObject({ processingSeconds: 44, wallTimeSeconds: 647, throughputImagesPerSecond: 5.455 });
+  });
+
+  it('charts exactly the span: partial bins at its ends count only their part inside it', () => {
+    const chart = throughputChart(buckets, processingSpan(done, 0));
+    expect(chart).toMatchObject({ binSeconds: 10, from: T0 / 1000 + 3, to: T0 / 1000 + 47 });
+    expect(chart.bars.map((b) => [b.seconds, b.count, b.imagesPerSecond])).toEqual([
+      [7, 50, 7.14],
+      [10, 60, 6],
+      [10, 40, 4],
+      [10, 70, 7],
+      [7, 20, 2.86],
+    ]);
+    // The bars' time-weighted mean is the run's throughput.
+    const weighted = chart.bars.reduce((s, b) => s + b.imagesPerSecond * b.seconds, 0) / chart.bars.reduce((s, b) => s + b.seconds, 0);
+    expect(weighted).toBeCloseTo(240 / 44, 2);
+  });
+
+  it('widens the bins so a long run fits the chart, and ends a running run at now', () => {
+    const long = [{ t: T0 / 1000, count: 100 }, { t: T0 / 1000 + 7_190, count: 5 }];
+    const chart = throughputChart(long, { startMs: T0, endMs: T0 + 7_200_000 }, { maxBars: 60 });
+    expect(chart.binSeconds).toBe(120);
+    expect(chart.bars).toHaveLength(60);
+    expect(chart.bars[0]).toMatchObject({ count: 100, seconds: 120 });
+    expect(chart.bars.at(-1)).toMatchObject({ count: 5 });
+    const running = run({ startedAt: iso(T0) });
+    expect(processingSpan(running, T0 + 25_000)).toEqual({ startMs: T0, endMs: T0 + 25_000 });
+    expect(throughputChart([{ t: T0 / 1000 + 20, count: 10 }], processingSpan(running, T0 + 25_000)).bars.at(-1)).toMatchObject({ seconds: 5, imagesPerSecond: 2 });
+    expect(throughputChart([], processingSpan(run(), T0))).toMatchObject({ bars: [], from: null });
+  });
+
+  it('gives a run with no image a zero throughput and no start', () => {
+    expect(runTiming(run({ startedAt: undefined }), 0, new Date(T0))).toEqual({ createdAt: iso(T0 - 600_000), finishedAt: iso(T0), wallTimeSeconds: 600, processingSeconds: 0, throughputImagesPerSecond: 0 });
   });
 });
 
