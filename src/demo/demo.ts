@@ -20,7 +20,9 @@ import { once } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { createWriteStream, existsSync, mkdirSync, readdirSync, statSync, type WriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { loadConfig } from '../shared/config.js';
 import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
 import { ConfigError, describeError } from '../shared/errors.js';
@@ -37,11 +39,42 @@ import { ShutdownPlan, untilAborted } from './shutdown.js';
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+/**
+ * Start-up steps as they happen, with the seconds since the demo started: the newcomer sees what
+ * is going on (a model loading, a dashboard starting) instead of a silent terminal.
+ */
+export interface StepPrinter {
+  (who: string, text: string): void;
+  /** Milliseconds since the last printed step. */
+  quietMs(): number;
+}
+
+export function stepPrinter(startedMs = performance.now(), write: (line: string) => void = say): StepPrinter {
+  let last = performance.now();
+  const step = (who: string, text: string): void => {
+    last = performance.now();
+    write(`[${((last - startedMs) / 1000).toFixed(1).padStart(5)}s] ${who.padEnd(9)} ${text}`);
+  };
+  return Object.assign(step, { quietMs: () => performance.now() - last });
+}
+
+/** What is still starting; while anything is and nothing was said for a while, say so. */
+function startupTicker(step: StepPrinter, quietMs = 5_000): { pending: Set<string>; stop(): void } {
+  const pending = new Set<string>();
+  const timer = setInterval(() => {
+    if (pending.size > 0 && step.quietMs() >= quietMs) step('…', `still starting: ${[...pending].join(', ')}`);
+  }, 500);
+  timer.unref();
+  return { pending, stop: () => clearInterval(timer) };
+}
+
 export async function runDemo(flags: DemoFlags): Promise<void> {
   const options = resolveDemoOptions(flags);
   checkWeights(options);
   const dataDir = resolve(options.dataDir);
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
+  const step = stepPrinter();
+  const ticker = startupTicker(step);
 
   const plan = new ShutdownPlan(['worker', 'dashboard', 'services']);
   const interrupt = new AbortController();
@@ -59,26 +92,52 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
   const signal = interrupt.signal;
 
   try {
-    await untilAborted(startServices(options, dataDir, plan), signal);
+    say('gradcam-audit demo: the real pipeline on this machine (Ctrl-C stops everything)');
+    const services = await untilAborted(startServices(options, dataDir, plan, step), signal);
     const config = loadConfig(process.env);
     const store = S3ObjectStore.fromConfig(config.s3);
     plan.add('services', { name: 'S3 client', stop: async () => store.client.destroy() });
     await untilAborted(store.createBucket(options.bucket), signal);
-    const uploaded = await untilAborted(uploadSamples(store, options.bucket, options.samples), signal);
-    say(`samples: ${uploaded} images uploaded to s3://${options.bucket}/samples/`);
+    const prefix = `samples/${basename(resolve(options.samples))}/`;
+    const uploaded = await untilAborted(uploadSamples(store, options.bucket, options.samples, prefix), signal);
+    step('samples', `${uploaded} images uploaded to s3://${options.bucket}/${prefix}`);
+    if (options.samplesNote) step('', `(${options.samplesNote})`);
 
     const logs = join(dataDir, 'logs');
-    const worker = startChild('worker', workerArgs(options), logs, plan, 'worker');
+    step('worker', `starting (${options.engine} engine, log: ${join(logs, 'worker.log')})`);
+    ticker.pending.add('worker (Node, then the model)');
+    // The worker's own start-up log lines are echoed as steps until it takes jobs; its warnings
+    // and errors always are.
+    let workerReady = false;
+    const worker = startChild('worker', workerArgs(options), logs, plan, 'worker', (line) => {
+      if (line.level >= 40) step('worker', `${line.level >= 50 ? 'error' : 'warning'}: ${line.msg}`);
+      else if (!workerReady) step('worker', describeWorkerStep(line));
+      if (line.msg === 'worker ready') {
+        workerReady = true;
+        ticker.pending.delete('worker (Node, then the model)');
+      }
+    });
     const port = await dashboardPort(options.port);
+    step('dashboard', 'starting');
+    ticker.pending.add('dashboard');
     const dashboard = startChild('dashboard', ['dashboard', '--host', '127.0.0.1', '--port', String(port)], logs, plan, 'dashboard');
     await untilAborted(waitForHttp(`http://127.0.0.1:${port}/healthz`, dashboard, 60_000, signal), signal);
+    ticker.pending.delete('dashboard');
+    step('dashboard', `http://127.0.0.1:${port}/`);
 
     const runId = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
-    const enqueue = await untilAborted(runChild('enqueue', ['enqueue', `s3://${options.bucket}/samples/`, '--run-id', runId, '--json', '--top-k', '5'], logs, plan), signal);
+    const source = `s3://${options.bucket}/${prefix}`;
+    step('enqueue', `listing ${source}`);
+    ticker.pending.add('enqueue');
+    const enqueue = await untilAborted(runChild('enqueue', ['enqueue', source, '--run-id', runId, '--json', '--top-k', '5'], logs, plan), signal);
     const run = JSON.parse(enqueue) as RunRecord;
-    say(`dashboard: http://127.0.0.1:${port}/  (run page: http://127.0.0.1:${port}/#/runs/${run.id})`);
-    say(`run ${run.id}: ${run.total} images queued; outputs go to ${run.output}`);
-    say(`logs: ${logs}${sep}{worker,dashboard,enqueue}.log`);
+    ticker.pending.delete('enqueue');
+    step('enqueue', `run ${run.id}: ${run.total} images queued; outputs go to ${run.output}`);
+    say('');
+    say(`run page: http://127.0.0.1:${port}/#/runs/${run.id}`);
+    say(`logs:     ${logs}${sep}{worker,dashboard,enqueue}.log`);
+    printCliPointers(services, options.bucket, run.id);
+    say('');
 
     const final = await untilAborted(waitForRun(config.redisUrl, config.keyPrefix, run.id, [worker, dashboard], signal), signal);
     const localOut = join(dataDir, 'outputs', run.id);
@@ -96,11 +155,56 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
       process.stderr.write(`demo failed: ${describeError(err)}\n`);
     }
   } finally {
+    ticker.stop();
     await plan.stopAll((phase, ms) => say(`${phase} stopped (${ms} ms)`));
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
     process.off('exit', killAll);
     if (stoppedBy !== undefined) process.exitCode = 128 + osConstants.signals[stoppedBy];
   }
+}
+
+/** A worker start-up log line as one readable step. */
+export function describeWorkerStep(line: LogLine): string {
+  const f = line.fields;
+  switch (line.msg) {
+    case 'loading model':
+      return `loading model ${String(f.weights)}`;
+    case 'engine ready':
+      return `engine ready: ${String(f.engine)}/${String(f.backend)} on ${String(f.device)}, layer ${String(f.layer)}`;
+    case 'worker ready':
+      return `ready: taking jobs (batch ${String(f.batchSize)})`;
+    case 'compiled ONNX graph':
+      return `compiled the ONNX graph in ${String(f.compileMs)} ms (cached for the next start)`;
+    default:
+      return line.msg;
+  }
+}
+
+/**
+ * The settings that point the CLI (another terminal, a script) at the services the demo uses. The
+ * embedded S3 server only accepts its fixed development credentials, so they are shown; credentials
+ * that came from the user's environment are not.
+ */
+function printCliPointers(services: ServiceSettings, bucket: string, runId: string): void {
+  const cli = cliInvocation();
+  say('');
+  say('to use the CLI on these services from another terminal while the demo runs:');
+  say(`  export REDIS_URL=${services.redisUrl}`);
+  if (services.s3.embedded) {
+    say(`  export AWS_ENDPOINT_URL_S3=${services.s3.endpoint} AWS_REGION=${services.s3.region} AWS_ACCESS_KEY_ID=${services.s3.accessKeyId} AWS_SECRET_ACCESS_KEY=${services.s3.secretAccessKey}`);
+  } else {
+    say(`  export AWS_ENDPOINT_URL_S3=${services.s3.endpoint ?? '(unset: AWS S3)'}   # and your AWS_* credentials, as for this demo`);
+  }
+  say(`  ${cli} status ${runId}          # progress, img/s, ETA`);
+  say(`  ${cli} enqueue s3://${bucket}/<folder>/   # audit more images you upload there (same worker)`);
+}
+
+/** How the user started this CLI, for copy-pasteable commands. */
+function cliInvocation(): string {
+  const script = process.argv[1] ?? '';
+  const rel = relative(process.cwd(), script);
+  if (rel.endsWith(join('bin', 'gradcam-audit.js')) && !rel.startsWith('..')) return `node ${rel}`;
+  return 'gradcam-audit';
 }
 
 function checkWeights(options: DemoOptions): void {
@@ -114,27 +218,37 @@ function checkWeights(options: DemoOptions): void {
   );
 }
 
+interface ServiceSettings {
+  redisUrl: string;
+  s3: { embedded: boolean; endpoint?: string; region: string; accessKeyId?: string; secretAccessKey?: string };
+}
+
+/** s3rver checks request signatures against these fixed development credentials. */
+const S3RVER_CREDENTIALS = Object.freeze({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
+
 /** Reuse REDIS_URL / AWS_ENDPOINT_URL_S3 when set; otherwise start embedded servers. */
-async function startServices(options: DemoOptions, dataDir: string, plan: ShutdownPlan): Promise<void> {
+async function startServices(options: DemoOptions, dataDir: string, plan: ShutdownPlan, step: StepPrinter): Promise<ServiceSettings> {
   if (process.env.REDIS_URL) {
-    say('redis: using REDIS_URL');
+    step('redis', 'using REDIS_URL');
   } else {
     const redis = await startRedisServer({ detached: true });
     plan.add('services', { name: 'redis-server', stop: redis.stop, kill: redis.kill });
     process.env.REDIS_URL = redis.url;
-    say(`redis: started redis-server at ${redis.url} (no persistence)`);
+    step('redis', `started redis-server at ${redis.url} (no persistence)`);
   }
-  if (process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL) {
-    say(`s3: using ${process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL}`);
-  } else {
-    const dir = join(dataDir, 's3');
-    mkdirSync(dir, { recursive: true });
-    const s3 = await startS3rver(dir, [options.bucket], { detached: true });
-    plan.add('services', { name: 's3rver', stop: s3.stop, kill: s3.kill });
-    // s3rver checks signatures against its fixed development credentials.
-    Object.assign(process.env, { AWS_ENDPOINT_URL_S3: s3.url, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: process.env.AWS_REGION ?? 'us-east-1' });
-    say(`s3: started embedded S3 (s3rver) at ${s3.url} over ${dir}`);
+  const region = process.env.AWS_REGION ?? 'us-east-1';
+  const configured = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  if (configured) {
+    step('s3', `using ${configured}`);
+    return { redisUrl: process.env.REDIS_URL, s3: { embedded: false, endpoint: configured, region } };
   }
+  const dir = join(dataDir, 's3');
+  mkdirSync(dir, { recursive: true });
+  const s3 = await startS3rver(dir, [options.bucket], { detached: true });
+  plan.add('services', { name: 's3rver', stop: s3.stop, kill: s3.kill });
+  Object.assign(process.env, { AWS_ENDPOINT_URL_S3: s3.url, AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey, AWS_REGION: region });
+  step('s3', `started embedded S3 (s3rver) at ${s3.url} over ${dir}`);
+  return { redisUrl: process.env.REDIS_URL, s3: { embedded: true, endpoint: s3.url, region, ...S3RVER_CREDENTIALS } };
 }
 
 function* walk(dir: string): Generator<string> {
@@ -145,14 +259,14 @@ function* walk(dir: string): Generator<string> {
   }
 }
 
-async function uploadSamples(store: S3ObjectStore, bucket: string, samples: string): Promise<number> {
+async function uploadSamples(store: S3ObjectStore, bucket: string, samples: string, prefix: string): Promise<number> {
   if (!existsSync(samples)) throw new ConfigError('--samples', `no folder at ${samples}`);
   const { readFile } = await import('node:fs/promises');
   let n = 0;
   for (const path of walk(samples)) {
     const type = IMAGE_CONTENT_TYPES[extname(path).toLowerCase()];
     if (!type) continue;
-    const key = `samples/${relative(samples, path).split(sep).join('/')}`;
+    const key = `${prefix}${relative(samples, path).split(sep).join('/')}`;
     await store.put(bucket, key, await readFile(path), { contentType: type });
     n++;
   }
@@ -200,13 +314,32 @@ const DEFAULT_STOP_GRACE_MS = 5000;
  * Spawn the CLI as a child in a process group of its own, logging to `<name>.log`, and register
  * its stop in `phase`. The IPC channel makes the child stop by itself should the demo vanish.
  */
-function startChild(name: string, args: string[], logDir: string, plan: ShutdownPlan, phase: string): Child {
+/** A child's JSON log line (pino), as far as the demo reads it. */
+export interface LogLine {
+  level: number;
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+function startChild(name: string, args: string[], logDir: string, plan: ShutdownPlan, phase: string, onLogLine?: (line: LogLine) => void): Child {
   const cli = cliCommand();
   const logPath = join(logDir, `${name}.log`);
   const log = createWriteStream(logPath, { flags: 'a' });
   const child = spawn(cli.command, [...cli.args, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true, env: { ...process.env, FORCE_COLOR: '0' } });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
+  if (onLogLine && child.stderr) {
+    // Logs are JSON lines on stderr (not a TTY here); anything else goes only to the log file.
+    createInterface({ input: child.stderr }).on('line', (text) => {
+      if (!text.startsWith('{')) return;
+      try {
+        const { level, msg, ...fields } = JSON.parse(text) as { level?: number; msg?: string };
+        if (typeof level === 'number' && typeof msg === 'string') onLogLine({ level, msg, fields });
+      } catch {
+        // a partial or non-JSON line: the log file has it
+      }
+    });
+  }
   const running = (): boolean => child.exitCode === null && child.signalCode === null;
   plan.add(phase, {
     name,

@@ -15,8 +15,10 @@ export interface DemoOptions {
   weights: string;
   /** Labels for a non-ImageNet head; default: the demo model's labels, none for other weights. */
   labels: string | undefined;
-  /** Folder of sample images uploaded to the bucket. */
+  /** Folder of sample images uploaded to the bucket (see DEMO_SAMPLES). */
   samples: string;
+  /** Why a default sample folder was left out, to say so; null when the user chose the samples. */
+  samplesNote: string | null;
   /** Dashboard port; 0 picks a free one. Default 3000, or a free port when 3000 is taken. */
   port: number;
   /** Where embedded S3 data and the local copy of the outputs go. Default `./demo-data`. */
@@ -30,9 +32,19 @@ export interface DemoOptions {
 export const DEMO_MODEL = join(PACKAGE_ROOT, 'models', 'demo', 'model.json');
 export const DEMO_LABELS = join(PACKAGE_ROOT, 'models', 'demo', 'labels.json');
 
+/**
+ * The bundled samples. The demo model knows five shapes: photos are out-of-distribution for it and
+ * it would still give them a confident-looking shape label (a cat as "cross 59%"), which teaches the
+ * wrong lesson about the audit. So the demo model audits the shapes and real VGG16 (`--weights`)
+ * audits the photos, unless `--samples` says otherwise.
+ */
+export const DEMO_SAMPLES = Object.freeze({
+  shapes: join(PACKAGE_ROOT, 'samples', 'synthetic'),
+  photos: join(PACKAGE_ROOT, 'samples', 'photos'),
+});
+
 export const DEMO_DEFAULTS = Object.freeze({
   weights: DEMO_MODEL,
-  samples: join(PACKAGE_ROOT, 'samples'),
   port: 3000,
   dataDir: 'demo-data',
   bucket: 'gradcam-demo',
@@ -64,7 +76,13 @@ export function resolveDemoOptions(flags: DemoFlags, env: Record<string, string 
     once: Boolean(flags.once) || env.CI === 'true' || env.CI === '1',
     weights,
     labels: flags.labels ?? (usingDemoModel ? DEMO_LABELS : undefined),
-    samples: flags.samples ?? DEMO_DEFAULTS.samples,
+    samples: flags.samples ?? (usingDemoModel ? DEMO_SAMPLES.shapes : DEMO_SAMPLES.photos),
+    samplesNote:
+      flags.samples !== undefined
+        ? null
+        : usingDemoModel
+          ? 'shapes only: the demo model knows 5 shapes, so the photos in samples/photos would be out-of-distribution inputs it labels with a shape anyway; run with --weights <vgg16 .h5> to audit them with real VGG16'
+          : 'photos only: the shapes in samples/synthetic are for the bundled demo model',
     port: flags.port === undefined ? DEMO_DEFAULTS.port : parseIntInRange('--port', flags.port, 0, 65535),
     dataDir: flags.dataDir ?? DEMO_DEFAULTS.dataDir,
     bucket: flags.bucket ?? DEMO_DEFAULTS.bucket,

@@ -3,6 +3,7 @@
  * Redis and S3, start the pipeline worker and the metrics server, and drain on SIGTERM/SIGINT.
  */
 import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { AppConfig } from '../../shared/config.js';
 import { parseEnum, parseIntInRange } from '../../shared/config.js';
@@ -167,7 +168,9 @@ export async function startWorker(
     await writeHeartbeat(redis, ks, startingHeartbeat(workerId, options)).catch(() => undefined);
     releases.push(async () => void (await removeHeartbeat(redis, ks, workerId).catch(() => undefined)));
     logger.info({ weights: options.weights }, 'loading model');
+    const loadStarted = performance.now();
     const spec = await loadSpec(options.weights);
+    logger.info({ model: spec.name, weightsHash: spec.weightsHash, ms: Math.round(performance.now() - loadStarted) }, `model loaded: ${spec.name}; building the engine`);
     const thread = await useEngineThread(options.engineThread);
     const engine = thread
       ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logLevel: config.logLevel }, onFatal)
