@@ -4,6 +4,7 @@
  * reads. Both are checked against the real definitions (commander commands, ENV_VARS).
  */
 import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { COMMAND_LOADERS } from '../../../src/commands.js';
 import { ENV_VARS } from '../../../src/shared/config.js';
@@ -44,6 +45,22 @@ describe('README', () => {
       const documented = [...new Set((entries.get(name) ?? '').match(/--[a-z][a-z0-9-]*/g) ?? [])];
       expect(real.filter((f) => !documented.includes(f)), `flags of ${name} missing from the README`).toEqual([]);
       expect(documented.filter((f) => !real.includes(f)), `README flags that ${name} does not have`).toEqual([]);
+    }
+  });
+
+  it('uses only real commands and flags wherever it shows a gradcam-audit command line', async () => {
+    // Code only: fenced blocks and inline code spans (prose says "gradcam-audit audits ...").
+    const fenced = [...README.matchAll(/```\w*\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+    const inline = [...README.replace(/```\w*\n[\s\S]*?```/g, '').matchAll(/`([^`\n]+)`/g)].map((m) => m[1] as string);
+    const uses = [...fenced, ...inline]
+      .flatMap((code) => [...code.matchAll(/(?:^|[\s(])gradcam-audit (\w+)([^\n]*)/gm)])
+      .map((m) => ({ command: m[1] as string, flags: (m[2] ?? '').match(/--[a-z][a-z0-9-]*/g) ?? [] }));
+    expect(uses.length).toBeGreaterThan(10);
+    for (const use of uses) {
+      const load = COMMAND_LOADERS[use.command];
+      expect(load, `README runs "gradcam-audit ${use.command}", which is not a command`).toBeDefined();
+      const real = new Set((await (load as () => Promise<Command>)()).options.map((o) => o.long));
+      for (const flag of use.flags) expect(real.has(flag), `README: gradcam-audit ${use.command} ${flag}`).toBe(true);
     }
   });
 
