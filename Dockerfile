@@ -79,6 +79,8 @@ COPY package.json ./
 COPY bin ./bin
 COPY data ./data
 COPY models ./models
+# The doctor's parity check runs two bundled sample images.
+COPY samples ./samples
 # package.json denies onnxruntime-node's postinstall (it downloads the CUDA and TensorRT provider
 # libraries from NuGet); run it here. Without network, copy the three .so files instead (see
 # src/worker/engine/onnx/README.md).
@@ -111,6 +113,7 @@ COPY package.json package-lock.json ./
 COPY bin ./bin
 COPY data ./data
 COPY models ./models
+COPY samples ./samples
 # The optional native package is installed without scripts, then its libtensorflow download runs
 # explicitly against the mirror (custom-binary.json or TFJS_NODE_CDN_STORAGE).
 RUN npm install --no-save --ignore-scripts @tensorflow/tfjs-node-gpu@4.22.0 \

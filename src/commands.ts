@@ -14,6 +14,7 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<Command>>> =
   report: async () => (await import('./producer/analysis-commands.js')).reportCommand(),
   compare: async () => (await import('./producer/analysis-commands.js')).compareCommand(),
   demo: async () => (await import('./demo/command.js')).demoCommand(),
+  doctor: async () => (await import('./worker/doctor/command.js')).doctorCommand(),
 });
 
 export async function loadCommands(): Promise<Command[]> {

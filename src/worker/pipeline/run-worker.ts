@@ -20,6 +20,9 @@ import { createEngine, parseEngineChoice } from '../engine/factory.js';
 import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { listNvidiaGpus, parseBackendChoice } from '../engine/tfjs/backend.js';
+import { workerStartupReport } from '../doctor/run.js';
+import { listDriverGpus } from '../engine/onnx/providers.js';
+import { configuredModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
 import type { ModelSpec } from '../model/spec.js';
 import { createThreadedEngine } from './engine-thread.js';
@@ -177,6 +180,11 @@ export async function startWorker(
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logger });
     releases.push(() => engine.dispose());
     logger.info({ ...engine.info, thread }, 'engine ready');
+    const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
+    if (labels.warning) logger.warn(labels.warning);
+    // The same checks `gradcam-audit doctor` prints, as far as the worker has them at hand.
+    const startup = workerStartupReport({ spec, weights: options.weights, labels: labels.labels?.length ?? null, engine, requireGpu: options.requireGpu, redisUrl: config.redisUrl, gpus: await listDriverGpus() });
+    logger.info({ doctor: startup.checks }, `doctor: ${startup.checks.map((c) => `${c.name} ${c.status}`).join(', ')}`);
     if (options.requireGpu && engine.info.accelerator !== 'gpu') {
       throw new ConfigError(
         '--require-gpu',
@@ -185,8 +193,6 @@ export async function startWorker(
           'Unset GRADCAM_AUDIT_REQUIRE_GPU to run on the CPU anyway',
       );
     }
-    const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
-    if (labels.warning) logger.warn(labels.warning);
 
     const runs = new RunStore(redis, ks);
     const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client), logger, owner: defaultOwner() };
@@ -261,19 +267,7 @@ function startingHeartbeat(workerId: string, options: WorkerCommandOptions): Wor
 /** The CLI action: run until SIGTERM/SIGINT, drain, exit 0. */
 export async function runWorkerCommand(flags: RawWorkerFlags, config: AppConfig, logger: Logger): Promise<void> {
   const options = parseWorkerFlags(flags);
-  const loadSpec = async (source: string): Promise<ModelSpec> => {
-    const { loadModelSpec } = await import('../model/source.js');
-    if (!source.startsWith('s3://')) return loadModelSpec(source);
-    const weightsStore = S3ObjectStore.fromConfig(config.s3);
-    try {
-      return await loadModelSpec(source, {
-        getObject: async (bucket, key) => (await weightsStore.get(bucket, key)).body,
-        headObject: async (bucket, key) => ({ etag: (await weightsStore.head(bucket, key))?.etag }),
-      });
-    } finally {
-      weightsStore.client.destroy();
-    }
-  };
+  const loadSpec = configuredModelLoader(config.s3);
   let onFatal: (err: Error) => void = () => undefined;
   const running = await startWorker(options, config, logger, loadSpec, (err) => onFatal(err));
   await new Promise<void>((resolve) => {

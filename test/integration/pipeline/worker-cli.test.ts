@@ -55,6 +55,10 @@ describe('gradcam-audit worker (child process)', () => {
     const listening = await worker.waitForLog((l) => l.msg === 'metrics server listening', 90_000);
     await worker.waitForLog((l) => l.msg === 'worker ready', 90_000);
     expect(worker.logs.find((l) => l.msg === 'engine ready')).toMatchObject({ thread: true, inputHeight: 32 });
+    // The doctor's checks, as far as a worker has them, logged once at start.
+    const doctor = worker.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('doctor: ')) as { msg: string; doctor?: Array<{ name: string; status: string }> } | undefined;
+    expect(doctor?.msg).toMatch(/^doctor: node (ok|warn), model ok, engine ok, gpu (skip|warn), parity skip, redis ok$/);
+    expect(doctor?.doctor?.map((c) => c.name)).toEqual(['node', 'model', 'engine', 'gpu', 'parity', 'redis']);
     expect((await listWorkers(t.redis, { prefix: t.prefix })).map((w) => w.workerId)).toEqual(['cli-w1']);
     const metrics = await (await fetch(String(listening.url))).text();
     expect(metrics).toContain('gradcam_audit_images_processed_total');

@@ -1,0 +1,173 @@
+/**
+ * `gradcam-audit doctor`: what this machine will do with the configured model, Redis and S3, in one
+ * screen (or JSON), exiting 1 when the setup cannot work. Workers log the same machine and engine
+ * checks at start (`workerStartupReport`).
+ */
+import type { AppConfig } from '../../shared/config.js';
+import { ConfigError, describeError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { silentLogger } from '../../shared/logger.js';
+import type { Engine } from '../engine/engine.js';
+import { createEngine, parseEngineChoice, type EngineChoice } from '../engine/factory.js';
+import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
+import { defaultProviderEnvironment, type ProviderEnvironment } from '../engine/onnx/providers.js';
+import { isOnnxSupported } from '../engine/onnx/support.js';
+import { parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend.js';
+import { loadLabels } from '../model/labels.js';
+import type { ModelSpec } from '../model/spec.js';
+import { engineCheck, modelCheck, parityCheck, parityInputs, speedCheck } from './engine-checks.js';
+import { buildReport, type CheckResult, type DoctorReport } from './report.js';
+import { gpuCheck, nodeCheck, onnxCheck, reasonCollector, redactUrl, redisCheck, s3Check, tfjsCheck } from './system-checks.js';
+
+export interface DoctorOptions {
+  weights: string;
+  labels?: string;
+  layer?: string;
+  engine: EngineChoice;
+  backend: BackendChoice;
+  onnx: Partial<OnnxRuntimeOptions>;
+  requireGpu: boolean;
+  /** An s3:// prefix to check access to; without it, the credentials and ListBuckets. */
+  source?: string;
+  /** Skip Redis and S3 (a machine that only runs `explain`). */
+  offline: boolean;
+  /** Batch size of the speed check. */
+  batch: number;
+}
+
+export interface DoctorDeps {
+  config: AppConfig;
+  loadSpec: (source: string) => Promise<ModelSpec>;
+  providers?: ProviderEnvironment;
+  logger?: Logger;
+}
+
+export interface RawDoctorFlags extends RawOnnxFlags {
+  weights?: string;
+  labels?: string;
+  layer?: string;
+  engine?: string;
+  backend?: string;
+  requireGpu?: boolean;
+  source?: string;
+  offline?: boolean;
+  batch?: string;
+  json?: boolean;
+}
+
+export function parseDoctorFlags(flags: RawDoctorFlags, defaultWeights: string, env: Record<string, string | undefined> = process.env): DoctorOptions {
+  const batch = flags.batch === undefined ? 8 : Number(flags.batch);
+  if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new ConfigError('--batch', `expected an integer from 1 to 256, got "${flags.batch}"`);
+  if (flags.source !== undefined && !flags.source.startsWith('s3://')) throw new ConfigError('--source', `expected s3://BUCKET/PREFIX, got "${flags.source}"`);
+  return {
+    weights: flags.weights ?? env.GRADCAM_AUDIT_WEIGHTS ?? defaultWeights,
+    labels: flags.labels,
+    layer: flags.layer,
+    engine: parseEngineChoice(flags.engine ?? 'auto'),
+    backend: parseBackendChoice(flags.backend ?? 'auto'),
+    onnx: parseOnnxFlags(flags),
+    requireGpu: flags.requireGpu ?? /^(1|true|yes)$/i.test(env.GRADCAM_AUDIT_REQUIRE_GPU ?? ''),
+    source: flags.source,
+    offline: flags.offline === true,
+    batch,
+  };
+}
+
+export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promise<DoctorReport> {
+  const logger = deps.logger ?? silentLogger();
+  const checks: CheckResult[] = [nodeCheck()];
+  const onnx = await onnxCheck(deps.providers ?? defaultProviderEnvironment(), options.onnx.deviceId ?? 0);
+  checks.push(onnx.check);
+  checks.push(await tfjsCheck(probeTfjs));
+
+  let engine: Engine | null = null;
+  let reference: { engine: Engine; label: string } | null = null;
+  try {
+    let spec: ModelSpec;
+    try {
+      spec = await deps.loadSpec(options.weights);
+    } catch (err) {
+      checks.push({ name: 'model', status: 'fail', summary: `${options.weights}: ${describeError(err)}` });
+      return finish();
+    }
+    const labels = await loadLabels({ numClasses: lastUnits(spec), file: options.labels }).catch(() => null);
+    checks.push(modelCheck(spec, options.weights, labels?.labels ? labels.labels.length : null));
+    try {
+      engine = await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logger });
+    } catch (err) {
+      checks.push({ name: 'engine', status: 'fail', summary: `no engine can run ${spec.name}: ${describeError(err)}` });
+      return finish();
+    }
+    checks.push(engineCheck(engine));
+    checks.push(gpuCheck(onnx.selection?.gpus ?? [], engine.info.accelerator, options.requireGpu));
+    reference = await cpuReference(engine, spec, options, logger);
+    const images = await parityInputs(engine);
+    checks.push(await parityCheck(engine, reference, images));
+    checks.push(await speedCheck(engine, images, options.batch));
+  } finally {
+    await reference?.engine.dispose().catch(() => undefined);
+    await engine?.dispose().catch(() => undefined);
+  }
+  return finish();
+
+  async function finish(): Promise<DoctorReport> {
+    if (options.offline) {
+      checks.push({ name: 'redis', status: 'skip', summary: '--offline' }, { name: 's3', status: 'skip', summary: '--offline' });
+    } else {
+      const [redis, s3] = await Promise.all([redisCheck(deps.config.redisUrl), s3Check(deps.config.s3, options.source)]);
+      checks.push(redis, s3);
+    }
+    return buildReport(checks);
+  }
+}
+
+/**
+ * The doctor's checks a worker logs at start, from what it has already built: no second engine
+ * (parity) and no extra batch (its warm-up batch, logged next, is the speed check).
+ */
+export function workerStartupReport(w: { spec: ModelSpec; weights: string; labels: number | null; engine: Engine; requireGpu: boolean; redisUrl: string; gpus: string[] }): DoctorReport {
+  return buildReport([
+    nodeCheck(),
+    modelCheck(w.spec, w.weights, w.labels),
+    engineCheck(w.engine),
+    gpuCheck(w.gpus, w.engine.info.accelerator, w.requireGpu),
+    { name: 'parity', status: 'skip', summary: 'not at worker start (it needs a second engine): run gradcam-audit doctor' },
+    { name: 'redis', status: 'ok', summary: `${redactUrl(w.redisUrl)}: connected` },
+  ]);
+}
+
+/**
+ * An independent path on the CPU for the parity check: ONNX Runtime's CPU provider for a GPU
+ * session; TF.js for an ONNX Runtime CPU session; ONNX Runtime's CPU provider for TF.js.
+ */
+async function cpuReference(engine: Engine, spec: ModelSpec, options: DoctorOptions, logger: Logger): Promise<{ engine: Engine; label: string } | null> {
+  const onnxCpu = { ...options.onnx, executionProviders: ['cpu' as const], checkPlacement: false };
+  const common = { spec, layer: engine.info.layer, logger };
+  try {
+    if (engine.info.engine === 'onnx' && engine.info.accelerator === 'gpu') return { engine: await createEngine({ ...common, engine: 'onnx', onnx: onnxCpu }), label: 'onnx/onnx-cpu' };
+    if (engine.info.engine === 'onnx') {
+      const tfjs = await createEngine({ ...common, engine: 'tfjs' });
+      return { engine: tfjs, label: `tfjs/${tfjs.info.backend}` };
+    }
+    if (!isOnnxSupported(spec, 'gradcam', engine.info.layer).ok) return null;
+    return { engine: await createEngine({ ...common, engine: 'onnx', onnx: onnxCpu }), label: 'onnx/onnx-cpu' };
+  } catch (err) {
+    logger.warn({ err: describeError(err) }, 'no CPU reference engine for the parity check');
+    return null;
+  }
+}
+
+async function probeTfjs(): Promise<{ chosen: string; device: string; unavailable: Array<{ backend: string; reason: string }> }> {
+  const { initBackend, defaultBackendDeps } = await import('../engine/tfjs/backend.js');
+  const { logger, unavailable } = reasonCollector();
+  const active = await initBackend('auto', defaultBackendDeps(logger));
+  return { chosen: active.choice, device: active.device, unavailable };
+}
+
+function lastUnits(spec: ModelSpec): number {
+  for (let i = spec.layers.length - 1; i >= 0; i--) {
+    const l = spec.layers[i];
+    if (l?.type === 'dense') return l.units;
+  }
+  return 0;
+}

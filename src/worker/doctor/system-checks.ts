@@ -1,0 +1,189 @@
+/**
+ * What this machine offers, independent of the model: Node, ONNX Runtime and its execution
+ * providers, the GPUs the driver reports, the TF.js backends, and the Redis and S3 the environment
+ * points at. Each check takes its facts through parameters so tests can state them.
+ */
+import { createRequire } from 'node:module';
+import { availableParallelism, totalmem } from 'node:os';
+import { ListBucketsCommand } from '@aws-sdk/client-s3';
+import { pino } from 'pino';
+import type { AppConfig } from '../../shared/config.js';
+import { describeError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
+import { S3ObjectStore } from '../../shared/storage/s3-store.js';
+import { parseS3Uri } from '../../shared/storage/uri.js';
+import type { ProviderEnvironment, ProviderSelection } from '../engine/onnx/providers.js';
+import { selectProviders } from '../engine/onnx/providers.js';
+import type { CheckResult } from './report.js';
+
+/** Node majors this project is documented and tested on. */
+export const SUPPORTED_NODE_MAJORS = [22, 24] as const;
+
+export function nodeCheck(version = process.versions.node): CheckResult {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  const where = `Node ${version}, ${process.platform} ${process.arch}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB`;
+  const details = { version, platform: process.platform, arch: process.arch, cores: availableParallelism(), memoryBytes: totalmem() };
+  if (major > 24 || (SUPPORTED_NODE_MAJORS as readonly number[]).includes(major)) return { name: 'node', status: 'ok', summary: where, details };
+  if (major === 20 && minor >= 19) {
+    return { name: 'node', status: 'warn', summary: `${where}: Node 20 reached end of life in April 2026 and the AWS SDK's releases after January 2027 need Node 22; use Node 24 or 22 LTS`, details };
+  }
+  return { name: 'node', status: 'fail', summary: `${where}: needs Node 24 or 22 LTS (20.19 at least)`, details };
+}
+
+/** onnxruntime-node's version, and which execution providers `auto` takes here and why. */
+export async function onnxCheck(env: ProviderEnvironment, deviceId = 0): Promise<{ check: CheckResult; selection: ProviderSelection | null }> {
+  let version: string;
+  try {
+    version = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
+    await import('onnxruntime-node');
+  } catch (err) {
+    return { check: { name: 'onnx', status: 'fail', summary: `onnxruntime-node does not load: ${describeError(err)}` }, selection: null };
+  }
+  const selection = await selectProviders('auto', env, deviceId);
+  const others = selection.verdicts.filter((v) => !v.usable).map((v) => `${v.provider}: ${v.reason}`);
+  return {
+    check: {
+      name: 'onnx',
+      status: 'ok',
+      summary: `onnxruntime-node ${version}, providers ${selection.providers.join(' > ')}${others.length ? ` (${others.join('; ')})` : ''}`,
+      details: { version, providers: selection.providers, verdicts: selection.verdicts },
+    },
+    selection,
+  };
+}
+
+/** The GPUs the driver reports, and whether the engine uses one (`--require-gpu` makes it a must). */
+export function gpuCheck(gpus: string[], engineAccelerator: 'cpu' | 'gpu' | null, requireGpu: boolean): CheckResult {
+  const seen = gpus.length ? gpus.map((g, i) => `${i}: ${g}`).join(', ') : 'none';
+  const details = { gpus, engineAccelerator, requireGpu };
+  if (engineAccelerator === 'gpu') return { name: 'gpu', status: 'ok', summary: `${seen}; the engine computes on the GPU`, details };
+  if (requireGpu) return { name: 'gpu', status: 'fail', summary: `GPU required (--require-gpu / GRADCAM_AUDIT_REQUIRE_GPU) but the engine would compute on the CPU; GPUs seen: ${seen}`, details };
+  if (gpus.length > 0) return { name: 'gpu', status: 'warn', summary: `${seen} seen, but the engine computes on the CPU (see onnx and tfjs for why)`, details };
+  return { name: 'gpu', status: 'skip', summary: 'no NVIDIA GPU visible; the engine computes on the CPU', details };
+}
+
+/** Which TF.js backend `auto` picks here, and why the ones before it in the order do not load. */
+export async function tfjsCheck(probe: () => Promise<{ chosen: string; device: string; unavailable: Array<{ backend: string; reason: string }> }>): Promise<CheckResult> {
+  try {
+    const r = await probe();
+    const why = r.unavailable.map((u) => `${u.backend}: ${shortReason(u.reason)}`);
+    return { name: 'tfjs', status: 'ok', summary: `backend ${r.chosen} (${r.device})${why.length ? `; not loaded: ${why.join('; ')}` : ''}`, details: r };
+  } catch (err) {
+    return { name: 'tfjs', status: 'warn', summary: `no TF.js backend loads: ${describeError(err)}` };
+  }
+}
+
+/**
+ * Redis at the configured URL: reachable, its version, and the eviction policy BullMQ needs
+ * (`noeviction`; anything else may drop queued jobs under memory pressure).
+ */
+export async function redisCheck(url: string, timeoutMs = 5_000): Promise<CheckResult> {
+  const redis = createRedis(url, { role: 'client', name: 'gca-doctor', maxReconnectDelayMs: 500 });
+  redis.on('error', () => undefined);
+  const where = redactUrl(url);
+  try {
+    await waitForRedis(redis, url, timeoutMs);
+    const info = await redis.info('server');
+    const version = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
+    let policy: string;
+    try {
+      policy = ((await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as string[])[1] ?? 'unknown';
+    } catch {
+      policy = 'unknown (CONFIG GET is disabled)';
+    }
+    const details = { url: where, version, maxmemoryPolicy: policy };
+    if (policy !== 'noeviction') {
+      return { name: 'redis', status: 'warn', summary: `${where}: Redis ${version}, maxmemory-policy ${policy}; BullMQ needs noeviction or queued jobs can be evicted`, details };
+    }
+    return { name: 'redis', status: 'ok', summary: `${where}: Redis ${version}, maxmemory-policy noeviction`, details };
+  } catch (err) {
+    return { name: 'redis', status: 'fail', summary: `${where}: ${describeError(err)} (set REDIS_URL)`, details: { url: where } };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * S3 with the configured endpoint and credentials: the credentials resolve, and either the given
+ * prefix can be listed or, without one, the account can list its buckets. The secret is never
+ * shown; the access key id only masked.
+ */
+export async function s3Check(config: AppConfig['s3'], source: string | undefined, timeoutMs = 10_000): Promise<CheckResult> {
+  const store = S3ObjectStore.fromConfig({ ...config, maxAttempts: 1 });
+  const endpoint = config.endpoint ?? `AWS S3 (${config.region})`;
+  try {
+    let keyId: string;
+    try {
+      const credentials = await store.client.config.credentials();
+      keyId = maskKeyId(credentials.accessKeyId);
+    } catch (err) {
+      return {
+        name: 's3',
+        status: 'fail',
+        summary: `${endpoint}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an IAM role): ${describeError(err)}`,
+        details: { endpoint },
+      };
+    }
+    const signal = AbortSignal.timeout(timeoutMs);
+    if (source) {
+      const { bucket, key } = parseS3Uri(source, '--source');
+      let seen = 0;
+      for await (const page of store.listPages(bucket, key, { pageSize: 1, signal })) {
+        seen += page.length;
+        break;
+      }
+      return { name: 's3', status: 'ok', summary: `${endpoint} as ${keyId}: can list ${source} (${seen ? 'objects found' : 'empty'})`, details: { endpoint, accessKeyId: keyId, source } };
+    }
+    try {
+      const out = await store.client.send(new ListBucketsCommand({}), { abortSignal: signal });
+      return { name: 's3', status: 'ok', summary: `${endpoint} as ${keyId}: ${out.Buckets?.length ?? 0} buckets visible (pass --source s3://BUCKET/PREFIX to check one)`, details: { endpoint, accessKeyId: keyId } };
+    } catch (err) {
+      const name = (err as { name?: string }).name ?? '';
+      if (name === 'AccessDenied' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403) {
+        return { name: 's3', status: 'warn', summary: `${endpoint} as ${keyId}: credentials accepted, but listing buckets is denied; pass --source s3://BUCKET/PREFIX to check the bucket you audit`, details: { endpoint, accessKeyId: keyId } };
+      }
+      throw err;
+    }
+  } catch (err) {
+    return { name: 's3', status: 'fail', summary: `${endpoint}: ${describeError(err)}`, details: { endpoint } };
+  } finally {
+    store.client.destroy();
+  }
+}
+
+/** "Cannot find package 'x' imported from …" says less than "x is not installed". */
+function shortReason(reason: string): string {
+  const missing = /Cannot find (?:package|module) '([^']+)'/.exec(reason)?.[1];
+  return missing ? `${missing} is not installed (optional: its install script downloads libtensorflow)` : reason;
+}
+
+export function maskKeyId(id: string): string {
+  return id.length <= 8 ? `${id.slice(0, 2)}…` : `${id.slice(0, 4)}…${id.slice(-4)}`;
+}
+
+/** A Redis URL without its password. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return '(unparseable REDIS_URL)';
+  }
+}
+
+/** A logger that keeps the TF.js backend chooser's reasons for the backends it skipped (debug lines). */
+export function reasonCollector(): { logger: Logger; unavailable: Array<{ backend: string; reason: string }> } {
+  const unavailable: Array<{ backend: string; reason: string }> = [];
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write(line: string) {
+        const o = JSON.parse(line) as { backend?: unknown; reason?: unknown };
+        if (typeof o.backend === 'string' && typeof o.reason === 'string') unavailable.push({ backend: o.backend, reason: o.reason });
+      },
+    },
+  );
+  return { logger, unavailable };
+}
