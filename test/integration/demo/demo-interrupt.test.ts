@@ -77,7 +77,7 @@ function startDemo(dataDir: string, samples: string): DemoProcess {
 async function ctrlC(demo: DemoProcess): Promise<{ status: number; seconds: number; leftovers: Array<{ pid: number; command: string }> }> {
   const tree = descendants(demo.child.pid!);
   expect(tree.some((p) => p.command.includes('redis-server')), demo.output()).toBe(true);
-  expect(tree.some((p) => p.command.includes('cli.ts worker')), demo.output()).toBe(true);
+  expect(tree.some((p) => /(cli\.[jt]s|gradcam-audit\.js) worker/.test(p.command)), demo.output()).toBe(true);
   const exited = once(demo.child, 'exit');
   const t0 = Date.now();
   process.kill(-demo.child.pid!, 'SIGINT');
@@ -123,7 +123,7 @@ describe('npm run demo, then Ctrl-C', () => {
   it('during start-up: stops what it started within seconds', async () => {
     const demo = startDemo(join(root, 'early'), samples);
     // The worker has just been spawned and is still loading its model.
-    await demo.waitFor(/samples: \d+ images uploaded/, 120_000);
+    await demo.waitFor(/\] samples +\d+ images uploaded/, 120_000);
     await new Promise((r) => setTimeout(r, 300));
     const { status, seconds, leftovers } = await ctrlC(demo);
     expect(leftovers, demo.output()).toEqual([]);
