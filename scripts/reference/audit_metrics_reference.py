@@ -20,7 +20,7 @@ import numpy as np
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'test', 'fixtures', 'reference', 'audit_metrics_expected.json')
 
-OPTIONS = {'analysisSide': 256, 'borderBand': 0.1, 'cornerSize': 0.2, 'topFraction': 0.2, 'atlasSize': 16}
+OPTIONS = {'analysisSide': 128, 'borderBand': 0.1, 'cornerSize': 0.2, 'topFraction': 0.2, 'atlasSize': 16}
 
 
 def round_half_up(x):
@@ -199,7 +199,7 @@ def random_grid(rng, gh, gw, kind):
 def main():
     rng = np.random.default_rng(20261201)
     cases = []
-    sizes = [(64, 64), (192, 192), (333, 217), (97, 401), (640, 427), (1000, 30), (7, 5)]
+    sizes = [(64, 64), (128, 96), (192, 192), (333, 217), (97, 401), (640, 427), (1000, 30), (7, 5)]
     grids = [(16, 16), (14, 14), (7, 9), (1, 1), (3, 2)]
     kinds = ['blob', 'sparse', 'uniform']
     for i in range(24):

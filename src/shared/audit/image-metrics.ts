@@ -12,7 +12,7 @@
 import { argMaxPixel, hasContrast, mapRaster, upsampleBilinear } from './map-raster.js';
 
 export interface MetricOptions {
-  /** Longer side of the analysis raster; smaller images use their own pixels. Default 256. */
+  /** Longer side of the analysis raster; smaller images use their own pixels. Default 128 (8 raster pixels per cell of a 16x16 map). */
   analysisSide: number;
   /** Width of the border band as a fraction of each side. Default 0.1 (the outer 10%). */
   borderBand: number;
@@ -25,7 +25,7 @@ export interface MetricOptions {
 }
 
 export const DEFAULT_METRIC_OPTIONS: Readonly<MetricOptions> = Object.freeze({
-  analysisSide: 256,
+  analysisSide: 128,
   borderBand: 0.1,
   cornerSize: 0.2,
   topFraction: 0.2,
@@ -129,7 +129,9 @@ export function predictionMetrics(probabilities: ArrayLike<number>, trueClass?: 
  * G = 1 − 2·Σ_k (c_k/‖c‖₁)·(N − k + ½)/N. Null when all values are 0.
  */
 export function gini(values: ArrayLike<number>): number | null {
-  const c = Float64Array.from(values as ArrayLike<number>).sort();
+  const c = new Float64Array(values.length);
+  for (let i = 0; i < c.length; i++) c[i] = values[i];
+  c.sort();
   const n = c.length;
   let total = 0;
   for (let k = 0; k < n; k++) total += c[k] as number;
@@ -183,71 +185,80 @@ export function mapMetrics(map: MapInput, imageWidth: number, imageHeight: numbe
   if (g === null) return null;
   const { values, width: rw, height: rh } = mapRaster(map.grid, map.gridHeight, map.gridWidth, imageWidth, imageHeight, options.analysisSide);
 
-  // Per column and per row: normalised centre, border band, corner side.
+  // Bands and corners are contiguous runs of columns (rows) at both ends: count them once, so the
+  // pixel loop below has no per-pixel branch.
   const b = options.borderBand;
   const c = options.cornerSize;
   const xc = new Float64Array(rw);
-  const yc = new Float64Array(rh);
-  const bandX = new Uint8Array(rw);
-  const bandY = new Uint8Array(rh);
-  // 0: not in a corner column/row; 1: left/top; 2: right/bottom.
-  const sideX = new Uint8Array(rw);
-  const sideY = new Uint8Array(rh);
-  for (let x = 0; x < rw; x++) {
-    const u = (x + 0.5) / rw;
-    xc[x] = u;
-    bandX[x] = u < b || u >= 1 - b ? 1 : 0;
-    sideX[x] = u < c ? 1 : u >= 1 - c ? 2 : 0;
-  }
-  for (let y = 0; y < rh; y++) {
-    const v = (y + 0.5) / rh;
-    yc[y] = v;
-    bandY[y] = v < b || v >= 1 - b ? 1 : 0;
-    sideY[y] = v < c ? 1 : v >= 1 - c ? 2 : 0;
-  }
+  for (let x = 0; x < rw; x++) xc[x] = (x + 0.5) / rw;
+  const lead = (n: number, f: number): number => {
+    let k = 0;
+    while (k < n && (k + 0.5) / n < f) k++;
+    return k;
+  };
+  const trail = (n: number, f: number): number => {
+    let k = n;
+    while (k > 0 && (k - 0.5) / n >= 1 - f) k--;
+    return k;
+  };
+  const bandL = lead(rw, b);
+  const bandR = Math.max(trail(rw, b), bandL);
+  const cornL = lead(rw, c);
+  const cornR = Math.max(trail(rw, c), cornL);
+  const bandT = lead(rh, b);
+  const bandB = trail(rh, b);
+  const cornT = lead(rh, c);
+  const cornB = trail(rh, c);
 
   let total = 0;
   let sx = 0;
   let sy = 0;
+  let sxx = 0;
+  let syy = 0;
   let border = 0;
   const corners = [0, 0, 0, 0]; // tl, tr, bl, br
   for (let y = 0; y < rh; y++) {
     const row = y * rw;
-    const vy = yc[y] as number;
-    const by = bandY[y] as number;
-    const cy = sideY[y] as number;
+    const v = (y + 0.5) / rh;
     let rowSum = 0;
     let rowX = 0;
-    let rowBorder = 0;
+    let rowXX = 0;
     for (let x = 0; x < rw; x++) {
-      const m = values[row + x] as number;
+      const m = values[row + x];
+      const u = xc[x];
       rowSum += m;
-      rowX += m * (xc[x] as number);
-      if (by === 1 || bandX[x] === 1) rowBorder += m;
-      const cx = sideX[x] as number;
-      if (cy !== 0 && cx !== 0) corners[(cy - 1) * 2 + (cx - 1)] += m;
+      rowX += m * u;
+      rowXX += m * u * u;
     }
     total += rowSum;
     sx += rowX;
-    sy += rowSum * vy;
-    border += rowBorder;
+    sxx += rowXX;
+    sy += rowSum * v;
+    syy += rowSum * v * v;
+    const cornerRow = y < cornT ? 0 : y >= cornB ? 2 : -1;
+    if (cornerRow >= 0) {
+      for (let x = 0; x < cornL; x++) corners[cornerRow] += values[row + x];
+      for (let x = cornR; x < rw; x++) corners[cornerRow + 1] += values[row + x];
+    }
+    if (y < bandT || y >= bandB) border += rowSum;
+    else {
+      for (let x = 0; x < bandL; x++) border += values[row + x];
+      for (let x = bandR; x < rw; x++) border += values[row + x];
+    }
   }
   if (!(total > 0)) return null;
   const centroidX = sx / total;
   const centroidY = sy / total;
-  let second = 0;
-  for (let y = 0; y < rh; y++) {
-    const dy2 = ((yc[y] as number) - centroidY) ** 2;
-    const row = y * rw;
-    for (let x = 0; x < rw; x++) second += (values[row + x] as number) * (((xc[x] as number) - centroidX) ** 2 + dy2);
-  }
+  // Σm·((u−cx)² + (v−cy)²) = Σm·u² + Σm·v² − T·(cx² + cy²); values are in [0, 1], so double
+  // precision leaves the difference exact to ~1e-15.
+  const variance = Math.max(0, (sxx + syy) / total - centroidX * centroidX - centroidY * centroidY);
   const peak = argMaxPixel(values, rw);
   const out: MapMetrics = {
-    peakX: xc[peak.x] as number,
-    peakY: yc[peak.y] as number,
+    peakX: xc[peak.x],
+    peakY: (peak.y + 0.5) / rh,
     centroidX,
     centroidY,
-    spread: Math.sqrt(second / total),
+    spread: Math.sqrt(variance),
     gini: g,
     borderShare: border / total,
     cornerShares: { topLeft: corners[0] / total, topRight: corners[1] / total, bottomLeft: corners[2] / total, bottomRight: corners[3] / total },
