@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Readable } from 'node:stream';
+import { AUDIT_FILE, METRICS_PARQUET_FILE, REPORT_FILE } from '../shared/audit/files.js';
 import { InvalidInputError, NotFoundError } from '../shared/errors.js';
 import type { ImageManifest } from '../shared/manifest.js';
 import { validateRunId } from '../shared/queue/contract.js';
@@ -34,6 +35,18 @@ export interface ImageQuery {
 }
 
 const STATUS_FILTERS: readonly StatusFilter[] = ['all', 'ok', 'failed'];
+
+/** Run-level files served as they are stored under the run's output prefix. */
+const RUN_FILES = ['manifest.jsonl', 'summary.json', AUDIT_FILE, REPORT_FILE, METRICS_PARQUET_FILE] as const;
+const AUDIT_FILES = new Set<string>([AUDIT_FILE, REPORT_FILE, METRICS_PARQUET_FILE]);
+const RUN_FILE_TYPES: Record<(typeof RUN_FILES)[number], string> = {
+  'manifest.jsonl': 'application/x-ndjson; charset=utf-8',
+  'summary.json': 'application/json; charset=utf-8',
+  [AUDIT_FILE]: 'application/json; charset=utf-8',
+  [REPORT_FILE]: 'text/html; charset=utf-8',
+  [METRICS_PARQUET_FILE]: 'application/vnd.apache.parquet',
+};
+const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox allow-popups";
 
 export interface ApiContext {
   deps: DashboardDeps;
@@ -157,7 +170,7 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
     return { workers: workers.map((w) => ({ ...w, lastSeenSecondsAgo: Math.max(0, (t - Date.parse(w.lastSeen)) / 1000) })) };
   });
 
-  for (const file of ['manifest.jsonl', 'summary.json'] as const) {
+  for (const file of RUN_FILES) {
     app.get<{ Params: { id: string } }>(`/api/runs/:id/${file}`, { schema: { params: RUN_PARAMS, querystring: NO_QUERY } }, async (req, reply) => {
       const run = await requireRun(req.params.id);
       const out = parseS3Uri(run.output, `run ${run.id} output`);
@@ -166,12 +179,15 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
       try {
         object = await deps.store.getStream(out.bucket, key);
       } catch (err) {
-        if (err instanceof NotFoundError) throw new NotFoundError(`${file} of run ${run.id} is not written yet (state ${run.state}); it appears when every image has a result`);
+        if (err instanceof NotFoundError) {
+          const hint = AUDIT_FILES.has(file) ? `; write it with: gradcam-audit report ${run.id}` : '; it appears when every image has a result';
+          throw new NotFoundError(`${file} of run ${run.id} is not written yet (state ${run.state})${hint}`);
+        }
         throw err;
       }
-      const type = file.endsWith('.jsonl') ? 'application/x-ndjson; charset=utf-8' : 'application/json; charset=utf-8';
-      void reply.header('Content-Disposition', `inline; filename="${run.id}-${file}"`);
-      return sendObject(reply, key, object, type);
+      void reply.header('Content-Disposition', `${file.endsWith('.parquet') ? 'attachment' : 'inline'}; filename="${run.id}-${file}"`);
+      // The report is a self-contained page: inline styles and data: thumbnails, no script.
+      return sendObject(reply, key, object, RUN_FILE_TYPES[file], file === REPORT_FILE ? REPORT_CSP : OBJECT_CSP);
     });
   }
 }
@@ -181,13 +197,14 @@ function sendObject(
   key: string,
   object: { stream: Readable; etag: string; size: number },
   forcedType?: string,
+  csp: string = OBJECT_CSP,
 ) {
   const { type, inline } = forcedType ? { type: forcedType, inline: true } : safeContentType(key);
   void reply
     .type(type)
     .header('Content-Length', String(object.size))
     .header('Cache-Control', 'private, max-age=60')
-    .header('Content-Security-Policy', OBJECT_CSP);
+    .header('Content-Security-Policy', csp);
   if (object.etag) void reply.header('ETag', `"${object.etag}"`);
   if (!inline) void reply.header('Content-Disposition', 'attachment');
   return reply.send(object.stream);

@@ -4,7 +4,8 @@
  * (`s3://bucket/prefix/`, no Redis needed). Both read the run's manifest.jsonl as a stream.
  */
 import { Readable } from 'node:stream';
-import { CompareAccumulator, COMPARE_FILE, COMPARE_HTML_FILE, hashJoin, mergeJoin, UnorderedManifestError, type CompareReport } from '../shared/audit/compare.js';
+import { CompareAccumulator, hashJoin, mergeJoin, UnorderedManifestError, type CompareReport } from '../shared/audit/compare.js';
+import { COMPARE_FILE, COMPARE_HTML_FILE } from '../shared/audit/files.js';
 import { renderCompareHtml } from '../shared/audit/compare-html.js';
 import { analyseLines, folderSink, readManifestLines, type AnalysisSink } from '../shared/audit/run-analysis.js';
 import { s3Sink, s3Thumbnail } from '../shared/audit/s3-analysis.js';

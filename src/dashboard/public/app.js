@@ -272,7 +272,7 @@ function runPage(runId) {
       lastState = run.state;
       head.replaceChildren(
         h('div', {}, h('div', { class: 'muted small' }, h('a', { href: '#/', text: 'Runs' }), ' / ', run.id), h('h1', {}, `Run ${run.id} `, badge(run.state)), h('div', { class: 'muted mono', text: `${run.source}  →  ${run.output}` })),
-        h('div', { class: 'links' }, h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/manifest.jsonl`, target: '_blank', id: 'link-manifest', text: 'manifest.jsonl' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/summary.json`, target: '_blank', id: 'link-summary', text: 'summary.json' })),
+        h('div', { class: 'links' }, h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/manifest.jsonl`, target: '_blank', id: 'link-manifest', text: 'manifest.jsonl' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/summary.json`, target: '_blank', id: 'link-summary', text: 'summary.json' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/report.html`, target: '_blank', id: 'link-report', text: 'audit report' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/audit.json`, target: '_blank', id: 'link-audit', text: 'audit.json' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/metrics.parquet`, id: 'link-parquet', text: 'metrics.parquet' })),
       );
     }
     if (stamp !== lastStamp) {

@@ -14,8 +14,6 @@ import { round } from './numbers.js';
 import type { AuditLine, ClassRef, MetricSummary } from './types.js';
 
 export const COMPARE_SCHEMA = 'gradcam-audit/compare@1';
-export const COMPARE_FILE = 'compare.json';
-export const COMPARE_HTML_FILE = 'compare.html';
 
 /** Metrics whose class means are compared side by side. */
 const SIDE_BY_SIDE = ['top1Prob', 'borderShare', 'cornerTopLeft', 'cornerTopRight', 'cornerBottomLeft', 'cornerBottomRight', 'boxEnergy', 'pointingHit'] as const;

@@ -9,8 +9,6 @@ import { decodeAtlas } from './image-metrics.js';
 import { METRIC_COLUMNS, METRICS_EXTRA_KEYS, metricText, metricValue, type MetricColumn } from './metric-table.js';
 import type { AuditLine } from './types.js';
 
-export const METRICS_PARQUET_FILE = 'metrics.parquet';
-
 /** `top1Prob` → `top1_prob`. */
 export function snakeCase(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();

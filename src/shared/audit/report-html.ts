@@ -9,8 +9,6 @@ import type { HistogramSnapshot } from './histogram.js';
 import { METRIC_COLUMNS } from './metric-table.js';
 import { FLAG_KINDS, type AuditFlag, type AuditReport, type ClassRef, type ClassReport, type FlagKind } from './types.js';
 
-export const REPORT_FILE = 'report.html';
-
 export interface ReportOptions {
   /** The run's output prefix (`s3://bucket/prefix/`): output URIs under it become relative links. */
   outputUri?: string;

@@ -13,11 +13,11 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AuditOptions } from './audit-options.js';
 import { AuditAccumulator } from './accumulator.js';
-import { METRICS_PARQUET_FILE, MetricsParquetWriter } from './parquet-table.js';
-import { renderReportHtml, REPORT_FILE, type ReportOptions } from './report-html.js';
+import { AUDIT_FILE, METRICS_PARQUET_FILE, REPORT_FILE } from './files.js';
+import { MetricsParquetWriter } from './parquet-table.js';
+import { renderReportHtml, type ReportOptions } from './report-html.js';
 import type { AuditLine, AuditReport } from './types.js';
 
-export const AUDIT_FILE = 'audit.json';
 
 /** Writes one named file of the run's analysis. */
 export interface AnalysisSink {
