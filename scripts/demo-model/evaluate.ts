@@ -5,8 +5,9 @@
 import type { CamMethod, ScoreMode } from '../../src/shared/explain-options.js';
 import type { Engine, PreprocessedImage } from '../../src/worker/engine/engine.js';
 import { preprocess } from '../../src/worker/image/preprocess.js';
+import { mapMetrics } from '../../src/shared/audit/image-metrics.js';
 import { pointingHit } from './pointing-game.js';
-import { DEMO_CLASSES, generateImage, type SyntheticImage } from './synth.js';
+import { DEFAULT_SCENE_OPTIONS, DEMO_CLASSES, generateImage, SHORTCUT_EVAL_SCENE_OPTIONS, type SceneOptions, type SyntheticImage } from './synth.js';
 
 export interface EvalOptions {
   /** Folder with model.json. Default models/demo. */
@@ -19,6 +20,8 @@ export interface EvalOptions {
   method: CamMethod;
   /** Images per engine call. Default 25. */
   batchSize: number;
+  /** `shortcut`: the watermarked scenes (synth.ts SHORTCUT_EVAL_SCENE_OPTIONS). Default clean. */
+  scene: 'clean' | 'shortcut';
 }
 
 export const DEFAULT_EVAL_OPTIONS: Readonly<EvalOptions> = Object.freeze({
@@ -27,7 +30,10 @@ export const DEFAULT_EVAL_OPTIONS: Readonly<EvalOptions> = Object.freeze({
   seed: 2024,
   method: 'gradcam' as CamMethod,
   batchSize: 25,
+  scene: 'clean' as const,
 });
+
+export const EVAL_SCENES: Record<EvalOptions['scene'], Readonly<SceneOptions>> = { clean: DEFAULT_SCENE_OPTIONS, shortcut: SHORTCUT_EVAL_SCENE_OPTIONS };
 
 /** Goals from the demo's specification. */
 export const GOALS = { accuracy: 0.95, pointingGame: 0.9 } as const;
@@ -38,7 +44,12 @@ export interface EvalResult {
   /** Pointing-game hit rate per score mode, for the true class's map. */
   pointing: Record<ScoreMode, number>;
   degenerate: Record<ScoreMode, number>;
-  perClass: { name: string; images: number; accuracy: number; pointing: number }[];
+  /**
+   * Per class: accuracy, pointing game (logit), and with the probability score the mean share of the
+   * map's heat in the bottom-right corner (where the shortcut variant's watermark sits) and inside
+   * the object's box (src/shared/audit metrics).
+   */
+  perClass: { name: string; images: number; accuracy: number; pointing: number; bottomRightShare: number; boxEnergy: number }[];
   engine: string;
   seconds: number;
 }
@@ -53,7 +64,7 @@ export async function evaluate(engine: Engine, options: EvalOptions): Promise<Ev
   const started = Date.now();
   const byClass = DEMO_CLASSES.map(() => [] as SyntheticImage[]);
   for (let i = 0; i < options.images; i++) {
-    const image = generateImage(options.seed, i);
+    const image = generateImage(options.seed, i, EVAL_SCENES[options.scene]);
     byClass[image.classIndex]?.push(image);
   }
   const scores: ScoreMode[] = ['prob', 'logit'];
@@ -64,6 +75,8 @@ export async function evaluate(engine: Engine, options: EvalOptions): Promise<Ev
   for (const [classIndex, images] of byClass.entries()) {
     let classCorrect = 0;
     let classHits = 0;
+    let corner = 0;
+    let energy = 0;
     for (let start = 0; start < images.length; start += options.batchSize) {
       const batch = images.slice(start, start + options.batchSize);
       const inputs = batch.map((image) => toInput(image, engine));
@@ -78,11 +91,17 @@ export async function evaluate(engine: Engine, options: EvalOptions): Promise<Ev
           if (hit) hits[score]++;
           if (score === 'logit' && hit) classHits++;
           if (score === 'prob' && argMax(result.probabilities) === classIndex) classCorrect++;
+          if (score === 'prob') {
+            const b = image.box;
+            const m = mapMetrics({ grid: cam.grid, gridHeight: cam.height, gridWidth: cam.width, degenerate: cam.degenerate }, image.width, image.height, [[b.x0, b.y0, b.x1, b.y1]]);
+            corner += m?.cornerShares.bottomRight ?? 0;
+            energy += m?.boxEnergy ?? 0;
+          }
         });
       }
     }
     correct += classCorrect;
-    perClass.push({ name: DEMO_CLASSES[classIndex] as string, images: images.length, accuracy: classCorrect / images.length, pointing: classHits / images.length });
+    perClass.push({ name: DEMO_CLASSES[classIndex] as string, images: images.length, accuracy: classCorrect / images.length, pointing: classHits / images.length, bottomRightShare: corner / images.length, boxEnergy: energy / images.length });
   }
   const n = options.images;
   return {
