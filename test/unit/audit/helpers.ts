@@ -5,18 +5,10 @@
 import { atlasBytes, mapMetrics, predictionMetrics, type Box } from '../../../src/shared/audit/image-metrics.js';
 import { toMetricsRecord } from '../../../src/shared/audit/metric-table.js';
 import type { AuditLine } from '../../../src/shared/audit/types.js';
+import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 
-/** Deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (the project's mulberry32). */
+export const prng = mulberry32;
 
 export const LABELS = ['circle', 'square', 'triangle', 'star', 'cross'];
 
