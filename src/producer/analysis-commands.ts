@@ -7,7 +7,7 @@ import type { CompareCliFlags, ReportCliFlags } from './analysis-cli.js';
 
 export async function reportCommand(): Promise<Command> {
   return new Command('report')
-    .description("Write or refresh a finished run's audit.json, metrics.parquet and report.html (the finalizer writes them at the end of every run)")
+    .description("Write or refresh a finished run's audit.json, metrics.parquet and report.html from its manifest.jsonl")
     .argument('<run>', 'run id, or the run\'s output prefix s3://bucket/prefix/ (then no Redis is needed)')
     .option('--out <dir>', 'write the files to this local folder instead of the run\'s output prefix')
     .option('--json', 'print the counts and flag counts as JSON')
