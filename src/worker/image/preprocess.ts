@@ -1,39 +1,51 @@
 /**
- * Decoded RGB → model input, exactly as Keras does it for VGG16:
- * `load_img(path, target_size=(224, 224))` (PIL resize, NEAREST by default, no aspect preservation)
- * followed by `vgg16.preprocess_input` in caffe mode (RGB→BGR, subtract the ImageNet BGR mean, no
- * scaling). The float32 arithmetic matches NumPy's: `float32(x) - float32(mean)`.
+ * Decoded RGB → model input, bit-exact with the library each mode comes from (the modes and their
+ * numbers are defined once in `src/shared/preprocessing.ts`):
+ *
+ * 1. geometry: PIL's resize of the whole image to the model input (`keras.utils.load_img`, NEAREST
+ *    by default), or with `centerCrop` torchvision's `Resize(round(256/224 * side))` of the shorter
+ *    side followed by `CenterCrop(input)`, with the same PIL kernels;
+ * 2. values: the mode's per-channel float32 map, in the channel order the mode defines (BGR for
+ *    caffe, RGB otherwise).
+ *
+ * The output is HWC float32; whether an engine feeds it as NHWC or transposes it to NCHW is the
+ * engine's business. The reference is `scripts/reference/torchvision_preprocess.py` (torchvision,
+ * Pillow, NumPy) and `pil_preprocess.py` (Keras caffe mode).
  */
 import type { ResizeMode } from '../../shared/explain-options.js';
+import type { PreprocessMode } from '../../shared/preprocessing.js';
+import { CENTER_CROP_RESIZE_RATIO, IMAGENET_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESS_DEFINITIONS, PREPROCESS_MODES } from '../../shared/preprocessing.js';
 import type { PreprocessedImage } from '../engine/engine.js';
 import type { RgbImage } from './resize.js';
-import { resizeBilinearPil, resizeNearestPil } from './resize.js';
+import { centerCropOffset, cropRgb, resizeBilinearPil, resizeNearestPil, shorterSideSize } from './resize.js';
+
+export { IMAGENET_MEAN_BGR } from '../../shared/preprocessing.js';
 
 export interface PreprocessOptions {
   /** Model input width. Default 224 (VGG16). */
   width: number;
   /** Model input height. Default 224 (VGG16). */
   height: number;
-  /** Resampling to the model input. Default `nearest`, as `keras.utils.load_img`. */
+  /** PIL kernel for every resize. Default `nearest`, as `keras.utils.load_img`. */
   resize: ResizeMode;
-  /** Per-channel mean in BGR order, subtracted after RGB→BGR. Default Keras caffe mode. */
-  meanBgr: readonly [number, number, number];
+  /** Value mapping. Default `caffe` (Keras VGG16). */
+  mode: PreprocessMode;
+  /** torchvision evaluation geometry (shorter side, then the central crop). Default false. */
+  centerCrop: boolean;
 }
-
-/** Keras `imagenet_utils` caffe-mode mean, BGR order. */
-export const IMAGENET_MEAN_BGR: readonly [number, number, number] = Object.freeze([103.939, 116.779, 123.68]) as readonly [number, number, number];
 
 export const DEFAULT_PREPROCESS_OPTIONS: Readonly<PreprocessOptions> = Object.freeze({
   width: 224,
   height: 224,
   resize: 'nearest',
-  meanBgr: IMAGENET_MEAN_BGR,
+  mode: 'caffe',
+  centerCrop: false,
 });
 
 /** Resize with PIL's kernel for `mode`; returns the source itself when it already has the size. */
 export function resizeForModel(image: RgbImage, width: number, height: number, mode: ResizeMode): RgbImage {
-  // keras.utils.load_img skips the resize when the size already matches; both kernels are the
-  // identity then anyway, so this is only a shortcut.
+  // keras.utils.load_img (and torchvision's Resize) skip the resize when the size already
+  // matches; both kernels are the identity then anyway, so this is only a shortcut.
   if (image.width === width && image.height === height) return image;
   switch (mode) {
     case 'nearest':
@@ -45,35 +57,78 @@ export function resizeForModel(image: RgbImage, width: number, height: number, m
   }
 }
 
+/** Side length the shorter image side is resized to before a center crop to `width` x `height`. */
+export function centerCropResizeSide(width: number, height: number): number {
+  return Math.round(CENTER_CROP_RESIZE_RATIO * Math.min(width, height));
+}
+
+/** The RGB pixels the model sees: the whole image resized, or resized by its shorter side and center-cropped. */
+export function fitToModel(image: RgbImage, options: Pick<PreprocessOptions, 'width' | 'height' | 'resize' | 'centerCrop'>): RgbImage {
+  const { width, height, resize } = options;
+  if (!options.centerCrop) return resizeForModel(image, width, height, resize);
+  const scaled = shorterSideSize(image.width, image.height, centerCropResizeSide(width, height));
+  const resized = resizeForModel(image, scaled.width, scaled.height, resize);
+  return cropRgb(resized, centerCropOffset(resized.width, width), centerCropOffset(resized.height, height), width, height);
+}
+
 /**
- * Model input for one decoded image: HWC float32, BGR, mean subtracted.
+ * Model input for one decoded image: HWC float32 in the mode's channel order.
  * @param into optional destination of `width*height*3` floats, e.g. a slice of a batch buffer
  */
 export function preprocess(image: RgbImage, options: Partial<PreprocessOptions> = {}, into?: Float32Array): PreprocessedImage {
   const opts = resolvePreprocessOptions(options);
-  const resized = resizeForModel(image, opts.width, opts.height, opts.resize);
+  const fitted = fitToModel(image, opts);
   const pixels = opts.width * opts.height;
   const out = into ?? new Float32Array(pixels * 3);
   if (out.length !== pixels * 3) throw new RangeError(`preprocess destination holds ${out.length} floats, expected ${pixels * 3}`);
 
-  // One float per (channel, byte value): the hot loop is then table lookups, and each entry is
-  // computed with NumPy's float32 rounding once.
-  const [b, g, r] = opts.meanBgr.map((m) => Math.fround(m));
-  const lutR = new Float32Array(256);
-  const lutG = new Float32Array(256);
-  const lutB = new Float32Array(256);
-  for (let v = 0; v < 256; v++) {
-    lutR[v] = v - r;
-    lutG[v] = v - g;
-    lutB[v] = v - b;
-  }
-  const src = resized.data;
+  // The hot loop is table lookups: one float32 per (channel, byte value), each computed once
+  // with the reference library's float32 rounding.
+  const [lutR, lutG, lutB] = channelTables(opts.mode);
+  const bgr = PREPROCESS_DEFINITIONS[opts.mode].channels === 'bgr';
+  const src = fitted.data;
   for (let i = 0, end = pixels * 3; i < end; i += 3) {
-    out[i] = lutB[src[i + 2]];
-    out[i + 1] = lutG[src[i + 1]];
-    out[i + 2] = lutR[src[i]];
+    const r = lutR[src[i]];
+    const g = lutG[src[i + 1]];
+    const b = lutB[src[i + 2]];
+    out[i] = bgr ? b : r;
+    out[i + 1] = g;
+    out[i + 2] = bgr ? r : b;
   }
   return { data: out, height: opts.height, width: opts.width };
+}
+
+const tables = new Map<PreprocessMode, readonly [Float32Array, Float32Array, Float32Array]>();
+
+/**
+ * Value tables for the R, G and B inputs. `Math.fround` after every operation reproduces float32
+ * arithmetic: the exact result of one IEEE operation on float32 operands, rounded once to double
+ * and then to float32, equals the float32 operation's result (double has more than 2 x 24 + 2 bits).
+ */
+export function channelTables(mode: PreprocessMode): readonly [Float32Array, Float32Array, Float32Array] {
+  const hit = tables.get(mode);
+  if (hit) return hit;
+  const f = Math.fround;
+  const value = (channel: 0 | 1 | 2, v: number): number => {
+    switch (mode) {
+      case 'caffe':
+        // NumPy: float32 array minus a Python float scalar is float32 - float32(mean); the mean is BGR.
+        return f(v - f(IMAGENET_MEAN_BGR[2 - channel]));
+      case 'tf':
+        // Keras: x /= 127.5; x -= 1.
+        return f(f(v / 127.5) - 1);
+      case 'torch':
+        // torchvision: ToTensor's div(255), then Normalize's sub_(mean).div_(std), all float32.
+        return f(f(f(v / 255) - f(IMAGENET_MEAN_RGB[channel])) / f(IMAGENET_STD_RGB[channel]));
+      case 'raw':
+        return f(v / 255);
+      default:
+        throw new RangeError(`unknown preprocess mode ${String(mode)}; expected ${PREPROCESS_MODES.join(', ')}`);
+    }
+  };
+  const luts = ([0, 1, 2] as const).map((channel) => Float32Array.from({ length: 256 }, (_, v) => value(channel, v))) as unknown as [Float32Array, Float32Array, Float32Array];
+  tables.set(mode, luts);
+  return luts;
 }
 
 export function resolvePreprocessOptions(options: Partial<PreprocessOptions>): PreprocessOptions {
@@ -85,6 +140,7 @@ export function resolvePreprocessOptions(options: Partial<PreprocessOptions>): P
     if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`preprocess option ${key} must be a positive integer, got ${String(opts[key])}`);
   }
   if (opts.resize !== 'nearest' && opts.resize !== 'bilinear') throw new RangeError(`preprocess option resize must be nearest or bilinear, got ${String(opts.resize)}`);
-  if (opts.meanBgr.length !== 3 || !opts.meanBgr.every(Number.isFinite)) throw new RangeError('preprocess option meanBgr must be three finite numbers (B, G, R)');
+  if (!PREPROCESS_MODES.includes(opts.mode)) throw new RangeError(`preprocess option mode must be one of ${PREPROCESS_MODES.join(', ')}, got ${String(opts.mode)}`);
+  if (typeof opts.centerCrop !== 'boolean') throw new RangeError(`preprocess option centerCrop must be a boolean, got ${String(opts.centerCrop)}`);
   return opts;
 }

@@ -217,6 +217,43 @@ function verticalPass(src: RgbImage, coeffs: ResampleTaps<Int32Array>, rowOffset
   return { data: out, width, height: outHeight };
 }
 
+/**
+ * torchvision `Resize(size)` with an int size: the shorter side becomes `size` and the longer one
+ * `int(size * long / short)` (truncated, as Python's `int()`), keeping the aspect ratio.
+ */
+export function shorterSideSize(width: number, height: number, size: number): { width: number; height: number } {
+  if (width <= height) return { width: size, height: Math.trunc((size * height) / width) };
+  return { width: Math.trunc((size * width) / height), height: size };
+}
+
+/**
+ * Offsets of torchvision's `CenterCrop` along one axis: `int(round((size - crop) / 2))` with
+ * Python's round-half-to-even, or, when the crop is larger than the image, the negative of the
+ * zero padding torchvision adds first (`(crop - size) // 2` before, the rest after).
+ */
+export function centerCropOffset(size: number, crop: number): number {
+  if (crop > size) return -Math.floor((crop - size) / 2);
+  const twice = size - crop; // offset = twice / 2, rounded half to even
+  const half = twice >> 1;
+  return twice % 2 === 0 ? half : half % 2 === 0 ? half : half + 1;
+}
+
+/** The `width` x `height` window at (left, top) of `src`; pixels outside the source are 0 (black). */
+export function cropRgb(src: RgbImage, left: number, top: number, width: number, height: number): RgbImage {
+  checkSizes(src, width, height);
+  if (left === 0 && top === 0 && width === src.width && height === src.height) return src;
+  const out = new Uint8Array(width * height * CHANNELS);
+  const x0 = Math.max(0, -left);
+  const x1 = Math.min(width, src.width - left);
+  for (let y = 0; y < height; y++) {
+    const sy = y + top;
+    if (sy < 0 || sy >= src.height || x1 <= x0) continue;
+    const from = (sy * src.width + left + x0) * CHANNELS;
+    out.set(src.data.subarray(from, from + (x1 - x0) * CHANNELS), (y * width + x0) * CHANNELS);
+  }
+  return { data: out, width, height };
+}
+
 function checkSizes(src: RgbImage, outWidth: number, outHeight: number): void {
   if (!(Number.isInteger(outWidth) && Number.isInteger(outHeight) && outWidth > 0 && outHeight > 0)) {
     throw new RangeError(`resize target must be positive integers, got ${outWidth}x${outHeight}`);

@@ -114,8 +114,9 @@ describe('preprocess (Keras caffe mode)', () => {
     expect(() => preprocess({ data, width: 50, height: 31 }, {}, new Float32Array(10))).toThrow(/expected 150528/);
   });
 
-  it('reads the mean and size from one options object, validated', () => {
-    expect(DEFAULT_PREPROCESS_OPTIONS).toMatchObject({ width: 224, height: 224, resize: 'nearest', meanBgr: [103.939, 116.779, 123.68] });
+  it('reads the mode and size from one options object, validated', () => {
+    expect(DEFAULT_PREPROCESS_OPTIONS).toMatchObject({ width: 224, height: 224, resize: 'nearest', mode: 'caffe', centerCrop: false });
+    expect(() => resolvePreprocessOptions({ mode: 'keras' as 'caffe' })).toThrow(/caffe, tf, torch, raw/);
     expect(() => resolvePreprocessOptions({ width: 0 })).toThrow(/width/);
     expect(() => resolvePreprocessOptions({ resize: 'bicubic' as 'nearest' })).toThrow(/resize/);
   });
