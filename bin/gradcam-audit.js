@@ -6,6 +6,10 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { sizeThreadpool } from './threadpool.js';
+
+// Before anything queues work on libuv's threadpool, which nothing has done yet at this line.
+sizeThreadpool();
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const built = join(root, 'dist', 'src', 'cli.js');

@@ -24,6 +24,12 @@ import { formatS3Uri } from './uri.js';
 export interface S3StoreOptions extends S3Config {
   /** Explicit static credentials (tests, embedded demo). Default: the SDK's credential chain. */
   credentials?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * Sockets per S3 host (kept alive). Default: the SDK's 50. Callers with more concurrent requests
+   * than that (a worker with large batches and prefetch) size it to their concurrency, or requests
+   * queue inside the SDK.
+   */
+  maxSockets?: number;
 }
 
 export function createS3Client(options: S3StoreOptions): S3Client {
@@ -40,6 +46,10 @@ export function createS3Client(options: S3StoreOptions): S3Client {
     config.responseChecksumValidation = 'WHEN_REQUIRED';
   }
   if (options.credentials) config.credentials = options.credentials;
+  if (options.maxSockets !== undefined) {
+    const agent = { keepAlive: true, maxSockets: options.maxSockets };
+    config.requestHandler = { httpAgent: agent, httpsAgent: agent };
+  }
   return new S3Client(config);
 }
 

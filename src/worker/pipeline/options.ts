@@ -57,6 +57,15 @@ export const PIPELINE_DEFAULTS = Object.freeze({
   maxSourceBytes: MAX_SOURCE_BYTES,
 });
 
+/**
+ * S3 sockets a worker keeps: one per job it may download at once (batch + prefetch), one per
+ * concurrent upload, and a few for the finalizer and sweeps. The SDK's default of 50 would queue
+ * requests inside the SDK from `--batch-size 32` on.
+ */
+export function s3SocketsFor(options: Pick<PipelineOptions, 'batchSize' | 'prefetch' | 'uploadConcurrency'>): number {
+  return options.batchSize + options.prefetch + options.uploadConcurrency + 4;
+}
+
 /** How many times the measured batch time the lock must last. */
 export const LOCK_SAFETY_FACTOR = 10;
 

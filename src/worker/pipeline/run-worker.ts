@@ -29,7 +29,7 @@ import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
-import { defaultWorkerId, PIPELINE_DEFAULTS } from './options.js';
+import { defaultWorkerId, PIPELINE_DEFAULTS, resolvePipelineOptions, s3SocketsFor } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
@@ -150,7 +150,7 @@ export async function startWorker(
   loadSpec: (source: string) => Promise<ModelSpec>,
   onFatal: (err: Error) => void = () => undefined,
 ): Promise<RunningWorker> {
-  const store = S3ObjectStore.fromConfig(config.s3);
+  const store = S3ObjectStore.fromConfig({ ...config.s3, maxSockets: s3SocketsFor(resolvePipelineOptions(options.pipeline)) });
   const ks = { prefix: config.keyPrefix };
   const workerName = options.pipeline.workerId ?? 'worker';
   const redis = createRedis(config.redisUrl, { role: 'queue', name: `gca-${workerName}` });

@@ -5,6 +5,8 @@
  * reason and exit 1, and a disagreeing engine fails the parity check.
  */
 import { execFile } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { threadpoolSizeFor } from '../../../bin/threadpool.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_LABELS, DEMO_MODEL } from '../../../src/demo/options.js';
 import { loadConfig } from '../../../src/shared/config.js';
@@ -66,11 +68,13 @@ describe('gradcam-audit doctor', () => {
   it('exits 1 with the reason when Redis is unreachable, S3 has no credentials and a GPU is required', async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, ...serviceEnv(), REDIS_URL: 'redis://127.0.0.1:1', GRADCAM_AUDIT_REQUIRE_GPU: 'true', LOG_LEVEL: 'warn' };
     delete env.AWS_ACCESS_KEY_ID;
+    delete env.UV_THREADPOOL_SIZE;
     delete env.AWS_SECRET_ACCESS_KEY;
     // No profile or instance role either: the SDK's chain must come up empty.
     Object.assign(env, { AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' });
     const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'doctor', '--json', '--batch', '1', '--onnx-cache-dir', 'off'], { cwd: REPO_ROOT, env, timeout: 120_000 }, (err, stdout, stderr) =>
+      // Through the installed command, which sizes libuv's threadpool before anything uses it.
+      execFile(process.execPath, ['bin/gradcam-audit.js', 'doctor', '--json', '--batch', '1', '--onnx-cache-dir', 'off'], { cwd: REPO_ROOT, env, timeout: 120_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
       );
     });
@@ -82,5 +86,6 @@ describe('gradcam-audit doctor', () => {
     expect(by.s3).toMatchObject({ status: 'fail', summary: expect.stringMatching(/no AWS credentials found/) });
     expect(by.gpu).toMatchObject({ status: 'fail' });
     expect(by.engine?.status).toBe('ok');
+    expect(by.node?.details).toMatchObject({ threadpool: threadpoolSizeFor(availableParallelism()) });
   }, 150_000);
 });

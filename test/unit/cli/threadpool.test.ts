@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { sizeThreadpool, threadpoolSizeFor } from '../../../bin/threadpool.js';
+
+describe('libuv threadpool sizing', () => {
+  it('gives sharp one thread per core, at least libuv default 4 and at most 64', () => {
+    expect([1, 2, 4, 6, 16, 48, 64, 65, 192].map(threadpoolSizeFor)).toEqual([4, 4, 4, 6, 16, 48, 64, 64, 64]);
+  });
+
+  it("sets UV_THREADPOOL_SIZE only where the environment does not choose", () => {
+    const unset: NodeJS.ProcessEnv = {};
+    sizeThreadpool(unset, 16);
+    expect(unset.UV_THREADPOOL_SIZE).toBe('16');
+    const chosen: NodeJS.ProcessEnv = { UV_THREADPOOL_SIZE: '3' };
+    sizeThreadpool(chosen, 16);
+    expect(chosen.UV_THREADPOOL_SIZE).toBe('3');
+  });
+});
