@@ -4,7 +4,7 @@
  */
 import { ConfigError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { ModelInput } from '../model/graph/from-sequential.js';
 import type { Engine } from './engine.js';
 import type { CamPostOptions } from './cam-post.js';
 import type { BackendChoice } from './tfjs/backend.js';
@@ -15,10 +15,10 @@ export const ENGINE_CHOICES = ['auto', 'tfjs', 'onnx'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 
 export interface CreateEngineOptions {
-  spec: ModelSpec;
+  spec: ModelInput;
   /** Default `auto`: ONNX Runtime when it can run the model, else TF.js. */
   engine?: EngineChoice;
-  /** Target layer; default `block5_conv3` when present, else the last conv layer. */
+  /** Target: node, tensor or Keras layer name; default the feature map the head pools (walker.ts). */
   layer?: string;
   /** TF.js backend; default `auto`. */
   backend?: BackendChoice;

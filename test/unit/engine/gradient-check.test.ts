@@ -26,7 +26,7 @@ describe('head gradient vs finite differences', () => {
       const model = compileModel(spec, LAYER);
       const images = seededImages(3, 16, 16, 11);
       const x = tf.tensor4d(Float32Array.from(images.flatMap((im) => Array.from(im.data))), [3, 16, 16, 3]);
-      const a = model.features(x);
+      const a = model.features(x).target;
       const [h, w, c] = model.targetShape;
       const aData = (await a.data()) as Float32Array;
       const classes = [0, 3, 5];
@@ -75,7 +75,7 @@ describe('head gradient vs finite differences', () => {
     const model = compileModel(spec, LAYER);
     const [image] = seededImages(1, 16, 16, 21);
     const [result] = await engine.explain({ images: [image], targets: { kind: 'indices', indices: [2] }, topK: 1, method: 'gradcam', score: 'logit' });
-    const a = model.features(tf.tensor4d(image.data, [1, 16, 16, 3]));
+    const a = model.features(tf.tensor4d(image.data, [1, 16, 16, 3])).target;
     const [h, w, c] = model.targetShape;
     const base = (await a.data()) as Float32Array;
     const logitOf = (act: Float32Array): number => tf.tidy(() => model.head(tf.tensor4d(act, [1, h, w, c])).dataSync()[2]);
@@ -106,7 +106,7 @@ describe('head gradient vs finite differences', () => {
     const tuned = compileModel(spec, LAYER, { pretransposeDense: true });
     const images = seededImages(2, 16, 16, 31);
     const x = tf.tensor4d(Float32Array.from(images.flatMap((im) => Array.from(im.data))), [2, 16, 16, 3]);
-    const a = plain.features(x);
+    const a = plain.features(x).target;
     for (const score of SCORE_MODES) {
       const g1 = headGradient(plain, a, [1, 4], score);
       const g2 = headGradient(tuned, a, [1, 4], score);

@@ -4,9 +4,10 @@
  */
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { GRAPH_IO, compileGraph, hwioToOihw, permuteFlattenRows } from '../../../src/worker/engine/onnx/compile-graph.js';
+import { GRAPH_IO, compileGraph } from '../../../src/worker/engine/onnx/compile-graph.js';
+import { hwioToOihw } from '../../../src/worker/model/graph/from-sequential.js';
 import { GraphBuilder, OPSET } from '../../../src/worker/engine/onnx/graph-builder.js';
-import { TensorDataType, decodeModel } from '../../../src/worker/engine/onnx/onnx-proto.js';
+import { TensorDataType, decodeModel } from '../../../src/worker/model/graph/onnx-proto.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
 
 describe('ONNX protobuf encoding', () => {
@@ -49,12 +50,6 @@ describe('layout conversions', () => {
     const oihw = hwioToOihw(hwio, 1, 2, 2, 3);
     // OIHW index ((o*in + i)*kh + y)*kw + x
     for (let o = 0; o < 3; o++) for (let i = 0; i < 2; i++) for (let x = 0; x < 2; x++) expect(oihw[(o * 2 + i) * 2 + x]).toBe(100 * x + 10 * i + o);
-  });
-
-  it("dense rows from Keras' (h, w, c) flatten order to NCHW's (c, h, w)", () => {
-    // c=2, h=1, w=2, units=1: Keras row (y, x, k) holds 100y + 10x + k.
-    const kernel = Float32Array.from([0, 1, 10, 11]);
-    expect(Array.from(permuteFlattenRows(kernel, [2, 1, 2], 1))).toEqual([0, 10, 1, 11]);
   });
 });
 

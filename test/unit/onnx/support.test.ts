@@ -15,6 +15,8 @@ function withLayers(layers: LayerSpec[]): ModelSpec {
   return { ...spec, layers };
 }
 
+const overlapping = withLayers(spec.layers.map((l) => (l.name === 'block2_pool' && l.type === 'maxpool2d' ? { ...l, poolSize: [3, 3], strides: [2, 2], padding: 'same' } : l)));
+
 describe('isOnnxSupported', () => {
   it('accepts VGG-shaped flatten and GAP models for every method', () => {
     for (const method of ONNX_CAM_METHODS) {
@@ -29,7 +31,7 @@ describe('isOnnxSupported', () => {
 
   it('rejects conv layers after the target layer, naming the layer', () => {
     const r = isOnnxSupported(spec, 'gradcam', 'block1_conv2');
-    expect(r).toEqual({ ok: false, reason: expect.stringMatching(/block2_conv1: conv layers after the target layer/) });
+    expect(r).toEqual({ ok: false, reason: expect.stringMatching(/node "block2_conv1\/Conv" \(Conv\) in the head \(after the target layer\) has no compiled backward/) });
   });
 
   it('rejects an unknown layer and an unknown method', () => {
@@ -37,17 +39,14 @@ describe('isOnnxSupported', () => {
     expect(isOnnxSupported(spec, 'scorecam' as CamMethod)).toMatchObject({ ok: false, reason: expect.stringMatching(/scorecam/) });
   });
 
-  it('rejects heads without a compiled backward: sigmoid output, overlapping pool', () => {
+  it('accepts a sigmoid (multi-label) output and rejects an overlapping pool in the head', () => {
     const sigmoid = withLayers(spec.layers.map((l) => (l.name === 'predictions' && l.type === 'dense' ? { ...l, activation: 'sigmoid' } : l)));
-    expect(isOnnxSupported(sigmoid, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/predictions: sigmoid/) });
-    const overlapping = withLayers(spec.layers.map((l) => (l.name === 'block2_pool' && l.type === 'maxpool2d' ? { ...l, poolSize: [3, 3], strides: [2, 2] } : l)));
-    expect(isOnnxSupported(overlapping, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/block2_pool: only square, non-overlapping/) });
+    expect(isOnnxSupported(sigmoid, 'gradcam')).toEqual({ ok: true, layer: 'block2_conv2' });
+    expect(isOnnxSupported(overlapping, 'gradcam')).toMatchObject({ ok: false, reason: expect.stringMatching(/"block2_pool" \(MaxPool\): only square, non-overlapping/) });
   });
 
   it('createOnnxEngine refuses unsupported models with a ModelError carrying the reason', async () => {
-    const sigmoid = withLayers(spec.layers.map((l) => (l.name === 'predictions' && l.type === 'dense' ? { ...l, activation: 'sigmoid' } : l)));
-    await expect(createOnnxEngine({ spec: sigmoid, cache: null })).rejects.toThrow(ModelError);
-    await expect(createOnnxEngine({ spec: sigmoid, cache: null })).rejects.toThrow(/sigmoid/);
+    await expect(createOnnxEngine({ spec: overlapping, cache: null })).rejects.toThrow(ModelError);
+    await expect(createOnnxEngine({ spec: overlapping, cache: null })).rejects.toThrow(/non-overlapping/);
   });
 });
-

@@ -11,7 +11,10 @@ import type { CamMethod } from '../../../shared/explain-options.js';
 import { InvalidInputError, ModelError } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
-import type { ModelSpec } from '../../model/spec.js';
+import type { ModelInput } from '../../model/graph/from-sequential.js';
+import { toModelGraph } from '../../model/graph/from-sequential.js';
+import type { ModelGraph } from '../../model/graph/ir.js';
+import { numClassesOf } from '../../model/graph/walker.js';
 import { DEFAULT_CAM_POST_OPTIONS, postProcessCam } from '../cam-post.js';
 import type { CamPostOptions } from '../cam-post.js';
 import type { CamMap, Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine.js';
@@ -29,8 +32,9 @@ import type { ProviderEnvironment } from './providers.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 export interface OnnxEngineOptions {
-  spec: ModelSpec;
-  /** Target layer; default `block5_conv3` when present, else the last conv layer. */
+  /** The model: a graph, or a sequential Keras spec (converted on entry). */
+  spec: ModelInput;
+  /** Target: node, tensor or Keras layer name; default the feature map the head pools (walker.ts). */
   layer?: string;
   /** Runtime settings; defaults in `defaultOnnxRuntimeOptions()`. */
   runtime?: Partial<OnnxRuntimeOptions>;
@@ -60,13 +64,14 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     { providers, gpus: selection.gpus, verdicts: selection.verdicts.map((v) => `${v.provider}: ${v.usable ? 'yes' : 'no'} (${v.reason})`) },
     `ONNX Runtime execution providers: ${providers.join(' > ')}`,
   );
-  const support = isOnnxSupported(options.spec, 'gradcam', options.layer);
-  if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${options.spec.name}: ${support.reason}`);
+  const graph = toModelGraph(options.spec);
+  const support = isOnnxSupported(graph, 'gradcam', options.layer);
+  if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${graph.name}: ${support.reason}`);
   const methods = options.methods ?? [...ONNX_CAM_METHODS];
   const compileOptions: CompileOptions = { layer: support.layer, kind: 'explain', methods };
   const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
 
-  const { model, source } = await loadGraph(options.spec, compileOptions, cache, logger);
+  const { model, source } = await loadGraph(graph, compileOptions, cache, logger);
   // Profile the first batch only: it is the one record of where each node ran (see placement.ts).
   const profilePrefix = runtime.checkPlacement ? join(tmpdir(), `gca-ort-placement-${process.pid}-${randomBytes(4).toString('hex')}`) : null;
   const opts = { ...sessionOptions(providers, runtime), ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}) };
@@ -76,21 +81,21 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     { engine: 'onnx', providers, threads: runtime.intraOpThreads, layer: support.layer, cached: source.cached, compileMs: source.compileMs },
     'ONNX Runtime session ready',
   );
-  const [h, w, c] = options.spec.inputShape;
+  const [h, w, c] = graph.inputShape;
   const outputMeta = session.outputMetadata.find((m) => m.name === GRAPH_IO.cam);
   const camShape = outputMeta && outputMeta.isTensor ? outputMeta.shape.slice(2) : [];
-  const numClasses = lastUnits(options.spec);
+  const numClasses = numClassesOf(graph);
   const info: EngineInfo = {
     engine: 'onnx',
     backend: `onnx-${providers[0]}`,
     device: deviceName(providers[0], runtime, selection.gpus),
     accelerator: providers[0] === 'cpu' ? 'cpu' : 'gpu',
-    modelName: options.spec.name,
+    modelName: graph.name,
     layer: support.layer,
     inputHeight: h,
     inputWidth: w,
     numClasses,
-    weightsHash: options.spec.weightsHash,
+    weightsHash: graph.weightsHash,
   };
   const engine = new OnnxEngine(session, info, [h, w, c], [Number(camShape[0]), Number(camShape[1])], methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
   if (profilePrefix) info.placement = await checkPlacement(engine, session, profilePrefix, providers[0] !== 'cpu', logger);
@@ -122,7 +127,7 @@ async function checkPlacement(engine: OnnxEngine, session: ort.InferenceSession,
 
 /** Compile, or reuse the cached graph. Returns a file path (cache) or the bytes (no cache). */
 export async function loadGraph(
-  spec: ModelSpec,
+  spec: ModelGraph,
   compileOptions: CompileOptions,
   cache: GraphCache | null,
   logger: Logger,
@@ -165,14 +170,6 @@ function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions, gp
   if (provider === 'cpu') return `CPU (${runtime.intraOpThreads} threads)`;
   const gpu = gpus[runtime.deviceId];
   return `${provider === 'cuda' ? 'CUDA' : 'TensorRT'} device ${runtime.deviceId}${gpu ? ` (${gpu})` : ''}`;
-}
-
-function lastUnits(spec: ModelSpec): number {
-  for (let i = spec.layers.length - 1; i >= 0; i--) {
-    const l = spec.layers[i];
-    if (l.type === 'dense') return l.units;
-  }
-  throw new ModelError(`${spec.name} has no dense classifier layer`);
 }
 
 export class OnnxEngine implements Engine {

@@ -13,7 +13,7 @@ import {
   type TensorDataTypeValue,
   type TensorMessage,
   type ValueInfoMessage,
-} from './onnx-proto.js';
+} from '../../model/graph/onnx-proto.js';
 
 /** Opset of the default domain. 17 is the newest opset whose Reduce* ops (bar ReduceSum) take `axes` as an attribute. */
 export const OPSET = 17;

@@ -1,22 +1,22 @@
 /**
  * On-disk cache of compiled ONNX graphs, keyed by a content hash of everything that shapes the
- * graph: the weights hash, the architecture (layer list without weights), the CAM layer, the graph
+ * graph: the weights hash, the architecture (nodes and constant shapes), the CAM layer, the graph
  * kind and methods, and the compiler version. A worker restart then skips compilation (VGG16:
  * several seconds and a second 553 MB copy of the weights).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ModelSpec } from '../../model/spec.js';
+import type { ModelInput } from '../../model/graph/from-sequential.js';
+import { toModelGraph } from '../../model/graph/from-sequential.js';
 import { COMPILER_VERSION, type CompileOptions } from './compile-graph.js';
 import { ONNX_CAM_METHODS } from './support.js';
 
 /** sha256 over the graph's inputs. Changing any of them yields another file. */
-export function graphCacheKey(spec: ModelSpec, options: CompileOptions): string {
-  const architecture = spec.layers.map((l) => {
-    const { kernel: _k, bias: _b, ...config } = l as typeof l & { kernel?: unknown; bias?: unknown };
-    return { ...config, hasBias: 'bias' in l && l.bias !== null };
-  });
+export function graphCacheKey(model: ModelInput, options: CompileOptions): string {
+  const spec = toModelGraph(model);
+  const constants = Object.entries(spec.constants).map(([name, c]) => [name, c.dtype, c.dims, c.dtype === 'int64' ? c.data : null]);
+  const architecture = { input: spec.input, output: spec.output, nodes: spec.nodes, constants };
   const key = {
     compilerVersion: COMPILER_VERSION,
     weightsHash: spec.weightsHash,

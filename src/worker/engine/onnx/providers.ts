@@ -90,7 +90,7 @@ export async function listDriverGpus(): Promise<string[]> {
 
 /** One Relu on four floats: the smallest graph every provider accepts. */
 async function trialSession(provider: GpuProvider, deviceId: number): Promise<string | null> {
-  const [ort, { encodeModel }] = await Promise.all([import('onnxruntime-node'), import('./onnx-proto.js')]);
+  const [ort, { encodeModel }] = await Promise.all([import('onnxruntime-node'), import('../../model/graph/onnx-proto.js')]);
   const io = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 4 }] } } } });
   const bytes = encodeModel({
     irVersion: 8,

@@ -9,7 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { CamMap, Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine.js';
-import type { ModelSpec } from '../../model/spec.js';
+import type { ModelInput } from '../../model/graph/from-sequential.js';
+import { toModelGraph } from '../../model/graph/from-sequential.js';
 import type { ScoreMode } from '../../../shared/explain-options.js';
 import { InvalidInputError } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/logger.js';
@@ -19,13 +20,14 @@ import type { CamPostOptions } from '../cam-post.js';
 import { resolveTargets, targetCount, validateRequest } from '../targets.js';
 import type { ActiveBackend, BackendChoice, BackendDeps } from './backend.js';
 import { defaultBackendDeps, initBackend } from './backend.js';
-import { compileModel } from './build.js';
-import type { CompiledModel } from './build.js';
+import { compileModel, repeatRows } from './build.js';
+import type { CompiledModel, HeadInputs } from './build.js';
 import { camMaps } from './cam-methods.js';
 
 export interface TfjsEngineOptions {
-  spec: ModelSpec;
-  /** Target layer; default `block5_conv3` when present, else the last conv layer. */
+  /** The model: a graph, or a sequential Keras spec (converted on entry). */
+  spec: ModelInput;
+  /** Target: node, tensor or Keras layer name; default the feature map the head pools (walker.ts). */
   layer?: string;
   /** Default `auto` (node-gpu, node, wasm, cpu in that order). */
   backend?: BackendChoice;
@@ -39,12 +41,13 @@ export interface TfjsEngineOptions {
 export async function createTfjsEngine(options: TfjsEngineOptions): Promise<TfjsEngine> {
   const logger = options.logger ?? silentLogger();
   const backend = await initBackend(options.backend ?? 'auto', options.backendDeps ?? defaultBackendDeps(logger));
-  const model = compileModel(options.spec, options.layer);
-  return new TfjsEngine(model, backend, options.spec.weightsHash, options.camPost ?? DEFAULT_CAM_POST_OPTIONS);
+  const graph = toModelGraph(options.spec);
+  const model = compileModel(graph, options.layer);
+  return new TfjsEngine(model, backend, graph.weightsHash, options.camPost ?? DEFAULT_CAM_POST_OPTIONS);
 }
 
 /** dS/dA for rows of the target activation: row r's score is class `classes[r]` of its own head output. */
-export function headGradient(model: CompiledModel, aRows: tf.Tensor4D, classes: readonly number[], score: ScoreMode): tf.Tensor4D {
+export function headGradient(model: CompiledModel, aRows: tf.Tensor4D, classes: readonly number[], score: ScoreMode, extras?: HeadInputs): tf.Tensor4D {
   const m = aRows.shape[0];
   if (classes.length !== m) throw new RangeError(`${classes.length} classes for ${m} activation rows`);
   // A one-hot mask rather than gather: the wasm backend lacks UnsortedSegmentSum, gather's gradient.
@@ -53,7 +56,7 @@ export function headGradient(model: CompiledModel, aRows: tf.Tensor4D, classes: 
   return tf.tidy(() => {
     const maskT = tf.tensor2d(mask, [m, model.numClasses]);
     const total = (a: tf.Tensor): tf.Scalar => {
-      const logits = model.head(a as tf.Tensor4D);
+      const logits = model.head(a as tf.Tensor4D, extras);
       const s = score === 'logit' ? logits : model.probabilities(logits);
       return tf.sum(tf.mul(s, maskT));
     };
@@ -102,17 +105,17 @@ export class TfjsEngine implements Engine {
     // i's k-th target.
     const t = targetCount(request, c);
     const x = this.toBatch(request.images);
-    const a = model.features(x);
+    const { target: a, extras } = model.features(x);
     x.dispose();
     let probs: Float32Array[] = [];
     let logits: Float32Array[] = [];
     const classes: number[] = [];
     try {
       const [mapsT, gmaxT] = tf.tidy(() => {
-        // Concatenating whole copies is a plain memory copy; gather is several times slower on wasm.
-        const aRows = t === 1 ? a : tf.concat(new Array<tf.Tensor4D>(t).fill(a), 0);
+        const aRows = repeatRows(a, t);
+        const extraRows: HeadInputs = { tensors: extras.tensors.map((e) => repeatRows(e, t)), nhwc: extras.nhwc };
         const total = (z: tf.Tensor): tf.Scalar => {
-          const l = model.head(z as tf.Tensor4D);
+          const l = model.head(z as tf.Tensor4D, extraRows);
           const p = model.probabilities(l);
           // Top-1/top-k targets depend on this very forward pass: reading the scores here lets one
           // head forward serve both the predictions and the backward.
@@ -155,16 +158,18 @@ export class TfjsEngine implements Engine {
       return results;
     } finally {
       a.dispose();
+      extras.tensors.forEach((e) => e.dispose());
     }
   }
 
   private async forward(images: PreprocessedImage[]): Promise<{ probs: Float32Array[] }> {
     if (this.disposed) throw new Error('engine is disposed');
     const x = this.toBatch(images);
-    const a = this.model.features(x);
+    const { target: a, extras } = this.model.features(x);
     x.dispose();
-    const probsT = tf.tidy(() => this.model.probabilities(this.model.head(a)));
+    const probsT = tf.tidy(() => this.model.probabilities(this.model.head(a, extras)));
     a.dispose();
+    extras.tensors.forEach((e) => e.dispose());
     const p = (await probsT.data()) as Float32Array;
     probsT.dispose();
     const c = this.model.numClasses;

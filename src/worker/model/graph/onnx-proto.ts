@@ -1,16 +1,18 @@
 /**
- * The subset of `onnx.proto` (ONNX IR) the graph compiler writes, declared as protobufjs reflection
- * JSON. Field numbers follow the published schema exactly; anything the compiler never emits
- * (sparse tensors, training info, functions, external data) is left out, which protobuf allows
- * because unknown/absent fields are simply not serialised.
+ * The subset of `onnx.proto` (ONNX IR) that the importer reads and the graph compiler writes,
+ * declared as protobufjs reflection JSON. Field numbers follow the published schema exactly;
+ * anything neither side uses (sparse tensors, training info, functions) is left out, which protobuf
+ * allows: unknown fields are skipped when reading and absent fields are not serialised.
  */
 import protobuf from 'protobufjs';
 
-/** `TensorProto.DataType` values used by the compiler. */
+/** `TensorProto.DataType` values used by the compiler and read by the importer. */
 export const TensorDataType = {
   FLOAT: 1,
+  INT32: 6,
   INT64: 7,
   BOOL: 9,
+  DOUBLE: 11,
 } as const;
 export type TensorDataTypeValue = (typeof TensorDataType)[keyof typeof TensorDataType];
 
@@ -103,6 +105,9 @@ const SCHEMA = {
             name: { type: 'string', id: 8 },
             docString: { type: 'string', id: 12 },
             rawData: { type: 'bytes', id: 9 },
+            doubleData: { rule: 'repeated', type: 'double', id: 10, options: { packed: true } },
+            externalData: { rule: 'repeated', type: 'StringStringEntryProto', id: 13 },
+            dataLocation: { type: 'int32', id: 14 },
           },
         },
         TensorShapeProto: {
@@ -215,6 +220,68 @@ export function encodeModel(model: ModelMessage): Uint8Array {
   // `fromObject` would copy every raw_data buffer; `create` keeps references, which matters for
   // VGG16's 553 MB of weights.
   return type.encode(type.create(model as unknown as Record<string, unknown>)).finish();
+}
+
+/** A decoded tensor: fields as the importer sees them (absent repeated fields are empty). */
+export interface DecodedTensor {
+  name: string;
+  dims: number[];
+  dataType: number;
+  rawData?: Uint8Array;
+  floatData?: number[];
+  doubleData?: number[];
+  int32Data?: number[];
+  int64Data?: number[];
+  externalData?: Array<{ key: string; value: string }>;
+  dataLocation?: number;
+}
+
+export interface DecodedAttribute {
+  name: string;
+  type: number;
+  f?: number;
+  i?: number;
+  s?: Uint8Array;
+  t?: DecodedTensor;
+  floats?: number[];
+  ints?: number[];
+}
+
+export interface DecodedNode {
+  name?: string;
+  opType: string;
+  domain?: string;
+  input?: string[];
+  output?: string[];
+  attribute?: DecodedAttribute[];
+}
+
+export interface DecodedValueInfo {
+  name: string;
+  type?: { tensorType?: { elemType?: number; shape?: { dim?: Array<{ dimValue?: number; dimParam?: string }> } } };
+}
+
+export interface DecodedModel {
+  irVersion?: number;
+  producerName?: string;
+  producerVersion?: string;
+  opsetImport?: Array<{ domain?: string; version?: number }>;
+  graph?: {
+    name?: string;
+    node?: DecodedNode[];
+    initializer?: DecodedTensor[];
+    input?: DecodedValueInfo[];
+    output?: DecodedValueInfo[];
+  };
+}
+
+/**
+ * Read a model for import. Byte fields stay views into `bytes` (no copy of the weights); int64s
+ * become numbers (shapes and axes fit easily).
+ */
+export function readModel(bytes: Uint8Array): DecodedModel {
+  const type = getModelType();
+  return type.toObject(type.decode(bytes), { longs: Number, bytes: Uint8Array, defaults: false }) as DecodedModel;
 }
 
 /** Parse bytes back into plain objects (tests and debugging). */
