@@ -56,7 +56,7 @@ COPY samples ./samples
 USER 1000:1000
 # Dashboard port and worker metrics port (see src/dashboard and `worker --metrics-port`).
 EXPOSE 3000 9464
-ENTRYPOINT ["node", "dist/src/cli.js"]
+ENTRYPOINT ["node", "bin/gradcam-audit.js"]
 CMD ["worker"]
 
 # ---- gpu: ONNX Runtime CUDA execution provider (the default GPU worker) ----
@@ -88,7 +88,7 @@ RUN cd node_modules/onnxruntime-node && ONNXRUNTIME_NODE_INSTALL=cuda12 node scr
  && test -f bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
 USER 1000:1000
 EXPOSE 9464
-ENTRYPOINT ["node", "dist/src/cli.js"]
+ENTRYPOINT ["node", "bin/gradcam-audit.js"]
 CMD ["worker", "--engine", "onnx", "--onnx-providers", "auto"]
 
 # ---- gpu-tfjs: TF.js native GPU backend (alternative; needs a libtensorflow mirror) ----
@@ -122,5 +122,5 @@ RUN npm install --no-save --ignore-scripts @tensorflow/tfjs-node-gpu@4.22.0 \
  || (echo "tfjs-node-gpu install failed: supply libtensorflow 2.9.1 via TFJS_NODE_CDN_STORAGE or TFJS_CUSTOM_BINARY_URL" && exit 1)
 USER 1000:1000
 EXPOSE 9464
-ENTRYPOINT ["node", "dist/src/cli.js"]
+ENTRYPOINT ["node", "bin/gradcam-audit.js"]
 CMD ["worker", "--engine", "tfjs", "--backend", "node-gpu"]

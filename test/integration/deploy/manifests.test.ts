@@ -114,8 +114,13 @@ describe('Dockerfile', () => {
     expect(tfjs.runs.join('\n')).toMatch(/@tensorflow\/tfjs-node-gpu@4\.22\.0/);
     expect(tfjs.runs.join('\n')).toMatch(/TFJS_NODE_CDN_STORAGE/);
     expect(tfjs.runs.join('\n')).toMatch(/custom-binary\.json/);
-    expect(read('Dockerfile')).toMatch(/ENTRYPOINT \["node", "dist\/src\/cli\.js"\]/);
-    // The entrypoint must exist after `npm run build`.
+    // Every runtime image starts through the installed command (it sizes libuv's threadpool to the
+    // cores before anything runs), which takes the compiled CLI since the images hold dist/, not src/.
+    const entrypoints = read('Dockerfile').match(/^ENTRYPOINT .*$/gm) ?? [];
+    expect(entrypoints).toEqual(Array(3).fill('ENTRYPOINT ["node", "bin/gradcam-audit.js"]'));
+    expect(read('Dockerfile').match(/^COPY bin \.\/bin$/gm)).toHaveLength(3);
+    expect(read('Dockerfile').match(/^COPY src /gm)).toHaveLength(1);
+    // The compiled CLI must exist after `npm run build`.
     expect(JSON.parse(read('tsconfig.build.json')).include).toContain('src/**/*.ts');
   });
 
