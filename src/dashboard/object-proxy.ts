@@ -5,13 +5,14 @@
  * the run's source prefix or output prefix with no dot segment (`isWithinPrefix`).
  */
 import { extname } from 'node:path';
+import { ARTIFACT_NAMES, type ArtifactName } from '../shared/artifacts.js';
 import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
 import { InvalidInputError, AccessDeniedError } from '../shared/errors.js';
 import type { RunRecord } from '../shared/queue/run-store.js';
 import { asFolderPrefix, isWithinPrefix, outputKeysFor, parseS3Uri, type S3Location } from '../shared/storage/index.js';
 
-export const OBJECT_ROLES = ['overlay', 'heatmap', 'prediction', 'original'] as const;
-export type ObjectRole = (typeof OBJECT_ROLES)[number];
+export const OBJECT_ROLES = [...ARTIFACT_NAMES, 'original'] as const;
+export type ObjectRole = ArtifactName | 'original';
 
 /** Content types the proxy passes through; anything else is served as a download, never rendered. */
 const SAFE_TYPES: Record<string, string> = {

@@ -17,14 +17,15 @@ import { JOB_NAME, PAYLOAD_VERSION, jobIdFor, jobOptionsFor, type AuditJobPayloa
 import type { RunRecord, RunStore } from '../shared/queue/run-store.js';
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
 import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.js';
+import { ARTIFACT_FOLDERS } from '../shared/artifacts.js';
 import { formatS3Uri, parseS3Prefix } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
 import { loadTruth } from './truth/load-truth.js';
 import type { TruthLookup } from './truth/truth-index.js';
 
-/** Folders a run writes under its output prefix (see shared/storage/output-keys.ts). */
-const OUTPUT_FOLDERS = ['overlays', 'heatmaps', 'predictions'] as const;
+/** Folders a run writes under its output prefix (the artifact table). */
+const OUTPUT_FOLDERS = ARTIFACT_FOLDERS;
 
 /** The part of a BullMQ `Queue<AuditJobPayload>` enqueue uses. */
 export interface JobSink {
@@ -242,7 +243,7 @@ class Scan {
     // parseEnqueueRequest refuses them; a request built in code must not slip past.
     parseS3Prefix(formatS3Uri(request.source), 'SOURCE');
     parseS3Prefix(formatS3Uri(out), '--output');
-    // Outputs land in overlays/, heatmaps/ and predictions/ under the output prefix; when that lies
+    // Outputs land in the artifact folders under the output prefix; when that lies
     // inside the source (even `--output` = source), a re-enqueue would audit last run's heatmaps.
     // With default outputs, every run's output root is skipped. A source pointed inside one of these
     // folders on purpose is respected.

@@ -1,11 +1,23 @@
 /**
- * Output documents. `ImageManifest` is written per image by `explain` and by workers
- * (`predictions/<key>.json`); `RunManifestLine` is one line of a run's `manifest.jsonl`;
- * `RunSummary` is `summary.json`. The dashboard reads all three, so they live in `shared`.
+ * Output documents. `ImageManifest` is the prediction document the image core writes per image
+ * for `explain` and for workers alike (`predictions/<name>.json`); `RunManifestLine` is one line
+ * of a run's `manifest.jsonl` (and of `explain --json`), derived from that document by
+ * `manifestLineOf`; `RunSummary` is `summary.json`. The dashboard reads all three, so they live in
+ * `shared`.
  */
+import type { ArtifactPaths } from './artifacts.js';
+import type { ImageMetrics, LineTruth } from './audit/types.js';
 import type { CamMethod, ResizeMode, ScoreMode } from './explain-options.js';
 
-export const IMAGE_MANIFEST_SCHEMA = 'gradcam-audit/image@1';
+/** @2: `outputs.manifest` became `outputs.prediction`; `metrics`, `truth` and `units` added. */
+export const IMAGE_MANIFEST_SCHEMA = 'gradcam-audit/image@2';
+
+/** What the numbers of a prediction document mean; written into every document. */
+export const PREDICTION_UNITS = Object.freeze({
+  timings: 'milliseconds of wall time per stage; infer is the batch time divided by the batch size',
+  grid: 'row-major: gridHeight rows of gridWidth values, top row first, value [y * gridWidth + x]; normalised to [0,1], rounded to 1e-4',
+  coordinates: 'pixels of the oriented (EXIF-applied) source image, origin top left',
+});
 export const RUN_SUMMARY_SCHEMA = 'gradcam-audit/summary@1';
 
 export interface Prediction {
@@ -24,7 +36,7 @@ export interface CamRecord {
   score: number;
   gridHeight: number;
   gridWidth: number;
-  /** Row-major, normalised to [0,1], rounded to 1e-4. All zeros when degenerate. */
+  /** Row-major (`grid[y * gridWidth + x]`, top row first), normalised to [0,1], rounded to 1e-4. All zeros when degenerate. */
   grid: number[];
   rawMax: number;
   rawMean: number;
@@ -64,10 +76,16 @@ export interface ImageManifest {
   provenance: Provenance;
   predictions: Prediction[];
   targets: CamRecord[];
-  /** Output locations, relative names (explain) or s3:// URIs (worker). */
-  outputs: { overlay: string; heatmap: string; manifest: string };
+  /** Output locations per artifact (shared/artifacts.ts): paths relative to `--out` (explain) or s3:// URIs (worker). */
+  outputs: ArtifactPaths;
+  /** The audit's per-image metrics (docs/audit-metrics.md), in image coordinates. */
+  metrics: ImageMetrics;
+  /** Ground truth given for the image (`enqueue --truth`), matched to the model's classes. */
+  truth?: LineTruth;
   /** Milliseconds per stage; the engine's time is the batch time divided by the batch size. */
   timings: Record<string, number>;
+  /** Units and orders of the numbers above (`PREDICTION_UNITS`). */
+  units: typeof PREDICTION_UNITS;
   run?: { runId: string; workerId: string; jobId: string };
   createdAt: string;
 }
@@ -76,9 +94,31 @@ export interface RunManifestLine {
   key: string;
   status: 'ok' | 'failed';
   top1?: { index: number; label?: string; probability: number };
-  outputs?: { overlay: string; heatmap: string; prediction: string };
+  outputs?: ArtifactPaths;
   degenerate?: boolean;
+  /** Ground truth, when the run has it for this image (the audit's accumulator reads it). */
+  truth?: LineTruth;
+  /** The image's metrics record, as in its prediction document (the audit's accumulator reads it). */
+  metrics?: ImageMetrics;
   error?: string;
+}
+
+/** An ok image's manifest line, from its prediction document: one derivation for every host. */
+export function manifestLineOf(key: string, doc: ImageManifest): RunManifestLine {
+  const top = doc.predictions[0];
+  const line: RunManifestLine = { key, status: 'ok' };
+  if (top) line.top1 = { index: top.index, probability: top.probability, ...(top.label !== undefined ? { label: top.label } : {}) };
+  line.degenerate = doc.targets.some((t) => t.degenerate !== null);
+  line.outputs = doc.outputs;
+  if (doc.truth) line.truth = doc.truth;
+  // A document from before metrics existed (an idempotent re-run over old outputs) has none.
+  if (doc.metrics) line.metrics = doc.metrics;
+  return line;
+}
+
+/** A failed image's manifest line. */
+export function failedLineOf(key: string, error: string): RunManifestLine {
+  return { key, status: 'failed', error };
 }
 
 export interface RunSummary {

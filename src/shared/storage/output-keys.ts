@@ -1,6 +1,6 @@
 /**
- * Where a source image's outputs live under a run's output prefix:
- *   overlays/<source key>.<ext>, heatmaps/<source key>.png, predictions/<source key>.json
+ * Where a source image's outputs live under a run's output prefix: one key per artifact of
+ * shared/artifacts.ts, `<folder>/<escaped source key>.<ext>` (overlays/, heatmaps/, predictions/).
  *
  * Source keys are arbitrary bytes to S3, but output keys must stay inside the output prefix for
  * every consumer, including tools that normalise URL paths. So each path segment is escaped:
@@ -10,19 +10,17 @@
  * and unicode stay as they are: S3 handles them and users recognise their file names.
  */
 import { createHash } from 'node:crypto';
+import { artifactPaths, COMPLETION_ARTIFACT, mapArtifactPaths, type ArtifactPaths } from '../artifacts.js';
 import type { OverlayFormat } from '../explain-options.js';
 import { hasDotSegment, joinKey } from './uri.js';
+
+export { OVERLAY_EXTENSIONS } from '../artifacts.js';
 
 /** S3's key length limit in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
 
-export interface OutputKeys {
-  overlay: string;
-  heatmap: string;
-  prediction: string;
-}
-
-export const OVERLAY_EXTENSIONS: Record<OverlayFormat, string> = { png: 'png', jpeg: 'jpg', webp: 'webp' };
+/** One S3 key per artifact (shared/artifacts.ts). */
+export type OutputKeys = ArtifactPaths;
 
 export function escapeKeySegment(segment: string): string {
   if (segment === '') return '%00';
@@ -56,15 +54,16 @@ export function unescapeKeyPath(escaped: string): string {
  */
 export function outputKeysFor(outputPrefix: string, sourceKey: string, format: OverlayFormat): OutputKeys {
   let rel = escapeKeyPath(sourceKey);
-  const longest = joinKey(outputPrefix, `predictions/${rel}.json`);
-  if (Buffer.byteLength(longest, 'utf8') > MAX_KEY_BYTES - 8) {
+  const longest = Math.max(...Object.values(artifactPaths(rel, format)).map((p) => Buffer.byteLength(joinKey(outputPrefix, p), 'utf8')));
+  if (longest > MAX_KEY_BYTES - 8) {
     rel = `_long/${createHash('sha256').update(sourceKey).digest('hex')}`;
   }
-  return {
-    overlay: joinKey(outputPrefix, `overlays/${rel}.${OVERLAY_EXTENSIONS[format]}`),
-    heatmap: joinKey(outputPrefix, `heatmaps/${rel}.png`),
-    prediction: joinKey(outputPrefix, `predictions/${rel}.json`),
-  };
+  return mapArtifactPaths(artifactPaths(rel, format), (p) => joinKey(outputPrefix, p));
+}
+
+/** The key whose presence means a source image's outputs are complete. */
+export function completionKeyFor(outputPrefix: string, sourceKey: string, format: OverlayFormat): string {
+  return outputKeysFor(outputPrefix, sourceKey, format)[COMPLETION_ARTIFACT];
 }
 
 /** True when `key` is inside `prefix` with no dot segment that could climb out of it. */

@@ -11,8 +11,8 @@ const d = DEFAULT_EXPLAIN_OPTIONS;
 
 export async function explainCommand(): Promise<Command> {
   return new Command('explain')
-    .description('Predict and explain local images: writes <name>.overlay.<ext>, <name>.heatmap.png and <name>.json per image')
-    .argument('<images...>', 'image files (JPEG, PNG, WebP, GIF, TIFF)')
+    .description('Predict and explain local images: writes overlays/<name>.<ext>, heatmaps/<name>.png and predictions/<name>.json per image under --out')
+    .argument('<images...>', 'image files, directories (their images, recursively) or globs such as "photos/**/*.jpg" (JPEG, PNG, WebP, GIF, TIFF)')
     .requiredOption('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL')
     .option('--out <dir>', 'output directory (default: .)')
     .option('--top-k <n>', `number of decoded predictions (default: ${d.topK})`)
@@ -32,7 +32,8 @@ export async function explainCommand(): Promise<Command> {
     .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
     .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
     .option('--max-side <px>', 'cap on the overlay\'s longer side (default: original size)')
-    .action(async (images: string[], flags: RawExplainFlags) => {
+    .option('--json', 'print one manifest line per image (JSON Lines, as manifest.jsonl) instead of the human-readable lines')
+    .action(async (images: string[], flags: RawExplainFlags & { json?: boolean }) => {
       const [{ parseExplainFlags }, { runExplain, defaultExplainDeps }, { createLogger }, { loadConfig }] = await Promise.all([
         import('./options.js'),
         import('./run.js'),
@@ -41,8 +42,12 @@ export async function explainCommand(): Promise<Command> {
       ]);
       const options = parseExplainFlags(images, flags);
       const logger = createLogger({ level: loadConfig().logLevel, base: { component: 'explain' } });
-      const summary = await runExplain(options, await defaultExplainDeps(logger));
-      process.stdout.write(`${summary.ok} explained, ${summary.failed} failed\n`);
+      const deps = await defaultExplainDeps(logger);
+      // With --json, stdout is only JSON Lines (machine-readable); the people's lines go to stderr.
+      if (flags.json) deps.report = (line) => process.stderr.write(`${line}\n`);
+      const summary = await runExplain(options, deps);
+      if (flags.json) process.stdout.write(summary.outcomes.map((o) => `${JSON.stringify(o.line)}\n`).join(''));
+      (flags.json ? process.stderr : process.stdout).write(`${summary.ok} explained, ${summary.failed} failed\n`);
       if (summary.failed > 0) process.exitCode = 1;
     });
 }

@@ -1,5 +1,7 @@
 /**
- * Safe, collision-free output names for local inputs. A name is derived from the file's base name
+ * Safe, collision-free output names for local inputs; each artifact then lands at
+ * `<out>/<folder>/<stem>.<ext>`, the same naming scheme as a run's outputs on S3
+ * (shared/artifacts.ts). A name is derived from the file's base name
  * only (never its directories, so `../../etc/passwd` cannot escape the output directory), reduced
  * to `[A-Za-z0-9._-]`, and never starts with a dot. When two inputs would share a name
  * (`a/x.jpg` and `b/x.jpg`, or `X.jpg` and `x.png` on a case-insensitive disk), each of them gets a
@@ -7,13 +9,14 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { artifactPaths, type ArtifactPaths } from '../../shared/artifacts.js';
+import type { OverlayFormat } from '../../shared/explain-options.js';
 
 export interface OutputNames {
-  /** The stem every output file of this input starts with. */
+  /** The name every output file of this input carries. */
   stem: string;
-  overlay: string;
-  heatmap: string;
-  manifest: string;
+  /** Each artifact's path relative to the output directory. */
+  paths: ArtifactPaths;
 }
 
 const MAX_STEM = 96;
@@ -35,7 +38,7 @@ export function sanitizeStem(fileName: string): string {
 }
 
 /** One entry per input, in input order. `resolve` turns an input into the identity that is hashed. */
-export function outputNamesFor(inputs: readonly string[], overlayExt: string, resolve: (p: string) => string = (p) => path.resolve(p)): OutputNames[] {
+export function outputNamesFor(inputs: readonly string[], format: OverlayFormat, resolve: (p: string) => string = (p) => path.resolve(p)): OutputNames[] {
   const stems = inputs.map(sanitizeStem);
   const counts = new Map<string, number>();
   for (const s of stems) counts.set(s.toLowerCase(), (counts.get(s.toLowerCase()) ?? 0) + 1);
@@ -44,6 +47,6 @@ export function outputNamesFor(inputs: readonly string[], overlayExt: string, re
     if ((counts.get(stem.toLowerCase()) ?? 0) > 1) {
       stem = `${stem}-${createHash('sha256').update(resolve(input)).digest('hex').slice(0, 10)}`;
     }
-    return { stem, overlay: `${stem}.overlay.${overlayExt}`, heatmap: `${stem}.heatmap.png`, manifest: `${stem}.json` };
+    return { stem, paths: artifactPaths(stem, format) };
   });
 }

@@ -148,20 +148,41 @@ export async function renderOverlay(image: RgbImage, cam: CamGrid, options: Part
   return { data: await encoded.toBuffer(), format: opts.format, ...MIME[opts.format], width: pixels.width, height: pixels.height };
 }
 
-/** The CAM grid itself as an 8-bit gray PNG at CAM resolution: pixel = round(255 * value). */
-export async function renderHeatmap(cam: CamGrid, options: Partial<Pick<RenderOptions, 'pngCompressionLevel'>> = {}): Promise<EncodedImage> {
+export interface HeatmapOptions extends Pick<RenderOptions, 'pngCompressionLevel'> {
+  /**
+   * Output size; default the CAM's own. The image core passes the image's aspect ratio at about
+   * model resolution (`heatmapSize`), upsampled bilinearly as the overlay's map is.
+   */
+  size: { width: number; height: number } | undefined;
+}
+
+/**
+ * The heatmap's size for an image: its aspect ratio, the longer side `side` (the model's input
+ * side), never larger than the image itself.
+ */
+export function heatmapSize(imageWidth: number, imageHeight: number, side: number): { width: number; height: number } {
+  const longer = Math.max(imageWidth, imageHeight);
+  if (longer <= side) return { width: imageWidth, height: imageHeight };
+  const scale = side / longer;
+  return { width: Math.max(1, Math.round(imageWidth * scale)), height: Math.max(1, Math.round(imageHeight * scale)) };
+}
+
+/** The CAM as an 8-bit gray PNG: pixel = round(255 * value), at `size` (bilinear) or CAM resolution. */
+export async function renderHeatmap(cam: CamGrid, options: Partial<HeatmapOptions> = {}): Promise<EncodedImage> {
   checkCam(cam);
   const level = options.pngCompressionLevel ?? DEFAULT_RENDER_OPTIONS.pngCompressionLevel;
-  const gray = new Uint8Array(cam.grid.length);
+  const size = options.size ?? { width: cam.width, height: cam.height };
+  const values = size.width === cam.width && size.height === cam.height ? cam.grid : resizeGridBilinear(cam.grid, cam.width, cam.height, size.width, size.height);
+  const gray = new Uint8Array(values.length);
   for (let i = 0; i < gray.length; i++) {
-    const v = cam.grid[i];
+    const v = values[i];
     gray[i] = v > 0 ? Math.round(Math.min(v, 1) * 255) : 0; // NaN and negatives → 0
   }
-  const data = await sharp(gray, { raw: { width: cam.width, height: cam.height, channels: 1 } })
+  const data = await sharp(gray, { raw: { width: size.width, height: size.height, channels: 1 } })
     .toColourspace('b-w') // otherwise libvips writes a 1-band raw image as RGB
     .png({ compressionLevel: level })
     .toBuffer();
-  return { data, format: 'png', ...MIME.png, width: cam.width, height: cam.height };
+  return { data, format: 'png', ...MIME.png, width: size.width, height: size.height };
 }
 
 export function resolveRenderOptions(options: Partial<RenderOptions>): RenderOptions {

@@ -1,7 +1,7 @@
 /**
  * One queue job = one source image, through the stages
- *   idempotency check → download → decode + preprocess → (dynamic batch) engine → render → upload
- *   → record result (→ finalize the run when it was the last one).
+ *   idempotency check → download → the image core (decode + preprocess → dynamic batch → engine →
+ *   metrics → render) → upload → record result (→ finalize the run when it was the last one).
  *
  * Every job runs this function concurrently with the others the worker holds, so while one batch
  * is in the engine, the next images download and decode and the previous ones render and upload.
@@ -15,9 +15,9 @@
 import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { AuditError, describeError, ForeignJobError, InvalidInputError, isRetryable, toError } from '../../shared/errors.js';
-import type { ExplainOptions } from '../../shared/explain-options.js';
+import { COMPLETION_ARTIFACT, mapArtifactPaths } from '../../shared/artifacts.js';
 import type { Logger } from '../../shared/logger.js';
-import type { ImageManifest, RunManifestLine } from '../../shared/manifest.js';
+import { failedLineOf, IMAGE_MANIFEST_SCHEMA, manifestLineOf, type ImageManifest, type RunManifestLine } from '../../shared/manifest.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
 import { PAYLOAD_VERSION } from '../../shared/queue/contract.js';
 import type { RecordOutcome, RunStore } from '../../shared/queue/run-store.js';
@@ -25,15 +25,12 @@ import type { ObjectStore } from '../../shared/storage/object-store.js';
 import { outputKeysFor } from '../../shared/storage/output-keys.js';
 import { formatS3Uri } from '../../shared/storage/uri.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
-import type { Engine, EngineImageResult, EngineRequest, PreprocessedImage } from '../engine/engine.js';
-import { assembleManifest, provenanceOf } from '../explain/assemble.js';
-import { decodeImage } from '../image/decode.js';
-import type { DecodeOptions } from '../image/decode.js';
-import { preprocess } from '../image/preprocess.js';
-import { renderHeatmap, renderOverlay } from '../image/render.js';
+import { engineRequestOf, explainImage, writeArtifacts, type EngineRequestOptions, type ImageCoreDeps, type InferOne } from '../core/image-core.js';
+import { provenanceOf, roundTimings } from '../core/prediction-document.js';
+import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
 import type { ClassLabel } from '../model/labels.js';
 import type { BatchInfo, DynamicBatcher } from './batcher.js';
-import { batchKeyFor, optionsHashFor } from './job-keys.js';
+import { batchKeyFor, outputsHashFor } from './job-keys.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { Semaphore } from './semaphore.js';
 
@@ -44,7 +41,7 @@ export const META_OPTIONS_HASH = 'options-hash';
 /** What one engine call needs per image; requests in a batch share everything but the image. */
 export interface BatchItem {
   image: PreprocessedImage;
-  request: Omit<EngineRequest, 'images'>;
+  request: EngineRequestOptions;
 }
 
 export type ImageBatcher = DynamicBatcher<BatchItem, EngineImageResult>;
@@ -56,13 +53,13 @@ export interface ImageJobContext {
   weightsSource: string;
   store: ObjectStore;
   runs: RunStore;
-  batcher: ImageBatcher;
+  /** The per-image core's dependencies (engine info, labels, matcher, the batched engine call, decode options). */
+  core: ImageCoreDeps;
   uploads: Semaphore;
   metrics: WorkerMetrics;
   logger: Logger;
   workerId: string;
   maxSourceBytes: number;
-  decodeOptions?: Partial<DecodeOptions>;
   /** Called when the run has every result; must not throw (the sweeper retries). */
   onRunComplete: (runId: string) => Promise<void>;
   /** Runs whose provenance this process already recorded. */
@@ -123,110 +120,84 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
   }
   const keys = outputKeysFor(payload.output.prefix, payload.source.key, options.overlayFormat);
   const out = payload.output.bucket;
-  const uris = { overlay: formatS3Uri({ bucket: out, key: keys.overlay }), heatmap: formatS3Uri({ bucket: out, key: keys.heatmap }), prediction: formatS3Uri({ bucket: out, key: keys.prediction }) };
-  const optionsHash = optionsHashFor(options, { modelName: engine.info.modelName, weightsHash: engine.info.weightsHash, layer: engine.info.layer });
+  const uris = mapArtifactPaths(keys, (key) => formatS3Uri({ bucket: out, key }));
+  const outputsHash = outputsHashFor(options, { modelName: engine.info.modelName, weightsHash: engine.info.weightsHash, layer: engine.info.layer }, payload.truth);
 
-  // Idempotency: outputs made from the same source version and options are reused as they are.
-  const existing = await store.head(out, keys.prediction);
-  if (existing && existing.metadata[META_SOURCE_ETAG] === payload.source.etag && existing.metadata[META_OPTIONS_HASH] === optionsHash) {
-    const previous = JSON.parse((await store.get(out, keys.prediction)).body.toString('utf8')) as ImageManifest;
-    await recordSuccess(payload, okLine(payload.source.key, previous, uris), ctx);
-    metrics.processed.inc({ outcome: 'skipped' });
-    log.debug('outputs exist for this source ETag and options; nothing to do');
-    return { status: 'skipped', key: payload.source.key, prediction: uris.prediction };
+  // Idempotency: outputs made from the same source version, options and truth are reused as they are.
+  const existing = await store.head(out, keys[COMPLETION_ARTIFACT]);
+  if (existing && existing.metadata[META_SOURCE_ETAG] === payload.source.etag && existing.metadata[META_OPTIONS_HASH] === outputsHash) {
+    const previous = JSON.parse((await store.get(out, keys[COMPLETION_ARTIFACT])).body.toString('utf8')) as ImageManifest;
+    // Outputs of an older document schema are made again, so every line carries today's fields.
+    if (previous.schema === IMAGE_MANIFEST_SCHEMA) {
+      await recordSuccess(payload, manifestLineOf(payload.source.key, previous), ctx);
+      metrics.processed.inc({ outcome: 'skipped' });
+      log.debug('outputs exist for this source ETag, options and truth; nothing to do');
+      return { status: 'skipped', key: payload.source.key, prediction: uris.prediction };
+    }
   }
 
-  const timings: Record<string, number> = {};
   let t = performance.now();
   const source = await store.get(payload.source.bucket, payload.source.key, { maxBytes: ctx.maxSourceBytes });
-  timings.download = lap();
-  metrics.observeStage('download', timings.download);
+  const download = performance.now() - t;
+  metrics.observeStage('download', download);
 
   const where = formatS3Uri({ bucket: payload.source.bucket, key: payload.source.key });
-  const decoded = await decodeImage(source.body, ctx.decodeOptions ?? {}, where);
-  const input = preprocess(decoded, { width: engine.info.inputWidth, height: engine.info.inputHeight, resize: options.resize });
-  timings.decode = lap();
-  metrics.observeStage('decode', timings.decode);
-
-  const request = engineRequestOf(options);
-  const { result, batch } = await ctx.batcher.submit(batchKeyFor(options, engine.info.layer), { image: input, request });
-  recordBatchTimings(timings, batch, metrics);
-  t = performance.now();
-
-  const cam = result.cams[0];
-  if (!cam) throw new RangeError(`engine returned no CAM for ${where}`);
-  const [overlay, heatmap] = await Promise.all([
-    renderOverlay(decoded, cam, { colormap: options.colormap, alpha: options.alpha, format: options.overlayFormat, maxSide: options.maxSide }),
-    renderHeatmap(cam),
-  ]);
-  timings.render = lap();
-  metrics.observeStage('render', timings.render);
-
-  const metadata = { [META_SOURCE_ETAG]: source.etag, [META_OPTIONS_HASH]: optionsHash };
   // The ETag of what was actually decoded wins over the listing's: if the object changed since
   // enqueue, the outputs describe the new version and say so.
-  const manifestBase = {
-    source: { uri: where, bucket: payload.source.bucket, key: payload.source.key, etag: source.etag, size: source.size, format: decoded.format, width: decoded.width, height: decoded.height },
-    result,
-    engine: engine.info,
-    options,
-    labels: ctx.labels,
-    weightsSource: ctx.weightsSource,
-    packageVersion: PACKAGE_VERSION,
-    outputs: { overlay: uris.overlay, heatmap: uris.heatmap, manifest: uris.prediction },
-    run: { runId: payload.runId, workerId: ctx.workerId, jobId: String(job.id) },
-  };
-  const manifest = await ctx.uploads.run(async () => {
-    // Write order matters: the prediction JSON goes last, so its presence means "complete".
-    await store.put(out, keys.overlay, overlay.data, { contentType: overlay.mimeType, metadata });
-    await store.put(out, keys.heatmap, heatmap.data, { contentType: heatmap.mimeType, metadata });
-    timings.upload = performance.now() - t; // the JSON's own upload cannot be in the JSON
-    const m = assembleManifest({ ...manifestBase, timings });
-    await store.put(out, keys.prediction, JSON.stringify(m, null, 1), { contentType: 'application/json', metadata });
-    return m;
-  });
+  const core = await explainImage(
+    {
+      bytes: source.body,
+      source: { uri: where, bucket: payload.source.bucket, key: payload.source.key, etag: source.etag },
+      options,
+      ...(payload.truth ? { truth: payload.truth } : {}),
+      outputs: uris,
+      run: { runId: payload.runId, workerId: ctx.workerId, jobId: String(job.id) },
+      timings: { download },
+    },
+    ctx.core,
+  );
+  const tm = core.document.timings;
+  metrics.observeStage('decode', (tm.decode ?? 0) + (tm.preprocess ?? 0));
+  metrics.observeStage('render', tm.render ?? 0);
+
+  const metadata = { [META_SOURCE_ETAG]: source.etag, [META_OPTIONS_HASH]: outputsHash };
+  t = performance.now();
+  await ctx.uploads.run(() =>
+    writeArtifacts(
+      core,
+      async (spec, data, contentType) => {
+        await store.put(out, keys[spec.name], data, { contentType, metadata });
+      },
+      (doc) => {
+        doc.timings.upload = roundTimings({ upload: performance.now() - t }).upload; // the document's own upload cannot be in it
+      },
+    ),
+  );
   metrics.observeStage('upload', performance.now() - t);
 
   if (!ctx.provenanceRecorded.has(payload.runId)) {
     await ctx.runs.setProvenanceOnce(payload.runId, provenanceOf(engine.info, options, ctx.weightsSource, PACKAGE_VERSION));
     ctx.provenanceRecorded.add(payload.runId);
   }
-  await recordSuccess(payload, okLine(payload.source.key, manifest, uris), ctx);
+  await recordSuccess(payload, manifestLineOf(payload.source.key, core.document), ctx);
   metrics.processed.inc({ outcome: 'ok' });
-  log.debug({ timings }, 'image done');
+  log.debug({ timings: core.document.timings }, 'image done');
   return { status: 'ok', key: payload.source.key, prediction: uris.prediction };
-
-  function lap(): number {
-    const now = performance.now();
-    const ms = now - t;
-    t = now;
-    return ms;
-  }
 }
 
-function engineRequestOf(options: ExplainOptions): Omit<EngineRequest, 'images'> {
-  return { targets: options.targets, topK: options.topK, method: options.method, score: options.score };
-}
-
-function recordBatchTimings(timings: Record<string, number>, batch: BatchInfo, metrics: WorkerMetrics): void {
-  timings.queueWait = batch.waitedMs;
-  timings.infer = batch.runMs / batch.size;
-  timings.inferBatchMs = batch.runMs;
-  timings.inferBatchSize = batch.size;
-  metrics.observeStage('queue_wait', batch.waitedMs);
-  metrics.observeStage('infer', timings.infer);
-}
-
-function okLine(key: string, manifest: ImageManifest, uris: { overlay: string; heatmap: string; prediction: string }): RunManifestLine {
-  const top = manifest.predictions[0];
-  const line: RunManifestLine = {
-    key,
-    status: 'ok',
-    outputs: uris,
-    degenerate: manifest.targets.some((t) => t.degenerate !== null),
+/** The worker's engine call for one image: through the dynamic batcher, with the batch's timings. */
+export function batchedInfer(batcher: ImageBatcher, metrics: WorkerMetrics, defaultLayer: string): InferOne {
+  return async (image, options) => {
+    const { result, batch } = await batcher.submit(batchKeyFor(options, defaultLayer), { image, request: engineRequestOf(options) });
+    metrics.observeStage('queue_wait', batch.waitedMs);
+    metrics.observeStage('infer', batch.runMs / batch.size);
+    return { result, timings: batchTimingsOf(batch) };
   };
-  if (top) line.top1 = { index: top.index, probability: top.probability, ...(top.label !== undefined ? { label: top.label } : {}) };
-  return line;
+}
+
+/** How a batch served an image, as the prediction document records it (ms; the engine's share is the batch time ÷ its size). */
+export function batchTimingsOf(batch: BatchInfo): Record<string, number> {
+  return { queueWait: batch.waitedMs, infer: batch.runMs / batch.size, inferBatchMs: batch.runMs, inferBatchSize: batch.size };
 }
 
 async function recordSuccess(payload: AuditJobPayload, line: RunManifestLine, ctx: ImageJobContext): Promise<void> {
@@ -240,7 +211,7 @@ async function recordFailure(payload: AuditJobPayload | undefined, reason: strin
     ctx.metrics.failed.inc({ reason: code });
     return; // nothing to attribute it to
   }
-  const outcome = await ctx.runs.recordResult(payload.runId, { key: payload.source.key, status: 'failed', error: reason });
+  const outcome = await ctx.runs.recordResult(payload.runId, failedLineOf(payload.source.key, reason));
   assertRecorded(outcome, payload);
   ctx.metrics.failed.inc({ reason: code });
   if (outcome.complete && outcome.counted) await ctx.onRunComplete(payload.runId);

@@ -31,10 +31,11 @@ import type { ObjectStore } from '../../shared/storage/object-store.js';
 import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
+import { LabelMatcher } from '../../shared/audit/label-matcher.js';
 import type { ClassLabel } from '../model/labels.js';
 import { DynamicBatcher } from './batcher.js';
 import type { BatchItem, ImageJobContext, ImageJobResult } from './image-job.js';
-import { engineBatchRunner, processImageJob } from './image-job.js';
+import { batchedInfer, engineBatchRunner, processImageJob } from './image-job.js';
 import { WorkerMetrics } from './metrics.js';
 import type { PipelineOptions } from './options.js';
 import { lockDurationFor, resolvePipelineOptions } from './options.js';
@@ -126,7 +127,13 @@ export class PipelineWorker {
       weightsSource: deps.weightsSource,
       store: deps.store,
       runs: deps.runs,
-      batcher: this.batcher,
+      core: {
+        engine: deps.engine.info,
+        labels: deps.labels,
+        matcher: new LabelMatcher(deps.labels, deps.engine.info.numClasses),
+        weightsSource: deps.weightsSource,
+        infer: batchedInfer(this.batcher, this.metrics, deps.engine.info.layer),
+      },
       uploads: new Semaphore(this.options.uploadConcurrency),
       metrics: this.metrics,
       logger: log,

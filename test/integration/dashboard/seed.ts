@@ -6,7 +6,7 @@
  */
 import sharp from 'sharp';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
-import { IMAGE_MANIFEST_SCHEMA, type ImageManifest, type RunManifestLine } from '../../../src/shared/manifest.js';
+import { IMAGE_MANIFEST_SCHEMA, PREDICTION_UNITS, type ImageManifest, type RunManifestLine } from '../../../src/shared/manifest.js';
 import { jobIdFor } from '../../../src/shared/queue/contract.js';
 import type { RunStore } from '../../../src/shared/queue/run-store.js';
 import type { ObjectStore } from '../../../src/shared/storage/object-store.js';
@@ -122,8 +122,10 @@ export async function finishImage(target: SeedTarget, run: SeededRun, image: See
         degenerate: image.degenerate ? 'all-zero map: saturated softmax; try --score logit' : null,
       },
     ],
-    outputs: { overlay: `s3://${target.bucket}/${out.overlay}`, heatmap: `s3://${target.bucket}/${out.heatmap}`, manifest: `s3://${target.bucket}/${out.prediction}` },
+    outputs: { overlay: `s3://${target.bucket}/${out.overlay}`, heatmap: `s3://${target.bucket}/${out.heatmap}`, prediction: `s3://${target.bucket}/${out.prediction}` },
+    metrics: { top1Prob: probability },
     timings: { download: 3, decode: 2, infer: 80, render: 5, upload: 4 },
+    units: PREDICTION_UNITS,
     run: { runId: run.runId, workerId: 'test-worker', jobId: jobIdFor(run.runId, key) },
     createdAt: now.toISOString(),
   };

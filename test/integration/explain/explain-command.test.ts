@@ -15,7 +15,7 @@ import { loadModelSpec } from '../../../src/worker/model/source.js';
 import { writeKerasHdf5 } from '../../../scripts/weights/write-keras-hdf5.js';
 import { writeTfjsLayers } from '../../../scripts/weights/write-tfjs-layers.js';
 import { silentLogger } from '../../../src/shared/logger.js';
-import type { ImageManifest } from '../../../src/shared/manifest.js';
+import type { ImageManifest, RunManifestLine } from '../../../src/shared/manifest.js';
 import { IMAGE_MANIFEST_SCHEMA } from '../../../src/shared/manifest.js';
 import { parseExplainFlags } from '../../../src/worker/explain/options.js';
 import { defaultExplainDeps, runExplain } from '../../../src/worker/explain/run.js';
@@ -60,8 +60,8 @@ afterAll(async () => {
 });
 
 async function manifests(out: string): Promise<ImageManifest[]> {
-  const names = (await readdir(out)).filter((n) => n.endsWith('.json')).sort();
-  return Promise.all(names.map(async (n) => JSON.parse(await readFile(path.join(out, n), 'utf8')) as ImageManifest));
+  const names = (await readdir(path.join(out, 'predictions'))).filter((n) => n.endsWith('.json')).sort();
+  return Promise.all(names.map(async (n) => JSON.parse(await readFile(path.join(out, 'predictions', n), 'utf8')) as ImageManifest));
 }
 
 describe('explain', () => {
@@ -77,15 +77,18 @@ describe('explain', () => {
     const summary = await runExplain(options, deps);
     expect(summary).toMatchObject({ ok: 4, failed: 2 });
     expect(lines.filter((l) => l.startsWith('FAILED')).join('\n')).toMatch(/truncated\.jpg: CORRUPT_IMAGE/);
-    expect(lines.filter((l) => l.startsWith('FAILED')).join('\n')).toMatch(/missing\.jpg: no such file/);
+    expect(lines.filter((l) => l.startsWith('FAILED')).join('\n')).toMatch(/missing\.jpg: NOT_FOUND: no such file/);
 
-    const files = (await readdir(out)).sort();
+    // The run's naming scheme (shared/artifacts.ts): one folder per artifact.
+    expect((await readdir(out)).sort()).toEqual(['heatmaps', 'overlays', 'predictions']);
+    const files = (await readdir(out, { recursive: true })).filter((f) => f.includes('.')).sort();
     expect(files).toHaveLength(12);
-    expect(files.every((f) => /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(f))).toBe(true);
-    const xs = files.filter((f) => /^x-[0-9a-f]{10}\.json$/.test(f));
+    expect(files.every((f) => /^(overlays|heatmaps|predictions)\/[A-Za-z0-9][A-Za-z0-9._-]*$/.test(f))).toBe(true);
+    const xs = files.filter((f) => /^predictions\/x-[0-9a-f]{10}\.json$/.test(f));
     expect(xs).toHaveLength(2);
-    expect(files).toContain('weird_name_x_.json');
-    expect(files).toContain('gray.overlay.png');
+    expect(files).toContain('predictions/weird_name_x_.json');
+    expect(files).toContain('overlays/gray.png');
+    expect(files).toContain('heatmaps/gray.png');
 
     const spec = await loadModelSpec(modelJson);
     for (const m of await manifests(out)) {
@@ -102,31 +105,46 @@ describe('explain', () => {
         expect(t.grid.every((v) => v >= 0 && v <= 1)).toBe(true);
         if (t.degenerate === null) expect(Math.max(...t.grid)).toBe(1);
       }
-      expect(Object.keys(m.timings)).toEqual(expect.arrayContaining(['read', 'decode', 'preprocess', 'engine', 'render', 'write']));
+      expect(Object.keys(m.timings)).toEqual(expect.arrayContaining(['read', 'decode', 'preprocess', 'queueWait', 'infer', 'inferBatchSize', 'metrics', 'render', 'write']));
+      expect(m.units.timings).toMatch(/^milliseconds/);
+      expect(m.units.grid).toMatch(/^row-major/);
+      expect(m.outputs).toEqual({ overlay: expect.stringMatching(/^overlays\/.+\.png$/), heatmap: expect.stringMatching(/^heatmaps\/.+\.png$/), prediction: expect.stringMatching(/^predictions\/.+\.json$/) });
+      // The audit's metrics record, as the workers write it (no truth for local files).
+      expect(m.metrics.top1Prob).toBe(m.predictions[0].probability);
+      expect(m.metrics.imageWidth).toBe(m.source.width);
+      expect(m.truth).toBeUndefined();
       const overlay = await sharp(path.join(out, m.outputs.overlay)).metadata();
       const scale = Math.min(1, 200 / Math.max(m.source.width, m.source.height));
       expect(overlay.format).toBe('png');
       expect([overlay.width, overlay.height]).toEqual([Math.round(m.source.width * scale), Math.round(m.source.height * scale)]);
       const heat = await sharp(path.join(out, m.outputs.heatmap)).metadata();
-      expect([heat.width, heat.height, heat.channels]).toEqual([16, 16, 1]);
+      // The image's aspect ratio at the model's input side (32 here), never larger than the image.
+      const side = Math.min(32, Math.max(m.source.width, m.source.height)) / Math.max(m.source.width, m.source.height);
+      expect([heat.width, heat.height, heat.channels]).toEqual([Math.round(m.source.width * side), Math.round(m.source.height * side), 1]);
     }
     const photo = (await manifests(out)).find((m) => m.source.uri === images[0])!;
     expect(photo.source).toMatchObject({ format: 'jpeg', width: 333, height: 217 });
   });
 
-  test('Keras HDF5 weights through the CLI binary: same predictions as TF.js weights, exit code 1 when an image fails', async () => {
+  test('Keras HDF5 weights through the CLI binary, a directory and a glob, --json: same predictions as TF.js weights, exit code 1 when an image fails', async () => {
     const out = path.join(dir, 'out-h5');
-    const args = ['tsx', 'src/cli.ts', 'explain', images[0], images[3], path.join(fixtures, 'hostile/text.jpg'), '--weights', h5, '--out', out, '--backend', 'wasm', '--top-k', '3', '--labels', labelsFile];
+    // A directory (a/ holds x.jpg), a glob the shell does not expand (execFile has no shell), a bad file.
+    const args = ['tsx', 'src/cli.ts', 'explain', path.join(dir, 'a'), path.join(dir, 'gr*.png'), path.join(fixtures, 'hostile/text.jpg'), '--weights', h5, '--out', out, '--backend', 'wasm', '--top-k', '3', '--labels', labelsFile, '--json'];
     const run = await promisify(execFile)('npx', args, { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' } }).then(
       (r) => ({ code: 0, ...r }),
       (e: { code: number; stdout: string; stderr: string }) => e,
     );
     expect(run.code).toBe(1);
-    expect(run.stdout).toMatch(/2 explained, 1 failed/);
-    expect(run.stdout).toMatch(/FAILED .*text\.jpg: NOT_AN_IMAGE/);
+    expect(run.stderr).toMatch(/2 explained, 1 failed/);
+    expect(run.stderr).toMatch(/FAILED .*text\.jpg: NOT_AN_IMAGE/);
+    // stdout is JSON Lines only: the manifest line of each image, in argument order.
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as RunManifestLine);
+    expect(lines.map((l) => [path.basename(l.key), l.status])).toEqual([['x.jpg', 'ok'], ['gray.png', 'ok'], ['text.jpg', 'failed']]);
+    expect(lines[0]).toMatchObject({ top1: { index: expect.any(Number) }, outputs: { overlay: 'overlays/x.jpg', prediction: 'predictions/x.json' }, metrics: { top1Prob: expect.any(Number) } });
+    expect(lines[2].error).toMatch(/^NOT_AN_IMAGE/);
     const h5Manifests = await manifests(out);
     expect(h5Manifests.map((m) => path.basename(m.source.uri)).sort()).toEqual(['gray.png', 'x.jpg']);
-    expect(h5Manifests.every((m) => m.outputs.overlay.endsWith('.overlay.jpg'))).toBe(true);
+    expect(h5Manifests.every((m) => m.outputs.overlay.endsWith('.jpg'))).toBe(true);
 
     // The same weights in the other format give the same predictions.
     const tfjs = await manifests(path.join(dir, 'out-tfjs'));
@@ -137,7 +155,7 @@ describe('explain', () => {
       expect(m.predictions[0].index).toBe(other.predictions[0].index);
       expect(m.predictions[0].probability).toBeCloseTo(other.predictions[0].probability, 5);
     }
-  });
+  }, 150_000); // a CLI child through tsx plus a model load: slow on a loaded 2-core machine
 
   test('flag errors name the flag and exit with code 2', async () => {
     const run = await promisify(execFile)('npx', ['tsx', 'src/cli.ts', 'explain', images[0], '--weights', h5, '--method', 'gradcam+++'], { cwd: root }).then(

@@ -1,5 +1,8 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageManifest, RunManifestLine } from '../../../src/shared/manifest.js';
+import { IMAGE_MANIFEST_SCHEMA, type ImageManifest, type RunManifestLine } from '../../../src/shared/manifest.js';
 import { listWorkers } from '../../../src/shared/queue/heartbeat.js';
 import { jobIdFor } from '../../../src/shared/queue/contract.js';
 import { MANIFEST_FILE } from '../../../src/shared/run-finalizer.js';
@@ -42,10 +45,14 @@ describe('pipeline worker against real Redis and S3', () => {
   });
 
   let runId: string;
+  let truthFile: string;
   const output = () => `s3://${b.bucket}/out/`;
 
   it('processes a prefix end to end: outputs, manifests, run completion, exactly-once manifest.jsonl', async () => {
-    runId = await h.enqueue(`s3://${b.bucket}/in/`, { output: output(), runId: 'run-one' });
+    // Ground truth for every good image (class 1, by index), with a box for the first one.
+    truthFile = path.join(await mkdtemp(path.join(os.tmpdir(), 'truth-')), 'truth.csv');
+    await writeFile(truthFile, ['key,label,x0,y0,x1,y1', `${GOOD[0]},1,0,0,20,18`, ...GOOD.slice(1).map((k) => `${k},1`)].join('\n'));
+    runId = await h.enqueue(`s3://${b.bucket}/in/`, { output: output(), runId: 'run-one', truth: truthFile });
     const run = await h.waitForRun(runId);
     expect(run).toMatchObject({ total: 6, done: 5, failed: 1, state: 'completed' });
 
@@ -63,7 +70,7 @@ describe('pipeline worker against real Redis and S3', () => {
       expect(prediction.metadata[META_SOURCE_ETAG]).toBe(source?.etag);
       expect(prediction.metadata[META_OPTIONS_HASH]).toMatch(/^[0-9a-f]{64}$/);
       const m = JSON.parse(prediction.body.toString('utf8')) as ImageManifest;
-      expect(m.schema).toBe('gradcam-audit/image@1');
+      expect(m.schema).toBe(IMAGE_MANIFEST_SCHEMA);
       expect(m.source).toMatchObject({ bucket: b.bucket, key, etag: source?.etag, format: 'png', height: 36 });
       expect(m.run).toEqual({ runId, workerId: worker.options.workerId, jobId: jobIdFor(runId, key) });
       expect(m.outputs.overlay).toBe(`s3://${b.bucket}/${keys.overlay}`);
@@ -74,12 +81,25 @@ describe('pipeline worker against real Redis and S3', () => {
         expect(m.timings[stage], stage).toBeGreaterThanOrEqual(0);
       }
       expect(m.timings.inferBatchSize).toBeGreaterThanOrEqual(1);
+      // The audit's per-image record: truth matched to the model's classes, metrics from the result.
+      expect(m.truth).toEqual({ label: '1', index: 1, boxes: key === GOOD[0] ? 1 : 0 });
+      expect(m.metrics).toMatchObject({ top1Prob: m.predictions[0].probability, correct: m.predictions[0].index === 1, imageWidth: m.source.width });
+      // Map metrics describe a map; the tiny model's saturated softmax can leave none (degenerate).
+      const hasBoxMetrics = key === GOOD[0] && m.targets[0].degenerate === null;
+      expect(typeof m.metrics.boxEnergy).toBe(hasBoxMetrics ? 'number' : 'undefined');
     }
 
     const manifest = (await b.store.get(b.bucket, `out/${MANIFEST_FILE}`)).body.toString('utf8');
     const lines = manifest.trim().split('\n').map((l) => JSON.parse(l) as RunManifestLine);
     expect(lines.map((l) => l.key).sort()).toEqual([...GOOD, BAD].sort());
     expect(lines.filter((l) => l.status === 'ok')).toHaveLength(5);
+    // Each ok line carries what its prediction document says (the run's analysis reads the lines).
+    for (const line of lines.filter((l) => l.status === 'ok')) {
+      const doc = JSON.parse((await b.store.get(b.bucket, outputKeysFor('out/', line.key, 'jpeg').prediction)).body.toString('utf8')) as ImageManifest;
+      expect(line.truth).toEqual(doc.truth);
+      expect(line.metrics).toEqual(doc.metrics);
+      expect(line.outputs).toEqual(doc.outputs);
+    }
   });
 
   it('fails a bad image at once with UnrecoverableError and a clear reason, without retries', async () => {
@@ -121,8 +141,8 @@ describe('pipeline worker against real Redis and S3', () => {
     const keys = GOOD.map((k) => outputKeysFor('out/', k, 'jpeg'));
     const before = await Promise.all(keys.flatMap((k) => [k.overlay, k.heatmap, k.prediction]).map((k) => b.store.head(b.bucket, k)));
     const batchesBefore = batches.length;
-    // Same source, options and output prefix under another run id: every job finds its outputs.
-    const second = await h.enqueue(`s3://${b.bucket}/in/`, { output: output(), runId: 'run-two', exclude: 'not-an-image.png' });
+    // Same source, options, truth and output prefix under another run id: every job finds its outputs.
+    const second = await h.enqueue(`s3://${b.bucket}/in/`, { output: output(), runId: 'run-two', exclude: 'not-an-image.png', truth: truthFile });
     const run = await h.waitForRun(second);
     expect(run).toMatchObject({ total: 5, done: 5, failed: 0 });
     const after = await Promise.all(keys.flatMap((k) => [k.overlay, k.heatmap, k.prediction]).map((k) => b.store.head(b.bucket, k)));

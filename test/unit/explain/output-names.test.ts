@@ -14,13 +14,14 @@ describe('output names', () => {
   });
 
   test('colliding stems get a hash of the full path, independent of argument order', () => {
-    const names = outputNamesFor(['a/x.jpg', 'b/x.jpg', 'c/y.png', 'd/X.png'], 'jpg', (p) => `/root/${p}`);
+    const names = outputNamesFor(['a/x.jpg', 'b/x.jpg', 'c/y.png', 'd/X.png'], 'jpeg', (p) => `/root/${p}`);
     const stems = names.map((n) => n.stem);
     expect(new Set(stems.map((s) => s.toLowerCase())).size).toBe(4);
     expect(stems[2]).toBe('y');
     expect(stems[0]).toMatch(/^x-[0-9a-f]{10}$/);
-    const reversed = outputNamesFor(['d/X.png', 'c/y.png', 'b/x.jpg', 'a/x.jpg'], 'jpg', (p) => `/root/${p}`);
+    const reversed = outputNamesFor(['d/X.png', 'c/y.png', 'b/x.jpg', 'a/x.jpg'], 'jpeg', (p) => `/root/${p}`);
     expect(reversed.map((n) => n.stem).reverse()).toEqual(stems);
-    expect(names[2]).toEqual({ stem: 'y', overlay: 'y.overlay.jpg', heatmap: 'y.heatmap.png', manifest: 'y.json' });
+    // The run's naming scheme: one folder per artifact.
+    expect(names[2]).toEqual({ stem: 'y', paths: { overlay: 'overlays/y.jpg', heatmap: 'heatmaps/y.png', prediction: 'predictions/y.json' } });
   });
 });

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { Colormap } from '../../../src/shared/explain-options.js';
 import { COLORMAPS } from '../../../src/shared/explain-options.js';
 import { applyColormap, colormapIndex, colormapTable } from '../../../src/worker/image/colormap.js';
-import { blendColormapped, blendRgb, overlayPixels, overlaySize, renderHeatmap, renderOverlay, resolveRenderOptions } from '../../../src/worker/image/render.js';
+import { blendColormapped, blendRgb, heatmapSize, overlayPixels, overlaySize, renderHeatmap, renderOverlay, resolveRenderOptions } from '../../../src/worker/image/render.js';
 import { resizeGridBilinear } from '../../../src/worker/image/upsample.js';
 
 interface RenderReference {
@@ -184,6 +184,17 @@ describe('encoded outputs', () => {
     const data = await sharp(heat.data).toColourspace('b-w').raw().toBuffer();
     expect(data.length).toBe(14 * 14);
     for (let i = 0; i < data.length; i++) expect(data[i]).toBe(Math.round(ref.grid.values[i] * 255));
+  });
+
+  it("heatmap at an image's aspect ratio is the bilinear upsample of the map (the overlay's), model-side capped", async () => {
+    expect(heatmapSize(333, 217, 224)).toEqual({ width: 224, height: 146 });
+    expect(heatmapSize(100, 60, 224)).toEqual({ width: 100, height: 60 }); // never larger than the image
+    expect(heatmapSize(65_535, 1, 224)).toEqual({ width: 224, height: 1 });
+    const heat = await renderHeatmap(cam, { size: { width: 42, height: 28 } });
+    const data = await sharp(heat.data).toColourspace('b-w').raw().toBuffer();
+    expect([heat.width, heat.height, data.length]).toEqual([42, 28, 42 * 28]);
+    const up = resizeGridBilinear(cam.grid, 14, 14, 42, 28);
+    for (let i = 0; i < data.length; i++) expect(data[i]).toBe(Math.round(Math.min(Math.max(up[i], 0), 1) * 255));
   });
 
   it('never writes NaN or out-of-range heatmap pixels', async () => {

@@ -1,10 +1,12 @@
 /**
- * Engine result → per-image manifest (`ImageManifest`). The `explain` command and the pipeline
- * worker write the same document, so this is the one place that decides its content: predictions
- * decoded with labels, one CamRecord per target (grid rounded to 1e-4), provenance, timings.
+ * Engine result → prediction document (`ImageManifest`, `predictions/<name>.json`). The image
+ * core builds it for `explain` and workers alike, so this is the one place that decides its
+ * content: predictions decoded with labels, one CamRecord per target (grid rounded to 1e-4),
+ * metrics and truth, provenance, timings and their units.
  */
+import type { ImageMetrics, LineTruth } from '../../shared/audit/types.js';
 import type { ExplainOptions } from '../../shared/explain-options.js';
-import { IMAGE_MANIFEST_SCHEMA } from '../../shared/manifest.js';
+import { IMAGE_MANIFEST_SCHEMA, PREDICTION_UNITS } from '../../shared/manifest.js';
 import type { CamRecord, ImageManifest, Provenance, SourceInfo } from '../../shared/manifest.js';
 import type { CamMap, EngineImageResult, EngineInfo } from '../engine/engine.js';
 import type { ClassLabel } from '../model/labels.js';
@@ -21,6 +23,8 @@ export interface AssembleInput {
   weightsSource: string;
   packageVersion: string;
   outputs: ImageManifest['outputs'];
+  metrics: ImageMetrics;
+  truth?: LineTruth;
   /** Milliseconds per stage. */
   timings: Record<string, number>;
   run?: ImageManifest['run'];
@@ -62,19 +66,32 @@ export function camRecordOf(cam: CamMap, labels: readonly ClassLabel[] | null): 
   return record;
 }
 
-export function assembleManifest(input: AssembleInput): ImageManifest {
-  const manifest: ImageManifest = {
+export function predictionDocumentOf(input: AssembleInput): ImageManifest {
+  const doc: ImageManifest = {
     schema: IMAGE_MANIFEST_SCHEMA,
     source: input.source,
     provenance: provenanceOf(input.engine, input.options, input.weightsSource, input.packageVersion),
     predictions: decodeTopK(input.result.probabilities, input.options.topK, input.labels),
     targets: input.result.cams.map((cam) => camRecordOf(cam, input.labels)),
     outputs: input.outputs,
-    timings: Object.fromEntries(Object.entries(input.timings).map(([k, v]) => [k, Math.round(v * 100) / 100])),
+    metrics: input.metrics,
+    timings: roundTimings(input.timings),
+    units: PREDICTION_UNITS,
     createdAt: (input.now ?? new Date()).toISOString(),
   };
-  if (input.run) manifest.run = input.run;
-  return manifest;
+  if (input.truth) doc.truth = input.truth;
+  if (input.run) doc.run = input.run;
+  return doc;
+}
+
+/** Timings as documents carry them: milliseconds to 0.01. */
+export function roundTimings(timings: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 100) / 100]));
+}
+
+/** The document's bytes, as both hosts write them. */
+export function encodePredictionDocument(doc: ImageManifest): Buffer {
+  return Buffer.from(`${JSON.stringify(doc, null, 1)}\n`, 'utf8');
 }
 
 function finiteOrZero(v: number): number {

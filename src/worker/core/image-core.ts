@@ -1,0 +1,140 @@
+/**
+ * The per-image core shared by `explain` and the pipeline worker: image bytes, the run's options
+ * and the image's ground truth in; the rendered artifacts, the prediction document and the manifest
+ * line out. No S3, no file system, no queue inside: the host reads the bytes, supplies the engine
+ * call (the worker's dynamic batcher, or explain's), and writes what comes out with
+ * `writeArtifacts`, in the order of the artifact table (shared/artifacts.ts).
+ *
+ *   decode (under the shared pixel budget) → preprocess → infer (host) → metrics → render → document
+ */
+import { performance } from 'node:perf_hooks';
+import { ARTIFACTS, type ArtifactName, type ArtifactPaths, type ArtifactSpec } from '../../shared/artifacts.js';
+import type { LabelMatcher } from '../../shared/audit/label-matcher.js';
+import type { JobTruth } from '../../shared/audit/types.js';
+import type { ExplainOptions } from '../../shared/explain-options.js';
+import type { ImageManifest, SourceInfo } from '../../shared/manifest.js';
+import { PACKAGE_VERSION } from '../../shared/version.js';
+import { imageMetricsOf, lineTruthOf, resolveTruth } from '../audit/image-audit.js';
+import type { EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
+import { decodeImage, type DecodeOptions } from '../image/decode.js';
+import { preprocess } from '../image/preprocess.js';
+import { heatmapSize, renderHeatmap, renderOverlay, type EncodedImage } from '../image/render.js';
+import type { ClassLabel } from '../model/labels.js';
+import { encodePredictionDocument, predictionDocumentOf } from './prediction-document.js';
+
+/** What one engine call needs besides the images; images sharing it may share a batch. */
+export type EngineRequestOptions = Omit<EngineRequest, 'images'>;
+
+export function engineRequestOf(options: ExplainOptions): EngineRequestOptions {
+  return { targets: options.targets, topK: options.topK, method: options.method, score: options.score };
+}
+
+/**
+ * The host's engine call for one image (`engineRequestOf(options)` says what the engine needs), and
+ * the timings it measured (queue wait, infer, …).
+ */
+export type InferOne = (image: PreprocessedImage, options: ExplainOptions) => Promise<{ result: EngineImageResult; timings: Record<string, number> }>;
+
+export interface ImageCoreDeps {
+  engine: EngineInfo;
+  /** Labels per class index, or null for index-only output. */
+  labels: readonly ClassLabel[] | null;
+  /** Matches truth labels to the model's classes (built once from the labels). */
+  matcher: LabelMatcher;
+  /** `--weights` as given, for provenance. */
+  weightsSource: string;
+  infer: InferOne;
+  decodeOptions?: Partial<DecodeOptions>;
+  /** Injected for reproducible documents. Default now. */
+  now?: () => Date;
+}
+
+export interface ImageCoreInput {
+  bytes: Uint8Array;
+  /** Where the bytes came from (a path or an s3:// URI, plus bucket/key/etag on S3). */
+  source: Omit<SourceInfo, 'format' | 'width' | 'height' | 'size'>;
+  options: ExplainOptions;
+  truth?: JobTruth;
+  /** Where each artifact will be written, as the document records it. */
+  outputs: ArtifactPaths;
+  run?: ImageManifest['run'];
+  /** Stages the host ran before the core (download, read), in ms. */
+  timings?: Record<string, number>;
+}
+
+export interface ImageCoreOutput {
+  /** The prediction document; hosts may add their own later stages to `timings` before writing. */
+  document: ImageManifest;
+  /** Rendered artifacts other than the document, by name. */
+  rendered: Record<Exclude<ArtifactName, 'prediction'>, EncodedImage>;
+}
+
+export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): Promise<ImageCoreOutput> {
+  const timings: Record<string, number> = { ...input.timings };
+  let t = performance.now();
+  const lap = (stage: string): void => {
+    const now = performance.now();
+    timings[stage] = now - t;
+    t = now;
+  };
+  const { options, engine } = { options: input.options, engine: deps.engine };
+
+  const decoded = await decodeImage(input.bytes, deps.decodeOptions ?? {}, input.source.uri);
+  lap('decode');
+  const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize });
+  lap('preprocess');
+
+  const { result, timings: inferTimings } = await deps.infer(image, options);
+  Object.assign(timings, inferTimings);
+  t = performance.now();
+  const cam = result.cams[0];
+  if (!cam) throw new RangeError(`engine returned no CAM for ${input.source.uri}`);
+
+  const truth = resolveTruth(input.truth, deps.matcher);
+  const metrics = imageMetricsOf({ result, image: { width: decoded.width, height: decoded.height }, truth });
+  lap('metrics');
+
+  // The overlay and heatmap show the first target (top-1 by default); the document has every target.
+  const [overlay, heatmap] = await Promise.all([
+    renderOverlay(decoded, cam, { colormap: options.colormap, alpha: options.alpha, format: options.overlayFormat, maxSide: options.maxSide }),
+    renderHeatmap(cam, { size: heatmapSize(decoded.width, decoded.height, Math.max(engine.inputWidth, engine.inputHeight)) }),
+  ]);
+  lap('render');
+
+  const document = predictionDocumentOf({
+    source: { ...input.source, size: input.bytes.length, format: decoded.format, width: decoded.width, height: decoded.height },
+    result,
+    engine,
+    options,
+    labels: deps.labels,
+    weightsSource: deps.weightsSource,
+    packageVersion: PACKAGE_VERSION,
+    outputs: input.outputs,
+    metrics,
+    ...(truth ? { truth: lineTruthOf(truth) } : {}),
+    timings,
+    ...(input.run ? { run: input.run } : {}),
+    now: deps.now?.() ?? new Date(),
+  });
+  return { document, rendered: { overlay, heatmap } };
+}
+
+/** Writes one artifact; `spec` gives its name and content type. */
+export type ArtifactWriter = (spec: ArtifactSpec, data: Buffer, contentType: string) => Promise<void>;
+
+/**
+ * Write an image's artifacts in table order (the document last, so its presence means complete).
+ * `beforeDocument` runs just before the document is encoded, so a host can record the time its
+ * other writes took.
+ */
+export async function writeArtifacts(out: ImageCoreOutput, write: ArtifactWriter, beforeDocument?: (doc: ImageManifest) => void): Promise<void> {
+  const format = out.rendered.overlay.format;
+  for (const spec of ARTIFACTS) {
+    if (spec.name === 'prediction') {
+      beforeDocument?.(out.document);
+      await write(spec, encodePredictionDocument(out.document), spec.contentType(format));
+    } else {
+      await write(spec, out.rendered[spec.name].data, spec.contentType(format));
+    }
+  }
+}
