@@ -7,15 +7,14 @@ import { Readable } from 'node:stream';
 import { CompareAccumulator, hashJoin, mergeJoin, UnorderedManifestError, type CompareReport } from '../shared/audit/compare.js';
 import { COMPARE_FILE, COMPARE_HTML_FILE } from '../shared/audit/files.js';
 import { renderCompareHtml } from '../shared/audit/compare-html.js';
-import { analyseLines, folderSink, readManifestLines, type AnalysisSink } from '../shared/audit/run-analysis.js';
-import { s3Sink, s3Thumbnail } from '../shared/audit/s3-analysis.js';
-import type { AuditLine } from '../shared/audit/types.js';
+import { folderSink } from '../shared/audit/run-analysis.js';
+import { analyseRunManifest, runManifestLines, s3Sink, type RunOutputRef } from '../shared/audit/s3-analysis.js';
 import { loadConfig } from '../shared/config.js';
-import { ConfigError, NotFoundError } from '../shared/errors.js';
+import { ConfigError } from '../shared/errors.js';
 import { validateRunId } from '../shared/queue/contract.js';
-import { MANIFEST_FILE, s3StreamUploader } from '../shared/run-finalizer.js';
+import { s3StreamUploader } from '../shared/run-finalizer.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
-import { formatS3Uri, joinKey, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
+import { joinKey, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
 import { connectProducer, openStore } from './connections.js';
 
 export interface ReportCliFlags {
@@ -28,15 +27,12 @@ export interface CompareCliFlags {
   json?: boolean;
 }
 
-interface RunRef {
-  runId: string;
-  output: S3Location;
-}
+
 
 /** Run ids → output prefixes (Redis is asked only when an argument is a run id). */
-async function resolveRuns(args: { value: string; what: string }[]): Promise<RunRef[]> {
+async function resolveRuns(args: { value: string; what: string }[]): Promise<RunOutputRef[]> {
   const ids = args.filter((a) => !a.value.startsWith('s3://'));
-  const out = new Map<string, RunRef>();
+  const out = new Map<string, RunOutputRef>();
   for (const a of args.filter((x) => x.value.startsWith('s3://'))) {
     const output = parseS3Prefix(a.value, a.what);
     const folder = output.key.replace(/\/$/, '');
@@ -56,18 +52,7 @@ async function resolveRuns(args: { value: string; what: string }[]): Promise<Run
       await conn.close();
     }
   }
-  return args.map((a) => out.get(a.value) as RunRef);
-}
-
-async function manifestLines(store: ObjectStore, run: RunRef): Promise<AsyncGenerator<AuditLine>> {
-  const key = joinKey(run.output.key, MANIFEST_FILE);
-  try {
-    const { stream } = await store.getStream(run.output.bucket, key);
-    return readManifestLines(stream, `s3://${run.output.bucket}/${key}`);
-  } catch (err) {
-    if (err instanceof NotFoundError) throw new NotFoundError(`run ${run.runId} has no ${MANIFEST_FILE} at ${formatS3Uri(run.output)}: it has not finished yet (see gradcam-audit status ${run.runId})`, { cause: err });
-    throw err;
-  }
+  return args.map((a) => out.get(a.value) as RunOutputRef);
 }
 
 export async function runReportCli(run: string, flags: ReportCliFlags): Promise<void> {
@@ -75,30 +60,25 @@ export async function runReportCli(run: string, flags: ReportCliFlags): Promise<
   const config = loadConfig();
   const store = openStore(config);
   try {
-    const sink: AnalysisSink = flags.out !== undefined ? folderSink(flags.out) : s3Sink(s3StreamUploader(store.client), ref.output);
-    const { audit, files } = await analyseLines(await manifestLines(store, ref), {
-      runId: ref.runId,
-      sink,
-      outputUri: formatS3Uri(ref.output),
-      thumbnail: s3Thumbnail(store),
-    });
+    const upload = s3StreamUploader(store.client);
+    const { audit, files, location } = await analyseRunManifest(store, upload, ref, flags.out !== undefined ? folderSink(flags.out) : undefined);
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ runId: ref.runId, location: sink.location, files, counts: audit.counts, flagCounts: audit.flagCounts }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ runId: ref.runId, location, files, counts: audit.counts, flagCounts: audit.flagCounts }, null, 2)}\n`);
       return;
     }
     const flagged = Object.entries(audit.flagCounts).filter(([, n]) => n > 0);
     const flagText = flagged.length === 0 ? 'no flags' : flagged.map(([k, n]) => `${n} ${k}`).join(', ');
-    process.stdout.write(`audit of run ${ref.runId}: ${audit.counts.images} images (${audit.counts.failed} failed), ${flagText}\n  wrote ${files.join(', ')} to ${sink.location}\n`);
+    process.stdout.write(`audit of run ${ref.runId}: ${audit.counts.images} images (${audit.counts.failed} failed), ${flagText}\n  wrote ${files.join(', ')} to ${location}\n`);
     for (const f of audit.flags.filter((x) => x.subject.type === 'class')) process.stdout.write(`  ${f.kind}: ${f.message}\n`);
   } finally {
     store.client.destroy();
   }
 }
 
-export async function compareRuns(store: ObjectStore, a: RunRef, b: RunRef): Promise<CompareReport> {
+export async function compareRuns(store: ObjectStore, a: RunOutputRef, b: RunOutputRef): Promise<CompareReport> {
   const run = async (join: typeof mergeJoin): Promise<CompareReport> => {
     const acc = new CompareAccumulator({ a: a.runId, b: b.runId });
-    for await (const [la, lb] of join(await manifestLines(store, a), await manifestLines(store, b))) acc.add(la, lb);
+    for await (const [la, lb] of join(await runManifestLines(store, a), await runManifestLines(store, b))) acc.add(la, lb);
     return acc.finish();
   };
   try {

@@ -3,6 +3,7 @@
  * progress on a TTY, prints one summary line (or JSON) on stdout, and closes every connection so
  * the process exits.
  */
+import { s3RunAnalyser } from '../shared/audit/s3-analysis.js';
 import { loadConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { finalizeRun, s3StreamUploader } from '../shared/run-finalizer.js';
@@ -30,7 +31,8 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
     } else {
       const conn = await connectProducer(config, `gca-enqueue-${process.pid}`);
       try {
-        const finalizerDeps = { runs: conn.runs, redis: conn.redis, upload: s3StreamUploader(store.client), logger };
+        const upload = s3StreamUploader(store.client);
+        const finalizerDeps = { runs: conn.runs, redis: conn.redis, upload, logger, analyse: s3RunAnalyser(store, upload, logger) };
         result = await enqueueRun(request, {
           store,
           queue: conn.queue,

@@ -141,4 +141,14 @@ export interface RunSummary {
   /** When a worker took the run's first image; absent for a run with no image. */
   startedAt?: string;
   finishedAt: string;
+  /**
+   * The run's analysis (audit.json, metrics.parquet, report.html), written by the finalizer after
+   * this file; absent until it has run. A failed analysis never blocks the manifest:
+   * `gradcam-audit report RUN_ID` redoes it.
+   */
+  analysis?: RunAnalysisRecord;
 }
+
+export type RunAnalysisRecord =
+  | { status: 'written'; files: string[]; flags: number; seconds: number }
+  | { status: 'failed'; error: string; seconds: number; redo: string };

@@ -1,7 +1,8 @@
 /**
  * Run completion: when every image of a run has a result, exactly one process writes
  * `manifest.jsonl` (one line per source image) and `summary.json` to the run's output prefix, then
- * marks the run completed.
+ * the run's analysis (audit.json, metrics.parquet, report.html; its outcome is added to
+ * summary.json), then marks the run completed.
  *
  * Exactly one writer: the RunStore finalizer lock (SET NX PX). The lock is renewed while writing, so
  * a slow upload of a huge manifest does not let a second process start. If the writer dies, its lock
@@ -20,13 +21,19 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { Redis } from 'ioredis';
 import { describeError, TransientError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
-import { RUN_SUMMARY_SCHEMA, type RunManifestLine, type RunSummary } from './manifest.js';
+import { RUN_SUMMARY_SCHEMA, type RunAnalysisRecord, type RunManifestLine, type RunSummary } from './manifest.js';
 import type { RunRecord, RunStore } from './queue/run-store.js';
 import { runTiming } from './run-stats.js';
 import { joinKey, parseS3Uri } from './storage/uri.js';
 
 export const MANIFEST_FILE = 'manifest.jsonl';
 export const SUMMARY_FILE = 'summary.json';
+
+/**
+ * Analyses a run whose manifest.jsonl is written (audit.json, metrics.parquet, report.html under
+ * its output prefix). Never throws: a failure comes back as a record for summary.json.
+ */
+export type RunAnalyser = (run: { runId: string; output: string }) => Promise<RunAnalysisRecord>;
 
 /** Writes one object from a stream of unknown length. */
 export type StreamUploader = (bucket: string, key: string, body: Readable, contentType: string) => Promise<void>;
@@ -62,6 +69,11 @@ export interface FinalizerDeps {
   lockTtlMs?: number;
   /** Results per HSCAN page. Default 1000. */
   scanCount?: number;
+  /**
+   * The run's analysis, run after manifest.jsonl and summary.json are written (workers and enqueue
+   * pass `s3RunAnalyser`). Without it a run ends with no audit files.
+   */
+  analyse?: RunAnalyser;
 }
 
 export type FinalizeOutcome =
@@ -134,9 +146,14 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
       throw new TransientError(`run ${runId}: manifest has ${tally.lines} lines but the run counted ${run.done + run.failed} results`);
     }
     const finishedAt = now();
-    const summary = buildSummary(run, tally, finishedAt);
-    const summaryBody = `${JSON.stringify(summary, null, 2)}\n`;
-    await deps.upload(out.bucket, summaryKey, Readable.from([Buffer.from(summaryBody)]), 'application/json');
+    let summary = buildSummary(run, tally, finishedAt);
+    const writeSummary = () => deps.upload(out.bucket, summaryKey, Readable.from([Buffer.from(`${JSON.stringify(summary, null, 2)}\n`)]), 'application/json');
+    await writeSummary();
+    const analysis = await analyseRun(deps, run);
+    if (analysis !== undefined) {
+      summary = { ...summary, analysis };
+      await writeSummary();
+    }
     await deps.runs.markCompleted(runId, owner, finishedAt);
     log.info({ runId, lines: tally.lines, manifest: `s3://${out.bucket}/${manifestKey}` }, 'run finalized');
     return { status: 'written', summary, manifestKey, summaryKey };
@@ -147,6 +164,23 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
     throw err;
   } finally {
     clearInterval(renew);
+  }
+}
+
+/**
+ * The run's analysis, once its manifest and summary stand. Its outcome is recorded in summary.json;
+ * a failure is logged by the analyser and never undoes or delays the manifest.
+ */
+async function analyseRun(deps: FinalizerDeps, run: RunRecord): Promise<RunAnalysisRecord | undefined> {
+  if (deps.analyse === undefined) return undefined;
+  const started = performance.now();
+  try {
+    return await deps.analyse({ runId: run.id, output: run.output });
+  } catch (err) {
+    // Analysers report their own failures; this only guards the manifest against one that throws.
+    const redo = `gradcam-audit report ${run.id}`;
+    (deps.logger ?? silentLogger()).warn({ runId: run.id, err: describeError(err), redo }, 'run analysis failed');
+    return { status: 'failed', error: describeError(err), seconds: Math.round(performance.now() - started) / 1000, redo };
   }
 }
 

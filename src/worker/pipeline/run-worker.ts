@@ -11,6 +11,7 @@ import type { Logger } from '../../shared/logger.js';
 import { removeHeartbeat, writeHeartbeat, type WorkerHeartbeat } from '../../shared/queue/heartbeat.js';
 import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
 import { RunStore } from '../../shared/queue/run-store.js';
+import { s3RunAnalyser } from '../../shared/audit/s3-analysis.js';
 import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../shared/run-finalizer.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { raceTimeout } from '../../shared/timeout.js';
@@ -195,7 +196,8 @@ export async function startWorker(
     }
 
     const runs = new RunStore(redis, ks);
-    const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client), logger, owner: defaultOwner() };
+    const upload = s3StreamUploader(store.client);
+    const finalizerDeps: FinalizerDeps = { runs, redis, upload, logger, owner: defaultOwner(), analyse: s3RunAnalyser(store, upload, logger) };
     const worker = new PipelineWorker(
       {
         engine,
