@@ -6,14 +6,17 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Readable } from 'node:stream';
 import { AUDIT_FILE, METRICS_PARQUET_FILE, REPORT_FILE } from '../shared/audit/files.js';
+import { COLORMAP_TABLES } from '../shared/colormaps.js';
 import { InvalidInputError, NotFoundError } from '../shared/errors.js';
+import { COLORMAPS, type Colormap } from '../shared/explain-options.js';
 import type { ImageManifest } from '../shared/manifest.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { listWorkers } from '../shared/queue/heartbeat.js';
 import type { RunRecord } from '../shared/queue/run-store.js';
 import { asFolderPrefix, joinKey, parseS3Uri } from '../shared/storage/uri.js';
 import type { DashboardDeps } from './deps.js';
-import type { AnalyticsCache, ImageFilter, ImageQueryCache, StatusFilter } from './gallery.js';
+import type { RunComparisons } from './comparisons.js';
+import { DEFAULT_SORT, SORT_KEYS, type AnalyticsCache, type ImageFilter, type ImageQueryCache, type ImageSort, type SortOrder, type StatusFilter } from './gallery.js';
 import { listFailures, retryFailures } from './failures.js';
 import { OBJECT_ROLES, resolveRunObject, safeContentType, type ObjectRole } from './object-proxy.js';
 import type { DashboardOptions } from './options.js';
@@ -24,6 +27,8 @@ import type { Thumbnailer } from './thumbnails.js';
 
 /** The gallery's query after schema validation (types coerced, ranges checked). */
 export interface ImageQuery {
+  sort?: string;
+  order?: SortOrder;
   status?: StatusFilter;
   class?: number;
   minProb?: number;
@@ -54,6 +59,7 @@ export interface ApiContext {
   analytics: AnalyticsCache;
   images: ImageQueryCache;
   thumbnails: Thumbnailer;
+  comparisons: RunComparisons;
 }
 
 export function installApi(app: FastifyInstance, ctx: ApiContext): void {
@@ -91,20 +97,40 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
     return runDetail(run, await deps.runs.throughput(run.id), await ctx.analytics.get(deps.runs, run), now());
   });
 
-  const imageQuery = object({
+  // The gallery's filters and sort; the detail view's previous/next take the same parameters.
+  const listing = {
     status: oneOf(STATUS_FILTERS),
     class: int(0, 1_000_000),
     minProb: probability,
     maxProb: probability,
     degenerate: { type: 'boolean' },
     q: str(1024),
-    ...page(options.maxPageSize),
-  });
+    sort: oneOf(SORT_KEYS),
+    order: oneOf(['asc', 'desc']),
+  };
+  const imageQuery = object({ ...listing, ...page(options.maxPageSize) });
   app.get<{ Params: { id: string }; Querystring: ImageQuery }>('/api/runs/:id/images', { schema: { params: RUN_PARAMS, querystring: imageQuery } }, async (req) => {
     const run = await requireRun(req.params.id);
     const filter = parseImageFilter(req.query);
-    const result = await ctx.images.query(deps.runs, run, filter, { offset: req.query.offset ?? 0, limit: req.query.limit ?? 48 });
-    return { ...result, items: result.items.map((line) => ({ ...line, urls: imageUrls(run.id, line.key, line.status === 'ok') })) };
+    const result = await ctx.images.query(deps.runs, run, filter, { offset: req.query.offset ?? 0, limit: req.query.limit ?? 48 }, parseImageSort(req.query));
+    return { ...result, sort: parseImageSort(req.query), items: result.items.map((line) => ({ ...line, urls: imageUrls(run.id, line.key, line.status === 'ok') })) };
+  });
+
+  app.get<{ Params: { id: string }; Querystring: ImageQuery & { key: string } }>(
+    '/api/runs/:id/images/position',
+    { schema: { params: RUN_PARAMS, querystring: object({ ...listing, key: SOURCE_KEY }, ['key']) } },
+    async (req) => {
+      const run = await requireRun(req.params.id);
+      return ctx.images.position(deps.runs, run, parseImageFilter(req.query), parseImageSort(req.query), req.query.key);
+    },
+  );
+
+  // The overlay colormaps as CSS colours, for the detail view's legend and CAM grid.
+  app.get<{ Params: { name: Colormap } }>('/api/colormaps/:name', { schema: { params: object({ name: oneOf(COLORMAPS) }, ['name']), querystring: NO_QUERY } }, async (req, reply) => {
+    const table = COLORMAP_TABLES[req.params.name];
+    const colors = Array.from({ length: table.length / 3 }, (_, i) => `#${Buffer.from(table.subarray(3 * i, 3 * i + 3)).toString('hex')}`);
+    void reply.header('Cache-Control', 'public, max-age=86400');
+    return { name: req.params.name, colors };
   });
 
   app.get<{ Params: { id: string }; Querystring: { key: string } }>('/api/runs/:id/image', { schema: { params: RUN_PARAMS, querystring: KEY_QUERY } }, async (req) => {
@@ -119,7 +145,7 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
         if (!(err instanceof NotFoundError)) throw err;
       }
     }
-    return { line, prediction, urls: imageUrls(run.id, key, line.status === 'ok') };
+    return { line, prediction, colormap: run.options.colormap, urls: imageUrls(run.id, key, line.status === 'ok') };
   });
 
   const objectParams = object({ id: RUN_ID, role: oneOf(OBJECT_ROLES) }, ['id', 'role']);
@@ -168,6 +194,25 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
     const workers = await listWorkers(deps.redis, deps.keySpace, undefined, t);
     workers.sort((a, b) => a.workerId.localeCompare(b.workerId));
     return { workers: workers.map((w) => ({ ...w, lastSeenSecondsAgo: Math.max(0, (t - Date.parse(w.lastSeen)) / 1000) })) };
+  });
+
+  // Two runs compared: the stored comparison (GET), or a new one computed and stored (POST).
+  const pair = object({ a: RUN_ID, b: RUN_ID }, ['a', 'b']);
+  const pairRuns = async (q: { a: string; b: string }) => {
+    if (q.a === q.b) throw new InvalidInputError('BAD_QUERY', 'compare needs two different runs');
+    return Promise.all([requireRun(q.a), requireRun(q.b)]);
+  };
+  app.get<{ Querystring: { a: string; b: string } }>('/api/compare', { schema: { querystring: pair } }, async (req) => {
+    const [a, b] = await pairRuns(req.query);
+    const report = await ctx.comparisons.stored(a, b);
+    if (report === null) throw new NotFoundError(`runs ${a.id} and ${b.id} are not compared yet; compare them here or with: gradcam-audit compare ${a.id} ${b.id}`);
+    return report;
+  });
+  app.post<{ Body: { a: string; b: string } }>('/api/compare', { schema: { querystring: NO_QUERY, body: pair }, config: { bodyHint: 'expected {"a": run id, "b": run id}' } }, async (req) => {
+    const [a, b] = await pairRuns(req.body);
+    const report = await ctx.comparisons.compute(a, b);
+    deps.logger.info({ a: a.id, b: b.id, images: report.counts.both }, 'runs compared from the dashboard');
+    return report;
   });
 
   for (const file of RUN_FILES) {
@@ -221,6 +266,11 @@ function imageUrls(runId: string, key: string, ok: boolean) {
     heatmap: ok ? `${base}/objects/heatmap?${q}` : null,
     prediction: ok ? `${base}/objects/prediction?${q}` : null,
   };
+}
+
+/** The gallery's sort of a validated query (by key, ascending, unless asked). */
+export function parseImageSort(q: ImageQuery): ImageSort {
+  return { by: q.sort ?? DEFAULT_SORT.by, order: q.order ?? DEFAULT_SORT.order };
 }
 
 /** The gallery filter of a validated query; only the cross-field rule is left to check here. */

@@ -1,9 +1,12 @@
 /**
  * Server-side queries over a run's result lines (RunStore.scanResults): the gallery's filtered,
- * paginated image list, and the run page's analytics (top-1 class histogram, degenerate maps).
- * Results are streamed page by page; only the matching lines are kept, then sorted by key so that
- * pagination is stable while a run is still producing results.
+ * sorted, paginated image list, an image's place in it (the detail view's previous and next), and
+ * the run page's analytics (top-1 class histogram, degenerate maps). Results are streamed page by
+ * page; only the matching keys (and their sort values) are kept, ordered by the sort value and then
+ * by key so that pagination is stable while a run is still producing results.
  */
+import { METRIC_COLUMNS, metricValue } from '../shared/audit/metric-table.js';
+import type { AuditLine } from '../shared/audit/types.js';
 import type { RunManifestLine } from '../shared/manifest.js';
 import type { RunStore } from '../shared/queue/run-store.js';
 
@@ -27,6 +30,31 @@ export interface Page {
   limit: number;
 }
 
+/**
+ * Sort keys: the source key, or any per-image metric by name (METRIC_COLUMNS; `top1Prob` falls
+ * back to the line's top-1 probability so runs without metrics sort by confidence too).
+ */
+export const SORT_KEYS: readonly string[] = ['key', ...METRIC_COLUMNS.map((c) => c.name)];
+export type SortOrder = 'asc' | 'desc';
+
+export interface ImageSort {
+  by: string;
+  order: SortOrder;
+}
+
+export const DEFAULT_SORT: Readonly<ImageSort> = Object.freeze({ by: 'key', order: 'asc' });
+
+/** The value a line sorts by; undefined when it has none (it sorts last, whatever the order). */
+export function sortValue(line: RunManifestLine, by: string): number | undefined {
+  const column = METRIC_COLUMNS.find((c) => c.name === by);
+  if (column === undefined) return undefined;
+  const v = metricValue(column, (line as AuditLine).metrics);
+  if (v === undefined && by === 'top1Prob') return line.status === 'ok' ? line.top1?.probability : undefined;
+  return v;
+}
+
+const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 export interface ImagePage {
   total: number;
   offset: number;
@@ -45,13 +73,35 @@ export function matches(line: RunManifestLine, f: ImageFilter): boolean {
   return true;
 }
 
-/** Sorted source keys of the results that match `filter` (one full scan of the run's results). */
-export async function matchingKeys(runs: RunStore, runId: string, filter: ImageFilter): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const chunk of runs.scanResults(runId)) {
-    for (const line of chunk) if (matches(line, filter)) keys.push(line.key);
+/** Source keys of the results that match `filter`, in `sort` order (one full scan of the run's results). */
+export async function matchingKeys(runs: RunStore, runId: string, filter: ImageFilter, sort: ImageSort = DEFAULT_SORT): Promise<string[]> {
+  if (sort.by === 'key') {
+    const keys: string[] = [];
+    for await (const chunk of runs.scanResults(runId)) {
+      for (const line of chunk) if (matches(line, filter)) keys.push(line.key);
+    }
+    keys.sort(byKey);
+    return sort.order === 'desc' ? keys.reverse() : keys;
   }
-  return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const rows: { key: string; v: number | undefined }[] = [];
+  for await (const chunk of runs.scanResults(runId)) {
+    for (const line of chunk) if (matches(line, filter)) rows.push({ key: line.key, v: sortValue(line, sort.by) });
+  }
+  const sign = sort.order === 'desc' ? -1 : 1;
+  rows.sort((a, b) => {
+    if (a.v === undefined || b.v === undefined) return a.v === b.v ? byKey(a.key, b.key) : a.v === undefined ? 1 : -1;
+    return a.v !== b.v ? sign * (a.v - b.v) : byKey(a.key, b.key);
+  });
+  return rows.map((r) => r.key);
+}
+
+/** Where an image stands in a listing: its 0-based index (null when it does not match) and its neighbours. */
+export interface ImagePosition {
+  key: string;
+  index: number | null;
+  total: number;
+  prev: string | null;
+  next: string | null;
 }
 
 async function pageOf(runs: RunStore, runId: string, keys: readonly string[], page: Page): Promise<ImagePage> {
@@ -73,21 +123,33 @@ export class ImageQueryCache {
 
   constructor(private readonly maxKeys = 500_000) {}
 
-  async query(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, page: Page): Promise<ImagePage> {
-    const id = `${run.id}\0${run.done}/${run.failed}\0${JSON.stringify(filter)}`;
+  async query(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, page: Page, sort: ImageSort = DEFAULT_SORT): Promise<ImagePage> {
+    return pageOf(runs, run.id, await this.keys(runs, run, filter, sort), page);
+  }
+
+  /** The image's index in the listing and the keys before and after it. */
+  async position(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, sort: ImageSort, key: string): Promise<ImagePosition> {
+    const keys = await this.keys(runs, run, filter, sort);
+    const i = keys.indexOf(key);
+    if (i < 0) return { key, index: null, total: keys.length, prev: null, next: null };
+    return { key, index: i, total: keys.length, prev: keys[i - 1] ?? null, next: keys[i + 1] ?? null };
+  }
+
+  private keys(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, sort: ImageSort): Promise<string[]> {
+    const id = `${run.id}\0${run.done}/${run.failed}\0${JSON.stringify(filter)}\0${sort.by}:${sort.order}`;
     let keys = this.entries.get(id);
     if (keys) {
       this.entries.delete(id);
       this.entries.set(id, keys);
     } else {
-      keys = matchingKeys(runs, run.id, filter);
+      keys = matchingKeys(runs, run.id, filter, sort);
       this.entries.set(id, keys);
       keys.then(
         (k) => this.account(id, k.length),
         () => this.entries.delete(id),
       );
     }
-    return pageOf(runs, run.id, await keys, page);
+    return keys;
   }
 
   private account(id: string, size: number): void {

@@ -10,6 +10,7 @@ import { validateRunId } from '../shared/queue/contract.js';
 import { installApi } from './api.js';
 import { createAuthGate, installAuth, SESSION_COOKIE, sessionCookie } from './auth.js';
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
+import { RunComparisons } from './comparisons.js';
 import type { DashboardDeps } from './deps.js';
 import { FailureThrottle } from './failure-throttle.js';
 import { AnalyticsCache, ImageQueryCache } from './gallery.js';
@@ -100,7 +101,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     return reply.redirect('/login', 303);
   });
 
-  installApi(app, { deps, options, analytics, images: new ImageQueryCache(), thumbnails });
+  installApi(app, { deps, options, analytics, images: new ImageQueryCache(), thumbnails, comparisons: new RunComparisons(deps.store) });
   // Every open stream ticks once per interval; they share one overview snapshot per half interval,
   // so ten open tabs cost Redis what one does.
   const overview = sharedFor(options.liveIntervalMs / 2, () => listRunViews(deps.runs, 100, now()));

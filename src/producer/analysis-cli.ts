@@ -3,18 +3,14 @@
  * output prefix comes from the run record in Redis) or directly by its output prefix
  * (`s3://bucket/prefix/`, no Redis needed). Both read the run's manifest.jsonl as a stream.
  */
-import { Readable } from 'node:stream';
-import { CompareAccumulator, hashJoin, mergeJoin, UnorderedManifestError, type CompareReport } from '../shared/audit/compare.js';
 import { COMPARE_FILE, COMPARE_HTML_FILE } from '../shared/audit/files.js';
-import { renderCompareHtml } from '../shared/audit/compare-html.js';
 import { folderSink } from '../shared/audit/run-analysis.js';
-import { analyseRunManifest, runManifestLines, s3Sink, type RunOutputRef } from '../shared/audit/s3-analysis.js';
+import { analyseRunManifest, compareLocation, compareRunManifests, s3Sink, writeCompare, type RunOutputRef } from '../shared/audit/s3-analysis.js';
 import { loadConfig } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { s3StreamUploader } from '../shared/run-finalizer.js';
-import type { ObjectStore } from '../shared/storage/object-store.js';
-import { joinKey, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
+import { parseS3Prefix } from '../shared/storage/uri.js';
 import { connectProducer, openStore } from './connections.js';
 
 export interface ReportCliFlags {
@@ -75,21 +71,6 @@ export async function runReportCli(run: string, flags: ReportCliFlags): Promise<
   }
 }
 
-export async function compareRuns(store: ObjectStore, a: RunOutputRef, b: RunOutputRef): Promise<CompareReport> {
-  const run = async (join: typeof mergeJoin): Promise<CompareReport> => {
-    const acc = new CompareAccumulator({ a: a.runId, b: b.runId });
-    for await (const [la, lb] of join(await runManifestLines(store, a), await runManifestLines(store, b))) acc.add(la, lb);
-    return acc.finish();
-  };
-  try {
-    return await run(mergeJoin);
-  } catch (err) {
-    // Manifests written in key order join in constant memory; older ones are joined in memory.
-    if (err instanceof UnorderedManifestError) return run(hashJoin);
-    throw err;
-  }
-}
-
 export async function runCompareCli(runA: string, runB: string, flags: CompareCliFlags): Promise<void> {
   const [a, b] = await resolveRuns([
     { value: runA, what: 'RUN_A' },
@@ -97,11 +78,9 @@ export async function runCompareCli(runA: string, runB: string, flags: CompareCl
   ]);
   const store = openStore(loadConfig());
   try {
-    const report = await compareRuns(store, a, b);
-    const out: S3Location = { bucket: b.output.bucket, key: joinKey(b.output.key, `compare/${a.runId}/`) };
-    const sink = flags.out !== undefined ? folderSink(flags.out) : s3Sink(s3StreamUploader(store.client), out);
-    await sink.put(COMPARE_FILE, Readable.from([Buffer.from(`${JSON.stringify(report, null, 1)}\n`)]), 'application/json');
-    await sink.put(COMPARE_HTML_FILE, Readable.from([Buffer.from(renderCompareHtml(report))]), 'text/html; charset=utf-8');
+    const report = await compareRunManifests(store, a, b);
+    const sink = flags.out !== undefined ? folderSink(flags.out) : s3Sink(s3StreamUploader(store.client), compareLocation(a, b));
+    await writeCompare(sink, report);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       return;

@@ -4,6 +4,7 @@
  * overlays. `gradcam-audit report` and the finalizer both analyse a run through
  * `analyseRunManifest`, so a report redone by hand is the one the run ended with.
  */
+import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { describeError, NotFoundError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -11,6 +12,9 @@ import type { RunAnalysisRecord } from '../manifest.js';
 import { MANIFEST_FILE, type RunAnalyser, type StreamUploader } from '../run-finalizer.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { formatS3Uri, joinKey, parseS3Prefix, parseS3Uri, type S3Location } from '../storage/uri.js';
+import { CompareAccumulator, hashJoin, mergeJoin, UnorderedManifestError, type CompareReport } from './compare.js';
+import { renderCompareHtml } from './compare-html.js';
+import { COMPARE_FILE, COMPARE_HTML_FILE } from './files.js';
 import { analyseLines, readManifestLines, type AnalysisSink, type RunAnalysisResult } from './run-analysis.js';
 import type { AuditLine } from './types.js';
 
@@ -24,6 +28,18 @@ export function s3Sink(upload: StreamUploader, output: S3Location): AnalysisSink
   return {
     location: formatS3Uri(output),
     put: (name, body, contentType) => upload(output.bucket, joinKey(output.key, name), body, contentType),
+  };
+}
+
+/** A sink through the ObjectStore's PUT: for small files written whole (the comparison's). */
+export function storeSink(store: ObjectStore, output: S3Location): AnalysisSink {
+  return {
+    location: formatS3Uri(output),
+    put: async (name, body, contentType) => {
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(Buffer.from(c as Uint8Array));
+      await store.put(output.bucket, joinKey(output.key, name), Buffer.concat(chunks), { contentType });
+    },
   };
 }
 
@@ -95,4 +111,34 @@ export function s3RunAnalyser(store: ObjectStore, upload: StreamUploader, logger
       return { status: 'failed', error: describeError(err), seconds: seconds(), redo };
     }
   };
+}
+
+/** Where the comparison of run A with run B lives: `compare/<A>/` under B's output prefix. */
+export function compareLocation(a: RunOutputRef, b: RunOutputRef): S3Location {
+  return { bucket: b.output.bucket, key: joinKey(b.output.key, `compare/${a.runId}/`) };
+}
+
+/**
+ * Compare two finished runs from their manifests. Manifests written in key order are merge-joined
+ * in constant memory; older ones are joined in memory (run A's lines).
+ */
+export async function compareRunManifests(store: ObjectStore, a: RunOutputRef, b: RunOutputRef): Promise<CompareReport> {
+  const run = async (join: typeof mergeJoin): Promise<CompareReport> => {
+    const acc = new CompareAccumulator({ a: a.runId, b: b.runId });
+    for await (const [la, lb] of join(await runManifestLines(store, a), await runManifestLines(store, b))) acc.add(la, lb);
+    return acc.finish();
+  };
+  try {
+    return await run(mergeJoin);
+  } catch (err) {
+    if (err instanceof UnorderedManifestError) return run(hashJoin);
+    throw err;
+  }
+}
+
+/** compare.json and compare.html into `sink`. */
+export async function writeCompare(sink: AnalysisSink, report: CompareReport): Promise<string[]> {
+  await sink.put(COMPARE_FILE, Readable.from([Buffer.from(`${JSON.stringify(report, null, 1)}\n`)]), 'application/json');
+  await sink.put(COMPARE_HTML_FILE, Readable.from([Buffer.from(renderCompareHtml(report))]), 'text/html; charset=utf-8');
+  return [COMPARE_FILE, COMPARE_HTML_FILE];
 }

@@ -1,24 +1,12 @@
 /**
- * Colormaps for overlays: 256-entry RGB tables generated from matplotlib (see
- * scripts/reference/pil_render.py), and matplotlib's own value→entry quantisation, so that a value
- * v gets exactly the colour `matplotlib.colormaps[name](v, bytes=True)` gives.
+ * Colormaps for overlays: the tables by name (shared/colormaps.ts), and matplotlib's own
+ * value→entry quantisation, so that a value v gets exactly the colour
+ * `matplotlib.colormaps[name](v, bytes=True)` gives.
  */
+import { colormapTable } from '../../shared/colormaps.js';
 import type { Colormap } from '../../shared/explain-options.js';
-import { GRAY_RGB, INFERNO_RGB, JET_RGB, VIRIDIS_RGB } from '../../shared/colormap-tables.js';
 
-/** Packed RGB tables, 256 entries, indexed by `colormapIndex`. */
-export const COLORMAP_TABLES: Readonly<Record<Colormap, Uint8Array>> = Object.freeze({
-  viridis: VIRIDIS_RGB,
-  inferno: INFERNO_RGB,
-  jet: JET_RGB,
-  gray: GRAY_RGB,
-});
-
-export function colormapTable(name: Colormap): Uint8Array {
-  const table = (COLORMAP_TABLES as Record<string, Uint8Array | undefined>)[name];
-  if (!table) throw new RangeError(`unknown colormap ${String(name)}; expected one of ${Object.keys(COLORMAP_TABLES).join(', ')}`);
-  return table;
-}
+export { COLORMAP_TABLES, colormapTable } from '../../shared/colormaps.js';
 
 /**
  * matplotlib's quantisation for a 256-entry map: floor(v * 256), with 1.0 in the last bin and

@@ -5,7 +5,9 @@
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
+import { s3RunAnalyser } from '../../../src/shared/audit/s3-analysis.js';
 import { silentLogger } from '../../../src/shared/logger.js';
+import { finalizeRun, s3StreamUploader, type FinalizeOutcome } from '../../../src/shared/run-finalizer.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { DASHBOARD_DEFAULTS, type DashboardOptions } from '../../../src/dashboard/options.js';
 import { createDashboard } from '../../../src/dashboard/server.js';
@@ -21,6 +23,8 @@ export interface DashboardHarness {
   queueConnection: Redis;
   seed: SeedTarget;
   app: FastifyInstance;
+  /** The real finalizer with the run analysis, as workers run it. */
+  finalize(runId: string): Promise<FinalizeOutcome>;
   close(): Promise<void>;
 }
 
@@ -40,6 +44,10 @@ export async function startHarness(options: Partial<DashboardOptions> = {}): Pro
     queueConnection,
     seed: { runs, store: b.store, bucket: b.bucket },
     app,
+    finalize(runId) {
+      const upload = s3StreamUploader(b.store.client);
+      return finalizeRun(runId, { runs, redis: t.redis, upload, analyse: s3RunAnalyser(b.store, upload) });
+    },
     async close() {
       await app.close();
       await queue.obliterate({ force: true }).catch(() => undefined);

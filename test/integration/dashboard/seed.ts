@@ -5,6 +5,7 @@
  * dashboard under test reads nothing else, so no worker (and no model) is needed.
  */
 import sharp from 'sharp';
+import type { AuditLine } from '../../../src/shared/audit/types.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import { IMAGE_MANIFEST_SCHEMA, PREDICTION_UNITS, type ImageManifest, type RunManifestLine } from '../../../src/shared/manifest.js';
 import { jobIdFor } from '../../../src/shared/queue/contract.js';
@@ -44,8 +45,7 @@ export interface SeedTarget {
 }
 
 /** Create the run and register all its images as enqueued; nothing finished yet. */
-export async function createSeedRun(target: SeedTarget, runId: string, names: string[]): Promise<SeededRun> {
-  const sourcePrefix = `photos/${runId}/`;
+export async function createSeedRun(target: SeedTarget, runId: string, names: string[], sourcePrefix = `photos/${runId}/`): Promise<SeededRun> {
   const outputPrefix = `gradcam-audit/${runId}/`;
   await target.runs.createRun({
     id: runId,
@@ -60,20 +60,43 @@ export async function createSeedRun(target: SeedTarget, runId: string, names: st
   return { runId, sourcePrefix, outputPrefix, keys };
 }
 
+/** A predicted class as the seeded objects show it. */
+interface SeedClass {
+  index: number;
+  label: string;
+  wnid?: string;
+  color: { r: number; g: number; b: number };
+}
+
 /** Upload an image's original and outputs, then record its result (the worker's last step). */
 export async function finishImage(target: SeedTarget, run: SeededRun, image: SeedImage, now = new Date()): Promise<RunManifestLine> {
   const key = run.sourcePrefix + image.name;
-  const cls = CLASSES[image.cls ?? 0];
-  const color = image.status === 'ok' ? cls.color : { r: 90, g: 90, b: 90 };
-  const original = await sharp({ create: { width: 96, height: 64, channels: 3, background: color } }).png().toBuffer();
-  await target.store.put(target.bucket, key, original, { contentType: 'image/png' });
   if (image.status === 'failed') {
+    const original = await sharp({ create: { width: 96, height: 64, channels: 3, background: { r: 90, g: 90, b: 90 } } }).png().toBuffer();
+    await target.store.put(target.bucket, key, original, { contentType: 'image/png' });
     const line: RunManifestLine = { key, status: 'failed', error: image.error ?? 'INVALID_IMAGE: truncated JPEG data' };
     await target.runs.recordResult(run.runId, line, now);
     return line;
   }
-  const out = outputKeysFor(run.outputPrefix, key, 'jpeg');
+  const cls = CLASSES[image.cls ?? 0];
   const probability = image.probability ?? 0.9;
+  const outputs = await putImageObjects(target, run, key, cls, probability, Boolean(image.degenerate), now);
+  const line: RunManifestLine = {
+    key,
+    status: 'ok',
+    top1: { index: cls.index, label: cls.label, probability },
+    outputs: { overlay: outputs.overlayKey, heatmap: outputs.heatmapKey, prediction: outputs.predictionKey },
+    degenerate: Boolean(image.degenerate),
+  };
+  await target.runs.recordResult(run.runId, line, now);
+  return line;
+}
+
+/** The original, overlay, heatmap and prediction JSON of one ok image, at the worker's keys. */
+async function putImageObjects(target: SeedTarget, run: SeededRun, key: string, cls: SeedClass, probability: number, degenerate: boolean, now: Date) {
+  const original = await sharp({ create: { width: 96, height: 64, channels: 3, background: cls.color } }).png().toBuffer();
+  await target.store.put(target.bucket, key, original, { contentType: 'image/png' });
+  const out = outputKeysFor(run.outputPrefix, key, 'jpeg');
   // A visible "heat" blob in the overlay, so screenshots look like real Grad-CAM output.
   const blob = Buffer.from(
     `<svg xmlns="http://www.w3.org/2000/svg" width="96" height="64"><defs><radialGradient id="g"><stop offset="0" stop-color="#fde725" stop-opacity="0.9"/><stop offset="0.5" stop-color="#21918c" stop-opacity="0.6"/><stop offset="1" stop-color="#440154" stop-opacity="0.35"/></radialGradient></defs><rect width="96" height="64" fill="url(#g)"/></svg>`,
@@ -83,9 +106,9 @@ export async function finishImage(target: SeedTarget, run: SeededRun, image: See
   const grid = Array.from({ length: 14 * 14 }, (_, i) => {
     const y = Math.floor(i / 14) - 6.5;
     const x = (i % 14) - 6.5;
-    return image.degenerate ? 0 : Math.round(Math.exp(-(x * x + y * y) / 18) * 1e4) / 1e4;
+    return degenerate ? 0 : Math.round(Math.exp(-(x * x + y * y) / 18) * 1e4) / 1e4;
   });
-  const others = CLASSES.filter((c) => c.index !== cls.index);
+  const others = CLASSES.filter((c) => c.index !== cls.index).slice(0, 3);
   const rest = (1 - probability) / 4;
   const manifest: ImageManifest = {
     schema: IMAGE_MANIFEST_SCHEMA,
@@ -104,22 +127,22 @@ export async function finishImage(target: SeedTarget, run: SeededRun, image: See
       packageVersion: '0.1.0',
     },
     predictions: [
-      { index: cls.index, wnid: cls.wnid, label: cls.label, probability },
+      { index: cls.index, ...(cls.wnid ? { wnid: cls.wnid } : {}), label: cls.label, probability },
       ...others.map((c, i) => ({ index: c.index, wnid: c.wnid, label: c.label, probability: rest * (1.5 - i * 0.25) })),
       { index: 1, wnid: 'n01443537', label: 'goldfish', probability: rest / 4 },
     ],
     targets: [
       {
         classIndex: cls.index,
-        wnid: cls.wnid,
+        ...(cls.wnid ? { wnid: cls.wnid } : {}),
         label: cls.label,
         score: probability,
         gridHeight: 14,
         gridWidth: 14,
         grid,
-        rawMax: image.degenerate ? 0 : 0.0123,
-        rawMean: image.degenerate ? 0 : 0.0031,
-        degenerate: image.degenerate ? 'all-zero map: saturated softmax; try --score logit' : null,
+        rawMax: degenerate ? 0 : 0.0123,
+        rawMean: degenerate ? 0 : 0.0031,
+        degenerate: degenerate ? 'all-zero map: saturated softmax; try --score logit' : null,
       },
     ],
     outputs: { overlay: `s3://${target.bucket}/${out.overlay}`, heatmap: `s3://${target.bucket}/${out.heatmap}`, prediction: `s3://${target.bucket}/${out.prediction}` },
@@ -132,15 +155,31 @@ export async function finishImage(target: SeedTarget, run: SeededRun, image: See
   await target.store.put(target.bucket, out.overlay, overlay, { contentType: 'image/jpeg' });
   await target.store.put(target.bucket, out.heatmap, heatmap, { contentType: 'image/png' });
   await target.store.put(target.bucket, out.prediction, JSON.stringify(manifest), { contentType: 'application/json' });
-  const line: RunManifestLine = {
-    key,
-    status: 'ok',
-    top1: { index: cls.index, label: cls.label, probability },
-    outputs: { overlay: out.overlay, heatmap: out.heatmap, prediction: out.prediction },
-    degenerate: Boolean(image.degenerate),
-  };
-  await target.runs.recordResult(run.runId, line, now);
-  return line;
+  return { overlayKey: out.overlay, heatmapKey: out.heatmap, predictionKey: out.prediction, uri: (k: string) => `s3://${target.bucket}/${k}` };
+}
+
+/**
+ * A finished, audited run: each line (with its metrics and truth, e.g. from the audit tests'
+ * `sceneRun`) gets its image and outputs under the run's prefixes (two runs given the same
+ * `sourcePrefix` audit the same keys, as `compare` needs) and is recorded as a worker would, then `finalize` (the real finalizer with the analysis) writes manifest.jsonl,
+ * summary.json, audit.json, metrics.parquet and report.html.
+ */
+export async function seedAuditRun(target: SeedTarget, runId: string, lines: AuditLine[], finalize: (runId: string) => Promise<unknown>, sourcePrefix?: string): Promise<SeededRun> {
+  const run = await createSeedRun(target, runId, lines.map((l) => l.key), sourcePrefix);
+  const palette = [CLASSES[0].color, CLASSES[1].color, CLASSES[2].color, CLASSES[3].color, { r: 60, g: 90, b: 200 }];
+  for (const l of lines) {
+    const key = run.sourcePrefix + l.key;
+    if (l.status !== 'ok' || l.top1 === undefined) {
+      await target.runs.recordResult(runId, { ...l, key } as RunManifestLine);
+      continue;
+    }
+    const cls = { index: l.top1.index, label: l.top1.label ?? `class ${l.top1.index}`, color: palette[l.top1.index % palette.length] };
+    const o = await putImageObjects(target, run, key, cls, l.top1.probability, l.degenerate === true, new Date());
+    const line = { ...l, key, outputs: { overlay: o.uri(o.overlayKey), heatmap: o.uri(o.heatmapKey), prediction: o.uri(o.predictionKey) } };
+    await target.runs.recordResult(runId, line as RunManifestLine);
+  }
+  await finalize(runId);
+  return run;
 }
 
 export async function seedRun(target: SeedTarget, runId: string, images: SeedImage[]): Promise<SeededRun> {
