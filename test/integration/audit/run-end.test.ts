@@ -88,7 +88,10 @@ describe('the finalizer writes the run analysis at the end of every run', () => 
       // Folder "unknown" names no class of the model: reported as unmatched, never dropped.
       expect(line.truth?.index).toBe(line.key.includes('/unknown/') ? null : Number(line.key.split('/')[1]));
     }
-    if (ok.some((l) => l.truth?.index === null)) expect(audit.unmatchedLabels).toEqual([{ label: 'unknown', count: 1 }]);
+    // Workers put each image's metrics and truth on its line: every ok image has both.
+    expect(audit.counts).toMatchObject({ withMetrics: 6, withTruth: 6, matchedTruth: 5 });
+    expect(audit.unmatchedLabels).toEqual([{ label: 'unknown', count: 1 }]);
+    expect(audit.metrics.entropy?.n).toBe(6);
     for (const column of METRIC_COLUMNS) {
       const values = ok.map((l) => metricValue(column, l.metrics)).filter((v): v is number => v !== undefined);
       if (values.length === 0) {
