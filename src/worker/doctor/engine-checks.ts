@@ -14,7 +14,9 @@ import type { Engine, EngineImageResult, EngineRequest, PreprocessedImage } from
 import { describePlacement } from '../engine/onnx/placement.js';
 import { decodeImage } from '../image/decode.js';
 import { preprocess } from '../image/preprocess.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { ModelInput } from '../model/graph/from-sequential.js';
+import { toModelGraph } from '../model/graph/from-sequential.js';
+import { numClassesOf } from '../model/graph/walker.js';
 import type { CheckResult } from './report.js';
 
 /**
@@ -40,7 +42,7 @@ export async function parityInputs(engine: Engine, files: readonly string[] = PA
   );
 }
 
-export function modelCheck(spec: ModelSpec, weights: string, labels: number | null): CheckResult {
+export function modelCheck(spec: ModelInput, weights: string, labels: number | null): CheckResult {
   const classes = lastDenseUnits(spec);
   return {
     name: 'model',
@@ -137,10 +139,10 @@ export async function speedCheck(engine: Engine, images: PreprocessedImage[], ba
   }
 }
 
-function lastDenseUnits(spec: ModelSpec): number | null {
-  for (let i = spec.layers.length - 1; i >= 0; i--) {
-    const l = spec.layers[i];
-    if (l?.type === 'dense') return l.units;
+function lastDenseUnits(spec: ModelInput): number | null {
+  try {
+    return numClassesOf(toModelGraph(spec));
+  } catch {
+    return null;
   }
-  return null;
 }

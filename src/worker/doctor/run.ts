@@ -14,7 +14,9 @@ import { defaultProviderEnvironment, type ProviderEnvironment } from '../engine/
 import { isOnnxSupported } from '../engine/onnx/support.js';
 import { parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend.js';
 import { loadLabels } from '../model/labels.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { ModelInput } from '../model/graph/from-sequential.js';
+import { toModelGraph } from '../model/graph/from-sequential.js';
+import { numClassesOf } from '../model/graph/walker.js';
 import { engineCheck, modelCheck, parityCheck, parityInputs, speedCheck } from './engine-checks.js';
 import { buildReport, type CheckResult, type DoctorReport } from './report.js';
 import { gpuCheck, nodeCheck, onnxCheck, reasonCollector, redactUrl, redisCheck, s3Check, tfjsCheck } from './system-checks.js';
@@ -37,7 +39,7 @@ export interface DoctorOptions {
 
 export interface DoctorDeps {
   config: AppConfig;
-  loadSpec: (source: string) => Promise<ModelSpec>;
+  loadSpec: (source: string) => Promise<ModelInput>;
   providers?: ProviderEnvironment;
   logger?: Logger;
 }
@@ -83,7 +85,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
   let engine: Engine | null = null;
   let reference: { engine: Engine; label: string } | null = null;
   try {
-    let spec: ModelSpec;
+    let spec: ModelInput;
     try {
       spec = await deps.loadSpec(options.weights);
     } catch (err) {
@@ -125,7 +127,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
  * The doctor's checks a worker logs at start, from what it has already built: no second engine
  * (parity) and no extra batch (its warm-up batch, logged next, is the speed check).
  */
-export function workerStartupReport(w: { spec: ModelSpec; weights: string; labels: number | null; engine: Engine; requireGpu: boolean; redisUrl: string; gpus: string[] }): DoctorReport {
+export function workerStartupReport(w: { spec: ModelInput; weights: string; labels: number | null; engine: Engine; requireGpu: boolean; redisUrl: string; gpus: string[] }): DoctorReport {
   return buildReport([
     nodeCheck(),
     modelCheck(w.spec, w.weights, w.labels),
@@ -140,7 +142,7 @@ export function workerStartupReport(w: { spec: ModelSpec; weights: string; label
  * An independent path on the CPU for the parity check: ONNX Runtime's CPU provider for a GPU
  * session; TF.js for an ONNX Runtime CPU session; ONNX Runtime's CPU provider for TF.js.
  */
-async function cpuReference(engine: Engine, spec: ModelSpec, options: DoctorOptions, logger: Logger): Promise<{ engine: Engine; label: string } | null> {
+async function cpuReference(engine: Engine, spec: ModelInput, options: DoctorOptions, logger: Logger): Promise<{ engine: Engine; label: string } | null> {
   const onnxCpu = { ...options.onnx, executionProviders: ['cpu' as const], checkPlacement: false };
   const common = { spec, layer: engine.info.layer, logger };
   try {
@@ -164,10 +166,6 @@ async function probeTfjs(): Promise<{ chosen: string; device: string; unavailabl
   return { chosen: active.choice, device: active.device, unavailable };
 }
 
-function lastUnits(spec: ModelSpec): number {
-  for (let i = spec.layers.length - 1; i >= 0; i--) {
-    const l = spec.layers[i];
-    if (l?.type === 'dense') return l.units;
-  }
-  return 0;
+function lastUnits(spec: ModelInput): number {
+  return numClassesOf(toModelGraph(spec));
 }

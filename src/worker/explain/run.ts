@@ -20,7 +20,7 @@ import { createEngine } from '../engine/factory.js';
 import type { CreateEngineOptions } from '../engine/factory.js';
 import { loadLabels } from '../model/labels.js';
 import type { LabelResolution } from '../model/labels.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { ModelInput } from '../model/graph/from-sequential.js';
 import { batchTimingsOf, engineBatchRunner, type BatchItem } from '../pipeline/image-job.js';
 import { DynamicBatcher } from '../pipeline/batcher.js';
 import { batchKeyFor } from '../pipeline/job-keys.js';
@@ -31,8 +31,8 @@ import type { OutputNames } from './output-names.js';
 
 export interface ExplainDeps {
   logger: Logger;
-  /** Load a ModelSpec from `--weights` (path, s3:// URI or URL). */
-  loadSpec: (source: string) => Promise<ModelSpec>;
+  /** Load the model from `--weights` (path, s3:// URI or URL). */
+  loadSpec: (source: string) => Promise<ModelInput>;
   createEngine: (options: CreateEngineOptions) => Promise<Engine>;
   loadLabels: (numClasses: number, file: string | undefined) => Promise<LabelResolution>;
   /** One line per image result, for people. */
@@ -62,12 +62,12 @@ export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
   return {
     logger,
     loadSpec: async (source) => {
-      const { loadModelSpec } = await import('../model/source.js');
-      if (!source.startsWith('s3://')) return loadModelSpec(source);
+      const { loadModel } = await import('../model/source.js');
+      if (!source.startsWith('s3://')) return loadModel(source);
       // Only an s3:// source needs the storage layer (and the AWS SDK).
       const [{ S3ObjectStore }, { loadConfig }] = await Promise.all([import('../../shared/storage/s3-store.js'), import('../../shared/config.js')]);
       const store = S3ObjectStore.fromConfig(loadConfig().s3);
-      return loadModelSpec(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body });
+      return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body });
     },
     createEngine,
     loadLabels: (numClasses, file) => loadLabels({ numClasses, file }),

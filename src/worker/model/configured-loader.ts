@@ -4,15 +4,15 @@
  */
 import type { AppConfig } from '../../shared/config.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
-import type { ModelSpec } from './spec.js';
+import type { ModelInput } from './graph/from-sequential.js';
 
-export function configuredModelLoader(s3: AppConfig['s3']): (source: string) => Promise<ModelSpec> {
+export function configuredModelLoader(s3: AppConfig['s3']): (source: string) => Promise<ModelInput> {
   return async (source) => {
-    const { loadModelSpec } = await import('./source.js');
-    if (!source.startsWith('s3://')) return loadModelSpec(source);
+    const { loadModel } = await import('./source.js');
+    if (!source.startsWith('s3://')) return loadModel(source);
     const store = S3ObjectStore.fromConfig(s3);
     try {
-      return await loadModelSpec(source, {
+      return await loadModel(source, {
         getObject: async (bucket, key) => (await store.get(bucket, key)).body,
         headObject: async (bucket, key) => ({ etag: (await store.head(bucket, key))?.etag }),
       });

@@ -1,6 +1,8 @@
 /**
- * Where weights come from: a local path, `s3://bucket/key` or an http(s) URL, in Keras HDF5 or
- * TF.js Layers format. `loadModelSpec` is the one entry point the engines and commands use.
+ * Where models come from: a local path, `s3://bucket/key` or an http(s) URL, as an ONNX file,
+ * Keras HDF5 or TF.js Layers. `loadModel` is the one entry point the engines and commands use
+ * (`loadModelSpec` is its Keras branch, for sequential specs).
+ *
  *
  * Remote files are cached on local disk because a worker restarts often and VGG16 is 553 MB:
  * - keyed by URL + ETag when the server tells the ETag up front (HTTP HEAD, or an injected S3
@@ -21,6 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, ModelError, NotFoundError, TransientError } from '../../shared/errors.js';
 import type { Architecture } from './architecture.js';
 import { readKerasHdf5 } from './hdf5.js';
+import type { ModelInput } from './graph/from-sequential.js';
+import { importOnnx } from './graph/onnx-import.js';
 import type { ModelSpec } from './spec.js';
 import { readTfjsLayersModel } from './tfjs-layers.js';
 
@@ -37,7 +41,7 @@ export interface WeightSourceDeps {
   fetch?: typeof globalThis.fetch;
 }
 
-export type WeightsFormat = 'auto' | 'keras-h5' | 'tfjs-layers';
+export type WeightsFormat = 'auto' | 'keras-h5' | 'tfjs-layers' | 'onnx';
 
 export interface LoadModelOptions {
   /** Download cache. Default `$XDG_CACHE_HOME/gradcam-audit/weights`, else `~/.cache/gradcam-audit/weights`. */
@@ -92,13 +96,33 @@ export function resolveRelative(base: WeightSource, relative: string): WeightSou
   return { kind: 's3', bucket: base.bucket, key };
 }
 
-/** Load weights from any supported source and format. */
+/** Load a model from any supported source and format: a graph for ONNX files, a sequential spec for Keras. */
+export async function loadModel(source: string, deps: WeightSourceDeps = {}, options: LoadModelOptions = {}): Promise<ModelInput> {
+  const parsed = parseWeightSource(source);
+  const format = options.format ?? 'auto';
+  if (format === 'onnx' || (format === 'auto' && formatFromName(parsed) === 'onnx')) return loadOnnx(parsed, deps, options.cacheDir ?? defaultWeightsCacheDir());
+  return loadModelSpec(source, deps, options);
+}
+
+async function loadOnnx(parsed: WeightSource, deps: WeightSourceDeps, cacheDir: string): Promise<ModelInput> {
+  const bytes = await readFile(await localCopy(parsed, deps, cacheDir));
+  const file = parsed.kind === 'file' ? parsed.path : parsed.kind === 's3' ? parsed.key : new URL(parsed.url).pathname;
+  return importOnnx(bytes, {
+    source: describeSource(parsed),
+    name: basename(file).replace(/\.onnx$/i, ''),
+    // External data (`model.onnx.data`) lies next to the model, in the same store.
+    readExternal: async (location) => readFile(await localCopy(resolveRelative(parsed, location), deps, cacheDir)),
+  });
+}
+
+/** Load a Keras model (HDF5 or TF.js Layers) as a sequential spec. */
 export async function loadModelSpec(source: string, deps: WeightSourceDeps = {}, options: LoadModelOptions = {}): Promise<ModelSpec> {
   const parsed = parseWeightSource(source);
   const cacheDir = options.cacheDir ?? defaultWeightsCacheDir();
   const label = describeSource(parsed);
   let format = options.format ?? 'auto';
   if (format === 'auto') format = formatFromName(parsed);
+  if (format === 'onnx') throw new ConfigError('--weights', `${label} is an ONNX file; load it with loadModel`);
   if (format === 'tfjs-layers') return loadTfjs(parsed, deps, cacheDir);
   // HDF5 needs a real file: h5wasm reads the host file system directly.
   const local = await localCopy(parsed, deps, cacheDir);
@@ -112,6 +136,7 @@ function formatFromName(source: WeightSource): WeightsFormat {
   const ext = extname(name).toLowerCase();
   if (ext === '.h5' || ext === '.hdf5') return 'keras-h5';
   if (ext === '.json') return 'tfjs-layers';
+  if (ext === '.onnx') return 'onnx';
   if (ext === '.keras') {
     throw new ConfigError('--weights', `${name}: Keras 3 .keras archives are not supported; save weights as .h5 (model.save_weights("x.weights.h5") is Keras 3 too) or convert to TF.js Layers`);
   }

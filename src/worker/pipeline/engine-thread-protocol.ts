@@ -5,12 +5,12 @@
 import type { EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
 import type { EngineChoice } from '../engine/factory.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { ModelInput } from '../model/graph/from-sequential.js';
 import type { OnnxRuntimeOptions } from '../engine/onnx/options.js';
 import type { LogLevel } from '../../shared/config.js';
 
 export interface EngineThreadInit {
-  spec: ModelSpec;
+  spec: ModelInput;
   engine: EngineChoice;
   backend: BackendChoice;
   layer?: string;

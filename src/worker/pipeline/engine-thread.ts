@@ -14,6 +14,7 @@ import { ConfigError, InvalidInputError, ModelError } from '../../shared/errors.
 import type { Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
 import type { EngineThreadInit, FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
 import { buffersOf } from './engine-thread-protocol.js';
+import { modelWeights } from '../model/graph/from-sequential.js';
 
 /** How long `dispose` waits for the thread to release the engine before terminating it. */
 const DISPOSE_WAIT_MS = 1_000;
@@ -52,7 +53,7 @@ export async function createThreadedEngine(init: EngineThreadInit, onFatal: (err
     : new Worker(url);
   const engine = new ThreadedEngine(worker, onFatal);
   // The spec's weights move to the thread: the main thread has no further use for them.
-  const transfer = buffersOf(init.spec.layers.flatMap((l) => ('kernel' in l ? [l.kernel, l.bias] : [])));
+  const transfer = buffersOf(modelWeights(init.spec));
   const ready = await engine.call({ type: 'init', init }, transfer);
   if (ready.type === 'initFailed') {
     await worker.terminate();

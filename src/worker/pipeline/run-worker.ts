@@ -25,7 +25,7 @@ import { workerStartupReport } from '../doctor/run.js';
 import { listDriverGpus } from '../engine/onnx/providers.js';
 import { configuredModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
-import type { ModelSpec } from '../model/spec.js';
+import type { ModelInput } from '../model/graph/from-sequential.js';
 import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
@@ -148,7 +148,7 @@ export async function startWorker(
   options: WorkerCommandOptions,
   config: AppConfig,
   logger: Logger,
-  loadSpec: (source: string) => Promise<ModelSpec>,
+  loadSpec: (source: string) => Promise<ModelInput>,
   onFatal: (err: Error) => void = () => undefined,
 ): Promise<RunningWorker> {
   const store = S3ObjectStore.fromConfig({ ...config.s3, maxSockets: s3SocketsFor(resolvePipelineOptions(options.pipeline)) });

@@ -4,6 +4,8 @@
  * `[N, T, ...s]` (T targets per image), and forward values are broadcast against it with an
  * Unsqueeze at axis 1. Every rule here is the textbook derivative of the op at inference:
  *   Relu            g·[y > 0]                LeakyRelu  g·(x > 0 ? 1 : α)
+ *   Clip (ReLU6)    g·[min < x < max]        HardSigmoid g·α·[0 < αx + β < 1]
+ *   HardSwish       g·(x < −3 ? 0 : x ≤ 3 ? x/3 + ½ : 1)   (PyTorch's own backward, boundaries included)
  *   Sigmoid         g·y·(1 − y)              Softmax    y·(g − Σ g·y)
  *   Add/Sub/Mul/Div product and quotient rules, summed over broadcast axes
  *   Gemm/MatMul     g·Wᵀ (Gemm transB on the forward weight: no second copy)
@@ -15,7 +17,7 @@
  */
 import type { GraphNode, ModelGraph } from '../../model/graph/ir.js';
 import { attrFloat, attrInt, attrInts } from '../../model/graph/ir.js';
-import { normalizeAxis } from '../../model/graph/ops.js';
+import { clipBounds, normalizeAxis } from '../../model/graph/ops.js';
 import type { GraphSplit } from '../../model/graph/walker.js';
 import { graphFacts } from '../../model/graph/walker.js';
 import type { GraphBuilder } from './graph-builder.js';
@@ -31,6 +33,9 @@ export function headNodeProblem(node: GraphNode, graph: ModelGraph): string | nu
     case 'Dropout':
     case 'Relu':
     case 'LeakyRelu':
+    case 'Clip':
+    case 'HardSigmoid':
+    case 'HardSwish':
     case 'Sigmoid':
     case 'Softmax':
     case 'GlobalAveragePool':
@@ -148,6 +153,33 @@ export function emitHeadBackward(ctx: BackwardContext, gradLogits: string): stri
       }
       case 'LeakyRelu': {
         const slope = g.op('Where', [g.op('Greater', [fwd(x), f([0])], { name: `${name}_pos` }), f([1]), f([attrFloat(node, 'alpha', 0.01)])], { name: `${name}_slope` });
+        accumulate(x, g.op('Mul', [gy, slope], { name: `${name}_grad` }));
+        break;
+      }
+      case 'Clip': {
+        const [lo, hi] = clipBounds(node);
+        const xv = fwd(x);
+        let inside = g.op('Cast', [g.op('Less', [xv, f([hi])], { name: `${name}_below` })], { name: `${name}_below_f`, attrs: { to: { int: TensorDataType.FLOAT } } });
+        if (Number.isFinite(lo)) {
+          const above = g.op('Cast', [g.op('Greater', [xv, f([lo])], { name: `${name}_above` })], { name: `${name}_above_f`, attrs: { to: { int: TensorDataType.FLOAT } } });
+          inside = g.op('Mul', [inside, above], { name: `${name}_inside` });
+        }
+        accumulate(x, g.op('Mul', [gy, inside], { name: `${name}_grad` }));
+        break;
+      }
+      case 'HardSigmoid': {
+        const alpha = attrFloat(node, 'alpha', 0.2);
+        const z = g.op('Add', [g.op('Mul', [fwd(x), f([alpha])], { name: `${name}_ax` }), f([attrFloat(node, 'beta', 0.5)])], { name: `${name}_z` });
+        const inside = g.op('And', [g.op('Greater', [z, f([0])], { name: `${name}_gt0` }), g.op('Less', [z, f([1])], { name: `${name}_lt1` })], { name: `${name}_in` });
+        const slope = g.op('Where', [inside, f([alpha]), f([0])], { name: `${name}_slope` });
+        accumulate(x, g.op('Mul', [gy, slope], { name: `${name}_grad` }));
+        break;
+      }
+      case 'HardSwish': {
+        const xv = fwd(x);
+        const middle = g.op('Add', [g.op('Mul', [xv, f([1 / 3])], { name: `${name}_x3` }), f([0.5])], { name: `${name}_mid` });
+        const upper = g.op('Where', [g.op('Greater', [xv, f([3])], { name: `${name}_gt3` }), f([1]), middle], { name: `${name}_upper` });
+        const slope = g.op('Where', [g.op('Less', [xv, f([-3])], { name: `${name}_lt3` }), f([0]), upper], { name: `${name}_slope` });
         accumulate(x, g.op('Mul', [gy, slope], { name: `${name}_grad` }));
         break;
       }

@@ -125,6 +125,12 @@ export function graphFromSequential(spec: ModelSpec): ModelGraph {
   };
 }
 
+/** The weight arrays of either form (to transfer them to an engine thread). */
+export function modelWeights(model: ModelInput): Array<Float32Array | null> {
+  if ('nodes' in model) return Object.values(model.constants).flatMap((c) => (c.dtype === 'float32' ? [c.data] : []));
+  return model.layers.flatMap((l) => ('kernel' in l ? [l.kernel, l.bias] : []));
+}
+
 /** Engines and commands take either form; sequential specs are converted here, once. */
 export type ModelInput = ModelSpec | ModelGraph;
 

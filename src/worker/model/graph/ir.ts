@@ -80,10 +80,3 @@ export function floatConstant(graph: Pick<ModelGraph, 'constants'>, name: string
   const c = graph.constants[name];
   return c?.dtype === 'float32' ? c.data : undefined;
 }
-
-/** Every distinct buffer holding the graph's weights (to transfer them to a worker thread). */
-export function weightBuffers(graph: ModelGraph): ArrayBuffer[] {
-  const buffers = new Set<ArrayBuffer>();
-  for (const c of Object.values(graph.constants)) if (c.dtype === 'float32' && c.data.buffer instanceof ArrayBuffer) buffers.add(c.data.buffer);
-  return [...buffers];
-}

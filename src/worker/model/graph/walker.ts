@@ -87,17 +87,21 @@ export interface OutputHead {
   /** `none`: the model outputs logits; probabilities are their softmax. */
   activation: 'softmax' | 'sigmoid' | 'none';
   numClasses: number;
+  /** The final softmax/sigmoid node, if any (no engine runs it as part of the head). */
+  node: GraphNode | null;
 }
 
 export function outputHead(graph: ModelGraph): OutputHead {
   const facts = graphFacts(graph);
   const shape = facts.shapes.get(graph.output) ?? [];
   if (shape.length !== 2) throw new ModelError(`${graph.name} does not end in a vector of class scores (output ${graph.output} has shape [${shape.join(', ')}])`);
-  const last = facts.producer.get(graph.output);
+  let last = facts.producer.get(graph.output);
+  // Exporters often rename the output with an Identity after the softmax.
+  while (last && (last.op === 'Identity' || last.op === 'Dropout')) last = facts.producer.get(last.inputs[0]);
   if (last && (last.op === 'Softmax' || last.op === 'Sigmoid')) {
-    return { logits: last.inputs[0], activation: last.op === 'Softmax' ? 'softmax' : 'sigmoid', numClasses: shape[1] };
+    return { logits: last.inputs[0], activation: last.op === 'Softmax' ? 'softmax' : 'sigmoid', numClasses: shape[1], node: last };
   }
-  return { logits: graph.output, activation: 'none', numClasses: shape[1] };
+  return { logits: graph.output, activation: 'none', numClasses: shape[1], node: null };
 }
 
 /** Ops a default target is walked back through: they only subsample or relabel the feature map. */
@@ -126,11 +130,11 @@ function spatialPooling(node: GraphNode, facts: GraphFacts): boolean {
   }
 }
 
-/** Ancestors of the output, in order (nodes nothing reads are skipped by every engine). */
-function neededNodes(graph: ModelGraph): GraphNode[] {
+/** Ancestors of `output` (default the graph's), in order (nodes nothing reads are skipped by every engine). */
+function neededNodes(graph: ModelGraph, output = graph.output): GraphNode[] {
   const facts = graphFacts(graph);
   const needed = new Set<GraphNode>();
-  const stack = [graph.output];
+  const stack = [output];
   while (stack.length > 0) {
     const node = facts.producer.get(stack.pop()!);
     if (!node || needed.has(node)) continue;
@@ -203,9 +207,8 @@ export function splitAtTarget(graph: ModelGraph, target?: string): GraphSplit {
   const dependent = new Set<string>([value]);
   const trunk: GraphNode[] = [];
   const head: GraphNode[] = [];
-  const finalActivation = output.activation === 'none' ? undefined : facts.producer.get(graph.output);
-  for (const node of neededNodes(graph)) {
-    if (node === finalActivation) continue;
+  const needed = neededNodes(graph, output.logits);
+  for (const node of needed) {
     if (node.inputs.some((v) => dependent.has(v))) {
       head.push(node);
       node.outputs.forEach((v) => dependent.add(v));

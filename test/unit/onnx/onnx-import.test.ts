@@ -1,0 +1,104 @@
+/**
+ * The ONNX importer: layouts, fixed batch, external data, canonical forms (auto_pad, opset-dependent
+ * inputs), target names, and the errors a user sees for files it cannot run, before any image.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { ModelError } from '../../../src/shared/errors.js';
+import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { GraphBuilder } from '../../../src/worker/engine/onnx/graph-builder.js';
+import { createTfjsEngine } from '../../../src/worker/engine/tfjs/engine.js';
+import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
+import { importOnnx } from '../../../src/worker/model/graph/onnx-import.js';
+import { TensorDataType } from '../../../src/worker/model/graph/onnx-proto.js';
+import { SUPPORTED_OPS } from '../../../src/worker/model/graph/ops.js';
+import { resolveTarget, splitAtTarget } from '../../../src/worker/model/graph/walker.js';
+import { mulberry32 } from '../../../src/worker/model/random-weights.js';
+import { loadModel } from '../../../src/worker/model/source.js';
+import { randomImages } from './helpers/images.js';
+
+const DIR = join(import.meta.dirname, '../../fixtures/onnx');
+
+function seeded(n: number, seed: number, scale = 0.3): Float32Array {
+  const rand = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+}
+
+/** A tf2onnx-style file: NHWC input, SAME_UPPER strided conv, GAP, Gemm, Softmax output. */
+function tf2onnxStyle(): Uint8Array {
+  const g = new GraphBuilder();
+  const x = g.input('image', TensorDataType.FLOAT, ['unk', 9, 9, 3]);
+  const nchw = g.op('Transpose', [x], { attrs: { perm: { ints: [0, 3, 1, 2] } } });
+  const conv = g.op('Conv', [nchw, g.floatInitializer('w', seeded(4 * 3 * 3 * 3, 1), [4, 3, 3, 3]), g.floatInitializer('b', seeded(4, 2), [4])], {
+    name: 'conv',
+    attrs: { auto_pad: { string: 'SAME_UPPER' }, strides: { ints: [2, 2] } },
+  });
+  const relu = g.op('Relu', [conv], { name: 'relu' });
+  const pooled = g.op('ReduceMean', [relu], { attrs: { axes: { ints: [2, 3] }, keepdims: { int: 0 } } });
+  const logits = g.op('Gemm', [pooled, g.floatInitializer('fc', seeded(4 * 5, 3), [4, 5])], { name: 'fc' });
+  g.output(g.op('Softmax', [logits], { attrs: { axis: { int: 1 } } }), 'probs', TensorDataType.FLOAT, ['unk', 5]);
+  return g.toBytes({ graphName: 'tiny', producerVersion: 'test' });
+}
+
+describe('importOnnx', () => {
+  it('reads a PyTorch ResNet-style file: NHWC input told from its shape, fixed batch made dynamic, target named by the pooled tensor', async () => {
+    const graph = (await loadModel(join(DIR, 'resnet.onnx'))) as ModelGraph;
+    expect(graph.input).toEqual({ name: 'input', layout: 'nhwc' });
+    expect(graph.inputShape).toEqual([32, 32, 3]);
+    expect(graph.producer).toBe('pytorch');
+    expect(graph.weightsHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(resolveTarget(graph)).toBe('/layer2/Relu_1_output_0');
+    // The node name selects its output; earlier targets keep a differentiable head.
+    expect(resolveTarget(graph, '/layer2/Relu_1')).toBe('/layer2/Relu_1_output_0');
+    expect(splitAtTarget(graph, '/layer1/Relu_1_output_0').head.map((n) => n.op)).toContain('Conv');
+  });
+
+  it('reads external data beside the model and fails clearly when it is missing', async () => {
+    const graph = (await loadModel(join(DIR, 'mobilenet.onnx'))) as ModelGraph;
+    expect(graph.input.layout).toBe('nchw');
+    expect(Object.values(graph.constants).some((c) => c.dtype === 'float32' && c.data.length > 100)).toBe(true);
+    await expect(importOnnx(readFileSync(join(DIR, 'mobilenet.onnx')), { source: 'x.onnx' })).rejects.toThrow(/external file \(mobilenet\.onnx\.data\)/);
+  });
+
+  it('resolves auto_pad and matches ONNX Runtime on the file itself (tf2onnx-style NHWC, ReduceMean head, softmax output)', async () => {
+    const bytes = tf2onnxStyle();
+    const graph = await importOnnx(bytes, { source: 'tiny.onnx' });
+    const conv = graph.nodes.find((n) => n.op === 'Conv')!;
+    expect(conv.attrs.pads).toEqual({ ints: [1, 1, 1, 1] });
+    expect(conv.attrs.auto_pad).toBeUndefined();
+    expect(resolveTarget(graph)).toBe('relu');
+    const images = randomImages(2, 9, 9, 5).map((img) => ({ ...img, data: img.data.map((v) => v / 100) }));
+    const session = await ort.InferenceSession.create(bytes);
+    const batch = new Float32Array(2 * 9 * 9 * 3);
+    images.forEach((img, i) => batch.set(img.data, i * img.data.length));
+    const want = (await session.run({ image: new ort.Tensor('float32', batch, [2, 9, 9, 3]) })).probs.data as Float32Array;
+    await session.release();
+    for (const engine of [await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } }), await createTfjsEngine({ spec: graph, backend: 'cpu' })]) {
+      const probs = await engine.predict(images);
+      probs.forEach((p, i) => p.forEach((v, k) => expect(Math.abs(v - want[i * 5 + k]), `${engine.info.engine} ${Array.from(p)} vs ${Array.from(want)}`).toBeLessThan(1e-5)));
+      await engine.dispose();
+    }
+  });
+
+  it('refuses an unsupported op before any image, naming the node, its op type and the supported list', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', TensorDataType.FLOAT, ['n', 3, 8, 8]);
+    const y = g.op('Resize', [x], { name: 'upsample' });
+    g.output(y, 'y', TensorDataType.FLOAT, ['n', 3, 16, 16]);
+    const bytes = g.toBytes({ graphName: 'bad', producerVersion: 'test' });
+    const error = await importOnnx(bytes, { source: 'bad.onnx' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ModelError);
+    expect((error as Error).message).toMatch(/node "upsample_node" has op type Resize, which gradcam-audit cannot run; supported ops: .*Conv.*/);
+    expect((error as Error).message).toContain(SUPPORTED_OPS.join(', '));
+  });
+
+  it('refuses inputs that are not images and files that are not ONNX', async () => {
+    const g = new GraphBuilder();
+    const x = g.input('x', TensorDataType.FLOAT, ['n', 10]);
+    g.output(g.op('Relu', [x]), 'y', TensorDataType.FLOAT, ['n', 10]);
+    await expect(importOnnx(g.toBytes({ graphName: 'flat', producerVersion: 'test' }), { source: 'flat.onnx' })).rejects.toThrow(/input x has shape \[\?, 10\]; an image classifier's input is 4-D/);
+    await expect(importOnnx(Uint8Array.from([1, 2, 3, 4, 5]), { source: 'junk.onnx' })).rejects.toThrow(ModelError);
+  });
+});
