@@ -9,6 +9,9 @@
  *
  *   npm run bench:engine -- [--backend auto|wasm|cpu|node|node-gpu] [--batches 1,8,16] [--runs 2]
  *                           [--model vgg16|small] [--with-onnx]
+ *
+ * `--model file.onnx` benchmarks a user's ONNX file instead (engine-onnx-file.ts): ONNX Runtime's
+ * own forward on the file vs the ONNX engine's Grad-CAM, batch 1 and 8 by default.
  */
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -55,6 +58,13 @@ async function main(): Promise<void> {
   const batches = (flag('--batches') ?? '1,8,16').split(',').map(Number);
   const runs = Number(flag('--runs') ?? '2');
   const model = flag('--model') ?? 'vgg16';
+  if (model.toLowerCase().endsWith('.onnx')) {
+    const { benchOnnxFile, formatOnnxFileTable } = await import('./engine-onnx-file.js');
+    const rows = await benchOnnxFile(model, { batches: (flag('--batches') ?? '1,8').split(',').map(Number), runs: Number(flag('--runs') ?? '3'), tfjs: !process.argv.includes('--no-tfjs'), log: console.log });
+    console.log(`machine: ${os.cpus()[0]?.model} x${os.cpus().length}, Node ${process.version}; loadavg ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}\n`);
+    console.log(formatOnnxFileTable(rows));
+    return;
+  }
   let t = performance.now();
   const spec: ModelSpec = model === 'small' ? vggShapedSpec({ inputShape: [224, 224, 3], inputStd: 64 }) : randomVgg16Spec({ seed: 1, inputStd: 64 });
   const specMs = performance.now() - t;
