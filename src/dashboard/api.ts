@@ -6,6 +6,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Readable } from 'node:stream';
 import { AUDIT_FILE, METRICS_PARQUET_FILE, REPORT_FILE } from '../shared/audit/files.js';
+import { METRIC_COLUMNS } from '../shared/audit/metric-table.js';
+import { FLAG_KINDS } from '../shared/audit/types.js';
 import { COLORMAP_TABLES } from '../shared/colormaps.js';
 import { InvalidInputError, NotFoundError } from '../shared/errors.js';
 import { COLORMAPS, type Colormap } from '../shared/explain-options.js';
@@ -124,6 +126,13 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
       return ctx.images.position(deps.runs, run, parseImageFilter(req.query), parseImageSort(req.query), req.query.key);
     },
   );
+
+  // The per-image metrics (names, labels, ranges) and flag kinds, for the pages' sort menus,
+  // histogram titles and flag filters: the one table, not a copy in the front end.
+  app.get('/api/audit/vocabulary', { schema: { querystring: NO_QUERY } }, async (_req, reply) => {
+    void reply.header('Cache-Control', 'public, max-age=3600');
+    return { metrics: METRIC_COLUMNS, flagKinds: FLAG_KINDS };
+  });
 
   // The overlay colormaps as CSS colours, for the detail view's legend and CAM grid.
   app.get<{ Params: { name: Colormap } }>('/api/colormaps/:name', { schema: { params: object({ name: oneOf(COLORMAPS) }, ['name']), querystring: NO_QUERY } }, async (req, reply) => {

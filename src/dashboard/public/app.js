@@ -1,7 +1,9 @@
 // gradcam-audit dashboard front end: plain browser JavaScript, no build step.
-// Pages are chosen by the URL fragment (#/, #/runs/ID, #/workers). Live numbers arrive over
-// server-sent events (/api/events). Every piece of data is inserted with textContent, never as
-// HTML, because keys and labels come from arbitrary buckets.
+// Pages are chosen by the URL fragment (#/, #/runs/ID, #/runs/ID/audit, #/compare, #/workers); a
+// page's state (gallery filters and sort, the open image, the audit's flag filter) lives in the
+// fragment's query, so every view is a link. Live numbers arrive over server-sent events
+// (/api/events). Every piece of data is inserted with textContent, never as HTML, because keys and
+// labels come from arbitrary buckets. audit.js (loaded first) draws the Audit and compare pages.
 'use strict';
 
 const app = document.getElementById('app');
@@ -42,6 +44,52 @@ async function api(path, init) {
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.message || `${res.status} ${res.statusText}`);
   return body;
+}
+
+/** Fetch once, share the answer (vocabulary, colormaps). */
+const cached = new Map();
+function once(path) {
+  if (!cached.has(path)) {
+    const p = api(path);
+    p.catch(() => cached.delete(path));
+    cached.set(path, p);
+  }
+  return cached.get(path);
+}
+/** The per-image metrics (name, label, range) and flag kinds, from the server's one table. */
+const vocabulary = () => once('/api/audit/vocabulary');
+/** A colormap as 256 CSS colours, the table the overlays were drawn with. */
+const colormapColors = (name) => once(`/api/colormaps/${encodeURIComponent(name || 'viridis')}`).then((c) => c.colors);
+/** matplotlib's quantisation of a value in [0, 1] to one of 256 entries (as the workers colour). */
+function colorOf(colors, v) {
+  const i = !(v > 0) ? 0 : v >= 1 ? 255 : Math.min(255, Math.floor(v * 256));
+  return colors[i];
+}
+
+// ---------- locations ----------
+
+/** The fragment as a path and its query: `#/runs/r1?sort=entropy` → { path: '/runs/r1', params }. */
+function currentLocation() {
+  const hash = location.hash || '#/';
+  const q = hash.indexOf('?');
+  return { path: q < 0 ? hash.slice(1) : hash.slice(1, q), params: new URLSearchParams(q < 0 ? '' : hash.slice(q + 1)) };
+}
+
+function hrefOf(path, params) {
+  const q = params && [...params.keys()].length ? `?${params}` : '';
+  return `#${path}${q}`;
+}
+
+/**
+ * Put a page's state in the URL without rebuilding the page: `push` adds a history entry (opening
+ * an image, so Back closes it), otherwise the entry is replaced (filters, paging, previous/next).
+ */
+function setLocation(path, params, { push = false, state = null } = {}) {
+  const url = hrefOf(path, params);
+  if (url === (location.hash || '#/')) return;
+  if (push) history.pushState(state, '', url);
+  else history.replaceState(state, '', url);
+  routed = url;
 }
 
 const fmt = {
@@ -236,7 +284,7 @@ function workersPage() {
   connectLive(null);
 }
 
-function runPage(runId) {
+function runPage(runId, params) {
   setNav('runs');
   const stats = h('div', { class: 'stats', id: 'run-stats' });
   const head = h('div', { class: 'page-head' });
@@ -271,7 +319,7 @@ function runPage(runId) {
     if (run.state !== lastState) {
       lastState = run.state;
       head.replaceChildren(
-        h('div', {}, h('div', { class: 'muted small' }, h('a', { href: '#/', text: 'Runs' }), ' / ', run.id), h('h1', {}, `Run ${run.id} `, badge(run.state)), h('div', { class: 'muted mono', text: `${run.source}  →  ${run.output}` })),
+        h('div', {}, h('div', { class: 'muted small' }, h('a', { href: '#/', text: 'Runs' }), ' / ', run.id), h('h1', {}, `Run ${run.id} `, badge(run.state)), h('div', { class: 'muted mono', text: `${run.source}  →  ${run.output}` }), runTabs(run.id, 'overview')),
         h('div', { class: 'links' }, h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/manifest.jsonl`, target: '_blank', id: 'link-manifest', text: 'manifest.jsonl' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/summary.json`, target: '_blank', id: 'link-summary', text: 'summary.json' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/report.html`, target: '_blank', id: 'link-report', text: 'audit report' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/audit.json`, target: '_blank', id: 'link-audit', text: 'audit.json' }), h('a', { class: 'btn', href: `/api/runs/${encodeURIComponent(run.id)}/metrics.parquet`, id: 'link-parquet', text: 'metrics.parquet' })),
       );
     }
@@ -288,15 +336,35 @@ function runPage(runId) {
   const loadFailures = () =>
     api(`/api/runs/${encodeURIComponent(runId)}/failures?limit=100`).then((f) => renderFailures(failuresPanel, runId, f, loadFailures), showError);
 
-  const gallery = makeGallery(galleryPanel, runId);
+  const gallery = makeGallery(galleryPanel, runId, params);
   livePage = { run: render };
   connectLive(runId);
+  if (params.get('image')) openImage(runId, params.get('image'), params);
   api(`/api/runs/${encodeURIComponent(runId)}`).then(render, (err) => {
     // An unknown or malformed run id: say so instead of leaving empty panels behind.
     if (live) live.close();
     livePage = null;
     app.replaceChildren(h('div', { class: 'panel empty', id: 'run-missing' }, h('h2', { text: `Run ${runId} is not available` }), h('p', { class: 'muted', text: err.message }), h('a', { class: 'btn', href: '#/', text: 'Back to runs' })));
   });
+  // Back/forward within the page: the gallery follows the URL's filters, the detail its image.
+  return (next) => {
+    gallery.follow(next);
+    const image = next.get('image');
+    if (image) openImage(runId, image, next);
+    else if (dialog.open) dialog.close();
+  };
+}
+
+/** Overview / Audit tabs of a run. */
+function runTabs(runId, active) {
+  const id = encodeURIComponent(runId);
+  return h(
+    'nav',
+    { class: 'tabs', 'aria-label': 'Run views' },
+    h('a', { href: `#/runs/${id}`, id: 'tab-overview', class: active === 'overview' ? 'active' : undefined, text: 'Overview' }),
+    h('a', { href: `#/runs/${id}/audit`, id: 'tab-audit', class: active === 'audit' ? 'active' : undefined, text: 'Audit' }),
+    h('a', { href: `#/compare?b=${id}`, id: 'tab-compare', text: 'Compare with…' }),
+  );
 }
 
 function stat(label, value, cls, id) {
@@ -434,41 +502,99 @@ function renderFailures(panel, runId, data, reload) {
 
 // ---------- gallery ----------
 
-function makeGallery(panel, runId) {
+/** The gallery's query parameters, as the URL and the images API both name them. */
+const LISTING_PARAMS = ['class', 'minProb', 'maxProb', 'status', 'degenerate', 'q', 'sort', 'order'];
+
+/** Only the listing's parameters of a location's query (what previous/next must follow). */
+function listingOf(params) {
+  const out = new URLSearchParams();
+  for (const k of LISTING_PARAMS) if (params.get(k)) out.set(k, params.get(k));
+  return out;
+}
+
+function makeGallery(panel, runId, initial) {
   const PAGE = 24;
-  let offset = 0;
+  let offset = Number(initial.get('offset')) || 0;
   const classSel = h('select', { id: 'filter-class' }, h('option', { value: '', text: 'All classes' }));
   const minIn = h('input', { id: 'filter-min', type: 'number', min: 0, max: 1, step: 0.05, placeholder: '0' });
   const maxIn = h('input', { id: 'filter-max', type: 'number', min: 0, max: 1, step: 0.05, placeholder: '1' });
   const statusSel = h('select', { id: 'filter-status' }, h('option', { value: 'all', text: 'All' }), h('option', { value: 'ok', text: 'OK' }), h('option', { value: 'failed', text: 'Failed' }));
   const degSel = h('select', { id: 'filter-degenerate' }, h('option', { value: '', text: 'Any' }), h('option', { value: 'true', text: 'Degenerate only' }), h('option', { value: 'false', text: 'Non-degenerate' }));
   const search = h('input', { id: 'filter-key', type: 'search', placeholder: 'key contains…' });
+  const sortSel = h('select', { id: 'filter-sort' }, h('option', { value: '', text: 'Key' }));
+  const orderSel = h('select', { id: 'filter-order' }, h('option', { value: 'asc', text: 'Ascending' }), h('option', { value: 'desc', text: 'Descending' }));
   const grid = h('div', { class: 'gallery', id: 'gallery' });
   const info = h('span', { class: 'muted small', id: 'gallery-info' });
-  const prev = h('button', { class: 'btn small', type: 'button', onclick: () => load(Math.max(0, offset - PAGE)) }, '‹ Prev');
-  const next = h('button', { class: 'btn small', type: 'button', onclick: () => load(offset + PAGE) }, 'Next ›');
+  const prev = h('button', { class: 'btn small', type: 'button', onclick: () => go(Math.max(0, offset - PAGE)) }, '‹ Prev');
+  const next = h('button', { class: 'btn small', type: 'button', onclick: () => go(offset + PAGE) }, 'Next ›');
   const apply = h('button', { class: 'btn primary', id: 'filter-apply', type: 'submit' }, 'Apply');
   const form = h(
     'form',
-    { class: 'filters', id: 'gallery-filters', onsubmit: (e) => (e.preventDefault(), load(0)) },
+    { class: 'filters', id: 'gallery-filters', onsubmit: (e) => (e.preventDefault(), go(0)) },
     h('label', {}, 'Class', classSel),
     h('label', {}, 'Min prob.', minIn),
     h('label', {}, 'Max prob.', maxIn),
     h('label', {}, 'Status', statusSel),
     h('label', {}, 'CAM', degSel),
     h('label', {}, 'Key', search),
+    h('label', {}, 'Sort by', sortSel),
+    h('label', {}, 'Order', orderSel),
     apply,
   );
-  panel.replaceChildren(h('div', { class: 'page-head' }, h('h2', { text: 'Gallery' }), h('button', { class: 'btn small', type: 'button', onclick: () => load(offset) }, 'Refresh')), form, grid, h('div', { class: 'pager' }, info, prev, next));
+  panel.replaceChildren(h('div', { class: 'page-head' }, h('h2', { text: 'Gallery' }), h('button', { class: 'btn small', type: 'button', onclick: () => load() }, 'Refresh')), form, grid, h('div', { class: 'pager' }, info, prev, next));
 
-  async function load(newOffset) {
+  // Sort by any per-image metric the server knows (confidence and entropy first).
+  vocabulary().then((v) => {
+    const first = ['top1Prob', 'entropy', 'margin'];
+    const metrics = [...v.metrics].sort((a, b) => (first.indexOf(b.name) >= 0) - (first.indexOf(a.name) >= 0));
+    sortSel.append(...metrics.map((m) => h('option', { value: m.name, text: m.name === 'top1Prob' ? 'confidence (top-1 probability)' : m.label })));
+    sortSel.value = wanted.sort || '';
+  }, showError);
+
+  // The URL's values for the controls; the class list arrives later, so its value waits for it.
+  let wanted = {};
+  function fromParams(params) {
+    wanted = Object.fromEntries(LISTING_PARAMS.map((k) => [k, params.get(k) || '']));
+    classSel.value = wanted.class;
+    minIn.value = wanted.minProb;
+    maxIn.value = wanted.maxProb;
+    statusSel.value = wanted.status || 'all';
+    degSel.value = wanted.degenerate;
+    search.value = wanted.q;
+    sortSel.value = wanted.sort;
+    orderSel.value = wanted.order || 'asc';
+  }
+
+  /** The listing's parameters as the controls show them (defaults left out, so URLs stay short). */
+  function controls() {
+    const q = new URLSearchParams();
+    const put = (k, v) => v !== '' && v !== undefined && q.set(k, v);
+    put('class', classSel.value || (classSel.options.length > 1 ? '' : wanted.class));
+    put('minProb', minIn.value);
+    put('maxProb', maxIn.value);
+    if (statusSel.value !== 'all') put('status', statusSel.value);
+    put('degenerate', degSel.value);
+    put('q', search.value);
+    put('sort', sortSel.value || (sortSel.options.length > 1 ? '' : wanted.sort));
+    if (orderSel.value !== 'asc') put('order', orderSel.value);
+    return q;
+  }
+
+  /** Apply the controls: the URL records them (and the page), then the grid follows. */
+  function go(newOffset) {
     offset = newOffset;
-    const q = new URLSearchParams({ offset: String(offset), limit: String(PAGE), status: statusSel.value });
-    if (classSel.value !== '') q.set('class', classSel.value);
-    if (minIn.value !== '') q.set('minProb', minIn.value);
-    if (maxIn.value !== '') q.set('maxProb', maxIn.value);
-    if (degSel.value !== '') q.set('degenerate', degSel.value);
-    if (search.value) q.set('q', search.value);
+    const { path, params } = currentLocation();
+    const q = controls();
+    if (offset > 0) q.set('offset', String(offset));
+    if (params.get('image')) q.set('image', params.get('image'));
+    setLocation(path, q);
+    load();
+  }
+
+  async function load() {
+    const q = controls();
+    q.set('offset', String(offset));
+    q.set('limit', String(PAGE));
     let page;
     try {
       page = await api(`/api/runs/${encodeURIComponent(runId)}/images?${q}`);
@@ -488,53 +614,91 @@ function makeGallery(panel, runId) {
     const thumb = item.urls.thumbnail
       ? h('img', { class: 'thumb', src: item.urls.thumbnail, alt: `Grad-CAM overlay of ${item.key}`, loading: 'lazy' })
       : h('div', { class: 'thumb placeholder', text: item.error || 'failed' });
+    const sortName = sortSel.value;
+    const sortValue = sortName && item.metrics && typeof item.metrics[sortName] === 'number' ? ` · ${sortSel.selectedOptions[0].textContent.split(' (')[0]} ${item.metrics[sortName].toFixed(3)}` : '';
     return h(
       'button',
-      { class: 'card', type: 'button', 'data-key': item.key, 'data-status': item.status, onclick: () => openImage(runId, item.key) },
+      { class: 'card', type: 'button', 'data-key': item.key, 'data-status': item.status, onclick: () => showImage(runId, item.key) },
       thumb,
-      h('div', { class: 'meta' }, h('span', { class: 'cls', text: label }), h('span', { class: 'prob', text: item.top1 ? `p = ${fmt.prob(item.top1.probability)}${item.degenerate ? ' · degenerate map' : ''}` : '' }), h('span', { class: 'key', title: item.key, text: item.key })),
+      h('div', { class: 'meta' }, h('span', { class: 'cls', text: label }), h('span', { class: 'prob', text: item.top1 ? `p = ${fmt.prob(item.top1.probability)}${item.degenerate ? ' · degenerate map' : ''}${sortValue}` : '' }), h('span', { class: 'key', title: item.key, text: item.key })),
     );
   }
 
+  fromParams(initial);
   return {
-    init: () => load(0),
+    init: () => load(),
+    /** Back/forward: reload only when the listing itself changed. */
+    follow(params) {
+      const before = `${listingOf(currentParamsOfControls())}|${offset}`;
+      const after = `${listingOf(params)}|${Number(params.get('offset')) || 0}`;
+      if (before === after) return;
+      fromParams(params);
+      offset = Number(params.get('offset')) || 0;
+      load();
+    },
     updateClasses(classes) {
-      const current = classSel.value;
+      const current = classSel.value || wanted.class;
       classSel.replaceChildren(h('option', { value: '', text: 'All classes' }), ...classes.map((c) => h('option', { value: String(c.index), text: `${c.label || `class ${c.index}`} (${c.count})` })));
       classSel.value = current;
     },
   };
+
+  function currentParamsOfControls() {
+    return controls();
+  }
 }
 
 // ---------- image detail ----------
 
-const VIRIDIS = [
-  [68, 1, 84],
-  [59, 82, 139],
-  [33, 145, 140],
-  [94, 201, 98],
-  [253, 231, 37],
-];
-function viridis(v) {
-  const x = Math.min(1, Math.max(0, v)) * (VIRIDIS.length - 1);
-  const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
-  const f = x - i;
-  const c = VIRIDIS[i].map((a, k) => Math.round(a + (VIRIDIS[i + 1][k] - a) * f));
-  return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+/** Open an image from the gallery: a new history entry, so Back closes it and the link is shareable. */
+function showImage(runId, key) {
+  const { path, params } = currentLocation();
+  params.set('image', key);
+  setLocation(path, params, { push: true, state: { opened: key } });
+  openImage(runId, key, params);
 }
 
-async function openImage(runId, key) {
+let detailToken = 0;
+/** The image on screen and its neighbours in the gallery's order (for the arrow keys); null while one loads. */
+let detailNav = null;
+/** Steps asked for while an image loads (arrow keys held down), taken one by one as each arrives. */
+let queuedSteps = 0;
+
+async function openImage(runId, key, params) {
+  const token = ++detailToken;
+  detailNav = null;
   const body = document.getElementById('detail-body');
   document.getElementById('detail-title').textContent = key;
+  const nav = document.getElementById('detail-nav');
+  nav.replaceChildren();
   body.replaceChildren(h('div', { class: 'empty', text: 'Loading…' }));
   if (!dialog.open) dialog.showModal();
+  const listing = listingOf(params);
+  listing.set('key', key);
   let d;
+  let pos;
   try {
-    d = await api(`/api/runs/${encodeURIComponent(runId)}/image?key=${encodeURIComponent(key)}`);
+    [d, pos] = await Promise.all([
+      api(`/api/runs/${encodeURIComponent(runId)}/image?key=${encodeURIComponent(key)}`),
+      api(`/api/runs/${encodeURIComponent(runId)}/images/position?${listing}`).catch(() => null),
+    ]);
   } catch (err) {
-    body.replaceChildren(h('div', { class: 'empty error', text: err.message }));
+    if (token === detailToken) body.replaceChildren(h('div', { class: 'empty error', text: err.message }));
     return;
   }
+  if (token !== detailToken) return;
+  detailNav = { runId, key, prev: pos && pos.prev, next: pos && pos.next };
+  if (queuedSteps !== 0) {
+    const dir = Math.sign(queuedSteps);
+    queuedSteps -= dir;
+    stepImage(dir);
+    return;
+  }
+  nav.replaceChildren(
+    h('button', { class: 'btn small', type: 'button', id: 'detail-prev', disabled: !detailNav.prev, title: 'Previous image (←)', onclick: () => stepImage(-1) }, '‹ Prev'),
+    h('span', { class: 'muted small', id: 'detail-position', text: pos && pos.index !== null ? `${fmt.int(pos.index + 1)} of ${fmt.int(pos.total)}` : '' }),
+    h('button', { class: 'btn small', type: 'button', id: 'detail-next', disabled: !detailNav.next, title: 'Next image (→)', onclick: () => stepImage(1) }, 'Next ›'),
+  );
   const m = d.prediction;
   const figures = h(
     'div',
@@ -542,6 +706,8 @@ async function openImage(runId, key) {
     d.urls.overlay ? h('figure', {}, h('img', { id: 'detail-overlay', src: d.urls.overlay, alt: 'Grad-CAM overlay' }), h('figcaption', { text: 'Grad-CAM overlay' })) : h('figure', {}, h('div', { class: 'empty error', text: d.line.error || 'no overlay' })),
     h('figure', {}, h('img', { id: 'detail-original', src: d.urls.original, alt: 'Original image' }), h('figcaption', { text: 'Original' })),
   );
+  const colors = await colormapColors(d.colormap).catch(() => null);
+  if (token !== detailToken) return;
   const preds = (m && m.predictions) || [];
   const top5 = h(
     'ol',
@@ -554,14 +720,14 @@ async function openImage(runId, key) {
   );
   const target = m && m.targets && m.targets[0];
   let cam = h('div', { class: 'muted', text: 'No CAM recorded.' });
-  if (target) {
+  if (target && colors) {
     const rows = [];
     for (let y = 0; y < target.gridHeight; y++) {
       const tr = h('tr');
       for (let x = 0; x < target.gridWidth; x++) {
         const v = target.grid[y * target.gridWidth + x];
         const td = h('td', { title: `(${y}, ${x}) = ${v.toFixed(4)}` });
-        td.style.background = viridis(v);
+        td.style.background = colorOf(colors, v);
         tr.append(td);
       }
       rows.push(tr);
@@ -577,6 +743,7 @@ async function openImage(runId, key) {
   const addKv = (k, v) => v !== undefined && v !== null && v !== '' && kv.append(h('dt', { text: k }), h('dd', { text: String(v) }));
   addKv('Status', d.line.status);
   addKv('Error', d.line.error);
+  if (d.line.truth) addKv('Truth', `${d.line.truth.label}${d.line.truth.index === null ? ' (matches no model class)' : ` (#${d.line.truth.index})`}${d.line.truth.boxes ? `, ${d.line.truth.boxes} box${d.line.truth.boxes > 1 ? 'es' : ''}` : ''}`);
   if (m) {
     addKv('Source', m.source.uri);
     addKv('Size', `${m.source.width}×${m.source.height} ${m.source.format}`);
@@ -587,12 +754,102 @@ async function openImage(runId, key) {
   }
   body.replaceChildren(
     figures,
-    h('div', { class: 'detail-grid' }, h('div', {}, h('h2', { text: 'Top-5 predictions' }), preds.length ? top5 : h('div', { class: 'muted', text: 'No predictions (the image failed).' }), h('h2', { class: 'spaced', text: 'Details' }), kv), h('div', {}, h('h2', { text: 'Raw CAM grid' }), cam)),
+    colors ? legend(colors, d.colormap) : '',
+    downloads(d),
+    h(
+      'div',
+      { class: 'detail-grid' },
+      h('div', {}, h('h2', { text: 'Top-5 predictions' }), preds.length ? top5 : h('div', { class: 'muted', text: 'No predictions (the image failed).' }), h('h2', { class: 'spaced', text: 'Details' }), kv, await metricsList(d.line.metrics)),
+      h('div', {}, h('h2', { text: 'Raw CAM grid' }), cam),
+    ),
   );
+}
+
+/** The colour bar: what the overlay's and the grid's colours mean. */
+function legend(colors, name) {
+  const canvas = h('canvas', { width: 256, height: 1, class: 'legend-bar', 'aria-hidden': 'true' });
+  const ctx = canvas.getContext('2d');
+  colors.forEach((c, i) => {
+    ctx.fillStyle = c;
+    ctx.fillRect(i, 0, 1, 1);
+  });
+  return h(
+    'div',
+    { class: 'legend', id: 'detail-legend', 'data-colormap': name || 'viridis', role: 'img', 'aria-label': `Colour scale (${name || 'viridis'}): low relevance to high relevance` },
+    h('span', { class: 'legend-title', text: `Grad-CAM relevance (${name || 'viridis'}), normalised per image` }),
+    canvas,
+    h('div', { class: 'legend-ticks' }, h('span', { text: '0 · low' }), h('span', { text: '0.5' }), h('span', { text: '1 · high' })),
+  );
+}
+
+/** Download links for the image's outputs, named after the stored objects. */
+function downloads(d) {
+  const name = (uri, fallback) => (uri ? decodeURIComponent(String(uri).split('/').pop()) : fallback);
+  const base = d.line.key.split('/').pop();
+  const outputs = d.line.outputs || {};
+  const links = [
+    ['overlay', d.urls.overlay, name(outputs.overlay, `${base}.overlay.jpg`), 'Overlay'],
+    ['heatmap', d.urls.heatmap, name(outputs.heatmap, `${base}.heatmap.png`), 'Heatmap PNG'],
+    ['prediction', d.urls.prediction, name(outputs.prediction, `${base}.json`), 'Prediction JSON'],
+  ].filter(([, url]) => url);
+  if (!links.length) return '';
+  return h('div', { class: 'downloads', id: 'detail-downloads' }, h('span', { class: 'muted small', text: 'Download:' }), ...links.map(([role, url, file, text]) => h('a', { class: 'btn small', id: `download-${role}`, href: url, download: file, text })));
+}
+
+/** The image's audit metrics, labelled from the server's metric table. */
+async function metricsList(metrics) {
+  if (!metrics) return '';
+  const v = await vocabulary().catch(() => ({ metrics: [] }));
+  const dl = h('dl', { class: 'kv', id: 'detail-metrics' });
+  for (const c of v.metrics) {
+    const x = metrics[c.name];
+    if (x === undefined || x === null) continue;
+    dl.append(h('dt', { text: c.label }), h('dd', { 'data-metric': c.name, text: typeof x === 'number' ? (c.kind === 'integer' ? String(x) : x.toFixed(3)) : String(x) }));
+  }
+  return dl.children.length ? h('div', {}, h('h2', { class: 'spaced', text: 'Audit metrics' }), dl) : '';
+}
+
+/** Previous (-1) or next (+1) image in the gallery's order; the URL follows. */
+function stepImage(dir) {
+  if (detailNav === null) {
+    if (dialog.open) queuedSteps += dir;
+    return;
+  }
+  const n = detailNav;
+  const key = n && (dir < 0 ? n.prev : n.next);
+  if (!key) return;
+  const { path, params } = currentLocation();
+  params.set('image', key);
+  setLocation(path, params, { state: history.state });
+  openImage(n.runId, key, params);
 }
 
 document.getElementById('detail-close').addEventListener('click', () => dialog.close());
 dialog.addEventListener('click', (e) => e.target === dialog && dialog.close());
+// The arrow keys page through the listing while the detail is open, wherever the focus is (the
+// previous/next buttons are replaced on every step, and a removed button takes the focus with it).
+document.addEventListener('keydown', (e) => {
+  if (!dialog.open || e.altKey || e.ctrlKey || e.metaKey) return;
+  if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') {
+    e.preventDefault();
+    stepImage(e.key === 'ArrowLeft' ? -1 : 1);
+  }
+});
+// Closing the detail takes the image out of the URL: back to the entry that opened it, if any.
+// (A page change closes it too; by the time the event arrives a new image may be open.)
+dialog.addEventListener('close', () => {
+  if (dialog.open) return;
+  detailToken++;
+  detailNav = null;
+  queuedSteps = 0;
+  const { path, params } = currentLocation();
+  if (!params.get('image')) return;
+  if (history.state && history.state.opened) history.back();
+  else {
+    params.delete('image');
+    setLocation(path, params);
+  }
+});
 
 // ---------- errors and routing ----------
 
@@ -602,15 +859,33 @@ function showError(err) {
   setTimeout(() => box.remove(), 8000);
 }
 
+/** The page on screen: its path, and how it follows a new query of the same path. */
+let currentPage = null;
+/** The fragment last routed (or set by the page itself), so one navigation is handled once. */
+let routed = null;
+
 function route() {
+  const url = location.hash || '#/';
+  if (url === routed) return;
+  routed = url;
+  const { path, params } = currentLocation();
+  if (currentPage && currentPage.path === path && currentPage.follow) {
+    currentPage.follow(params);
+    return;
+  }
   if (dialog.open) dialog.close();
   livePage = null;
-  const hash = location.hash || '#/';
-  const run = /^#\/runs\/([^/?]+)/.exec(hash);
-  if (run) runPage(decodeURIComponent(run[1]));
-  else if (hash.startsWith('#/workers')) workersPage();
+  let follow = null;
+  const run = /^\/runs\/([^/]+)(\/audit)?$/.exec(path);
+  if (run && run[2]) follow = auditPage(decodeURIComponent(run[1]), params);
+  else if (run) follow = runPage(decodeURIComponent(run[1]), params);
+  else if (path.startsWith('/compare')) follow = comparePage(params);
+  else if (path.startsWith('/workers')) workersPage();
   else runsPage();
+  currentPage = { path, follow };
 }
 
+// Fragment links fire both events; `routed` makes the second a no-op.
 window.addEventListener('hashchange', route);
+window.addEventListener('popstate', route);
 route();
