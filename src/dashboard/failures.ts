@@ -41,7 +41,7 @@ export function isUnrecoverable(job: Job): boolean {
 
 export async function listFailures(runs: RunStore, queue: Queue, runId: string, offset: number, limit: number): Promise<{ total: number; items: FailureView[] }> {
   const failed: RunManifestLine[] = [];
-  for await (const chunk of runs.scanResults(runId)) for (const line of chunk) if (line.status === 'failed') failed.push(line);
+  for await (const chunk of runs.scanFailed(runId)) failed.push(...chunk);
   failed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const items = await Promise.all(
     failed.slice(offset, offset + limit).map(async (line): Promise<FailureView> => {
@@ -76,7 +76,7 @@ export async function retryFailures(runs: RunStore, queue: Queue, runId: string,
   let targets: string[];
   if (keys === undefined) {
     targets = [];
-    for await (const chunk of runs.scanResults(runId)) for (const line of chunk) if (line.status === 'failed') targets.push(line.key);
+    for await (const chunk of runs.scanFailed(runId)) for (const line of chunk) targets.push(line.key);
   } else {
     targets = keys;
   }

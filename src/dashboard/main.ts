@@ -44,7 +44,7 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   let app: Awaited<ReturnType<typeof createDashboard>>;
   let address: string;
   try {
-    app = await createDashboard({ runs: new RunStore(redis, keySpace), redis, keySpace, store, queue, logger }, options);
+    app = await createDashboard({ runs: new RunStore(redis, keySpace, { store }), redis, keySpace, store, queue, logger }, options);
     address = await app.listen({ port: options.port, host: options.host });
   } catch (err) {
     // A port in use must not leave the process hanging on open Redis connections.

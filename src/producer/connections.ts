@@ -9,6 +9,7 @@ import type { AuditJobPayload } from '../shared/queue/contract.js';
 import { bullPrefix } from '../shared/queue/contract.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
 import { RunStore } from '../shared/queue/run-store.js';
+import type { ObjectStore } from '../shared/storage/object-store.js';
 import { S3ObjectStore } from '../shared/storage/s3-store.js';
 
 export interface ProducerConnections {
@@ -19,7 +20,8 @@ export interface ProducerConnections {
 }
 
 /** Connect to Redis, failing fast with a clear error when it does not answer. */
-export async function connectProducer(config: AppConfig, name: string, timeoutMs = 10_000): Promise<ProducerConnections> {
+export async function connectProducer(config: AppConfig, name: string, options: { store?: ObjectStore; timeoutMs?: number } = {}): Promise<ProducerConnections> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
   // `client` role: a CLI should fail with a clear error when Redis goes away mid-command (re-running
   // resumes the run), not retry forever. Queue (unlike Worker) needs no blocking connection.
   const redis = createRedis(config.redisUrl, { role: 'client', name });
@@ -38,7 +40,7 @@ export async function connectProducer(config: AppConfig, name: string, timeoutMs
   queue.on('error', () => undefined);
   return {
     redis,
-    runs: new RunStore(redis, ks),
+    runs: new RunStore(redis, ks, { store: options.store }),
     queue,
     async close() {
       await queue.close().catch(() => undefined);

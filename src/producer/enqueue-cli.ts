@@ -29,7 +29,7 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
       // A dry run needs no Redis: it only lists.
       result = await enqueueRun(request, { store, logger, onProgress: (p) => progress.update(p) });
     } else {
-      const conn = await connectProducer(config, `gca-enqueue-${process.pid}`);
+      const conn = await connectProducer(config, `gca-enqueue-${process.pid}`, { store });
       try {
         const upload = s3StreamUploader(store.client);
         const finalizerDeps = { runs: conn.runs, redis: conn.redis, upload, logger, analyse: s3RunAnalyser(store, upload, logger) };

@@ -5,6 +5,7 @@
 import { Command } from 'commander';
 import { CAM_METHODS, COLORMAPS, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
 import type { EnqueueCliFlags } from './enqueue-cli.js';
+import { ENQUEUE_DEFAULTS } from './enqueue-options.js';
 
 const d = DEFAULT_EXPLAIN_OPTIONS;
 
@@ -32,6 +33,7 @@ export async function enqueueCommand(): Promise<Command> {
     .option('--truth-format <fmt>', 'csv|jsonl|coco (default: from the file name)')
     .option('--truth-from-path <n>', 'the label is path segment N of each key (0 = first folder, -2 = parent folder)')
     .option('--model <label>', 'free-form model label recorded on the run (workers record the exact weights hash)')
+    .option('--max-backlog <n>', `images of the run queued in Redis at most; listing pauses there and resumes as workers drain (default: ${ENQUEUE_DEFAULTS.maxBacklog}, about 100 MB of Redis)`)
     .option('--dry-run', 'count matching images and show a few, without creating a run or a job')
     .option('--json', 'print the run record (or the dry-run counts) as JSON on stdout')
     .action(async (source: string, flags: EnqueueCliFlags) => {

@@ -4,6 +4,7 @@
  * (enqueue's own) and `DEFAULT_EXPLAIN_OPTIONS` (what every job carries).
  */
 import { createHash } from 'node:crypto';
+import { parseIntInRange } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlags } from '../shared/explain-options.js';
 import { IMAGE_EXTENSIONS } from '../shared/image-types.js';
@@ -26,6 +27,14 @@ export const ENQUEUE_DEFAULTS = Object.freeze({
   chunksInFlight: 2,
   /** Example keys shown by `--dry-run`. */
   examples: 5,
+  /**
+   * `--max-backlog`: images of a run registered and queued but without a result. A queued image
+   * costs about 1.37 KB of Redis (BullMQ job hash and wait-list entry 1.23 KB, the run's pending
+   * entry 0.13 KB), so 70,000 is about 96 MB (docs/architecture.md has the arithmetic).
+   */
+  maxBacklog: 70_000,
+  /** How often a producer waiting for room under --max-backlog checks the backlog again. */
+  backlogPollMs: 200,
 });
 
 export interface EnqueueRequest {
@@ -43,6 +52,10 @@ export interface EnqueueRequest {
   dryRun: boolean;
   /** Ground truth for the audit (`--truth`, `--truth-from-path`). */
   truth?: TruthSpec;
+  /** High-water mark of the run's backlog: listing pauses while it is reached. */
+  maxBacklog: number;
+  /** Stop at the high-water mark instead of waiting; workers list the rest as they drain. */
+  detach: boolean;
 }
 
 /** Raw flag values as commander hands them over (strings, or booleans for switches). */
@@ -53,6 +66,8 @@ export interface EnqueueFlags extends RawExplainOptionFlags, TruthFlags {
   exclude?: string;
   model?: string;
   dryRun?: boolean;
+  maxBacklog?: string;
+  detach?: boolean;
 }
 
 export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): EnqueueRequest {
@@ -66,13 +81,16 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): Enq
   const model = flags.model === undefined ? '' : parseModelLabel(flags.model);
   const explicitOutput = flags.output === undefined ? undefined : parseOutput(flags.output);
   const truth = parseTruthFlags(flags);
+  const maxBacklog = flags.maxBacklog === undefined ? ENQUEUE_DEFAULTS.maxBacklog : parseIntInRange('--max-backlog', flags.maxBacklog, 1, 100_000_000);
+  const detach = flags.detach === true;
+  if (detach && truth) throw new ConfigError('--detach', 'cannot be combined with --truth: workers that continue the listing do not have the truth file; enqueue without --detach');
 
   const runId =
     flags.runId !== undefined
       ? validateRunId(flags.runId, '--run-id')
       : deriveRunId({ source, output: explicitOutput, include, exclude, options, model, truth });
   const output = explicitOutput ?? { bucket: source.bucket, key: `${ENQUEUE_DEFAULTS.outputRoot}${runId}/` };
-  return { source, output, runId, derivedRunId: flags.runId === undefined, include, exclude, options, model, dryRun: flags.dryRun === true, ...(truth ? { truth } : {}) };
+  return { source, output, runId, derivedRunId: flags.runId === undefined, include, exclude, options, model, dryRun: flags.dryRun === true, ...(truth ? { truth } : {}), maxBacklog, detach };
 }
 
 /**

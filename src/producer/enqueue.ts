@@ -13,8 +13,9 @@ import type { JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConfigError, NotFoundError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import { JOB_NAME, PAYLOAD_VERSION, jobIdFor, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
-import type { RunRecord, RunStore } from '../shared/queue/run-store.js';
+import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
+import { compareKeys, type PartEntry } from '../shared/queue/result-parts.js';
+import type { PendingImage, RegisterMode, RunRecord, RunStore } from '../shared/queue/run-store.js';
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
 import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.js';
 import { ARTIFACT_FOLDERS } from '../shared/artifacts.js';
@@ -88,6 +89,8 @@ export interface EnqueueDeps extends ListingDeps {
   redis: Redis;
   /** Writes manifest + summary when the run is complete right after enqueueing. */
   finalize: (runId: string) => Promise<FinalizeOutcome>;
+  /** How often a full backlog is checked again. Default `ENQUEUE_DEFAULTS.backlogPollMs`. */
+  backlogPollMs?: number;
 }
 
 /** Enqueue (or, with `request.dryRun`, only count) the images under the request's source prefix. */
@@ -103,7 +106,7 @@ async function listOnly(request: EnqueueRequest, deps: ListingDeps): Promise<Enq
   // A dry run validates the truth too, and says how many images it covers.
   const truth = request.truth ? await loadTruth(request.truth, deps.store) : undefined;
   const counts = { matched: 0, missing: 0 };
-  for await (const images of scan.pages()) {
+  for await (const { images } of scan.pages()) {
     if (truth) for (const o of images) counts[truth.lookup(o.key) ? 'matched' : 'missing']++;
     scan.progress();
   }
@@ -129,29 +132,14 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   );
   const keys = deps.runs.keys(runId);
   const output = { bucket: request.output.bucket, prefix: request.output.key };
+  const maxBacklog = request.maxBacklog;
+  const pollMs = deps.backlogPollMs ?? ENQUEUE_DEFAULTS.backlogPollMs;
   let reopened = record.state !== 'completed';
 
-  const processChunk = async (images: ObjectSummary[]): Promise<void> => {
-    const fresh = await deps.runs.addJobs(runId, images.map((o) => ({ key: o.key, jobId: jobIdFor(runId, o.key) })));
-    const freshSet = new Set(fresh);
-    const known = images.filter((_, i) => !freshSet.has(i));
-    let retry: ObjectSummary[] = [];
-    if (known.length > 0) {
-      const results = await deps.redis.hmget(keys.results, ...known.map((o) => o.key));
-      retry = known.filter((_, i) => results[i] === null);
-    }
-    if (fresh.length > 0 && !reopened) {
-      // New images in a completed run: its manifest is stale. Reopen it so the last new result
-      // triggers a fresh finalization (the permanent lock of the old one would block it).
-      await deps.redis.multi().del(keys.finalizer).hdel(keys.record, 'finishedAt').exec();
-      await deps.runs.updateRun(runId, { state: 'enqueuing' });
-      reopened = true;
-      log.info({ runId, added: fresh.length }, 'completed run reopened for new images');
-    }
-    const jobs = [...fresh.map((i) => images[i] as ObjectSummary), ...retry].map((o) => {
+  const jobsOf = (images: readonly PendingImage[]) =>
+    images.map((o) => {
       // Each job carries its own truth: Redis holds truth only for queued jobs, never per run.
       const t = truth?.lookup(o.key);
-      if (truth) truthCounts[t ? 'matched' : 'missing']++;
       return {
         name: JOB_NAME,
         data: {
@@ -165,34 +153,92 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
         opts: jobOptionsFor(runId, o.key),
       };
     });
-    if (jobs.length > 0) await deps.queue.addBulk(jobs);
-    scan.counts.added += fresh.length;
-    scan.counts.known += known.length;
+
+  // Images registered by an earlier enqueue that died before its addBulk (or whose jobs were lost)
+  // are offered again; deterministic job ids make that a no-op for live jobs. Bounded by the backlog.
+  if (!created) for await (const page of deps.runs.scanPending(runId)) await deps.queue.addBulk(jobsOf(page));
+
+  const reopen = async (added: number): Promise<void> => {
+    if (added === 0 || reopened) return;
+    // New images in a completed run: its manifest is stale. Reopen it so the last new result
+    // triggers a fresh finalization (the permanent lock of the old one would block it).
+    await deps.redis.multi().del(keys.finalizer).hdel(keys.record, 'finishedAt').exec();
+    await deps.runs.updateRun(runId, { state: 'enqueuing' });
+    reopened = true;
+    log.info({ runId, added }, 'completed run reopened for new images');
   };
 
-  // Up to `chunksInFlight` chunks in Redis while the next page is listed: listing and queueing
-  // overlap, and memory stays bounded to chunksInFlight + 1 pages.
+  /** Wait until `n` more images fit under --max-backlog; false when detached (stop listing here). */
+  const roomFor = async (n: number): Promise<boolean> => {
+    for (;;) {
+      const backlog = await deps.runs.backlog(runId);
+      if (backlog === 0 || backlog + n <= maxBacklog) return true;
+      if (request.detach) return false;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  };
+
+  // A run whose forward listing reached the end once is re-listed whole (new images may sort
+  // anywhere); otherwise the listing continues after the run's cursor.
+  const rescan = record.listed;
+  let cursor = record.cursor;
+  const done = rescan ? await openDoneKeys(deps.runs, runId) : undefined;
   const maxInFlight = deps.chunksInFlight ?? ENQUEUE_DEFAULTS.chunksInFlight;
-  const inFlight: Array<Promise<void>> = [];
+  const inFlight: Array<Promise<unknown>> = [];
+  let stopped = false;
   try {
-    for await (const images of scan.pages()) {
-      while (inFlight.length >= maxInFlight) await inFlight.shift();
-      scan.progress();
-      if (images.length === 0) continue;
-      const chunk = processChunk(images);
-      // Observed now, awaited later: a chunk failing while the next page lists must not count as
-      // an unhandled rejection; awaiting it below still throws.
-      chunk.catch(() => undefined);
-      inFlight.push(chunk);
+    // Another enqueue of the same run moving the cursor first means it listed those pages: follow
+    // it from its cursor instead of listing them again.
+    for (let follow = true; follow && !stopped; ) {
+      follow = false;
+      for await (const { images, last } of scan.pages(rescan ? undefined : cursor || undefined)) {
+        while (inFlight.length >= maxInFlight) await inFlight.shift();
+        scan.progress();
+        let candidates: PendingImage[] = images;
+        if (done) {
+          candidates = [];
+          for (const o of images) if (!(await done.has(o.key))) candidates.push(o);
+        }
+        if (!(await roomFor(candidates.length))) {
+          stopped = true;
+          break;
+        }
+        const mode: RegisterMode = rescan ? { kind: 'rescan' } : { kind: 'forward', after: cursor, last };
+        const reg = await deps.runs.registerPage(runId, candidates, mode);
+        if (reg.status === 'unknown-run') throw new NotFoundError(`run ${runId} vanished from Redis while enqueueing; run the same enqueue again`);
+        if (reg.status === 'cursor-moved') {
+          cursor = (await deps.runs.requireRun(runId)).cursor;
+          follow = true;
+          break;
+        }
+        cursor = last;
+        const fresh = candidates.filter((_, i) => reg.states[i] === 'new');
+        await reopen(fresh.length);
+        if (truth) for (const o of fresh) truthCounts[truth.lookup(o.key) ? 'matched' : 'missing']++;
+        scan.counts.added += fresh.length;
+        scan.counts.known += images.length - fresh.length;
+        if (fresh.length === 0) continue;
+        const chunk = deps.queue.addBulk(jobsOf(fresh));
+        // Observed now, awaited later: a chunk failing while the next page lists must not count
+        // as an unhandled rejection; awaiting it below still throws.
+        chunk.catch(() => undefined);
+        inFlight.push(chunk);
+      }
     }
     for (const chunk of inFlight.splice(0)) await chunk;
   } catch (err) {
     await Promise.allSettled(inFlight);
     throw err;
+  } finally {
+    await done?.close();
   }
   scan.progress();
-  if (truth) scan.counts.truth = { ...truthCounts, unused: truth.unused() };
+  if (truth) scan.counts.truth = { ...truthCounts, unused: stopped ? null : truth.unused() };
 
+  if (stopped) {
+    log.info({ runId, cursor, maxBacklog }, 'backlog full: listing stops here (--detach); workers continue it as they drain');
+    return scan.result(await deps.runs.requireRun(runId), created);
+  }
   const finished = await deps.runs.finishEnqueue(runId, scan.now());
   let finalized: FinalizeOutcome['status'] | undefined;
   if (finished.enqueueComplete && finished.done + finished.failed >= finished.total && finished.state !== 'completed') {
@@ -202,6 +248,36 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   }
   if (scan.counts.matched === 0) log.warn({ runId, source: formatS3Uri(request.source), listed: scan.counts.listed }, 'no images matched: the run completes empty');
   return scan.result(await deps.runs.requireRun(runId), created, finalized);
+}
+
+/**
+ * Keys the run already has a line for, asked in listing order: a merge-join against the run's
+ * parts and manifest (sorted by key), so a re-listing needs no per-key state. Taken after
+ * `beginRescan`, so anything counted later is in the run's `recent` set instead. A key asked out of
+ * order (a listing not in S3's order) restarts the merge: slower, never wrong.
+ */
+async function openDoneKeys(runs: RunStore, runId: string): Promise<{ has(key: string): Promise<boolean>; close(): Promise<void> }> {
+  await runs.beginRescan(runId);
+  const run = await runs.requireRun(runId);
+  let it: AsyncIterator<PartEntry> | undefined;
+  let current: PartEntry | undefined;
+  let last: string | undefined;
+  return {
+    async has(key) {
+      if (!it || (last !== undefined && compareKeys(key, last) < 0)) {
+        await it?.return?.();
+        it = runs.resultLines(run)[Symbol.asyncIterator]();
+        current = (await it.next()).value as PartEntry | undefined;
+      }
+      last = key;
+      while (current && compareKeys(current.key, key) < 0) current = (await it.next()).value as PartEntry | undefined;
+      return current?.key === key;
+    },
+    async close() {
+      await it?.return?.();
+      await runs.endRescan(runId);
+    },
+  };
 }
 
 function assertSameRun(record: RunRecord, request: EnqueueRequest): void {
@@ -267,10 +343,13 @@ class Scan {
     }
   }
 
-  /** Filtered pages of images; an empty array for a page with no image keeps progress ticking. */
-  async *pages(): AsyncGenerator<ObjectSummary[]> {
+  /**
+   * Filtered pages of images with the page's last listed key (the cursor to resume after); a page
+   * with no image still comes through, so progress and the cursor keep moving.
+   */
+  async *pages(startAfter?: string): AsyncGenerator<{ images: ObjectSummary[]; last: string }> {
     const pageSize = this.deps.pageSize ?? ENQUEUE_DEFAULTS.pageSize;
-    for await (const page of this.deps.store.listPages(this.request.source.bucket, this.request.source.key, { pageSize })) {
+    for await (const page of this.deps.store.listPages(this.request.source.bucket, this.request.source.key, { pageSize, startAfter })) {
       this.pageCount++;
       this.counts.listed += page.length;
       const images: ObjectSummary[] = [];
@@ -284,7 +363,7 @@ class Scan {
         if (this.examples.length < ENQUEUE_DEFAULTS.examples) this.examples.push(o.key);
       }
       this.counts.matched += images.length;
-      yield images;
+      yield { images, last: (page[page.length - 1] as ObjectSummary).key };
     }
   }
 

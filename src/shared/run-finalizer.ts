@@ -1,17 +1,25 @@
 /**
  * Run completion: when every image of a run has a result, exactly one process writes
- * `manifest.jsonl` (one line per source image) and `summary.json` to the run's output prefix, then
- * the run's analysis (audit.json, metrics.parquet, report.html; its outcome is added to
- * summary.json), then marks the run completed.
+ * `manifest.jsonl` (one line per source image, sorted by key) and `summary.json` to the run's output
+ * prefix, then marks the run completed.
  *
  * Exactly one writer: the RunStore finalizer lock (SET NX PX). The lock is renewed while writing, so
  * a slow upload of a huge manifest does not let a second process start. If the writer dies, its lock
  * expires and `sweepUnfinalized` (run periodically by workers) finishes the job; both would write
  * the same complete content, so even a late takeover never produces a wrong manifest.
  *
- * Constant memory: results are streamed from Redis (HSCAN pages) straight into an S3 multipart
- * upload. HSCAN may return an element more than once when the hash is resized between calls, so
- * lines are deduplicated against a temporary Redis set rather than in process memory.
+ * The lines are in the run's part files (shared/queue/result-parts.ts), each sorted by key. The
+ * finalizer compacts them to at most `fanIn` parts, k-way merges those into the manifest (one line
+ * per key, duplicates from retried batches dropped) through an S3 multipart upload, then deletes
+ * the parts. Memory depends on `fanIn`, never on the number of lines.
+ *
+ * Steps, in the order that keeps every crash recoverable:
+ *   1. a reopened run's previous manifest is copied in as the oldest part;
+ *   2. parts are compacted and merged into manifest.jsonl; the line count must equal the counters;
+ *   3. `manifestWritten` is set: from now on the manifest is a source of the run's lines;
+ *   4. the parts are deleted and summary.json is written;
+ *   5. `analyse` runs on the written manifest (audit.json, metrics.parquet, report.html) and its
+ *      outcome is added to summary.json; then the run is marked completed.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -19,24 +27,25 @@ import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Redis } from 'ioredis';
-import { describeError, TransientError } from './errors.js';
+import { ConfigError, describeError, TransientError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { RUN_SUMMARY_SCHEMA, type RunAnalysisRecord, type RunManifestLine, type RunSummary } from './manifest.js';
+import { MANIFEST_PART, allPartsPrefix, compactParts, deleteObjects, entriesAsBody, listPartKeys, mergeSorted, readPart, type StreamUploader } from './queue/result-parts.js';
 import type { RunRecord, RunStore } from './queue/run-store.js';
 import { runTiming } from './run-stats.js';
+import type { ObjectStore } from './storage/object-store.js';
 import { joinKey, parseS3Uri } from './storage/uri.js';
 
 export const MANIFEST_FILE = 'manifest.jsonl';
 export const SUMMARY_FILE = 'summary.json';
+
+export type { StreamUploader };
 
 /**
  * Analyses a run whose manifest.jsonl is written (audit.json, metrics.parquet, report.html under
  * its output prefix). Never throws: a failure comes back as a record for summary.json.
  */
 export type RunAnalyser = (run: { runId: string; output: string }) => Promise<RunAnalysisRecord>;
-
-/** Writes one object from a stream of unknown length. */
-export type StreamUploader = (bucket: string, key: string, body: Readable, contentType: string) => Promise<void>;
 
 /**
  * A StreamUploader on @aws-sdk/lib-storage: bodies up to one part go out as a single PUT, longer
@@ -57,8 +66,9 @@ export function s3StreamUploader(client: S3Client, options: { partSize?: number;
 }
 
 export interface FinalizerDeps {
+  /** The run store; its object store reads and deletes the part files. */
   runs: RunStore;
-  /** The connection RunStore uses (lock renewal/release and the dedupe set). */
+  /** The connection RunStore uses (lock renewal and release). */
   redis: Redis;
   upload: StreamUploader;
   logger?: Logger;
@@ -67,11 +77,11 @@ export interface FinalizerDeps {
   owner?: string;
   /** Finalizer lock lifetime; renewed every third of it while writing. Default 10 minutes. */
   lockTtlMs?: number;
-  /** Results per HSCAN page. Default 1000. */
-  scanCount?: number;
+  /** Part files merged at once (streams open together). Default 64. */
+  fanIn?: number;
   /**
-   * The run's analysis, run after manifest.jsonl and summary.json are written (workers and enqueue
-   * pass `s3RunAnalyser`). Without it a run ends with no audit files.
+   * The run's analysis, run after manifest.jsonl (merged, sorted by key) and summary.json are
+   * written (workers and enqueue pass `s3RunAnalyser`). Without it a run ends with no audit files.
    */
   analyse?: RunAnalyser;
 }
@@ -87,16 +97,8 @@ export type FinalizeOutcome =
 // Compare-and-delete / compare-and-extend: only the owner may release or renew its lock.
 const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 const RENEW_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
-// KEYS: seen set. ARGV: ttl ms, then members. Returns the 0-based indices of members not seen
-// before. The TTL bounds how long a finalizer that died mid-write leaves its set behind.
-const MARK_SEEN = `
-local fresh = {}
-for i = 2, #ARGV do
-  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then fresh[#fresh + 1] = i - 2 end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return fresh
-`;
+
+export const DEFAULT_FAN_IN = 64;
 
 export function defaultOwner(): string {
   return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
@@ -113,6 +115,8 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
   const owner = deps.owner ?? defaultOwner();
   const ttl = deps.lockTtlMs ?? 10 * 60_000;
   const lockKey = deps.runs.keys(runId).finalizer;
+  const store = deps.runs.objectStore;
+  if (!store) throw new ConfigError('finalizer', 'the RunStore needs an object store to read the part files');
 
   const before = await deps.runs.requireRun(runId);
   if (before.state === 'completed') return { status: 'already-completed' };
@@ -123,28 +127,25 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
     deps.redis.eval(RENEW_LOCK, 1, lockKey, owner, String(ttl)).catch((err: unknown) => log.warn({ runId, err: describeError(err) }, 'finalizer lock renewal failed'));
   }, Math.max(1000, Math.floor(ttl / 3)));
   renew.unref();
-  let seenKey: string | undefined;
   try {
     // Re-read after claiming: counters are final now, and the summary must match the manifest.
     const run = await deps.runs.requireRun(runId);
+    const src = deps.runs.resultSources(run);
     const out = parseS3Uri(run.output, `output of run ${runId}`);
-    const manifestKey = joinKey(out.key, MANIFEST_FILE);
     const summaryKey = joinKey(out.key, SUMMARY_FILE);
-    const tally = new Tally();
-    // One set per attempt: a finalizer that lost its lock while still writing must not share the
-    // set with its successor, or each would drop the lines the other had seen.
-    seenKey = `${lockKey}:seen:${randomBytes(6).toString('hex')}`;
+    const started = Date.now();
 
-    const lines = manifestLines(deps, runId, seenKey, ttl, tally);
-    // highWaterMark 1: Readable.from would otherwise read 16 pages ahead of the upload.
-    await deps.upload(out.bucket, manifestKey, Readable.from(lines, { highWaterMark: 1 }), 'application/x-ndjson');
-    await deps.redis.del(seenKey);
-
+    const tally = await mergeManifest(store, deps, run, src);
     if (tally.lines !== run.done + run.failed) {
-      // Counters and results move together in one Lua script, so this means data was deleted
+      // Counters move only after a batch's part file is stored, so this means data was deleted
       // under us; refuse to publish a summary that contradicts the manifest.
       throw new TransientError(`run ${runId}: manifest has ${tally.lines} lines but the run counted ${run.done + run.failed} results`);
     }
+    await deps.runs.updateRun(runId, { manifestWritten: '1' });
+    // Only the lock holder deletes: a finalizer whose lock expired mid-write leaves the parts to its
+    // successor, which may still be reading them.
+    if ((await deps.redis.get(lockKey)) === owner) await deleteObjects(store, src.bucket, await listPartKeys(store, src.bucket, allPartsPrefix(out.key)));
+
     const finishedAt = now();
     let summary = buildSummary(run, tally, finishedAt);
     const writeSummary = () => deps.upload(out.bucket, summaryKey, Readable.from([Buffer.from(`${JSON.stringify(summary, null, 2)}\n`)]), 'application/json');
@@ -155,12 +156,11 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
       await writeSummary();
     }
     await deps.runs.markCompleted(runId, owner, finishedAt);
-    log.info({ runId, lines: tally.lines, manifest: `s3://${out.bucket}/${manifestKey}` }, 'run finalized');
-    return { status: 'written', summary, manifestKey, summaryKey };
+    log.info({ runId, lines: tally.lines, ms: Date.now() - started, manifest: `s3://${src.bucket}/${src.manifestKey}` }, 'run finalized');
+    return { status: 'written', summary, manifestKey: src.manifestKey, summaryKey };
   } catch (err) {
     // Give the lock back at once so the sweeper can retry without waiting for the TTL.
     await deps.redis.eval(RELEASE_LOCK, 1, lockKey, owner).catch(() => undefined);
-    if (seenKey) await deps.redis.del(seenKey).catch(() => undefined);
     throw err;
   } finally {
     clearInterval(renew);
@@ -184,18 +184,22 @@ async function analyseRun(deps: FinalizerDeps, run: RunRecord): Promise<RunAnaly
   }
 }
 
-/** Manifest lines, one Buffer per HSCAN page; duplicates from HSCAN are dropped. */
-async function* manifestLines(deps: FinalizerDeps, runId: string, seenKey: string, ttlMs: number, tally: Tally): AsyncGenerator<Buffer> {
-  for await (const page of deps.runs.scanResults(runId, deps.scanCount ?? 1000)) {
-    const fresh = (await deps.redis.eval(MARK_SEEN, 1, seenKey, String(ttlMs), ...page.map((l) => l.key))) as number[];
-    let chunk = '';
-    for (const i of fresh) {
-      const line = page[i] as RunManifestLine;
-      tally.add(line);
-      chunk += `${JSON.stringify(line)}\n`;
-    }
-    if (chunk !== '') yield Buffer.from(chunk, 'utf8');
+/** Steps 1-2: the run's parts (and previous manifest) merged into manifest.jsonl, tallied on the way. */
+async function mergeManifest(
+  store: ObjectStore,
+  deps: FinalizerDeps,
+  run: RunRecord,
+  src: { bucket: string; partsPrefix: string; manifestKey: string },
+): Promise<Tally> {
+  if (run.manifestWritten) {
+    // The manifest is about to be overwritten: read it as a part, never while it is being written.
+    await deps.upload(src.bucket, `${src.partsPrefix}${MANIFEST_PART}`, (await store.getStream(src.bucket, src.manifestKey)).stream, 'application/x-ndjson');
   }
+  const parts = await compactParts(store, deps.upload, src.bucket, src.partsPrefix, deps.fanIn ?? DEFAULT_FAN_IN);
+  const tally = new Tally();
+  const merged = mergeSorted(parts.map((p) => readPart(store, src.bucket, p)));
+  await deps.upload(src.bucket, src.manifestKey, entriesAsBody(merged, (e) => tally.add(e.line)), 'application/x-ndjson');
+  return tally;
 }
 
 /** What summary.json needs, accumulated while streaming: bounded by the number of classes. */

@@ -53,15 +53,19 @@ export interface JobPolicy {
   attempts: number;
   /** Base of the exponential backoff in ms. Default 2000. */
   backoffMs: number;
-  /** Keep finished job records this long (s), so re-enqueues within it are no-ops. Default 7 days. */
-  keepCompletedSeconds: number;
+  /**
+   * Completed job records kept (the newest, for bull-board). A bound, not an age: kept records are
+   * Redis memory per image, and the run's own registry already makes re-enqueues no-ops.
+   */
+  keepCompletedCount: number;
+  /** Failed job records are kept this long (s): the failures list and its retries need them. */
   keepFailedSeconds: number;
 }
 
 export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
   attempts: 6,
   backoffMs: 2000,
-  keepCompletedSeconds: 7 * 24 * 3600,
+  keepCompletedCount: 1000,
   keepFailedSeconds: 14 * 24 * 3600,
 });
 
@@ -71,7 +75,7 @@ export function jobOptionsFor(runId: string, sourceKey: string, policy: JobPolic
     attempts: policy.attempts,
     // Jitter spreads retries of a whole failed batch so they do not hit S3 in lockstep.
     backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },
-    removeOnComplete: { age: policy.keepCompletedSeconds },
+    removeOnComplete: { count: policy.keepCompletedCount },
     removeOnFail: { age: policy.keepFailedSeconds },
   };
 }

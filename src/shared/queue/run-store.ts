@@ -1,14 +1,24 @@
 /**
- * Run records in Redis: what a run is (source, output, options), how far it got (counters), and
- * one result line per source image. Counters move only inside Lua scripts that also record the
- * result, so a retried, recovered or duplicated job can never count an image twice.
+ * Run records in Redis: what a run is (source, output, options), how far it got (counters), which
+ * images are still in flight (`pending`) and which failed (`failed`). Result lines themselves go to
+ * S3 part files (result-parts.ts) in batches; Redis never holds a line per finished image, so its
+ * memory follows the backlog and the failures, not the size of the run.
+ *
+ * Exactly-once counting: an image is counted by the Lua script that removes it from `pending` (or,
+ * for a retry that succeeded, from `failed`), in the same atomic step as the counters. A retried,
+ * recovered or duplicated job finds it gone and counts nothing; its line may reach a second part
+ * file, and the finalizer's merge keeps one line per key.
  */
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ExplainOptions } from '../explain-options.js';
 import type { Provenance, RunManifestLine } from '../manifest.js';
-import { NotFoundError } from '../errors.js';
+import { ConfigError, NotFoundError } from '../errors.js';
 import { stableHash } from '../stable-json.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { joinKey, parseS3Uri } from '../storage/uri.js';
 import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
+import { compareKeys, listPartKeys, mergeSorted, partBody, partName, partsPrefix, readPart, type PartEntry } from './result-parts.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
 
@@ -36,6 +46,14 @@ export interface RunRecord {
   finishedAt?: string;
   /** Provenance reported by the first worker that produced an output for this run. */
   provenance?: Partial<Provenance>;
+  /** Changes whenever the record is created afresh: part files of an older epoch are not this run's. */
+  epoch: string;
+  /** Last key registered by the forward listing (its StartAfter on resume); '' before the first page. */
+  cursor: string;
+  /** The forward listing reached the end of the prefix once: later enqueues re-list and add new keys. */
+  listed: boolean;
+  /** manifest.jsonl holds lines of this epoch (a reopened run merges it with the new parts). */
+  manifestWritten: boolean;
 }
 
 export interface NewRun {
@@ -47,12 +65,9 @@ export interface NewRun {
 }
 
 export interface RecordOutcome {
-  /** False when this image already had a result (a duplicate delivery): nothing was counted. */
+  /** False when this image already had its result (a duplicate delivery): nothing was counted. */
   counted: boolean;
-  /**
-   * Set when nothing was written because the result is not the run's: the run does not exist (never
-   * did, or Redis lost it), or the image was never enqueued into it.
-   */
+  /** Set when nothing was written because the run does not exist (never did, or Redis lost it). */
   rejected?: 'unknown-run' | 'not-in-run';
   done: number;
   failed: number;
@@ -61,56 +76,127 @@ export interface RecordOutcome {
   complete: boolean;
 }
 
-// KEYS: record, results, throughput, finalizer, jobs. ARGV: sourceKey, lineJson, status,
-// degenerate, nowIso, bucket. A result replaces an existing one only when it upgrades `failed` to
-// `ok` (a manual retry); then a completed run reopens so its manifest is written again. Nothing is
-// written for a run that does not exist (HINCRBY would otherwise create a headless record that a
-// later enqueue resets while the orphaned result stays) or for an image the run never enqueued.
-const RECORD_RESULT = `
-if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return {-1, 0, 0, 0, 0} end
-if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 0 then return {-2, 0, 0, 0, 0} end
-local existing = redis.call('HGET', KEYS[2], ARGV[1])
+/** How a listing page is registered; see `registerPage`. */
+export type RegisterMode =
+  /** The forward listing: `after` must equal the run's cursor, which moves to `last`. */
+  | { kind: 'forward'; after: string; last: string }
+  /** A re-listing of a run whose listing ended: keys counted during it (the `recent` set) are known. */
+  | { kind: 'rescan' }
+  /** Register as given (tests, seeding). */
+  | { kind: 'plain' };
+
+/** An image registered with a run and waiting for its result: what its job needs to be re-offered. */
+export interface PendingImage {
+  key: string;
+  size: number;
+  etag: string;
+}
+
+/** What became of each key of a registered page. */
+export type KeyState = 'new' | 'pending' | 'failed' | 'recorded';
+
+export interface RegisterOutcome {
+  status: 'ok' | 'unknown-run' | 'cursor-moved';
+  states: KeyState[];
+}
+
+// KEYS: record, pending, failed, recent. ARGV: mode, expected cursor, new cursor, then pairs of
+// key and pending value (size and ETag, what a re-offered job needs). Returns
+// {status, state per key}: status -1 unknown run, -2 cursor moved (another feeder registered this
+// page); state 0 new, 1 pending, 2 failed, 3 recorded during a re-listing. Only new keys count
+// towards `total`, so a re-enqueue adds nothing twice.
+const REGISTER_PAGE = `
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return {-1} end
+local mode = ARGV[1]
+if mode == 'forward' then
+  local cur = redis.call('HGET', KEYS[1], 'cursor') or ''
+  if cur ~= ARGV[2] then return {-2} end
+end
+local out = {0}
+local fresh = 0
+for i = 4, #ARGV, 2 do
+  local k = ARGV[i]
+  local st = 0
+  if redis.call('HEXISTS', KEYS[2], k) == 1 then st = 1
+  elseif redis.call('HEXISTS', KEYS[3], k) == 1 then st = 2
+  elseif mode == 'rescan' and redis.call('ZSCORE', KEYS[4], k) then st = 3
+  else
+    redis.call('HSET', KEYS[2], k, ARGV[i + 1])
+    fresh = fresh + 1
+  end
+  out[#out + 1] = st
+end
+if fresh > 0 then redis.call('HINCRBY', KEYS[1], 'total', fresh) end
+if mode == 'forward' then redis.call('HSET', KEYS[1], 'cursor', ARGV[3]) end
+return out
+`;
+
+// KEYS: record, pending, failed. ARGV: pairs of key and status. Returns {epoch, output, flag per
+// key}: 1 when the line may be written (the key is pending, or failed and this result is ok), 0
+// when not (a duplicate delivery after its result was counted, a second failure, or never the
+// run's). An unknown run returns {false}.
+const CHECK_KEYS = `
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'output')
+if not meta[1] then return {false} end
+local out = {meta[1], meta[2]}
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 or (ARGV[i + 1] == 'ok' and redis.call('HEXISTS', KEYS[3], ARGV[i]) == 1) then out[#out + 1] = 1 else out[#out + 1] = 0 end
+end
+return out
+`;
+
+// KEYS: record, pending, failed, throughput, finalizer, recent. ARGV: epoch, nowIso, n, then per
+// result: key, status, degenerate, failed line ('' for ok), throughput bucket. The part file with
+// these lines is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades
+// a `failed` (a manual retry; a completed run then reopens so its manifest is written again).
+// Nothing is written when the epoch differs: the run was lost and recreated, and the part file of
+// this batch lies under the old epoch.
+const COMMIT_RESULTS = `
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {-1, 0, 0, 0, 0} end
+local rescan = tonumber(redis.call('HGET', KEYS[1], 'rescan') or '0') > 0
+local n = tonumber(ARGV[3])
+local flags = {}
 local counted = 0
-if not existing then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  if ARGV[3] == 'ok' then redis.call('HINCRBY', KEYS[1], 'done', 1) else redis.call('HINCRBY', KEYS[1], 'failed', 1) end
-  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'degenerate', 1) end
-  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-  counted = 1
-elseif ARGV[3] == 'ok' and cjson.decode(existing)['status'] == 'failed' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'failed', -1)
-  redis.call('HINCRBY', KEYS[1], 'done', 1)
-  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'degenerate', 1) end
-  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-  if redis.call('HGET', KEYS[1], 'state') == 'completed' then
+local upgraded = false
+for i = 0, n - 1 do
+  local b = 4 + 5 * i
+  local k, st, deg, fl, bucket = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local c = 0
+  if redis.call('HDEL', KEYS[2], k) == 1 then
+    if st == 'ok' then redis.call('HINCRBY', KEYS[1], 'done', 1) else
+      redis.call('HINCRBY', KEYS[1], 'failed', 1)
+      redis.call('HSET', KEYS[3], k, fl)
+    end
+    c = 1
+  elseif st == 'ok' and redis.call('HDEL', KEYS[3], k) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'failed', -1)
+    redis.call('HINCRBY', KEYS[1], 'done', 1)
+    upgraded = true
+    c = 1
+  end
+  if c == 1 then
+    if deg == '1' then redis.call('HINCRBY', KEYS[1], 'degenerate', 1) end
+    redis.call('HINCRBY', KEYS[4], bucket, 1)
+    if rescan then redis.call('ZADD', KEYS[6], 0, k) end
+    counted = counted + 1
+  end
+  flags[#flags + 1] = c
+end
+if counted > 0 then
+  redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[2])
+  local st = redis.call('HGET', KEYS[1], 'state')
+  if upgraded and st == 'completed' then
     redis.call('HSET', KEYS[1], 'state', 'running')
     redis.call('HDEL', KEYS[1], 'finishedAt')
-    redis.call('DEL', KEYS[4])
-  end
-  counted = 1
-end
-if counted == 1 then
-  redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[5])
-  local st = redis.call('HGET', KEYS[1], 'state')
-  if st == 'queued' or st == 'enqueuing' then
+    redis.call('DEL', KEYS[5])
+  elseif st == 'queued' or st == 'enqueuing' then
     if redis.call('HGET', KEYS[1], 'enqueueComplete') == '1' then redis.call('HSET', KEYS[1], 'state', 'running') end
   end
 end
 local v = redis.call('HMGET', KEYS[1], 'done', 'failed', 'total', 'enqueueComplete')
-return {counted, tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'), v[4] == '1' and 1 or 0}
-`;
-
-// KEYS: record, jobs. ARGV: n, then n pairs (sourceKey, jobId). Returns the indices (0-based) of
-// pairs that were new, and bumps `total` by that many. Re-enqueueing adds nothing twice.
-const ADD_JOBS = `
-local n = tonumber(ARGV[1])
-local fresh = {}
-for i = 0, n - 1 do
-  if redis.call('HSETNX', KEYS[2], ARGV[2 + 2 * i], ARGV[3 + 2 * i]) == 1 then fresh[#fresh + 1] = i end
-end
-if #fresh > 0 then redis.call('HINCRBY', KEYS[1], 'total', #fresh) end
-return fresh
+local out = {1, tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'), v[4] == '1' and 1 or 0}
+for i = 1, #flags do out[#out + 1] = flags[i] end
+return out
 `;
 
 // KEYS: record. ARGV: 'nx' or 'set', then field/value pairs. Writes only into an existing run
@@ -126,13 +212,48 @@ return 1
 /** Width of a throughput bucket in seconds. */
 export const THROUGHPUT_BUCKET_SECONDS = 10;
 
+export interface ResultBatching {
+  /** Results of one run gathered into one part file and one Redis call. Default 500. */
+  maxLines: number;
+  /** Longest a result waits for others to share its batch. Default 25 ms. */
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RESULT_BATCHING: Readonly<ResultBatching> = Object.freeze({ maxLines: 500, maxDelayMs: 25 });
+
+export interface RunStoreOptions {
+  /** Where part files are written and read (the runs' output buckets). Required to record results. */
+  store?: ObjectStore;
+  batching?: Partial<ResultBatching>;
+  /** Names this process's part files; default random. */
+  writerId?: string;
+}
+
+interface QueuedResult {
+  line: RunManifestLine;
+  now: Date;
+  resolve: (o: RecordOutcome) => void;
+  reject: (e: unknown) => void;
+}
+
 export class RunStore {
+  readonly objectStore: ObjectStore | undefined;
+  private readonly batching: ResultBatching;
+  private readonly writerId: string;
+  private seq = 0;
+  private readonly batches = new Map<string, { items: QueuedResult[]; timer: NodeJS.Timeout }>();
+
   constructor(
     private readonly redis: Redis,
     private readonly ks: KeySpace,
+    options: RunStoreOptions = {},
   ) {
-    redis.defineCommand('gcaRecordResult', { numberOfKeys: 5, lua: RECORD_RESULT });
-    redis.defineCommand('gcaAddJobs', { numberOfKeys: 2, lua: ADD_JOBS });
+    this.objectStore = options.store;
+    this.batching = { ...DEFAULT_RESULT_BATCHING, ...options.batching };
+    this.writerId = options.writerId ?? randomBytes(4).toString('hex');
+    redis.defineCommand('gcaRegisterPage', { numberOfKeys: 4, lua: REGISTER_PAGE });
+    redis.defineCommand('gcaCheckKeys', { numberOfKeys: 3, lua: CHECK_KEYS });
+    redis.defineCommand('gcaCommitResults', { numberOfKeys: 6, lua: COMMIT_RESULTS });
     redis.defineCommand('gcaUpdateRun', { numberOfKeys: 1, lua: UPDATE_RUN });
   }
 
@@ -147,10 +268,11 @@ export class RunStore {
     const created = await this.redis.hsetnx(key, 'id', run.id);
     if (created === 1) {
       // A new record under an id whose state is still in Redis (the record alone was lost): start
-      // from nothing, or stale results would never be counted again and the run would never end.
+      // from nothing, or stale keys would never be counted again and the run would never end. A new
+      // epoch sets aside part files the lost record's workers wrote.
       await this.redis
         .multi()
-        .del(k.jobs, k.results, k.throughput, k.finalizer)
+        .del(k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder)
         .hset(key, {
           source: run.source,
           output: run.output,
@@ -164,11 +286,13 @@ export class RunStore {
           degenerate: 0,
           enqueueComplete: 0,
           createdAt: now.toISOString(),
+          epoch: `${now.getTime().toString(36)}${randomBytes(3).toString('hex')}`,
+          cursor: '',
         })
         .zadd(runsIndexKey(this.ks), now.getTime(), run.id)
         .exec();
     } else {
-      // A re-enqueue reopens listing; counters and results stay.
+      // A re-enqueue reopens listing; counters and pending keys stay.
       await this.updateRun(run.id, { enqueueComplete: '0' });
     }
     const record = await this.getRun(run.id);
@@ -199,19 +323,80 @@ export class RunStore {
     return runs.filter((r): r is RunRecord => r !== null);
   }
 
-  /** Register source keys for a run; returns the indices of entries that were not known before. */
-  async addJobs(runId: string, entries: Array<{ key: string; jobId: string }>): Promise<number[]> {
-    if (entries.length === 0) return [];
+  /**
+   * Register one listing page's keys with the run, atomically with the listing cursor (forward
+   * mode): a producer killed mid-listing resumes after the last page registered, and a page is
+   * never registered twice, so no image is counted twice.
+   */
+  async registerPage(runId: string, entries: readonly PendingImage[], mode: RegisterMode): Promise<RegisterOutcome> {
     const k = this.keys(runId);
-    const args: string[] = [String(entries.length)];
-    for (const e of entries) args.push(e.key, e.jobId);
-    const fresh = (await (this.redis as unknown as RunStoreCommands).gcaAddJobs(k.record, k.jobs, ...args)) as number[];
-    return fresh;
+    const after = mode.kind === 'forward' ? mode.after : '';
+    const last = mode.kind === 'forward' ? mode.last : '';
+    const pairs: string[] = [];
+    for (const e of entries) pairs.push(e.key, `${e.size}\t${e.etag}`);
+    const out = (await this.cmd().gcaRegisterPage(k.record, k.pending, k.failed, k.recent, mode.kind, after, last, ...pairs)) as number[];
+    if (out[0] === -1) return { status: 'unknown-run', states: [] };
+    if (out[0] === -2) return { status: 'cursor-moved', states: [] };
+    const names: KeyState[] = ['new', 'pending', 'failed', 'recorded'];
+    return { status: 'ok', states: out.slice(1).map((s) => names[s] as KeyState) };
+  }
+
+  /** Register source keys for a run; returns the indices of entries that were not known before. */
+  async addJobs(runId: string, entries: Array<{ key: string; size?: number; etag?: string }>): Promise<number[]> {
+    if (entries.length === 0) return [];
+    const r = await this.registerPage(
+      runId,
+      entries.map((e) => ({ key: e.key, size: e.size ?? 0, etag: e.etag ?? '' })),
+      { kind: 'plain' },
+    );
+    if (r.status === 'unknown-run') throw new NotFoundError(`no run "${runId}" in Redis`);
+    return r.states.flatMap((s, i) => (s === 'new' ? [i] : []));
+  }
+
+  /**
+   * A re-listing starts: from now on, keys counted are remembered (the `recent` set) until the last
+   * concurrent re-listing ends. A producer killed mid-re-listing leaves the count up; the next
+   * enqueue's `endRescan` brings it back.
+   */
+  async beginRescan(runId: string): Promise<void> {
+    await this.redis.eval(`if redis.call('HEXISTS', KEYS[1], 'id') == 1 then redis.call('HINCRBY', KEYS[1], 'rescan', 1) end`, 1, this.keys(runId).record);
+  }
+
+  async endRescan(runId: string): Promise<void> {
+    const k = this.keys(runId);
+    await this.redis.eval(
+      `if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return end
+if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEYS[1], 'rescan') redis.call('DEL', KEYS[2]) end`,
+      2,
+      k.record,
+      k.recent,
+    );
+  }
+
+  /** Images registered and still without a result: the run's backlog in Redis. */
+  async backlog(runId: string): Promise<number> {
+    return this.redis.hlen(this.keys(runId).pending);
+  }
+
+  /** Pending images (HSCAN pages): what a re-enqueue offers BullMQ again. */
+  async *scanPending(runId: string, count = 1000): AsyncIterable<PendingImage[]> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys(runId).pending, cursor, 'COUNT', count);
+      cursor = next;
+      const page: PendingImage[] = [];
+      for (let i = 0; i < flat.length; i += 2) {
+        const v = flat[i + 1] as string;
+        const tab = v.indexOf('\t');
+        page.push({ key: flat[i] as string, size: Number(v.slice(0, tab)), etag: v.slice(tab + 1) });
+      }
+      if (page.length > 0) yield page;
+    } while (cursor !== '0');
   }
 
   /** Listing finished: `total` is final from now on. Returns the record after the update. */
   async finishEnqueue(runId: string, now = new Date()): Promise<RunRecord> {
-    await this.updateRun(runId, { enqueueComplete: '1', enqueueFinishedAt: now.toISOString() });
+    await this.updateRun(runId, { enqueueComplete: '1', enqueueFinishedAt: now.toISOString(), listed: '1' });
     const run = await this.requireRun(runId);
     if (run.state === 'enqueuing') {
       const state: RunState = run.done + run.failed > 0 ? 'running' : 'queued';
@@ -221,48 +406,136 @@ export class RunStore {
     return run;
   }
 
-  /** Record one image's final result exactly once. */
-  async recordResult(runId: string, line: RunManifestLine, now = new Date()): Promise<RecordOutcome> {
+  /**
+   * Record one image's final result exactly once. Results of one run arriving within
+   * `batching.maxDelayMs` share one part file and one pair of Redis calls.
+   */
+  recordResult(runId: string, line: RunManifestLine, now = new Date()): Promise<RecordOutcome> {
+    if (!this.objectStore) return Promise.reject(new ConfigError('RunStore', 'recording results needs an object store for the part files'));
+    return new Promise<RecordOutcome>((resolve, reject) => {
+      let batch = this.batches.get(runId);
+      if (!batch) {
+        const timer = setTimeout(() => this.flush(runId), this.batching.maxDelayMs);
+        batch = { items: [], timer };
+        this.batches.set(runId, batch);
+      }
+      batch.items.push({ line, now, resolve, reject });
+      if (batch.items.length >= this.batching.maxLines) this.flush(runId);
+    });
+  }
+
+  private flush(runId: string): void {
+    const batch = this.batches.get(runId);
+    if (!batch) return;
+    this.batches.delete(runId);
+    clearTimeout(batch.timer);
+    this.recordBatch(runId, batch.items).then(
+      (outcomes) => batch.items.forEach((it, i) => it.resolve(outcomes[i] as RecordOutcome)),
+      (err: unknown) => batch.items.forEach((it) => it.reject(err)),
+    );
+  }
+
+  /**
+   * One batch: which keys may be written (pending or failed) → one part file with their lines →
+   * one script that counts them. A crash between the PUT and the count leaves the images pending,
+   * so their jobs run again and count then; the lines written twice merge into one.
+   */
+  private async recordBatch(runId: string, items: readonly QueuedResult[]): Promise<RecordOutcome[]> {
+    const store = this.objectStore as ObjectStore;
     const k = this.keys(runId);
-    const bucket = String(Math.floor(now.getTime() / 1000 / THROUGHPUT_BUCKET_SECONDS) * THROUGHPUT_BUCKET_SECONDS);
-    const out = (await (this.redis as unknown as RunStoreCommands).gcaRecordResult(
-      k.record,
-      k.results,
-      k.throughput,
-      k.finalizer,
-      k.jobs,
-      line.key,
-      JSON.stringify(line),
-      line.status,
-      line.degenerate ? '1' : '0',
-      now.toISOString(),
-      bucket,
-    )) as [number, number, number, number, number];
-    const [counted, done, failed, total, enqueueComplete] = out;
-    if (counted < 0) return { counted: false, rejected: counted === -1 ? 'unknown-run' : 'not-in-run', done, failed, total, complete: false };
-    return { counted: counted === 1, done, failed, total, complete: enqueueComplete === 1 && done + failed >= total };
+    const keyStatus = items.flatMap((it) => [it.line.key, it.line.status]);
+    const check = (await this.cmd().gcaCheckKeys(k.record, k.pending, k.failed, ...keyStatus)) as Array<string | number | null>;
+    if (!check[0]) return items.map(() => ({ counted: false, rejected: 'unknown-run', done: 0, failed: 0, total: 0, complete: false }));
+    const epoch = String(check[0]);
+    const out = parseS3Uri(String(check[1]), `output of run ${runId}`);
+    const writable = items.filter((_, i) => check[i + 2] === 1);
+    if (writable.length > 0) {
+      const { body } = partBody(writable.map((it) => it.line));
+      const name = partName(Date.now(), this.writerId, this.seq++);
+      await store.put(out.bucket, `${partsPrefix(out.key, epoch)}${name}`, body, { contentType: 'application/x-ndjson' });
+    }
+    const args: string[] = [epoch, (items[0] as QueuedResult).now.toISOString(), String(writable.length)];
+    for (const it of writable) {
+      const bucket = String(Math.floor(it.now.getTime() / 1000 / THROUGHPUT_BUCKET_SECONDS) * THROUGHPUT_BUCKET_SECONDS);
+      args.push(it.line.key, it.line.status, it.line.degenerate ? '1' : '0', it.line.status === 'failed' ? JSON.stringify(it.line) : '', bucket);
+    }
+    const res = (await this.cmd().gcaCommitResults(k.record, k.pending, k.failed, k.throughput, k.finalizer, k.recent, ...args)) as number[];
+    const [status, done, failed, total, enqueueComplete] = res as [number, number, number, number, number];
+    if (status < 0) return items.map(() => ({ counted: false, rejected: 'unknown-run', done: 0, failed: 0, total: 0, complete: false }));
+    const complete = enqueueComplete === 1 && done + failed >= total;
+    const countedByItem = new Map<QueuedResult, boolean>();
+    writable.forEach((it, i) => countedByItem.set(it, res[5 + i] === 1));
+    // `complete` goes to the one result that completed the run (the batch's last counted one), so
+    // its caller alone triggers the finalizer.
+    const last = writable.findLast((it) => countedByItem.get(it) === true);
+    return items.map((it) => ({ counted: countedByItem.get(it) === true, done, failed, total, complete: complete && it === last }));
   }
 
-  /** Whether `sourceKey` was enqueued into the run (its key registry has it). */
+  /** Whether `sourceKey` belongs to the run and still takes a result: pending, or failed (retry). */
   async isEnqueued(runId: string, sourceKey: string): Promise<boolean> {
-    return (await this.redis.hexists(this.keys(runId).jobs, sourceKey)) === 1;
+    const k = this.keys(runId);
+    const [p, f] = (await this.redis.multi().hexists(k.pending, sourceKey).hexists(k.failed, sourceKey).exec()) ?? [];
+    return p?.[1] === 1 || f?.[1] === 1;
   }
 
+  /** The result line of one image: a failure from Redis, else from the run's parts or manifest. */
   async getResult(runId: string, sourceKey: string): Promise<RunManifestLine | null> {
-    const v = await this.redis.hget(this.keys(runId).results, sourceKey);
-    return v ? (JSON.parse(v) as RunManifestLine) : null;
+    const failed = await this.redis.hget(this.keys(runId).failed, sourceKey);
+    if (failed) return JSON.parse(failed) as RunManifestLine;
+    const run = await this.getRun(runId);
+    if (!run || !this.objectStore) return null;
+    for await (const e of this.resultEntries(run)) {
+      if (e.key === sourceKey) return e.line;
+      if (compareKeys(e.key, sourceKey) > 0) break; // lines come in key order
+    }
+    return null;
   }
 
-  /** Stream every result line (HSCAN: constant memory, arbitrary order). */
-  async *scanResults(runId: string, count = 1000): AsyncIterable<RunManifestLine[]> {
+  /** Failed result lines (HSCAN of the failed hash: O(failures), arbitrary order). */
+  async *scanFailed(runId: string, count = 1000): AsyncIterable<RunManifestLine[]> {
     let cursor = '0';
     do {
-      const [next, flat] = await this.redis.hscan(this.keys(runId).results, cursor, 'COUNT', count);
+      const [next, flat] = await this.redis.hscan(this.keys(runId).failed, cursor, 'COUNT', count);
       cursor = next;
       const page: RunManifestLine[] = [];
       for (let i = 1; i < flat.length; i += 2) page.push(JSON.parse(flat[i] as string) as RunManifestLine);
       if (page.length > 0) yield page;
     } while (cursor !== '0');
+  }
+
+  /** Every result line, one per key, in key order: the run's parts (and manifest) merged. */
+  async *scanResults(runId: string, count = 1000): AsyncIterable<RunManifestLine[]> {
+    const run = await this.getRun(runId);
+    if (!run || !this.objectStore) return;
+    let page: RunManifestLine[] = [];
+    for await (const e of this.resultEntries(run)) {
+      page.push(e.line);
+      if (page.length >= count) {
+        yield page;
+        page = [];
+      }
+    }
+    if (page.length > 0) yield page;
+  }
+
+  /** Where a run's lines are: its manifest (once written in this epoch) and its part files. */
+  resultSources(run: RunRecord): { bucket: string; partsPrefix: string; manifestKey: string } {
+    const out = parseS3Uri(run.output, `output of run ${run.id}`);
+    return { bucket: out.bucket, partsPrefix: partsPrefix(out.key, run.epoch), manifestKey: joinKey(out.key, 'manifest.jsonl') };
+  }
+
+  /** The run's lines in key order, one per key (parts and manifest merged), for merge-joins. */
+  async *resultLines(run: RunRecord): AsyncGenerator<PartEntry> {
+    yield* this.resultEntries(run);
+  }
+
+  private async *resultEntries(run: RunRecord): AsyncGenerator<PartEntry> {
+    const store = this.objectStore as ObjectStore;
+    const src = this.resultSources(run);
+    const parts = await listPartKeys(store, src.bucket, src.partsPrefix);
+    const readers = parts.map((p) => readPart(store, src.bucket, p));
+    if (run.manifestWritten) readers.push(readPart(store, src.bucket, src.manifestKey));
+    yield* mergeSorted(readers);
   }
 
   /** Images per throughput bucket, oldest first. */
@@ -309,7 +582,7 @@ export class RunStore {
   /** Set fields of an existing run record; false (and nothing written) when the run does not exist. */
   async updateRun(runId: string, fields: Record<string, string>, mode: 'set' | 'nx' = 'set'): Promise<boolean> {
     const args = Object.entries(fields).flat();
-    return (await (this.redis as unknown as RunStoreCommands).gcaUpdateRun(this.keys(runId).record, mode, ...args)) === 1;
+    return (await this.cmd().gcaUpdateRun(this.keys(runId).record, mode, ...args)) === 1;
   }
 
   /** Runs that have every result but no manifest yet (their finalizer died, or none was triggered). */
@@ -323,16 +596,21 @@ export class RunStore {
     return out;
   }
 
-  /** Delete a run's Redis state (records, results); outputs in S3 are untouched. */
+  /** Delete a run's Redis state; outputs in S3 are untouched. */
   async deleteRun(runId: string): Promise<void> {
     const k = this.keys(runId);
-    await this.redis.multi().del(k.record, k.jobs, k.results, k.throughput, k.finalizer).zrem(runsIndexKey(this.ks), runId).exec();
+    await this.redis.multi().del(k.record, k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder).zrem(runsIndexKey(this.ks), runId).exec();
+  }
+
+  private cmd(): RunStoreCommands {
+    return this.redis as unknown as RunStoreCommands;
   }
 }
 
 interface RunStoreCommands {
-  gcaRecordResult(...args: string[]): Promise<unknown>;
-  gcaAddJobs(...args: string[]): Promise<unknown>;
+  gcaRegisterPage(...args: string[]): Promise<unknown>;
+  gcaCheckKeys(...args: string[]): Promise<unknown>;
+  gcaCommitResults(...args: string[]): Promise<unknown>;
   gcaUpdateRun(...args: string[]): Promise<unknown>;
 }
 
@@ -357,5 +635,9 @@ function parseRun(h: Record<string, string>): RunRecord {
     enqueueFinishedAt: h.enqueueFinishedAt,
     finishedAt: h.finishedAt,
     provenance: h.provenance ? (JSON.parse(h.provenance) as Partial<Provenance>) : undefined,
+    epoch: h.epoch ?? '',
+    cursor: h.cursor ?? '',
+    listed: h.listed === '1',
+    manifestWritten: h.manifestWritten === '1',
   };
 }

@@ -195,7 +195,7 @@ export async function startWorker(
       );
     }
 
-    const runs = new RunStore(redis, ks);
+    const runs = new RunStore(redis, ks, { store });
     const upload = s3StreamUploader(store.client);
     const finalizerDeps: FinalizerDeps = { runs, redis, upload, logger, owner: defaultOwner(), analyse: s3RunAnalyser(store, upload, logger) };
     const worker = new PipelineWorker(

@@ -1,6 +1,5 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobIdFor } from '../../../src/shared/queue/contract.js';
 import { writeHeartbeat, type WorkerHeartbeat } from '../../../src/shared/queue/heartbeat.js';
 import { outputKeysFor } from '../../../src/shared/storage/output-keys.js';
 import { startHarness, type DashboardHarness } from './harness.js';
@@ -22,7 +21,7 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     run = await seedRun(h.seed, 'run-api-1', mixedImages());
     // A second, still-running run: it must be listed too, newest first.
     await seedRun(h.seed, 'run-api-2', [{ name: 'a.png', status: 'ok', cls: 3, probability: 0.5 }]);
-    await h.seed.runs.addJobs('run-api-2', [{ key: `photos/run-api-2/b.png`, jobId: 'run-api-2.b' }]);
+    await h.seed.runs.addJobs('run-api-2', [{ key: `photos/run-api-2/b.png` }]);
   });
   afterAll(async () => {
     await h?.close();
@@ -219,7 +218,7 @@ describe('dashboard JSON API against a real Redis and S3', () => {
   it('answers an undecodable original with a clear 400 instead of a server error', async () => {
     const key = 'photos/run-api-2/corrupt.jpg';
     await h.b.store.put(h.b.bucket, key, 'this is text, not a JPEG', { contentType: 'image/jpeg' });
-    await h.seed.runs.addJobs('run-api-2', [{ key, jobId: jobIdFor('run-api-2', key) }]);
+    await h.seed.runs.addJobs('run-api-2', [{ key }]);
     await h.seed.runs.recordResult('run-api-2', { key, status: 'failed', error: 'INVALID_IMAGE: not a JPEG' });
     const res = await get(`/api/runs/run-api-2/thumbnail?of=original&key=${encodeURIComponent(key)}`);
     expect(res.statusCode).toBe(400);
@@ -246,7 +245,7 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     // Even when a hostile key made it into the run's results (S3 allows `..` in keys), the proxy
     // refuses to resolve it: the prefix check, not only the result lookup, stops the escape.
     const hostile = 'photos/run-api-2/../../secrets/token.txt';
-    await h.seed.runs.addJobs('run-api-2', [{ key: hostile, jobId: jobIdFor('run-api-2', hostile) }]);
+    await h.seed.runs.addJobs('run-api-2', [{ key: hostile }]);
     await h.seed.runs.recordResult('run-api-2', { key: hostile, status: 'failed', error: 'INVALID_IMAGE: not an image' });
     const escaped = await get(`/api/runs/run-api-2/objects/original?key=${encodeURIComponent(hostile)}`);
     expect(escaped.statusCode).toBe(403);

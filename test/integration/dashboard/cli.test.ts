@@ -23,7 +23,7 @@ describe('gradcam-audit dashboard (child process)', () => {
   });
 
   it('serves runs and the queue from the configured namespace, and exits 0 on SIGTERM', async () => {
-    const runs = new RunStore(t.redis, { prefix: t.prefix });
+    const runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
     await seedRun({ runs, store: b.store, bucket: b.bucket }, 'run-cli', [{ name: 'a.png', status: 'ok', cls: 2, probability: 0.7 }]);
     const queue = new Queue(t.queueName, { connection: t.redis, prefix: bullPrefix({ prefix: t.prefix }) });
     await queue.add('explain', { runId: 'run-cli' }, { jobId: 'run-cli.x' });

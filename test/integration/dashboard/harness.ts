@@ -33,7 +33,7 @@ export async function startHarness(options: Partial<DashboardOptions> = {}): Pro
   const b = await testBucket();
   const queueConnection = new Redis(t.url, { maxRetriesPerRequest: null });
   const queue = new Queue(t.queueName, { connection: queueConnection });
-  const runs = new RunStore(t.redis, { prefix: t.prefix });
+  const runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
   const deps: DashboardDeps = { runs, redis: t.redis, keySpace: { prefix: t.prefix }, store: b.store, queue, logger: silentLogger() };
   const app = await createDashboard(deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, port: 0, ...options });
   return {

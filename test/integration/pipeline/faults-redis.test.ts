@@ -30,7 +30,7 @@ describe('fault: Redis restarts or drops connections mid-run', { timeout: 90_000
   beforeAll(async () => {
     [server, b, model] = await Promise.all([startRestartableRedis(), testBucket(), writeTinyModel()]);
     t = ownedTestRedis(server.url);
-    runs = new RunStore(t.redis, { prefix: t.prefix });
+    runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
     env = namespaceEnv(t, { LOG_LEVEL: 'info' });
     await Promise.all(keys.map(async (key, i) => b.store.put(b.bucket, key, await sampleImage(i + 2), { contentType: 'image/png' })));
     // Small batches and little prefetch stretch the runs so the faults land in their middle.

@@ -58,7 +58,7 @@ export interface PipelineHarness {
 
 export function pipelineHarness(t: TestRedis, b: TestBucket): PipelineHarness {
   const ks = { prefix: t.prefix };
-  const runs = new RunStore(t.redis, ks);
+  const runs = new RunStore(t.redis, ks, { store: b.store });
   const bull = new Redis(t.url, { maxRetriesPerRequest: null });
   const queue = new Queue<AuditJobPayload>(t.queueName, { connection: bull, prefix: bullPrefix(ks) });
   const finalizerDeps: FinalizerDeps = { runs, redis: t.redis, upload: s3StreamUploader(b.store.client) };

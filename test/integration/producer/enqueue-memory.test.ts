@@ -36,7 +36,7 @@ describe('enqueue memory', { timeout: 150_000 }, () => {
   it('keeps retained heap flat while 20k keys stream from S3 listing pages into BullMQ', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const runs = new RunStore(t.redis, { prefix: t.prefix });
+    const runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
     // Every page is a real ListObjectsV2 response from the S3 server, replayed with renamed keys.
     const store = replayedListing(b.store, PASSES);
     const samples: Array<{ matched: number; heap: number }> = [];

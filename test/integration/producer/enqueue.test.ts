@@ -32,7 +32,7 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
   beforeEach(async () => {
     t = await testRedis();
     b = await testBucket();
-    runs = new RunStore(t.redis, { prefix: t.prefix });
+    runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
     queue = new Queue<AuditJobPayload>(t.queueName, { connection: t.redis.duplicate(), prefix: bullPrefix({ prefix: t.prefix }) });
     await Promise.all([...IMAGES, ...OTHERS].map((key) => b.store.put(b.bucket, key, key.endsWith('/') ? '' : `bytes of ${key}`, { contentType: 'application/octet-stream' })));
   });

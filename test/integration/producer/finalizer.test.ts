@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import type { RunManifestLine, RunSummary } from '../../../src/shared/manifest.js';
-import { jobIdFor } from '../../../src/shared/queue/contract.js';
+import { compareKeys, listPartKeys, partBody, partName } from '../../../src/shared/queue/result-parts.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizeOutcome, type FinalizerDeps, type StreamUploader } from '../../../src/shared/run-finalizer.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
@@ -17,7 +17,7 @@ describe('finalizeRun against a real Redis and S3', () => {
   beforeEach(async () => {
     t = await testRedis();
     b = await testBucket();
-    runs = new RunStore(t.redis, { prefix: t.prefix });
+    runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
   });
   afterEach(async () => {
     await t.cleanup();
@@ -27,11 +27,11 @@ describe('finalizeRun against a real Redis and S3', () => {
   const deps = (extra: Partial<FinalizerDeps> = {}): FinalizerDeps => ({ runs, redis: t.redis, upload: s3StreamUploader(b.store.client), ...extra });
 
   /** A run of `n` images with every result recorded: every 10th failed, every 7th ok one degenerate. */
-  async function completeRun(id: string, n: number, pad = 0): Promise<string[]> {
+  async function completeRun(id: string, n: number, pad = 0, together = 500): Promise<string[]> {
     await runs.createRun({ id, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/${id}/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
     const keys = Array.from({ length: n }, (_, i) => `in/dir ${i % 3}/img+${i}%ü.jpg`);
     for (let i = 0; i < n; i += 1000) {
-      await runs.addJobs(id, keys.slice(i, i + 1000).map((key) => ({ key, jobId: jobIdFor(id, key) })));
+      await runs.addJobs(id, keys.slice(i, i + 1000).map((key) => ({ key })));
     }
     await runs.finishEnqueue(id);
     const lines = keys.map((key, i): RunManifestLine =>
@@ -39,7 +39,7 @@ describe('finalizeRun against a real Redis and S3', () => {
         ? { key, status: 'failed', error: `INVALID_IMAGE: not an image ${'x'.repeat(pad)}` }
         : { key, status: 'ok', top1: { index: i % 4, label: `class-${i % 4}`, probability: 0.5 }, degenerate: i % 7 === 0, outputs: { overlay: `o/${key}`, heatmap: `h/${key}`, prediction: `p/${key}${'y'.repeat(pad)}` } },
     );
-    for (let i = 0; i < n; i += 500) await Promise.all(lines.slice(i, i + 500).map((l) => runs.recordResult(id, l)));
+    for (let i = 0; i < n; i += together) await Promise.all(lines.slice(i, i + together).map((l) => runs.recordResult(id, l)));
     return keys;
   }
 
@@ -57,7 +57,7 @@ describe('finalizeRun against a real Redis and S3', () => {
       await s3StreamUploader(b.store.client)(...args);
     };
     const outcomes = await Promise.all(
-      clients.map((c, i) => finalizeRun('fin1', { runs: new RunStore(c, { prefix: t.prefix }), redis: c, upload: counting, owner: `w${i}` })),
+      clients.map((c, i) => finalizeRun('fin1', { runs: new RunStore(c, { prefix: t.prefix }, { store: b.store }), redis: c, upload: counting, owner: `w${i}` })),
     );
     clients.forEach((c) => c.disconnect());
 
@@ -108,7 +108,7 @@ describe('finalizeRun against a real Redis and S3', () => {
 
   it('does nothing for an incomplete run, and the sweeper finishes a run whose finalizer died', async () => {
     await runs.createRun({ id: 'fin2', source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/fin2/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
-    await runs.addJobs('fin2', ['a.jpg', 'b.jpg'].map((key) => ({ key, jobId: jobIdFor('fin2', key) })));
+    await runs.addJobs('fin2', ['a.jpg', 'b.jpg'].map((key) => ({ key })));
     await runs.finishEnqueue('fin2');
     await runs.recordResult('fin2', { key: 'a.jpg', status: 'ok', top1: { index: 3, probability: 0.9 } });
     expect(await finalizeRun('fin2', deps())).toMatchObject({ status: 'incomplete', done: 1, total: 2 });
@@ -149,12 +149,12 @@ describe('finalizeRun against a real Redis and S3', () => {
     const gateA = new Promise<void>((r) => (releaseA = r));
     let markAStarted!: () => void;
     const aStarted = new Promise<void>((r) => (markAStarted = r));
-    const a: Promise<FinalizeOutcome> = finalizeRun('fin4', deps({ owner: 'A', lockTtlMs: 300, scanCount: 50, upload: gated(async () => { markAStarted(); await gateA; }) }));
+    const a: Promise<FinalizeOutcome> = finalizeRun('fin4', deps({ owner: 'A', lockTtlMs: 300, upload: gated(async () => { markAStarted(); await gateA; }) }));
     await aStarted;
     // A is stuck mid-write (a GC pause, a slow network) long enough for its lock to expire; then B
     // takes over and both stream at the same time.
     while ((await t.redis.exists(lockKey)) === 1) await new Promise((r) => setTimeout(r, 25));
-    const bOutcome = finalizeRun('fin4', deps({ owner: 'B', scanCount: 50, upload: gated(async () => releaseA()) }));
+    const bOutcome = finalizeRun('fin4', deps({ owner: 'B', upload: gated(async () => releaseA()) }));
     const [ra, rb] = await Promise.all([a, bOutcome]);
     expect(ra.status).toBe('written');
     expect(rb.status).toBe('written');
@@ -162,12 +162,32 @@ describe('finalizeRun against a real Redis and S3', () => {
     const lines = await readManifest('fin4');
     expect(lines.map((l) => l.key).sort()).toEqual([...keys].sort());
     expect((await runs.requireRun('fin4')).state).toBe('completed');
-    expect(await t.redis.keys(`${lockKey}:seen*`)).toEqual([]);
+  });
+
+  it('merges many parts in levels into a manifest sorted by key, one line per key, and deletes the parts', async () => {
+    const keys = await completeRun('fin5', 40, 0, 5); // 8 batches: 8 part files
+    const run = await runs.requireRun('fin5');
+    const src = runs.resultSources(run);
+    // A worker killed after its PUT and before Redis counted the batch: its lines come again, one
+    // of them a failure that a later success replaced.
+    const stale = [keys[3] as string, keys[10] as string].map((key): RunManifestLine => ({ key, status: 'failed', error: 'TRANSIENT: killed' }));
+    await b.store.put(b.bucket, `${src.partsPrefix}${partName(1, 'dead', 0)}`, partBody(stale).body, { contentType: 'application/x-ndjson' });
+    expect((await listPartKeys(b.store, b.bucket, src.partsPrefix)).length).toBe(9);
+    const out = await finalizeRun('fin5', deps({ fanIn: 3 })); // 9 parts -> 3 -> manifest
+    expect(out.status).toBe('written');
+    const lines = await readManifest('fin5');
+    expect(lines.map((l) => l.key)).toEqual([...keys].sort(compareKeys));
+    expect(lines.find((l) => l.key === keys[3])?.status).toBe('ok');
+    // Two failures for one key: the greater serialisation, whichever part it came from.
+    expect(lines.find((l) => l.key === keys[10])).toMatchObject({ status: 'failed', error: 'TRANSIENT: killed' });
+    expect(await listPartKeys(b.store, b.bucket, `out/fin5/_parts/`)).toEqual([]);
+    expect(out.status === 'written' && out.summary.counts).toEqual({ total: 40, ok: 36, failed: 4 });
   });
 
   it('streams a 10k-result manifest with flat memory', async () => {
     // ~1 KB per line: a 10 MB manifest, which a collect-then-upload finalizer would hold in full.
-    const keys = await completeRun('fin3', 10_000, 900);
+    runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store, batching: { maxLines: 2500 } });
+    const keys = await completeRun('fin3', 10_000, 900, 2500);
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     gc();
@@ -188,12 +208,13 @@ describe('finalizeRun against a real Redis and S3', () => {
       body.pipe(tap);
       await s3StreamUploader(b.store.client)(bucket, key, tap, contentType);
     };
-    const out = await finalizeRun('fin3', deps({ upload: sampling, scanCount: 250 }));
+    const out = await finalizeRun('fin3', deps({ upload: sampling }));
     expect(out.status).toBe('written');
     const manifestBytes = (await b.store.head(b.bucket, 'out/fin3/manifest.jsonl'))?.size ?? 0;
     expect(manifestBytes).toBeGreaterThan(9_000_000);
     expect(bytes).toBeGreaterThan(manifestBytes);
-    // Retained heap stays a small fraction of the manifest size (pages, not the whole run).
+    // Retained heap stays a small fraction of the manifest size: about one read chunk per open part
+    // (4 parts of 2,500 lines), not the run's lines.
     console.log(`finalizer: manifest ${manifestBytes} B, peak retained heap growth ${peak} B`);
     expect(peak).toBeLessThan(manifestBytes / 4);
     const lines = await readManifest('fin3');

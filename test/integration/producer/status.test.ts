@@ -14,7 +14,7 @@ describe('status against a real Redis', () => {
   beforeEach(async () => {
     t = await testRedis();
     b = await testBucket();
-    runs = new RunStore(t.redis, { prefix: t.prefix });
+    runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
   });
   afterEach(async () => {
     await t.cleanup();

@@ -1,31 +1,33 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
-import { jobIdFor } from '../../../src/shared/queue/contract.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { listWorkers, writeHeartbeat, type WorkerHeartbeat } from '../../../src/shared/queue/heartbeat.js';
-import { testRedis, type TestRedis } from '../../helpers/services.js';
+import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 
 describe('RunStore against a real Redis', () => {
   let t: TestRedis;
+  let b: TestBucket;
   let store: RunStore;
   beforeEach(async () => {
     t = await testRedis();
-    store = new RunStore(t.redis, { prefix: t.prefix });
+    b = await testBucket();
+    store = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
   });
   afterEach(async () => {
     await t.cleanup();
+    await b.cleanup();
   });
 
-  const newRun = (id: string) => ({ id, source: 's3://b/in/', output: 's3://b/out/', options: { ...DEFAULT_EXPLAIN_OPTIONS } });
+  const newRun = (id: string) => ({ id, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/${id}/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
 
   it('creates runs idempotently and dedupes enqueued keys', async () => {
     const first = await store.createRun(newRun('r1'));
     expect(first.created).toBe(true);
     expect((await store.createRun(newRun('r1'))).created).toBe(false);
     const keys = ['a.jpg', 'b.jpg', 'c.jpg'];
-    expect(await store.addJobs('r1', keys.map((key) => ({ key, jobId: jobIdFor('r1', key) })))).toEqual([0, 1, 2]);
-    expect(await store.addJobs('r1', ['b.jpg', 'd.jpg'].map((key) => ({ key, jobId: jobIdFor('r1', key) })))).toEqual([1]);
+    expect(await store.addJobs('r1', keys.map((key) => ({ key })))).toEqual([0, 1, 2]);
+    expect(await store.addJobs('r1', ['b.jpg', 'd.jpg'].map((key) => ({ key })))).toEqual([1]);
     const run = await store.finishEnqueue('r1');
     expect(run.total).toBe(4);
     expect(run.state).toBe('queued');
@@ -35,12 +37,12 @@ describe('RunStore against a real Redis', () => {
   it('counts each image exactly once under concurrent increments from many connections', async () => {
     await store.createRun(newRun('r2'));
     const keys = Array.from({ length: 200 }, (_, i) => `img-${i}.jpg`);
-    await store.addJobs('r2', keys.map((key) => ({ key, jobId: jobIdFor('r2', key) })));
+    await store.addJobs('r2', keys.map((key) => ({ key })));
     await store.finishEnqueue('r2');
 
     // 8 independent connections each report every image, some as failed: duplicates must not count.
     const clients = Array.from({ length: 8 }, () => new Redis(t.url));
-    const stores = clients.map((c) => new RunStore(c, { prefix: t.prefix }));
+    const stores = clients.map((c) => new RunStore(c, { prefix: t.prefix }, { store: b.store }));
     const outcomes = await Promise.all(
       stores.flatMap((s, w) =>
         keys.map((key, i) => s.recordResult('r2', i % 10 === 0 ? { key, status: 'failed', error: `INVALID: bad ${w}` } : { key, status: 'ok', degenerate: i % 7 === 0 })),
@@ -65,7 +67,7 @@ describe('RunStore against a real Redis', () => {
 
   it('lets exactly one process claim finalization, and reopens a run when a failure is retried successfully', async () => {
     await store.createRun(newRun('r3'));
-    await store.addJobs('r3', [{ key: 'x.jpg', jobId: jobIdFor('r3', 'x.jpg') }]);
+    await store.addJobs('r3', [{ key: 'x.jpg' }]);
     await store.finishEnqueue('r3');
     const o = await store.recordResult('r3', { key: 'x.jpg', status: 'failed', error: 'TRANSIENT: S3 503' });
     expect(o.complete).toBe(true);

@@ -18,6 +18,10 @@ const run = (source: string, output: string): RunRecord => ({
   degenerate: 0,
   enqueueComplete: true,
   createdAt: '',
+  epoch: 'e1',
+  cursor: '',
+  listed: true,
+  manifestWritten: false,
 });
 
 describe('resolveRunObject', () => {

@@ -1,0 +1,258 @@
+/**
+ * Result part files: where a run's manifest lines live until the finalizer merges them.
+ *
+ * Workers record results in batches; each batch becomes one part file in S3,
+ * `<output>_parts/<epoch>/<ms>-<writer>-<seq>.jsonl`, its lines sorted by key (`compareKeys`). Redis
+ * then holds only counters, the keys still in flight and the failed keys, never the lines. A name is
+ * unique per writer and batch, so a retried PUT of the same batch rewrites the same object.
+ *
+ * A key can appear in more than one part (a worker killed after its PUT and before Redis counted
+ * the batch; a manual retry that turned a failure into a success). The merge keeps one line per key
+ * by a rule that depends only on the lines (`preferLine`), never on which part they came from, so
+ * merging in any grouping (the finalizer's multi-level compaction) gives the same manifest.
+ */
+import { createHash } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
+import { Readable } from 'node:stream';
+import type { RunManifestLine } from '../manifest.js';
+import type { ObjectStore } from '../storage/object-store.js';
+
+/** Folder of a run's part files under its output prefix; the epoch changes when Redis loses the run. */
+export function partsPrefix(outputKey: string, epoch: string): string {
+  return `${outputKey}_parts/${epoch}/`;
+}
+
+/** Every epoch's parts: what the finalizer deletes once the manifest is written. */
+export function allPartsPrefix(outputKey: string): string {
+  return `${outputKey}_parts/`;
+}
+
+/** `<ms>-<writer>-<seq>.jsonl`: unique per writer and batch; sorts by time of writing. */
+export function partName(nowMs: number, writer: string, seq: number): string {
+  return `${String(nowMs).padStart(13, '0')}-${writer}-${String(seq).padStart(8, '0')}.jsonl`;
+}
+
+/** The previous manifest of a reopened run, copied in as the oldest part so the merge includes it. */
+export const MANIFEST_PART = '0000000000000-manifest.jsonl';
+
+/**
+ * Key order of S3 listings and Redis sorted sets: UTF-8 byte order. JavaScript's `<` compares UTF-16
+ * code units, which differs only where a surrogate pair (a code point above U+FFFF) meets a BMP
+ * character at or above U+E000; that case is decided here without encoding the strings.
+ */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    const sa = ca >= 0xd800 && ca <= 0xdfff;
+    const sb = cb >= 0xd800 && cb <= 0xdfff;
+    if (sa !== sb) return sa ? 1 : -1;
+    return ca - cb;
+  }
+  return a.length - b.length;
+}
+
+/** One line of a part: its key, the parsed line and its serialised form. */
+export interface PartEntry {
+  key: string;
+  line: RunManifestLine;
+  text: string;
+}
+
+export function toEntry(line: RunManifestLine): PartEntry {
+  return { key: line.key, line, text: JSON.stringify(line) };
+}
+
+/**
+ * Which of two lines for one key the manifest keeps: `ok` over `failed` (a retry that succeeded),
+ * else the greater serialisation. A total order on the lines alone, so the result does not depend
+ * on the order in which parts are merged.
+ */
+export function preferLine(a: PartEntry, b: PartEntry): PartEntry {
+  if (a.line.status !== b.line.status) return a.line.status === 'ok' ? a : b;
+  return a.text >= b.text ? a : b;
+}
+
+/** Lines sorted by key, one per key (the preferred one), as a part file body. */
+export function partBody(lines: readonly RunManifestLine[]): { body: string; entries: PartEntry[] } {
+  const byKey = new Map<string, PartEntry>();
+  for (const line of lines) {
+    const e = toEntry(line);
+    const prev = byKey.get(e.key);
+    byKey.set(e.key, prev ? preferLine(prev, e) : e);
+  }
+  const entries = [...byKey.values()].sort((x, y) => compareKeys(x.key, y.key));
+  return { body: entries.map((e) => `${e.text}\n`).join(''), entries };
+}
+
+/**
+ * Stream a part (or a manifest) line by line. Chunks are pulled one at a time (readline would
+ * buffer the whole object ahead of a slow consumer), so a merge of many parts holds one chunk each.
+ */
+export async function* readPart(store: ObjectStore, bucket: string, key: string): AsyncGenerator<PartEntry> {
+  const { stream } = await store.getStream(bucket, key);
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const text = rest + decoder.write(chunk);
+      let start = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+        if (nl > start) yield entryOf(text.slice(start, nl));
+        start = nl + 1;
+      }
+      rest = text.slice(start);
+    }
+    rest += decoder.end();
+    if (rest !== '') yield entryOf(rest);
+  } finally {
+    stream.destroy();
+  }
+}
+
+function entryOf(text: string): PartEntry {
+  const line = JSON.parse(text) as RunManifestLine;
+  return { key: line.key, line, text };
+}
+
+/** Part keys under a prefix, in name order. */
+export async function listPartKeys(store: ObjectStore, bucket: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const page of store.listPages(bucket, prefix)) for (const o of page) if (o.key.endsWith('.jsonl')) keys.push(o.key);
+  return keys.sort(compareKeys);
+}
+
+/**
+ * k-way merge of key-sorted sources into one key-sorted stream with one line per key. Memory is one
+ * pending entry per source plus the sources' read buffers: independent of the number of lines.
+ */
+export async function* mergeSorted(sources: ReadonlyArray<AsyncIterable<PartEntry>>): AsyncGenerator<PartEntry> {
+  const heap: Array<{ entry: PartEntry; it: AsyncIterator<PartEntry> }> = [];
+  const less = (i: number, j: number): boolean => compareKeys((heap[i] as (typeof heap)[number]).entry.key, (heap[j] as (typeof heap)[number]).entry.key) < 0;
+  const swap = (i: number, j: number): void => {
+    const t = heap[i] as (typeof heap)[number];
+    heap[i] = heap[j] as (typeof heap)[number];
+    heap[j] = t;
+  };
+  const up = (i: number): void => {
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!less(i, p)) return;
+      swap(i, p);
+      i = p;
+    }
+  };
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && less(l, m)) m = l;
+      if (r < heap.length && less(r, m)) m = r;
+      if (m === i) return;
+      swap(i, m);
+      i = m;
+    }
+  };
+  const iterators = sources.map((s) => s[Symbol.asyncIterator]());
+  try {
+    for (const it of iterators) {
+      const n = await it.next();
+      if (!n.done) {
+        heap.push({ entry: n.value, it });
+        up(heap.length - 1);
+      }
+    }
+    let pending: PartEntry | undefined;
+    while (heap.length > 0) {
+      const top = heap[0] as (typeof heap)[number];
+      const entry = top.entry;
+      const n = await top.it.next();
+      if (n.done) {
+        const last = heap.pop() as (typeof heap)[number];
+        if (heap.length > 0) {
+          heap[0] = last;
+          down(0);
+        }
+      } else {
+        top.entry = n.value;
+        down(0);
+      }
+      if (pending && pending.key === entry.key) pending = preferLine(pending, entry);
+      else {
+        if (pending) yield pending;
+        pending = entry;
+      }
+    }
+    if (pending) yield pending;
+  } finally {
+    await Promise.allSettled(iterators.map((it) => it.return?.()));
+  }
+}
+
+/** Writes one object from a stream of unknown length (an S3 multipart upload). */
+export type StreamUploader = (bucket: string, key: string, body: Readable, contentType: string) => Promise<void>;
+
+/** Entries as newline-terminated chunks of about 64 KiB, for an upload body. */
+export function entriesAsBody(entries: AsyncIterable<PartEntry>, onEntry?: (e: PartEntry) => void): Readable {
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let chunk = '';
+    for await (const e of entries) {
+      onEntry?.(e);
+      chunk += `${e.text}\n`;
+      if (chunk.length >= 64 * 1024) {
+        yield Buffer.from(chunk, 'utf8');
+        chunk = '';
+      }
+    }
+    if (chunk !== '') yield Buffer.from(chunk, 'utf8');
+  }
+  // highWaterMark 1: Readable.from would otherwise read 16 chunks ahead of the upload.
+  return Readable.from(chunks(), { highWaterMark: 1 });
+}
+
+/** Folder of the finalizer's intermediate merges inside a parts folder; never an input part. */
+const MERGE_FOLDER = 'merge/';
+
+/** The parts workers (and a reopened run's manifest) left: the finalizer's inputs. */
+export async function listInputParts(store: ObjectStore, bucket: string, prefix: string): Promise<string[]> {
+  return (await listPartKeys(store, bucket, prefix)).filter((k) => !k.startsWith(`${prefix}${MERGE_FOLDER}`));
+}
+
+/**
+ * Merge groups of `fanIn` parts into one part each until at most `fanIn` remain, so the final merge
+ * never holds more than `fanIn` streams open. Each level reads and writes every line once; the
+ * number of levels is ceil(log_fanIn(parts)) - 1. Intermediate parts go to `merge/` and no input is
+ * deleted here: a finalizer that lost its lock may still be reading them. The finalizer deletes
+ * the whole parts folder once the manifest is written.
+ */
+export async function compactParts(store: ObjectStore, upload: StreamUploader, bucket: string, prefix: string, fanIn: number): Promise<string[]> {
+  let parts = await listInputParts(store, bucket, prefix);
+  for (let level = 1; parts.length > fanIn; level++) {
+    const next: string[] = [];
+    for (let i = 0; i < parts.length; i += fanIn) {
+      const group = parts.slice(i, i + fanIn);
+      // Named by its inputs: two finalizers merging the same group write the same object.
+      const digest = createHash('sha256').update(group.join('\n')).digest('hex').slice(0, 24);
+      const merged = `${prefix}${MERGE_FOLDER}L${level}-${String(i / fanIn).padStart(8, '0')}-${digest}.jsonl`;
+      await upload(bucket, merged, entriesAsBody(mergeSorted(group.map((k) => readPart(store, bucket, k)))), 'application/x-ndjson');
+      next.push(merged);
+    }
+    parts = next;
+  }
+  return parts;
+}
+
+/** Delete objects with bounded concurrency (S3 DELETE requests are free of charge). */
+export async function deleteObjects(store: ObjectStore, bucket: string, keys: readonly string[], concurrency = 16): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < keys.length) {
+      const key = keys[next++] as string;
+      await store.delete(bucket, key);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, keys.length) }, lane));
+}
