@@ -81,8 +81,8 @@ async function main(): Promise<void> {
       const queueName = 'bench-enqueue';
       const queueConnection = redis.duplicate();
       const queue = new Queue<AuditJobPayload>(queueName, { connection: queueConnection, prefix: bullPrefix(ks) });
-      const runs = new RunStore(redis, ks);
-      const request = parseEnqueueRequest(`s3://${BUCKET}/${prefix}`, { runId: `bench-${rep}`, dryRun: LIST_ONLY });
+      const runs = new RunStore(redis, ks, { store });
+      const request = parseEnqueueRequest(`s3://${BUCKET}/${prefix}`, { runId: `bench-${rep}`, dryRun: LIST_ONLY, maxBacklog: String(KEYS * PASSES) } /* no workers here: nothing would drain the backlog */);
 
       gc();
       const baseline = process.memoryUsage().heapUsed;

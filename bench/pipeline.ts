@@ -260,7 +260,7 @@ async function main(): Promise<void> {
     const producerBull = createRedis(redisServer.url, { role: 'queue', name: 'bench-producer' });
     releases.push(async () => redis.disconnect(), async () => bull.disconnect(), async () => producerBull.disconnect());
     await Promise.all([waitForRedis(redis, redisServer.url), waitForRedis(bull, redisServer.url), waitForRedis(producerBull, redisServer.url)]);
-    const runs = new RunStore(redis, ks);
+    const runs = new RunStore(redis, ks, { store });
     const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client) };
     const worker = new PipelineWorker(
       {
@@ -291,7 +291,7 @@ async function main(): Promise<void> {
     // The producer in this process too: it finishes listing long before the worker finishes.
     const queue = new Queue<AuditJobPayload>(queueName, { connection: producerBull, prefix: bullPrefix(ks) });
     releases.push(() => queue.close());
-    const producerRuns = new RunStore(producerBull, ks);
+    const producerRuns = new RunStore(producerBull, ks, { store });
     log(`pushing ${o.images} images through S3 → Redis → worker → S3 ...`);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
