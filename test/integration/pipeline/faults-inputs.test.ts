@@ -132,7 +132,7 @@ describe('fault: hostile inputs and repeated enqueue', { timeout: 90_000 }, () =
     const lines = await expectExactlyOnce(b.store, run.output, Array.from({ length: 8 }, (_, i) => `good/g${i}.png`));
     expect([...lines.values()].every((l) => l.status === 'ok')).toBe(true);
     const before = await snapshotObjects(b.store, out.bucket, out.key);
-    expect(before.size).toBe(8 * 3 + 2); // three outputs per image, manifest.jsonl, summary.json
+    expect(before.size).toBe(8 * 3 + 5); // three outputs per image, manifest.jsonl, summary.json, audit.json, metrics.parquet, report.html
     const jobsBefore = await h.queue.getJobCounts('completed', 'failed', 'waiting', 'active', 'delayed', 'prioritized');
 
     // And once more after the run finished.
