@@ -29,6 +29,7 @@ export async function workerCommand(): Promise<Command> {
     .option('--worker-id <id>', 'id in heartbeats, logs and manifests (default: <host>-<pid>)')
     .option('--lock-duration-ms <ms>', 'BullMQ job lock duration (default: max(60000, 10x a measured batch))')
     .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers (default: 30000)')
+    .option('--max-stalled-count <n>', 'times a job may be taken over from a dead worker before it fails, so an image that kills every worker stops (default: 2)')
     .action(async (flags: RawWorkerFlags) => {
       const [{ runWorkerCommand }, { createLogger }, { loadConfig }] = await Promise.all([
         import('./pipeline/run-worker.js'),

@@ -11,6 +11,18 @@ import { serviceEnv } from './services.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+/** The installed command: the compiled dist/ when fresh, else src/ through tsx (see the file). */
+const BIN = fileURLToPath(new URL('../../bin/gradcam-audit.js', import.meta.url));
+
+export interface ClusterOptions {
+  /**
+   * Environment under the per-process `env`. Default: the test services' (vitest's provided
+   * context); give it to run a cluster outside vitest.
+   */
+  baseEnv?: Record<string, string>;
+  /** `src` runs src/cli.ts through tsx (default); `bin` runs bin/gradcam-audit.js, as users do. */
+  entry?: 'src' | 'bin';
+}
 
 export interface LogLine {
   level?: number;
@@ -78,11 +90,19 @@ export class CliProcess {
 export class Cluster {
   private readonly procs: CliProcess[] = [];
 
-  /** Spawn `gradcam-audit ARGS...` with the test services' env plus `env`. */
+  constructor(private readonly options: ClusterOptions = {}) {}
+
+  /** Every process this cluster started (also those that have exited), oldest first. */
+  get processes(): readonly CliProcess[] {
+    return this.procs;
+  }
+
+  /** Spawn `gradcam-audit ARGS...` with the base env (default: the test services') plus `env`. */
   start(name: string, args: string[], env: Record<string, string> = {}): CliProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    const entry = this.options.entry === 'bin' ? [BIN] : ['--import', 'tsx', CLI];
+    const child = spawn(process.execPath, [...entry, ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, LOG_LEVEL: 'debug', ...serviceEnv(), ...env, FORCE_COLOR: '0' },
+      env: { ...process.env, LOG_LEVEL: 'debug', ...(this.options.baseEnv ?? serviceEnv()), ...env, FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const p = new CliProcess(name, child);

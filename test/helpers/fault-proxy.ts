@@ -6,6 +6,7 @@
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { mulberry32 } from '../../src/worker/model/random-weights.js';
 
 export interface FaultRule {
   /** Which requests the rule may hit. Default: all. */
@@ -27,21 +28,10 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** Deterministic PRNG so a failing run can be replayed with the same fault pattern. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function startFaultProxy(target: string, options: { rules?: FaultRule[]; seed?: number } = {}): Promise<FaultProxy> {
   const upstream = new URL(target);
   let rules: Array<FaultRule & { hits: number }> = (options.rules ?? []).map((r) => ({ ...r, hits: 0 }));
+  // Seeded, so a failing run can be replayed with the same fault pattern.
   const random = mulberry32(options.seed ?? 1);
   const stats = { forwarded: 0, injected: 0, byKind: {} as Record<string, number> };
   const sockets = new Set<Socket>();

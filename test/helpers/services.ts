@@ -65,7 +65,12 @@ export function s3Options(overrides: Partial<S3StoreOptions> = {}): S3StoreOptio
 
 /** Environment variables that make the CLI (a child process) talk to the test services. */
 export function serviceEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const { redisUrl, s3Endpoint, s3Credentials } = services();
+  return envFor(services(), extra);
+}
+
+/** The same for any Redis and S3 (a harness running outside vitest, or with its own Redis). */
+export function envFor(s: Pick<ReturnType<typeof services>, 'redisUrl' | 's3Endpoint' | 's3Credentials'>, extra: Record<string, string> = {}): Record<string, string> {
+  const { redisUrl, s3Endpoint, s3Credentials } = s;
   return {
     REDIS_URL: redisUrl,
     AWS_ENDPOINT_URL_S3: s3Endpoint,

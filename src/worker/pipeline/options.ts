@@ -34,7 +34,7 @@ export interface PipelineOptions {
   minLockDurationMs: number;
   /** How often BullMQ looks for jobs whose worker died (`--stalled-interval-ms`). Default 30,000. */
   stalledIntervalMs: number;
-  /** Times a job may be recovered from a dead worker before it fails. Default 2. */
+  /** Times a job may be recovered from a dead worker before it fails (`--max-stalled-count`). Default 2. */
   maxStalledCount: number;
   /** Heartbeat period. Default 5,000. */
   heartbeatIntervalMs: number;
@@ -90,7 +90,7 @@ export function resolvePipelineOptions(partial: Partial<PipelineOptions> = {}): 
   if (o.lockDurationMs !== undefined) intIn('--lock-duration-ms', o.lockDurationMs, 1_000, 3_600_000);
   intIn('minLockDurationMs', o.minLockDurationMs, 1_000, 3_600_000);
   intIn('--stalled-interval-ms', o.stalledIntervalMs, 500, 3_600_000);
-  intIn('maxStalledCount', o.maxStalledCount, 0, 100);
+  intIn('--max-stalled-count', o.maxStalledCount, 0, 100);
   intIn('heartbeatIntervalMs', o.heartbeatIntervalMs, 100, 600_000);
   intIn('sweepIntervalMs', o.sweepIntervalMs, 100, 3_600_000);
   intIn('maxSourceBytes', o.maxSourceBytes, 1, 2 ** 40);

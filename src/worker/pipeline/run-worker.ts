@@ -62,6 +62,7 @@ export interface RawWorkerFlags extends RawOnnxFlags {
   workerId?: string;
   lockDurationMs?: string;
   stalledIntervalMs?: string;
+  maxStalledCount?: string;
   engineThread?: string;
   requireGpu?: boolean;
 }
@@ -131,6 +132,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
       drainTimeoutMs: int('--drain-timeout-ms', flags.drainTimeoutMs, 0, 3_600_000),
       lockDurationMs: int('--lock-duration-ms', flags.lockDurationMs, 1_000, 3_600_000),
       stalledIntervalMs: int('--stalled-interval-ms', flags.stalledIntervalMs, 500, 3_600_000),
+      maxStalledCount: int('--max-stalled-count', flags.maxStalledCount, 0, 100),
       workerId: flags.workerId,
     },
   };

@@ -6,41 +6,14 @@
  * no process behind, keep the worker's log free of connection errors, and end with status 130
  * (128 + SIGINT), as `npm run` reports it.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../helpers/cluster.js';
-
-/** Every process below `root` (pid, command), from ps. */
-function descendants(root: number): Array<{ pid: number; command: string }> {
-  const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,args='], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), command: m[3] as string }));
-  const found: Array<{ pid: number; command: string }> = [];
-  const walk = (pid: number): void => {
-    for (const r of rows.filter((x) => x.ppid === pid)) {
-      found.push({ pid: r.pid, command: r.command });
-      walk(r.pid);
-    }
-  };
-  walk(root);
-  return found;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { alive, descendants } from '../../helpers/processes.js';
 
 interface DemoProcess {
   child: ChildProcess;

@@ -64,18 +64,22 @@ export async function enqueueCli(cluster: Cluster, source: string, env: Record<s
   return JSON.parse(r.stdout) as CliEnqueueResult;
 }
 
-/** Poll the run record until the run is completed (finalized), or fail with the last record. */
+/** Poll the run record until the run is completed (finalized), or fail with the last record or `onPoll`'s error. */
 export async function waitForCompletedRun(runs: RunStore, runId: string, timeoutMs: number, onPoll?: (run: RunRecord) => void | Promise<void>): Promise<RunRecord> {
   const deadline = Date.now() + timeoutMs;
   let last: RunRecord | null = null;
   for (;;) {
+    let current: RunRecord | null = null;
     try {
-      last = await runs.requireRun(runId);
-      await onPoll?.(last);
-      if (last.state === 'completed') return last;
+      current = await runs.requireRun(runId);
     } catch (err) {
       // A Redis restart in progress: keep polling until the deadline.
       if (Date.now() > deadline) throw err;
+    }
+    if (current) {
+      last = current;
+      await onPoll?.(current); // its errors end the wait
+      if (current.state === 'completed') return current;
     }
     if (Date.now() > deadline) throw new Error(`run ${runId} not completed within ${timeoutMs} ms; last record: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 200));
@@ -123,6 +127,8 @@ export async function snapshotObjects(store: ObjectStore, bucket: string, prefix
 export interface RestartableRedis {
   url: string;
   port: number;
+  /** The current server process (a new one after each restart). */
+  readonly pid: number | undefined;
   /** SIGKILL the server (a crash: no shutdown save), then start it again on the same port. */
   restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -164,6 +170,9 @@ export async function startRestartableRedis(): Promise<RestartableRedis> {
   return {
     url,
     port,
+    get pid() {
+      return child?.pid;
+    },
     async restart(downMs = 1_000) {
       await kill();
       await new Promise((r) => setTimeout(r, downMs));

@@ -29,9 +29,11 @@ describe('pipeline options', () => {
   });
 
   it('parses worker flags, taking the weights from the environment when no flag names them', () => {
-    const o = parseWorkerFlags({ batchSize: '4', metricsPort: '0', drainTimeoutMs: '1000' }, { GRADCAM_AUDIT_WEIGHTS: '/m/model.json' });
+    const o = parseWorkerFlags({ batchSize: '4', metricsPort: '0', drainTimeoutMs: '1000', maxStalledCount: '10' }, { GRADCAM_AUDIT_WEIGHTS: '/m/model.json' });
     expect(o).toMatchObject({ weights: '/m/model.json', metricsPort: 0, metricsHost: '127.0.0.1', engine: 'auto', backend: 'auto' });
-    expect(o.pipeline).toMatchObject({ batchSize: 4, drainTimeoutMs: 1000 });
+    expect(o.pipeline).toMatchObject({ batchSize: 4, drainTimeoutMs: 1000, maxStalledCount: 10 });
+    expect(resolvePipelineOptions(parseWorkerFlags({ weights: 'w.h5' }, {}).pipeline).maxStalledCount).toBe(2);
+    expect(() => parseWorkerFlags({ weights: 'w.h5', maxStalledCount: '-1' }, {})).toThrow(/--max-stalled-count/);
     expect(() => parseWorkerFlags({}, {})).toThrow(/--weights: required/);
     expect(() => parseWorkerFlags({ weights: 'w.h5', metricsPort: '70000' }, {})).toThrow(/--metrics-port/);
     expect(() => parseWorkerFlags({ weights: 'w.h5', engine: 'torch' }, {})).toThrow(/--engine/);
