@@ -16,7 +16,6 @@
  * `--allow-cpu` runs it on the CPU anyway (to try the command, not to measure a GPU).
  */
 import { appendFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import { loadConfig } from '../src/shared/config.js';
 import { ConfigError, toError } from '../src/shared/errors.js';
 import { S3ObjectStore } from '../src/shared/storage/s3-store.js';
 import { parseS3Prefix } from '../src/shared/storage/uri.js';
+import { gpuMemoryMiB } from '../src/worker/engine/batch-size.js';
 import type { Engine, PreprocessedImage } from '../src/worker/engine/engine.js';
 import { createOnnxEngine } from '../src/worker/engine/onnx/engine.js';
 import { parseExecutionProviders } from '../src/worker/engine/onnx/options.js';
@@ -119,16 +119,6 @@ export function parseGpuBenchArgs(argv: string[]): GpuBenchOptions {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** GPU memory in use on one device, from nvidia-smi (MiB), or null where it does not answer. */
-export async function gpuMemoryMiB(deviceId: number): Promise<{ used: number; total: number } | null> {
-  return new Promise((resolve) => {
-    execFile('nvidia-smi', [`--id=${deviceId}`, '--query-gpu=memory.used,memory.total', '--format=csv,noheader,nounits'], { timeout: 5_000 }, (err, stdout) => {
-      const m = /(\d+)\s*,\s*(\d+)/.exec(stdout ?? '');
-      resolve(err || !m ? null : { used: Number(m[1]), total: Number(m[2]) });
-    });
-  });
-}
 
 /** Synthetic photos: smooth gradients plus noise, so JPEG decode costs what a photo costs. */
 async function sourceImages(n: number, width: number, height: number): Promise<Buffer[]> {

@@ -17,7 +17,7 @@ export async function workerCommand(): Promise<Command> {
     .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])
     .option(ONNX_FLAG_HELP.cacheDir[0], ONNX_FLAG_HELP.cacheDir[1])
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
-    .option('--batch-size <n>', 'largest batch per engine call (default: 16)')
+    .option('--batch-size <n|auto>', 'largest batch per engine call; auto: the largest power of two the GPU\'s free memory holds for the model (8 on CPUs) (default: 16)')
     .option('--max-batch-delay-ms <ms>', 'longest wait of the oldest image for batch-mates (default: 50)')
     .option('--prefetch <n>', 'jobs held beyond one batch, so I/O overlaps inference (default: the batch size)')
     .option('--concurrency-upload <n>', 'concurrent S3 uploads (default: 8)')

@@ -16,6 +16,7 @@ import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type Fin
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
+import { AUTO_BATCH, autoBatchSize, gpuFreeBytes, modelMemory } from '../engine/batch-size.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
 import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
@@ -95,6 +96,11 @@ export interface WorkerCommandOptions {
    * slower and would hold its GPU for nothing. Default false.
    */
   requireGpu: boolean;
+  /**
+   * `--batch-size auto`: the largest power-of-two batch the GPU's free memory holds for this model
+   * (engine/batch-size.ts), measured once the engine is loaded; the CPU default on CPUs.
+   */
+  autoBatchSize: boolean;
   pipeline: Partial<PipelineOptions>;
 }
 
@@ -124,8 +130,9 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
     metricsHost: flags.metricsHost ?? env[WORKER_ENV.metricsHost] ?? '127.0.0.1',
     requireGpu: flags.requireGpu ?? parseBool(WORKER_ENV.requireGpu, env[WORKER_ENV.requireGpu]) ?? false,
+    autoBatchSize: flags.batchSize?.trim() === 'auto',
     pipeline: {
-      batchSize: int('--batch-size', flags.batchSize, 1, 1024),
+      batchSize: flags.batchSize?.trim() === 'auto' ? undefined : int('--batch-size', flags.batchSize, 1, 1024),
       maxBatchDelayMs: int('--max-batch-delay-ms', flags.maxBatchDelayMs, 0, 60_000),
       prefetch: int('--prefetch', flags.prefetch, 0, 4096),
       uploadConcurrency: int('--concurrency-upload', flags.concurrencyUpload, 1, 256),
@@ -153,7 +160,9 @@ export async function startWorker(
   loadSpec: (source: string) => Promise<ModelInput>,
   onFatal: (err: Error) => void = () => undefined,
 ): Promise<RunningWorker> {
-  const store = S3ObjectStore.fromConfig({ ...config.s3, maxSockets: s3SocketsFor(resolvePipelineOptions(options.pipeline)) });
+  // Sized before the batch is known when it is `auto`: for the largest batch auto may choose.
+  const socketBatch = options.autoBatchSize ? { batchSize: AUTO_BATCH.max } : {};
+  const store = S3ObjectStore.fromConfig({ ...config.s3, maxSockets: s3SocketsFor(resolvePipelineOptions({ ...options.pipeline, ...socketBatch })) });
   const ks = { prefix: config.keyPrefix };
   const workerName = options.pipeline.workerId ?? 'worker';
   const redis = createRedis(config.redisUrl, { role: 'queue', name: `gca-${workerName}` });
@@ -197,6 +206,16 @@ export async function startWorker(
       );
     }
 
+    const pipelineOptions = { ...options.pipeline };
+    if (options.autoBatchSize) {
+      // Read after the engine loaded: its weights and workspace are already in use, so they are
+      // not counted again.
+      const free = engine.info.accelerator === 'gpu' ? await gpuFreeBytes(options.onnx.deviceId ?? 0) : null;
+      const choice = autoBatchSize({ freeBytes: free, activationBytesPerImage: modelMemory(spec).activationBytesPerImage, weightsBytes: 0 });
+      pipelineOptions.batchSize = choice.batchSize;
+      logger.info({ batchSize: choice.batchSize }, `--batch-size auto: ${choice.reason}`);
+    }
+
     const runs = new RunStore(redis, ks, { store });
     const upload = s3StreamUploader(store.client);
     const finalizerDeps: FinalizerDeps = { runs, redis, upload, logger, owner: defaultOwner(), analyse: s3RunAnalyser(store, upload, logger) };
@@ -215,7 +234,7 @@ export async function startWorker(
         finalizeRun: (runId) => finalizeRun(runId, finalizerDeps),
         sweepUnfinalized: () => sweepUnfinalized(finalizerDeps),
       },
-      options.pipeline,
+      pipelineOptions,
     );
     let metricsServer: MetricsServer | null = null;
     if (options.metricsPort !== undefined) {

@@ -1,0 +1,87 @@
+/**
+ * `--batch-size auto`: the largest batch the GPU's free memory holds for this model, so a worker on
+ * an 80 GB GPU does not run VGG16 in batches of 16 and one on an 8 GB GPU does not run out of memory.
+ *
+ * The estimate is an upper bound: every activation of one image's forward pass held at once (as
+ * if ONNX Runtime's memory planner reused nothing), plus the weights once. The Grad-CAM head's
+ * backward touches only the head's small tensors and the target map, which that sum already
+ * counts. A fraction of the free memory (`headroom`) is left for the provider's workspace
+ * (cuDNN algorithms, TensorRT tactics) and fragmentation. Powers of two keep batches aligned with
+ * the kernels' tile sizes and make the choice easy to read in logs.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { graphFacts } from '../model/graph/walker.js';
+import { toModelGraph, type ModelInput } from '../model/graph/from-sequential.js';
+
+export const AUTO_BATCH = Object.freeze({
+  /** Never more: dynamic batching rarely fills larger batches, and latency grows with them. */
+  max: 128,
+  /** Share of the free GPU memory the batch may take. */
+  headroom: 0.6,
+  /** On the CPU, where memory is rarely the limit and larger batches stop paying (docs/operations.md). */
+  cpu: 8,
+});
+
+/** Bytes of every computed value of one image's forward pass (float32), and of the weights. */
+export function modelMemory(model: ModelInput): { activationBytesPerImage: number; weightsBytes: number } {
+  const graph = toModelGraph(model);
+  const facts = graphFacts(graph);
+  let activations = 0;
+  for (const node of graph.nodes) {
+    for (const v of node.outputs) {
+      const shape = facts.shapes.get(v);
+      // Shapes carry a batch dimension of 1; a value with no shape is a constant folded later.
+      if (shape) activations += shape.reduce((a, d) => a * Math.max(1, d), 1);
+    }
+  }
+  // The input batch itself.
+  activations += graph.inputShape[0] * graph.inputShape[1] * graph.inputShape[2];
+  let weights = 0;
+  for (const t of Object.values(graph.constants)) weights += t.dims.reduce((a, d) => a * d, 1);
+  return { activationBytesPerImage: activations * 4, weightsBytes: weights * 4 };
+}
+
+export interface AutoBatchInput {
+  /** Free memory of the GPU the engine runs on; null on the CPU or where it cannot be read. */
+  freeBytes: number | null;
+  activationBytesPerImage: number;
+  weightsBytes: number;
+}
+
+export interface AutoBatchChoice {
+  batchSize: number;
+  /** One line for the start-up log: what was measured and why this size. */
+  reason: string;
+}
+
+export function autoBatchSize(input: AutoBatchInput, limits: typeof AUTO_BATCH = AUTO_BATCH): AutoBatchChoice {
+  if (input.freeBytes === null) return { batchSize: limits.cpu, reason: `no GPU memory to size for: ${limits.cpu}, the CPU default` };
+  const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
+  const budget = input.freeBytes * limits.headroom - input.weightsBytes;
+  const fits = Math.floor(budget / input.activationBytesPerImage);
+  let batch = 1;
+  while (batch * 2 <= Math.min(fits, limits.max)) batch *= 2;
+  const reason =
+    `${mib(input.freeBytes)} free x ${limits.headroom} headroom - ${mib(input.weightsBytes)} weights = ${mib(Math.max(0, budget))} ` +
+    `for at most ${mib(input.activationBytesPerImage)} of activations per image: ${Math.max(0, fits)} fit, batch ${batch}` +
+    (fits > limits.max ? ` (capped at ${limits.max})` : fits < 1 ? ' (the model barely fits; expect out-of-memory errors)' : '');
+  return { batchSize: batch, reason };
+}
+
+/** Free memory of one GPU in bytes, from nvidia-smi; null where it does not answer. */
+export async function gpuFreeBytes(deviceId: number): Promise<number | null> {
+  const memory = await gpuMemoryMiB(deviceId);
+  return memory === null ? null : (memory.total - memory.used) * 2 ** 20;
+}
+
+/** Used and total memory of one GPU in MiB, from nvidia-smi; null where it does not answer. */
+export async function gpuMemoryMiB(deviceId: number): Promise<{ used: number; total: number } | null> {
+  try {
+    const { stdout } = await promisify(execFile)('nvidia-smi', [`--id=${deviceId}`, '--query-gpu=memory.used,memory.total', '--format=csv,noheader,nounits'], { timeout: 10_000 });
+    const m = /(\d+)\s*,\s*(\d+)/.exec(stdout);
+    return m ? { used: Number(m[1]), total: Number(m[2]) } : null;
+  } catch {
+    return null;
+  }
+}

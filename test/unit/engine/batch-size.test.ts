@@ -1,0 +1,52 @@
+/**
+ * `--batch-size auto`: the memory one image's forward pass can take, read off the graph's inferred
+ * shapes, and the largest power-of-two batch that fits a share of the GPU's free memory.
+ */
+import { describe, expect, it } from 'vitest';
+import { AUTO_BATCH, autoBatchSize, modelMemory } from '../../../src/worker/engine/batch-size.js';
+import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
+
+const zeros = (dims: number[]) => ({ dtype: 'float32' as const, dims, data: new Float32Array(dims.reduce((a, d) => a * d, 1)) });
+
+/** conv 3->4 (3x3, same) -> relu -> global average pool -> flatten -> dense 4->2, on 8x8 RGB. */
+const tiny: ModelGraph = {
+  name: 'tiny',
+  inputShape: [8, 8, 3],
+  input: { name: 'x', layout: 'nchw' },
+  output: 'y',
+  nodes: [
+    { name: 'conv', op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] }, strides: { ints: [1, 1] } } },
+    { name: 'relu', op: 'Relu', inputs: ['c'], outputs: ['r'], attrs: {} },
+    { name: 'gap', op: 'GlobalAveragePool', inputs: ['r'], outputs: ['g'], attrs: {} },
+    { name: 'flat', op: 'Flatten', inputs: ['g'], outputs: ['f'], attrs: { axis: { int: 1 } } },
+    { name: 'fc', op: 'Gemm', inputs: ['f', 'wf', 'bf'], outputs: ['y'], attrs: { transB: { int: 1 } } },
+  ],
+  constants: { w: zeros([4, 3, 3, 3]), b: zeros([4]), wf: zeros([2, 4]), bf: zeros([2]) },
+  weightsHash: '',
+  source: 'test',
+  producer: 'test',
+};
+
+describe('batch size auto', () => {
+  it('counts every activation of one image and the weights, in float32 bytes', () => {
+    // input 3x8x8 = 192, conv 4x8x8 = 256, relu 256, pool 4, flatten 4, dense 2
+    expect(modelMemory(tiny)).toEqual({ activationBytesPerImage: (192 + 256 + 256 + 4 + 4 + 2) * 4, weightsBytes: (108 + 4 + 8 + 2) * 4 });
+  });
+
+  it('takes the largest power of two that fits the headroom share of free memory', () => {
+    const MiB = 2 ** 20;
+    // VGG16-sized: 61 MiB of activations per image, 528 MiB of weights.
+    const vgg = { activationBytesPerImage: 61 * MiB, weightsBytes: 528 * MiB };
+    // 8 GiB free: 8192 x 0.6 - 528 = 4387 MiB -> 71 images fit -> 64.
+    expect(autoBatchSize({ freeBytes: 8192 * MiB, ...vgg })).toMatchObject({ batchSize: 64, reason: expect.stringMatching(/71 fit, batch 64$/) });
+    // 80 GiB free: hundreds fit, capped.
+    expect(autoBatchSize({ freeBytes: 80 * 1024 * MiB, ...vgg })).toMatchObject({ batchSize: AUTO_BATCH.max, reason: expect.stringMatching(/capped at 128/) });
+    // 1 GiB free: 614 - 528 = 86 MiB -> 1 image.
+    expect(autoBatchSize({ freeBytes: 1024 * MiB, ...vgg }).batchSize).toBe(1);
+    expect(autoBatchSize({ freeBytes: 512 * MiB, ...vgg })).toMatchObject({ batchSize: 1, reason: expect.stringMatching(/barely fits/) });
+  });
+
+  it('uses the CPU default where there is no GPU memory to size for', () => {
+    expect(autoBatchSize({ freeBytes: null, activationBytesPerImage: 1, weightsBytes: 1 })).toMatchObject({ batchSize: AUTO_BATCH.cpu });
+  });
+});
