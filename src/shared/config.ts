@@ -29,6 +29,13 @@ export interface AppConfig {
   s3: S3Config;
   /** `LOG_LEVEL`. Default `info`. */
   logLevel: LogLevel;
+  /**
+   * `GRADCAM_AUDIT_PIXEL_BUDGET_MP`: decoded pixels all images in flight may hold together, in
+   * megapixels (worker and explain; worker/core/pixel-budget.ts). Default 256 MP, sized for the
+   * Kubernetes worker's 12 GiB limit (deploy/k8s/worker-deployment.yaml): about 0.8 GB of RGB, and
+   * about 3 GB with libvips' working buffers and the overlays, beside the model.
+   */
+  pixelBudget: number;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -38,6 +45,7 @@ export const DEFAULTS = Object.freeze({
   region: 'us-east-1',
   maxAttempts: 5,
   logLevel: 'info' as LogLevel,
+  pixelBudgetMegapixels: 256,
 });
 
 export type Env = Record<string, string | undefined>;
@@ -56,6 +64,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig>
       maxAttempts: int(env, 'AWS_MAX_ATTEMPTS', 1, 20) ?? DEFAULTS.maxAttempts,
     },
     logLevel: enumValue(env, 'LOG_LEVEL', LOG_LEVELS) ?? DEFAULTS.logLevel,
+    // At least one 24 MP decode (the shrink-on-load size) fits; larger requests run alone anyway.
+    pixelBudget: (int(env, 'GRADCAM_AUDIT_PIXEL_BUDGET_MP', 1, 1_000_000) ?? DEFAULTS.pixelBudgetMegapixels) * 1_000_000,
   };
   return { ...config, ...overrides, s3: { ...config.s3, ...overrides.s3 } };
 }
@@ -183,6 +193,11 @@ export const ENV_VARS: Readonly<Record<string, { component: string; description:
   AWS_PROFILE: { component: 'all', description: 'Named profile for the SDK default chain' },
   LOG_LEVEL: { component: 'all', description: 'fatal, error, warn, info, debug, trace or silent', default: DEFAULTS.logLevel },
   GRADCAM_AUDIT_WEIGHTS: { component: 'worker', description: 'Default for worker --weights' },
+  GRADCAM_AUDIT_PIXEL_BUDGET_MP: {
+    component: 'worker, explain',
+    description: 'Decoded megapixels all images in flight may hold together; an image waits until its pixels fit (sized for the 12 GiB Kubernetes limit)',
+    default: String(DEFAULTS.pixelBudgetMegapixels),
+  },
   GRADCAM_AUDIT_METRICS_PORT: { component: 'worker', description: 'Default for worker --metrics-port' },
   GRADCAM_AUDIT_METRICS_HOST: { component: 'worker', description: 'Default for worker --metrics-host (the container images set 0.0.0.0)', default: '127.0.0.1' },
   GRADCAM_AUDIT_REQUIRE_GPU: { component: 'worker', description: 'true: like worker --require-gpu, exit instead of computing on the CPU (the GPU images set it)', default: 'false' },

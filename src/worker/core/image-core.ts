@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { ARTIFACTS, type ArtifactName, type ArtifactPaths, type ArtifactSpec } from '../../shared/artifacts.js';
 import type { LabelMatcher } from '../../shared/audit/label-matcher.js';
-import type { JobTruth } from '../../shared/audit/types.js';
+import type { ImageMetrics, JobTruth } from '../../shared/audit/types.js';
 import type { ExplainOptions } from '../../shared/explain-options.js';
 import type { ImageManifest, SourceInfo } from '../../shared/manifest.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
@@ -18,8 +18,11 @@ import { imageMetricsOf, lineTruthOf, resolveTruth } from '../audit/image-audit.
 import type { EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
 import { decodeImage, type DecodeOptions } from '../image/decode.js';
 import { preprocess } from '../image/preprocess.js';
-import { heatmapSize, renderHeatmap, renderOverlay, type EncodedImage } from '../image/render.js';
+import { heatmapSize, overlaySize, renderHeatmap, renderOverlay, type EncodedImage } from '../image/render.js';
+import type { RgbImage } from '../image/resize.js';
+import sharp from 'sharp';
 import type { ClassLabel } from '../model/labels.js';
+import type { Lease, PixelBudget } from './pixel-budget.js';
 import { encodePredictionDocument, predictionDocumentOf } from './prediction-document.js';
 
 /** What one engine call needs besides the images; images sharing it may share a batch. */
@@ -45,6 +48,8 @@ export interface ImageCoreDeps {
   weightsSource: string;
   infer: InferOne;
   decodeOptions?: Partial<DecodeOptions>;
+  /** Decoded pixels shared by every image in flight (config `pixelBudget`); none: unbounded. */
+  budget?: PixelBudget;
   /** Injected for reproducible documents. Default now. */
   now?: () => Date;
 }
@@ -78,32 +83,54 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
     t = now;
   };
   const { options, engine } = { options: input.options, engine: deps.engine };
+  let truth: ReturnType<typeof resolveTruth>;
+  let metrics: ImageMetrics;
+  let rendered: ImageCoreOutput['rendered'];
+  let engineResult: EngineImageResult;
+  let sourceInfo: { format: SourceInfo['format']; width: number; height: number };
 
-  const decoded = await decodeImage(input.bytes, deps.decodeOptions ?? {}, input.source.uri);
-  lap('decode');
-  const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize });
-  lap('preprocess');
+  // The decode waits for its pixels in the budget shared by every image in flight; after
+  // preprocessing, only the overlay's share is kept (the full decode is dropped before the engine).
+  let lease: Lease | undefined;
+  try {
+    const decoded = await decodeImage(input.bytes, deps.decodeOptions ?? {}, input.source.uri, async (header) => {
+      if (deps.budget) lease = await deps.budget.acquire(header.decodedPixels);
+      t = performance.now(); // time in the budget's queue is not decode time
+    });
+    lap('decode');
+    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize });
+    lap('preprocess');
+    const display = await displayImage(decoded, overlaySize(decoded.width, decoded.height, options.maxSide, options.overlayFormat));
+    lease?.shrink(display.width * display.height);
+    const source = { format: decoded.format, width: decoded.sourceWidth, height: decoded.sourceHeight };
 
-  const { result, timings: inferTimings } = await deps.infer(image, options);
-  Object.assign(timings, inferTimings);
-  t = performance.now();
-  const cam = result.cams[0];
-  if (!cam) throw new RangeError(`engine returned no CAM for ${input.source.uri}`);
+    const { result, timings: inferTimings } = await deps.infer(image, options);
+    Object.assign(timings, inferTimings);
+    t = performance.now();
+    const cam = result.cams[0];
+    if (!cam) throw new RangeError(`engine returned no CAM for ${input.source.uri}`);
 
-  const truth = resolveTruth(input.truth, deps.matcher);
-  const metrics = imageMetricsOf({ result, image: { width: decoded.width, height: decoded.height }, truth });
-  lap('metrics');
+    // Metrics are in the source's coordinates (truth boxes are), whatever size it was decoded at.
+    truth = resolveTruth(input.truth, deps.matcher);
+    metrics = imageMetricsOf({ result, image: { width: source.width, height: source.height }, truth });
+    lap('metrics');
 
-  // The overlay and heatmap show the first target (top-1 by default); the document has every target.
-  const [overlay, heatmap] = await Promise.all([
-    renderOverlay(decoded, cam, { colormap: options.colormap, alpha: options.alpha, format: options.overlayFormat, maxSide: options.maxSide }),
-    renderHeatmap(cam, { size: heatmapSize(decoded.width, decoded.height, Math.max(engine.inputWidth, engine.inputHeight)) }),
-  ]);
-  lap('render');
+    // The overlay and heatmap show the first target (top-1 by default); the document has every target.
+    const [overlay, heatmap] = await Promise.all([
+      renderOverlay(display, cam, { colormap: options.colormap, alpha: options.alpha, format: options.overlayFormat, maxSide: options.maxSide }),
+      renderHeatmap(cam, { size: heatmapSize(source.width, source.height, Math.max(engine.inputWidth, engine.inputHeight)) }),
+    ]);
+    lap('render');
+    rendered = { overlay, heatmap };
+    engineResult = result;
+    sourceInfo = source;
+  } finally {
+    lease?.release();
+  }
 
   const document = predictionDocumentOf({
-    source: { ...input.source, size: input.bytes.length, format: decoded.format, width: decoded.width, height: decoded.height },
-    result,
+    source: { ...input.source, size: input.bytes.length, ...sourceInfo },
+    result: engineResult,
     engine,
     options,
     labels: deps.labels,
@@ -116,7 +143,7 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
     ...(input.run ? { run: input.run } : {}),
     now: deps.now?.() ?? new Date(),
   });
-  return { document, rendered: { overlay, heatmap } };
+  return { document, rendered };
 }
 
 /** Writes one artifact; `spec` gives its name and content type. */
@@ -137,4 +164,11 @@ export async function writeArtifacts(out: ImageCoreOutput, write: ArtifactWriter
       await write(spec, out.rendered[spec.name].data, spec.contentType(format));
     }
   }
+}
+
+/** The decoded image at the overlay's size (libvips lanczos3), or itself when it already fits. */
+async function displayImage(decoded: RgbImage, size: { width: number; height: number }): Promise<RgbImage> {
+  if (size.width === decoded.width && size.height === decoded.height) return decoded;
+  const data = await sharp(decoded.data, { raw: { width: decoded.width, height: decoded.height, channels: 3 } }).resize(size.width, size.height, { fit: 'fill' }).raw().toBuffer();
+  return { data, width: size.width, height: size.height };
 }

@@ -24,6 +24,8 @@ import type { ModelInput } from '../model/graph/from-sequential.js';
 import { batchTimingsOf, engineBatchRunner, type BatchItem } from '../pipeline/image-job.js';
 import { DynamicBatcher } from '../pipeline/batcher.js';
 import { batchKeyFor } from '../pipeline/job-keys.js';
+import { loadConfig } from '../../shared/config.js';
+import { PixelBudget } from '../core/pixel-budget.js';
 import { expandInputs } from './inputs.js';
 import type { ExplainCommandOptions } from './options.js';
 import { outputNamesFor } from './output-names.js';
@@ -38,6 +40,8 @@ export interface ExplainDeps {
   /** One line per image result, for people. */
   report: (line: string) => void;
   now: () => Date;
+  /** Decoded pixels the images in flight may hold together (config `GRADCAM_AUDIT_PIXEL_BUDGET_MP`). */
+  pixelBudget: number;
 }
 
 export interface ExplainImageOutcome {
@@ -65,7 +69,7 @@ export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
       const { loadModel } = await import('../model/source.js');
       if (!source.startsWith('s3://')) return loadModel(source);
       // Only an s3:// source needs the storage layer (and the AWS SDK).
-      const [{ S3ObjectStore }, { loadConfig }] = await Promise.all([import('../../shared/storage/s3-store.js'), import('../../shared/config.js')]);
+      const { S3ObjectStore } = await import('../../shared/storage/s3-store.js');
       const store = S3ObjectStore.fromConfig(loadConfig().s3);
       return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body });
     },
@@ -73,6 +77,7 @@ export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
     loadLabels: (numClasses, file) => loadLabels({ numClasses, file }),
     report: (line) => process.stdout.write(`${line}\n`),
     now: () => new Date(),
+    pixelBudget: loadConfig().pixelBudget,
   };
 }
 
@@ -108,6 +113,7 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
         }
       },
       now: deps.now,
+      budget: new PixelBudget(deps.pixelBudget),
     };
     // Two batches' worth of images in flight: one in the engine while the next decodes and the
     // previous renders and writes.

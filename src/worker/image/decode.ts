@@ -64,7 +64,19 @@ export interface DecodeOptions {
   timeoutSeconds: number;
   /** Accepted formats. Default all of `DECODABLE_FORMATS`. */
   formats: readonly DecodableFormat[];
+  /**
+   * Shrink on load: an image with more pixels than this is decoded straight to about this many
+   * (libvips scales JPEGs in the DCT and streams other formats through the resize, so the full
+   * image is never held). Default `MAX_DECODED_PIXELS` (24 MP): camera photos up to 6000x4000 keep
+   * every pixel (bit-exact with PIL); larger ones feed the model and the overlay from the shrunk
+   * copy, which changes the model input by at most what a lanczos pre-shrink changes a nearest or
+   * bilinear resize.
+   */
+  maxDecodedPixels: number;
 }
+
+/** See `DecodeOptions.maxDecodedPixels`. */
+export const MAX_DECODED_PIXELS = 24_000_000;
 
 export const DEFAULT_DECODE_OPTIONS: Readonly<DecodeOptions> = Object.freeze({
   maxPixels: MAX_IMAGE_PIXELS,
@@ -73,6 +85,7 @@ export const DEFAULT_DECODE_OPTIONS: Readonly<DecodeOptions> = Object.freeze({
   failOn: 'error',
   timeoutSeconds: 30,
   formats: DECODABLE_FORMATS,
+  maxDecodedPixels: MAX_DECODED_PIXELS,
 });
 
 /** A decoded image: packed RGB, 3 bytes per pixel, row-major (HWC), after orientation. */
@@ -87,6 +100,19 @@ export interface DecodedImage {
   hadAlpha: boolean;
   /** EXIF orientation tag as stored (1 when absent); already applied when `autoOrient`. */
   orientation: number;
+  /** The source's own (oriented) size; larger than width x height when it was shrunk on load. */
+  sourceWidth: number;
+  sourceHeight: number;
+}
+
+/** What the header says, before any pixel is decoded. */
+export interface ImageHeader {
+  format: DecodableFormat;
+  /** Oriented size (EXIF applied when `autoOrient`). */
+  width: number;
+  height: number;
+  /** Pixels a full decode would produce, after shrink-on-load (`maxDecodedPixels`). */
+  decodedPixels: number;
 }
 
 /** Magic bytes of formats people keep in image buckets but libvips here cannot read. */
@@ -99,11 +125,16 @@ const KNOWN_UNREADABLE: Array<{ name: string; test: (b: Uint8Array) => boolean }
 ];
 
 /**
- * Decode image bytes to RGB. Throws `InvalidInputError` with one of `DECODE_ERROR_CODES`; the
- * message names the cause (and `source`, when given, e.g. the S3 key).
+ * The header's facts (format, oriented size, pixels a decode will produce) after the same checks
+ * as `decodeImage`, without decoding a pixel: what the pixel budget is asked for.
  */
-export async function decodeImage(bytes: Uint8Array, options: Partial<DecodeOptions> = {}, source?: string): Promise<DecodedImage> {
-  const opts = resolveDecodeOptions(options);
+export async function readImageHeader(bytes: Uint8Array, options: Partial<DecodeOptions> = {}, source?: string): Promise<ImageHeader> {
+  const { header } = await checkHeader(bytes, resolveDecodeOptions(options), source);
+  return header;
+}
+
+/** Decode or refuse, on the header alone (see the order of checks above). */
+async function checkHeader(bytes: Uint8Array, opts: DecodeOptions, source: string | undefined): Promise<{ header: ImageHeader; meta: Metadata; where: string }> {
   const where = source ? `${source}: ` : '';
   if (bytes.length === 0) throw new InvalidInputError(DECODE_ERROR_CODES.empty, `${where}file is empty (0 bytes)`);
 
@@ -146,6 +177,35 @@ export async function decodeImage(bytes: Uint8Array, options: Partial<DecodeOpti
     );
   }
 
+  const [w, h] = opts.autoOrient && (meta.orientation ?? 1) >= 5 ? [height, width] : [width, height];
+  const target = decodedSize(w, h, opts.maxDecodedPixels);
+  return { header: { format: format as DecodableFormat, width: w, height: h, decodedPixels: target.width * target.height }, meta, where };
+}
+
+/** The size an oriented `width x height` image decodes to under `maxDecodedPixels` (aspect kept). */
+export function decodedSize(width: number, height: number, maxDecodedPixels: number): { width: number; height: number } {
+  if (width * height <= maxDecodedPixels) return { width, height };
+  const k = Math.sqrt(maxDecodedPixels / (width * height));
+  return { width: Math.max(1, Math.floor(width * k)), height: Math.max(1, Math.floor(height * k)) };
+}
+
+/**
+ * Decode image bytes to RGB. Throws `InvalidInputError` with one of `DECODE_ERROR_CODES`; the
+ * message names the cause (and `source`, when given, e.g. the S3 key). `beforeDecode` runs between
+ * the header checks and the decode (the image core waits there for its pixel budget).
+ */
+export async function decodeImage(
+  bytes: Uint8Array,
+  options: Partial<DecodeOptions> = {},
+  source?: string,
+  beforeDecode?: (header: ImageHeader) => Promise<void>,
+): Promise<DecodedImage> {
+  const opts = resolveDecodeOptions(options);
+  const { header, meta, where } = await checkHeader(bytes, opts, source);
+  await beforeDecode?.(header);
+  const format = header.format;
+  const shrunk = decodedSize(header.width, header.height, opts.maxDecodedPixels);
+  const shrink = shrunk.width !== header.width || shrunk.height !== header.height;
   const decodeOptions: SharpOptions = {
     limitInputPixels: opts.maxPixels, // second line of defence, should the header lie
     failOn: opts.failOn,
@@ -162,8 +222,9 @@ export async function decodeImage(bytes: Uint8Array, options: Partial<DecodeOpti
   try {
     if (space === 'cmyk' && opts.colour === 'pil') {
       // Keep libvips in CMYK (no profile round trip) and convert with PIL's own formula.
-      const { data, info } = await sharp(bytes, decodeOptions)
-        .timeout({ seconds: opts.timeoutSeconds })
+      let cmyk = sharp(bytes, decodeOptions).timeout({ seconds: opts.timeoutSeconds });
+      if (shrink) cmyk = cmyk.resize(shrunk.width, shrunk.height, { fit: 'fill' });
+      const { data, info } = await cmyk
         .pipelineColourspace('cmyk')
         .toColourspace('cmyk')
         .raw({ depth: 'uchar' })
@@ -175,6 +236,7 @@ export async function decodeImage(bytes: Uint8Array, options: Partial<DecodeOpti
       let pipeline = sharp(bytes, decodeOptions).timeout({ seconds: opts.timeoutSeconds });
       // PIL's convert('RGB') discards alpha; it does not composite over any background.
       if (hadAlpha) pipeline = pipeline.removeAlpha();
+      if (shrink) pipeline = pipeline.resize(shrunk.width, shrunk.height, { fit: 'fill' });
       const { data, info } = await pipeline.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
       if (info.channels !== 3) {
         throw new InvalidInputError(DECODE_ERROR_CODES.unsupported, `${where}${format} with colour space ${space} decoded to ${info.channels} channels, expected 3`);
@@ -195,7 +257,7 @@ export async function decodeImage(bytes: Uint8Array, options: Partial<DecodeOpti
     throw new InvalidInputError(DECODE_ERROR_CODES.corrupt, `${where}corrupt or truncated ${format} data: ${message}`, { cause: err });
   }
 
-  return { data: rgb, width: outWidth, height: outHeight, format: format as DecodableFormat, sourceSpace: space, hadAlpha, orientation: meta.orientation ?? 1 };
+  return { data: rgb, width: outWidth, height: outHeight, format, sourceSpace: space, hadAlpha, orientation: meta.orientation ?? 1, sourceWidth: header.width, sourceHeight: header.height };
 }
 
 /** Merge caller options over the defaults and validate them once, with messages naming the field. */
@@ -203,6 +265,9 @@ export function resolveDecodeOptions(options: Partial<DecodeOptions>): DecodeOpt
   const opts: DecodeOptions = { ...DEFAULT_DECODE_OPTIONS, ...stripUndefined(options) };
   if (!Number.isSafeInteger(opts.maxPixels) || opts.maxPixels <= 0) {
     throw new RangeError(`decode option maxPixels must be a positive integer, got ${String(opts.maxPixels)}`);
+  }
+  if (!Number.isSafeInteger(opts.maxDecodedPixels) || opts.maxDecodedPixels <= 0) {
+    throw new RangeError(`decode option maxDecodedPixels must be a positive integer, got ${String(opts.maxDecodedPixels)}`);
   }
   if (!(opts.timeoutSeconds > 0)) throw new RangeError(`decode option timeoutSeconds must be > 0, got ${String(opts.timeoutSeconds)}`);
   if (opts.colour !== 'pil' && opts.colour !== 'icc') throw new RangeError(`decode option colour must be 'pil' or 'icc', got ${String(opts.colour)}`);

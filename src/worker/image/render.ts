@@ -1,12 +1,21 @@
 /**
  * CAM rendering: the overlay (CAM upsampled onto the image, colour-mapped and alpha-blended) and
- * the raw heatmap (the CAM grid itself as an 8-bit gray PNG).
+ * the raw heatmap (the CAM as an 8-bit gray PNG).
  *
  * The seed adds `0.5 * heatmap + image` and lets values saturate; we blend properly,
  * `out = (1 - alpha) * image + alpha * colour`, so the overlay keeps the image's brightness and
  * alpha means what it says.
+ *
+ * The overlay is composed inside libvips (sharp's threadpool, off the event loop): the image is
+ * resized there, the CAM is upsampled there (16-bit, bilinear with Pillow's pixel centres and
+ * clamped edges), and the colour layer is alpha-composited there, fused with the encoder in one
+ * pipeline. JavaScript only looks each upsampled value up in the colormap (one table read per
+ * pixel). `overlayPixelsReference` keeps the exact formula in doubles (Pillow-checked upsample,
+ * fused blend); the libvips overlay stays within one level of it (test/unit/image/render.test.ts):
+ * libvips' alpha is 8-bit (0.5 becomes 128/255) and the map is 16-bit before the colormap.
  */
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
+import { InvalidInputError } from '../../shared/errors.js';
 import type { Colormap, OverlayFormat } from '../../shared/explain-options.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
 import { colormapIndex, colormapTable } from './colormap.js';
@@ -63,9 +72,23 @@ const MIME: Record<OverlayFormat, { mimeType: string; extension: string }> = {
   webp: { mimeType: 'image/webp', extension: 'webp' },
 };
 
-/** Output size for an image of `width`x`height` under a `maxSide` cap (aspect kept, never enlarged). */
-export function overlaySize(width: number, height: number, maxSide?: number): { width: number; height: number } {
+/**
+ * Largest side each encoder writes (libjpeg: 65500; WebP: 16383; libpng's default user limit: one
+ * million). The overlay is shrunk to fit, so a 65535x1 PNG gets a 65500x1 JPEG overlay instead of a
+ * failure.
+ */
+export const ENCODER_MAX_SIDE: Readonly<Record<OverlayFormat, number>> = Object.freeze({ jpeg: 65_500, webp: 16_383, png: 1_000_000 });
+
+/** Code of the permanent error raised when an overlay or heatmap cannot be rendered. */
+export const RENDER_ERROR_CODE = 'RENDER_FAILED';
+
+/**
+ * Output size for an image of `width`x`height` under a `maxSide` cap and the encoder's own limit
+ * (aspect kept, never enlarged).
+ */
+export function overlaySize(width: number, height: number, maxSide?: number, format?: OverlayFormat): { width: number; height: number } {
   const longer = Math.max(width, height);
+  if (format !== undefined) maxSide = Math.min(maxSide ?? Infinity, ENCODER_MAX_SIDE[format]);
   if (maxSide === undefined || longer <= maxSide) return { width, height };
   const scale = maxSide / longer;
   return {
@@ -114,17 +137,17 @@ export function blendColormapped(image: Uint8Array, values: Float32Array, table:
 }
 
 /**
- * The overlay's raw pixels: the image (shrunk to `maxSide` if needed), blended with the colour-
- * mapped CAM upsampled to the same size.
+ * The reference overlay, in doubles: the image (shrunk to `maxSide` by libvips if needed), blended
+ * with the colour-mapped CAM upsampled to the same size by `resizeGridBilinear` (Pillow-exact).
+ * Tests and benchmarks compare the libvips overlay with it.
  */
-export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<RgbImage> {
+export async function overlayPixelsReference(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<RgbImage> {
   const opts = resolveRenderOptions(options);
   checkImage(image);
   checkCam(cam);
-  const size = overlaySize(image.width, image.height, opts.maxSide);
+  const size = overlaySize(image.width, image.height, opts.maxSide, opts.format);
   let base = image.data;
   if (size.width !== image.width || size.height !== image.height) {
-    // Display only: libvips' lanczos3 looks better than, and is several times faster than, a JS resize.
     base = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
       .resize(size.width, size.height, { fit: 'fill' })
       .raw()
@@ -134,18 +157,210 @@ export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Part
   return { data: blendColormapped(base, upsampled, colormapTable(opts.colormap), opts.alpha), width: size.width, height: size.height };
 }
 
-/** Overlay encoded as PNG, JPEG or WebP. */
+/** The overlay's raw RGB pixels, composed in libvips as `renderOverlay` composes them. */
+export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<RgbImage> {
+  const opts = resolveRenderOptions(options);
+  const { pipeline, size } = await overlayPipeline(image, cam, opts);
+  const data = await pipeline.removeAlpha().raw().toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: size.width, height: size.height };
+}
+
+/**
+ * Overlay encoded as PNG, JPEG or WebP. Rendering is deterministic, so a failure here (an encoder
+ * limit, a corrupt buffer) is permanent: an `InvalidInputError` with code `RENDER_FAILED`.
+ */
 export async function renderOverlay(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<EncodedImage> {
   const opts = resolveRenderOptions(options);
-  const pixels = await overlayPixels(image, cam, opts);
-  const input = sharp(pixels.data, { raw: { width: pixels.width, height: pixels.height, channels: 3 } });
-  const encoded =
-    opts.format === 'png'
-      ? input.png({ compressionLevel: opts.pngCompressionLevel })
-      : opts.format === 'webp'
-        ? input.webp({ quality: opts.webpQuality })
-        : input.jpeg({ quality: opts.jpegQuality });
-  return { data: await encoded.toBuffer(), format: opts.format, ...MIME[opts.format], width: pixels.width, height: pixels.height };
+  return asRenderError(`${opts.format} overlay`, async () => {
+    const { pipeline, size } = await overlayPipeline(image, cam, opts);
+    const flat = pipeline.removeAlpha();
+    const encoded =
+      opts.format === 'png'
+        ? flat.png({ compressionLevel: opts.pngCompressionLevel })
+        : opts.format === 'webp'
+          ? flat.webp({ quality: opts.webpQuality })
+          : flat.jpeg({ quality: opts.jpegQuality });
+    return { data: await encoded.toBuffer(), format: opts.format, ...MIME[opts.format], width: size.width, height: size.height };
+  });
+}
+
+/** Run a render step; any failure becomes a permanent, named error. */
+export async function asRenderError<T>(what: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof InvalidInputError || err instanceof RangeError) throw err;
+    const message = (err instanceof Error ? err.message : String(err)).trim().replace(/\s*\n\s*/g, ' | ');
+    throw new InvalidInputError(RENDER_ERROR_CODE, `cannot render the ${what}: ${message}`, { cause: err });
+  }
+}
+
+/** The image (resized if needed) with the colour layer composited over it, ready to encode. */
+async function overlayPipeline(image: RgbImage, cam: CamGrid, opts: RenderOptions): Promise<{ pipeline: Sharp; size: { width: number; height: number } }> {
+  checkImage(image);
+  checkCam(cam);
+  const size = overlaySize(image.width, image.height, opts.maxSide, opts.format);
+  const [layer, base] = await Promise.all([colourLayer(cam, size.width, size.height, opts.colormap, opts.alpha), baseImage(image, size)]);
+  const pipeline = sharp(base, { raw: { width: size.width, height: size.height, channels: 3 } }).composite([
+    { input: layer, raw: { width: size.width, height: size.height, channels: 4 }, blend: 'over' },
+  ]);
+  return { pipeline, size };
+}
+
+/**
+ * The image at the overlay's size, as 8-bit RGB. Display only: libvips' lanczos3 looks better than,
+ * and is several times faster than, a JS resize. Rounded to 8 bits before compositing (a separate
+ * pipeline), as the reference does, so the two stay within one level.
+ */
+async function baseImage(image: RgbImage, size: { width: number; height: number }): Promise<Uint8Array> {
+  if (size.width === image.width && size.height === image.height) return image.data;
+  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).resize(size.width, size.height, { fit: 'fill' }).raw().toBuffer();
+}
+
+/**
+ * The colour-mapped CAM at `width`x`height` as RGBA with a constant alpha: upsampled in libvips
+ * (16-bit), then one colormap lookup per pixel. libvips interpolates with 12-bit weights, so a
+ * 16-bit value can be off by up to `UPSAMPLE_ERROR_LEVELS`; where that could move it into the
+ * neighbouring colormap bin, the value is recomputed exactly (Pillow's bilinear, in doubles), so the
+ * colour is the reference colour. About a tenth of the pixels take that path, a handful of
+ * multiply-adds each.
+ */
+async function colourLayer(cam: CamGrid, width: number, height: number, colormap: Colormap, alpha: number): Promise<Buffer> {
+  const { values, stride, exact } = await upsampleCam16(cam, width, height);
+  const lut = colormapLut16(colormap);
+  const table = colormapTable(colormap);
+  const a = Math.round(alpha * 255);
+  const out = Buffer.allocUnsafe(width * height * 4);
+  const taps = exact ? null : { x: bilinearTaps1d(cam.width, width), y: bilinearTaps1d(cam.height, height) };
+  for (let y = 0, o = 0; y < height; y++) {
+    for (let x = 0, i = y * stride; x < width; x++, i++, o += 4) {
+      const u = values[i];
+      let t: number;
+      if (taps !== null && NEAR_BIN_EDGE[u] === 1) {
+        t = colormapIndex(exactValue(cam, taps.x, taps.y, x, y)) * 3;
+        out[o] = table[t];
+        out[o + 1] = table[t + 1];
+        out[o + 2] = table[t + 2];
+      } else {
+        t = u * 3;
+        out[o] = lut[t];
+        out[o + 1] = lut[t + 1];
+        out[o + 2] = lut[t + 2];
+      }
+      out[o + 3] = a;
+    }
+  }
+  return out;
+}
+
+/** Largest error of libvips' 16-bit bilinear (12-bit weights) on values in [0, 65535], plus rounding. */
+const UPSAMPLE_ERROR_LEVELS = 64;
+
+/** 1 for 16-bit levels within `UPSAMPLE_ERROR_LEVELS` of a colormap bin edge (`floor(v * 256)` changes). */
+const NEAR_BIN_EDGE: Uint8Array = (() => {
+  const near = new Uint8Array(65536);
+  for (let k = 1; k < 256; k++) {
+    const edge = (k / 256) * 65535;
+    for (let u = Math.max(0, Math.floor(edge - UPSAMPLE_ERROR_LEVELS)); u <= Math.min(65535, Math.ceil(edge + UPSAMPLE_ERROR_LEVELS)); u++) near[u] = 1;
+  }
+  near[65535] = 1; // 1.0 is the last bin's own edge
+  return near;
+})();
+
+interface Taps1d {
+  i0: Int32Array;
+  i1: Int32Array;
+  w1: Float64Array;
+}
+
+/** Pillow's bilinear for enlarging, one axis: `x_in = (x + 0.5) / scale - 0.5`, edges clamped. */
+function bilinearTaps1d(inSize: number, outSize: number): Taps1d {
+  const i0 = new Int32Array(outSize);
+  const i1 = new Int32Array(outSize);
+  const w1 = new Float64Array(outSize);
+  const scale = outSize / inSize;
+  for (let x = 0; x < outSize; x++) {
+    const pos = Math.min(Math.max((x + 0.5) / scale - 0.5, 0), inSize - 1);
+    const f = Math.floor(pos);
+    i0[x] = f;
+    i1[x] = Math.min(f + 1, inSize - 1);
+    w1[x] = pos - f;
+  }
+  return { i0, i1, w1 };
+}
+
+function exactValue(cam: CamGrid, tx: Taps1d, ty: Taps1d, x: number, y: number): number {
+  const g = cam.grid;
+  const w = cam.width;
+  const r0 = ty.i0[y] * w;
+  const r1 = ty.i1[y] * w;
+  const a0 = tx.i0[x];
+  const a1 = tx.i1[x];
+  const wx = tx.w1[x];
+  const top = clamp01(g[r0 + a0]) * (1 - wx) + clamp01(g[r0 + a1]) * wx;
+  const bottom = clamp01(g[r1 + a0]) * (1 - wx) + clamp01(g[r1 + a1]) * wx;
+  return top * (1 - ty.w1[y]) + bottom * ty.w1[y];
+}
+
+function clamp01(v: number): number {
+  return v > 0 ? Math.min(v, 1) : 0;
+}
+
+/** Values in [0,1] as 16-bit levels (NaN and negatives 0). */
+function toLevels16(values: ArrayLike<number>, into: Uint16Array, at: (i: number) => number): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    into[at(i)] = v > 0 ? Math.round(Math.min(v, 1) * 65535) : 0;
+  }
+}
+
+/**
+ * Bilinear upsample of the CAM to `width`x`height`, as 16-bit levels, rows `stride` apart. Enlarging
+ * (the usual case) runs in libvips: the grid, padded by one replicated cell on every side (Pillow
+ * clamps at the edges), is mapped by an affine transform whose offsets put pixel centres where
+ * Pillow puts them, `x_in = (x + 0.5) / scale - 0.5`. Shrinking (a map larger than a tiny overlay)
+ * needs Pillow's area-averaging support, which `resizeGridBilinear` has; such outputs are small.
+ */
+async function upsampleCam16(cam: CamGrid, width: number, height: number): Promise<{ values: Uint16Array; stride: number; exact: boolean }> {
+  if (width < cam.width || height < cam.height) {
+    const values = new Uint16Array(width * height);
+    toLevels16(resizeGridBilinear(cam.grid, cam.width, cam.height, width, height), values, (i) => i);
+    return { values, stride: width, exact: true };
+  }
+  const pw = cam.width + 2;
+  const ph = cam.height + 2;
+  const padded = new Uint16Array(pw * ph);
+  toLevels16(cam.grid, padded, (i) => (Math.floor(i / cam.width) + 1) * pw + (i % cam.width) + 1);
+  for (let y = 1; y <= cam.height; y++) {
+    padded[y * pw] = padded[y * pw + 1];
+    padded[y * pw + pw - 1] = padded[y * pw + pw - 2];
+  }
+  padded.copyWithin(0, pw, 2 * pw);
+  padded.copyWithin((ph - 1) * pw, (ph - 2) * pw, (ph - 1) * pw);
+  const { data, info } = await sharp(padded, { raw: { width: pw, height: ph, channels: 1 } })
+    .affine([width / cam.width, 0, 0, height / cam.height], { idx: -0.5, idy: -0.5, odx: -0.5, ody: -0.5, interpolator: sharp.interpolators.bilinear })
+    .toColourspace('grey16')
+    .raw({ depth: 'ushort' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.width < width || info.height < height || info.channels !== 1) {
+    throw new RangeError(`CAM upsample produced ${info.width}x${info.height}x${info.channels}, expected at least ${width}x${height}x1`);
+  }
+  // A Uint16Array view needs an even offset; sharp's buffers normally have one.
+  const bytes = data.byteOffset % 2 === 0 ? data : Buffer.from(data);
+  return { values: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2), stride: info.width, exact: false };
+}
+
+/** 16-bit level → colour: `colormapIndex(level / 65535)`'s RGB entry, packed, per colormap. */
+const LUT16 = new Map<Colormap, Uint8Array>();
+function colormapLut16(name: Colormap): Uint8Array {
+  let lut = LUT16.get(name);
+  if (!lut) {
+    const table = colormapTable(name);
+    lut = new Uint8Array(65536 * 3);
+    for (let u = 0; u < 65536; u++) lut.set(table.subarray(colormapIndex(u / 65535) * 3, colormapIndex(u / 65535) * 3 + 3), u * 3);
+    LUT16.set(name, lut);
+  }
+  return lut;
 }
 
 export interface HeatmapOptions extends Pick<RenderOptions, 'pngCompressionLevel'> {
@@ -178,10 +393,12 @@ export async function renderHeatmap(cam: CamGrid, options: Partial<HeatmapOption
     const v = values[i];
     gray[i] = v > 0 ? Math.round(Math.min(v, 1) * 255) : 0; // NaN and negatives → 0
   }
-  const data = await sharp(gray, { raw: { width: size.width, height: size.height, channels: 1 } })
-    .toColourspace('b-w') // otherwise libvips writes a 1-band raw image as RGB
-    .png({ compressionLevel: level })
-    .toBuffer();
+  const data = await asRenderError('heatmap', () =>
+    sharp(gray, { raw: { width: size.width, height: size.height, channels: 1 } })
+      .toColourspace('b-w') // otherwise libvips writes a 1-band raw image as RGB
+      .png({ compressionLevel: level })
+      .toBuffer(),
+  );
   return { data, format: 'png', ...MIME.png, width: size.width, height: size.height };
 }
 

@@ -3,6 +3,7 @@
  * start-up with messages that name the flag at fault.
  */
 import { hostname } from 'node:os';
+import { DEFAULTS } from '../../shared/config.js';
 import { ConfigError } from '../../shared/errors.js';
 import { MAX_SOURCE_BYTES } from '../../shared/image-types.js';
 
@@ -42,6 +43,8 @@ export interface PipelineOptions {
   sweepIntervalMs: number;
   /** Largest source object downloaded, in bytes. Default `MAX_SOURCE_BYTES` (100 MiB), shared with the dashboard's thumbnails. */
   maxSourceBytes: number;
+  /** Decoded pixels all in-flight images may hold together (config `GRADCAM_AUDIT_PIXEL_BUDGET_MP`). Default 256 MP. */
+  pixelBudget: number;
 }
 
 export const PIPELINE_DEFAULTS = Object.freeze({
@@ -55,6 +58,7 @@ export const PIPELINE_DEFAULTS = Object.freeze({
   heartbeatIntervalMs: 5_000,
   sweepIntervalMs: 30_000,
   maxSourceBytes: MAX_SOURCE_BYTES,
+  pixelBudget: DEFAULTS.pixelBudgetMegapixels * 1_000_000,
 });
 
 /**
@@ -94,6 +98,7 @@ export function resolvePipelineOptions(partial: Partial<PipelineOptions> = {}): 
   intIn('heartbeatIntervalMs', o.heartbeatIntervalMs, 100, 600_000);
   intIn('sweepIntervalMs', o.sweepIntervalMs, 100, 3_600_000);
   intIn('maxSourceBytes', o.maxSourceBytes, 1, 2 ** 40);
+  intIn('GRADCAM_AUDIT_PIXEL_BUDGET_MP', o.pixelBudget, 1, 2 ** 50);
   if (!/^[A-Za-z0-9_.-]{1,128}$/.test(o.workerId)) {
     throw new ConfigError('--worker-id', `expected 1-128 characters from [A-Za-z0-9_.-], got "${o.workerId}"`);
   }

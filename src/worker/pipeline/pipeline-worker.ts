@@ -32,6 +32,7 @@ import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
 import { LabelMatcher } from '../../shared/audit/label-matcher.js';
+import { PixelBudget } from '../core/pixel-budget.js';
 import type { ClassLabel } from '../model/labels.js';
 import { DynamicBatcher } from './batcher.js';
 import type { BatchItem, ImageJobContext, ImageJobResult } from './image-job.js';
@@ -76,6 +77,8 @@ export class PipelineWorker {
   readonly options: PipelineOptions;
   readonly metrics: WorkerMetrics;
   readonly batcher: DynamicBatcher<BatchItem, EngineImageResult>;
+  /** Decoded pixels shared by the images this worker holds (`pixelBudget`). */
+  readonly pixelBudget: PixelBudget;
   lockDurationMs = 0;
   status: WorkerStatus = 'starting';
   private worker: Worker<AuditJobPayload, ImageJobResult> | null = null;
@@ -107,6 +110,7 @@ export class PipelineWorker {
           return (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
         },
       });
+    this.pixelBudget = new PixelBudget(this.options.pixelBudget);
     this.batcher = new DynamicBatcher(engineBatchRunner(deps.engine), { maxBatchSize: this.options.batchSize, maxDelayMs: this.options.maxBatchDelayMs });
     const log = deps.logger;
     this.batcher.on('batch', (e) => {
@@ -133,6 +137,7 @@ export class PipelineWorker {
         matcher: new LabelMatcher(deps.labels, deps.engine.info.numClasses),
         weightsSource: deps.weightsSource,
         infer: batchedInfer(this.batcher, this.metrics, deps.engine.info.layer),
+        budget: this.pixelBudget,
       },
       uploads: new Semaphore(this.options.uploadConcurrency),
       metrics: this.metrics,

@@ -234,7 +234,7 @@ export async function startWorker(
         finalizeRun: (runId) => finalizeRun(runId, finalizerDeps),
         sweepUnfinalized: () => sweepUnfinalized(finalizerDeps),
       },
-      pipelineOptions,
+      { pixelBudget: config.pixelBudget, ...pipelineOptions },
     );
     let metricsServer: MetricsServer | null = null;
     if (options.metricsPort !== undefined) {

@@ -10,7 +10,22 @@ import { describe, expect, it } from 'vitest';
 import type { Colormap } from '../../../src/shared/explain-options.js';
 import { COLORMAPS } from '../../../src/shared/explain-options.js';
 import { applyColormap, colormapIndex, colormapTable } from '../../../src/worker/image/colormap.js';
-import { blendColormapped, blendRgb, heatmapSize, overlayPixels, overlaySize, renderHeatmap, renderOverlay, resolveRenderOptions } from '../../../src/worker/image/render.js';
+import { InvalidInputError, isRetryable } from '../../../src/shared/errors.js';
+import { mulberry32 } from '../../../src/worker/model/random-weights.js';
+import {
+  asRenderError,
+  blendColormapped,
+  blendRgb,
+  ENCODER_MAX_SIDE,
+  heatmapSize,
+  overlayPixels,
+  overlayPixelsReference,
+  overlaySize,
+  renderHeatmap,
+  renderOverlay,
+  RENDER_ERROR_CODE,
+  resolveRenderOptions,
+} from '../../../src/worker/image/render.js';
 import { resizeGridBilinear } from '../../../src/worker/image/upsample.js';
 
 interface RenderReference {
@@ -118,22 +133,22 @@ describe('alpha blending', () => {
     }
   });
 
-  it('blends a uniform CAM into a uniform image exactly', async () => {
+  it('blends a uniform CAM into a uniform image exactly (reference formula)', async () => {
     const image = solid(20, 10, [10, 20, 30]);
     const top = colormapTable('viridis').subarray(765); // value 1 → (253, 231, 36)
-    const hot = await overlayPixels(image, { grid: new Float32Array(4).fill(1), width: 2, height: 2 }, { alpha: 0.5 });
+    const hot = await overlayPixelsReference(image, { grid: new Float32Array(4).fill(1), width: 2, height: 2 }, { alpha: 0.5 });
     expect([hot.width, hot.height]).toEqual([20, 10]);
     for (let i = 0; i < hot.data.length; i += 3) {
       expect([hot.data[i], hot.data[i + 1], hot.data[i + 2]]).toEqual([Math.round((10 + top[0]) / 2), Math.round((20 + top[1]) / 2), Math.round((30 + top[2]) / 2)]);
     }
-    const cold = await overlayPixels(image, { grid: new Float32Array(4), width: 2, height: 2 }, { alpha: 0.3, colormap: 'gray' });
+    const cold = await overlayPixelsReference(image, { grid: new Float32Array(4), width: 2, height: 2 }, { alpha: 0.3, colormap: 'gray' });
     expect(Array.from(cold.data.subarray(0, 3))).toEqual([7, 14, 21]); // 0.7 * image + 0.3 * black
   });
 
   it('puts the CAM where Pillow puts it: sampled overlay pixels match the reference upsampling', async () => {
     const r = ref.upsample[0]; // 333x217
     const image = solid(r.width, r.height, [40, 80, 120]);
-    const out = await overlayPixels(image, cam, { colormap: 'inferno', alpha: 0.6 });
+    const out = await overlayPixelsReference(image, cam, { colormap: 'inferno', alpha: 0.6 });
     const lut = colormapTable('inferno');
     for (const s of r.samples) {
       if (Math.abs(s.v * 256 - Math.round(s.v * 256)) < 1e-3) continue; // too close to a bin edge to be decisive
@@ -142,6 +157,47 @@ describe('alpha blending', () => {
       const expected = [40, 80, 120].map((v, k) => Math.round(0.4 * v + 0.6 * lut[c + k]));
       expect(Array.from(out.data.subarray(i, i + 3)), `(${s.x},${s.y}) v=${s.v}`).toEqual(expected);
     }
+  });
+});
+
+describe('the overlay composed in libvips', () => {
+  // Tolerance: one level per channel against the reference formula. libvips composites with an
+  // 8-bit alpha (0.5 is 128/255), which moves a value by at most half a level before rounding; the
+  // CAM is upsampled in 16 bits, and values that could change colormap bin are recomputed exactly.
+  const cases = [
+    { w: 333, h: 217, alpha: 0.5, colormap: 'viridis', maxSide: undefined },
+    { w: 97, h: 401, alpha: 0.6, colormap: 'inferno', maxSide: undefined },
+    { w: 640, h: 480, alpha: 0.37, colormap: 'jet', maxSide: 300 },
+    { w: 15, h: 14, alpha: 0.5, colormap: 'gray', maxSide: undefined },
+    { w: 10, h: 7, alpha: 0.5, colormap: 'viridis', maxSide: undefined }, // a map larger than its image
+  ] as const;
+  for (const c of cases) {
+    it(`is within one level of the reference: ${c.w}x${c.h}, alpha ${c.alpha}, ${c.colormap}${c.maxSide ? `, maxSide ${c.maxSide}` : ''}`, async () => {
+      const rand = mulberry32(c.w * 7919 + c.h);
+      const image = { data: Uint8Array.from({ length: c.w * c.h * 3 }, () => Math.floor(rand() * 256)), width: c.w, height: c.h };
+      const opts = { alpha: c.alpha, colormap: c.colormap, maxSide: c.maxSide };
+      const [expected, got] = await Promise.all([overlayPixelsReference(image, cam, opts), overlayPixels(image, cam, opts)]);
+      expect([got.width, got.height]).toEqual([expected.width, expected.height]);
+      let max = 0;
+      for (let i = 0; i < got.data.length; i++) max = Math.max(max, Math.abs(got.data[i] - expected.data[i]));
+      expect(max).toBeLessThanOrEqual(1);
+    });
+  }
+
+  it('clamps the overlay to the encoder: a 65535x1 image gets a 65500x1 JPEG, a 20000x10 one a 16383-wide WebP', async () => {
+    const flat = { grid: new Float32Array(196).fill(0.5), width: 14, height: 14 };
+    const jpeg = await renderOverlay(solid(65_535, 1, [90, 90, 90]), flat, { format: 'jpeg' });
+    expect([jpeg.width, jpeg.height]).toEqual([65_500, 1]);
+    expect((await sharp(jpeg.data).metadata()).width).toBe(65_500);
+    const webp = await renderOverlay(solid(20_000, 10, [90, 90, 90]), flat, { format: 'webp' });
+    expect((await sharp(webp.data).metadata()).width).toBe(ENCODER_MAX_SIDE.webp);
+  });
+
+  it('turns a render failure into a permanent error with a code, never a retryable one', async () => {
+    const failing = asRenderError('jpeg overlay', () => sharp(Buffer.from('not pixels')).jpeg().toBuffer());
+    await expect(failing).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(failing).rejects.toMatchObject({ code: RENDER_ERROR_CODE, message: expect.stringMatching(/^cannot render the jpeg overlay: /) });
+    expect(isRetryable(await failing.catch((e: unknown) => e))).toBe(false);
   });
 });
 
