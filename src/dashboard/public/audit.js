@@ -46,6 +46,8 @@ function imageHref(runId, key) {
 
 function auditPage(runId, params) {
   setNav('runs');
+  // Static documents: the live stream only keeps the status light honest.
+  connectLive(null);
   const id = encodeURIComponent(runId);
   const head = h(
     'div',
@@ -284,6 +286,7 @@ function metricHistograms(panel, audit, vocab) {
 
 function comparePage(params) {
   setNav('compare');
+  connectLive(null);
   const aSel = h('select', { id: 'compare-a' });
   const bSel = h('select', { id: 'compare-b' });
   const form = h(
