@@ -57,7 +57,7 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
 
 /** `--json`: the run record plus what this invocation did; for a dry run, the counts. */
 function jsonView(r: EnqueueResult): unknown {
-  const enqueue = { counts: r.counts, elapsedMs: r.elapsedMs, keysPerSecond: r.keysPerSecond, created: r.created, finalized: r.finalized };
+  const enqueue = { counts: r.counts, elapsedMs: r.elapsedMs, keysPerSecond: r.keysPerSecond, created: r.created, finalized: r.finalized, paused: r.paused === true };
   if (r.dryRun) return { dryRun: true, runId: r.runId, source: r.source, output: r.output, counts: r.counts, examples: r.examples };
   return { ...r.run, enqueue };
 }
@@ -81,6 +81,10 @@ export function summaryLine(r: EnqueueResult): string {
     return `run ${r.runId}: no images to audit: ${why}. The run is complete and empty; manifest.jsonl and summary.json are in ${r.output}\n`;
   }
   const again = c.known > 0 ? `, ${fmt(c.known)} already in the run` : '';
-  const state = r.run?.state === 'completed' ? ' The run is complete.' : ` Follow it with: gradcam-audit status ${r.runId} --watch`;
+  const state = r.paused
+    ? ` Listing paused at --max-backlog (${fmt(r.run?.total ?? 0)} images so far); run the same command again to continue.`
+    : r.run?.state === 'completed'
+      ? ' The run is complete.'
+      : ` Follow it with: gradcam-audit status ${r.runId} --watch`;
   return `run ${r.runId}: ${fmt(c.added)} images queued${again} of ${fmt(c.listed)} listed${skippedText} in ${secs} s (${fmt(r.keysPerSecond)} keys/s); outputs go to ${r.output}.${state}${truthText}\n`;
 }

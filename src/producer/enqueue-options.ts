@@ -54,7 +54,7 @@ export interface EnqueueRequest {
   truth?: TruthSpec;
   /** High-water mark of the run's backlog: listing pauses while it is reached. */
   maxBacklog: number;
-  /** Stop at the high-water mark instead of waiting; workers list the rest as they drain. */
+  /** Stop at the high-water mark instead of waiting; the same enqueue run again continues. */
   detach: boolean;
 }
 
@@ -83,7 +83,6 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): Enq
   const truth = parseTruthFlags(flags);
   const maxBacklog = flags.maxBacklog === undefined ? ENQUEUE_DEFAULTS.maxBacklog : parseIntInRange('--max-backlog', flags.maxBacklog, 1, 100_000_000);
   const detach = flags.detach === true;
-  if (detach && truth) throw new ConfigError('--detach', 'cannot be combined with --truth: workers that continue the listing do not have the truth file; enqueue without --detach');
 
   const runId =
     flags.runId !== undefined

@@ -69,6 +69,8 @@ export interface EnqueueResult {
   created: boolean;
   /** What finalization did when the run was already complete (zero images, fast workers). */
   finalized?: FinalizeOutcome['status'];
+  /** `--detach` stopped the listing at `--max-backlog`: the run is still listing. */
+  paused?: boolean;
 }
 
 export interface ListingDeps {
@@ -236,8 +238,8 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   if (truth) scan.counts.truth = { ...truthCounts, unused: stopped ? null : truth.unused() };
 
   if (stopped) {
-    log.info({ runId, cursor, maxBacklog }, 'backlog full: listing stops here (--detach); workers continue it as they drain');
-    return scan.result(await deps.runs.requireRun(runId), created);
+    log.info({ runId, cursor, maxBacklog }, 'backlog full: listing stops here (--detach); the same enqueue run again continues from the cursor');
+    return { ...scan.result(await deps.runs.requireRun(runId), created), paused: true };
   }
   const finished = await deps.runs.finishEnqueue(runId, scan.now());
   let finalized: FinalizeOutcome['status'] | undefined;

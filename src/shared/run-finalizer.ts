@@ -144,7 +144,10 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
     await deps.runs.updateRun(runId, { manifestWritten: '1' });
     // Only the lock holder deletes: a finalizer whose lock expired mid-write leaves the parts to its
     // successor, which may still be reading them.
-    if ((await deps.redis.get(lockKey)) === owner) await deleteObjects(store, src.bucket, await listPartKeys(store, src.bucket, allPartsPrefix(out.key)));
+    if ((await deps.redis.get(lockKey)) === owner) {
+      const left = await deleteObjects(store, src.bucket, await listPartKeys(store, src.bucket, allPartsPrefix(out.key)));
+      if (left.length > 0) log.warn({ runId, left: left.length, first: left[0] }, 'some part files could not be deleted; they are harmless and go with the next finalization');
+    }
 
     const finishedAt = now();
     let summary = buildSummary(run, tally, finishedAt);

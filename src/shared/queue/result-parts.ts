@@ -245,14 +245,19 @@ export async function compactParts(store: ObjectStore, upload: StreamUploader, b
   return parts;
 }
 
-/** Delete objects with bounded concurrency (S3 DELETE requests are free of charge). */
-export async function deleteObjects(store: ObjectStore, bucket: string, keys: readonly string[], concurrency = 16): Promise<void> {
+/**
+ * Delete objects with bounded concurrency (S3 DELETE requests are free of charge); returns the keys
+ * that could not be deleted. A part left behind is harmless: a later merge drops its duplicate lines.
+ */
+export async function deleteObjects(store: ObjectStore, bucket: string, keys: readonly string[], concurrency = 16): Promise<string[]> {
   let next = 0;
+  const failed: string[] = [];
   const lane = async (): Promise<void> => {
     while (next < keys.length) {
       const key = keys[next++] as string;
-      await store.delete(bucket, key);
+      await store.delete(bucket, key).catch(() => failed.push(key));
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, keys.length) }, lane));
+  return failed;
 }
