@@ -153,7 +153,7 @@ export async function runChaos(partial: Partial<ChaosConfig>, services: ChaosSer
   // Workers and enqueue reach S3 only through the proxy; the dashboard directly (its answers are
   // under test, not its S3 retries).
   const faulty = { ...direct, AWS_ENDPOINT_URL_S3: proxy.url, AWS_MAX_ATTEMPTS: '5' };
-  const cluster = new Cluster({ baseEnv: direct, entry: 'bin' });
+  const cluster = new Cluster({ baseEnv: direct });
   const rss = startRssSampler(200);
   const watch = (p: CliProcess): CliProcess => {
     if (p.pid !== undefined) rss.watch(p.name, p.pid);
