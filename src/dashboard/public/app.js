@@ -591,7 +591,11 @@ function makeGallery(panel, runId, initial) {
     load();
   }
 
+  // Only the latest request draws: an earlier, slower answer (the first page, before the filters
+  // were applied) must not overwrite a newer one.
+  let loads = 0;
   async function load() {
+    const mine = ++loads;
     const q = controls();
     q.set('offset', String(offset));
     q.set('limit', String(PAGE));
@@ -599,9 +603,10 @@ function makeGallery(panel, runId, initial) {
     try {
       page = await api(`/api/runs/${encodeURIComponent(runId)}/images?${q}`);
     } catch (err) {
-      showError(err);
+      if (mine === loads) showError(err);
       return;
     }
+    if (mine !== loads) return;
     grid.replaceChildren(...(page.items.length ? page.items.map(card) : [h('div', { class: 'empty', text: 'No image matches these filters.' })]));
     info.textContent = page.total ? `${offset + 1}–${Math.min(offset + page.items.length, page.total)} of ${fmt.int(page.total)}` : '0 images';
     grid.dataset.total = String(page.total);
