@@ -5,10 +5,11 @@
  */
 import { s3RunAnalyser } from '../shared/audit/s3-analysis.js';
 import { loadConfig } from '../shared/config.js';
+import { describePreprocessing } from '../shared/preprocessing.js';
 import { createLogger } from '../shared/logger.js';
 import { finalizeRun, s3StreamUploader } from '../shared/run-finalizer.js';
 import { connectProducer, openStore } from './connections.js';
-import { parseEnqueueRequest, type EnqueueFlags } from './enqueue-options.js';
+import { parseEnqueueRequest, resolveRunModel, type EnqueueFlags } from './enqueue-options.js';
 import { enqueueRun, type EnqueueResult } from './enqueue.js';
 import { createProgressLine, fmt } from './progress-line.js';
 
@@ -24,6 +25,8 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
   const store = openStore(config);
   const progress = createProgressLine(process.stderr, request.dryRun ? 'dry run' : `enqueue ${request.runId}`);
   try {
+    const setup = await resolveRunModel(request, store);
+    if (setup) logger.info({ model: request.modelIdentity, card: setup.card?.uri ?? null }, 'the run needs this model; workers serving another leave its jobs');
     let result: EnqueueResult;
     if (request.dryRun) {
       // A dry run needs no Redis: it only lists.
@@ -81,10 +84,12 @@ export function summaryLine(r: EnqueueResult): string {
     return `run ${r.runId}: no images to audit: ${why}. The run is complete and empty; manifest.jsonl and summary.json are in ${r.output}\n`;
   }
   const again = c.known > 0 ? `, ${fmt(c.known)} already in the run` : '';
+  const m = r.run?.modelIdentity;
+  const modelText = m ? `\n  model: ${m.weights}${m.name ? ` (${m.name}${m.version ? ` ${m.version}` : ''})` : ''}, ${describePreprocessing({ mode: m.preprocess, centerCrop: m.centerCrop })}, ${m.fingerprint}; only workers serving it take these jobs` : '';
   const state = r.paused
     ? ` Listing paused at --max-backlog (${fmt(r.run?.total ?? 0)} images so far); run the same command again to continue.`
     : r.run?.state === 'completed'
       ? ' The run is complete.'
       : ` Follow it with: gradcam-audit status ${r.runId} --watch`;
-  return `run ${r.runId}: ${fmt(c.added)} images queued${again} of ${fmt(c.listed)} listed${skippedText} in ${secs} s (${fmt(r.keysPerSecond)} keys/s); outputs go to ${r.output}.${state}${truthText}\n`;
+  return `run ${r.runId}: ${fmt(c.added)} images queued${again} of ${fmt(c.listed)} listed${skippedText} in ${secs} s (${fmt(r.keysPerSecond)} keys/s); outputs go to ${r.output}.${state}${truthText}${modelText}\n`;
 }

@@ -8,6 +8,10 @@ import { parseIntInRange } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlags } from '../shared/explain-options.js';
 import { IMAGE_EXTENSIONS } from '../shared/image-types.js';
+import { parseModelOptionFlags, type ModelOptions, type RawModelOptionFlags } from '../shared/model-options.js';
+import { modelFiles } from '../shared/model-files.js';
+import { modelIdentityOf, resolveModelSetup, type ModelIdentity, type ModelSetup } from '../shared/model-setup.js';
+import type { ObjectStore } from '../shared/storage/object-store.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { asFolderPrefix, formatS3Uri, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
 import { parseTruthFlags, type TruthFlags } from './truth/load-truth.js';
@@ -49,6 +53,13 @@ export interface EnqueueRequest {
   exclude: string[];
   options: ExplainOptions;
   model: string;
+  /**
+   * The model the run needs (`--weights`, or GRADCAM_AUDIT_WEIGHTS as workers read it, plus the
+   * model flags); its identity is resolved by the CLI and recorded in the run and every job.
+   */
+  modelSource?: { weights: string; options: ModelOptions };
+  /** Resolved from `modelSource` before the run is created. */
+  modelIdentity?: ModelIdentity;
   dryRun: boolean;
   /** Ground truth for the audit (`--truth`, `--truth-from-path`). */
   truth?: TruthSpec;
@@ -59,7 +70,8 @@ export interface EnqueueRequest {
 }
 
 /** Raw flag values as commander hands them over (strings, or booleans for switches). */
-export interface EnqueueFlags extends RawExplainOptionFlags, TruthFlags {
+export interface EnqueueFlags extends RawExplainOptionFlags, RawModelOptionFlags, TruthFlags {
+  weights?: string;
   output?: string;
   runId?: string;
   include?: string;
@@ -70,7 +82,10 @@ export interface EnqueueFlags extends RawExplainOptionFlags, TruthFlags {
   detach?: boolean;
 }
 
-export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): EnqueueRequest {
+/** The variable workers read their weights from; enqueue reads it too, so one setting names the model for both. */
+export const WEIGHTS_ENV = 'GRADCAM_AUDIT_WEIGHTS';
+
+export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags, env: Record<string, string | undefined> = process.env): EnqueueRequest {
   // No dot segments in either prefix: outputs must stay under --output, and the equal/inside
   // checks between source and output (which keep a run from auditing its own outputs) compare
   // prefixes as strings, which is only sound without them.
@@ -83,13 +98,54 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags): Enq
   const truth = parseTruthFlags(flags);
   const maxBacklog = flags.maxBacklog === undefined ? ENQUEUE_DEFAULTS.maxBacklog : parseIntInRange('--max-backlog', flags.maxBacklog, 1, 100_000_000);
   const detach = flags.detach === true;
+  const modelSource = parseModelSource(flags, env);
 
   const runId =
     flags.runId !== undefined
       ? validateRunId(flags.runId, '--run-id')
-      : deriveRunId({ source, output: explicitOutput, include, exclude, options, model, truth });
+      : deriveRunId({ source, output: explicitOutput, include, exclude, options, model, truth, modelSource });
   const output = explicitOutput ?? { bucket: source.bucket, key: `${ENQUEUE_DEFAULTS.outputRoot}${runId}/` };
-  return { source, output, runId, derivedRunId: flags.runId === undefined, include, exclude, options, model, dryRun: flags.dryRun === true, ...(truth ? { truth } : {}), maxBacklog, detach };
+  return {
+    source,
+    output,
+    runId,
+    derivedRunId: flags.runId === undefined,
+    include,
+    exclude,
+    options,
+    model,
+    dryRun: flags.dryRun === true,
+    ...(truth ? { truth } : {}),
+    ...(modelSource ? { modelSource } : {}),
+    maxBacklog,
+    detach,
+  };
+}
+
+/**
+ * Resolve the run's model (card, preprocessing default, weights fingerprint) exactly as a worker
+ * does, and set `request.modelIdentity`. Returns the setup, or null when the request names no model.
+ */
+export async function resolveRunModel(request: EnqueueRequest, store: Pick<ObjectStore, 'get' | 'getStream' | 'head'>): Promise<ModelSetup | null> {
+  if (!request.modelSource) return null;
+  const files = modelFiles({ store });
+  const setup = await resolveModelSetup(request.modelSource.weights, request.modelSource.options, files);
+  request.modelIdentity = await modelIdentityOf(setup, files);
+  return setup;
+}
+
+/** The model flags only make sense with a model to apply them to. */
+function parseModelSource(flags: EnqueueFlags, env: Record<string, string | undefined>): EnqueueRequest['modelSource'] {
+  const weights = flags.weights ?? (env[WEIGHTS_ENV] || undefined);
+  // --layer is also an explain option of the run (workers check it as before): it may come alone.
+  const options: ModelOptions = parseModelOptionFlags(flags);
+  if (weights === undefined) {
+    const given = (['preprocess', 'centerCrop', 'labels'] as const).filter((k) => options[k] !== undefined);
+    if (given.length > 0) throw new ConfigError('--weights', `--${given[0] === 'centerCrop' ? 'center-crop' : given[0]} describes a model: name the model with --weights (or ${WEIGHTS_ENV}) as the workers do`);
+    return undefined;
+  }
+  if (weights.trim() === '') throw new ConfigError('--weights', 'expected a model: path, s3:// URI or http(s) URL');
+  return { weights, options };
 }
 
 /**
@@ -105,6 +161,7 @@ export function deriveRunId(parts: {
   options: ExplainOptions;
   model: string;
   truth?: TruthSpec;
+  modelSource?: EnqueueRequest['modelSource'];
 }): string {
   const canonical = JSON.stringify([
     formatS3Uri(parts.source),
@@ -115,6 +172,8 @@ export function deriveRunId(parts: {
     parts.model,
     // Only present with truth, so runs without it keep the ids they always had.
     ...(parts.truth ? [parts.truth] : []),
+    // Likewise only with a named model: another model is another audit.
+    ...(parts.modelSource ? [{ model: parts.modelSource.weights, ...parts.modelSource.options }] : []),
   ]);
   const digest = createHash('sha256').update(canonical).digest('hex').slice(0, 10);
   const slug = `${parts.source.bucket}-${parts.source.key}`

@@ -19,6 +19,7 @@ import type { PendingImage, RegisterMode, RunRecord, RunStore } from '../shared/
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
 import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.js';
 import { ARTIFACT_FOLDERS } from '../shared/artifacts.js';
+import { modelMismatch } from '../shared/model-setup.js';
 import { formatS3Uri, parseS3Prefix } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
@@ -129,7 +130,14 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   const existing = await deps.runs.getRun(runId);
   if (existing) assertSameRun(existing, request);
   const { record, created } = await deps.runs.createRun(
-    { id: runId, source: formatS3Uri(request.source), output: formatS3Uri(request.output), options: request.options, model: request.model },
+    {
+      id: runId,
+      source: formatS3Uri(request.source),
+      output: formatS3Uri(request.output),
+      options: request.options,
+      model: request.model,
+      ...(request.modelIdentity ? { modelIdentity: request.modelIdentity } : {}),
+    },
     scan.now(),
   );
   const keys = deps.runs.keys(runId);
@@ -150,6 +158,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
           source: { bucket: request.source.bucket, key: o.key, etag: o.etag, size: o.size },
           output,
           options: request.options,
+          ...(request.modelIdentity ? { model: request.modelIdentity } : {}),
           ...(t ? { truth: t } : {}),
         } satisfies AuditJobPayload,
         opts: jobOptionsFor(runId, o.key),
@@ -287,6 +296,10 @@ function assertSameRun(record: RunRecord, request: EnqueueRequest): void {
   if (record.source !== formatS3Uri(request.source)) mismatch.push(`source ${record.source}`);
   if (record.output !== formatS3Uri(request.output)) mismatch.push(`output ${record.output}`);
   if (JSON.stringify(sortKeys(record.options)) !== JSON.stringify(sortKeys(request.options))) mismatch.push('different explain options');
+  const modelDiff = record.modelIdentity && request.modelIdentity ? modelMismatch(record.modelIdentity, request.modelIdentity) : null;
+  if (modelDiff !== null || !record.modelIdentity !== !request.modelIdentity) {
+    mismatch.push(record.modelIdentity ? `model ${record.modelIdentity.weights} (${record.modelIdentity.fingerprint}, ${record.modelIdentity.preprocess})` : 'no model named');
+  }
   if (mismatch.length > 0) {
     throw new ConfigError('--run-id', `run "${record.id}" already exists with ${mismatch.join(', ')}; re-enqueue it with the same arguments or choose another --run-id`);
   }

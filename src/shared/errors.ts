@@ -90,6 +90,16 @@ export class ForeignJobError extends AuditError {
   }
 }
 
+/**
+ * A job whose run needs another model (weights, preprocessing, labels or target layer) than the one
+ * this worker serves. Not the job's fault and not the worker's: the job is left in the queue for a
+ * worker that serves the run's model (docs/architecture.md, "Which worker serves a run").
+ */
+export class ModelMismatchError extends AuditError {
+  readonly code = 'MODEL_MISMATCH';
+  readonly retryable = true;
+}
+
 /** Coerce anything thrown into an Error, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value;

@@ -1,5 +1,6 @@
 import { parseEnum, parseIntInRange, parseNumberInRange } from './config.js';
 import { ConfigError } from './errors.js';
+import { parseLayerName } from './model-options.js';
 
 /**
  * What to explain and how. These options travel in every job payload, are recorded in every
@@ -91,9 +92,7 @@ export function parseExplainOptionFlags(flags: RawExplainOptionFlags): ExplainOp
   };
   if (flags.maxSide !== undefined) options.maxSide = parseIntInRange('--max-side', flags.maxSide, 16, 65_535);
   if (flags.layer !== undefined) {
-    // Keras layer names; the engine checks that the name exists in its model.
-    if (!/^[A-Za-z0-9_./-]{1,128}$/.test(flags.layer)) throw new ConfigError('--layer', `expected a layer name such as block5_conv3, got "${flags.layer}"`);
-    options.layer = flags.layer;
+    options.layer = parseLayerName(flags.layer);
   }
   return options;
 }

@@ -8,6 +8,7 @@
 import type { ArtifactPaths } from './artifacts.js';
 import type { ImageMetrics, LineTruth } from './audit/types.js';
 import type { CamMethod, ResizeMode, ScoreMode } from './explain-options.js';
+import type { PreprocessMode } from './preprocessing.js';
 
 /** @2: `outputs.manifest` became `outputs.prediction`; `metrics`, `truth` and `units` added. */
 export const IMAGE_MANIFEST_SCHEMA = 'gradcam-audit/image@2';
@@ -43,7 +44,17 @@ export interface CamRecord {
   degenerate: string | null;
 }
 
-export interface Provenance {
+/** The model properties a prediction was made with (src/shared/model-options.ts). */
+export interface ModelProvenance {
+  /** Input preprocessing mode (`--preprocess`). */
+  preprocess: PreprocessMode;
+  /** torchvision center crop (`--center-crop`). */
+  centerCrop: boolean;
+  /** Where the class names came from: a file or URI, `imagenet`, or `none`. */
+  labels: string;
+}
+
+export interface Provenance extends ModelProvenance {
   modelName: string;
   weightsSource: string;
   weightsHash: string;

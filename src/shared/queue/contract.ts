@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors.js';
 import type { JobTruth } from '../audit/types.js';
 import type { ExplainOptions } from '../explain-options.js';
+import type { ModelIdentity } from '../model-setup.js';
 import type { JobsOptions } from 'bullmq';
 
 export const PAYLOAD_VERSION = 1;
@@ -18,6 +19,8 @@ export interface AuditJobPayload {
   source: { bucket: string; key: string; etag: string; size: number };
   output: { bucket: string; prefix: string };
   options: ExplainOptions;
+  /** The model the run needs (the run record's `modelIdentity`); absent: any model. */
+  model?: ModelIdentity;
   /** This image's ground truth (`enqueue --truth`); absent when the run has none for it. */
   truth?: JobTruth;
 }

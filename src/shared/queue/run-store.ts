@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import type { ExplainOptions } from '../explain-options.js';
 import type { Provenance, RunManifestLine } from '../manifest.js';
 import { ConfigError, NotFoundError } from '../errors.js';
+import type { ModelIdentity } from '../model-setup.js';
 import { stableHash } from '../stable-json.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
@@ -33,6 +34,8 @@ export interface RunRecord {
   optionsHash: string;
   /** Free-form model label given at enqueue time (workers record the real provenance). */
   model: string;
+  /** The model the run needs (`enqueue --weights`); workers serving another model leave its jobs. Absent: any model. */
+  modelIdentity?: ModelIdentity;
   state: RunState;
   /** Images enqueued so far (final once `enqueueComplete`). */
   total: number;
@@ -62,6 +65,7 @@ export interface NewRun {
   output: string;
   options: ExplainOptions;
   model?: string;
+  modelIdentity?: ModelIdentity;
 }
 
 export interface RecordOutcome {
@@ -279,6 +283,7 @@ export class RunStore {
           options: JSON.stringify(run.options),
           optionsHash: stableHash(run.options),
           model: run.model ?? '',
+          ...(run.modelIdentity ? { modelIdentity: JSON.stringify(run.modelIdentity) } : {}),
           state: 'enqueuing',
           total: 0,
           done: 0,
@@ -624,6 +629,7 @@ function parseRun(h: Record<string, string>): RunRecord {
     options,
     optionsHash: h.optionsHash ?? stableHash(options),
     model: h.model ?? '',
+    ...(h.modelIdentity ? { modelIdentity: JSON.parse(h.modelIdentity) as ModelIdentity } : {}),
     state: (h.state ?? 'enqueuing') as RunState,
     total: num(h.total),
     done: num(h.done),

@@ -12,7 +12,8 @@ import { ARTIFACTS, type ArtifactName, type ArtifactPaths, type ArtifactSpec } f
 import type { LabelMatcher } from '../../shared/audit/label-matcher.js';
 import type { ImageMetrics, JobTruth } from '../../shared/audit/types.js';
 import type { ExplainOptions } from '../../shared/explain-options.js';
-import type { ImageManifest, SourceInfo } from '../../shared/manifest.js';
+import type { ImageManifest, ModelProvenance, SourceInfo } from '../../shared/manifest.js';
+import type { ModelPreprocessing } from '../../shared/preprocessing.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import { imageMetricsOf, lineTruthOf, resolveTruth } from '../audit/image-audit.js';
 import type { EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
@@ -46,6 +47,8 @@ export interface ImageCoreDeps {
   matcher: LabelMatcher;
   /** `--weights` as given, for provenance. */
   weightsSource: string;
+  /** The model's input preprocessing and what the document records of it (src/worker/model/model-card.ts). */
+  model: { preprocessing: ModelPreprocessing; provenance: ModelProvenance };
   infer: InferOne;
   decodeOptions?: Partial<DecodeOptions>;
   /** Decoded pixels shared by every image in flight (config `pixelBudget`); none: unbounded. */
@@ -98,7 +101,7 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
       t = performance.now(); // time in the budget's queue is not decode time
     });
     lap('decode');
-    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize });
+    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize, ...deps.model.preprocessing });
     lap('preprocess');
     const display = await displayImage(decoded, overlaySize(decoded.width, decoded.height, options.maxSide, options.overlayFormat));
     lease?.shrink(display.width * display.height);
@@ -135,6 +138,7 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
     options,
     labels: deps.labels,
     weightsSource: deps.weightsSource,
+    model: deps.model.provenance,
     packageVersion: PACKAGE_VERSION,
     outputs: input.outputs,
     metrics,

@@ -7,7 +7,7 @@
 import type { ImageMetrics, LineTruth } from '../../shared/audit/types.js';
 import type { ExplainOptions } from '../../shared/explain-options.js';
 import { IMAGE_MANIFEST_SCHEMA, PREDICTION_UNITS } from '../../shared/manifest.js';
-import type { CamRecord, ImageManifest, Provenance, SourceInfo } from '../../shared/manifest.js';
+import type { CamRecord, ImageManifest, ModelProvenance, Provenance, SourceInfo } from '../../shared/manifest.js';
 import type { CamMap, EngineImageResult, EngineInfo } from '../engine/engine.js';
 import type { ClassLabel } from '../model/labels.js';
 import { decodeTopK } from '../model/labels.js';
@@ -21,6 +21,8 @@ export interface AssembleInput {
   labels: readonly ClassLabel[] | null;
   /** Where the weights came from (path, s3:// URI or URL). */
   weightsSource: string;
+  /** Preprocessing and labels the model was run with. */
+  model: ModelProvenance;
   packageVersion: string;
   outputs: ImageManifest['outputs'];
   metrics: ImageMetrics;
@@ -32,12 +34,15 @@ export interface AssembleInput {
   now?: Date;
 }
 
-export function provenanceOf(engine: EngineInfo, options: AssembleInput['options'], weightsSource: string, packageVersion: string): Provenance {
+export function provenanceOf(engine: EngineInfo, options: AssembleInput['options'], weightsSource: string, packageVersion: string, model: ModelProvenance): Provenance {
   return {
     modelName: engine.modelName,
     weightsSource,
     weightsHash: engine.weightsHash,
     layer: engine.layer,
+    preprocess: model.preprocess,
+    centerCrop: model.centerCrop,
+    labels: model.labels,
     method: options.method,
     score: options.score,
     resize: options.resize,
@@ -70,7 +75,7 @@ export function predictionDocumentOf(input: AssembleInput): ImageManifest {
   const doc: ImageManifest = {
     schema: IMAGE_MANIFEST_SCHEMA,
     source: input.source,
-    provenance: provenanceOf(input.engine, input.options, input.weightsSource, input.packageVersion),
+    provenance: provenanceOf(input.engine, input.options, input.weightsSource, input.packageVersion, input.model),
     predictions: decodeTopK(input.result.probabilities, input.options.topK, input.labels),
     targets: input.result.cams.map((cam) => camRecordOf(cam, input.labels)),
     outputs: input.outputs,

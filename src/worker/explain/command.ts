@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
+import { MODEL_FLAG_HELP } from '../../shared/model-options.js';
 import { CAM_METHODS, COLORMAPS, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
 import type { RawExplainFlags } from './options.js';
 
@@ -19,8 +20,11 @@ export async function explainCommand(): Promise<Command> {
     .option('--targets <which>', 'classes to explain: top1, topk, or class indices such as 281,285 (default: top1)')
     .option('--method <name>', `${CAM_METHODS.join('|')} (default: ${d.method})`)
     .option('--score <mode>', `${SCORE_MODES.join('|')}: differentiate the softmax probability or the pre-softmax logit (default: ${d.score})`)
-    .option('--layer <name>', 'target layer (default: block5_conv3 for VGG16, else the last conv layer)')
-    .option('--labels <file>', 'class labels for non-ImageNet heads (JSON or one label per line)')
+    .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
+    .option(MODEL_FLAG_HELP.labels[0], MODEL_FLAG_HELP.labels[1])
+    .option(MODEL_FLAG_HELP.preprocess[0], MODEL_FLAG_HELP.preprocess[1])
+    .option(MODEL_FLAG_HELP.centerCrop[0], MODEL_FLAG_HELP.centerCrop[1])
+    .option(MODEL_FLAG_HELP.noCenterCrop[0], MODEL_FLAG_HELP.noCenterCrop[1])
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])

@@ -5,6 +5,7 @@
  */
 import { ConfigError } from '../../shared/errors.js';
 import { parseIntInRange } from '../../shared/config.js';
+import { parseModelOptionFlags, type ModelOptions, type RawModelOptionFlags } from '../../shared/model-options.js';
 import { parseExplainOptionFlags, type ExplainOptions, type RawExplainOptionFlags } from '../../shared/explain-options.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { parseBackendChoice } from '../engine/tfjs/backend.js';
@@ -13,14 +14,12 @@ import { parseEngineChoice } from '../engine/factory.js';
 import type { OnnxRuntimeOptions, RawOnnxFlags } from '../engine/onnx/options.js';
 import { parseOnnxFlags } from '../engine/onnx/options.js';
 
-export interface ExplainCommandOptions extends ExplainOptions {
+export interface ExplainCommandOptions extends ExplainOptions, ModelOptions {
   images: string[];
   /** Weights: path, s3:// URI or http(s) URL (`.h5` or TF.js `model.json`). */
   weights: string;
   /** Output directory. Default `.`. */
   out: string;
-  /** Labels file for non-ImageNet heads; default ImageNet for 1000-class models. */
-  labels?: string;
   /** Default `auto`. */
   backend: BackendChoice;
   /** Default `auto`. */
@@ -34,10 +33,9 @@ export interface ExplainCommandOptions extends ExplainOptions {
 export const EXPLAIN_COMMAND_DEFAULTS = Object.freeze({ out: '.', backend: 'auto' as BackendChoice, engine: 'auto' as EngineChoice, batchSize: 8 });
 
 /** Raw flag values as commander hands them over (strings, or undefined when not given). */
-export interface RawExplainFlags extends RawOnnxFlags, RawExplainOptionFlags {
+export interface RawExplainFlags extends RawOnnxFlags, RawExplainOptionFlags, RawModelOptionFlags {
   weights?: string;
   out?: string;
-  labels?: string;
   backend?: string;
   engine?: string;
   batchSize?: string;
@@ -48,10 +46,10 @@ export function parseExplainFlags(images: string[], flags: RawExplainFlags): Exp
   if (!flags.weights) throw new ConfigError('--weights', 'required: a .h5 weights file or a TF.js model.json (path, s3:// URI or http(s) URL)');
   const options: ExplainCommandOptions = {
     ...parseExplainOptionFlags(flags),
+    ...parseModelOptionFlags(flags),
     images,
     weights: flags.weights,
     out: flags.out ?? EXPLAIN_COMMAND_DEFAULTS.out,
-    labels: flags.labels,
     backend: flags.backend === undefined ? EXPLAIN_COMMAND_DEFAULTS.backend : parseBackendChoice(flags.backend),
     engine: flags.engine === undefined ? EXPLAIN_COMMAND_DEFAULTS.engine : parseEngineChoice(flags.engine),
     batchSize: flags.batchSize === undefined ? EXPLAIN_COMMAND_DEFAULTS.batchSize : parseIntInRange('--batch-size', flags.batchSize, 1, 256),

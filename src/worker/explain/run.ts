@@ -14,6 +14,10 @@ import { AuditError, describeError, InvalidInputError } from '../../shared/error
 import type { Logger } from '../../shared/logger.js';
 import { silentLogger } from '../../shared/logger.js';
 import { failedLineOf, manifestLineOf, type ImageManifest, type RunManifestLine } from '../../shared/manifest.js';
+import type { ModelOptions } from '../../shared/model-options.js';
+import type { ModelSetup } from '../../shared/model-setup.js';
+import { describePreprocessing } from '../../shared/preprocessing.js';
+import { modelProvenanceOf } from '../model/model-card.js';
 import { explainImage, engineRequestOf, writeArtifacts, type ImageCoreDeps } from '../core/image-core.js';
 import type { Engine, EngineImageResult } from '../engine/engine.js';
 import { createEngine } from '../engine/factory.js';
@@ -36,7 +40,9 @@ export interface ExplainDeps {
   /** Load the model from `--weights` (path, s3:// URI or URL). */
   loadSpec: (source: string) => Promise<ModelInput>;
   createEngine: (options: CreateEngineOptions) => Promise<Engine>;
-  loadLabels: (numClasses: number, file: string | undefined) => Promise<LabelResolution>;
+  /** The model's card, flags and defaults resolved (src/shared/model-setup.ts). */
+  resolveSetup: (weights: string, flags: ModelOptions) => Promise<ModelSetup>;
+  loadLabels: (numClasses: number, given: ModelSetup['labels']) => Promise<LabelResolution>;
   /** One line per image result, for people. */
   report: (line: string) => void;
   now: () => Date;
@@ -74,7 +80,17 @@ export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
       return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body });
     },
     createEngine,
-    loadLabels: (numClasses, file) => loadLabels({ numClasses, file }),
+    resolveSetup: async (weights, flags) => {
+      const { configuredModelFiles, resolveSetup } = await import('../model/model-card.js');
+      const { loadConfig } = await import('../../shared/config.js');
+      const { files, release } = await configuredModelFiles(weights, () => loadConfig().s3);
+      try {
+        return await resolveSetup(weights, flags, files);
+      } finally {
+        release();
+      }
+    },
+    loadLabels: (numClasses, given) => loadLabels({ numClasses, given }),
     report: (line) => process.stdout.write(`${line}\n`),
     now: () => new Date(),
     pixelBudget: loadConfig().pixelBudget,
@@ -88,12 +104,13 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
   await mkdir(options.out, { recursive: true });
 
   const spec = await deps.loadSpec(options.weights);
-  const engine = await deps.createEngine({ spec, engine: options.engine, layer: options.layer, backend: options.backend, logger, onnx: options.onnx });
+  const setup = await deps.resolveSetup(options.weights, options);
+  const engine = await deps.createEngine({ spec, engine: options.engine, layer: setup.layer, backend: options.backend, logger, onnx: options.onnx });
   const outcomes = new Array<ExplainImageOutcome>(inputs.length);
   try {
-    const labels = await deps.loadLabels(engine.info.numClasses, options.labels);
+    const labels = await deps.loadLabels(engine.info.numClasses, setup.labels);
     if (labels.warning) logger.warn(labels.warning);
-    logger.info({ engine: engine.info.engine, backend: engine.info.backend, device: engine.info.device, layer: engine.info.layer, images: inputs.length }, 'explaining');
+    logger.info({ engine: engine.info.engine, backend: engine.info.backend, device: engine.info.device, layer: engine.info.layer, preprocess: describePreprocessing(setup.preprocessing), images: inputs.length }, 'explaining');
 
     // A failing engine call is not about one image (bad --targets, broken model): it fails the command.
     let engineError: unknown = null;
@@ -103,6 +120,7 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
       labels: labels.labels,
       matcher: new LabelMatcher(labels.labels, engine.info.numClasses),
       weightsSource: options.weights,
+      model: { preprocessing: setup.preprocessing, provenance: modelProvenanceOf(setup.preprocessing, labels.source) },
       infer: async (image, opts) => {
         try {
           const { result, batch } = await batcher.submit(batchKeyFor(opts, engine.info.layer), { image, request: engineRequestOf(opts) });

@@ -29,6 +29,8 @@ export interface LoadLabelsOptions {
   numClasses: number;
   /** `--labels FILE`; undefined uses the ImageNet index when the model has 1000 classes. */
   file?: string;
+  /** Labels already read (model card, `--labels` from S3/http, `labels.json` beside a TF.js model): used instead of `file`. */
+  given?: { source: string; text: string } | null;
   /** Injected for tests; defaults to `fs.readFile` as UTF-8. */
   read?: (path: string) => Promise<string>;
 }
@@ -42,6 +44,13 @@ export const IMAGENET_CLASS_INDEX_FILE = 'imagenet_class_index.json';
  */
 export async function loadLabels(options: LoadLabelsOptions): Promise<LabelResolution> {
   const read = options.read ?? ((path: string) => readFile(path, 'utf8'));
+  if (options.given) {
+    const labels = parseLabels(options.given.text, options.given.source);
+    if (labels.length !== options.numClasses) {
+      throw new ConfigError('--labels', `${options.given.source} has ${labels.length} labels but the model outputs ${options.numClasses} classes`);
+    }
+    return { labels, source: options.given.source, warning: null };
+  }
   if (options.file !== undefined) {
     let text: string;
     try {

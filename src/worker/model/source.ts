@@ -15,16 +15,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { basename, dirname, extname, join, posix, resolve } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, ModelError, NotFoundError, TransientError } from '../../shared/errors.js';
 import type { Architecture } from './architecture.js';
 import { readKerasHdf5 } from './hdf5.js';
 import type { ModelInput } from './graph/from-sequential.js';
 import { importOnnx } from './graph/onnx-import.js';
+import { describeSource, parseWeightSource, resolveRelative, type WeightSource } from '../../shared/model-uri.js';
 import type { ModelSpec } from './spec.js';
 import { readTfjsLayersModel } from './tfjs-layers.js';
 
@@ -57,44 +57,7 @@ export function defaultWeightsCacheDir(): string {
   return join(base, 'gradcam-audit', 'weights');
 }
 
-export type WeightSource = { kind: 'file'; path: string } | { kind: 's3'; bucket: string; key: string } | { kind: 'http'; url: string };
-
-export function parseWeightSource(source: string): WeightSource {
-  if (source.startsWith('s3://')) {
-    const rest = source.slice(5);
-    const slash = rest.indexOf('/');
-    if (slash <= 0 || slash === rest.length - 1) throw new ConfigError('--weights', `"${source}" is not s3://bucket/key`);
-    return { kind: 's3', bucket: rest.slice(0, slash), key: rest.slice(slash + 1) };
-  }
-  if (/^https?:\/\//i.test(source)) {
-    try {
-      return { kind: 'http', url: new URL(source).toString() };
-    } catch (err) {
-      throw new ConfigError('--weights', `"${source}" is not a valid URL`, { cause: err });
-    }
-  }
-  if (source.startsWith('file://')) return { kind: 'file', path: fileURLToPath(source) };
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) throw new ConfigError('--weights', `unsupported scheme in "${source}" (use a path, s3:// or http(s)://)`);
-  return { kind: 'file', path: resolve(source) };
-}
-
-export function describeSource(source: WeightSource): string {
-  if (source.kind === 'file') return source.path;
-  if (source.kind === 's3') return `s3://${source.bucket}/${source.key}`;
-  return source.url;
-}
-
-/** A path from a model.json (a shard) resolved against model.json's location, in the same scheme. */
-export function resolveRelative(base: WeightSource, relative: string): WeightSource {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(relative) || relative.startsWith('/')) {
-    throw new ModelError(`${describeSource(base)}: shard path "${relative}" must be relative to model.json`);
-  }
-  if (base.kind === 'file') return { kind: 'file', path: join(dirname(base.path), relative) };
-  if (base.kind === 'http') return { kind: 'http', url: new URL(relative, base.url).toString() };
-  const key = posix.normalize(posix.join(posix.dirname(base.key), relative));
-  if (key.startsWith('../')) throw new ModelError(`s3://${base.bucket}/${base.key}: shard path "${relative}" leaves the bucket`);
-  return { kind: 's3', bucket: base.bucket, key };
-}
+export { describeSource, parseWeightSource, resolveRelative, type WeightSource } from '../../shared/model-uri.js';
 
 /** Load a model from any supported source and format: a graph for ONNX files, a sequential spec for Keras. */
 export async function loadModel(source: string, deps: WeightSourceDeps = {}, options: LoadModelOptions = {}): Promise<ModelInput> {

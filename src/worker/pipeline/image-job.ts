@@ -14,7 +14,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { AuditError, describeError, ForeignJobError, InvalidInputError, isRetryable, toError } from '../../shared/errors.js';
+import { AuditError, describeError, ForeignJobError, InvalidInputError, isRetryable, ModelMismatchError, toError } from '../../shared/errors.js';
 import { COMPLETION_ARTIFACT, mapArtifactPaths } from '../../shared/artifacts.js';
 import type { Logger } from '../../shared/logger.js';
 import { failedLineOf, IMAGE_MANIFEST_SCHEMA, manifestLineOf, type ImageManifest, type RunManifestLine } from '../../shared/manifest.js';
@@ -29,6 +29,8 @@ import { engineRequestOf, explainImage, writeArtifacts, type EngineRequestOption
 import { provenanceOf, roundTimings } from '../core/prediction-document.js';
 import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
 import type { ClassLabel } from '../model/labels.js';
+import type { ServedModel } from '../model/model-card.js';
+import { leaveForMatchingWorker } from './model-mismatch.js';
 import type { BatchInfo, DynamicBatcher } from './batcher.js';
 import { batchKeyFor, outputsHashFor } from './job-keys.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -51,6 +53,8 @@ export interface ImageJobContext {
   labels: readonly ClassLabel[] | null;
   /** `--weights` as given, for provenance. */
   weightsSource: string;
+  /** The model's preprocessing, provenance and identity (model-card.ts). */
+  model: ServedModel;
   store: ObjectStore;
   runs: RunStore;
   /** The per-image core's dependencies (engine info, labels, matcher, the batched engine call, decode options). */
@@ -60,6 +64,8 @@ export interface ImageJobContext {
   logger: Logger;
   workerId: string;
   maxSourceBytes: number;
+  /** PipelineOptions.handBackDelayMs. */
+  handBackDelayMs: number;
   /** Called when the run has every result; must not throw (the sweeper retries). */
   onRunComplete: (runId: string) => Promise<void>;
   /** Runs whose provenance this process already recorded. */
@@ -79,7 +85,8 @@ export function engineBatchRunner(engine: Engine): (key: string, items: BatchIte
   return (_key, items) => engine.explain({ ...items[0].request, images: items.map((i) => i.image) });
 }
 
-export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobContext): Promise<ImageJobResult> {
+/** @param token the job's lock token from BullMQ's processor, needed to hand a job back (model mismatch) */
+export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobContext, token?: string): Promise<ImageJobResult> {
   const payload = job.data;
   const log = ctx.logger.child({ jobId: job.id, runId: payload?.runId, key: payload?.source?.key, attempt: job.attemptsMade + 1 });
   try {
@@ -89,6 +96,7 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
   } catch (err) {
     const error = toError(err);
     if (error instanceof ForeignJobError) throw rejectForeign(error, ctx, log);
+    if (error instanceof ModelMismatchError) throw await leaveForMatchingWorker(job, token, error, ctx, log);
     const attempts = job.opts.attempts ?? 1;
     const lastAttempt = job.attemptsMade + 1 >= attempts;
     const permanent = !isRetryable(error) || error instanceof UnrecoverableError;
@@ -176,7 +184,7 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
   metrics.observeStage('upload', performance.now() - t);
 
   if (!ctx.provenanceRecorded.has(payload.runId)) {
-    await ctx.runs.setProvenanceOnce(payload.runId, provenanceOf(engine.info, options, ctx.weightsSource, PACKAGE_VERSION));
+    await ctx.runs.setProvenanceOnce(payload.runId, provenanceOf(engine.info, options, ctx.weightsSource, PACKAGE_VERSION, ctx.model.provenance));
     ctx.provenanceRecorded.add(payload.runId);
   }
   await recordSuccess(payload, manifestLineOf(payload.source.key, core.document), ctx);

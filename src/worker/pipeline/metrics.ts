@@ -25,6 +25,7 @@ export class WorkerMetrics {
   readonly processed: Counter<'outcome'>;
   readonly failed: Counter<'reason'>;
   readonly rejected: Counter<'reason'>;
+  readonly handedBack: Counter<'reason'>;
   readonly batchSize: Histogram;
   readonly stageSeconds: Histogram<'stage'>;
   readonly engineBusySeconds: Counter;
@@ -50,6 +51,12 @@ export class WorkerMetrics {
     this.rejected = new Counter({
       name: 'gradcam_audit_jobs_rejected_total',
       help: 'Jobs failed without processing because they do not belong to the run they name (UNKNOWN_RUN, NOT_IN_RUN); never counted in any run',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.handedBack = new Counter({
+      name: 'gradcam_audit_jobs_handed_back_total',
+      help: 'Jobs put back in the queue untouched for another worker (MODEL_MISMATCH: their run needs another model than this worker serves)',
       labelNames: ['reason'],
       registers,
     });

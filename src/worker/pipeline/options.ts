@@ -41,6 +41,11 @@ export interface PipelineOptions {
   heartbeatIntervalMs: number;
   /** Period of the sweep for runs whose finalizer died. Default 30,000. */
   sweepIntervalMs: number;
+  /**
+   * How long a job whose run needs another model stays out of the queue before any worker may take
+   * it again (plus up to 50% jitter; model-mismatch.ts). Default 15,000.
+   */
+  handBackDelayMs: number;
   /** Largest source object downloaded, in bytes. Default `MAX_SOURCE_BYTES` (100 MiB), shared with the dashboard's thumbnails. */
   maxSourceBytes: number;
   /** Decoded pixels all in-flight images may hold together (config `GRADCAM_AUDIT_PIXEL_BUDGET_MP`). Default 256 MP. */
@@ -57,6 +62,7 @@ export const PIPELINE_DEFAULTS = Object.freeze({
   maxStalledCount: 2,
   heartbeatIntervalMs: 5_000,
   sweepIntervalMs: 30_000,
+  handBackDelayMs: 15_000,
   maxSourceBytes: MAX_SOURCE_BYTES,
   pixelBudget: DEFAULTS.pixelBudgetMegapixels * 1_000_000,
 });
@@ -97,6 +103,7 @@ export function resolvePipelineOptions(partial: Partial<PipelineOptions> = {}): 
   intIn('--max-stalled-count', o.maxStalledCount, 0, 100);
   intIn('heartbeatIntervalMs', o.heartbeatIntervalMs, 100, 600_000);
   intIn('sweepIntervalMs', o.sweepIntervalMs, 100, 3_600_000);
+  intIn('handBackDelayMs', o.handBackDelayMs, 0, 3_600_000);
   intIn('maxSourceBytes', o.maxSourceBytes, 1, 2 ** 40);
   intIn('GRADCAM_AUDIT_PIXEL_BUDGET_MP', o.pixelBudget, 1, 2 ** 50);
   if (!/^[A-Za-z0-9_.-]{1,128}$/.test(o.workerId)) {

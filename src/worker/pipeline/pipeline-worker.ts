@@ -16,7 +16,7 @@
  */
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { Queue, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { describeError, ForeignJobError } from '../../shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
@@ -34,6 +34,7 @@ import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/eng
 import { LabelMatcher } from '../../shared/audit/label-matcher.js';
 import { PixelBudget } from '../core/pixel-budget.js';
 import type { ClassLabel } from '../model/labels.js';
+import { DEFAULT_SERVED_MODEL, type ServedModel } from '../model/model-card.js';
 import { DynamicBatcher } from './batcher.js';
 import type { BatchItem, ImageJobContext, ImageJobResult } from './image-job.js';
 import { batchedInfer, engineBatchRunner, processImageJob } from './image-job.js';
@@ -47,6 +48,8 @@ export interface PipelineWorkerDeps {
   engine: Engine;
   labels: readonly ClassLabel[] | null;
   weightsSource: string;
+  /** The model's preprocessing, provenance and identity. Default: caffe, no identity (serves only runs that name no model). */
+  model?: ServedModel;
   store: ObjectStore;
   runs: RunStore;
   /** Plain commands: heartbeats, run records. */
@@ -129,6 +132,7 @@ export class PipelineWorker {
       engine: deps.engine,
       labels: deps.labels,
       weightsSource: deps.weightsSource,
+      model: deps.model ?? DEFAULT_SERVED_MODEL,
       store: deps.store,
       runs: deps.runs,
       core: {
@@ -136,6 +140,7 @@ export class PipelineWorker {
         labels: deps.labels,
         matcher: new LabelMatcher(deps.labels, deps.engine.info.numClasses),
         weightsSource: deps.weightsSource,
+        model: deps.model ?? DEFAULT_SERVED_MODEL,
         infer: batchedInfer(this.batcher, this.metrics, deps.engine.info.layer),
         budget: this.pixelBudget,
       },
@@ -144,8 +149,9 @@ export class PipelineWorker {
       logger: log,
       workerId: this.options.workerId,
       maxSourceBytes: this.options.maxSourceBytes,
+      handBackDelayMs: this.options.handBackDelayMs,
       provenanceRecorded: new Set(),
-      verifyJob: (payload) => verifyJob(payload, { cache: this.runCache, runs: deps.runs }),
+      verifyJob: (payload) => verifyJob(payload, { cache: this.runCache, runs: deps.runs, served: deps.model?.identity }),
       onRunComplete: async (runId) => {
         try {
           const outcome = await deps.finalizeRun(runId);
@@ -167,7 +173,7 @@ export class PipelineWorker {
       'engine warm; lock duration sized from the measured batch',
     );
     const concurrency = this.options.batchSize + this.options.prefetch;
-    this.worker = new Worker<AuditJobPayload, ImageJobResult>(this.deps.queueName, (job) => this.process(job), {
+    this.worker = new Worker<AuditJobPayload, ImageJobResult>(this.deps.queueName, (job, token) => this.process(job, token), {
       connection: this.deps.bullConnection,
       prefix: bullPrefix(this.deps.keySpace),
       name: this.options.workerId,
@@ -248,7 +254,7 @@ export class PipelineWorker {
     return { clean, abandoned, ms };
   }
 
-  private async process(job: Job<AuditJobPayload>): Promise<ImageJobResult> {
+  private async process(job: Job<AuditJobPayload>, token?: string): Promise<ImageJobResult> {
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
     try {
@@ -256,10 +262,12 @@ export class PipelineWorker {
         this.runsStarted.add(job.data.runId);
         await this.deps.runs.markStarted(job.data.runId).catch((err: unknown) => this.deps.logger.warn({ runId: job.data.runId, err: describeError(err) }, 'could not record the run start'));
       }
-      const result = await processImageJob(job, this.ctx);
+      const result = await processImageJob(job, this.ctx, token);
       this.processed++;
       return result;
     } catch (err) {
+      // A job handed back to the queue (model mismatch) has not failed.
+      if (err instanceof DelayedError) throw err;
       // Only final failures count; a retry will be counted when it ends.
       if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1) || (err as Error).name === 'UnrecoverableError') this.failed++;
       throw err;

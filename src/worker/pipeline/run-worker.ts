@@ -27,6 +27,10 @@ import { listDriverGpus } from '../engine/onnx/providers.js';
 import { configuredModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
 import type { ModelInput } from '../model/graph/from-sequential.js';
+import { configuredModelFiles, resolveModel, servedModelOf, type ResolvedModel } from '../model/model-card.js';
+import { parseModelOptionFlags, type ModelOptions, type RawModelOptionFlags } from '../../shared/model-options.js';
+import { modelKeyOf } from '../../shared/model-setup.js';
+import { describePreprocessing } from '../../shared/preprocessing.js';
 import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
@@ -47,10 +51,8 @@ export async function useEngineThread(mode: EngineThreadMode, listGpus: () => Pr
 }
 
 /** Raw flag values as commander hands them over. */
-export interface RawWorkerFlags extends RawOnnxFlags {
+export interface RawWorkerFlags extends RawOnnxFlags, RawModelOptionFlags {
   weights?: string;
-  labels?: string;
-  layer?: string;
   engine?: string;
   backend?: string;
   batchSize?: string;
@@ -70,8 +72,8 @@ export interface RawWorkerFlags extends RawOnnxFlags {
 
 export interface WorkerCommandOptions {
   weights: string;
-  labels?: string;
-  layer?: string;
+  /** The model's properties from flags (`--preprocess`, `--center-crop`, `--labels`, `--layer`); the model card fills the rest. */
+  model: ModelOptions;
   engine: EngineChoice;
   backend: BackendChoice;
   /**
@@ -121,8 +123,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
   const metricsPortRaw = flags.metricsPort ?? env[WORKER_ENV.metricsPort];
   return {
     weights,
-    labels: flags.labels,
-    layer: flags.layer,
+    model: parseModelOptionFlags(flags),
     engine: parseEngineChoice(flags.engine ?? 'auto'),
     backend: parseBackendChoice(flags.backend ?? 'auto'),
     engineThread: parseEnum('--engine-thread', flags.engineThread ?? 'auto', ENGINE_THREAD_MODES),
@@ -184,15 +185,23 @@ export async function startWorker(
     releases.push(async () => void (await removeHeartbeat(redis, ks, workerId).catch(() => undefined)));
     logger.info({ weights: options.weights }, 'loading model');
     const loadStarted = performance.now();
+    // The model card and identity first: a bad card or an unknown preprocessing fails in
+    // milliseconds, before a large download.
+    const resolved = await resolveServedModel(options.weights, options.model, config);
+    const { setup, identity } = resolved;
+    logger.info(
+      { preprocess: describePreprocessing(setup.preprocessing), preprocessFrom: setup.preprocessFrom, card: setup.card?.uri ?? null, layer: setup.layer ?? null, labels: setup.labels?.source ?? null, fingerprint: identity.fingerprint, modelKey: modelKeyOf(identity) },
+      'model setup resolved; this worker serves runs that name this model (or none)',
+    );
     const spec = await loadSpec(options.weights);
     logger.info({ model: spec.name, weightsHash: spec.weightsHash, ms: Math.round(performance.now() - loadStarted) }, `model loaded: ${spec.name}; building the engine`);
     const thread = await useEngineThread(options.engineThread);
     const engine = thread
-      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logLevel: config.logLevel }, onFatal)
-      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logger });
+      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx: options.onnx, logLevel: config.logLevel }, onFatal)
+      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx: options.onnx, logger });
     releases.push(() => engine.dispose());
     logger.info({ ...engine.info, thread }, 'engine ready');
-    const labels = await loadLabels({ numClasses: engine.info.numClasses, file: options.labels });
+    const labels = await loadLabels({ numClasses: engine.info.numClasses, given: setup.labels });
     if (labels.warning) logger.warn(labels.warning);
     // The same checks `gradcam-audit doctor` prints, as far as the worker has them at hand.
     const startup = workerStartupReport({ spec, weights: options.weights, labels: labels.labels?.length ?? null, engine, requireGpu: options.requireGpu, redisUrl: config.redisUrl, gpus: await listDriverGpus() });
@@ -224,6 +233,7 @@ export async function startWorker(
         engine,
         labels: labels.labels,
         weightsSource: options.weights,
+        model: servedModelOf(resolved, labels.source),
         store,
         runs,
         redis,
@@ -256,6 +266,15 @@ export async function startWorker(
   } catch (err) {
     await releaseAll();
     throw err;
+  }
+}
+
+async function resolveServedModel(weights: string, flags: ModelOptions, config: AppConfig): Promise<ResolvedModel> {
+  const { files, release } = await configuredModelFiles(weights, config.s3);
+  try {
+    return await resolveModel(weights, flags, files);
+  } finally {
+    release();
   }
 }
 

@@ -2,13 +2,17 @@
  * A job is only as trustworthy as whoever could write to the queue: bull-board's "add job", or any
  * client with Redis access. Before a worker reads anything, each job is checked against the record
  * of the run it names: the run must exist, the image must lie inside the run's source prefix and
- * have been enqueued into the run, and the output and options must be the run's own. A job that
- * fails a check is not the run's: it fails permanently and the run never hears of it.
+ * have been enqueued into the run, and the output, options and model must be the run's own. A job
+ * that fails a check is not the run's: it fails permanently and the run never hears of it.
+ *
+ * A job that is the run's but needs another model than this worker serves is a different matter:
+ * `ModelMismatchError`, and the job is left for a worker that serves the run's model.
  */
-import { ForeignJobError } from '../../shared/errors.js';
+import { ForeignJobError, ModelMismatchError } from '../../shared/errors.js';
+import { modelMismatch, type ModelIdentity } from '../../shared/model-setup.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
 import type { RunRecord, RunStore } from '../../shared/queue/run-store.js';
-import { stableHash } from '../../shared/stable-json.js';
+import { stableHash, stableStringify } from '../../shared/stable-json.js';
 import { isWithinPrefix } from '../../shared/storage/output-keys.js';
 import { formatS3Uri, parseS3Uri } from '../../shared/storage/uri.js';
 
@@ -23,6 +27,17 @@ export function verifyJobAgainstRun(payload: AuditJobPayload, run: RunRecord | n
   const output = formatS3Uri({ bucket: payload.output.bucket, key: payload.output.prefix });
   if (output !== run.output) throw new ForeignJobError('NOT_IN_RUN', `job output ${output} is not run ${run.id}'s output ${run.output}`);
   if (stableHash(payload.options) !== run.optionsHash) throw new ForeignJobError('NOT_IN_RUN', `job options differ from run ${run.id}'s options`);
+  if (stableStringify(payload.model ?? null) !== stableStringify(run.modelIdentity ?? null)) throw new ForeignJobError('NOT_IN_RUN', `job's model differs from the model run ${run.id} recorded`);
+}
+
+/**
+ * Throws ModelMismatchError when the run names a model (`enqueue --weights`) that `served` is not.
+ * Runs enqueued without a model are served by any worker; their provenance says which model ran.
+ */
+export function verifyServedModel(run: RunRecord, served: ModelIdentity | undefined): void {
+  if (!run.modelIdentity || !served) return;
+  const reason = modelMismatch(run.modelIdentity, served);
+  if (reason !== null) throw new ModelMismatchError(`run ${run.id}: ${reason}`);
 }
 
 /**
@@ -50,10 +65,14 @@ export class RunRecordCache {
   }
 }
 
-/** The whole check a worker runs before a job's first S3 request. */
-export async function verifyJob(payload: AuditJobPayload, deps: { cache: RunRecordCache; runs: RunStore }): Promise<RunRecord> {
+/**
+ * The whole check a worker runs before a job's first S3 request. With `served` (the identity of
+ * the worker's model), a job of a run that needs another model throws ModelMismatchError.
+ */
+export async function verifyJob(payload: AuditJobPayload, deps: { cache: RunRecordCache; runs: RunStore; served?: ModelIdentity }): Promise<RunRecord> {
   const run = await deps.cache.get(payload.runId);
   verifyJobAgainstRun(payload, run);
+  verifyServedModel(run, deps.served);
   if (!(await deps.runs.isEnqueued(run.id, payload.source.key))) {
     throw new ForeignJobError('NOT_IN_RUN', `${formatS3Uri({ bucket: payload.source.bucket, key: payload.source.key })} was never enqueued into run ${run.id}`);
   }

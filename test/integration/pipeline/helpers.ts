@@ -7,7 +7,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { enqueueRun } from '../../../src/producer/enqueue.js';
-import { parseEnqueueRequest, type EnqueueFlags } from '../../../src/producer/enqueue-options.js';
+import { parseEnqueueRequest, resolveRunModel, type EnqueueFlags } from '../../../src/producer/enqueue-options.js';
+import type { ServedModel } from '../../../src/worker/model/model-card.js';
 import { silentLogger, type Logger } from '../../../src/shared/logger.js';
 import { bullPrefix, type AuditJobPayload } from '../../../src/shared/queue/contract.js';
 import { RunStore, type RunRecord } from '../../../src/shared/queue/run-store.js';
@@ -50,7 +51,8 @@ export interface PipelineHarness {
   bull: Redis;
   finalizerDeps: FinalizerDeps;
   /** `store` overrides the worker's S3 store (e.g. one pointing at an unreachable endpoint). */
-  startWorker(engine: Engine, options?: Partial<PipelineOptions>, logger?: Logger, store?: ObjectStore): Promise<PipelineWorker>;
+  /** `model`: the model the worker serves (default: caffe, no identity). */
+  startWorker(engine: Engine, options?: Partial<PipelineOptions>, logger?: Logger, store?: ObjectStore, model?: ServedModel): Promise<PipelineWorker>;
   enqueue(sourceUri: string, flags?: EnqueueFlags): Promise<string>;
   waitForRun(runId: string, timeoutMs?: number): Promise<RunRecord>;
   close(): Promise<void>;
@@ -68,12 +70,13 @@ export function pipelineHarness(t: TestRedis, b: TestBucket): PipelineHarness {
     queue,
     bull,
     finalizerDeps,
-    async startWorker(engine, options = {}, logger = silentLogger(), store = b.store) {
+    async startWorker(engine, options = {}, logger = silentLogger(), store = b.store, model = undefined) {
       const w = new PipelineWorker(
         {
           engine,
           labels: null,
           weightsSource: 'seeded:vgg-small',
+          ...(model ? { model } : {}),
           store,
           runs,
           redis: t.redis,
@@ -91,7 +94,8 @@ export function pipelineHarness(t: TestRedis, b: TestBucket): PipelineHarness {
       return w;
     },
     async enqueue(sourceUri, flags = {}) {
-      const request = parseEnqueueRequest(sourceUri, flags);
+      const request = parseEnqueueRequest(sourceUri, flags, {});
+      await resolveRunModel(request, b.store);
       const result = await enqueueRun(request, { store: b.store, queue, runs, redis: t.redis, finalize: (id) => finalizeRun(id, finalizerDeps) });
       return result.runId;
     },

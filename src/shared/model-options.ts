@@ -1,0 +1,61 @@
+/**
+ * The model's own properties, beyond its weights: how its inputs are preprocessed, which classes
+ * its outputs name, which layer Grad-CAM explains. They belong to the model, not to a run, so they
+ * come from the model card beside the weights (src/shared/model-card.ts) and may be overridden by
+ * the same flags on `explain`, `worker` and `enqueue`; a run records them as part of the model it
+ * needs (src/shared/model-setup.ts).
+ */
+import { parseEnum } from './config.js';
+import { ConfigError } from './errors.js';
+import { PREPROCESS_DEFINITIONS, PREPROCESS_MODES, type PreprocessMode } from './preprocessing.js';
+
+export interface ModelOptions {
+  /** `--preprocess`; undefined: the model card's, else the default for the model's format. */
+  preprocess?: PreprocessMode;
+  /** `--center-crop` / `--no-center-crop`; undefined: the model card's, else false. */
+  centerCrop?: boolean;
+  /** `--labels`: a labels file (path, s3:// URI or http(s) URL); undefined: the card's, `labels.json` beside a TF.js model, else ImageNet for 1000 classes. */
+  labels?: string;
+  /** `--layer`: the Grad-CAM target; undefined: the card's, else the model's default target. */
+  layer?: string;
+}
+
+/** The model flags as commander hands them over. */
+export interface RawModelOptionFlags {
+  preprocess?: string;
+  centerCrop?: boolean;
+  labels?: string;
+  layer?: string;
+}
+
+/** Help texts of the model flags, declared once for every command that takes them. */
+export const MODEL_FLAG_HELP = Object.freeze({
+  preprocess: ['--preprocess <mode>', `input preprocessing: ${PREPROCESS_MODES.map((m) => `${m} (${PREPROCESS_DEFINITIONS[m].summary})`).join('; ')}. Default: the model card's, else caffe for .h5/TF.js and torch for ONNX files exported by PyTorch`],
+  centerCrop: ['--center-crop', 'torchvision eval geometry: resize the shorter side to 256/224 of the input size, then crop the centre (default: the model card\'s, else off)'],
+  noCenterCrop: ['--no-center-crop', 'resize the whole image to the input size even when the model card asks for a center crop'],
+  labels: ['--labels <src>', 'class labels: JSON array, Keras class index or one label per line; path, s3:// or http(s) (default: the model card\'s, labels.json beside a TF.js model, else ImageNet for 1000 classes)'],
+  layer: ['--layer <name>', 'Grad-CAM target layer (default: the model card\'s, else block5_conv3 for VGG16, else the last conv layer)'],
+} satisfies Record<string, readonly [string, string]>);
+
+/** Keras layer names and ONNX node/tensor names; the engine checks that the name exists in its model. */
+export function parseLayerName(value: string, what = '--layer'): string {
+  if (!/^[A-Za-z0-9_./:-]{1,128}$/.test(value)) throw new ConfigError(what, `expected a layer name such as block5_conv3, got "${value}"`);
+  return value;
+}
+
+export function parsePreprocessMode(value: string, what = '--preprocess'): PreprocessMode {
+  return parseEnum(what, value, PREPROCESS_MODES);
+}
+
+/** Validate the model flags once, for every command; each error names its flag. */
+export function parseModelOptionFlags(flags: RawModelOptionFlags): ModelOptions {
+  const options: ModelOptions = {};
+  if (flags.preprocess !== undefined) options.preprocess = parsePreprocessMode(flags.preprocess);
+  if (flags.centerCrop !== undefined) options.centerCrop = flags.centerCrop;
+  if (flags.labels !== undefined) {
+    if (flags.labels.trim() === '') throw new ConfigError('--labels', 'expected a labels file (path, s3:// URI or http(s) URL)');
+    options.labels = flags.labels;
+  }
+  if (flags.layer !== undefined) options.layer = parseLayerName(flags.layer);
+  return options;
+}
