@@ -192,7 +192,7 @@ export const ENV_VARS: Readonly<Record<string, { component: string; description:
   AWS_SESSION_TOKEN: { component: 'all', description: 'Temporary credentials, with the two above' },
   AWS_PROFILE: { component: 'all', description: 'Named profile for the SDK default chain' },
   LOG_LEVEL: { component: 'all', description: 'fatal, error, warn, info, debug, trace or silent', default: DEFAULTS.logLevel },
-  GRADCAM_AUDIT_WEIGHTS: { component: 'worker', description: 'Default for worker --weights' },
+  GRADCAM_AUDIT_WEIGHTS: { component: 'worker, enqueue', description: 'Default for worker --weights, and for enqueue --weights (the model a run needs)' },
   GRADCAM_AUDIT_PIXEL_BUDGET_MP: {
     component: 'worker, explain',
     description: 'Decoded megapixels all images in flight may hold together; an image waits until its pixels fit (sized for the 12 GiB Kubernetes limit)',

@@ -23,6 +23,7 @@ import { heatmapSize, overlaySize, renderHeatmap, renderOverlay, type EncodedIma
 import type { RgbImage } from '../image/resize.js';
 import sharp from 'sharp';
 import type { ClassLabel } from '../model/labels.js';
+import { DEFAULT_SERVED_MODEL } from '../model/model-card.js';
 import type { Lease, PixelBudget } from './pixel-budget.js';
 import { encodePredictionDocument, predictionDocumentOf } from './prediction-document.js';
 
@@ -47,8 +48,8 @@ export interface ImageCoreDeps {
   matcher: LabelMatcher;
   /** `--weights` as given, for provenance. */
   weightsSource: string;
-  /** The model's input preprocessing and what the document records of it (src/worker/model/model-card.ts). */
-  model: { preprocessing: ModelPreprocessing; provenance: ModelProvenance };
+  /** The model's input preprocessing and what the document records of it (src/worker/model/model-card.ts). Default: caffe, labels unrecorded. */
+  model?: { preprocessing: ModelPreprocessing; provenance: ModelProvenance };
   infer: InferOne;
   decodeOptions?: Partial<DecodeOptions>;
   /** Decoded pixels shared by every image in flight (config `pixelBudget`); none: unbounded. */
@@ -101,7 +102,7 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
       t = performance.now(); // time in the budget's queue is not decode time
     });
     lap('decode');
-    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize, ...deps.model.preprocessing });
+    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize, ...(deps.model ?? DEFAULT_SERVED_MODEL).preprocessing });
     lap('preprocess');
     const display = await displayImage(decoded, overlaySize(decoded.width, decoded.height, options.maxSide, options.overlayFormat));
     lease?.shrink(display.width * display.height);
@@ -138,7 +139,7 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
     options,
     labels: deps.labels,
     weightsSource: deps.weightsSource,
-    model: deps.model.provenance,
+    model: (deps.model ?? DEFAULT_SERVED_MODEL).provenance,
     packageVersion: PACKAGE_VERSION,
     outputs: input.outputs,
     metrics,
