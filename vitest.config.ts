@@ -6,6 +6,9 @@ export default defineConfig({
     globalSetup: ['test/setup/global.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // expect.poll waits 1 s by default; a browser page loading its API on a loaded 2-core machine
+    // takes longer (a gallery took more than 1 s to draw at load 6). A poll still fails on a wrong value.
+    expect: { poll: { timeout: 15_000, interval: 100 } },
     // Two cores: files run in parallel processes, but numeric tests are CPU heavy.
     pool: 'forks',
     maxWorkers: 2,
