@@ -37,9 +37,20 @@ export const MODEL_FLAG_HELP = Object.freeze({
   layer: ['--layer <name>', 'Grad-CAM target layer (default: the model card\'s, else block5_conv3 for VGG16, else the last conv layer)'],
 } satisfies Record<string, readonly [string, string]>);
 
-/** Keras layer names and ONNX node/tensor names; the engine checks that the name exists in its model. */
+/** Longest `--layer` value: tf2onnx names fused ops by joining every source op's name with `;`. */
+export const MAX_LAYER_NAME_LENGTH = 2048;
+
+/**
+ * Keras layer names (`block5_conv3`), ONNX node names (`/layer4/layer4.2/relu_2/Relu`) and tensor
+ * names (`/layer4/Relu_2_output_0`, `onnx::Conv_245`, tf2onnx's `model/conv/BiasAdd;model/conv/Conv2D:0`).
+ * Exporters put almost any printable character in them, so only what no exporter writes is refused
+ * (whitespace and control characters, usually a quoting slip); the engine checks that the name
+ * exists in its model and lists the candidates when it does not.
+ */
 export function parseLayerName(value: string, what = '--layer'): string {
-  if (!/^[A-Za-z0-9_./:-]{1,128}$/.test(value)) throw new ConfigError(what, `expected a layer name such as block5_conv3, got "${value}"`);
+  if (value.length === 0 || value.length > MAX_LAYER_NAME_LENGTH || /[\s\p{Cc}]/u.test(value)) {
+    throw new ConfigError(what, `expected a layer, node or tensor name without spaces (such as block5_conv3 or /layer4/Relu_2_output_0), got ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value)}`);
+  }
   return value;
 }
 
