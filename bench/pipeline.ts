@@ -29,6 +29,7 @@ import { startRedisServer, startS3rver } from '../src/dev/local-services.js';
 import { enqueueRun } from '../src/producer/enqueue.js';
 import { parseEnqueueRequest } from '../src/producer/enqueue-options.js';
 import { ConfigError } from '../src/shared/errors.js';
+import { DEFAULTS as CONFIG_DEFAULTS } from '../src/shared/config.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../src/shared/explain-options.js';
 import { silentLogger } from '../src/shared/logger.js';
 import type { ImageManifest } from '../src/shared/manifest.js';
@@ -259,7 +260,7 @@ async function main(): Promise<void> {
     const bull = createRedis(redisServer.url, { role: 'worker', name: 'bench-worker-bull' });
     const producerBull = createRedis(redisServer.url, { role: 'queue', name: 'bench-producer' });
     releases.push(async () => redis.disconnect(), async () => bull.disconnect(), async () => producerBull.disconnect());
-    await Promise.all([waitForRedis(redis, redisServer.url), waitForRedis(bull, redisServer.url), waitForRedis(producerBull, redisServer.url)]);
+    await Promise.all([redis, bull, producerBull].map((c) => waitForRedis(c, redisServer.url, CONFIG_DEFAULTS.redisWaitMs)));
     const runs = new RunStore(redis, ks, { store });
     const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client) };
     const worker = new PipelineWorker(

@@ -23,7 +23,7 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   const warn = (err: Error): void => logger.warn({ err: err.message }, 'redis connection problem');
   redis.on('error', () => undefined);
   try {
-    await waitForRedis(redis, config.redisUrl);
+    await waitForRedis(redis, config.redisUrl, config.redisWaitMs);
   } catch (err) {
     // An open connection retrying in the background would keep the process alive forever.
     redis.disconnect();

@@ -23,7 +23,7 @@ import { writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { loadConfig } from '../shared/config.js';
+import { DEFAULTS, loadConfig } from '../shared/config.js';
 import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
 import { ConfigError, describeError } from '../shared/errors.js';
 import type { RunSummary } from '../shared/manifest.js';
@@ -392,7 +392,7 @@ async function waitForRun(redisUrl: string, prefix: string, runId: string, child
   const redis = createRedis(redisUrl, { role: 'client', name: 'gca-demo' });
   redis.on('error', () => undefined);
   try {
-    await waitForRedis(redis, redisUrl);
+    await waitForRedis(redis, redisUrl, DEFAULTS.redisWaitMs);
     const runs = new RunStore(redis, { prefix });
     let last = '';
     for (;;) {

@@ -21,7 +21,7 @@ export interface ProducerConnections {
 
 /** Connect to Redis, failing fast with a clear error when it does not answer. */
 export async function connectProducer(config: AppConfig, name: string, options: { store?: ObjectStore; timeoutMs?: number } = {}): Promise<ProducerConnections> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? config.redisWaitMs;
   // `client` role: a CLI should fail with a clear error when Redis goes away mid-command (re-running
   // resumes the run), not retry forever. Queue (unlike Worker) needs no blocking connection.
   const redis = createRedis(config.redisUrl, { role: 'client', name });

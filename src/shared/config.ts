@@ -36,6 +36,12 @@ export interface AppConfig {
    * about 3 GB with libvips' working buffers and the overlays, beside the model.
    */
   pixelBudget: number;
+  /**
+   * `GRADCAM_AUDIT_REDIS_WAIT_MS`: how long a command waits for Redis to first answer before it
+   * exits with the connection error. Default 10 s: long enough for a Redis pod that starts beside
+   * the worker, short enough that a wrong REDIS_URL is reported promptly.
+   */
+  redisWaitMs: number;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -46,6 +52,7 @@ export const DEFAULTS = Object.freeze({
   maxAttempts: 5,
   logLevel: 'info' as LogLevel,
   pixelBudgetMegapixels: 256,
+  redisWaitMs: 10_000,
 });
 
 export type Env = Record<string, string | undefined>;
@@ -66,6 +73,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig>
     logLevel: enumValue(env, 'LOG_LEVEL', LOG_LEVELS) ?? DEFAULTS.logLevel,
     // At least one 24 MP decode (the shrink-on-load size) fits; larger requests run alone anyway.
     pixelBudget: (int(env, 'GRADCAM_AUDIT_PIXEL_BUDGET_MP', 1, 1_000_000) ?? DEFAULTS.pixelBudgetMegapixels) * 1_000_000,
+    redisWaitMs: int(env, 'GRADCAM_AUDIT_REDIS_WAIT_MS', 100, 600_000) ?? DEFAULTS.redisWaitMs,
   };
   return { ...config, ...overrides, s3: { ...config.s3, ...overrides.s3 } };
 }
@@ -197,6 +205,11 @@ export const ENV_VARS: Readonly<Record<string, { component: string; description:
     component: 'worker, explain',
     description: 'Decoded megapixels all images in flight may hold together; an image waits until its pixels fit (sized for the 12 GiB Kubernetes limit)',
     default: String(DEFAULTS.pixelBudgetMegapixels),
+  },
+  GRADCAM_AUDIT_REDIS_WAIT_MS: {
+    component: 'all',
+    description: 'Milliseconds a command waits for Redis to first answer before exiting with the connection error',
+    default: String(DEFAULTS.redisWaitMs),
   },
   GRADCAM_AUDIT_METRICS_PORT: { component: 'worker', description: 'Default for worker --metrics-port' },
   GRADCAM_AUDIT_METRICS_HOST: { component: 'worker', description: 'Default for worker --metrics-host (the container images set 0.0.0.0)', default: '127.0.0.1' },

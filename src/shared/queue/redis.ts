@@ -38,7 +38,7 @@ export function createRedis(url: string, options: RedisFactoryOptions): Redis {
  * Wait until the connection is ready, or fail with an error that names the (redacted) URL and the
  * last connection error (ECONNREFUSED, ENOTFOUND, an auth failure), which usually says what to fix.
  */
-export async function waitForRedis(redis: Redis, url: string, timeoutMs = 10_000): Promise<void> {
+export async function waitForRedis(redis: Redis, url: string, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
     let lastError = '';

@@ -178,7 +178,7 @@ export async function startWorker(
     for (const release of releases.reverse()) await raceTimeout(release(), RELEASE_STEP_MS);
   };
   try {
-    await waitForRedis(redis, config.redisUrl);
+    await waitForRedis(redis, config.redisUrl, config.redisWaitMs);
     // Loading VGG16 takes a while: show the worker as starting meanwhile (replaced once it runs).
     const workerId = options.pipeline.workerId ?? defaultWorkerId();
     await writeHeartbeat(redis, ks, startingHeartbeat(workerId, options)).catch(() => undefined);

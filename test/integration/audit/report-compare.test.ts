@@ -13,6 +13,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompareReport } from '../../../src/shared/audit/compare.js';
 import type { AuditLine, AuditReport } from '../../../src/shared/audit/types.js';
+import { CLI_BIN } from '../../helpers/cluster.js';
 import { serviceEnv, testBucket, type TestBucket } from '../../helpers/services.js';
 import { sceneRun } from '../../unit/audit/helpers.js';
 
@@ -20,7 +21,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, timeout: 90_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, timeout: 90_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

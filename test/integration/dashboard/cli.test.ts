@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../../src/dev/free-port.js';
 import { bullPrefix } from '../../../src/shared/queue/contract.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { CLI_BIN } from '../../helpers/cluster.js';
 import { serviceEnv, testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 import { cleanupBucket } from './harness.js';
 import { seedRun } from './seed.js';
@@ -29,7 +30,7 @@ describe('gradcam-audit dashboard (child process)', () => {
     await queue.add('explain', { runId: 'run-cli' }, { jobId: 'run-cli.x' });
 
     const env = serviceEnv({ GRADCAM_AUDIT_PREFIX: t.prefix, GRADCAM_AUDIT_QUEUE: t.queueName, DASHBOARD_TOKEN: 'cli-test-token-0123456789', LOG_LEVEL: 'warn' });
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'dashboard', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI_BIN, 'dashboard', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const address = await new Promise<string>((resolve, reject) => {
@@ -62,9 +63,9 @@ describe('gradcam-audit dashboard (child process)', () => {
   });
 
   it('exits 1 with an actionable message when Redis is unreachable at start, instead of hanging', async () => {
-    const env = serviceEnv({ REDIS_URL: `redis://127.0.0.1:${await freePort()}`, LOG_LEVEL: 'warn' });
+    const env = serviceEnv({ REDIS_URL: `redis://127.0.0.1:${await freePort()}`, LOG_LEVEL: 'warn', GRADCAM_AUDIT_REDIS_WAIT_MS: '1500' });
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'dashboard', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI_BIN, 'dashboard', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const killer = setTimeout(() => child.kill('SIGKILL'), 45_000);
@@ -74,7 +75,8 @@ describe('gradcam-audit dashboard (child process)', () => {
     expect(code, stderr).toBe(1);
     expect(stderr).toContain('cannot reach Redis at redis://127.0.0.1:');
     expect(stderr).toContain('ECONNREFUSED');
-    // The wait for Redis is 10 s; the rest is process start-up on a loaded machine.
-    expect(seconds).toBeLessThan(30);
+    expect(stderr).toContain('within 1500 ms');
+    // The wait for Redis is 1.5 s here (GRADCAM_AUDIT_REDIS_WAIT_MS); the rest is process start-up on a loaded machine.
+    expect(seconds).toBeLessThan(25);
   }, 60_000);
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RunManifestLine } from '../../../src/shared/manifest.js';
-import { REPO_ROOT } from '../../helpers/cluster.js';
+import { CLI_BIN, REPO_ROOT } from '../../helpers/cluster.js';
 
 describe('npm run demo -- --once', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'gca-demo-'));
@@ -21,7 +21,7 @@ describe('npm run demo -- --once', () => {
   it('runs the whole pipeline on embedded services, exits 0 and prints the summary', async () => {
     const env = { ...process.env };
     for (const k of ['REDIS_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) delete env[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'demo', '--once', '--data-dir', dataDir, '--port', '0'], {
+    const child = spawn(process.execPath, [CLI_BIN, 'demo', '--once', '--data-dir', dataDir, '--port', '0'], {
       cwd: REPO_ROOT,
       env: { ...env, CI: 'true' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { buildProgram, runCli } from '../../../src/cli-program.js';
-import { REPO_ROOT } from '../../helpers/cluster.js';
+import { CLI_BIN, REPO_ROOT } from '../../helpers/cluster.js';
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -56,7 +56,7 @@ describe('CLI exit codes', () => {
   });
 
   it('the binary itself exits 2 on a flag error and 2 with a clear message for --weights <directory>', () => {
-    const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, LOG_LEVEL: 'silent' } });
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI_BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, LOG_LEVEL: 'silent' } });
     const flag = cli(['worker', '--no-such-flag']);
     expect(flag.status, flag.stderr).toBe(2);
     expect(flag.stderr).toContain("unknown option '--no-such-flag'");
