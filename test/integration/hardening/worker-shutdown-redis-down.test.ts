@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import { Queue } from 'bullmq';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bullPrefix } from '../../../src/shared/queue/contract.js';
 import { Cluster } from '../../helpers/cluster.js';
 import { testBucket, type TestBucket } from '../../helpers/services.js';
@@ -21,20 +21,26 @@ const DRAIN_MS = 2_000;
  */
 const MARGIN_MS = 6_000 * Math.min(4, Math.max(1, os.loadavg()[0]! / os.cpus().length));
 
-describe('worker shutdown with Redis down', { timeout: 90_000 }, () => {
+// The two cases own their Redis and processes, so they run side by side.
+describe.concurrent('worker shutdown with Redis down', { timeout: 90_000 }, () => {
   let b: TestBucket;
   let model: Awaited<ReturnType<typeof writeTinyModel>>;
-  const servers: RestartableRedis[] = [];
-  const cluster = new Cluster();
 
   beforeAll(async () => {
     [b, model] = await Promise.all([testBucket(), writeTinyModel()]);
     await Promise.all(Array.from({ length: 6 }, async (_, i) => b.store.put(b.bucket, `in/img-${i}.png`, await sampleImage(i + 1), { contentType: 'image/png' })));
   });
-  afterEach(async () => {
-    await cluster.stopAll();
-    for (const s of servers.splice(0)) await s.stop();
-  });
+  /** A Redis of the test's own and a cluster for its processes, both stopped after `body`. */
+  async function withOwnRedis(body: (server: RestartableRedis, cluster: Cluster) => Promise<void>): Promise<void> {
+    const server = await startRestartableRedis();
+    const cluster = new Cluster();
+    try {
+      await body(server, cluster);
+    } finally {
+      await cluster.stopAll();
+      await server.stop();
+    }
+  }
   afterAll(async () => {
     await b?.cleanup();
     await model?.remove();
@@ -52,19 +58,17 @@ describe('worker shutdown with Redis down', { timeout: 90_000 }, () => {
     return { ms, code };
   }
 
-  it('stops in time when idle', async () => {
-    const server = await startRestartableRedis();
-    servers.push(server);
+  it('stops in time when idle', () =>
+    withOwnRedis(async (server, cluster) => {
     const env = namespaceEnv(ownedTestRedis(server.url), { LOG_LEVEL: 'info' });
     const worker = await startCliWorker(cluster, { id: 'idle-w', modelJson: model.modelJson, env, args: ['--drain-timeout-ms', String(DRAIN_MS)] });
     await server.stop();
     const { ms } = await timeToExit(worker, 30_000);
     expect(ms).toBeLessThan(DRAIN_MS + MARGIN_MS);
-  });
+  }));
 
-  it('stops in time while holding jobs whose results cannot be recorded', async () => {
-    const server = await startRestartableRedis();
-    servers.push(server);
+  it('stops in time while holding jobs whose results cannot be recorded', () =>
+    withOwnRedis(async (server, cluster) => {
     const t = ownedTestRedis(server.url);
     const env = namespaceEnv(t, { LOG_LEVEL: 'info' });
     // Jobs wait 5 s for batch-mates: Redis goes away while the worker holds them.
@@ -81,5 +85,5 @@ describe('worker shutdown with Redis down', { timeout: 90_000 }, () => {
     await server.stop();
     const { ms } = await timeToExit(worker, 30_000);
     expect(ms).toBeLessThan(DRAIN_MS + MARGIN_MS);
-  });
+  }));
 });
