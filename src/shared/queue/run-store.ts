@@ -213,6 +213,9 @@ end
 return 1
 `;
 
+/** Tries at reading a run's lines while its finalizer replaces parts by the manifest. */
+const SOURCE_ATTEMPTS = 4;
+
 /** Width of a throughput bucket in seconds. */
 export const THROUGHPUT_BUCKET_SECONDS = 10;
 
@@ -534,13 +537,53 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     yield* this.resultEntries(run);
   }
 
+  /**
+   * The finalizer deletes the parts once the manifest holds their lines, and it sets
+   * `manifestWritten` before it deletes any. A reader racing it either finds a listed part gone
+   * (NotFoundError) or lists after the deletion with a record read before it; `currentSources`
+   * catches the second case, and the first resumes here, after the last key already yielded, from
+   * the run's sources as they are now (the manifest). Lines come in key order, so nothing is
+   * yielded twice or skipped.
+   */
   private async *resultEntries(run: RunRecord): AsyncGenerator<PartEntry> {
+    let current = run;
+    let last: string | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        for await (const e of mergeSorted(await this.currentSources(current))) {
+          if (last !== undefined && compareKeys(e.key, last) <= 0) continue;
+          last = e.key;
+          yield e;
+        }
+        return;
+      } catch (err) {
+        // A run can be finalized only a few times; more vanished sources mean the output itself
+        // is gone, which the caller reports.
+        if (!(err instanceof NotFoundError) || attempt >= SOURCE_ATTEMPTS) throw err;
+        current = (await this.getRun(run.id)) ?? current;
+      }
+    }
+  }
+
+  /**
+   * Readers of the run's parts (and manifest). The record is read again after the listing: if the
+   * manifest was written meanwhile, the listing may have missed parts already deleted, and the
+   * manifest holds their lines; a new epoch (the run was lost and recreated) means other parts.
+   */
+  private async currentSources(run: RunRecord): Promise<AsyncIterable<PartEntry>[]> {
     const store = this.objectStore as ObjectStore;
-    const src = this.resultSources(run);
-    const parts = await listPartKeys(store, src.bucket, src.partsPrefix);
-    const readers = parts.map((p) => readPart(store, src.bucket, p));
-    if (run.manifestWritten) readers.push(readPart(store, src.bucket, src.manifestKey));
-    yield* mergeSorted(readers);
+    for (let attempt = 1; ; attempt++) {
+      const src = this.resultSources(run);
+      const parts = await listPartKeys(store, src.bucket, src.partsPrefix);
+      const now = (await this.getRun(run.id)) ?? run;
+      if (now.epoch !== run.epoch && attempt < SOURCE_ATTEMPTS) {
+        run = now;
+        continue;
+      }
+      const readers = parts.map((p) => readPart(store, src.bucket, p));
+      if (now.manifestWritten && now.epoch === run.epoch) readers.push(readPart(store, src.bucket, src.manifestKey));
+      return readers;
+    }
   }
 
   /** Images per throughput bucket, oldest first. */

@@ -1,0 +1,159 @@
+/**
+ * The dashboard reads a run's result lines from its part files while the finalizer merges them into
+ * manifest.jsonl and deletes them. Each test makes the finalizer (the real one, on the real Redis
+ * and S3 server) run at the worst moment of a dashboard read: after the parts were listed and
+ * before one is opened, or after the run record was read and before the parts are listed. The
+ * store the dashboard reads through delegates every call to the real S3 store; it only decides
+ * when the finalizer runs.
+ */
+import type { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { silentLogger } from '../../../src/shared/logger.js';
+import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
+import type { ListOptions, ObjectStore, ObjectSummary, PutOptions } from '../../../src/shared/storage/object-store.js';
+import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
+import { createDashboard } from '../../../src/dashboard/server.js';
+import { cleanupBucket } from './harness.js';
+import { seedRun, type SeedImage } from './seed.js';
+import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
+
+/** When the finalizer runs during a dashboard read of part files. */
+type Moment = 'before-listing-parts' | 'before-opening-a-part';
+
+/** The real S3 store; the first time a read reaches `moment`, `interleave` runs to completion first. */
+class InterleavingStore implements ObjectStore {
+  private armed: { moment: Moment; interleave: () => Promise<unknown> } | null = null;
+  fired = 0;
+
+  constructor(private readonly inner: ObjectStore) {}
+
+  arm(moment: Moment, interleave: () => Promise<unknown>): void {
+    this.armed = { moment, interleave };
+    this.fired = 0;
+  }
+
+  private async at(moment: Moment, key: string): Promise<void> {
+    const a = this.armed;
+    if (!a || a.moment !== moment || !key.includes('_parts/')) return;
+    this.armed = null;
+    await a.interleave();
+    this.fired += 1;
+  }
+
+  async *listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]> {
+    await this.at('before-listing-parts', prefix);
+    yield* this.inner.listPages(bucket, prefix, options);
+  }
+  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+    await this.at('before-opening-a-part', key);
+    return this.inner.getStream(bucket, key);
+  }
+  get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
+    return this.inner.get(bucket, key, options);
+  }
+  put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions) {
+    return this.inner.put(bucket, key, body, options);
+  }
+  head(bucket: string, key: string) {
+    return this.inner.head(bucket, key);
+  }
+  exists(bucket: string, key: string) {
+    return this.inner.exists(bucket, key);
+  }
+  delete(bucket: string, key: string) {
+    return this.inner.delete(bucket, key);
+  }
+  bucketExists(bucket: string) {
+    return this.inner.bucketExists(bucket);
+  }
+  createBucket(bucket: string) {
+    return this.inner.createBucket(bucket);
+  }
+}
+
+const IMAGES: SeedImage[] = [
+  { name: 'a.png', status: 'ok', cls: 0, probability: 0.9 },
+  { name: 'b.png', status: 'ok', cls: 1, probability: 0.8 },
+  { name: 'c.png', status: 'failed', error: 'INVALID_IMAGE: truncated' },
+  { name: 'd.png', status: 'ok', cls: 2, probability: 0.7 },
+  { name: 'e.png', status: 'ok', cls: 1, probability: 0.6 },
+];
+
+describe('dashboard reads while the finalizer replaces part files by the manifest', () => {
+  let t: TestRedis;
+  let b: TestBucket;
+  let store: InterleavingStore;
+  let writer: RunStore;
+  let app: FastifyInstance;
+  let queueConnection: Redis;
+  let queue: Queue;
+
+  beforeAll(async () => {
+    t = await testRedis();
+    b = await testBucket();
+    store = new InterleavingStore(b.store);
+    writer = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
+    queueConnection = new Redis(t.url, { maxRetriesPerRequest: null });
+    queue = new Queue(t.queueName, { connection: queueConnection });
+    const runs = new RunStore(t.redis, { prefix: t.prefix }, { store });
+    app = await createDashboard({ runs, redis: t.redis, keySpace: { prefix: t.prefix }, store, queue, logger: silentLogger() }, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' } });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await queue?.close();
+    queueConnection?.disconnect();
+    if (b) await cleanupBucket(b);
+    await t?.cleanup();
+  });
+
+  /** A completed-but-not-finalized run (one part file per image) and the finalizer armed at `moment`. */
+  async function racedRun(runId: string, moment: Moment): Promise<string[]> {
+    const run = await seedRun({ runs: writer, store: b.store, bucket: b.bucket }, runId, IMAGES);
+    const parts = [];
+    for await (const page of b.store.listPages(b.bucket, `${run.outputPrefix}_parts/`)) parts.push(...page);
+    expect(parts.length, 'one part file per recorded batch').toBeGreaterThan(1);
+    store.arm(moment, async () => {
+      const outcome = await finalizeRun(runId, { runs: writer, redis: t.redis, upload: s3StreamUploader(b.store.client) });
+      expect(outcome.status).toBe('written');
+    });
+    return run.keys;
+  }
+
+  for (const moment of ['before-opening-a-part', 'before-listing-parts'] as const) {
+    it(`the gallery lists every image when the finalizer runs ${moment.replaceAll('-', ' ')}`, async () => {
+      const runId = `gallery-${moment}`;
+      const keys = await racedRun(runId, moment);
+      const res = await app.inject({ method: 'GET', url: `/api/runs/${runId}/images?limit=24` });
+      expect(store.fired, 'the finalizer ran inside the read').toBe(1);
+      expect(res.statusCode, res.body).toBe(200);
+      const body = res.json() as { total: number; items: Array<{ key: string; status: string }> };
+      expect(body.total).toBe(keys.length);
+      expect(body.items.map((i) => i.key)).toEqual([...keys].sort());
+      expect(body.items.find((i) => i.key.endsWith('c.png'))?.status).toBe('failed');
+    });
+
+    it(`the run page's analytics count every image when the finalizer runs ${moment.replaceAll('-', ' ')}`, async () => {
+      const runId = `detail-${moment}`;
+      await racedRun(runId, moment);
+      const detail = await app.inject({ method: 'GET', url: `/api/runs/${runId}` });
+      expect(store.fired).toBe(1);
+      expect(detail.statusCode, detail.body).toBe(200);
+      expect(detail.json().analytics).toMatchObject({ ok: 4, failed: 1 });
+    });
+  }
+
+  it('the image detail finds its line when the finalizer runs between listing the parts and opening them', async () => {
+    const runId = 'image-race';
+    const keys = await racedRun(runId, 'before-opening-a-part');
+    const last = [...keys].sort().at(-1) as string;
+    const res = await app.inject({ method: 'GET', url: `/api/runs/${runId}/image?key=${encodeURIComponent(last)}` });
+    expect(store.fired).toBe(1);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().line).toMatchObject({ key: last, status: 'ok' });
+  });
+});
