@@ -79,3 +79,57 @@ function stringAttribute(group: Group, name: string, values: string[], scalar = 
   if (scalar) group.create_attribute(name, values[0]!, [], `S${width}`);
   else group.create_attribute(name, values, [values.length], `S${width}`);
 }
+
+/** One layer's weights as Keras stores them: variable name (`kernel`, `gamma`, ...), data, shape. */
+export interface KerasLayerWeights {
+  name: string;
+  weights: Array<{ name: string; data: Float32Array; shape: number[] }>;
+}
+
+export interface WriteKerasModelHdf5Options {
+  /** `model.save('x.h5')`: weights under `model_weights/` plus this `model_config`; null: a weights-only file (`save_weights`). */
+  modelConfig: object | null;
+  /** Every layer in model order, weightless ones included (Keras lists them all in `layer_names`). */
+  layers: KerasLayerWeights[];
+  /** Default `2.15.0`. */
+  kerasVersion?: string;
+}
+
+/**
+ * Any Keras model's weights in tf.keras 2.x layout: `<layer>/<layer>/<variable>:0` datasets,
+ * `layer_names` on the weights root and `weight_names` per layer group, `model_config`,
+ * `keras_version` and `backend` on the file for full-model files.
+ */
+export async function writeKerasModelHdf5(path: string, options: WriteKerasModelHdf5Options): Promise<void> {
+  await h5wasm.ready;
+  await mkdir(dirname(path), { recursive: true });
+  const file = new h5wasm.File(path, 'w');
+  if (file.file_id < 0n) throw new Error(`h5wasm could not create ${path}`);
+  const version = options.kerasVersion ?? '2.15.0';
+  try {
+    let root: Group = file;
+    if (options.modelConfig) {
+      stringAttribute(file, 'model_config', [JSON.stringify(options.modelConfig)], true);
+      stringAttribute(file, 'keras_version', [version], true);
+      stringAttribute(file, 'backend', ['tensorflow'], true);
+      root = file.create_group('model_weights');
+    }
+    stringAttribute(root, 'backend', ['tensorflow'], true);
+    stringAttribute(root, 'keras_version', [version], true);
+    stringAttribute(root, 'layer_names', options.layers.map((l) => l.name));
+    for (const layer of options.layers) {
+      const group = root.create_group(layer.name);
+      const names: string[] = [];
+      if (layer.weights.length > 0) {
+        const inner = group.create_group(layer.name);
+        for (const w of layer.weights) {
+          inner.create_dataset({ name: `${w.name}:0`, data: w.data, shape: w.shape, dtype: '<f' });
+          names.push(`${layer.name}/${w.name}:0`);
+        }
+      }
+      stringAttribute(group, 'weight_names', names);
+    }
+  } finally {
+    file.close();
+  }
+}

@@ -19,7 +19,10 @@ import type { Dataset, Group, File as H5File } from 'h5wasm/node';
 import { ModelError, NotFoundError } from '../../shared/errors.js';
 import type { Architecture, LayerShapeInfo, LayerWeights } from './architecture.js';
 import { buildModelSpec, describeLayers, product, sameShape } from './architecture.js';
-import { parseKerasModelConfig } from './keras-config.js';
+import type { ModelInput } from './graph/from-sequential.js';
+import { graphFromKeras, indexKerasWeights } from './graph/from-keras.js';
+import type { KerasTopology } from './keras-config.js';
+import { parseKerasTopology } from './keras-config.js';
 import type { ModelSpec } from './spec.js';
 import { vgg16Architecture } from './vgg16.js';
 
@@ -86,19 +89,59 @@ export async function inspectKerasHdf5(path: string, options: Pick<ReadKerasHdf5
   });
 }
 
-/** Read a Keras HDF5 weights file (or full-model file) from a local path. */
+/** Read a Keras HDF5 weights file (or full-model file) of a sequential model from a local path. */
 export async function readKerasHdf5(path: string, options: ReadKerasHdf5Options = {}): Promise<ModelSpec> {
   return withHdf5File(path, (runtime, opened) => {
-    const { architecture, plan } = planRead(opened, path, options.architecture);
-    const weights = new Map<string, LayerWeights>();
-    for (const { info, fileLayer } of plan) {
-      const arrays = fileLayer.datasets.map((d) =>
-        hdf5Call(path, `read ${fileLayer.name}/${d.name}`, () => readFloat32(runtime, d.dataset, d.shape, options.sliceBytes ?? DEFAULT_SLICE_BYTES, `${path}: layer "${info.name}"`)),
-      );
-      weights.set(info.name, { arrays, shapes: fileLayer.datasets.map((d) => d.shape) });
-    }
-    return buildModelSpec(architecture, weights, { source: options.source ?? path });
+    const topology = topologyOf(opened, path, options.architecture);
+    if (topology.kind !== 'sequential') throw new ModelError(`${path}: model "${topology.name}" is not a sequential chain; load it with readKerasModel`);
+    return readSequential(runtime, opened, path, topology.architecture, options);
   });
+}
+
+export interface ReadKerasModelOptions extends Omit<ReadKerasHdf5Options, 'architecture'> {
+  /**
+   * The topology of a weights-only file (which carries none): a sequential `Architecture` or a
+   * Keras model config (`keras.applications` layouts, see `applications/`). Default: the file's
+   * own `model_config` for full-model files, else VGG16.
+   */
+  topology?: KerasTopology;
+}
+
+/**
+ * Read any Keras HDF5 model: a sequential spec for chains of the sequential layer set (VGG-shaped
+ * nets keep their exact path), a graph for everything else (`graph/from-keras.ts`). Weights of
+ * graph models are read layer by layer as the converter asks for them, after every layer class
+ * has been checked.
+ */
+export async function readKerasModel(path: string, options: ReadKerasModelOptions = {}): Promise<ModelInput> {
+  return withHdf5File(path, (runtime, opened) => {
+    const topology = options.topology ?? topologyOf(opened, path, undefined);
+    if (topology.kind === 'sequential') return readSequential(runtime, opened, path, topology.architecture, options);
+    const { root } = weightsRoot(opened, path);
+    const sliceBytes = options.sliceBytes ?? DEFAULT_SLICE_BYTES;
+    const entries = hdf5Call(path, 'read the layer list', () => listWeightedLayers(root, path)).flatMap((layer) =>
+      layer.datasets.map((d) => ({
+        path: d.name,
+        group: layer.name,
+        shape: d.shape,
+        read: () => hdf5Call(path, `read ${layer.name}/${d.name}`, () => readFloat32(runtime, d.dataset, d.shape, sliceBytes, `${path}: layer "${layer.name}"`)),
+      })),
+    );
+    const byLayer = indexKerasWeights(entries);
+    return graphFromKeras(topology.model, (layer) => byLayer.get(layer), { source: options.source ?? path, kerasVersion: stringAttr(opened, 'keras_version') ?? stringAttr(root, 'keras_version') });
+  });
+}
+
+function readSequential(runtime: H5wasmRuntime, opened: H5File, path: string, architecture: Architecture, options: Pick<ReadKerasHdf5Options, 'sliceBytes' | 'source'>): ModelSpec {
+  const { plan } = planRead(opened, path, architecture);
+  const weights = new Map<string, LayerWeights>();
+  for (const { info, fileLayer } of plan) {
+    const arrays = fileLayer.datasets.map((d) =>
+      hdf5Call(path, `read ${fileLayer.name}/${d.name}`, () => readFloat32(runtime, d.dataset, d.shape, options.sliceBytes ?? DEFAULT_SLICE_BYTES, `${path}: layer "${info.name}"`)),
+    );
+    weights.set(info.name, { arrays, shapes: fileLayer.datasets.map((d) => d.shape) });
+  }
+  return buildModelSpec(architecture, weights, { source: options.source ?? path });
 }
 
 /** Open the file with HDF5 errors turned into exceptions, run `fn`, always close and restore. */
@@ -123,12 +166,24 @@ async function withHdf5File<T>(path: string, fn: (runtime: H5wasmRuntime, file: 
   }
 }
 
-function planRead(file: H5File, path: string, given: Architecture | undefined): { architecture: Architecture; fullModel: boolean; plan: ReturnType<typeof matchLayers> } {
+function weightsRoot(file: H5File, path: string): { fullModel: boolean; root: Group } {
   const fullModel = hdf5Call(path, 'list the root group', () => file.keys()).includes('model_weights');
-  const weightsRoot = fullModel ? (file.get('model_weights') as Group) : file;
-  const architecture = given ?? (fullModel ? modelConfigOf(file, path) : null) ?? vgg16Architecture();
-  const fileLayers = hdf5Call(path, 'read the layer list', () => listWeightedLayers(weightsRoot, path));
-  return { architecture, fullModel, plan: matchLayers(architecture, fileLayers, path) };
+  return { fullModel, root: fullModel ? (file.get('model_weights') as Group) : file };
+}
+
+/** The given architecture, else the file's own `model_config` (full-model files), else VGG16. */
+function topologyOf(file: H5File, path: string, given: Architecture | undefined): KerasTopology {
+  if (given) return { kind: 'sequential', architecture: given };
+  const config = weightsRoot(file, path).fullModel ? modelConfigOf(file, path) : null;
+  return config ? parseKerasTopology(config, path) : { kind: 'sequential', architecture: vgg16Architecture() };
+}
+
+function planRead(file: H5File, path: string, given: Architecture | undefined): { architecture: Architecture; fullModel: boolean; plan: ReturnType<typeof matchLayers> } {
+  const { fullModel, root } = weightsRoot(file, path);
+  const topology = topologyOf(file, path, given);
+  if (topology.kind !== 'sequential') throw new ModelError(`${path}: model "${topology.name}" is not a sequential chain; its weights are matched layer by layer when it is loaded`);
+  const fileLayers = hdf5Call(path, 'read the layer list', () => listWeightedLayers(root, path));
+  return { architecture: topology.architecture, fullModel, plan: matchLayers(topology.architecture, fileLayers, path) };
 }
 
 /** Cheap checks before HDF5 sees the file, so the common failures get plain messages. */
@@ -168,19 +223,26 @@ function hdf5Call<T>(path: string, what: string, fn: () => T): T {
   }
 }
 
-function modelConfigOf(file: Group, path: string): Architecture | null {
-  const attr = file.attrs['model_config'];
-  if (!attr) return null;
-  const value = attr.value;
-  const text = typeof value === 'string' ? value : value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : null;
-  if (text === null) throw new ModelError(`${path}: attribute model_config is not a JSON string`);
-  let json: unknown;
+/** The parsed `model_config` attribute (JSON), or null when the file has none. */
+function modelConfigOf(file: Group, path: string): unknown {
+  if (!file.attrs['model_config']) return null;
+  const text = stringAttr(file, 'model_config');
+  if (text === undefined) throw new ModelError(`${path}: attribute model_config is not a JSON string`);
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new ModelError(`${path}: attribute model_config is not valid JSON`, { cause: err });
   }
-  return parseKerasModelConfig(json, path);
+}
+
+/** A scalar string attribute (h5py writes fixed- or variable-length strings, or bytes). */
+function stringAttr(group: Group, name: string): string | undefined {
+  const value = group.attrs[name]?.value;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
+  if (Array.isArray(value) && typeof value[0] === 'string') return value[0];
+  return undefined;
 }
 
 function stringList(group: Group, attribute: string, where: string): string[] {

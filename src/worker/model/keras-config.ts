@@ -8,7 +8,7 @@ import { ModelError } from '../../shared/errors.js';
 import type { Architecture, LayerConfig } from './architecture.js';
 import type { Activation, Padding } from './spec.js';
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 export const SUPPORTED_KERAS_LAYERS = [
   'InputLayer',
@@ -22,7 +22,25 @@ export const SUPPORTED_KERAS_LAYERS = [
 ] as const;
 
 const ACTIVATIONS: readonly Activation[] = ['linear', 'relu', 'softmax', 'sigmoid'];
-const MODEL_CLASSES = new Set(['Sequential', 'Functional', 'Model']);
+export const MODEL_CLASSES: ReadonlySet<string> = new Set(['Sequential', 'Functional', 'Model']);
+
+/**
+ * What a Keras model config describes: a chain of the layers above (`sequential`, kept as the
+ * `Architecture` the Keras-exact VGG16 path and its weight checks are built on), or any other
+ * topology (`graph`: converted by `graph/from-keras.ts`, which supports many more layers).
+ */
+export type KerasTopology = { kind: 'sequential'; architecture: Architecture } | { kind: 'graph'; model: Json; name: string };
+
+export function parseKerasTopology(topology: unknown, source: string): KerasTopology {
+  const root = unwrap(topology, source);
+  try {
+    return { kind: 'sequential', architecture: parseKerasModelConfig(root, source) };
+  } catch (err) {
+    // Not a chain of the sequential layer set: the graph converter takes it, with its own errors.
+    if (!(err instanceof ModelError)) throw err;
+    return { kind: 'graph', model: root, name: modelName(root) };
+  }
+}
 
 /**
  * Parse a Keras model config. `topology` may be `{class_name, config}` or a wrapper holding it in
@@ -45,7 +63,7 @@ interface ParseState {
   source: string;
 }
 
-function unwrap(topology: unknown, source: string): Json {
+export function unwrap(topology: unknown, source: string): Json {
   let value = asObject(topology);
   if (value && 'model_config' in value) value = asObject(value.model_config);
   if (!value || typeof value.class_name !== 'string') {
@@ -211,7 +229,7 @@ function appendLayer(layer: Json, state: ParseState): void {
   }
 }
 
-function parseInputShape(value: unknown, where: string): [number, number, number] {
+export function parseInputShape(value: unknown, where: string): [number, number, number] {
   if (!Array.isArray(value) || value.length !== 4) {
     throw new ModelError(`${where}: input shape ${JSON.stringify(value)} is not (batch, height, width, channels)`);
   }
@@ -222,7 +240,7 @@ function parseInputShape(value: unknown, where: string): [number, number, number
   return [h as number, w as number, c as number];
 }
 
-function requireChannelsLast(config: Json, where: string): void {
+export function requireChannelsLast(config: Json, where: string): void {
   const format = config.data_format;
   if (format !== undefined && format !== null && format !== 'channels_last') {
     throw new ModelError(`${where}: data_format "${String(format)}" is not supported; only channels_last`);
@@ -236,13 +254,13 @@ function activation(value: unknown, where: string): Activation {
   throw new ModelError(`${where}: activation ${JSON.stringify(value)} is not supported (supported: ${ACTIVATIONS.join(', ')})`);
 }
 
-function padding(value: unknown, where: string): Padding {
+export function padding(value: unknown, where: string): Padding {
   if (value === undefined || value === 'valid') return 'valid';
   if (value === 'same') return 'same';
   throw new ModelError(`${where}: padding ${JSON.stringify(value)} is not supported (same, valid)`);
 }
 
-function pair(value: unknown, what: string): [number, number] {
+export function pair(value: unknown, what: string): [number, number] {
   const list = typeof value === 'number' ? [value, value] : value;
   if (!Array.isArray(list) || list.length !== 2 || !list.every((v) => Number.isInteger(v) && (v as number) > 0)) {
     throw new ModelError(`${what} ${JSON.stringify(value)} is not a pair of positive integers`);
@@ -250,14 +268,14 @@ function pair(value: unknown, what: string): [number, number] {
   return [list[0] as number, list[1] as number];
 }
 
-function positiveInt(value: unknown, what: string): number {
+export function positiveInt(value: unknown, what: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     throw new ModelError(`${what} ${JSON.stringify(value)} is not a positive integer`);
   }
   return value;
 }
 
-function layerName(layer: Json): string {
+export function layerName(layer: Json): string {
   const config = asObject(layer.config);
   const name = config?.name ?? layer.name;
   return typeof name === 'string' ? name : '(unnamed)';
@@ -267,6 +285,6 @@ function modelName(model: Json): string {
   return layerName(model);
 }
 
-function asObject(value: unknown): Json | null {
+export function asObject(value: unknown): Json | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : null;
 }

@@ -1,7 +1,7 @@
 /**
  * Where models come from: a local path, `s3://bucket/key` or an http(s) URL, as an ONNX file,
  * Keras HDF5 or TF.js Layers. `loadModel` is the one entry point the engines and commands use
- * (`loadModelSpec` is its Keras branch, for sequential specs).
+ * (`loadModelSpec` is its Keras branch restricted to sequential specs).
  *
  *
  * Remote files are cached on local disk because a worker restarts often and VGG16 is 553 MB:
@@ -21,12 +21,13 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ConfigError, ModelError, NotFoundError, TransientError } from '../../shared/errors.js';
 import type { Architecture } from './architecture.js';
-import { readKerasHdf5 } from './hdf5.js';
+import type { KerasTopology } from './keras-config.js';
+import { readKerasModel } from './hdf5.js';
 import type { ModelInput } from './graph/from-sequential.js';
 import { importOnnx } from './graph/onnx-import.js';
 import { describeSource, parseWeightSource, resolveRelative, type WeightSource } from '../../shared/model-uri.js';
 import type { ModelSpec } from './spec.js';
-import { readTfjsLayersModel } from './tfjs-layers.js';
+import { readTfjsModel } from './tfjs-layers.js';
 
 /** The storage layer's object read, injected so this module does not depend on it. */
 export type GetObject = (bucket: string, key: string) => Promise<Uint8Array>;
@@ -50,6 +51,8 @@ export interface LoadModelOptions {
   format?: WeightsFormat;
   /** Architecture for weights-only HDF5 files. Default VGG16. Ignored for TF.js models. */
   architecture?: Architecture;
+  /** Topology for weights-only HDF5 files, any Keras layout (`keras.applications` by name: applications/). Wins over `architecture`. */
+  topology?: KerasTopology;
 }
 
 export function defaultWeightsCacheDir(): string {
@@ -59,12 +62,12 @@ export function defaultWeightsCacheDir(): string {
 
 export { describeSource, parseWeightSource, resolveRelative, type WeightSource } from '../../shared/model-uri.js';
 
-/** Load a model from any supported source and format: a graph for ONNX files, a sequential spec for Keras. */
+/** Load a model from any supported source and format: a graph for ONNX files and Keras graphs, a sequential spec for Keras chains. */
 export async function loadModel(source: string, deps: WeightSourceDeps = {}, options: LoadModelOptions = {}): Promise<ModelInput> {
   const parsed = parseWeightSource(source);
   const format = options.format ?? 'auto';
   if (format === 'onnx' || (format === 'auto' && formatFromName(parsed) === 'onnx')) return loadOnnx(parsed, deps, options.cacheDir ?? defaultWeightsCacheDir());
-  return loadModelSpec(source, deps, options);
+  return loadKeras(parsed, deps, options);
 }
 
 async function loadOnnx(parsed: WeightSource, deps: WeightSourceDeps, cacheDir: string): Promise<ModelInput> {
@@ -78,9 +81,15 @@ async function loadOnnx(parsed: WeightSource, deps: WeightSourceDeps, cacheDir: 
   });
 }
 
-/** Load a Keras model (HDF5 or TF.js Layers) as a sequential spec. */
+/** Load a sequential Keras model (HDF5 or TF.js Layers) as a spec; other Keras topologies are refused (use `loadModel`). */
 export async function loadModelSpec(source: string, deps: WeightSourceDeps = {}, options: LoadModelOptions = {}): Promise<ModelSpec> {
   const parsed = parseWeightSource(source);
+  const model = await loadKeras(parsed, deps, options);
+  if ('nodes' in model) throw new ModelError(`${describeSource(parsed)}: model "${model.name}" is not a sequential chain; load it with loadModel`);
+  return model;
+}
+
+async function loadKeras(parsed: WeightSource, deps: WeightSourceDeps, options: LoadModelOptions): Promise<ModelInput> {
   const cacheDir = options.cacheDir ?? defaultWeightsCacheDir();
   const label = describeSource(parsed);
   let format = options.format ?? 'auto';
@@ -91,7 +100,8 @@ export async function loadModelSpec(source: string, deps: WeightSourceDeps = {},
   const local = await localCopy(parsed, deps, cacheDir);
   if (format === 'auto') format = await sniffFormat(local, label);
   if (format === 'tfjs-layers') return loadTfjs(parsed, deps, cacheDir, await readFile(local, 'utf8'));
-  return readKerasHdf5(local, { source: label, architecture: options.architecture });
+  const topology = options.topology ?? (options.architecture ? { kind: 'sequential' as const, architecture: options.architecture } : undefined);
+  return readKerasModel(local, { source: label, topology });
 }
 
 function formatFromName(source: WeightSource): WeightsFormat {
@@ -119,14 +129,14 @@ async function sniffFormat(path: string, label: string): Promise<WeightsFormat> 
   throw new ModelError(`${label}: neither a Keras HDF5 file nor a TF.js model.json (name it .h5 or .json, or check the file)`);
 }
 
-async function loadTfjs(parsed: WeightSource, deps: WeightSourceDeps, cacheDir: string, text?: string): Promise<ModelSpec> {
+async function loadTfjs(parsed: WeightSource, deps: WeightSourceDeps, cacheDir: string, text?: string): Promise<ModelInput> {
   // model.json is small and is what changes when a model is replaced: always read it fresh.
   const modelJson = text ?? Buffer.from(await readBytes(parsed, deps)).toString('utf8');
   const readShard = async (relative: string): Promise<Uint8Array> => {
     const shard = resolveRelative(parsed, relative);
     return readFile(await localCopy(shard, deps, cacheDir));
   };
-  return readTfjsLayersModel(modelJson, readShard, { source: describeSource(parsed) });
+  return readTfjsModel(modelJson, readShard, { source: describeSource(parsed) });
 }
 
 /** The bytes of a (small) file from any source, uncached. */

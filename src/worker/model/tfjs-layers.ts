@@ -7,7 +7,9 @@
 import { ModelError } from '../../shared/errors.js';
 import type { Architecture, LayerShapeInfo, LayerWeights } from './architecture.js';
 import { buildModelSpec, describeLayers, product, sameShape } from './architecture.js';
-import { parseKerasModelConfig } from './keras-config.js';
+import type { ModelInput } from './graph/from-sequential.js';
+import { graphFromKeras, indexKerasWeights } from './graph/from-keras.js';
+import { parseKerasModelConfig, parseKerasTopology } from './keras-config.js';
 import type { ModelSpec } from './spec.js';
 
 /** Reads one shard, given its path exactly as written in the manifest (relative to model.json). */
@@ -43,17 +45,38 @@ interface DecodedWeight {
 const STORAGE_BYTES: Record<string, number> = { float32: 4, uint8: 1, uint16: 2, float16: 2 };
 
 export async function readTfjsLayersModel(modelJson: string | object, readShard: ShardReader, options: ReadTfjsLayersOptions): Promise<ModelSpec> {
-  const source = options.source;
+  const { json, source } = parseModelJson(modelJson, options.source);
+  const architecture = options.architecture ?? parseKerasModelConfig(json.modelTopology, source);
+  return buildModelSpec(architecture, assignWeights(architecture, await decodeAll(json, readShard, source), source), { source });
+}
+
+/**
+ * Any TF.js Layers model: a sequential spec for chains of the sequential layer set, a graph for
+ * every other topology (`graph/from-keras.ts`), weights matched by layer and variable name.
+ */
+export async function readTfjsModel(modelJson: string | object, readShard: ShardReader, options: Omit<ReadTfjsLayersOptions, 'architecture'>): Promise<ModelInput> {
+  const { json, source } = parseModelJson(modelJson, options.source);
+  const topology = parseKerasTopology(json.modelTopology, source);
+  if (topology.kind === 'sequential') return readTfjsLayersModel(json, readShard, options);
+  const decoded = await decodeAll(json, readShard, source);
+  const byLayer = indexKerasWeights(decoded.map((w) => ({ path: w.name, group: '', shape: w.shape, read: () => w.values })));
+  const kerasVersion = (json.modelTopology as { keras_version?: unknown }).keras_version;
+  return graphFromKeras(json.modelTopology, (layer) => byLayer.get(layer), { source, kerasVersion: typeof kerasVersion === 'string' ? kerasVersion : undefined });
+}
+
+function parseModelJson(modelJson: string | object, source: string): { json: Record<string, unknown>; source: string } {
   const json = typeof modelJson === 'string' ? parseJson(modelJson, source) : (modelJson as Record<string, unknown>);
   if (json.format !== undefined && json.format !== 'layers-model') {
     throw new ModelError(`${source}: format "${String(json.format)}" is not a TF.js Layers model (graph models have no layer topology; convert with --output_format=tfjs_layers_model)`);
   }
   if (!json.modelTopology) throw new ModelError(`${source}: model.json has no modelTopology`);
-  const architecture = options.architecture ?? parseKerasModelConfig(json.modelTopology, source);
-  const groups = parseManifest(json.weightsManifest, source);
+  return { json, source };
+}
+
+async function decodeAll(json: Record<string, unknown>, readShard: ShardReader, source: string): Promise<DecodedWeight[]> {
   const decoded: DecodedWeight[] = [];
-  for (const group of groups) decoded.push(...(await decodeGroup(group, readShard, source)));
-  return buildModelSpec(architecture, assignWeights(architecture, decoded, source), { source });
+  for (const group of parseManifest(json.weightsManifest, source)) decoded.push(...(await decodeGroup(group, readShard, source)));
+  return decoded;
 }
 
 function parseJson(text: string, source: string): Record<string, unknown> {

@@ -1,0 +1,202 @@
+/**
+ * Small Keras functional models built with TF.js Layers (`tf.model`), with seeded weights, written
+ * as a TF.js Layers model (model.json + weights.bin) and as a Keras full-model .h5 (tf.keras 2.x
+ * layout). TF.js Layers is the independent reference: its own layer implementations compute the
+ * probabilities and, through `tf.grad`, the gradient at the target layer.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { writeKerasModelHdf5 } from '../../../../scripts/weights/write-keras-hdf5.js';
+import { mulberry32 } from '../../../../src/worker/model/random-weights.js';
+
+type L = typeof tf.layers;
+type SymbolicTensor = tf.SymbolicTensor;
+
+/** Residual blocks with BatchNorm (ResNet-style stem with ZeroPadding2D + MaxPooling2D, a strided projection shortcut, a dilated conv). */
+function residual(l: L): tf.LayersModel {
+  const input = tf.input({ shape: [14, 14, 3], name: 'image' });
+  let x = l.zeroPadding2d({ padding: 1, name: 'stem_pad' }).apply(input) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 3, useBias: false, name: 'stem_conv' }).apply(x) as SymbolicTensor;
+  x = l.batchNormalization({ epsilon: 1.001e-5, name: 'stem_bn' }).apply(x) as SymbolicTensor;
+  const stem = l.activation({ activation: 'relu', name: 'stem_relu' }).apply(x) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 3, padding: 'same', name: 'b1_conv1' }).apply(stem) as SymbolicTensor;
+  x = l.batchNormalization({ name: 'b1_bn1' }).apply(x) as SymbolicTensor;
+  x = l.reLU({ name: 'b1_relu1' }).apply(x) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 3, padding: 'same', dilationRate: 2, name: 'b1_conv2' }).apply(x) as SymbolicTensor;
+  x = l.batchNormalization({ name: 'b1_bn2' }).apply(x) as SymbolicTensor;
+  x = l.add({ name: 'b1_add' }).apply([stem, x]) as SymbolicTensor;
+  const b1 = l.activation({ activation: 'relu', name: 'b1_out' }).apply(x) as SymbolicTensor;
+  const pooled = l.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same', name: 'b2_pool' }).apply(b1) as SymbolicTensor;
+  const shortcut = l.conv2d({ filters: 12, kernelSize: 1, name: 'b2_0_conv' }).apply(pooled) as SymbolicTensor;
+  x = l.conv2d({ filters: 12, kernelSize: 3, padding: 'same', name: 'b2_1_conv' }).apply(pooled) as SymbolicTensor;
+  x = l.batchNormalization({ name: 'b2_1_bn' }).apply(x) as SymbolicTensor;
+  x = l.add({ name: 'b2_add' }).apply([shortcut, x]) as SymbolicTensor;
+  x = l.activation({ activation: 'relu', name: 'b2_out' }).apply(x) as SymbolicTensor;
+  x = l.globalAveragePooling2d({ name: 'avg_pool' }).apply(x) as SymbolicTensor;
+  const out = l.dense({ units: 5, activation: 'softmax', name: 'predictions' }).apply(x) as SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out, name: 'residual' });
+}
+
+/** MobileNet/EfficientNet-style: Rescaling, asymmetric ZeroPadding2D, ReLU(6), DepthwiseConv2D, swish, squeeze-excitation (GAP, Reshape, Multiply, hard sigmoid), inverted residual Add. */
+function mobile(l: L): tf.LayersModel {
+  const input = tf.input({ shape: [12, 12, 3], name: 'image' });
+  let x = l.rescaling({ scale: 1 / 127.5, offset: -1, name: 'rescale' }).apply(input) as SymbolicTensor;
+  x = l.zeroPadding2d({ padding: [[0, 1], [0, 1]], name: 'stem_pad' }).apply(x) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 3, strides: 2, useBias: false, name: 'stem_conv' }).apply(x) as SymbolicTensor;
+  x = l.batchNormalization({ epsilon: 1e-3, name: 'stem_bn' }).apply(x) as SymbolicTensor;
+  const stem = l.reLU({ maxValue: 6, name: 'stem_relu' }).apply(x) as SymbolicTensor;
+  x = l.depthwiseConv2d({ kernelSize: 3, padding: 'same', depthMultiplier: 2, useBias: false, name: 'dw_conv' }).apply(stem) as SymbolicTensor;
+  x = l.batchNormalization({ name: 'dw_bn' }).apply(x) as SymbolicTensor;
+  const act = l.activation({ activation: 'swish', name: 'dw_swish' }).apply(x) as SymbolicTensor;
+  let se = l.globalAveragePooling2d({ name: 'se_squeeze' }).apply(act) as SymbolicTensor;
+  se = l.reshape({ targetShape: [1, 1, 16], name: 'se_reshape' }).apply(se) as SymbolicTensor;
+  se = l.conv2d({ filters: 4, kernelSize: 1, activation: 'relu', name: 'se_reduce' }).apply(se) as SymbolicTensor;
+  se = l.conv2d({ filters: 16, kernelSize: 1, activation: 'hardSigmoid', name: 'se_expand' }).apply(se) as SymbolicTensor;
+  x = l.multiply({ name: 'se_excite' }).apply([act, se]) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 1, useBias: false, name: 'project_conv' }).apply(x) as SymbolicTensor;
+  x = l.batchNormalization({ name: 'project_bn' }).apply(x) as SymbolicTensor;
+  x = l.add({ name: 'block_add' }).apply([stem, x]) as SymbolicTensor;
+  x = l.conv2d({ filters: 16, kernelSize: 1, activation: 'relu6', name: 'top_conv' }).apply(x) as SymbolicTensor;
+  x = l.globalAveragePooling2d({ name: 'avg_pool' }).apply(x) as SymbolicTensor;
+  x = l.dropout({ rate: 0.2, name: 'top_dropout' }).apply(x) as SymbolicTensor;
+  const out = l.dense({ units: 4, activation: 'softmax', name: 'predictions' }).apply(x) as SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out, name: 'mobile' });
+}
+
+/** DenseNet-style: a dense block of Concatenate, a transition with AveragePooling2D, a Flatten head. */
+function dense(l: L): tf.LayersModel {
+  const input = tf.input({ shape: [10, 10, 3], name: 'image' });
+  const x0 = l.conv2d({ filters: 6, kernelSize: 3, padding: 'same', activation: 'relu', name: 'conv0' }).apply(input) as SymbolicTensor;
+  let cat: SymbolicTensor = x0;
+  for (const i of [1, 2]) {
+    let y = l.batchNormalization({ name: `block_${i}_bn` }).apply(cat) as SymbolicTensor;
+    y = l.activation({ activation: 'relu', name: `block_${i}_relu` }).apply(y) as SymbolicTensor;
+    y = l.conv2d({ filters: 4, kernelSize: 3, padding: 'same', useBias: false, name: `block_${i}_conv` }).apply(y) as SymbolicTensor;
+    cat = l.concatenate({ axis: -1, name: `block_${i}_concat` }).apply([cat, y]) as SymbolicTensor;
+  }
+  let x = l.batchNormalization({ name: 'transition_bn' }).apply(cat) as SymbolicTensor;
+  x = l.activation({ activation: 'relu', name: 'transition_relu' }).apply(x) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 1, useBias: false, name: 'transition_conv' }).apply(x) as SymbolicTensor;
+  x = l.averagePooling2d({ poolSize: 2, strides: 2, name: 'transition_pool' }).apply(x) as SymbolicTensor;
+  x = l.flatten({ name: 'flatten' }).apply(x) as SymbolicTensor;
+  x = l.dense({ units: 6, activation: 'relu', name: 'fc1' }).apply(x) as SymbolicTensor;
+  const out = l.dense({ units: 3, activation: 'softmax', name: 'predictions' }).apply(x) as SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out, name: 'dense' });
+}
+
+export interface KerasFixture {
+  name: string;
+  model: tf.LayersModel;
+  /** The default Grad-CAM target (a Keras layer name). */
+  target: string;
+  /** Typical magnitude of the model's input values. */
+  inputScale: number;
+}
+
+export const KERAS_FIXTURES = {
+  residual: { build: residual, target: 'b2_out', inputScale: 1 },
+  mobile: { build: mobile, target: 'top_conv', inputScale: 255 },
+  dense: { build: dense, target: 'transition_pool', inputScale: 1 },
+} as const;
+
+/**
+ * Seeded weights of a sensible scale: kernels uniform with variance 1/fan_in, BatchNorm statistics
+ * far from the identity (so a dropped or misordered BN shows), small biases.
+ */
+function seedWeights(model: tf.LayersModel, seed: number): void {
+  const rand = mulberry32(seed);
+  for (const layer of model.layers) {
+    const values = layer.weights.map((w) => {
+      const shape = w.shape as number[];
+      const size = shape.reduce((a, b) => a * b, 1);
+      const variable = w.originalName.split('/').pop()!;
+      const fanIn = shape.length > 1 ? size / shape[shape.length - 1] : 1;
+      const bound = variable.endsWith('kernel') ? Math.sqrt(3 / (variable === 'depthwise_kernel' ? shape[0] * shape[1] : fanIn)) : 0.1;
+      const data = Float32Array.from({ length: size }, () => {
+        const r = rand();
+        if (variable === 'gamma' || variable === 'moving_variance') return 0.5 + r;
+        return (r * 2 - 1) * bound;
+      });
+      return tf.tensor(data, shape);
+    });
+    if (values.length > 0) layer.setWeights(values);
+    values.forEach((v) => v.dispose());
+  }
+}
+
+export function buildKerasFixture(name: keyof typeof KERAS_FIXTURES, seed = 11): KerasFixture {
+  const spec = KERAS_FIXTURES[name];
+  const model = spec.build(tf.layers);
+  seedWeights(model, seed);
+  return { name, model, target: spec.target, inputScale: spec.inputScale };
+}
+
+/** TF.js Layers' own model.json + weights.bin (what `model.save('file://...')` writes). */
+export async function saveTfjs(model: tf.LayersModel, dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const data = artifacts.weightData as ArrayBuffer;
+      await writeFile(join(dir, 'weights.bin'), new Uint8Array(data));
+      const json = { modelTopology: artifacts.modelTopology, format: 'layers-model', generatedBy: 'TensorFlow.js tfjs-layers', weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }] };
+      await writeFile(join(dir, 'model.json'), JSON.stringify(json));
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  return join(dir, 'model.json');
+}
+
+/** The model config as Keras writes it into a full-model .h5 (class Functional, Keras 2 node format). */
+export function kerasModelConfigOf(model: tf.LayersModel): object {
+  const topology = model.toJSON(undefined, false) as { class_name: string; config: object };
+  return { class_name: 'Functional', config: topology.config };
+}
+
+/** The model's weights per layer, in model order, as `writeKerasModelHdf5` takes them. */
+export function kerasLayerWeights(model: tf.LayersModel): Array<{ name: string; weights: Array<{ name: string; data: Float32Array; shape: number[] }> }> {
+  return model.layers.map((layer) => ({
+    name: layer.name,
+    weights: layer.weights.map((w) => ({ name: w.originalName.split('/').pop()!, data: w.read().dataSync() as Float32Array, shape: w.shape as number[] })),
+  }));
+}
+
+/** A Keras full-model .h5 (`model.save('x.h5')` in tf.keras 2.x). */
+export async function saveKerasH5(model: tf.LayersModel, path: string): Promise<string> {
+  await writeKerasModelHdf5(path, { modelConfig: kerasModelConfigOf(model), layers: kerasLayerWeights(model) });
+  return path;
+}
+
+/**
+ * The reference: the TF.js Layers model run layer by layer with its own layer implementations
+ * (inference mode), `delta` added to the target layer's output, so `tf.grad` with respect to
+ * `delta` is the gradient of the score at the target activation. The last Dense is applied
+ * without its softmax to expose the logits.
+ */
+export function referenceForward(model: tf.LayersModel, x: tf.Tensor4D, target: string, delta: tf.Tensor | null): { activation: tf.Tensor4D; logits: tf.Tensor2D } {
+  const outputs = new Map<string, tf.Tensor>();
+  let activation: tf.Tensor4D | null = null;
+  let logits: tf.Tensor2D | null = null;
+  const last = model.outputLayers[0];
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'InputLayer') {
+      outputs.set(layer.name, x);
+      continue;
+    }
+    const inputs = layer.inboundNodes[0].inboundLayers.map((l) => outputs.get(l.name)!);
+    let y: tf.Tensor;
+    if (layer === last) {
+      const [kernel, bias] = layer.getWeights();
+      y = tf.add(tf.matMul(inputs[0] as tf.Tensor2D, kernel as tf.Tensor2D), bias);
+      logits = y as tf.Tensor2D;
+    } else {
+      y = layer.apply(inputs.length === 1 ? inputs[0] : inputs, { training: false }) as tf.Tensor;
+    }
+    if (layer.name === target) {
+      activation = y as tf.Tensor4D;
+      if (delta) y = tf.add(y, delta);
+    }
+    outputs.set(layer.name, y);
+  }
+  return { activation: activation!, logits: logits! };
+}

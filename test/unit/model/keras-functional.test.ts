@@ -1,0 +1,156 @@
+/**
+ * Keras functional models (residual + BatchNorm, depthwise + squeeze-excitation + swish, a dense
+ * block of concatenations) built with TF.js Layers, saved as a TF.js Layers model and as a Keras
+ * full-model .h5, loaded as graphs and run on both engines. Reference: TF.js Layers itself
+ * (`model.predict` for probabilities within 1e-4; its own layers, differentiated with `tf.grad`
+ * at the target layer, for the CAMs within 1e-3).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CamMethod, ScoreMode } from '../../../src/shared/explain-options.js';
+import type { Engine, PreprocessedImage } from '../../../src/worker/engine/engine.js';
+import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { createTfjsEngine } from '../../../src/worker/engine/tfjs/engine.js';
+import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
+import { mulberry32 } from '../../../src/worker/model/random-weights.js';
+import { loadModel } from '../../../src/worker/model/source.js';
+import { KERAS_FIXTURES, buildKerasFixture, referenceForward, saveKerasH5, saveTfjs, type KerasFixture } from './helpers/keras-functional.js';
+
+const METHODS: CamMethod[] = ['gradcam', 'hirescam', 'layercam'];
+const SCORES: ScoreMode[] = ['logit', 'prob'];
+const BATCH = 3;
+
+interface Reference {
+  probabilities: number[][];
+  /** `${method}/${score}` → per image, the max-normalised map for its top-1 class. */
+  cams: Map<string, number[][]>;
+  top1: number[];
+}
+
+function images(fixture: KerasFixture): PreprocessedImage[] {
+  const [h, w, c] = fixture.model.inputs[0].shape.slice(1) as number[];
+  const rand = mulberry32(5);
+  return Array.from({ length: BATCH }, () => ({ data: Float32Array.from({ length: h * w * c }, () => (fixture.inputScale === 255 ? rand() * 255 : rand() * 2 - 1)), height: h, width: w }));
+}
+
+/** Maps from the TF.js Layers model: activation A and dS/dA with plain-array formulas (design notes §4). */
+function reference(fixture: KerasFixture, batch: PreprocessedImage[]): Reference {
+  const { model, target } = fixture;
+  const [h, w, c] = model.inputs[0].shape.slice(1) as number[];
+  const x = tf.tensor4d(Float32Array.from(batch.flatMap((i) => Array.from(i.data))), [BATCH, h, w, c]);
+  const probabilities = (model.predict(x) as tf.Tensor2D).arraySync();
+  const top1 = probabilities.map((p) => p.indexOf(Math.max(...p)));
+  const { activation } = referenceForward(model, x, target, null);
+  const a = activation.arraySync();
+  const cams = new Map<string, number[][]>();
+  for (const score of SCORES) {
+    const mask = tf.oneHot(top1, probabilities[0].length).toFloat();
+    const g = (
+      tf.grad((delta: tf.Tensor) => {
+        const { logits } = referenceForward(model, x, target, delta);
+        return tf.sum(tf.mul(score === 'prob' ? tf.softmax(logits) : logits, mask));
+      })(tf.zerosLike(activation)) as tf.Tensor4D
+    ).arraySync();
+    for (const method of METHODS) {
+      cams.set(
+        `${method}/${score}`,
+        a.map((ai, n) => camOf(method, ai, g[n])),
+      );
+    }
+  }
+  return { probabilities, cams, top1 };
+}
+
+function camOf(method: CamMethod, a: number[][][], g: number[][][]): number[] {
+  const [h, w, c] = [a.length, a[0].length, a[0][0].length];
+  const weights = Array.from({ length: c }, (_, k) => {
+    let sum = 0;
+    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) sum += g[i][j][k];
+    return sum / (h * w);
+  });
+  const map: number[] = [];
+  for (let i = 0; i < h; i++) {
+    for (let j = 0; j < w; j++) {
+      let v = 0;
+      for (let k = 0; k < c; k++) {
+        if (method === 'gradcam') v += weights[k] * a[i][j][k];
+        else if (method === 'hirescam') v += g[i][j][k] * a[i][j][k];
+        else v += Math.max(g[i][j][k], 0) * a[i][j][k];
+      }
+      map.push(Math.max(v, 0));
+    }
+  }
+  const max = Math.max(...map);
+  return map.map((v) => (max > 0 ? v / max : 0));
+}
+
+async function checkEngine(engine: Engine, fixture: KerasFixture, batch: PreprocessedImage[], ref: Reference): Promise<void> {
+  expect(engine.info.layer).toBe(fixture.target);
+  for (const method of METHODS) {
+    for (const score of SCORES) {
+      const results = await engine.explain({ images: batch, targets: { kind: 'top1' }, topK: 1, method, score });
+      results.forEach((r, n) => {
+        let worstP = 0;
+        r.probabilities.forEach((p, k) => (worstP = Math.max(worstP, Math.abs(p - ref.probabilities[n][k]))));
+        expect(worstP, `${fixture.name} probabilities, image ${n}`).toBeLessThan(1e-4);
+        expect(r.cams[0].classIndex).toBe(ref.top1[n]);
+        const want = ref.cams.get(`${method}/${score}`)![n];
+        expect(r.cams[0].grid.length).toBe(want.length);
+        let worst = 0;
+        r.cams[0].grid.forEach((v, k) => (worst = Math.max(worst, Math.abs(v - want[k]))));
+        expect(worst, `${fixture.name} ${method}/${score} image ${n}`).toBeLessThan(1e-3);
+      });
+    }
+  }
+}
+
+describe.each(Object.keys(KERAS_FIXTURES) as Array<keyof typeof KERAS_FIXTURES>)('Keras functional model "%s" (TF.js Layers reference)', (name) => {
+  let dir: string;
+  let fixture: KerasFixture;
+  let batch: PreprocessedImage[];
+  let ref: Reference;
+  const graphs: Record<'tfjs' | 'h5', ModelGraph> = {} as Record<'tfjs' | 'h5', ModelGraph>;
+  const engines: Engine[] = [];
+
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    dir = await mkdtemp(join(tmpdir(), `gca-keras-${name}-`));
+    fixture = buildKerasFixture(name);
+    batch = images(fixture);
+    ref = reference(fixture, batch);
+    graphs.tfjs = (await loadModel(await saveTfjs(fixture.model, join(dir, 'tfjs')))) as ModelGraph;
+    graphs.h5 = (await loadModel(await saveKerasH5(fixture.model, join(dir, `${name}.h5`)))) as ModelGraph;
+  });
+  afterAll(async () => {
+    await Promise.all(engines.map((e) => e.dispose()));
+    fixture?.model.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads as a graph from both files, with the same weights and Keras layer names as values', () => {
+    for (const graph of Object.values(graphs)) {
+      expect('nodes' in graph).toBe(true);
+      expect(graph.producer).toBe('keras');
+      expect(graph.nodes.some((n) => n.outputs.includes(fixture.target))).toBe(true);
+    }
+    expect(graphs.h5.weightsHash).toBe(graphs.tfjs.weightsHash);
+    expect(graphs.h5.nodes.map((n) => n.op)).toEqual(graphs.tfjs.nodes.map((n) => n.op));
+  });
+
+  for (const format of ['tfjs', 'h5'] as const) {
+    it(`${format}: TF.js engine matches TF.js Layers (probabilities 1e-4, CAMs 1e-3)`, async () => {
+      const engine = await createTfjsEngine({ spec: graphs[format], backend: 'cpu' });
+      engines.push(engine);
+      await checkEngine(engine, fixture, batch, ref);
+    });
+  }
+
+  it('h5: ONNX engine matches TF.js Layers (probabilities 1e-4, CAMs 1e-3)', async () => {
+    const engine = await createOnnxEngine({ spec: graphs.h5, cache: null, runtime: { intraOpThreads: 1 } });
+    engines.push(engine);
+    await checkEngine(engine, fixture, batch, ref);
+  });
+});
