@@ -5,8 +5,12 @@ Builds small VGG-shaped networks with fixed seeded weights (conv 'same' and 'val
 Keras (h, w, c) flatten or global average pooling, dense ReLU, dropout, dense softmax), runs a
 batch of fixed inputs through each in float64, backpropagates through the head by hand (softmax,
 dense, ReLU, flatten or GAP, max-pool with the gradient on the first maximum of a window, as TF's
-CPU kernel) and computes all five CAM methods for every class, with both the probability and the
-logit score.
+CPU kernel) and computes all five gradient CAM methods for every class, with both the probability and the
+logit score. The gradient-free methods come from their definitions with NumPy's SVD (Eigen-CAM:
+centred activation projected on the first right singular vector, signed to covary with the
+per-position total activation, then ReLU) and from one float64 forward per masked input
+(Score-CAM: each channel upsampled with half-pixel bilinear interpolation and clamped edges,
+min-max scaled, multiplied into the input; weights softmax over the class scores).
 
 Outputs per model, PREFIX = gradcam (flatten head) or gradcam_gap (GAP head), committed; the
 TypeScript tests read them, CI needs no Python:
@@ -61,6 +65,7 @@ MODELS = [
     },
 ]
 METHODS = ['gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam']
+GRADIENT_FREE = ['eigencam', 'scorecam']
 SCORES = ['prob', 'logit']
 
 
@@ -236,6 +241,62 @@ def cam(method, a, g):
     return np.maximum(m, 0.0)
 
 
+def eigencam(a):
+    """a: [h, w, c]. First principal component of the positions, signed, ReLU'd."""
+    h, w, c = a.shape
+    x = a.reshape(h * w, c)
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    p = xc @ vt[0]
+    if p @ x.sum(axis=1) < 0:
+        p = -p
+    return np.maximum(p, 0.0).reshape(h, w)
+
+
+def upsample_bilinear(grid, out_h, out_w):
+    """Half-pixel-centre bilinear interpolation with clamped edges (an enlargement)."""
+    h, w = grid.shape
+
+    def taps(n_in, n_out):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, src - lo
+
+    y0, y1, fy = taps(h, out_h)
+    x0, x1, fx = taps(w, out_w)
+    rows = grid[y0] * (1 - fy)[:, None] + grid[y1] * fy[:, None]
+    return rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
+
+
+def scorecam_scores(x, a, weights, model):
+    """x: [H, W, C] input, a: [h, w, k] activation. Logits and probabilities of each masked input [k, classes]."""
+    H, W = x.shape[:2]
+    masked = []
+    for k in range(a.shape[2]):
+        up = upsample_bilinear(a[:, :, k], H, W)
+        lo, hi = up.min(), up.max()
+        mask = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
+        masked.append(x * mask[:, :, None])
+    feats = forward_features(np.stack(masked), weights, model)
+    logits, probs, _ = head_forward_backward(feats, weights, model, None, None)
+    return logits, probs
+
+
+def scorecam(a, scores):
+    w = np.exp(scores - scores.max())
+    w /= w.sum()
+    return np.maximum((a * w).sum(axis=2), 0.0)
+
+
+def record(c, raw):
+    mx, mean = float(raw.max()), float(raw.mean())
+    degenerate = not (mx > 0)
+    grid = np.zeros_like(raw) if degenerate else raw / mx
+    return {'classIndex': c, 'rawMax': mx, 'rawMean': mean, 'degenerate': degenerate,
+            'grid': [round(float(v), 7) for v in grid.reshape(-1)]}
+
+
 def build(model):
     rng = np.random.RandomState(model['seed'])
     weights = make_weights(rng, model)
@@ -266,6 +327,10 @@ def build(model):
                                       'grid': [round(float(v), 7) for v in grid.reshape(-1)]})
                 per_image.append(per_class)
             cams[score][method] = per_image
+        masked = [scorecam_scores(x[i], a[i], weights, model) for i in range(n)]
+        cams[score]['eigencam'] = [[record(c, eigencam(a[i])) for c in range(classes)] for i in range(n)]
+        cams[score]['scorecam'] = [[record(c, scorecam(a[i], (masked[i][1] if score == 'prob' else masked[i][0])[:, c]))
+                                    for c in range(classes)] for i in range(n)]
 
     prefix = os.path.join(OUT, model['prefix'])
     blob = bytearray()

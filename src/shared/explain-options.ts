@@ -7,8 +7,19 @@ import { parseLayerName } from './model-options.js';
  * manifest, and are part of the idempotency key of an output, so they live in `shared`.
  */
 
-export const CAM_METHODS = ['gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam'] as const;
+export const CAM_METHODS = ['gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam', 'eigencam', 'scorecam'] as const;
 export type CamMethod = (typeof CAM_METHODS)[number];
+
+/**
+ * Methods that read no gradient: Eigen-CAM (principal component of the target activation) and
+ * Score-CAM (masked forward passes). They run on any model an engine can run forward, including
+ * heads the ONNX compiler cannot differentiate, and a saturated softmax does not zero them.
+ */
+export const GRADIENT_FREE_METHODS: readonly CamMethod[] = ['eigencam', 'scorecam'];
+
+export function needsGradient(method: CamMethod): boolean {
+  return !GRADIENT_FREE_METHODS.includes(method);
+}
 
 /** `prob`: softmax probability (Chollet's seed). `logit`: pre-softmax score (Grad-CAM paper). */
 export const SCORE_MODES = ['prob', 'logit'] as const;
@@ -33,7 +44,7 @@ export interface ExplainOptions {
   targets: TargetSpec;
   /** CAM method. Default `gradcam`. */
   method: CamMethod;
-  /** Score differentiated. Default `prob`, as the seed. */
+  /** Score differentiated (Score-CAM: the score its masked forwards compare). Default `prob`, as the seed. */
   score: ScoreMode;
   /** Target layer name; undefined means `block5_conv3` for VGG16, else the last 4-D conv output. */
   layer?: string;
@@ -59,6 +70,9 @@ export const DEFAULT_EXPLAIN_OPTIONS: Readonly<ExplainOptions> = Object.freeze({
   alpha: 0.5,
   overlayFormat: 'jpeg',
 });
+
+/** `--method` help, shared by every command that takes the flag. */
+export const CAM_METHOD_HELP = `${CAM_METHODS.join('|')}; eigencam and scorecam read no gradient, and scorecam costs one forward pass per channel of the target layer and image (512 for VGG16) (default: ${DEFAULT_EXPLAIN_OPTIONS.method})`;
 
 /** The explanation flags shared by `explain` and `enqueue`, as commander hands them over. */
 export interface RawExplainOptionFlags {

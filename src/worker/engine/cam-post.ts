@@ -31,8 +31,8 @@ export interface CamContext {
   scoreMode: ScoreMode;
   /** The softmax probability of the class, whatever the score mode. */
   probability: number;
-  /** max |dS/dA| over the target activation of this image and class. */
-  gradientMaxAbs: number;
+  /** max |dS/dA| over the target activation of this image and class; null for gradient-free methods (no gradient rules apply). */
+  gradientMaxAbs: number | null;
   height: number;
   width: number;
 }
@@ -59,12 +59,14 @@ export function postProcessCam(raw: Float32Array, ctx: CamContext, options: CamP
   const base = { classIndex: ctx.classIndex, score: ctx.score, height: ctx.height, width: ctx.width };
   const zeros = (): Float32Array => new Float32Array(raw.length);
 
-  if (!finite || !Number.isFinite(ctx.gradientMaxAbs)) {
+  if (!finite || (ctx.gradientMaxAbs !== null && !Number.isFinite(ctx.gradientMaxAbs))) {
     return { ...base, grid: zeros(), rawMax: Number.NaN, rawMean: Number.NaN, degenerate: 'CAM contains NaN or Inf values (non-finite activations or gradients)' };
   }
   const rawMean = raw.length > 0 ? sum / raw.length : 0;
   const rawMax = raw.length > 0 ? max : 0;
-  const saturated = ctx.scoreMode === 'prob' && 1 - ctx.probability < options.saturationMargin;
+  // A saturated softmax starves gradients only; gradient-free maps are judged on their values alone.
+  const gradientFree = ctx.gradientMaxAbs === null;
+  const saturated = !gradientFree && ctx.scoreMode === 'prob' && 1 - ctx.probability < options.saturationMargin;
   if (saturated) {
     return {
       ...base,
@@ -79,7 +81,7 @@ export function postProcessCam(raw: Float32Array, ctx: CamContext, options: CamP
     return { ...base, grid: zeros(), rawMax, rawMean, degenerate: `gradient of the score is zero everywhere at the target layer${hint}` };
   }
   if (!(rawMax > 0)) {
-    const hint = ctx.scoreMode === 'prob' && ctx.probability > options.likelySaturated ? `; the softmax is nearly saturated, ${LOGIT_HINT}` : '';
+    const hint = !gradientFree && ctx.scoreMode === 'prob' && ctx.probability > options.likelySaturated ? `; the softmax is nearly saturated, ${LOGIT_HINT}` : '';
     return { ...base, grid: zeros(), rawMax, rawMean, degenerate: `CAM is zero or negative everywhere (max ${rawMax}); nothing supports class ${ctx.classIndex}${hint}` };
   }
   const grid = new Float32Array(raw.length);

@@ -19,6 +19,11 @@ export interface EngineRequest {
   topK: number;
   method: CamMethod;
   score: ScoreMode;
+  /**
+   * Most rows one forward run may hold when a method forwards extra copies of the images (Score-CAM's
+   * masked inputs). Default: the number of images, i.e. the engine batch size the caller chose.
+   */
+  forwardRows?: number;
 }
 
 export interface CamMap {

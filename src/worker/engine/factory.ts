@@ -3,6 +3,8 @@
  * the worker never import an engine module directly (and never load ONNX Runtime when TF.js runs).
  */
 import { ConfigError } from '../../shared/errors.js';
+import type { CamMethod } from '../../shared/explain-options.js';
+import { needsGradient } from '../../shared/explain-options.js';
 import type { Logger } from '../../shared/logger.js';
 import type { ModelInput } from '../model/graph/from-sequential.js';
 import type { Engine } from './engine.js';
@@ -26,6 +28,11 @@ export interface CreateEngineOptions {
   camPost?: CamPostOptions;
   /** ONNX Runtime settings (providers, threads, graph cache); defaults in `defaultOnnxRuntimeOptions()`. */
   onnx?: Partial<OnnxRuntimeOptions>;
+  /**
+   * The CAM methods the engine will be asked for, when known (`explain`). Default: any. When all are
+   * gradient-free, ONNX Runtime runs any model it can run forward, differentiable head or not.
+   */
+  methods?: readonly CamMethod[];
 }
 
 export function parseEngineChoice(value: string, flag = '--engine'): EngineChoice {
@@ -39,14 +46,19 @@ export async function createEngine(options: CreateEngineOptions): Promise<Engine
     case 'onnx':
     case 'auto': {
       // The graph compiles every CAM method, so only the model and layer decide; anything the
-      // compiler has no backward rule for runs on TF.js (autodiff) instead, with the reason logged.
+      // compiler has no backward rule for runs on TF.js (autodiff) instead, with the reason logged,
+      // unless only gradient-free methods were asked for (then a forward-only graph serves them).
       // A forced TF.js backend (`--backend wasm`, ...) only means something to TF.js: keep auto there.
       const forcedTfjs = choice === 'auto' && options.backend !== undefined && options.backend !== 'auto';
-      const support = forcedTfjs ? { ok: false as const, reason: `--backend ${options.backend} selects a TF.js backend` } : isOnnxSupported(options.spec, 'gradcam', options.layer);
+      const gradientFree = options.methods !== undefined && options.methods.length > 0 && !options.methods.some(needsGradient);
+      const support = forcedTfjs
+        ? { ok: false as const, reason: `--backend ${options.backend} selects a TF.js backend` }
+        : isOnnxSupported(options.spec, gradientFree ? 'eigencam' : 'gradcam', options.layer);
       if (support.ok) {
         try {
           const { createOnnxEngine } = await import('./onnx/engine.js');
-          return await createOnnxEngine({ spec: options.spec, layer: options.layer, logger: options.logger, camPost: options.camPost, runtime: options.onnx });
+          const methods = gradientFree ? [...options.methods!] : undefined;
+          return await createOnnxEngine({ spec: options.spec, layer: options.layer, logger: options.logger, camPost: options.camPost, runtime: options.onnx, methods });
         } catch (err) {
           // An explicit request must fail loudly (e.g. a missing CUDA provider); auto degrades.
           if (choice === 'onnx') throw err;

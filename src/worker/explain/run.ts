@@ -105,7 +105,7 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
 
   const spec = await deps.loadSpec(options.weights);
   const setup = await deps.resolveSetup(options.weights, options);
-  const engine = await deps.createEngine({ spec, engine: options.engine, layer: setup.layer, backend: options.backend, logger, onnx: options.onnx });
+  const engine = await deps.createEngine({ spec, engine: options.engine, layer: setup.layer, backend: options.backend, logger, onnx: options.onnx, methods: [options.method] });
   const outcomes = new Array<ExplainImageOutcome>(inputs.length);
   try {
     const labels = await deps.loadLabels(engine.info.numClasses, setup.labels);
@@ -114,7 +114,7 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
 
     // A failing engine call is not about one image (bad --targets, broken model): it fails the command.
     let engineError: unknown = null;
-    const batcher = new DynamicBatcher<BatchItem, EngineImageResult>(engineBatchRunner(engine), { maxBatchSize: options.batchSize, maxDelayMs: 20, isolateFailures: false });
+    const batcher = new DynamicBatcher<BatchItem, EngineImageResult>(engineBatchRunner(engine, options.batchSize), { maxBatchSize: options.batchSize, maxDelayMs: 20, isolateFailures: false });
     const core: ImageCoreDeps = {
       engine: engine.info,
       labels: labels.labels,

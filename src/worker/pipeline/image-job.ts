@@ -80,9 +80,12 @@ export interface ImageJobResult {
   prediction: string;
 }
 
-/** Build the engine batch runner: all items of a batch share one request. */
-export function engineBatchRunner(engine: Engine): (key: string, items: BatchItem[]) => Promise<EngineImageResult[]> {
-  return (_key, items) => engine.explain({ ...items[0].request, images: items.map((i) => i.image) });
+/**
+ * Build the engine batch runner: all items of a batch share one request. `batchSize` also bounds the
+ * rows of any extra forward runs (Score-CAM's masked copies), so they fit where a full batch fits.
+ */
+export function engineBatchRunner(engine: Engine, batchSize: number): (key: string, items: BatchItem[]) => Promise<EngineImageResult[]> {
+  return (_key, items) => engine.explain({ ...items[0].request, images: items.map((i) => i.image), forwardRows: batchSize });
 }
 
 /** @param token the job's lock token from BullMQ's processor, needed to hand a job back (model mismatch) */

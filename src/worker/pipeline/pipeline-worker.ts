@@ -114,7 +114,7 @@ export class PipelineWorker {
         },
       });
     this.pixelBudget = new PixelBudget(this.options.pixelBudget);
-    this.batcher = new DynamicBatcher(engineBatchRunner(deps.engine), { maxBatchSize: this.options.batchSize, maxDelayMs: this.options.maxBatchDelayMs });
+    this.batcher = new DynamicBatcher(engineBatchRunner(deps.engine, this.options.batchSize), { maxBatchSize: this.options.batchSize, maxDelayMs: this.options.maxBatchDelayMs });
     const log = deps.logger;
     this.batcher.on('batch', (e) => {
       this.metrics.batchSize.observe(e.size);

@@ -39,4 +39,14 @@ describe('postProcessCam', () => {
   test('a grid of the wrong size is a programming error', () => {
     expect(() => postProcessCam(new Float32Array(3), ctx())).toThrow(RangeError);
   });
+
+  test('judges gradient-free maps (no gradient) on their values alone: no saturation rule', () => {
+    const saturated = { probability: 1, score: 1, gradientMaxAbs: null };
+    const ok = postProcessCam(Float32Array.from([0, 1, 2, 4]), ctx(saturated));
+    expect(ok.degenerate).toBeNull();
+    expect(Array.from(ok.grid)).toEqual([0, 0.25, 0.5, 1]);
+    const flat = postProcessCam(Float32Array.from([0, 0, 0, 0]), ctx(saturated));
+    expect(flat.degenerate).toMatch(/zero or negative everywhere/);
+    expect(flat.degenerate).not.toMatch(/saturated/);
+  });
 });

@@ -83,9 +83,9 @@ export type Reference = ReturnType<typeof loadReference>;
  * within 1e-3. Returns how many non-degenerate maps were compared, so callers can insist that the
  * fixture exercises real maps. Shared by every engine's reference test.
  */
-export async function compareWithReference(engine: Engine, ref: Reference, method: CamMethod, score: ScoreMode): Promise<{ compared: number; images: number }> {
+export async function compareWithReference(engine: Engine, ref: Reference, method: CamMethod, score: ScoreMode, forwardRows?: number): Promise<{ compared: number; images: number }> {
   const classes = ref.expected.probabilities[0].map((_, c) => c);
-  const results = await engine.explain({ images: ref.images, targets: { kind: 'indices', indices: classes }, topK: 1, method, score });
+  const results = await engine.explain({ images: ref.images, targets: { kind: 'indices', indices: classes }, topK: 1, method, score, ...(forwardRows ? { forwardRows } : {}) });
   let compared = 0;
   results.forEach((r, i) => {
     expect(r.cams.map((c) => c.classIndex)).toEqual(classes);

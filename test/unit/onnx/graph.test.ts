@@ -61,10 +61,12 @@ describe('compiled graph interface', () => {
     const session = await ort.InferenceSession.create(compiled.bytes);
     expect([...session.inputNames].sort()).toEqual([GRAPH_IO.images, GRAPH_IO.method, GRAPH_IO.scoreIsProb, GRAPH_IO.targets].sort());
     expect(session.outputNames).toContain(GRAPH_IO.cam);
+    expect(session.outputNames).toContain(GRAPH_IO.activation);
     await session.release();
     const forward = compileGraph(spec, { layer: 'block2_conv2', kind: 'forward' });
     const fs = await ort.InferenceSession.create(forward.bytes);
-    expect([...fs.outputNames].sort()).toEqual([GRAPH_IO.logits, GRAPH_IO.probabilities]);
+    expect([...fs.inputNames]).toEqual([GRAPH_IO.images]);
+    expect([...fs.outputNames].sort()).toEqual([GRAPH_IO.activation, GRAPH_IO.logits, GRAPH_IO.probabilities]);
     await fs.release();
   });
 });

@@ -34,9 +34,14 @@ describe('isOnnxSupported', () => {
     expect(r).toEqual({ ok: false, reason: expect.stringMatching(/node "block2_conv1\/Conv" \(Conv\) in the head \(after the target layer\) has no compiled backward/) });
   });
 
-  it('rejects an unknown layer and an unknown method', () => {
+  it('rejects an unknown layer, for gradient and gradient-free methods alike', () => {
     expect(isOnnxSupported(spec, 'gradcam', 'nope')).toMatchObject({ ok: false, reason: expect.stringMatching(/nope/) });
-    expect(isOnnxSupported(spec, 'scorecam' as CamMethod)).toMatchObject({ ok: false, reason: expect.stringMatching(/scorecam/) });
+    expect(isOnnxSupported(spec, 'scorecam' as CamMethod, 'nope')).toMatchObject({ ok: false, reason: expect.stringMatching(/nope/) });
+  });
+
+  it('accepts gradient-free methods whatever the head (they need no backward rule)', () => {
+    expect(isOnnxSupported(spec, 'eigencam', 'block1_conv2')).toEqual({ ok: true, layer: 'block1_conv2' });
+    expect(isOnnxSupported(overlapping, 'scorecam')).toEqual({ ok: true, layer: 'block2_conv2' });
   });
 
   it('accepts a sigmoid (multi-label) output and rejects an overlapping pool in the head', () => {

@@ -26,7 +26,7 @@ import { TensorDataType } from '../../model/graph/onnx-proto.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 /** Bump when the emitted graph changes, so cached graphs from older code are not reused. */
-export const COMPILER_VERSION = 4;
+export const COMPILER_VERSION = 5;
 
 /** Names of the graph's inputs and outputs (the engine's side of the contract). */
 export const GRAPH_IO = {
@@ -40,6 +40,8 @@ export const GRAPH_IO = {
   classes: 'classes',
   scores: 'scores',
   gradMaxAbs: 'grad_max_abs',
+  /** The target layer's activation `[N,C,h,w]`, for the gradient-free methods (gradient-free/). */
+  activation: 'activation',
 } as const;
 
 /** Node-name stem of a method's CAM sub-graph. */
@@ -53,7 +55,10 @@ export const CAM_EPSILON = 1e-7;
 export interface CompileOptions {
   /** The resolved target (a value of the model graph). */
   layer: string;
-  /** `explain`: the full Grad-CAM graph; `forward`: logits and probabilities only. */
+  /**
+   * `explain`: the full Grad-CAM graph; `forward`: logits, probabilities and the target activation
+   * only (no backward, so any head; serves the gradient-free methods).
+   */
   kind: 'explain' | 'forward';
   /** Methods to emit outputs for (explain graphs). Default: every supported method. */
   methods?: readonly CamMethod[];
@@ -74,12 +79,12 @@ export interface CompiledGraph {
 export function compileGraph(model: ModelInput, options: CompileOptions): CompiledGraph {
   const graph = toModelGraph(model);
   const methods = [...(options.methods ?? ONNX_CAM_METHODS)];
-  for (const m of methods.length > 0 ? methods : ['gradcam' as const]) {
+  const explain = options.kind === 'explain';
+  for (const m of explain ? (methods.length > 0 ? methods : ['gradcam' as const]) : ['eigencam' as const]) {
     const support = isOnnxSupported(graph, m, options.layer);
     if (!support.ok) throw new ModelError(`cannot compile ${graph.name} for ONNX: ${support.reason}`);
   }
   const split = splitAtTarget(graph, options.layer);
-  const explain = options.kind === 'explain';
   const g = new GraphBuilder();
   const [H, W, C] = graph.inputShape;
   const images = g.input(GRAPH_IO.images, TensorDataType.FLOAT, ['batch', H, W, C]);
@@ -99,7 +104,8 @@ export function compileGraph(model: ModelInput, options: CompileOptions): Compil
   g.output(logits, GRAPH_IO.logits, TensorDataType.FLOAT, ['batch', numClasses]);
   g.output(probs, GRAPH_IO.probabilities, TensorDataType.FLOAT, ['batch', numClasses]);
 
-  const [, h, w] = split.targetShape;
+  const [k, h, w] = split.targetShape;
+  g.output(forward.value(split.target), GRAPH_IO.activation, TensorDataType.FLOAT, ['batch', k, h, w]);
   if (explain) {
     const targets = g.input(GRAPH_IO.targets, TensorDataType.INT64, ['batch', 'targets']);
     const scoreIsProb = g.input(GRAPH_IO.scoreIsProb, TensorDataType.BOOL, [1]);
@@ -252,6 +258,9 @@ function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: s
       map = weighted(weights);
       break;
     }
+    case 'eigencam':
+    case 'scorecam':
+      throw new ModelError(`${method} reads no gradient and is not compiled into the graph (gradient-free/explain.ts runs it)`);
   }
   return g.op('Relu', [map], { name: `${stem}_map` });
 }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { CamMethod } from '../../../shared/explain-options.js';
+import { CAM_METHODS, needsGradient } from '../../../shared/explain-options.js';
 import { InvalidInputError, ModelError } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
@@ -29,7 +30,9 @@ import { describePlacement, readProfile, summarizePlacement } from './placement.
 import type { NodePlacement } from './placement.js';
 import { defaultProviderEnvironment, selectProviders } from './providers.js';
 import type { ProviderEnvironment } from './providers.js';
-import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
+import { isOnnxSupported } from './support.js';
+import { explainGradientFree } from '../gradient-free/explain.js';
+import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
 
 export interface OnnxEngineOptions {
   /** The model: a graph, or a sequential Keras spec (converted on entry). */
@@ -38,7 +41,11 @@ export interface OnnxEngineOptions {
   layer?: string;
   /** Runtime settings; defaults in `defaultOnnxRuntimeOptions()`. */
   runtime?: Partial<OnnxRuntimeOptions>;
-  /** Methods compiled into the graph (branches of an `If`: only the requested one runs). Default: all five. */
+  /**
+   * Methods the engine must serve. The gradient ones are compiled into the graph (branches of an
+   * `If`: only the requested one runs); with none of them, the graph is forward-only and runs any
+   * head, differentiable or not. The gradient-free methods are always served. Default: every method.
+   */
   methods?: CamMethod[];
   logger?: Logger;
   /** Degenerate-map thresholds; defaults in `DEFAULT_CAM_POST_OPTIONS`. */
@@ -65,10 +72,10 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     `ONNX Runtime execution providers: ${providers.join(' > ')}`,
   );
   const graph = toModelGraph(options.spec);
-  const support = isOnnxSupported(graph, 'gradcam', options.layer);
+  const methods = (options.methods ?? [...CAM_METHODS]).filter(needsGradient);
+  const support = isOnnxSupported(graph, methods[0] ?? 'eigencam', options.layer);
   if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${graph.name}: ${support.reason}`);
-  const methods = options.methods ?? [...ONNX_CAM_METHODS];
-  const compileOptions: CompileOptions = { layer: support.layer, kind: 'explain', methods };
+  const compileOptions: CompileOptions = methods.length > 0 ? { layer: support.layer, kind: 'explain', methods } : { layer: support.layer, kind: 'forward' };
   const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
 
   const { model, source } = await loadGraph(graph, compileOptions, cache, logger);
@@ -82,8 +89,8 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     'ONNX Runtime session ready',
   );
   const [h, w, c] = graph.inputShape;
-  const outputMeta = session.outputMetadata.find((m) => m.name === GRAPH_IO.cam);
-  const camShape = outputMeta && outputMeta.isTensor ? outputMeta.shape.slice(2) : [];
+  const outputMeta = session.outputMetadata.find((m) => m.name === GRAPH_IO.activation);
+  const camShape = outputMeta && outputMeta.isTensor ? outputMeta.shape.slice(1) : [];
   const numClasses = numClassesOf(graph);
   const info: EngineInfo = {
     engine: 'onnx',
@@ -97,7 +104,8 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     numClasses,
     weightsHash: graph.weightsHash,
   };
-  const engine = new OnnxEngine(session, info, [h, w, c], [Number(camShape[0]), Number(camShape[1])], methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
+  const targetShape: [number, number, number] = [Number(camShape[1]), Number(camShape[2]), Number(camShape[0])];
+  const engine = new OnnxEngine(session, info, [h, w, c], targetShape, methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
   if (profilePrefix) info.placement = await checkPlacement(engine, session, profilePrefix, providers[0] !== 'cpu', logger);
   return engine;
 }
@@ -172,34 +180,50 @@ function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions, gp
   return `${provider === 'cuda' ? 'CUDA' : 'TensorRT'} device ${runtime.deviceId}${gpu ? ` (${gpu})` : ''}`;
 }
 
-export class OnnxEngine implements Engine {
+export class OnnxEngine implements Engine, ForwardHost {
   private disposed = false;
+  readonly numClasses: number;
 
   constructor(
     private readonly session: ort.InferenceSession,
     readonly info: EngineInfo,
-    private readonly inputShape: [number, number, number],
-    private readonly camShape: [number, number],
+    readonly inputShape: [number, number, number],
+    /** The target activation `[h, w, channels]`. */
+    private readonly targetShape: [number, number, number],
+    /** Gradient methods compiled into the graph; none: a forward-only graph. */
     private readonly methods: readonly CamMethod[],
     private readonly camPost: CamPostOptions,
     /** Whether the graph came from the cache, and how long compiling took. */
     readonly graphSource: GraphSource,
-  ) {}
+  ) {
+    this.numClasses = info.numClasses;
+  }
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
     if (images.length === 0) return [];
-    // The same session with a top-1 target: the head backward costs ~1% of the conv stack, far
-    // less than keeping a second session (and a second copy of the weights) for forward only.
-    const out = await this.run(images, images.map(() => [-1]), true, 0, [GRAPH_IO.probabilities]);
-    return this.rows(out[GRAPH_IO.probabilities], images.length);
+    return (await this.forward(images, false)).probabilities;
+  }
+
+  /**
+   * ForwardHost. An explain graph runs with a top-1 target: the head backward costs ~1% of the conv
+   * stack, far less than keeping a second session (and a second copy of the weights) for forward only.
+   */
+  async forward(images: PreprocessedImage[], activations: boolean): Promise<ForwardRows> {
+    const fetches: string[] = [GRAPH_IO.logits, GRAPH_IO.probabilities, ...(activations ? [GRAPH_IO.activation] : [])];
+    const out = await this.run(images, images.map(() => [-1]), true, 0, fetches);
+    const rows: ForwardRows = { probabilities: this.rows(out[GRAPH_IO.probabilities], images.length), logits: this.rows(out[GRAPH_IO.logits], images.length) };
+    if (activations) rows.activations = { ...channelsLast(out[GRAPH_IO.activation].data as Float32Array, images.length, this.targetShape), height: this.targetShape[0], width: this.targetShape[1], channels: this.targetShape[2] };
+    return rows;
   }
 
   async explain(request: EngineRequest): Promise<EngineImageResult[]> {
     validateRequest(request, this.info.numClasses);
-    if (!this.methods.includes(request.method)) {
-      throw new ModelError(`the ONNX graph was compiled without CAM method ${request.method} (compiled: ${this.methods.join(', ')})`);
-    }
     const n = request.images.length;
+    if (!needsGradient(request.method)) return n === 0 ? [] : explainGradientFree(request, this, this.camPost);
+    if (!this.methods.includes(request.method)) {
+      const compiled = this.methods.length > 0 ? `compiled: ${this.methods.join(', ')}` : 'a forward-only graph, which serves eigencam and scorecam';
+      throw new ModelError(`the ONNX graph was compiled without CAM method ${request.method} (${compiled})`);
+    }
     if (n === 0) return [];
     const targetRow = graphTargets(request, this.info.numClasses);
     const camName = GRAPH_IO.cam;
@@ -217,7 +241,7 @@ export class OnnxEngine implements Engine {
     const scores = out[GRAPH_IO.scores].data as Float32Array;
     const gradMax = out[GRAPH_IO.gradMaxAbs].data as Float32Array;
     const maps = out[camName].data as Float32Array;
-    const [h, w] = this.camShape;
+    const [h, w] = this.targetShape;
     const t = targetRow.length;
     return probs.map((p, i) => {
       const cams: CamMap[] = [];
@@ -263,12 +287,13 @@ export class OnnxEngine implements Engine {
       batch.set(img.data, i * size);
     });
     const t = targets[0].length;
-    const feeds = {
-      [GRAPH_IO.images]: new ort.Tensor('float32', batch, [images.length, h, w, c]),
-      [GRAPH_IO.targets]: new ort.Tensor('int64', BigInt64Array.from(targets.flat(), (v) => BigInt(v)), [images.length, t]),
-      [GRAPH_IO.scoreIsProb]: new ort.Tensor('bool', [scoreIsProb], [1]),
-      [GRAPH_IO.method]: new ort.Tensor('int64', BigInt64Array.of(BigInt(methodIndex)), [1]),
-    };
+    const feeds: Record<string, ort.Tensor> = { [GRAPH_IO.images]: new ort.Tensor('float32', batch, [images.length, h, w, c]) };
+    // A forward-only graph has no target, score or method inputs.
+    if (this.methods.length > 0) {
+      feeds[GRAPH_IO.targets] = new ort.Tensor('int64', BigInt64Array.from(targets.flat(), (v) => BigInt(v)), [images.length, t]);
+      feeds[GRAPH_IO.scoreIsProb] = new ort.Tensor('bool', [scoreIsProb], [1]);
+      feeds[GRAPH_IO.method] = new ort.Tensor('int64', BigInt64Array.of(BigInt(methodIndex)), [1]);
+    }
     return this.session.run(feeds, fetches);
   }
 
@@ -277,6 +302,19 @@ export class OnnxEngine implements Engine {
     const c = data.length / n;
     return Array.from({ length: n }, (_, i) => data.slice(i * c, (i + 1) * c));
   }
+}
+
+/** `[N, C, h, w]` → one channels-last `[h, w, C]` array per image. */
+function channelsLast(data: Float32Array, n: number, [h, w, c]: [number, number, number]): { data: Float32Array[] } {
+  const plane = h * w;
+  return {
+    data: Array.from({ length: n }, (_, i) => {
+      const out = new Float32Array(plane * c);
+      const base = i * plane * c;
+      for (let k = 0; k < c; k++) for (let p = 0; p < plane; p++) out[p * c + k] = data[base + k * plane + p];
+      return out;
+    }),
+  };
 }
 
 /**

@@ -41,5 +41,8 @@ export function camMaps(method: CamMethod, a: tf.Tensor4D, g: tf.Tensor4D): tf.T
       const alpha = tf.where(tf.equal(g, 0), tf.zerosLike(g), tf.div(g2, den));
       return weighted(tf.sum(tf.mul(alpha, tf.relu(g)), [1, 2], true));
     }
+    case 'eigencam':
+    case 'scorecam':
+      throw new RangeError(`${method} reads no gradient; the engine runs it through gradient-free/explain.ts`);
   }
 }

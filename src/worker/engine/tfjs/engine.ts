@@ -12,6 +12,7 @@ import type { CamMap, Engine, EngineImageResult, EngineInfo, EngineRequest, Prep
 import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
 import type { ScoreMode } from '../../../shared/explain-options.js';
+import { needsGradient } from '../../../shared/explain-options.js';
 import { InvalidInputError } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
@@ -23,6 +24,8 @@ import { defaultBackendDeps, initBackend } from './backend.js';
 import { compileModel, repeatRows } from './build.js';
 import type { CompiledModel, HeadInputs } from './build.js';
 import { camMaps } from './cam-methods.js';
+import { explainGradientFree } from '../gradient-free/explain.js';
+import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
 
 export interface TfjsEngineOptions {
   /** The model: a graph, or a sequential Keras spec (converted on entry). */
@@ -64,8 +67,10 @@ export function headGradient(model: CompiledModel, aRows: tf.Tensor4D, classes: 
   });
 }
 
-export class TfjsEngine implements Engine {
+export class TfjsEngine implements Engine, ForwardHost {
   readonly info: EngineInfo;
+  readonly inputShape: readonly [number, number, number];
+  readonly numClasses: number;
   private disposed = false;
 
   constructor(
@@ -86,12 +91,13 @@ export class TfjsEngine implements Engine {
       numClasses: model.numClasses,
       weightsHash,
     };
+    this.inputShape = model.inputShape;
+    this.numClasses = model.numClasses;
   }
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
     if (images.length === 0) return [];
-    const { probs } = await this.forward(images);
-    return probs;
+    return (await this.forward(images, false)).probabilities;
   }
 
   async explain(request: EngineRequest): Promise<EngineImageResult[]> {
@@ -99,6 +105,7 @@ export class TfjsEngine implements Engine {
     validateRequest(request, model.numClasses);
     if (request.images.length === 0) return [];
     if (this.disposed) throw new Error('engine is disposed');
+    if (!needsGradient(request.method)) return explainGradientFree(request, this, this.camPost);
     const b = request.images.length;
     const c = model.numClasses;
     // Every image has the same number of targets T, so rows are target-major: row k·B + i is image
@@ -162,18 +169,32 @@ export class TfjsEngine implements Engine {
     }
   }
 
-  private async forward(images: PreprocessedImage[]): Promise<{ probs: Float32Array[] }> {
+  /** ForwardHost: logits and probabilities of every row, and on request the target activation (channels-last). */
+  async forward(images: PreprocessedImage[], activations: boolean): Promise<ForwardRows> {
     if (this.disposed) throw new Error('engine is disposed');
     const x = this.toBatch(images);
     const { target: a, extras } = this.model.features(x);
     x.dispose();
-    const probsT = tf.tidy(() => this.model.probabilities(this.model.head(a, extras)));
-    a.dispose();
+    const [logitsT, probsT] = tf.tidy(() => {
+      const l = this.model.head(a, extras);
+      return [l, this.model.probabilities(l)];
+    });
     extras.tensors.forEach((e) => e.dispose());
-    const p = (await probsT.data()) as Float32Array;
-    probsT.dispose();
-    const c = this.model.numClasses;
-    return { probs: images.map((_, i) => p.slice(i * c, (i + 1) * c)) };
+    try {
+      const [l, p] = (await Promise.all([logitsT.data(), probsT.data()])) as [Float32Array, Float32Array];
+      const c = this.model.numClasses;
+      const rows = (flat: Float32Array, size: number): Float32Array[] => images.map((_, i) => flat.slice(i * size, (i + 1) * size));
+      const out: ForwardRows = { probabilities: rows(p, c), logits: rows(l, c) };
+      if (activations) {
+        const [h, w, k] = this.model.targetShape;
+        out.activations = { data: rows((await a.data()) as Float32Array, h * w * k), height: h, width: w, channels: k };
+      }
+      return out;
+    } finally {
+      a.dispose();
+      logitsT.dispose();
+      probsT.dispose();
+    }
   }
 
   private toBatch(images: PreprocessedImage[]): tf.Tensor4D {
