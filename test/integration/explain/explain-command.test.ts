@@ -126,6 +126,21 @@ describe('explain', () => {
     expect(photo.source).toMatchObject({ format: 'jpeg', width: 333, height: 217 });
   });
 
+  test('--method scorecam and eigencam run on ONNX Runtime at a layer whose head it cannot differentiate, recorded in provenance', async () => {
+    const deps = { ...(await defaultExplainDeps(silentLogger())), report: () => undefined };
+    for (const method of ['scorecam', 'eigencam']) {
+      const out = path.join(dir, `out-${method}`);
+      // block1_conv2 leaves convolutions in the head: no compiled backward, but no gradient is needed.
+      const options = parseExplainFlags(images.slice(0, 2), { weights: h5, out, method, score: 'logit', layer: 'block1_conv2', engine: 'onnx', batchSize: '2' });
+      expect(await runExplain(options, deps)).toMatchObject({ ok: 2, failed: 0 });
+      for (const m of await manifests(out)) {
+        expect(m.provenance).toMatchObject({ method, score: 'logit', layer: 'block1_conv2', engine: 'onnx' });
+        expect(m.targets[0].degenerate).toBeNull();
+        expect(Math.max(...m.targets[0].grid)).toBe(1);
+      }
+    }
+  });
+
   test('Keras HDF5 weights through the CLI binary, a directory and a glob, --json: same predictions as TF.js weights, exit code 1 when an image fails', async () => {
     const out = path.join(dir, 'out-h5');
     // A directory (a/ holds x.jpg), a glob the shell does not expand (execFile has no shell), a bad file.
@@ -163,7 +178,7 @@ describe('explain', () => {
       (e: { code: number; stderr: string }) => e,
     );
     expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(/CONFIG: --method: expected one of gradcam, gradcam\+\+, hirescam, xgradcam, layercam, got "gradcam\+\+\+"/);
+    expect(run.stderr).toMatch(/CONFIG: --method: expected one of gradcam, gradcam\+\+, hirescam, xgradcam, layercam, eigencam, scorecam, got "gradcam\+\+\+"/);
     expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', targets: '3,x' })).toThrow(/--targets: expected top1, topk or comma-separated/);
     expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', alpha: '1.5' })).toThrow(/--alpha: expected a number from 0 to 1/);
     expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', batchSize: '0' })).toThrow(/--batch-size/);
