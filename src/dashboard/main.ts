@@ -2,14 +2,11 @@
  * `gradcam-audit dashboard`: wire real Redis, S3 and the BullMQ queue into the server, listen, and
  * shut down cleanly on SIGINT/SIGTERM (close streams, the queue and connections, then exit).
  */
-import { Queue } from 'bullmq';
 import { loadConfig, redact, type AppConfig } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
-import { bullPrefix } from '../shared/queue/contract.js';
-import { createRedis, waitForRedis } from '../shared/queue/redis.js';
-import { RunStore } from '../shared/queue/run-store.js';
 import { S3ObjectStore } from '../shared/storage/s3-store.js';
+import { connectDashboard } from './connections.js';
 import { resolveDashboardOptions, type DashboardFlags } from './options.js';
 import { createDashboard } from './server.js';
 
@@ -17,34 +14,22 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   // Validate the binding before opening any connection: a refused start must not leave sockets behind.
   const options = resolveDashboardOptions(flags);
   const logger = createLogger({ level: config.logLevel, base: { component: 'dashboard' } });
-  const redis = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard' });
-  // Until Redis first answers, waitForRedis reports the problem (once, with the last error); a
-  // warning per reconnect attempt would only bury it.
-  const warn = (err: Error): void => logger.warn({ err: err.message }, 'redis connection problem');
-  redis.on('error', () => undefined);
+  const store = S3ObjectStore.fromConfig(config.s3);
+  let connections: Awaited<ReturnType<typeof connectDashboard>>;
   try {
-    await waitForRedis(redis, config.redisUrl, config.redisWaitMs);
+    connections = await connectDashboard(config, store, logger);
   } catch (err) {
-    // An open connection retrying in the background would keep the process alive forever.
-    redis.disconnect();
+    store.client.destroy();
     throw err;
   }
-  redis.on('error', warn);
-  const queueConnection = createRedis(config.redisUrl, { role: 'queue', name: 'gca-dashboard-queue' });
-  queueConnection.on('error', () => undefined);
-  const keySpace = { prefix: config.keyPrefix };
-  const queue = new Queue(config.queueName, { connection: queueConnection, prefix: bullPrefix(keySpace) });
-  const store = S3ObjectStore.fromConfig(config.s3);
   const closeConnections = async (): Promise<void> => {
-    await queue.close().catch(() => undefined);
-    queueConnection.disconnect();
-    redis.disconnect();
+    await connections.close();
     store.client.destroy();
   };
   let app: Awaited<ReturnType<typeof createDashboard>>;
   let address: string;
   try {
-    app = await createDashboard({ runs: new RunStore(redis, keySpace, { store }), redis, keySpace, store, queue, logger }, options);
+    app = await createDashboard(connections.deps, options);
     address = await app.listen({ port: options.port, host: options.host });
   } catch (err) {
     // A port in use must not leave the process hanging on open Redis connections.
