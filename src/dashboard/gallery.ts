@@ -106,8 +106,8 @@ export interface ImagePosition {
 
 async function pageOf(runs: RunStore, runId: string, keys: readonly string[], page: Page): Promise<ImagePage> {
   const slice = keys.slice(page.offset, page.offset + page.limit);
-  const lines = await Promise.all(slice.map((k) => runs.getResult(runId, k)));
-  return { total: keys.length, offset: page.offset, limit: page.limit, items: lines.filter((l): l is RunManifestLine => l !== null) };
+  const lines = await runs.getResults(runId, slice);
+  return { total: keys.length, offset: page.offset, limit: page.limit, items: slice.flatMap((k) => lines.get(k) ?? []) };
 }
 
 /**

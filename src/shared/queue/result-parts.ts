@@ -124,6 +124,9 @@ export async function listPartKeys(store: ObjectStore, bucket: string, prefix: s
   return keys.sort(compareKeys);
 }
 
+/** Sources whose first line `mergeSorted` fetches at once. */
+const OPEN_CONCURRENCY = 16;
+
 /**
  * k-way merge of key-sorted sources into one key-sorted stream with one line per key. Memory is one
  * pending entry per source plus the sources' read buffers: independent of the number of lines.
@@ -158,12 +161,17 @@ export async function* mergeSorted(sources: ReadonlyArray<AsyncIterable<PartEntr
   };
   const iterators = sources.map((s) => s[Symbol.asyncIterator]());
   try {
-    for (const it of iterators) {
-      const n = await it.next();
-      if (!n.done) {
-        heap.push({ entry: n.value, it });
+    // First lines fetched OPEN_CONCURRENCY sources at a time: one after the other, a run with
+    // hundreds of parts paid one S3 round trip per part before its first line. Every source is
+    // opened either way, so this adds no memory.
+    for (let i = 0; i < iterators.length; i += OPEN_CONCURRENCY) {
+      const window = iterators.slice(i, i + OPEN_CONCURRENCY);
+      const firsts = await Promise.all(window.map((it) => it.next()));
+      firsts.forEach((n, j) => {
+        if (n.done) return;
+        heap.push({ entry: n.value, it: window[j] as AsyncIterator<PartEntry> });
         up(heap.length - 1);
-      }
+      });
     }
     let pending: PartEntry | undefined;
     while (heap.length > 0) {

@@ -499,6 +499,31 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     return null;
   }
 
+  /**
+   * The result lines of several images at once (a gallery page): failures from Redis in one call,
+   * the others from one merged read of the run's parts that stops past the greatest key asked for.
+   * One `getResult` per key would read every part once per key. Keys without a result are absent.
+   */
+  async getResults(runId: string, sourceKeys: readonly string[]): Promise<Map<string, RunManifestLine>> {
+    const found = new Map<string, RunManifestLine>();
+    if (sourceKeys.length === 0) return found;
+    const failed = await this.redis.hmget(this.keys(runId).failed, ...sourceKeys);
+    const wanted = new Set<string>();
+    sourceKeys.forEach((k, i) => {
+      const f = failed[i];
+      if (f) found.set(k, JSON.parse(f) as RunManifestLine);
+      else wanted.add(k);
+    });
+    const run = wanted.size > 0 ? await this.getRun(runId) : null;
+    if (!run || !this.objectStore) return found;
+    const last = [...wanted].reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b));
+    for await (const e of this.resultEntries(run)) {
+      if (wanted.has(e.key)) found.set(e.key, e.line);
+      if (compareKeys(e.key, last) >= 0) break; // lines come in key order
+    }
+    return found;
+  }
+
   /** Failed result lines (HSCAN of the failed hash: O(failures), arbitrary order). */
   async *scanFailed(runId: string, count = 1000): AsyncIterable<RunManifestLine[]> {
     let cursor = '0';

@@ -3,10 +3,9 @@
  * manifest.jsonl and deletes them. Each test makes the finalizer (the real one, on the real Redis
  * and S3 server) run at the worst moment of a dashboard read: after the parts were listed and
  * before one is opened, or after the run record was read and before the parts are listed. The
- * store the dashboard reads through delegates every call to the real S3 store; it only decides
- * when the finalizer runs.
+ * store the dashboard reads through (ObservedStore) sends every call to the real S3 server; it
+ * only decides when the finalizer runs.
  */
-import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
@@ -14,64 +13,30 @@ import { Redis } from 'ioredis';
 import { silentLogger } from '../../../src/shared/logger.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
-import type { ListOptions, ObjectStore, ObjectSummary, PutOptions } from '../../../src/shared/storage/object-store.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
 import { createDashboard } from '../../../src/dashboard/server.js';
 import { cleanupBucket } from './harness.js';
 import { seedRun, type SeedImage } from './seed.js';
+import { ObservedStore, type StoreStep } from '../../helpers/observed-store.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 
 /** When the finalizer runs during a dashboard read of part files. */
 type Moment = 'before-listing-parts' | 'before-opening-a-part';
 
-/** The real S3 store; the first time a read reaches `moment`, `interleave` runs to completion first. */
-class InterleavingStore implements ObjectStore {
-  private armed: { moment: Moment; interleave: () => Promise<unknown> } | null = null;
+/** The real S3 store; the first time a read of part files reaches `moment`, `interleave` runs to completion first. */
+class InterleavingStore extends ObservedStore {
   fired = 0;
 
-  constructor(private readonly inner: ObjectStore) {}
-
   arm(moment: Moment, interleave: () => Promise<unknown>): void {
-    this.armed = { moment, interleave };
     this.fired = 0;
-  }
-
-  private async at(moment: Moment, key: string): Promise<void> {
-    const a = this.armed;
-    if (!a || a.moment !== moment || !key.includes('_parts/')) return;
-    this.armed = null;
-    await a.interleave();
-    this.fired += 1;
-  }
-
-  async *listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]> {
-    await this.at('before-listing-parts', prefix);
-    yield* this.inner.listPages(bucket, prefix, options);
-  }
-  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
-    await this.at('before-opening-a-part', key);
-    return this.inner.getStream(bucket, key);
-  }
-  get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
-    return this.inner.get(bucket, key, options);
-  }
-  put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions) {
-    return this.inner.put(bucket, key, body, options);
-  }
-  head(bucket: string, key: string) {
-    return this.inner.head(bucket, key);
-  }
-  exists(bucket: string, key: string) {
-    return this.inner.exists(bucket, key);
-  }
-  delete(bucket: string, key: string) {
-    return this.inner.delete(bucket, key);
-  }
-  bucketExists(bucket: string) {
-    return this.inner.bucketExists(bucket);
-  }
-  createBucket(bucket: string) {
-    return this.inner.createBucket(bucket);
+    const once: StoreStep = async (_bucket, key) => {
+      if (!key.includes('_parts/')) return;
+      this.beforeList = this.beforeGetStream = null;
+      await interleave();
+      this.fired += 1;
+    };
+    this.beforeList = moment === 'before-listing-parts' ? once : null;
+    this.beforeGetStream = moment === 'before-opening-a-part' ? once : null;
   }
 }
 

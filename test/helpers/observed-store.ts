@@ -1,0 +1,57 @@
+/**
+ * A real object store seen through a window: every call goes to the wrapped store (a real S3
+ * server in the tests), counted per method, and a test may run its own step just before a listing
+ * or a read starts (to place a real concurrent action, e.g. the finalizer, at an exact moment).
+ */
+import type { Readable } from 'node:stream';
+import type { ListOptions, ObjectStore, ObjectSummary, PutOptions } from '../../src/shared/storage/object-store.js';
+
+export type StoreStep = (bucket: string, keyOrPrefix: string) => Promise<void>;
+
+export class ObservedStore implements ObjectStore {
+  /** Calls per method: listPages counts listings (not pages), getStream and get count reads. */
+  readonly counts = { listPages: 0, getStream: 0, get: 0 };
+  /** Runs before each listing starts. */
+  beforeList: StoreStep | null = null;
+  /** Runs before each streamed read is sent. */
+  beforeGetStream: StoreStep | null = null;
+
+  constructor(readonly inner: ObjectStore) {}
+
+  resetCounts(): void {
+    for (const k of Object.keys(this.counts) as Array<keyof ObservedStore['counts']>) this.counts[k] = 0;
+  }
+
+  async *listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]> {
+    this.counts.listPages += 1;
+    await this.beforeList?.(bucket, prefix);
+    yield* this.inner.listPages(bucket, prefix, options);
+  }
+  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+    this.counts.getStream += 1;
+    await this.beforeGetStream?.(bucket, key);
+    return this.inner.getStream(bucket, key);
+  }
+  get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
+    this.counts.get += 1;
+    return this.inner.get(bucket, key, options);
+  }
+  put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions) {
+    return this.inner.put(bucket, key, body, options);
+  }
+  head(bucket: string, key: string) {
+    return this.inner.head(bucket, key);
+  }
+  exists(bucket: string, key: string) {
+    return this.inner.exists(bucket, key);
+  }
+  delete(bucket: string, key: string) {
+    return this.inner.delete(bucket, key);
+  }
+  bucketExists(bucket: string) {
+    return this.inner.bucketExists(bucket);
+  }
+  createBucket(bucket: string) {
+    return this.inner.createBucket(bucket);
+  }
+}
