@@ -75,7 +75,12 @@ export interface FinalizerDeps {
   now?: () => Date;
   /** Lock owner id. Default `<host>:<pid>:<random>`. */
   owner?: string;
-  /** Finalizer lock lifetime; renewed every third of it while writing. Default 10 minutes. */
+  /**
+   * Finalizer lock lifetime, renewed every third of it while writing: how long a finalizer that
+   * died (SIGKILL, OOM) holds the run back before the sweep of another process takes over.
+   * Workers pass their job lock duration (the same judgement of how long a live process may go
+   * without renewing). Default `DEFAULT_FINALIZER_LOCK_MS`.
+   */
   lockTtlMs?: number;
   /** Part files merged at once (streams open together). Default 64. */
   fanIn?: number;
@@ -100,6 +105,12 @@ const RENEW_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.c
 
 export const DEFAULT_FAN_IN = 64;
 
+/**
+ * 60 s, the floor of a worker's job lock. It was 10 minutes, which left a run whose finalizer was
+ * killed in "finalizing" for 10 minutes (seen in the chaos run).
+ */
+export const DEFAULT_FINALIZER_LOCK_MS = 60_000;
+
 export function defaultOwner(): string {
   return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
 }
@@ -113,7 +124,7 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
   const log = deps.logger ?? silentLogger();
   const now = deps.now ?? (() => new Date());
   const owner = deps.owner ?? defaultOwner();
-  const ttl = deps.lockTtlMs ?? 10 * 60_000;
+  const ttl = deps.lockTtlMs ?? DEFAULT_FINALIZER_LOCK_MS;
   const lockKey = deps.runs.keys(runId).finalizer;
   const store = deps.runs.objectStore;
   if (!store) throw new ConfigError('finalizer', 'the RunStore needs an object store to read the part files');

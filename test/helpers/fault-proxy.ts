@@ -11,8 +11,11 @@ import { mulberry32 } from '../../src/worker/model/random-weights.js';
 export interface FaultRule {
   /** Which requests the rule may hit. Default: all. */
   match?: (req: { method: string; path: string }) => boolean;
-  /** Fault kind. `reset` destroys the socket without a response. */
-  kind: 'status500' | 'status503' | 'reset' | 'delay';
+  /**
+   * Fault kind. `reset` destroys the socket without a response; `hang` never forwards nor answers
+   * (the request waits until its client gives up or dies, or the proxy closes).
+   */
+  kind: 'status500' | 'status503' | 'reset' | 'delay' | 'hang';
   /** Probability of hitting a matching request (0..1). Default 1. */
   probability?: number;
   /** Hit at most this many requests in total. Default unlimited. */
@@ -64,6 +67,8 @@ export async function startFaultProxy(target: string, options: { rules?: FaultRu
         return;
       case 'reset':
         req.socket.destroy();
+        return;
+      case 'hang':
         return;
       case 'status500':
       case 'status503': {

@@ -637,7 +637,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * Try to become the one process that writes the run's manifest. The lock expires (`ttlMs`) so a
    * finalizer that dies mid-write does not block the run forever; a sweeper may claim it again.
    */
-  async claimFinalizer(runId: string, owner: string, ttlMs = 10 * 60_000): Promise<boolean> {
+  async claimFinalizer(runId: string, owner: string, ttlMs: number): Promise<boolean> {
     const ok = await this.redis.set(this.keys(runId).finalizer, owner, 'PX', ttlMs, 'NX');
     if (ok === 'OK') await this.updateRun(runId, { state: 'finalizing' });
     return ok === 'OK';

@@ -39,7 +39,7 @@ export interface PipelineOptions {
   maxStalledCount: number;
   /** Heartbeat period. Default 5,000. */
   heartbeatIntervalMs: number;
-  /** Period of the sweep for runs whose finalizer died. Default 30,000. */
+  /** Period of the sweep for runs whose finalizer died, at most the lock duration. Default 30,000. */
   sweepIntervalMs: number;
   /**
    * How long a job whose run needs another model stays out of the queue before any worker may take

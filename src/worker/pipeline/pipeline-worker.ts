@@ -59,10 +59,13 @@ export interface PipelineWorkerDeps {
   keySpace: KeySpace;
   queueName: string;
   logger: Logger;
-  /** Write the run's manifest and summary (exactly one process wins); errors are logged, the sweeper retries. */
-  finalizeRun: (runId: string) => Promise<unknown>;
-  /** Finalize runs whose finalizer died. */
-  sweepUnfinalized: () => Promise<unknown>;
+  /**
+   * Write the run's manifest and summary (exactly one process wins); errors are logged, the
+   * sweeper retries. `lockTtlMs` is the worker's job lock duration.
+   */
+  finalizeRun: (runId: string, lockTtlMs: number) => Promise<unknown>;
+  /** Finalize runs whose finalizer died, with the same lock lifetime. */
+  sweepUnfinalized: (lockTtlMs: number) => Promise<unknown>;
   metrics?: WorkerMetrics;
 }
 
@@ -154,7 +157,7 @@ export class PipelineWorker {
       verifyJob: (payload) => verifyJob(payload, { cache: this.runCache, runs: deps.runs, served: deps.model?.identity }),
       onRunComplete: async (runId) => {
         try {
-          const outcome = await deps.finalizeRun(runId);
+          const outcome = await deps.finalizeRun(runId, this.lockDurationMs);
           log.info({ runId, outcome: (outcome as { status?: string } | undefined)?.status }, 'run complete; finalizer called');
         } catch (err) {
           log.warn({ runId, err: describeError(err) }, 'finalizing the run failed; the sweeper will retry');
@@ -193,10 +196,15 @@ export class PipelineWorker {
     await this.worker.waitUntilReady();
 
     this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
+    // A finalizer that died holds its run back for one lock duration; sweeping at least that often
+    // finishes the run within about two.
     this.timers.push(
-      setInterval(() => {
-        this.deps.sweepUnfinalized().catch((err: unknown) => log.warn({ err: describeError(err) }, 'sweep for unfinalized runs failed'));
-      }, this.options.sweepIntervalMs),
+      setInterval(
+        () => {
+          this.deps.sweepUnfinalized(this.lockDurationMs).catch((err: unknown) => log.warn({ err: describeError(err) }, 'sweep for unfinalized runs failed'));
+        },
+        Math.min(this.options.sweepIntervalMs, this.lockDurationMs),
+      ),
     );
     for (const t of this.timers) t.unref();
     await this.beat();

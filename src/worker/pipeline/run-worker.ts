@@ -241,8 +241,8 @@ export async function startWorker(
         keySpace: ks,
         queueName: config.queueName,
         logger,
-        finalizeRun: (runId) => finalizeRun(runId, finalizerDeps),
-        sweepUnfinalized: () => sweepUnfinalized(finalizerDeps),
+        finalizeRun: (runId, lockTtlMs) => finalizeRun(runId, { ...finalizerDeps, lockTtlMs }),
+        sweepUnfinalized: (lockTtlMs) => sweepUnfinalized({ ...finalizerDeps, lockTtlMs }),
       },
       { pixelBudget: config.pixelBudget, ...pipelineOptions },
     );

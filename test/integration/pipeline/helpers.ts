@@ -84,8 +84,8 @@ export function pipelineHarness(t: TestRedis, b: TestBucket): PipelineHarness {
           keySpace: ks,
           queueName: t.queueName,
           logger,
-          finalizeRun: (runId) => finalizeRun(runId, finalizerDeps),
-          sweepUnfinalized: () => sweepUnfinalized(finalizerDeps),
+          finalizeRun: (runId, lockTtlMs) => finalizeRun(runId, { ...finalizerDeps, lockTtlMs }),
+          sweepUnfinalized: (lockTtlMs) => sweepUnfinalized({ ...finalizerDeps, lockTtlMs }),
         },
         { drainTimeoutMs: 10_000, ...options },
       );

@@ -71,7 +71,7 @@ describe('RunStore against a real Redis', () => {
     await store.finishEnqueue('r3');
     const o = await store.recordResult('r3', { key: 'x.jpg', status: 'failed', error: 'TRANSIENT: S3 503' });
     expect(o.complete).toBe(true);
-    const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claimFinalizer('r3', `owner-${i}`)));
+    const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claimFinalizer('r3', `owner-${i}`, 60_000)));
     expect(claims.filter(Boolean)).toHaveLength(1);
     const owner = `owner-${claims.indexOf(true)}`;
     await store.markCompleted('r3', owner);
