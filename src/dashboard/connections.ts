@@ -12,6 +12,7 @@ import { Queue } from 'bullmq';
 import type { AppConfig } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { bullPrefix } from '../shared/queue/contract.js';
+import { keySpaceOf } from '../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
 import { RunStore } from '../shared/queue/run-store.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
@@ -44,7 +45,7 @@ export async function connectDashboard(
     throw err;
   }
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection problem'));
-  const keySpace = { prefix: config.keyPrefix };
+  const keySpace = keySpaceOf(config);
   const queue = new Queue(config.queueName, { connection: queueConnection, prefix: bullPrefix(keySpace) });
   // The queue repeats its connection's errors; the plain connection already logs them.
   queue.on('error', () => undefined);

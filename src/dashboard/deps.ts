@@ -3,7 +3,7 @@
  * and a real S3 server with their own key prefixes, queues and buckets.
  */
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../shared/queue/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { KeySpace } from '../shared/queue/keys.js';
 import type { RunStore } from '../shared/queue/run-store.js';
@@ -12,7 +12,7 @@ import type { ObjectStore } from '../shared/storage/object-store.js';
 export interface DashboardDeps {
   runs: RunStore;
   /** Plain Redis connection for heartbeat reads. */
-  redis: Redis;
+  redis: RedisConnection;
   keySpace: KeySpace;
   store: ObjectStore;
   /** The audit queue (failed jobs, retries, bull-board). */

@@ -27,6 +27,7 @@ import { DEFAULTS, loadConfig } from '../shared/config.js';
 import { IMAGE_CONTENT_TYPES } from '../shared/image-types.js';
 import { ConfigError, describeError } from '../shared/errors.js';
 import type { RunSummary } from '../shared/manifest.js';
+import { keySpaceOf, type KeySpace } from '../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
 import { RunStore, type RunRecord } from '../shared/queue/run-store.js';
 import { S3ObjectStore } from '../shared/storage/s3-store.js';
@@ -139,7 +140,7 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
     printCliPointers(services, options.bucket, run.id);
     say('');
 
-    const final = await untilAborted(waitForRun(config.redisUrl, config.keyPrefix, run.id, [worker, dashboard], signal), signal);
+    const final = await untilAborted(waitForRun(config.redisUrl, keySpaceOf(config), run.id, [worker, dashboard], signal), signal);
     const localOut = join(dataDir, 'outputs', run.id);
     const copied = await untilAborted(copyOutputs(store, final.output, localOut), signal);
     const summary = JSON.parse((await store.get(parseS3Uri(final.output).bucket, `${parseS3Uri(final.output).key}summary.json`)).body.toString('utf8')) as RunSummary;
@@ -388,12 +389,12 @@ async function waitForHttp(url: string, owner: Child, timeoutMs: number, signal:
 }
 
 /** Poll the run record until it completes; fail fast if a child dies; give up when `signal` aborts. */
-async function waitForRun(redisUrl: string, prefix: string, runId: string, children: Child[], signal: AbortSignal): Promise<RunRecord> {
+async function waitForRun(redisUrl: string, keySpace: KeySpace, runId: string, children: Child[], signal: AbortSignal): Promise<RunRecord> {
   const redis = createRedis(redisUrl, { role: 'client', name: 'gca-demo' });
   redis.on('error', () => undefined);
   try {
     await waitForRedis(redis, redisUrl, DEFAULTS.redisWaitMs);
-    const runs = new RunStore(redis, { prefix });
+    const runs = new RunStore(redis, keySpace);
     let last = '';
     for (;;) {
       if (signal.aborted) throw new Error('interrupted');

@@ -7,11 +7,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { ConfigError } from '../shared/errors.js';
-import { freePort } from './free-port.js';
+import { freePort, isPortFree } from './free-port.js';
 
 export interface LocalService {
   url: string;
@@ -68,6 +71,102 @@ export async function waitUntilRedisAnswers(url: string, timeoutMs: number, chil
     } finally {
       probe.disconnect();
     }
+  }
+}
+
+export interface LocalRedisCluster extends LocalService {
+  /** `host:port` of every master, as REDIS_CLUSTER_NODES takes them. */
+  nodes: string[];
+}
+
+/**
+ * A Redis Cluster of `masters` `redis-server` processes (no replicas, no persistence) on free
+ * loopback ports, joined with `redis-cli --cluster create`; resolves once every node reports
+ * `cluster_state:ok`. `url` is the `redis+cluster://` URL of its nodes.
+ */
+export async function startRedisCluster(options: LocalServiceOptions & { masters?: number } = {}): Promise<LocalRedisCluster> {
+  const masters = options.masters ?? 3;
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const dir = await mkdtemp(join(tmpdir(), 'gca-redis-cluster-'));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(children.map((c) => stopChild(c)));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      const port = await clusterPort(ports);
+      ports.push(port);
+      // Each node needs its own config file; the cluster bus listens on port + 10000.
+      const child = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '3000', '--dir', dir, '--save', '', '--appendonly', 'no'],
+        { stdio: ['ignore', 'ignore', 'pipe'], detached: options.detached === true },
+      );
+      children.push(child);
+      const spawnError = new Promise<never>((_, reject) =>
+        child.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new ConfigError('redis-server', REDIS_INSTALL_HINT) : err)),
+      );
+      await Promise.race([spawnError, waitUntilRedisAnswers(`redis://127.0.0.1:${port}`, timeoutMs, child)]);
+    }
+    const nodes = ports.map((p) => `127.0.0.1:${p}`);
+    await runRedisCli(['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes'], timeoutMs);
+    await waitForClusterOk(ports, timeoutMs);
+    return {
+      url: `redis+cluster://${nodes.join(',')}`,
+      nodes,
+      stop: stopAll,
+      kill() {
+        for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** A free port whose cluster bus port (port + 10000) is free too. */
+async function clusterPort(taken: readonly number[]): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freePort();
+    if (port + 10000 <= 65535 && !taken.includes(port) && (await isPortFree(port + 10000))) return port;
+  }
+  throw new Error('no free port pair (port, port + 10000) for a cluster node');
+}
+
+async function runRedisCli(args: string[], timeoutMs: number): Promise<void> {
+  const child = spawn('redis-cli', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  child.stderr?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  try {
+    const [code] = (await Promise.race([
+      once(child, 'exit'),
+      once(child, 'error').then(([err]) => {
+        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new ConfigError('redis-cli', 'redis-cli was not found on PATH; it comes with redis-server (Debian/Ubuntu: `sudo apt-get install redis-tools`)') : err;
+      }),
+    ])) as [number | null];
+    if (code !== 0) throw new Error(`redis-cli ${args.join(' ')} exited with ${code}: ${out}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function waitForClusterOk(ports: readonly number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const clients = ports.map((p) => new Redis(p, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: true }));
+  try {
+    for (;;) {
+      const infos = await Promise.all(clients.map((c) => c.call('CLUSTER', 'INFO').catch(() => '') as Promise<string>));
+      if (infos.every((i) => i.includes('cluster_state:ok'))) return;
+      if (Date.now() > deadline) throw new Error(`the Redis Cluster on ports ${ports.join(', ')} did not reach cluster_state:ok within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    for (const c of clients) c.disconnect();
   }
 }
 

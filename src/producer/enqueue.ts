@@ -10,7 +10,7 @@
  * registering a page and adding its jobs, those images would otherwise never run.
  */
 import type { JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../shared/queue/redis.js';
 import { ConfigError, NotFoundError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
@@ -89,7 +89,7 @@ export interface EnqueueDeps extends ListingDeps {
   queue: JobSink;
   runs: RunStore;
   /** RunStore's connection; reads results of already-known keys and reopens completed runs. */
-  redis: Redis;
+  redis: RedisConnection;
   /** Writes manifest + summary when the run is complete right after enqueueing. */
   finalize: (runId: string) => Promise<FinalizeOutcome>;
   /** How often a full backlog is checked again. Default `ENQUEUE_DEFAULTS.backlogPollMs`. */

@@ -4,6 +4,7 @@
  * S3 follows the AWS SDK's own conventions so that existing deployments need nothing new.
  */
 import { ConfigError } from './errors.js';
+import { clusterUrlFromNodes, isClusterUrl, parseClusterUrl } from './redis-target.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -20,7 +21,10 @@ export interface S3Config {
 }
 
 export interface AppConfig {
-  /** `REDIS_URL`. Default `redis://127.0.0.1:6379`. */
+  /**
+   * `REDIS_URL`, or the `redis+cluster://` URL built from `REDIS_CLUSTER_NODES` (shared/redis-target.ts).
+   * Default `redis://127.0.0.1:6379`.
+   */
   redisUrl: string;
   /** `GRADCAM_AUDIT_PREFIX`: namespace for every Redis key and the BullMQ prefix. Default `gca`. */
   keyPrefix: string;
@@ -61,7 +65,7 @@ export type Env = Record<string, string | undefined>;
 export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig> = {}): AppConfig {
   const endpoint = optionalUrl(env, 'AWS_ENDPOINT_URL_S3') ?? optionalUrl(env, 'AWS_ENDPOINT_URL');
   const config: AppConfig = {
-    redisUrl: redisUrl(env, 'REDIS_URL') ?? DEFAULTS.redisUrl,
+    redisUrl: redisTarget(env),
     keyPrefix: identifier(env, 'GRADCAM_AUDIT_PREFIX') ?? DEFAULTS.keyPrefix,
     queueName: identifier(env, 'GRADCAM_AUDIT_QUEUE') ?? DEFAULTS.queueName,
     s3: {
@@ -104,9 +108,20 @@ function optionalUrl(env: Env, name: string): string | undefined {
   return value.replace(/\/+$/, '');
 }
 
+/** REDIS_CLUSTER_NODES wins over REDIS_URL's host (whose credentials and TLS it keeps). */
+function redisTarget(env: Env): string {
+  const url = redisUrl(env, 'REDIS_URL');
+  const nodes = raw(env, 'REDIS_CLUSTER_NODES');
+  return nodes === undefined ? (url ?? DEFAULTS.redisUrl) : clusterUrlFromNodes(nodes, url);
+}
+
 function redisUrl(env: Env, name: string): string | undefined {
   const value = raw(env, name);
   if (value === undefined) return undefined;
+  if (isClusterUrl(value)) {
+    parseClusterUrl(value, name);
+    return value;
+  }
   let url: URL;
   try {
     url = new URL(value);
@@ -114,7 +129,7 @@ function redisUrl(env: Env, name: string): string | undefined {
     throw new ConfigError(name, `expected a Redis URL such as redis://127.0.0.1:6379, got "${redact(value)}"`);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new ConfigError(name, `expected a redis:// or rediss:// URL, got protocol "${url.protocol}"`);
+    throw new ConfigError(name, `expected a redis://, rediss:// or redis+cluster:// URL, got protocol "${url.protocol}"`);
   }
   return value;
 }
@@ -186,7 +201,15 @@ export function redact(url: string): string {
  * configuration table and the deployment tests (compose, Kubernetes) are checked against it.
  */
 export const ENV_VARS: Readonly<Record<string, { component: string; description: string; default?: string }>> = Object.freeze({
-  REDIS_URL: { component: 'all', description: 'Redis connection URL (redis:// or rediss://)', default: DEFAULTS.redisUrl },
+  REDIS_URL: {
+    component: 'all',
+    description: 'Redis connection URL: redis:// or rediss:// for one server, redis+cluster://[user:password@]host:port,host:port (rediss+cluster:// with TLS) for a Redis Cluster',
+    default: DEFAULTS.redisUrl,
+  },
+  REDIS_CLUSTER_NODES: {
+    component: 'all',
+    description: "Redis Cluster seed nodes, host:port,host:port; set, it wins over REDIS_URL's host (REDIS_URL's password and TLS still apply)",
+  },
   GRADCAM_AUDIT_PREFIX: { component: 'all', description: "Namespace of every Redis key and of BullMQ's keys", default: DEFAULTS.keyPrefix },
   GRADCAM_AUDIT_QUEUE: { component: 'all', description: 'BullMQ queue name', default: DEFAULTS.queueName },
   AWS_ENDPOINT_URL_S3: { component: 'all', description: 'S3-compatible endpoint (MinIO, s3rver); unset for AWS S3' },

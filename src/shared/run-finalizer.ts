@@ -26,7 +26,7 @@ import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './queue/redis.js';
 import { ConfigError, describeError, TransientError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { RUN_SUMMARY_SCHEMA, type RunAnalysisRecord, type RunManifestLine, type RunSummary } from './manifest.js';
@@ -69,7 +69,7 @@ export interface FinalizerDeps {
   /** The run store; its object store reads and deletes the part files. */
   runs: RunStore;
   /** The connection RunStore uses (lock renewal and release). */
-  redis: Redis;
+  redis: RedisConnection;
   upload: StreamUploader;
   logger?: Logger;
   now?: () => Date;

@@ -87,7 +87,10 @@ export function jobOptionsFor(runId: string, sourceKey: string, policy: JobPolic
  * BullMQ key prefix. BullMQ's keys (`<prefix>:<queue>:wait`, `:prioritized`, …) share the project's
  * namespace, so one GRADCAM_AUDIT_PREFIX separates whole deployments on one Redis. Producer,
  * worker, dashboard and the KEDA trigger (deploy/k8s) must all agree on it: always use this.
+ *
+ * On a Redis Cluster the prefix is a hash tag (`{gca}`): BullMQ's scripts touch several keys of a
+ * queue at once, which a cluster allows only within one hash slot.
  */
-export function bullPrefix(ks: { prefix: string }): string {
-  return ks.prefix;
+export function bullPrefix(ks: { prefix: string; cluster?: boolean }): string {
+  return ks.cluster ? `{${ks.prefix}}` : ks.prefix;
 }

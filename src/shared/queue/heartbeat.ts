@@ -2,7 +2,7 @@
  * Worker heartbeats: each worker rewrites its entry every few seconds; readers treat entries older
  * than `staleAfterMs` as offline and prune them, so a SIGKILLed worker disappears by itself.
  */
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis.js';
 import { workersDataKey, workersIndexKey, type KeySpace } from './keys.js';
 
 export interface WorkerHeartbeat {
@@ -27,16 +27,16 @@ export interface WorkerHeartbeat {
 
 export const DEFAULT_STALE_AFTER_MS = 30_000;
 
-export async function writeHeartbeat(redis: Redis, ks: KeySpace, hb: WorkerHeartbeat, now = Date.now()): Promise<void> {
+export async function writeHeartbeat(redis: RedisConnection, ks: KeySpace, hb: WorkerHeartbeat, now = Date.now()): Promise<void> {
   await redis.multi().zadd(workersIndexKey(ks), now, hb.workerId).hset(workersDataKey(ks), hb.workerId, JSON.stringify(hb)).exec();
 }
 
-export async function removeHeartbeat(redis: Redis, ks: KeySpace, workerId: string): Promise<void> {
+export async function removeHeartbeat(redis: RedisConnection, ks: KeySpace, workerId: string): Promise<void> {
   await redis.multi().zrem(workersIndexKey(ks), workerId).hdel(workersDataKey(ks), workerId).exec();
 }
 
 /** Online workers (heartbeat within `staleAfterMs`), pruning the stale ones. */
-export async function listWorkers(redis: Redis, ks: KeySpace, staleAfterMs = DEFAULT_STALE_AFTER_MS, now = Date.now()): Promise<WorkerHeartbeat[]> {
+export async function listWorkers(redis: RedisConnection, ks: KeySpace, staleAfterMs = DEFAULT_STALE_AFTER_MS, now = Date.now()): Promise<WorkerHeartbeat[]> {
   const cutoff = now - staleAfterMs;
   const stale = await redis.zrangebyscore(workersIndexKey(ks), '-inf', `(${cutoff}`);
   if (stale.length > 0) {

@@ -1,38 +1,56 @@
 /**
  * Every Redis key the project owns, in one place. All live under the configured prefix (default
- * `gca`), next to BullMQ's own keys (`<prefix>:<queue>:*`).
+ * `gca`), next to BullMQ's own keys (`<prefix>:<queue>:*`, contract.ts).
  *
  * A run's Redis state is sized by what is in flight, never by the run: result lines live in S3 part
  * files (shared/queue/result-parts.ts) and the listing position is one cursor in the run record.
+ *
+ * On a Redis Cluster a Lua script or MULTI may only touch keys of one hash slot, so keys that are
+ * used together carry the same hash tag (the part of a key between the first `{` and `}` is what
+ * the cluster hashes): a run's keys are tagged with its id (`gca:run:{<id>}:pending`), which spreads
+ * runs over the masters while each run's scripts stay on one, and the worker heartbeat pair shares
+ * `{workers}`. A single server uses the untagged names it always used.
  */
+import type { AppConfig } from '../config.js';
+import { isClusterUrl } from '../redis-target.js';
 
 export interface KeySpace {
   prefix: string;
+  /** Keys carry hash tags (a Redis Cluster). Default false. */
+  cluster?: boolean;
 }
 
-export const runKeys = (ks: KeySpace, runId: string) => ({
-  /** Hash: the run record (see RunRecord). */
-  record: `${ks.prefix}:run:${runId}`,
-  /** Hash: source key -> `size\tETag` for every image registered but without a result yet (the backlog). */
-  pending: `${ks.prefix}:run:${runId}:pending`,
-  /** Hash: source key -> failed manifest line; the failures list and what a retry may upgrade. */
-  failed: `${ks.prefix}:run:${runId}:failed`,
-  /**
-   * Sorted set (score 0, lexicographic): keys counted while a re-enqueue re-lists the run, so the
-   * re-listing never registers an image that was finished after it took its snapshot of the parts.
-   */
-  recent: `${ks.prefix}:run:${runId}:recent`,
-  /** Hash: 10-second bucket (epoch s) -> images finished in it; the throughput chart. */
-  throughput: `${ks.prefix}:run:${runId}:tput`,
-  /** String lock: the process that writes manifest.jsonl and summary.json. */
-  finalizer: `${ks.prefix}:run:${runId}:finalizer`,
-  /** String lock: the process that lists the next pages into the run (producer or worker refill). */
-  feeder: `${ks.prefix}:run:${runId}:feeder`,
-});
+/** The key space a deployment's configuration names. */
+export function keySpaceOf(config: Pick<AppConfig, 'keyPrefix' | 'redisUrl'>): KeySpace {
+  return { prefix: config.keyPrefix, cluster: isClusterUrl(config.redisUrl) };
+}
 
-/** Sorted set of run ids scored by creation time (ms). */
+export const runKeys = (ks: KeySpace, runId: string) => {
+  const base = ks.cluster ? `${ks.prefix}:run:{${runId}}` : `${ks.prefix}:run:${runId}`;
+  return {
+    /** Hash: the run record (see RunRecord). */
+    record: base,
+    /** Hash: source key -> `size\tETag` for every image registered but without a result yet (the backlog). */
+    pending: `${base}:pending`,
+    /** Hash: source key -> failed manifest line; the failures list and what a retry may upgrade. */
+    failed: `${base}:failed`,
+    /**
+     * Sorted set (score 0, lexicographic): keys counted while a re-enqueue re-lists the run, so the
+     * re-listing never registers an image that was finished after it took its snapshot of the parts.
+     */
+    recent: `${base}:recent`,
+    /** Hash: 10-second bucket (epoch s) -> images finished in it; the throughput chart. */
+    throughput: `${base}:tput`,
+    /** String lock: the process that writes manifest.jsonl and summary.json. */
+    finalizer: `${base}:finalizer`,
+    /** String lock: the process that lists the next pages into the run (producer or worker refill). */
+    feeder: `${base}:feeder`,
+  };
+};
+
+/** Sorted set of run ids scored by creation time (ms). Touched alone, so it needs no tag. */
 export const runsIndexKey = (ks: KeySpace): string => `${ks.prefix}:runs`;
 
 /** Sorted set of worker ids scored by last heartbeat (ms); hash of worker id -> heartbeat JSON. */
-export const workersIndexKey = (ks: KeySpace): string => `${ks.prefix}:workers`;
-export const workersDataKey = (ks: KeySpace): string => `${ks.prefix}:workers:data`;
+export const workersIndexKey = (ks: KeySpace): string => (ks.cluster ? `${ks.prefix}:{workers}` : `${ks.prefix}:workers`);
+export const workersDataKey = (ks: KeySpace): string => `${workersIndexKey(ks)}:data`;

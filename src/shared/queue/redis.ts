@@ -2,12 +2,20 @@
  * ioredis connection factory. BullMQ workers block on Redis and must never give up on a command
  * (`maxRetriesPerRequest: null`); short-lived clients (CLI, dashboard reads) fail fast instead so a
  * Redis outage surfaces as a clear error rather than a hang.
+ *
+ * A `redis+cluster://` URL (shared/redis-target.ts) gets an ioredis `Cluster` with the same roles.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { redact } from '../config.js';
 import { TransientError } from '../errors.js';
+import { isClusterUrl, parseClusterUrl } from '../redis-target.js';
+
+export { isClusterUrl } from '../redis-target.js';
 
 export type RedisRole = 'worker' | 'queue' | 'client';
+
+/** What the project talks to: one Redis server or a Redis Cluster (same commands, keys permitting). */
+export type RedisConnection = Redis | Cluster;
 
 export interface RedisFactoryOptions {
   /** `worker`: blocking BullMQ connections; `queue`: producers/Queue objects; `client`: plain reads. */
@@ -18,34 +26,53 @@ export interface RedisFactoryOptions {
   maxReconnectDelayMs?: number;
 }
 
-export function createRedis(url: string, options: RedisFactoryOptions): Redis {
+export function createRedis(url: string, options: RedisFactoryOptions): RedisConnection {
   const maxDelay = options.maxReconnectDelayMs ?? 5000;
+  // Exponential reconnect with jitter, capped: a restarted Redis is picked up within seconds and
+  // a fleet of workers does not reconnect in lockstep.
+  const retry = (times: number): number => Math.min(maxDelay, 100 * 2 ** Math.min(times, 10)) * (0.5 + Math.random() / 2);
   const redisOptions: RedisOptions = {
     connectionName: options.name,
-    // Exponential reconnect with jitter, capped: a restarted Redis is picked up within seconds and
-    // a fleet of workers does not reconnect in lockstep.
-    retryStrategy: (times) => Math.min(maxDelay, 100 * 2 ** Math.min(times, 10)) * (0.5 + Math.random() / 2),
+    retryStrategy: retry,
     maxRetriesPerRequest: options.role === 'client' ? 2 : null,
     enableReadyCheck: true,
     // Producers and CLI commands should fail when Redis is down at start, not queue commands forever.
     enableOfflineQueue: options.role !== 'client',
     lazyConnect: false,
   };
-  return new Redis(url, redisOptions);
+  if (!isClusterUrl(url)) return new Redis(url, redisOptions);
+  const target = parseClusterUrl(url);
+  const clusterOptions: ClusterOptions = {
+    clusterRetryStrategy: retry,
+    enableReadyCheck: true,
+    enableOfflineQueue: options.role !== 'client',
+    // A failover moves slots: follow MOVED/ASK and retry while the cluster elects a new master.
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 300,
+    redisOptions: {
+      connectionName: options.name,
+      maxRetriesPerRequest: redisOptions.maxRetriesPerRequest,
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password !== undefined ? { password: target.password } : {}),
+      ...(target.tls ? { tls: {} } : {}),
+    },
+  };
+  return new Cluster(target.nodes, clusterOptions);
 }
 
 /**
  * Wait until the connection is ready, or fail with an error that names the (redacted) URL and the
  * last connection error (ECONNREFUSED, ENOTFOUND, an auth failure), which usually says what to fix.
  */
-export async function waitForRedis(redis: Redis, url: string, timeoutMs: number): Promise<void> {
+export async function waitForRedis(redis: RedisConnection, url: string, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
     let lastError = '';
     const timer = setTimeout(() => {
       cleanup();
       const cause = lastError ? ` (last error: ${lastError})` : '';
-      reject(new TransientError(`cannot reach Redis at ${redact(url)} within ${timeoutMs} ms${cause}; is redis-server running and REDIS_URL right?`));
+      const hint = isClusterUrl(url) ? 'are the cluster nodes up, is cluster_state ok, and are REDIS_CLUSTER_NODES / REDIS_URL right?' : 'is redis-server running and REDIS_URL right?';
+      reject(new TransientError(`cannot reach Redis at ${redact(url)} within ${timeoutMs} ms${cause}; ${hint}`));
     }, timeoutMs);
     const onReady = (): void => {
       cleanup();

@@ -10,7 +10,7 @@
  * file, and the finalizer's merge keeps one line per key.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis.js';
 import type { ExplainOptions } from '../explain-options.js';
 import type { Provenance, RunManifestLine } from '../manifest.js';
 import { ConfigError, NotFoundError } from '../errors.js';
@@ -251,7 +251,7 @@ export class RunStore {
   private readonly batches = new Map<string, { items: QueuedResult[]; timer: NodeJS.Timeout }>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly ks: KeySpace,
     options: RunStoreOptions = {},
   ) {
@@ -276,7 +276,8 @@ export class RunStore {
     if (created === 1) {
       // A new record under an id whose state is still in Redis (the record alone was lost): start
       // from nothing, or stale keys would never be counted again and the run would never end. A new
-      // epoch sets aside part files the lost record's workers wrote.
+      // epoch sets aside part files the lost record's workers wrote. The run's keys share a hash
+      // slot (keys.ts), so this MULTI is valid on a cluster; the runs index is written on its own.
       await this.redis
         .multi()
         .del(k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder)
@@ -297,12 +298,15 @@ export class RunStore {
           epoch: `${now.getTime().toString(36)}${randomBytes(3).toString('hex')}`,
           cursor: '',
         })
-        .zadd(runsIndexKey(this.ks), now.getTime(), run.id)
         .exec();
     } else {
       // A re-enqueue reopens listing; counters and pending keys stay.
       await this.updateRun(run.id, { enqueueComplete: '0' });
     }
+    // A re-enqueue (NX) keeps the creation time, and repairs an index entry that a crash between
+    // the record and this write left out.
+    if (created === 1) await this.redis.zadd(runsIndexKey(this.ks), now.getTime(), run.id);
+    else await this.redis.zadd(runsIndexKey(this.ks), 'NX', now.getTime(), run.id);
     const record = await this.getRun(run.id);
     if (!record) throw new NotFoundError(`run ${run.id} vanished while being created`);
     return { record, created: created === 1 };
@@ -672,7 +676,8 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
   /** Delete a run's Redis state; outputs in S3 are untouched. */
   async deleteRun(runId: string): Promise<void> {
     const k = this.keys(runId);
-    await this.redis.multi().del(k.record, k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder).zrem(runsIndexKey(this.ks), runId).exec();
+    await this.redis.del(k.record, k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder);
+    await this.redis.zrem(runsIndexKey(this.ks), runId);
   }
 
   private cmd(): RunStoreCommands {

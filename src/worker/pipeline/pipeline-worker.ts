@@ -17,7 +17,7 @@
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../shared/queue/redis.js';
 import { describeError, ForeignJobError } from '../../shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
 import type { Logger } from '../../shared/logger.js';
@@ -53,9 +53,9 @@ export interface PipelineWorkerDeps {
   store: ObjectStore;
   runs: RunStore;
   /** Plain commands: heartbeats, run records. */
-  redis: Redis;
+  redis: RedisConnection;
   /** BullMQ's connection (must have `maxRetriesPerRequest: null`); the Worker duplicates it for blocking reads. */
-  bullConnection: Redis;
+  bullConnection: RedisConnection;
   keySpace: KeySpace;
   queueName: string;
   logger: Logger;

@@ -9,6 +9,7 @@ import type { AppConfig } from '../../shared/config.js';
 import { parseEnum, parseIntInRange } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import { removeHeartbeat, writeHeartbeat, type WorkerHeartbeat } from '../../shared/queue/heartbeat.js';
+import { keySpaceOf } from '../../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
 import { RunStore } from '../../shared/queue/run-store.js';
 import { s3RunAnalyser } from '../../shared/audit/s3-analysis.js';
@@ -164,7 +165,7 @@ export async function startWorker(
   // Sized before the batch is known when it is `auto`: for the largest batch auto may choose.
   const socketBatch = options.autoBatchSize ? { batchSize: AUTO_BATCH.max } : {};
   const store = S3ObjectStore.fromConfig({ ...config.s3, maxSockets: s3SocketsFor(resolvePipelineOptions({ ...options.pipeline, ...socketBatch })) });
-  const ks = { prefix: config.keyPrefix };
+  const ks = keySpaceOf(config);
   const workerName = options.pipeline.workerId ?? 'worker';
   const redis = createRedis(config.redisUrl, { role: 'queue', name: `gca-${workerName}` });
   const bullConnection = createRedis(config.redisUrl, { role: 'worker', name: `gca-${workerName}-bull` });

@@ -1,6 +1,9 @@
 import { configErrorOf } from '../../helpers/errors.js';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, loadConfig, redact } from '../../../src/shared/config.js';
+import { keySpaceOf, runKeys, workersDataKey, workersIndexKey } from '../../../src/shared/queue/keys.js';
+import { bullPrefix } from '../../../src/shared/queue/contract.js';
+import { parseClusterUrl } from '../../../src/shared/redis-target.js';
 
 describe('loadConfig', () => {
   it('uses the defaults from one place', () => {
@@ -30,6 +33,10 @@ describe('loadConfig', () => {
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL', /one of fatal, error/],
     [{ AWS_MAX_ATTEMPTS: '0' }, 'AWS_MAX_ATTEMPTS', /from 1 to 20/],
     [{ GRADCAM_AUDIT_QUEUE: 'a:b' }, 'GRADCAM_AUDIT_QUEUE', /no ':'/],
+    [{ REDIS_CLUSTER_NODES: '10.0.0.1' }, 'REDIS_CLUSTER_NODES', /host:port entries/],
+    [{ REDIS_CLUSTER_NODES: 'a:1,b:70000' }, 'REDIS_CLUSTER_NODES', /got "b:70000"/],
+    [{ REDIS_CLUSTER_NODES: ' , ' }, 'REDIS_CLUSTER_NODES', /at least one host:port/],
+    [{ REDIS_URL: 'redis+cluster://' }, 'REDIS_URL', /redis\+cluster:\/\/\[user:password@\]host:port/],
   ])('names the bad variable: %j', (env, variable, message) => {
     const err = configErrorOf(() => loadConfig(env));
     expect(err.variable).toBe(variable);
@@ -46,5 +53,32 @@ describe('loadConfig', () => {
   it('lets flag overrides win over the environment', () => {
     const c = loadConfig({ REDIS_URL: 'redis://a:1' }, { redisUrl: 'redis://b:2' });
     expect(c.redisUrl).toBe('redis://b:2');
+  });
+
+  it('names a Redis Cluster by REDIS_CLUSTER_NODES or a redis+cluster:// REDIS_URL, keeping REDIS_URL\'s password and TLS', () => {
+    const nodes = loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000, 10.0.0.2:7001,[::1]:7002' });
+    expect(nodes.redisUrl).toBe('redis+cluster://10.0.0.1:7000,10.0.0.2:7001,[::1]:7002');
+    expect(parseClusterUrl(nodes.redisUrl).nodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: '10.0.0.2', port: 7001 },
+      { host: '::1', port: 7002 },
+    ]);
+    const withAuth = loadConfig({ REDIS_URL: 'rediss://app:p%40ss@ignored:6379', REDIS_CLUSTER_NODES: 'n1:7000,n2:7000' });
+    expect(parseClusterUrl(withAuth.redisUrl)).toEqual({ nodes: [{ host: 'n1', port: 7000 }, { host: 'n2', port: 7000 }], username: 'app', password: 'p@ss', tls: true });
+    const url = loadConfig({ REDIS_URL: 'redis+cluster://:s3cret@n1:7000,n2:7001' });
+    expect(parseClusterUrl(url.redisUrl)).toMatchObject({ password: 's3cret', tls: false });
+    expect(redact(url.redisUrl)).not.toContain('s3cret');
+  });
+
+  it('hash-tags keys on a cluster only: one slot per run, the BullMQ prefix as a tag; single-server names unchanged', () => {
+    const single = keySpaceOf({ keyPrefix: 'gca', redisUrl: 'redis://h:6379' });
+    expect(runKeys(single, 'r1').pending).toBe('gca:run:r1:pending');
+    expect(bullPrefix(single)).toBe('gca');
+    expect(workersIndexKey(single)).toBe('gca:workers');
+    const cluster = keySpaceOf({ keyPrefix: 'gca', redisUrl: 'redis+cluster://h:7000' });
+    const tag = (k: string): string => /\{([^}]+)\}/.exec(k)?.[1] ?? k;
+    expect(new Set(Object.values(runKeys(cluster, 'r1')).map(tag))).toEqual(new Set(['r1']));
+    expect(bullPrefix(cluster)).toBe('{gca}');
+    expect(tag(workersIndexKey(cluster))).toBe(tag(workersDataKey(cluster)));
   });
 });
