@@ -7,13 +7,18 @@
  *
  * The listing is generated (src/dev/synthetic-listing.ts) and part files, manifest and summary go
  * to an in-memory object store (src/dev/memory-store.ts), so neither a local S3 server nor seeding
- * millions of objects sets the pace. Redis is a fresh local redis-server per size; `used_memory` is
- * sampled every 100 ms. Reported per size: Redis peak and end memory (and above the empty server),
- * keys/s enqueued, jobs/s completed, finalizer seconds, S3 requests per 1,000 images, and whether
- * the manifest holds every key exactly once in key order.
+ * millions of objects sets the pace. Redis is a fresh local redis-server per size. Reported per size,
+ * side by side: Redis `used_memory_peak` and `used_memory` at the end (and of the empty server),
+ * keys/s enqueued (paced by the workers once the backlog is full), jobs/s completed, the
+ * finalizer's seconds and memory (run by the bench once every result is counted, alone), part
+ * files, S3 requests per 1,000 images, and whether the manifest holds every key once in key order.
+ * Exits 1 when a manifest is wrong or the Redis peak of the largest size is more than 20 % away from
+ * the smallest's.
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedisServer } from '../src/dev/local-services.js';
@@ -23,10 +28,10 @@ import { parseEnqueueRequest } from '../src/producer/enqueue-options.js';
 import { enqueueRun } from '../src/producer/enqueue.js';
 import { parseIntInRange } from '../src/shared/config.js';
 import type { RunManifestLine } from '../src/shared/manifest.js';
+import type { StreamUploader } from '../src/shared/queue/result-parts.js';
 import { bullPrefix, type AuditJobPayload } from '../src/shared/queue/contract.js';
-import { readPart } from '../src/shared/queue/result-parts.js';
 import { RunStore } from '../src/shared/queue/run-store.js';
-import { finalizeRun } from '../src/shared/run-finalizer.js';
+import { finalizeRun, type FinalizeOutcome } from '../src/shared/run-finalizer.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -39,6 +44,10 @@ const CONCURRENCY = parseIntInRange('--concurrency', flag('--concurrency') ?? '3
 const RECORD = args.includes('--record');
 const BUCKET = 'bench-scale';
 const MB = 1024 * 1024;
+const STALL_MS = 60_000;
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 interface Row {
   keys: number;
@@ -48,89 +57,137 @@ interface Row {
   enqueueKeysPerSec: number;
   jobsPerSec: number;
   finalizeSec: number;
+  finalizeMemMb: number;
+  parts: number;
   requestsPer1k: string;
   manifestOk: boolean;
   manifestMb: number;
   wallSec: number;
 }
 
-async function usedMemory(redis: Redis): Promise<number> {
-  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
+async function redisMemory(redis: Redis): Promise<{ used: number; peak: number }> {
+  const info = await redis.info('memory');
+  const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+  return { used: field('used_memory'), peak: field('used_memory_peak') };
+}
+
+/**
+ * The manifest upload, checked while it streams and not stored: every generated key once, in key
+ * order. Keeping a 1M-line manifest in the in-memory store would blur the finalizer's own memory.
+ */
+function checkingUploader(s3: MemoryObjectStore, manifestKey: string, keys: number): { upload: StreamUploader; result: { lines: number; bytes: number; ok: boolean } } {
+  const result = { lines: 0, bytes: 0, ok: true };
+  const inner = s3.uploader();
+  const upload: StreamUploader = async (bucket, key, body, contentType) => {
+    if (key !== manifestKey) return inner(bucket, key, body, contentType);
+    let rest = '';
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      result.bytes += chunk.length;
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = lines.pop() ?? '';
+      for (const l of lines) {
+        const line = JSON.parse(l) as RunManifestLine;
+        if (line.key !== syntheticKey('big/', result.lines) || line.status !== 'ok') result.ok = false;
+        result.lines++;
+      }
+    }
+    if (rest !== '') result.ok = false;
+    result.ok &&= result.lines === keys;
+  };
+  return { upload, result };
 }
 
 async function runSize(keys: number): Promise<Row> {
   const server = await startRedisServer();
   const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  const connections = [redis.duplicate(), redis.duplicate({ maxRetriesPerRequest: null })] as const;
   const s3 = new MemoryObjectStore();
   await s3.createBucket(BUCKET);
   const store = syntheticListing(s3, { bucket: BUCKET, prefix: 'big/', count: keys });
   const ks = { prefix: 'scale' };
   const runs = new RunStore(redis, ks, { store });
-  const queue = new Queue<AuditJobPayload>('scale', { connection: redis.duplicate(), prefix: bullPrefix(ks) });
-  const upload = s3.uploader();
-  let finalizeMs = 0;
-  const finalize = async (id: string) => {
-    const t0 = performance.now();
-    const out = await finalizeRun(id, { runs, redis, upload });
-    if (out.status === 'written') finalizeMs = performance.now() - t0;
-    return out;
+  const queue = new Queue<AuditJobPayload>('scale', { connection: connections[0], prefix: bullPrefix(ks) });
+  const checked = checkingUploader(s3, 'out/manifest.jsonl', keys);
+  // Workers and enqueue only note that the run is complete; the bench then runs the real finalizer
+  // itself, so its time and memory are measured with nothing else running (in production the
+  // process that records the last result runs it, as `complete` says).
+  let completeSeen = false;
+  const noteComplete = async (): Promise<FinalizeOutcome> => {
+    completeSeen = true;
+    return { status: 'claimed-elsewhere' };
   };
+  let worker: Worker<AuditJobPayload> | undefined;
   try {
-    const baseMb = (await usedMemory(redis)) / MB;
-    let peak = 0;
-    const sampler = setInterval(() => void usedMemory(redis).then((m) => (peak = Math.max(peak, m))), 100);
+    const baseMb = (await redisMemory(redis)).used / MB;
     let firstJob = 0;
     let lastJob = 0;
-    const worker = new Worker<AuditJobPayload>(
+    worker = new Worker<AuditJobPayload>(
       'scale',
       async (job) => {
         if (firstJob === 0) firstJob = performance.now();
         const line: RunManifestLine = { key: job.data.source.key, status: 'ok', top1: { index: 1, label: 'goldfish', probability: 0.5 }, degenerate: false };
         const o = await runs.recordResult(job.data.runId, line);
         lastJob = performance.now();
-        if (o.complete && o.counted) await finalize(job.data.runId);
+        if (o.complete && o.counted) await noteComplete();
       },
-      { connection: redis.duplicate({ maxRetriesPerRequest: null }), prefix: bullPrefix(ks), concurrency: CONCURRENCY },
+      { connection: connections[1], prefix: bullPrefix(ks), concurrency: CONCURRENCY },
     );
     const started = performance.now();
     const request = parseEnqueueRequest(`s3://${BUCKET}/big/`, { runId: 'scale', output: `s3://${BUCKET}/out/`, maxBacklog: MAX_BACKLOG });
-    const res = await enqueueRun(request, { store, queue, runs, redis, finalize, backlogPollMs: 50 });
+    const res = await enqueueRun(request, { store, queue, runs, redis, finalize: noteComplete, backlogPollMs: 50 });
     const enqueueSec = (performance.now() - started) / 1000;
-    for (;;) {
+    // Wait for every result; no result counted for STALL_MS means something is stuck, not slow.
+    for (let seen = -1, since = performance.now(); !completeSeen; ) {
       const run = await runs.requireRun('scale');
-      if (run.state === 'completed') break;
+      if (run.enqueueComplete && run.done + run.failed >= run.total) break;
+      const progress = run.done + run.failed;
+      if (progress !== seen) [seen, since] = [progress, performance.now()];
+      else if (performance.now() - since > STALL_MS) throw new Error(`no result counted for ${STALL_MS / 1000} s at ${keys} keys: ${JSON.stringify(run)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const wallSec = (performance.now() - started) / 1000;
-    clearInterval(sampler);
-    peak = Math.max(peak, await usedMemory(redis));
     await worker.close();
-    const endMb = (await usedMemory(redis)) / MB;
+    const parts = s3.requests.put;
 
-    // Correctness: every generated key once, in order.
-    let i = 0;
-    let ok = true;
-    for await (const e of readPart(s3, BUCKET, 'out/manifest.jsonl')) {
-      if (e.key !== syntheticKey('big/', i)) ok = false;
-      i++;
-    }
-    ok = ok && i === keys && res.counts.added === keys;
+    // The finalizer alone: heap + array buffers above a post-GC baseline, less what it stored in
+    // the (in-memory) S3, sampled every 20 ms.
+    gc();
+    const mem = (): number => {
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers - s3.bytesPut;
+    };
+    const memBase = mem();
+    let memPeak = memBase;
+    const sampler = setInterval(() => (memPeak = Math.max(memPeak, mem())), 20);
+    const t0 = performance.now();
+    const out = await finalizeRun('scale', { runs, redis, upload: checked.upload });
+    const finalizeMs = performance.now() - t0;
+    clearInterval(sampler);
+    memPeak = Math.max(memPeak, mem());
+    if (out.status !== 'written') throw new Error(`finalizer did not write the manifest at ${keys} keys: ${out.status}`);
+    const wallSec = (performance.now() - started) / 1000;
+    const { used: end, peak } = await redisMemory(redis);
+
     const r = s3.requests;
     return {
       keys,
       baseMb: round(baseMb),
       peakMb: round(peak / MB),
-      endMb: round(endMb),
+      endMb: round(end / MB),
       enqueueKeysPerSec: Math.round(keys / enqueueSec),
       jobsPerSec: Math.round(keys / Math.max(0.001, (lastJob - firstJob) / 1000)),
       finalizeSec: round(finalizeMs / 1000),
+      finalizeMemMb: round((memPeak - memBase) / MB),
+      parts,
       requestsPer1k: `PUT ${round((r.put * 1000) / keys)}, GET ${round((r.get * 1000) / keys)}, LIST ${round((r.list * 1000) / keys)}, DELETE ${round((r.delete * 1000) / keys)}`,
-      manifestOk: ok,
-      manifestMb: round(s3.bytes(BUCKET, 'out/manifest.jsonl') / MB),
+      manifestOk: checked.result.ok && res.counts.added === keys,
+      manifestMb: round(checked.result.bytes / MB),
       wallSec: round(wallSec),
     };
   } finally {
+    await worker?.close();
     await queue.close();
+    // BullMQ leaves connections it was handed open.
+    for (const c of connections) c.disconnect();
     redis.disconnect();
     await server.stop();
   }
@@ -148,18 +205,24 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(row));
   }
   const first = rows[0] as Row;
-  const header = '| images | Redis peak MB (empty server) | Redis end MB | enqueue keys/s | jobs/s completed | finalizer s | manifest MB | S3 requests per 1,000 images | manifest exactly once, sorted | wall s |';
+  const last = rows.at(-1) as Row;
+  const header =
+    '| images | Redis used_memory peak MB (empty server) | Redis at the end MB | enqueue keys/s | jobs/s completed | finalizer s | finalizer memory MB | part files | manifest MB | S3 requests per 1,000 images | manifest: each key once, sorted | wall s |';
+  const rule = `|${'---|'.repeat(12)}`;
   const lines = rows.map(
-    (r) => `| ${r.keys.toLocaleString('en')} | ${r.peakMb} (${r.baseMb}) | ${r.endMb} | ${r.enqueueKeysPerSec.toLocaleString('en')} | ${r.jobsPerSec.toLocaleString('en')} | ${r.finalizeSec} | ${r.manifestMb} | ${r.requestsPer1k} | ${r.manifestOk ? 'yes' : 'NO'} | ${r.wallSec} |`,
+    (r) =>
+      `| ${r.keys.toLocaleString('en')} | ${r.peakMb} (${r.baseMb}) | ${r.endMb} | ${r.enqueueKeysPerSec.toLocaleString('en')} | ${r.jobsPerSec.toLocaleString('en')} | ${r.finalizeSec} | ${r.finalizeMemMb} | ${r.parts.toLocaleString('en')} | ${r.manifestMb} | ${r.requestsPer1k} | ${r.manifestOk ? 'yes' : 'NO'} | ${r.wallSec} |`,
   );
-  const ratio = rows.length > 1 ? `peak ${(rows.at(-1) as Row).keys.toLocaleString('en')} / ${first.keys.toLocaleString('en')}: ${round(((rows.at(-1) as Row).peakMb - first.baseMb) / (first.peakMb - first.baseMb))}x above the empty server` : '';
-  console.log([header, '|---|---|---|---|---|---|---|---|---|---|', ...lines, ratio].join('\n'));
+  const growth = rows.length > 1 ? round(last.peakMb / first.peakMb) : 1;
+  const verdict = rows.length > 1 ? `Redis peak at ${last.keys.toLocaleString('en')} / at ${first.keys.toLocaleString('en')} images: ${growth}x (${Math.abs(growth - 1) <= 0.2 ? 'flat, within 20 %' : 'NOT flat: more than 20 % apart'})` : '';
+  console.log([header, rule, ...lines, '', verdict].join('\n'));
   if (RECORD) {
     const doc = 'docs/benchmarks.md';
-    const env = `${cpus().length} CPUs, load ${loadavg()[0]?.toFixed(1)}, --max-backlog ${MAX_BACKLOG}, worker concurrency ${CONCURRENCY}`;
-    const block = `\n### bench:scale (${new Date().toISOString().slice(0, 10)}, ${env})\n\n\`npm run bench:scale -- --keys ${SIZES.join(',')}\`\n\n${header}\n|---|---|---|---|---|---|---|---|---|---|\n${lines.join('\n')}\n\n${ratio}\n`;
+    const env = `${cpus().length} CPUs, load ${loadavg()[0]?.toFixed(1)}, Node ${process.versions.node}, --max-backlog ${MAX_BACKLOG}, worker concurrency ${CONCURRENCY}`;
+    const block = `\n### bench:scale, ${new Date().toISOString().slice(0, 10)} (${env})\n\n\`npm run bench:scale -- --keys ${SIZES.join(',')}\`\n\n${header}\n${rule}\n${lines.join('\n')}\n\n${verdict}\n`;
     if (!readFileSync(doc, 'utf8').includes(block)) appendFileSync(doc, block);
   }
+  if (rows.length > 1 && Math.abs(growth - 1) > 0.2) process.exitCode = 1;
   if (rows.some((r) => !r.manifestOk)) process.exitCode = 1;
 }
 

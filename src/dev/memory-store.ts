@@ -20,6 +20,8 @@ export class MemoryObjectStore implements ObjectStore {
   private readonly buckets = new Map<string, Map<string, Entry>>();
   /** Requests by kind, for request-count arithmetic. */
   readonly requests = { put: 0, get: 0, list: 0, delete: 0 };
+  /** Bytes stored by PUTs so far (never decreases): lets a benchmark tell its own memory from the store's. */
+  bytesPut = 0;
 
   private bucket(name: string): Map<string, Entry> {
     const b = this.buckets.get(name);
@@ -62,6 +64,7 @@ export class MemoryObjectStore implements ObjectStore {
       for await (const c of body) parts.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
       buf = Buffer.concat(parts);
     } else buf = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
+    this.bytesPut += buf.length;
     const etag = createHash('md5').update(buf).digest('hex');
     this.bucket(bucket).set(key, { body: buf, etag, contentType: options.contentType, metadata: options.metadata ?? {} });
     return { etag };

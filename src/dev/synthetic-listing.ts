@@ -46,7 +46,12 @@ export function syntheticListing(store: ObjectStore, options: SyntheticListingOp
   return new Proxy(store, {
     get(target, prop, receiver) {
       if (prop === 'listPages') {
-        return (b: string, p: string, o?: ListOptions) => (b === bucket ? listPages(b, p, o) : target.listPages(b, p, o));
+        // Only listings that reach into the generated prefix are generated. Everything else in the
+        // bucket (a run's part files under its output prefix, beside the source) is listed from the
+        // store underneath: generating those too would hide them, and a finalizer that finds no
+        // parts refuses the run (lines != counters).
+        const generated = (b: string, p: string): boolean => b === bucket && (p.startsWith(prefix) || prefix.startsWith(p));
+        return (b: string, p: string, o?: ListOptions) => (generated(b, p) ? listPages(b, p, o) : target.listPages(b, p, o));
       }
       return Reflect.get(target, prop, receiver) as unknown;
     },
