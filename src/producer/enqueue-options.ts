@@ -22,7 +22,7 @@ export const ENQUEUE_DEFAULTS = Object.freeze({
   outputRoot: 'gradcam-audit/',
   /** Extensions kept when no `--include` is given (compared case-insensitively). */
   imageExtensions: IMAGE_EXTENSIONS,
-  /** Keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
+  /** `--page-size`: keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
   pageSize: 1000,
   /**
    * Page chunks written to Redis/BullMQ concurrently while the next page is listed. Two keep Redis
@@ -67,6 +67,8 @@ export interface EnqueueRequest {
   maxBacklog: number;
   /** Stop at the high-water mark instead of waiting; the same enqueue run again continues. */
   detach: boolean;
+  /** Keys per listing page (ListObjectsV2 MaxKeys), 1-1000. */
+  pageSize: number;
 }
 
 /** Raw flag values as commander hands them over (strings, or booleans for switches). */
@@ -80,6 +82,7 @@ export interface EnqueueFlags extends RawExplainOptionFlags, RawModelOptionFlags
   dryRun?: boolean;
   maxBacklog?: string;
   detach?: boolean;
+  pageSize?: string;
 }
 
 /** The variable workers read their weights from; enqueue reads it too, so one setting names the model for both. */
@@ -98,6 +101,7 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags, env:
   const truth = parseTruthFlags(flags);
   const maxBacklog = flags.maxBacklog === undefined ? ENQUEUE_DEFAULTS.maxBacklog : parseIntInRange('--max-backlog', flags.maxBacklog, 1, 100_000_000);
   const detach = flags.detach === true;
+  const pageSize = flags.pageSize === undefined ? ENQUEUE_DEFAULTS.pageSize : parseIntInRange('--page-size', flags.pageSize, 1, 1000);
   const modelSource = parseModelSource(flags, env);
 
   const runId =
@@ -119,6 +123,7 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags, env:
     ...(modelSource ? { modelSource } : {}),
     maxBacklog,
     detach,
+    pageSize,
   };
 }
 

@@ -79,7 +79,7 @@ export interface ListingDeps {
   logger?: Logger;
   now?: () => Date;
   onProgress?: (progress: EnqueueProgress) => void;
-  /** Keys per listing page. Default `ENQUEUE_DEFAULTS.pageSize`. */
+  /** Keys per listing page; overrides the request's `--page-size`. */
   pageSize?: number;
   /** Chunks being written to Redis/BullMQ at once. Default `ENQUEUE_DEFAULTS.chunksInFlight`. */
   chunksInFlight?: number;
@@ -363,7 +363,7 @@ class Scan {
    * with no image still comes through, so progress and the cursor keep moving.
    */
   async *pages(startAfter?: string): AsyncGenerator<{ images: ObjectSummary[]; last: string }> {
-    const pageSize = this.deps.pageSize ?? ENQUEUE_DEFAULTS.pageSize;
+    const pageSize = this.deps.pageSize ?? this.request.pageSize;
     for await (const page of this.deps.store.listPages(this.request.source.bucket, this.request.source.key, { pageSize, startAfter })) {
       this.pageCount++;
       this.counts.listed += page.length;

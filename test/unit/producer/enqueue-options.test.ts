@@ -16,6 +16,8 @@ describe('parseEnqueueRequest', () => {
     expect(validateRunId(r.runId)).toBe(r.runId);
     expect(r.output).toEqual({ bucket: 'photos-bucket', key: `gradcam-audit/${r.runId}/` });
     expect(r.dryRun).toBe(false);
+    expect(r.pageSize).toBe(1000);
+    expect(parseEnqueueRequest('s3://photos-bucket/2024/cats/', { pageSize: '25' }).pageSize).toBe(25);
   });
 
   it('parses every explain flag', () => {
@@ -49,6 +51,8 @@ describe('parseEnqueueRequest', () => {
     [{ output: 'out/' }, '--output'],
     [{ runId: 'has:colon' }, '--run-id'],
     [{ model: '' }, '--model'],
+    [{ pageSize: '0' }, '--page-size'],
+    [{ pageSize: '1001' }, '--page-size'],
   ])('rejects %j naming %s', (flags, name) => {
     const err = configErrorOf(() => parseEnqueueRequest('s3://bkt/in/', flags));
     expect(err.variable).toBe(name);
