@@ -219,7 +219,7 @@ async function main(): Promise<void> {
   if (RECORD) {
     const doc = 'docs/benchmarks.md';
     const env = `${cpus().length} CPUs, load ${loadavg()[0]?.toFixed(1)}, Node ${process.versions.node}, --max-backlog ${MAX_BACKLOG}, worker concurrency ${CONCURRENCY}`;
-    const block = `\n### bench:scale, ${new Date().toISOString().slice(0, 10)} (${env})\n\n\`npm run bench:scale -- --keys ${SIZES.join(',')}\`\n\n${header}\n${rule}\n${lines.join('\n')}\n\n${verdict}\n`;
+    const block = `\n### bench:scale, ${new Date().toISOString().slice(0, 10)} (${env})\n\n\`npm run bench:scale -- ${args.join(' ')}\`\n\n${header}\n${rule}\n${lines.join('\n')}\n\n${verdict}\n`;
     if (!readFileSync(doc, 'utf8').includes(block)) appendFileSync(doc, block);
   }
   if (rows.length > 1 && Math.abs(growth - 1) > 0.2) process.exitCode = 1;
