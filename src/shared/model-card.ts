@@ -17,13 +17,14 @@
  *     "centerCrop": true,               // torchvision eval geometry
  *     "labels": "labels.json",          // a file beside the card, or an inline array of names
  *     "layer": "layer4",                // Grad-CAM target
+ *     "architecture": "resnet50",       // layout of a Keras weights-only .h5 (vgg16 | resnet50 | mobilenetv2)
  *     "inputSize": [224, 224]           // [height, width] for models with a free input size
  *   }
  */
 import { dirname, join } from 'node:path';
 import { ConfigError } from './errors.js';
 import type { ModelFiles } from './model-files.js';
-import { parseLayerName, parsePreprocessMode } from './model-options.js';
+import { parseKerasArchitecture, parseLayerName, parsePreprocessMode, type KerasArchitecture } from './model-options.js';
 import { describeSource, parseWeightSource, type WeightSource } from './model-uri.js';
 import type { PreprocessMode } from './preprocessing.js';
 
@@ -37,11 +38,13 @@ export interface ModelCard {
   /** A labels file relative to the card (or any path/URI), or the class names themselves. */
   labels?: string | string[];
   layer?: string;
+  /** Layout of a Keras weights-only .h5. */
+  architecture?: KerasArchitecture;
   /** `[height, width]`. */
   inputSize?: [number, number];
 }
 
-const FIELDS = new Set(['schema', 'name', 'version', 'preprocess', 'centerCrop', 'labels', 'layer', 'inputSize']);
+const FIELDS = new Set(['schema', 'name', 'version', 'preprocess', 'centerCrop', 'labels', 'layer', 'architecture', 'inputSize']);
 
 /** Candidate card locations for a weights source, most specific first. */
 export function modelCardCandidates(weights: string): WeightSource[] {
@@ -120,6 +123,10 @@ export function parseModelCard(text: string, where: string): ModelCard {
   if (raw.layer !== undefined) {
     if (typeof raw.layer !== 'string') bad('layer', 'a layer name');
     card.layer = parseLayerName(raw.layer as string, `${where}: "layer"`);
+  }
+  if (raw.architecture !== undefined) {
+    if (typeof raw.architecture !== 'string') bad('architecture', 'a keras.applications name');
+    card.architecture = parseKerasArchitecture(raw.architecture as string, `${where}: "architecture"`);
   }
   if (raw.inputSize !== undefined) {
     const size = raw.inputSize as unknown[];

@@ -9,6 +9,13 @@ import { parseEnum } from './config.js';
 import { ConfigError } from './errors.js';
 import { PREPROCESS_DEFINITIONS, PREPROCESS_MODES, type PreprocessMode } from './preprocessing.js';
 
+/**
+ * `keras.applications` layouts gradcam-audit builds in code, for Keras weights-only .h5 files
+ * (`save_weights`, the files `keras.applications` downloads), which carry no topology.
+ */
+export const KERAS_ARCHITECTURES = ['vgg16', 'resnet50', 'mobilenetv2'] as const;
+export type KerasArchitecture = (typeof KERAS_ARCHITECTURES)[number];
+
 export interface ModelOptions {
   /** `--preprocess`; undefined: the model card's, else the default for the model's format. */
   preprocess?: PreprocessMode;
@@ -18,6 +25,8 @@ export interface ModelOptions {
   labels?: string;
   /** `--layer`: the Grad-CAM target; undefined: the card's, else the model's default target. */
   layer?: string;
+  /** `--architecture`: the layout of a Keras weights-only .h5; undefined: the card's, else vgg16. Ignored for files that carry their topology. */
+  architecture?: KerasArchitecture;
 }
 
 /** The model flags as commander hands them over. */
@@ -26,6 +35,7 @@ export interface RawModelOptionFlags {
   centerCrop?: boolean;
   labels?: string;
   layer?: string;
+  architecture?: string;
 }
 
 /** Help texts of the model flags, declared once for every command that takes them. */
@@ -35,6 +45,7 @@ export const MODEL_FLAG_HELP = Object.freeze({
   noCenterCrop: ['--no-center-crop', 'resize the whole image to the input size even when the model card asks for a center crop'],
   labels: ['--labels <src>', 'class labels: JSON array, Keras class index or one label per line; path, s3:// or http(s) (default: the model card\'s, labels.json beside a TF.js model, else ImageNet for 1000 classes)'],
   layer: ['--layer <name>', 'Grad-CAM target layer (default: the model card\'s, else block5_conv3 for VGG16, else the last conv layer)'],
+  architecture: ['--architecture <name>', `layout of a Keras weights-only .h5 (which carries no topology): ${KERAS_ARCHITECTURES.join('|')} (default: the model card's, else vgg16; full-model .h5, TF.js and ONNX files describe themselves)`],
 } satisfies Record<string, readonly [string, string]>);
 
 /** Longest `--layer` value: tf2onnx names fused ops by joining every source op's name with `;`. */
@@ -54,6 +65,10 @@ export function parseLayerName(value: string, what = '--layer'): string {
   return value;
 }
 
+export function parseKerasArchitecture(value: string, what = '--architecture'): KerasArchitecture {
+  return parseEnum(what, value, KERAS_ARCHITECTURES);
+}
+
 export function parsePreprocessMode(value: string, what = '--preprocess'): PreprocessMode {
   return parseEnum(what, value, PREPROCESS_MODES);
 }
@@ -68,5 +83,6 @@ export function parseModelOptionFlags(flags: RawModelOptionFlags): ModelOptions 
     options.labels = flags.labels;
   }
   if (flags.layer !== undefined) options.layer = parseLayerName(flags.layer);
+  if (flags.architecture !== undefined) options.architecture = parseKerasArchitecture(flags.architecture);
   return options;
 }

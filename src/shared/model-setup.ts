@@ -17,7 +17,7 @@ import { extname } from 'node:path';
 import { ConfigError } from './errors.js';
 import { readModelCard, siblingOf, type FoundModelCard } from './model-card.js';
 import type { ModelFiles } from './model-files.js';
-import type { ModelOptions } from './model-options.js';
+import type { KerasArchitecture, ModelOptions } from './model-options.js';
 import { readOnnxProducerName } from './onnx-header.js';
 import { describeSource, parseWeightSource, resolveRelative, type WeightSource } from './model-uri.js';
 import type { ModelPreprocessing, PreprocessMode } from './preprocessing.js';
@@ -36,6 +36,8 @@ export interface ModelSetup {
   /** Where the preprocessing mode came from. */
   preprocessFrom: 'flag' | 'model card' | 'default';
   layer?: string;
+  /** Layout of a Keras weights-only .h5 (flag, then card); undefined: vgg16. */
+  architecture?: KerasArchitecture;
   /** Class names to use, with where they came from; null: ImageNet for 1000 classes, else index-only. */
   labels: { source: string; text: string } | null;
   inputSize?: [number, number];
@@ -74,6 +76,8 @@ export async function resolveModelSetup(weights: string, flags: ModelOptions, fi
   if (producer !== undefined) setup.producer = producer;
   const layer = flags.layer ?? c.layer;
   if (layer !== undefined) setup.layer = layer;
+  const architecture = flags.architecture ?? c.architecture;
+  if (architecture !== undefined) setup.architecture = architecture;
   if (c.inputSize) setup.inputSize = c.inputSize;
   if (c.name !== undefined) setup.name = c.name;
   if (c.version !== undefined) setup.version = c.version;

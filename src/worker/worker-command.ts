@@ -16,6 +16,7 @@ export async function workerCommand(): Promise<Command> {
     .option(MODEL_FLAG_HELP.noCenterCrop[0], MODEL_FLAG_HELP.noCenterCrop[1])
     .option(MODEL_FLAG_HELP.labels[0], MODEL_FLAG_HELP.labels[1])
     .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
+    .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
     .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])

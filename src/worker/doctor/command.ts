@@ -3,6 +3,7 @@
  * Redis and S3 clients) are imported when the command runs.
  */
 import { Command } from 'commander';
+import { MODEL_FLAG_HELP } from '../../shared/model-options.js';
 import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
 import type { RawDoctorFlags } from './run.js';
 
@@ -12,6 +13,7 @@ export async function doctorCommand(): Promise<Command> {
     .option('--weights <src>', 'model to check, as for worker (env GRADCAM_AUDIT_WEIGHTS; default: the bundled demo model)')
     .option('--labels <file>', 'class labels for a non-ImageNet head')
     .option('--layer <name>', 'target layer (default: as the worker picks it)')
+    .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])

@@ -6,6 +6,7 @@
 import type { AppConfig } from '../../shared/config.js';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { parseKerasArchitecture, type KerasArchitecture } from '../../shared/model-options.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { Engine } from '../engine/engine.js';
 import { createEngine, parseEngineChoice, type EngineChoice } from '../engine/factory.js';
@@ -13,6 +14,7 @@ import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../e
 import { defaultProviderEnvironment, type ProviderEnvironment } from '../engine/onnx/providers.js';
 import { isOnnxSupported } from '../engine/onnx/support.js';
 import { parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend.js';
+import type { ModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
 import type { ModelInput } from '../model/graph/from-sequential.js';
 import { toModelGraph } from '../model/graph/from-sequential.js';
@@ -25,6 +27,8 @@ export interface DoctorOptions {
   weights: string;
   labels?: string;
   layer?: string;
+  /** Layout of a Keras weights-only .h5 (`--architecture`). */
+  architecture?: KerasArchitecture;
   engine: EngineChoice;
   backend: BackendChoice;
   onnx: Partial<OnnxRuntimeOptions>;
@@ -39,7 +43,7 @@ export interface DoctorOptions {
 
 export interface DoctorDeps {
   config: AppConfig;
-  loadSpec: (source: string) => Promise<ModelInput>;
+  loadSpec: ModelLoader;
   providers?: ProviderEnvironment;
   logger?: Logger;
 }
@@ -48,6 +52,7 @@ export interface RawDoctorFlags extends RawOnnxFlags {
   weights?: string;
   labels?: string;
   layer?: string;
+  architecture?: string;
   engine?: string;
   backend?: string;
   requireGpu?: boolean;
@@ -65,6 +70,7 @@ export function parseDoctorFlags(flags: RawDoctorFlags, defaultWeights: string, 
     weights: flags.weights ?? env.GRADCAM_AUDIT_WEIGHTS ?? defaultWeights,
     labels: flags.labels,
     layer: flags.layer,
+    architecture: flags.architecture === undefined ? undefined : parseKerasArchitecture(flags.architecture),
     engine: parseEngineChoice(flags.engine ?? 'auto'),
     backend: parseBackendChoice(flags.backend ?? 'auto'),
     onnx: parseOnnxFlags(flags),
@@ -87,7 +93,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
   try {
     let spec: ModelInput;
     try {
-      spec = await deps.loadSpec(options.weights);
+      spec = await deps.loadSpec(options.weights, { architecture: options.architecture });
     } catch (err) {
       checks.push({ name: 'model', status: 'fail', summary: `${options.weights}: ${describeError(err)}` });
       return finish();

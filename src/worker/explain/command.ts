@@ -21,6 +21,7 @@ export async function explainCommand(): Promise<Command> {
     .option('--method <name>', CAM_METHOD_HELP)
     .option('--score <mode>', `${SCORE_MODES.join('|')}: differentiate the softmax probability or the pre-softmax logit (default: ${d.score})`)
     .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
+    .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
     .option(MODEL_FLAG_HELP.labels[0], MODEL_FLAG_HELP.labels[1])
     .option(MODEL_FLAG_HELP.preprocess[0], MODEL_FLAG_HELP.preprocess[1])
     .option(MODEL_FLAG_HELP.centerCrop[0], MODEL_FLAG_HELP.centerCrop[1])

@@ -24,12 +24,12 @@ import { createEngine } from '../engine/factory.js';
 import type { CreateEngineOptions } from '../engine/factory.js';
 import { loadLabels } from '../model/labels.js';
 import type { LabelResolution } from '../model/labels.js';
-import type { ModelInput } from '../model/graph/from-sequential.js';
 import { batchTimingsOf, engineBatchRunner, type BatchItem } from '../pipeline/image-job.js';
 import { DynamicBatcher } from '../pipeline/batcher.js';
 import { batchKeyFor } from '../pipeline/job-keys.js';
 import { loadConfig } from '../../shared/config.js';
 import { PixelBudget } from '../core/pixel-budget.js';
+import type { ModelLoader } from '../model/configured-loader.js';
 import { expandInputs } from './inputs.js';
 import type { ExplainCommandOptions } from './options.js';
 import { outputNamesFor } from './output-names.js';
@@ -38,7 +38,7 @@ import type { OutputNames } from './output-names.js';
 export interface ExplainDeps {
   logger: Logger;
   /** Load the model from `--weights` (path, s3:// URI or URL). */
-  loadSpec: (source: string) => Promise<ModelInput>;
+  loadSpec: ModelLoader;
   createEngine: (options: CreateEngineOptions) => Promise<Engine>;
   /** The model's card, flags and defaults resolved (src/shared/model-setup.ts). */
   resolveSetup: (weights: string, flags: ModelOptions) => Promise<ModelSetup>;
@@ -71,13 +71,14 @@ export interface ExplainSummary {
 export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
   return {
     logger,
-    loadSpec: async (source) => {
+    loadSpec: async (source, hints = {}) => {
       const { loadModel } = await import('../model/source.js');
-      if (!source.startsWith('s3://')) return loadModel(source);
+      const options = { kerasArchitecture: hints.architecture, inputSize: hints.inputSize };
+      if (!source.startsWith('s3://')) return loadModel(source, {}, options);
       // Only an s3:// source needs the storage layer (and the AWS SDK).
       const { S3ObjectStore } = await import('../../shared/storage/s3-store.js');
       const store = S3ObjectStore.fromConfig(loadConfig().s3);
-      return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body });
+      return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body }, options);
     },
     createEngine,
     resolveSetup: async (weights, flags) => {
@@ -103,8 +104,8 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
   const names = outputNamesFor(inputs, options.overlayFormat);
   await mkdir(options.out, { recursive: true });
 
-  const spec = await deps.loadSpec(options.weights);
   const setup = await deps.resolveSetup(options.weights, options);
+  const spec = await deps.loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
   const engine = await deps.createEngine({ spec, engine: options.engine, layer: setup.layer, backend: options.backend, logger, onnx: options.onnx, methods: [options.method] });
   const outcomes = new Array<ExplainImageOutcome>(inputs.length);
   try {

@@ -4,18 +4,35 @@
  */
 import type { AppConfig } from '../../shared/config.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
+import type { KerasArchitecture } from '../../shared/model-options.js';
 import type { ModelInput } from './graph/from-sequential.js';
 
-export function configuredModelLoader(s3: AppConfig['s3']): (source: string) => Promise<ModelInput> {
-  return async (source) => {
+/** What a command knows about the model beyond its location (from flags and the model card). */
+export interface ModelLoadHints {
+  /** Layout of a Keras weights-only .h5 (`--architecture`). */
+  architecture?: KerasArchitecture;
+  /** `[height, width]` of a layout built by `--architecture` (model card `inputSize`); default 224x224. */
+  inputSize?: [number, number];
+}
+
+/** Loads the model a command serves; the worker, `explain` and the doctor take one, so tests can inject theirs. */
+export type ModelLoader = (source: string, hints?: ModelLoadHints) => Promise<ModelInput>;
+
+export function configuredModelLoader(s3: AppConfig['s3']): ModelLoader {
+  return async (source, hints = {}) => {
     const { loadModel } = await import('./source.js');
-    if (!source.startsWith('s3://')) return loadModel(source);
+    const options = { kerasArchitecture: hints.architecture, inputSize: hints.inputSize };
+    if (!source.startsWith('s3://')) return loadModel(source, {}, options);
     const store = S3ObjectStore.fromConfig(s3);
     try {
-      return await loadModel(source, {
-        getObject: async (bucket, key) => (await store.get(bucket, key)).body,
-        headObject: async (bucket, key) => ({ etag: (await store.head(bucket, key))?.etag }),
-      });
+      return await loadModel(
+        source,
+        {
+          getObject: async (bucket, key) => (await store.get(bucket, key)).body,
+          headObject: async (bucket, key) => ({ etag: (await store.head(bucket, key))?.etag }),
+        },
+        options,
+      );
     } finally {
       store.client.destroy();
     }

@@ -23,6 +23,8 @@ import type { ModelInput } from './graph/from-sequential.js';
 import { graphFromKeras, indexKerasWeights } from './graph/from-keras.js';
 import type { KerasTopology } from './keras-config.js';
 import { parseKerasTopology } from './keras-config.js';
+import type { KerasArchitecture } from '../../shared/model-options.js';
+import { applicationTopology } from './applications/index.js';
 import type { ModelSpec } from './spec.js';
 import { vgg16Architecture } from './vgg16.js';
 
@@ -105,6 +107,13 @@ export interface ReadKerasModelOptions extends Omit<ReadKerasHdf5Options, 'archi
    * own `model_config` for full-model files, else VGG16.
    */
   topology?: KerasTopology;
+  /**
+   * A `keras.applications` layout by name for a weights-only file, its class count taken from the
+   * file's `predictions` layer. Ignored for full-model files, which carry their own topology.
+   */
+  architecture?: KerasArchitecture;
+  /** `[height, width]` of the `architecture` layout. Default 224x224. */
+  inputSize?: [number, number];
 }
 
 /**
@@ -115,9 +124,10 @@ export interface ReadKerasModelOptions extends Omit<ReadKerasHdf5Options, 'archi
  */
 export async function readKerasModel(path: string, options: ReadKerasModelOptions = {}): Promise<ModelInput> {
   return withHdf5File(path, (runtime, opened) => {
-    const topology = options.topology ?? topologyOf(opened, path, undefined);
+    const { root, fullModel } = weightsRoot(opened, path);
+    const named = options.architecture && !fullModel ? applicationTopology(options.architecture, { classes: predictionsClasses(root, path), inputShape: options.inputSize && [...options.inputSize, 3] }) : undefined;
+    const topology = options.topology ?? named ?? topologyOf(opened, path, undefined);
     if (topology.kind === 'sequential') return readSequential(runtime, opened, path, topology.architecture, options);
-    const { root } = weightsRoot(opened, path);
     const sliceBytes = options.sliceBytes ?? DEFAULT_SLICE_BYTES;
     const entries = hdf5Call(path, 'read the layer list', () => listWeightedLayers(root, path)).flatMap((layer) =>
       layer.datasets.map((d) => ({
@@ -130,6 +140,12 @@ export async function readKerasModel(path: string, options: ReadKerasModelOption
     const byLayer = indexKerasWeights(entries);
     return graphFromKeras(topology.model, (layer) => byLayer.get(layer), { source: options.source ?? path, kerasVersion: stringAttr(opened, 'keras_version') ?? stringAttr(root, 'keras_version') });
   });
+}
+
+/** Units of the file's `predictions` layer (keras.applications' classifier), or undefined when it has none. */
+function predictionsClasses(root: Group, path: string): number | undefined {
+  const layer = hdf5Call(path, 'read the layer list', () => listWeightedLayers(root, path)).find((l) => l.name === 'predictions');
+  return layer?.datasets.find((d) => d.shape.length === 2)?.shape[1];
 }
 
 function readSequential(runtime: H5wasmRuntime, opened: H5File, path: string, architecture: Architecture, options: Pick<ReadKerasHdf5Options, 'sliceBytes' | 'source'>): ModelSpec {

@@ -22,6 +22,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ConfigError, ModelError, NotFoundError, TransientError } from '../../shared/errors.js';
 import type { Architecture } from './architecture.js';
 import type { KerasTopology } from './keras-config.js';
+import type { KerasArchitecture } from '../../shared/model-options.js';
 import { readKerasModel } from './hdf5.js';
 import type { ModelInput } from './graph/from-sequential.js';
 import { importOnnx } from './graph/onnx-import.js';
@@ -51,8 +52,12 @@ export interface LoadModelOptions {
   format?: WeightsFormat;
   /** Architecture for weights-only HDF5 files. Default VGG16. Ignored for TF.js models. */
   architecture?: Architecture;
-  /** Topology for weights-only HDF5 files, any Keras layout (`keras.applications` by name: applications/). Wins over `architecture`. */
+  /** Topology for weights-only HDF5 files, any Keras layout. Wins over `architecture`. */
   topology?: KerasTopology;
+  /** `--architecture`: a `keras.applications` layout by name for weights-only HDF5 files (applications/). Default VGG16. */
+  kerasArchitecture?: KerasArchitecture;
+  /** `[height, width]` of the `kerasArchitecture` layout. Default 224x224. */
+  inputSize?: [number, number];
 }
 
 export function defaultWeightsCacheDir(): string {
@@ -101,7 +106,7 @@ async function loadKeras(parsed: WeightSource, deps: WeightSourceDeps, options: 
   if (format === 'auto') format = await sniffFormat(local, label);
   if (format === 'tfjs-layers') return loadTfjs(parsed, deps, cacheDir, await readFile(local, 'utf8'));
   const topology = options.topology ?? (options.architecture ? { kind: 'sequential' as const, architecture: options.architecture } : undefined);
-  return readKerasModel(local, { source: label, topology });
+  return readKerasModel(local, { source: label, topology, architecture: options.kerasArchitecture, inputSize: options.inputSize });
 }
 
 function formatFromName(source: WeightSource): WeightsFormat {

@@ -25,9 +25,8 @@ import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { listNvidiaGpus, parseBackendChoice } from '../engine/tfjs/backend.js';
 import { workerStartupReport } from '../doctor/run.js';
 import { listDriverGpus } from '../engine/onnx/providers.js';
-import { configuredModelLoader } from '../model/configured-loader.js';
+import { configuredModelLoader, type ModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
-import type { ModelInput } from '../model/graph/from-sequential.js';
 import { configuredModelFiles, resolveModel, servedModelOf, type ResolvedModel } from '../model/model-card.js';
 import { parseModelOptionFlags, type ModelOptions, type RawModelOptionFlags } from '../../shared/model-options.js';
 import { modelKeyOf } from '../../shared/model-setup.js';
@@ -159,7 +158,7 @@ export async function startWorker(
   options: WorkerCommandOptions,
   config: AppConfig,
   logger: Logger,
-  loadSpec: (source: string) => Promise<ModelInput>,
+  loadSpec: ModelLoader,
   onFatal: (err: Error) => void = () => undefined,
 ): Promise<RunningWorker> {
   // Sized before the batch is known when it is `auto`: for the largest batch auto may choose.
@@ -194,7 +193,7 @@ export async function startWorker(
       { preprocess: describePreprocessing(setup.preprocessing), preprocessFrom: setup.preprocessFrom, card: setup.card?.uri ?? null, layer: setup.layer ?? null, labels: setup.labels?.source ?? null, fingerprint: identity.fingerprint, modelKey: modelKeyOf(identity) },
       'model setup resolved; this worker serves runs that name this model (or none)',
     );
-    const spec = await loadSpec(options.weights);
+    const spec = await loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
     logger.info({ model: spec.name, weightsHash: spec.weightsHash, ms: Math.round(performance.now() - loadStarted) }, `model loaded: ${spec.name}; building the engine`);
     const thread = await useEngineThread(options.engineThread);
     const engine = thread

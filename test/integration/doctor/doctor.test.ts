@@ -36,7 +36,7 @@ describe('gradcam-audit doctor', () => {
     const options = parseDoctorFlags({ source: `s3://${b.bucket}/photos/`, batch: '2', onnxCacheDir: 'off' }, DEMO_MODEL, {});
     options.labels = DEMO_LABELS;
     // The harness's S3 credentials go in the config, as the CLI's would come from AWS_* variables.
-    const report = await runDoctor(options, { config: { ...loadConfig(serviceEnv()), s3: s3Options() }, loadSpec: (s) => loadModelSpec(s) });
+    const report = await runDoctor(options, { config: { ...loadConfig(serviceEnv()), s3: s3Options() }, loadSpec: (s: string) => loadModelSpec(s) });
     const s = status(report);
     expect(s).toMatchObject({ onnx: 'ok', tfjs: 'ok', model: 'ok', engine: 'ok', parity: 'ok', speed: 'ok', redis: 'ok', s3: 'ok' });
     expect(['ok', 'warn']).toContain(s.node);

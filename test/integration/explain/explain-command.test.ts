@@ -20,6 +20,8 @@ import { IMAGE_MANIFEST_SCHEMA } from '../../../src/shared/manifest.js';
 import { parseExplainFlags } from '../../../src/worker/explain/options.js';
 import { defaultExplainDeps, runExplain } from '../../../src/worker/explain/run.js';
 import { PACKAGE_VERSION } from '../../../src/shared/version.js';
+import * as tf from '@tensorflow/tfjs';
+import { applicationModel, saveWeightsOnlyH5, seedWeights } from '../../unit/model/helpers/keras-functional.js';
 
 const root = path.resolve(import.meta.dirname, '../../..');
 const fixtures = path.join(root, 'test/fixtures/images');
@@ -187,4 +189,29 @@ describe('explain', () => {
     expect(() => parseExplainFlags(['a.jpg'], { weights: 'w.h5', maxSide: '-3' })).toThrow(/--max-side/);
     expect(() => parseExplainFlags(['a.jpg'], {})).toThrow(/--weights: required/);
   });
+
+  test('a Keras weights-only .h5 with --architecture mobilenetv2 and a model card (input size, preprocessing): explained at the Keras target layer', async () => {
+    await tf.setBackend('cpu');
+    const model = await applicationModel('mobilenetv2', [64, 64, 3], 5);
+    const weights = path.join(dir, 'mnv2.weights.h5');
+    try {
+      seedWeights(model, 4);
+      await saveWeightsOnlyH5(model, weights);
+    } finally {
+      model.dispose();
+    }
+    // `<weights name without extension>.model.json`: mnv2.weights.h5 → mnv2.weights.model.json.
+    await writeFile(path.join(dir, 'mnv2.weights.model.json'), JSON.stringify({ inputSize: [64, 64], preprocess: 'tf' }));
+    const out = path.join(dir, 'out-mnv2');
+    const deps = { ...(await defaultExplainDeps(silentLogger())), report: () => undefined };
+    const summary = await runExplain(parseExplainFlags([images[0]], { weights, out, architecture: 'mobilenetv2', backend: 'cpu', engine: 'tfjs' }), deps);
+    expect(summary).toMatchObject({ ok: 1, failed: 0 });
+    const [m] = await manifests(out);
+    expect(m.provenance).toMatchObject({ layer: 'out_relu', preprocess: 'tf', engine: 'tfjs' });
+    expect(m.predictions[0].index).toBeLessThan(5);
+    expect([m.targets[0].gridHeight, m.targets[0].gridWidth]).toEqual([2, 2]);
+    // Without --architecture the file is read as VGG16, whose layers it does not have.
+    await expect(runExplain(parseExplainFlags([images[0]], { weights, out, backend: 'cpu', engine: 'tfjs' }), deps)).rejects.toThrow(/no weights for layer "block1_conv1" of vgg16/);
+    expect(() => parseExplainFlags([images[0]], { weights, architecture: 'resnet' })).toThrow(/--architecture: .*vgg16, resnet50, mobilenetv2/);
+  }, 60_000);
 });

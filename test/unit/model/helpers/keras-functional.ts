@@ -8,6 +8,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { writeKerasModelHdf5 } from '../../../../scripts/weights/write-keras-hdf5.js';
+import type { KerasArchitecture } from '../../../../src/shared/model-options.js';
+import { applicationTopology } from '../../../../src/worker/model/applications/index.js';
 import { mulberry32 } from '../../../../src/worker/model/random-weights.js';
 
 type L = typeof tf.layers;
@@ -104,7 +106,7 @@ export const KERAS_FIXTURES = {
  * Seeded weights of a sensible scale: kernels uniform with variance 1/fan_in, BatchNorm statistics
  * far from the identity (so a dropped or misordered BN shows), small biases.
  */
-function seedWeights(model: tf.LayersModel, seed: number): void {
+export function seedWeights(model: tf.LayersModel, seed: number): void {
   const rand = mulberry32(seed);
   for (const layer of model.layers) {
     const values = layer.weights.map((w) => {
@@ -199,4 +201,20 @@ export function referenceForward(model: tf.LayersModel, x: tf.Tensor4D, target: 
     outputs.set(layer.name, y);
   }
   return { activation: activation!, logits: logits! };
+}
+
+/**
+ * A `keras.applications` layout as TF.js Layers deserialises it from our Keras JSON (TF.js names
+ * the Functional class `Model`): an independent reading of the layout's weight shapes.
+ */
+export async function applicationModel(name: KerasArchitecture, inputShape: [number, number, number], classes: number): Promise<tf.LayersModel> {
+  const topology = applicationTopology(name, { inputShape, classes });
+  if (topology.kind !== 'graph') throw new Error(`${name} is sequential`);
+  return tf.models.modelFromJSON({ modelTopology: { ...topology.model, class_name: 'Model' } });
+}
+
+/** `model.save_weights('x.h5')`: no topology in the file. */
+export async function saveWeightsOnlyH5(model: tf.LayersModel, path: string): Promise<string> {
+  await writeKerasModelHdf5(path, { modelConfig: null, layers: kerasLayerWeights(model) });
+  return path;
 }

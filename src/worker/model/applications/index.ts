@@ -1,0 +1,29 @@
+/**
+ * The `keras.applications` layouts by name (`--architecture`), for Keras weights-only .h5 files.
+ * VGG16 stays the sequential `Architecture` (its Keras-exact path); the others are Keras Functional
+ * configs, converted like a full-model file's own `model_config`.
+ */
+import type { KerasArchitecture } from '../../../shared/model-options.js';
+import type { KerasTopology } from '../keras-config.js';
+import { vgg16Architecture } from '../vgg16.js';
+import { mobilenetV2Config } from './mobilenetv2.js';
+import { resnet50Config } from './resnet50.js';
+
+export interface ApplicationOptions {
+  /** Output classes of `predictions`. Default 1000. */
+  classes?: number;
+  /** `[h, w, c]`. Default `[224, 224, 3]`, the size the ImageNet weights were trained at. */
+  inputShape?: [number, number, number];
+}
+
+const BUILDERS: Record<Exclude<KerasArchitecture, 'vgg16'>, (inputShape: [number, number, number], classes: number) => Record<string, unknown>> = {
+  resnet50: resnet50Config,
+  mobilenetv2: mobilenetV2Config,
+};
+
+export function applicationTopology(name: KerasArchitecture, options: ApplicationOptions = {}): KerasTopology {
+  const classes = options.classes ?? 1000;
+  const inputShape = options.inputShape ?? [224, 224, 3];
+  if (name === 'vgg16') return { kind: 'sequential', architecture: { ...vgg16Architecture({ classes }), inputShape } };
+  return { kind: 'graph', model: BUILDERS[name](inputShape, classes), name };
+}

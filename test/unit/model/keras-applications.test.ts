@@ -1,0 +1,83 @@
+/**
+ * `--architecture` layouts for Keras weights-only .h5 files. Independent checks: TF.js Layers
+ * deserialises each layout's Keras JSON (its own layer implementations and weight shapes) and its
+ * weight count equals the Keras documentation's at 224x224x3 with 1000 classes; a weights-only
+ * file written from that TF.js model (Keras' `<layer>/<layer>/<variable>:0` layout) loads by name
+ * through `--architecture` and computes what TF.js Layers' `predict` computes.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KerasArchitecture } from '../../../src/shared/model-options.js';
+import type { Engine, PreprocessedImage } from '../../../src/worker/engine/engine.js';
+import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { createTfjsEngine } from '../../../src/worker/engine/tfjs/engine.js';
+import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
+import { resolveTarget, shapeOf } from '../../../src/worker/model/graph/walker.js';
+import { mulberry32 } from '../../../src/worker/model/random-weights.js';
+import { loadModel } from '../../../src/worker/model/source.js';
+import { applicationModel, saveWeightsOnlyH5, seedWeights } from './helpers/keras-functional.js';
+
+/** `size`: the reduced input of the numeric check; `tfjsEngine`: also run the (slower, on the cpu backend) TF.js engine. */
+const LAYOUTS: Array<{ name: KerasArchitecture; params: number; target: string; targetShape: number[]; layers: string[]; size: number; tfjsEngine: boolean }> = [
+  { name: 'resnet50', size: 32, tfjsEngine: false, params: 25_636_712, target: 'conv5_block3_out', targetShape: [1, 2048, 7, 7], layers: ['conv1_conv', 'conv2_block1_0_conv', 'conv3_block4_2_bn', 'conv4_block6_out', 'conv5_block3_3_conv', 'avg_pool', 'predictions'] },
+  { name: 'mobilenetv2', size: 64, tfjsEngine: true, params: 3_538_984, target: 'out_relu', targetShape: [1, 1280, 7, 7], layers: ['Conv1', 'bn_Conv1', 'expanded_conv_depthwise', 'block_1_pad', 'block_16_project_BN', 'Conv_1', 'predictions'] },
+];
+
+describe.each(LAYOUTS)('keras.applications layout $name', ({ name, params, target, targetShape, layers, size, tfjsEngine }) => {
+  let dir: string;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    dir = await mkdtemp(join(tmpdir(), `gca-app-${name}-`));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it(`has Keras' layer names and ${params.toLocaleString('en')} weights at 224x224 (as TF.js Layers counts them)`, async () => {
+    const model = await applicationModel(name, [224, 224, 3], 1000);
+    try {
+      expect(model.countParams()).toBe(params);
+      const names = model.layers.map((l) => l.name);
+      for (const layer of layers) expect(names).toContain(layer);
+      // Our converter takes every weight TF.js made (names and shapes) and finds the Keras target.
+      const graph = (await loadModel(await saveWeightsOnlyH5(model, join(dir, 'full.h5')), {}, { kerasArchitecture: name })) as ModelGraph;
+      expect(resolveTarget(graph)).toBe(target);
+      expect(shapeOf(graph, target)).toEqual(targetShape);
+      expect(shapeOf(graph, graph.output)).toEqual([1, 1000]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('loads a weights-only file by name at the model card size and matches TF.js Layers predict', async () => {
+    const classes = 7;
+    const model = await applicationModel(name, [size, size, 3], classes);
+    const engines: Engine[] = [];
+    try {
+      seedWeights(model, 3);
+      const path = await saveWeightsOnlyH5(model, join(dir, 'small.h5'));
+      const graph = (await loadModel(path, {}, { kerasArchitecture: name, inputSize: [size, size] })) as ModelGraph;
+      expect(shapeOf(graph, graph.output)).toEqual([1, classes]);
+      const rand = mulberry32(9);
+      const images: PreprocessedImage[] = [0, 1].map(() => ({ data: Float32Array.from({ length: size * size * 3 }, () => rand() * 2 - 1), height: size, width: size }));
+      const x = tf.tensor4d(Float32Array.from(images.flatMap((i) => Array.from(i.data))), [2, size, size, 3]);
+      const want = (model.predict(x) as tf.Tensor2D).arraySync();
+      x.dispose();
+      engines.push(await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } }));
+      if (tfjsEngine) engines.push(await createTfjsEngine({ spec: graph, backend: 'cpu' }));
+      // Random weights through 50 layers must still leave a spread of probabilities to compare.
+      expect(Math.max(...want.flat())).toBeLessThan(0.99);
+      for (const engine of engines) {
+        expect(engine.info.layer).toBe(target);
+        const results = await engine.explain({ images, targets: { kind: 'top1' }, topK: 1, method: 'gradcam', score: 'logit' });
+        results.forEach((r, n) => r.probabilities.forEach((p, k) => expect(Math.abs(p - want[n][k]), `${engine.info.engine} image ${n} class ${k}`).toBeLessThan(1e-4)));
+      }
+    } finally {
+      await Promise.all(engines.map((e) => e.dispose()));
+      model.dispose();
+    }
+  });
+});
