@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { MODEL_FLAG_HELP } from '../shared/model-options.js';
-import { CAM_METHOD_HELP, COLORMAPS, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
+import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
 import type { EnqueueCliFlags } from './enqueue-cli.js';
 import { ENQUEUE_DEFAULTS } from './enqueue-options.js';
 
@@ -23,6 +23,7 @@ export async function enqueueCommand(): Promise<Command> {
     .option('--top-k <n>', `number of decoded predictions (default: ${d.topK})`)
     .option('--targets <which>', 'classes to explain: top1, topk, or class indices such as 281,285 (default: top1)')
     .option('--method <name>', CAM_METHOD_HELP)
+    .option('--faithfulness', FAITHFULNESS_HELP)
     .option('--score <mode>', `${SCORE_MODES.join('|')} (default: ${d.score})`)
     .option('--resize <mode>', `${RESIZE_MODES.join('|')} (default: ${d.resize})`)
     .option('--colormap <name>', `${COLORMAPS.join('|')} (default: ${d.colormap})`)

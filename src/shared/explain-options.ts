@@ -58,6 +58,11 @@ export interface ExplainOptions {
   overlayFormat: OverlayFormat;
   /** Cap on the overlay's longer side in pixels; undefined keeps the original size. */
   maxSide?: number;
+  /**
+   * Measure faithfulness (two extra forward rows per image; docs/audit-metrics.md). Only present
+   * when true, so runs without it keep their option hash and run id.
+   */
+  faithfulness?: true;
 }
 
 export const DEFAULT_EXPLAIN_OPTIONS: Readonly<ExplainOptions> = Object.freeze({
@@ -74,6 +79,10 @@ export const DEFAULT_EXPLAIN_OPTIONS: Readonly<ExplainOptions> = Object.freeze({
 /** `--method` help, shared by every command that takes the flag. */
 export const CAM_METHOD_HELP = `${CAM_METHODS.join('|')}; eigencam and scorecam read no gradient, and scorecam costs one forward pass per channel of the target layer and image (512 for VGG16) (default: ${DEFAULT_EXPLAIN_OPTIONS.method})`;
 
+/** `--faithfulness` help, shared by every command that takes the flag. */
+export const FAITHFULNESS_HELP =
+  'also measure faithfulness: the drop of the class probability when the top 20% of the map is blurred, minus the drop for a random 20% rectangle (two extra forward passes per image)';
+
 /** The explanation flags shared by `explain` and `enqueue`, as commander hands them over. */
 export interface RawExplainOptionFlags {
   topK?: string;
@@ -86,6 +95,7 @@ export interface RawExplainOptionFlags {
   alpha?: string;
   format?: string;
   maxSide?: string;
+  faithfulness?: boolean;
 }
 
 /** Most explicit targets one job may ask for (each costs a backward row per image). */
@@ -104,6 +114,7 @@ export function parseExplainOptionFlags(flags: RawExplainOptionFlags): ExplainOp
     alpha: flags.alpha === undefined ? d.alpha : parseNumberInRange('--alpha', flags.alpha, 0, 1),
     overlayFormat: flags.format === undefined ? d.overlayFormat : parseEnum('--format', flags.format, OVERLAY_FORMATS),
   };
+  if (flags.faithfulness === true) options.faithfulness = true;
   if (flags.maxSide !== undefined) options.maxSide = parseIntInRange('--max-side', flags.maxSide, 16, 65_535);
   if (flags.layer !== undefined) {
     options.layer = parseLayerName(flags.layer);

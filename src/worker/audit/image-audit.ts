@@ -46,5 +46,6 @@ export function imageMetricsOf(input: ImageAuditInput, options: MetricOptions = 
     map: map === null ? null : mapMetrics(map, image.width, image.height, truth && truth.boxes.length > 0 ? truth.boxes : undefined, options),
     atlas: map === null ? null : atlasBytes(map, options.atlasSize),
     degenerate: cam?.degenerate ?? null,
+    ...(result.faithfulness ? { faithfulness: result.faithfulness } : {}),
   });
 }

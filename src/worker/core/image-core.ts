@@ -17,6 +17,7 @@ import type { ModelPreprocessing } from '../../shared/preprocessing.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import { imageMetricsOf, lineTruthOf, resolveTruth } from '../audit/image-audit.js';
 import type { EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
+import { seedOf } from '../engine/faithfulness.js';
 import { decodeImage, type DecodeOptions } from '../image/decode.js';
 import { preprocess } from '../image/preprocess.js';
 import { heatmapSize, overlaySize, renderHeatmap, renderOverlay, type EncodedImage } from '../image/render.js';
@@ -31,14 +32,15 @@ import { encodePredictionDocument, predictionDocumentOf } from './prediction-doc
 export type EngineRequestOptions = Omit<EngineRequest, 'images'>;
 
 export function engineRequestOf(options: ExplainOptions): EngineRequestOptions {
-  return { targets: options.targets, topK: options.topK, method: options.method, score: options.score };
+  return { targets: options.targets, topK: options.topK, method: options.method, score: options.score, ...(options.faithfulness ? { faithfulness: true } : {}) };
 }
 
 /**
  * The host's engine call for one image (`engineRequestOf(options)` says what the engine needs), and
- * the timings it measured (queue wait, infer, …).
+ * the timings it measured (queue wait, infer, …). `seed` (from the image key) seeds the image's
+ * random faithfulness region, so a rerun measures the same region.
  */
-export type InferOne = (image: PreprocessedImage, options: ExplainOptions) => Promise<{ result: EngineImageResult; timings: Record<string, number> }>;
+export type InferOne = (image: PreprocessedImage, options: ExplainOptions, seed: number) => Promise<{ result: EngineImageResult; timings: Record<string, number> }>;
 
 export interface ImageCoreDeps {
   engine: EngineInfo;
@@ -108,7 +110,7 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
     lease?.shrink(display.width * display.height);
     const source = { format: decoded.format, width: decoded.sourceWidth, height: decoded.sourceHeight };
 
-    const { result, timings: inferTimings } = await deps.infer(image, options);
+    const { result, timings: inferTimings } = await deps.infer(image, options, seedOf(input.source.key ?? input.source.uri));
     Object.assign(timings, inferTimings);
     t = performance.now();
     const cam = result.cams[0];

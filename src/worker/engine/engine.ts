@@ -2,6 +2,7 @@
  * The engine contract. A batch of preprocessed images plus targets goes in; probabilities and CAM
  * grids come out. Queue, storage and rendering never know which engine or backend ran.
  */
+import type { FaithfulnessMetrics } from '../../shared/audit/types.js';
 import type { CamMethod, ScoreMode, TargetSpec } from '../../shared/explain-options.js';
 import type { NodePlacement } from './onnx/placement.js';
 
@@ -24,6 +25,10 @@ export interface EngineRequest {
    * masked inputs). Default: the number of images, i.e. the engine batch size the caller chose.
    */
   forwardRows?: number;
+  /** Measure faithfulness (faithfulness.ts): two perturbed forward rows per image. Default false. */
+  faithfulness?: boolean;
+  /** Per image, the seed of faithfulness's random region (FNV-1a of the image key). Default: the image's position. */
+  imageSeeds?: number[];
 }
 
 export interface CamMap {
@@ -47,6 +52,8 @@ export interface EngineImageResult {
   /** Pre-softmax logits, when the model's last layer is a softmax dense layer. */
   logits: Float32Array | null;
   cams: CamMap[];
+  /** With `faithfulness` requested: the drops, or null when the first map is degenerate. */
+  faithfulness?: FaithfulnessMetrics | null;
 }
 
 export interface EngineInfo {

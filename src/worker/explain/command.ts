@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
 import { MODEL_FLAG_HELP } from '../../shared/model-options.js';
-import { CAM_METHOD_HELP, COLORMAPS, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
+import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
 import type { RawExplainFlags } from './options.js';
 
 const d = DEFAULT_EXPLAIN_OPTIONS;
@@ -19,6 +19,7 @@ export async function explainCommand(): Promise<Command> {
     .option('--top-k <n>', `number of decoded predictions (default: ${d.topK})`)
     .option('--targets <which>', 'classes to explain: top1, topk, or class indices such as 281,285 (default: top1)')
     .option('--method <name>', CAM_METHOD_HELP)
+    .option('--faithfulness', FAITHFULNESS_HELP)
     .option('--score <mode>', `${SCORE_MODES.join('|')}: differentiate the softmax probability or the pre-softmax logit (default: ${d.score})`)
     .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
     .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])

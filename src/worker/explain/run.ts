@@ -122,9 +122,9 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
       matcher: new LabelMatcher(labels.labels, engine.info.numClasses),
       weightsSource: options.weights,
       model: { preprocessing: setup.preprocessing, provenance: modelProvenanceOf(setup.preprocessing, labels.source) },
-      infer: async (image, opts) => {
+      infer: async (image, opts, seed) => {
         try {
-          const { result, batch } = await batcher.submit(batchKeyFor(opts, engine.info.layer), { image, request: engineRequestOf(opts) });
+          const { result, batch } = await batcher.submit(batchKeyFor(opts, engine.info.layer), { image, request: engineRequestOf(opts), seed });
           return { result, timings: batchTimingsOf(batch) };
         } catch (err) {
           engineError ??= err;

@@ -44,6 +44,8 @@ export const META_OPTIONS_HASH = 'options-hash';
 export interface BatchItem {
   image: PreprocessedImage;
   request: EngineRequestOptions;
+  /** Seeds the image's random faithfulness region (FNV-1a of its key). */
+  seed: number;
 }
 
 export type ImageBatcher = DynamicBatcher<BatchItem, EngineImageResult>;
@@ -85,7 +87,7 @@ export interface ImageJobResult {
  * rows of any extra forward runs (Score-CAM's masked copies), so they fit where a full batch fits.
  */
 export function engineBatchRunner(engine: Engine, batchSize: number): (key: string, items: BatchItem[]) => Promise<EngineImageResult[]> {
-  return (_key, items) => engine.explain({ ...items[0].request, images: items.map((i) => i.image), forwardRows: batchSize });
+  return (_key, items) => engine.explain({ ...items[0].request, images: items.map((i) => i.image), forwardRows: batchSize, imageSeeds: items.map((i) => i.seed) });
 }
 
 /** @param token the job's lock token from BullMQ's processor, needed to hand a job back (model mismatch) */
@@ -198,8 +200,8 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
 
 /** The worker's engine call for one image: through the dynamic batcher, with the batch's timings. */
 export function batchedInfer(batcher: ImageBatcher, metrics: WorkerMetrics, defaultLayer: string): InferOne {
-  return async (image, options) => {
-    const { result, batch } = await batcher.submit(batchKeyFor(options, defaultLayer), { image, request: engineRequestOf(options) });
+  return async (image, options, seed) => {
+    const { result, batch } = await batcher.submit(batchKeyFor(options, defaultLayer), { image, request: engineRequestOf(options), seed });
     metrics.observeStage('queue_wait', batch.waitedMs);
     metrics.observeStage('infer', batch.runMs / batch.size);
     return { result, timings: batchTimingsOf(batch) };

@@ -17,6 +17,7 @@ export function batchKeyFor(options: ExplainOptions, defaultLayer: string): stri
     topK: options.topK,
     resize: options.resize,
     layer: options.layer ?? defaultLayer,
+    faithfulness: options.faithfulness,
   });
 }
 

@@ -143,6 +143,24 @@ describe('explain', () => {
     }
   });
 
+  test('--faithfulness: the three metrics in every prediction document, the same on a rerun (random region seeded by the path)', async () => {
+    const deps = { ...(await defaultExplainDeps(silentLogger())), report: () => undefined };
+    const runs: ImageManifest[][] = [];
+    for (const name of ['faith-1', 'faith-2']) {
+      const out = path.join(dir, name);
+      const options = parseExplainFlags(images.slice(0, 3), { weights: h5, out, faithfulness: true, score: 'logit', engine: 'onnx', batchSize: '2' });
+      expect(options.faithfulness).toBe(true);
+      expect(await runExplain(options, deps)).toMatchObject({ ok: 3, failed: 0 });
+      runs.push(await manifests(out));
+    }
+    for (const [i, m] of runs[0].entries()) {
+      const { faithTopDrop, faithRandomDrop, faithfulness } = m.metrics as Record<string, number>;
+      expect([faithTopDrop, faithRandomDrop, faithfulness].every((v) => typeof v === 'number' && v >= -1 && v <= 1)).toBe(true);
+      expect(faithfulness).toBeCloseTo(faithTopDrop - faithRandomDrop, 12);
+      expect(runs[1][i].metrics).toMatchObject({ faithTopDrop, faithRandomDrop, faithfulness });
+    }
+  });
+
   test('Keras HDF5 weights through the CLI binary, a directory and a glob, --json: same predictions as TF.js weights, exit code 1 when an image fails', async () => {
     const out = path.join(dir, 'out-h5');
     // A directory (a/ holds x.jpg), a glob the shell does not expand (execFile has no shell), a bad file.

@@ -11,6 +11,8 @@ describe('parseEnqueueRequest', () => {
   it('applies defaults: explain options, derived run id, output under gradcam-audit/<run>/ in the source bucket', () => {
     const r = parseEnqueueRequest('s3://photos-bucket/2024/cats/', {});
     expect(r.options).toEqual(DEFAULT_EXPLAIN_OPTIONS);
+    // Absent, not false: runs without --faithfulness keep the option hash (and run id) they had.
+    expect('faithfulness' in r.options).toBe(false);
     expect(r.derivedRunId).toBe(true);
     expect(r.runId).toMatch(/^photos-bucket-2024-cats-[0-9a-f]{10}$/);
     expect(validateRunId(r.runId)).toBe(r.runId);
@@ -22,10 +24,10 @@ describe('parseEnqueueRequest', () => {
 
   it('parses every explain flag', () => {
     const r = parseEnqueueRequest('s3://bkt/in', {
-      topK: '3', targets: '281,285,281', method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: '0.25', format: 'png', maxSide: '512', layer: 'block4_conv3',
+      topK: '3', targets: '281,285,281', method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: '0.25', format: 'png', maxSide: '512', layer: 'block4_conv3', faithfulness: true,
       include: '*.jpg, cats/**', exclude: 'tmp/**', output: 's3://out-bkt/audits', runId: 'r-1', model: 'vgg16 v2', dryRun: true,
     });
-    expect(r.options).toEqual({ topK: 3, targets: { kind: 'indices', indices: [281, 285] }, method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: 0.25, overlayFormat: 'png', maxSide: 512, layer: 'block4_conv3' });
+    expect(r.options).toEqual({ topK: 3, targets: { kind: 'indices', indices: [281, 285] }, method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: 0.25, overlayFormat: 'png', maxSide: 512, layer: 'block4_conv3', faithfulness: true });
     expect(r.include).toEqual(['*.jpg', 'cats/**']);
     expect(r.exclude).toEqual(['tmp/**']);
     expect(r.output).toEqual({ bucket: 'out-bkt', key: 'audits/' });

@@ -32,6 +32,7 @@ import { defaultProviderEnvironment, selectProviders } from './providers.js';
 import type { ProviderEnvironment } from './providers.js';
 import { isOnnxSupported } from './support.js';
 import { explainGradientFree } from '../gradient-free/explain.js';
+import { measureFaithfulness } from '../faithfulness.js';
 import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
 
 export interface OnnxEngineOptions {
@@ -217,6 +218,11 @@ export class OnnxEngine implements Engine, ForwardHost {
   }
 
   async explain(request: EngineRequest): Promise<EngineImageResult[]> {
+    const results = await this.explainBatch(request);
+    return request.faithfulness ? measureFaithfulness(request, results, this) : results;
+  }
+
+  private async explainBatch(request: EngineRequest): Promise<EngineImageResult[]> {
     validateRequest(request, this.info.numClasses);
     const n = request.images.length;
     if (!needsGradient(request.method)) return n === 0 ? [] : explainGradientFree(request, this, this.camPost);

@@ -25,6 +25,7 @@ import { compileModel, repeatRows } from './build.js';
 import type { CompiledModel, HeadInputs } from './build.js';
 import { camMaps } from './cam-methods.js';
 import { explainGradientFree } from '../gradient-free/explain.js';
+import { measureFaithfulness } from '../faithfulness.js';
 import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
 
 export interface TfjsEngineOptions {
@@ -101,6 +102,11 @@ export class TfjsEngine implements Engine, ForwardHost {
   }
 
   async explain(request: EngineRequest): Promise<EngineImageResult[]> {
+    const results = await this.explainBatch(request);
+    return request.faithfulness ? measureFaithfulness(request, results, this) : results;
+  }
+
+  private async explainBatch(request: EngineRequest): Promise<EngineImageResult[]> {
     const model = this.model;
     validateRequest(request, model.numClasses);
     if (request.images.length === 0) return [];
