@@ -209,9 +209,15 @@ async function mergeManifest(
     // The manifest is about to be overwritten: read it as a part, never while it is being written.
     await deps.upload(src.bucket, `${src.partsPrefix}${MANIFEST_PART}`, (await store.getStream(src.bucket, src.manifestKey)).stream, 'application/x-ndjson');
   }
-  const parts = await compactParts(store, deps.upload, src.bucket, src.partsPrefix, deps.fanIn ?? DEFAULT_FAN_IN);
+  // The counters are final while the lock is held: where a key has an ok and a failed line, the
+  // manifest keeps the one that was counted, so summary.json and the run record agree.
+  const choose = deps.runs.lineChooser(run.id);
+  const parts = await compactParts(store, deps.upload, src.bucket, src.partsPrefix, deps.fanIn ?? DEFAULT_FAN_IN, choose);
   const tally = new Tally();
-  const merged = mergeSorted(parts.map((p) => readPart(store, src.bucket, p)));
+  const merged = mergeSorted(
+    parts.map((p) => readPart(store, src.bucket, p)),
+    choose,
+  );
   await deps.upload(src.bucket, src.manifestKey, entriesAsBody(merged, (e) => tally.add(e.line)), 'application/x-ndjson');
   return tally;
 }

@@ -8,8 +8,10 @@
  *
  * A key can appear in more than one part (a worker killed after its PUT and before Redis counted
  * the batch; a manual retry that turned a failure into a success). The merge keeps one line per key
- * by a rule that depends only on the lines (`preferLine`), never on which part they came from, so
- * merging in any grouping (the finalizer's multi-level compaction) gives the same manifest.
+ * by a rule (`LineChooser`) that depends on the lines and the key alone, never on which part they
+ * came from, so merging in any grouping (the finalizer's multi-level compaction) gives the same
+ * manifest. The finalizer's rule also asks the run's counters which of an ok and a failed line
+ * counted (RunStore.lineChooser).
  */
 import { createHash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
@@ -75,6 +77,13 @@ export function preferLine(a: PartEntry, b: PartEntry): PartEntry {
   return a.text >= b.text ? a : b;
 }
 
+/**
+ * Picks the line the manifest keeps for a key with two lines. Must be a fixed rule per key while a
+ * merge runs (a total order), so that the grouping of a multi-level merge cannot change the result;
+ * may ask Redis (the finalizer's rule does, only for keys with conflicting lines).
+ */
+export type LineChooser = (a: PartEntry, b: PartEntry) => PartEntry | Promise<PartEntry>;
+
 /** Lines sorted by key, one per key (the preferred one), as a part file body. */
 export function partBody(lines: readonly RunManifestLine[]): { body: string; entries: PartEntry[] } {
   const byKey = new Map<string, PartEntry>();
@@ -131,7 +140,7 @@ const OPEN_CONCURRENCY = 16;
  * k-way merge of key-sorted sources into one key-sorted stream with one line per key. Memory is one
  * pending entry per source plus the sources' read buffers: independent of the number of lines.
  */
-export async function* mergeSorted(sources: ReadonlyArray<AsyncIterable<PartEntry>>): AsyncGenerator<PartEntry> {
+export async function* mergeSorted(sources: ReadonlyArray<AsyncIterable<PartEntry>>, choose: LineChooser = preferLine): AsyncGenerator<PartEntry> {
   const heap: Array<{ entry: PartEntry; it: AsyncIterator<PartEntry> }> = [];
   const less = (i: number, j: number): boolean => compareKeys((heap[i] as (typeof heap)[number]).entry.key, (heap[j] as (typeof heap)[number]).entry.key) < 0;
   const swap = (i: number, j: number): void => {
@@ -188,7 +197,7 @@ export async function* mergeSorted(sources: ReadonlyArray<AsyncIterable<PartEntr
         top.entry = n.value;
         down(0);
       }
-      if (pending && pending.key === entry.key) pending = preferLine(pending, entry);
+      if (pending && pending.key === entry.key) pending = await choose(pending, entry);
       else {
         if (pending) yield pending;
         pending = entry;
@@ -236,7 +245,7 @@ export async function listInputParts(store: ObjectStore, bucket: string, prefix:
  * deleted here: a finalizer that lost its lock may still be reading them. The finalizer deletes
  * the whole parts folder once the manifest is written.
  */
-export async function compactParts(store: ObjectStore, upload: StreamUploader, bucket: string, prefix: string, fanIn: number): Promise<string[]> {
+export async function compactParts(store: ObjectStore, upload: StreamUploader, bucket: string, prefix: string, fanIn: number, choose: LineChooser = preferLine): Promise<string[]> {
   let parts = await listInputParts(store, bucket, prefix);
   for (let level = 1; parts.length > fanIn; level++) {
     const next: string[] = [];
@@ -245,7 +254,7 @@ export async function compactParts(store: ObjectStore, upload: StreamUploader, b
       // Named by its inputs: two finalizers merging the same group write the same object.
       const digest = createHash('sha256').update(group.join('\n')).digest('hex').slice(0, 24);
       const merged = `${prefix}${MERGE_FOLDER}L${level}-${String(i / fanIn).padStart(8, '0')}-${digest}.jsonl`;
-      await upload(bucket, merged, entriesAsBody(mergeSorted(group.map((k) => readPart(store, bucket, k)))), 'application/x-ndjson');
+      await upload(bucket, merged, entriesAsBody(mergeSorted(group.map((k) => readPart(store, bucket, k)), choose)), 'application/x-ndjson');
       next.push(merged);
     }
     parts = next;

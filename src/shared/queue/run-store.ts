@@ -19,7 +19,7 @@ import { stableHash } from '../stable-json.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
 import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
-import { compareKeys, listPartKeys, mergeSorted, partBody, partName, partsPrefix, readPart, type PartEntry } from './result-parts.js';
+import { compareKeys, listPartKeys, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
 
@@ -561,6 +561,24 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     return { bucket: out.bucket, partsPrefix: partsPrefix(out.key, run.epoch), manifestKey: joinKey(out.key, 'manifest.jsonl') };
   }
 
+  /**
+   * Which of two lines of one key the run's books stand by. A key with an ok and a failed line was
+   * counted once, as one of them: an ok result whose part was stored but never counted (its writer
+   * lost the answer, or died, between the PUT and the counting script) and whose job then failed
+   * for good is counted as failed, and stays in the `failed` hash; an ok result counted before a
+   * later failure keeps the key out of it. So the `failed` hash decides, and the manifest, the
+   * summary, the failures list and the counters agree. Other pairs: `preferLine`. One HEXISTS per
+   * conflicting key only; fixed per key while the run is complete (the finalizer's case).
+   */
+  lineChooser(runId: string): LineChooser {
+    const failedKey = this.keys(runId).failed;
+    return async (a, b) => {
+      if (a.line.status === b.line.status) return preferLine(a, b);
+      const [ok, failed] = a.line.status === 'ok' ? [a, b] : [b, a];
+      return (await this.redis.hexists(failedKey, a.key)) === 1 ? failed : ok;
+    };
+  }
+
   /** The run's lines in key order, one per key (parts and manifest merged), for merge-joins. */
   async *resultLines(run: RunRecord): AsyncGenerator<PartEntry> {
     yield* this.resultEntries(run);
@@ -579,7 +597,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     let last: string | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        for await (const e of mergeSorted(await this.currentSources(current))) {
+        for await (const e of mergeSorted(await this.currentSources(current), this.lineChooser(run.id))) {
           if (last !== undefined && compareKeys(e.key, last) <= 0) continue;
           last = e.key;
           yield e;
