@@ -118,6 +118,34 @@ describe('the finalizer writes the run analysis at the end of every run', () => 
     expect(html).toContain(runId);
   });
 
+  it('--method scorecam --faithfulness through the workers: the method in provenance, the drops on every line, in audit.json and in metrics.parquet', async () => {
+    const runId = await h.enqueue(`s3://${b.bucket}/in/`, { output: `s3://${b.bucket}/faith/`, runId: 'run-faith', method: 'scorecam', faithfulness: true });
+    await h.waitForRun(runId);
+    const ok = (await manifest('faith/')).filter((l) => l.status === 'ok');
+    expect(ok).toHaveLength(6);
+    const measured = ok.filter((l) => l.degenerate !== true);
+    expect(measured.length).toBeGreaterThan(0);
+    for (const line of measured) {
+      const m = line.metrics as Record<string, number>;
+      expect(m.faithfulness).toBeCloseTo(m.faithTopDrop - m.faithRandomDrop, 12);
+      const doc = JSON.parse(await text(line.outputs!.prediction!.replace(`s3://${b.bucket}/`, ''))) as { provenance: { method: string } };
+      expect(doc.provenance.method).toBe('scorecam');
+    }
+    const audit = JSON.parse(await text(`faith/${AUDIT_FILE}`)) as AuditReport;
+    expect(audit.metrics.faithfulness?.n).toBe(measured.length);
+    const parquetFile = path.join(dir, 'run-faith.parquet');
+    await writeFile(parquetFile, (await b.store.get(b.bucket, `faith/${METRICS_PARQUET_FILE}`)).body);
+    const db = await DuckDBInstance.create(':memory:');
+    const conn = await db.connect();
+    const rows = (await conn.runAndReadAll(`SELECT key, faith_top_drop, faith_random_drop, faithfulness FROM read_parquet('${parquetFile}') WHERE status = 'ok' ORDER BY key`)).getRowObjects();
+    conn.closeSync();
+    for (const line of measured) {
+      const row = rows.find((r) => r.key === line.key)!;
+      expect(Number(row.faith_top_drop)).toBeCloseTo((line.metrics as Record<string, number>).faithTopDrop, 5);
+      expect(Number(row.faithfulness)).toBeCloseTo((line.metrics as Record<string, number>).faithfulness, 5);
+    }
+  });
+
   it('a failing analysis is logged and recorded in summary.json, never blocks the manifest, and report redoes it', async () => {
     // An analyser whose uploads of the audit files fail, as S3 would refuse them.
     const upload = s3StreamUploader(b.store.client);
