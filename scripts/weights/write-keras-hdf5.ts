@@ -80,7 +80,10 @@ function stringAttribute(group: Group, name: string, values: string[], scalar = 
   else group.create_attribute(name, values, [values.length], `S${width}`);
 }
 
-/** One layer's weights as Keras stores them: variable name (`kernel`, `gamma`, ...), data, shape. */
+/**
+ * One layer's weights as Keras stores them: variable name (`kernel`, `gamma`, ...; a nested
+ * model's weights are named `<inner layer>/<variable>`), data, shape.
+ */
 export interface KerasLayerWeights {
   name: string;
   weights: Array<{ name: string; data: Float32Array; shape: number[] }>;
@@ -120,12 +123,13 @@ export async function writeKerasModelHdf5(path: string, options: WriteKerasModel
     for (const layer of options.layers) {
       const group = root.create_group(layer.name);
       const names: string[] = [];
-      if (layer.weights.length > 0) {
-        const inner = group.create_group(layer.name);
-        for (const w of layer.weights) {
-          inner.create_dataset({ name: `${w.name}:0`, data: w.data, shape: w.shape, dtype: '<f' });
-          names.push(`${layer.name}/${w.name}:0`);
-        }
+      for (const w of layer.weights) {
+        const name = `${w.name.includes('/') ? w.name : `${layer.name}/${w.name}`}:0`;
+        const parts = name.split('/');
+        let parent = group;
+        for (const part of parts.slice(0, -1)) parent = (parent.get(part) as Group | null) ?? parent.create_group(part);
+        parent.create_dataset({ name: parts.at(-1)!, data: w.data, shape: w.shape, dtype: '<f' });
+        names.push(name);
       }
       stringAttribute(group, 'weight_names', names);
     }

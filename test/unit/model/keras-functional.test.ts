@@ -17,7 +17,8 @@ import { createTfjsEngine } from '../../../src/worker/engine/tfjs/engine.js';
 import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 import { loadModel } from '../../../src/worker/model/source.js';
-import { KERAS_FIXTURES, buildKerasFixture, referenceForward, saveKerasH5, saveTfjs, type KerasFixture } from './helpers/keras-functional.js';
+import { writeKerasModelHdf5 } from '../../../scripts/weights/write-keras-hdf5.js';
+import { KERAS_FIXTURES, buildKerasFixture, kerasLayerWeights, kerasModelConfigOf, referenceForward, saveKerasH5, saveTfjs, seedWeights, type KerasFixture } from './helpers/keras-functional.js';
 
 const METHODS: CamMethod[] = ['gradcam', 'hirescam', 'layercam'];
 const SCORES: ScoreMode[] = ['logit', 'prob'];
@@ -152,5 +153,79 @@ describe.each(Object.keys(KERAS_FIXTURES) as Array<keyof typeof KERAS_FIXTURES>)
     const engine = await createOnnxEngine({ spec: graphs.h5, cache: null, runtime: { intraOpThreads: 1 } });
     engines.push(engine);
     await checkEngine(engine, fixture, batch, ref);
+  });
+});
+
+describe('Keras model configs', () => {
+  let dir: string;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    dir = await mkdtemp(join(tmpdir(), 'gca-keras-configs-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses an unsupported layer by name, class and the supported list, before reading weights', async () => {
+    const input = tf.input({ shape: [8, 8, 3], name: 'image' });
+    let x = tf.layers.conv2d({ filters: 4, kernelSize: 3, name: 'conv' }).apply(input) as tf.SymbolicTensor;
+    x = tf.layers.globalMaxPooling2d({ name: 'gmp' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.dense({ units: 2, activation: 'softmax', name: 'predictions' }).apply(x) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: x });
+    const path = await saveKerasH5(model, join(dir, 'gmp.h5'));
+    await expect(loadModel(path)).rejects.toThrow(/layer "gmp" \(GlobalMaxPooling2D\) is not supported; supported layers: .*BatchNormalization.*Concatenate.*DepthwiseConv2D/);
+    await expect(loadModel(await saveTfjs(model, join(dir, 'gmp')))).rejects.toThrow(/layer "gmp" \(GlobalMaxPooling2D\) is not supported/);
+    model.dispose();
+  });
+
+  it('reads Keras 3 node data (keras_history in call args, batch_shape, unwrapped input_layers) as Keras 2 node lists', async () => {
+    const { model } = buildKerasFixture('residual');
+    const keras2 = kerasModelConfigOf(model) as { config: { layers: Array<{ class_name: string; config: Record<string, unknown>; inbound_nodes: unknown }>; input_layers: unknown[]; output_layers: unknown[] } };
+    const keras3 = structuredClone(keras2);
+    for (const layer of keras3.config.layers) {
+      if (layer.class_name === 'InputLayer') {
+        layer.config.batch_shape = layer.config.batch_input_shape;
+        delete layer.config.batch_input_shape;
+      }
+      layer.inbound_nodes = (layer.inbound_nodes as Array<Array<[string, number, number]>>).map((node) => {
+        const tensors = node.map(([name, n, t]) => ({ class_name: '__keras_tensor__', config: { shape: [null, 1], dtype: 'float32', keras_history: [name, n, t] } }));
+        return { args: [tensors.length === 1 ? tensors[0] : tensors], kwargs: { training: false } };
+      });
+    }
+    keras3.config.input_layers = keras3.config.input_layers[0] as unknown[];
+    keras3.config.output_layers = keras3.config.output_layers[0] as unknown[];
+    const layers = kerasLayerWeights(model);
+    await writeKerasModelHdf5(join(dir, 'k2.h5'), { modelConfig: keras2, layers });
+    await writeKerasModelHdf5(join(dir, 'k3.h5'), { modelConfig: keras3, layers, kerasVersion: '3.3.3' });
+    const [g2, g3] = (await Promise.all([loadModel(join(dir, 'k2.h5')), loadModel(join(dir, 'k3.h5'))])) as ModelGraph[];
+    expect(g3.nodes).toEqual(g2.nodes);
+    expect(g3.weightsHash).toBe(g2.weightsHash);
+    model.dispose();
+  });
+
+  it('inlines a nested model (a pretrained base under a new head) from both files and matches TF.js Layers', async () => {
+    const base = buildKerasFixture('residual').model;
+    const trunk = tf.model({ inputs: base.inputs, outputs: base.getLayer('b2_out').output as tf.SymbolicTensor, name: 'base' });
+    const input = tf.input({ shape: [14, 14, 3], name: 'outer_input' });
+    let x = trunk.apply(input) as tf.SymbolicTensor;
+    x = tf.layers.globalAveragePooling2d({ name: 'head_pool' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.dense({ units: 3, activation: 'softmax', name: 'head' }).apply(x) as tf.SymbolicTensor;
+    const outer = tf.model({ inputs: input, outputs: x, name: 'finetuned' });
+    seedWeights(outer, 5);
+    const rand = mulberry32(2);
+    const images: PreprocessedImage[] = [0, 1].map(() => ({ data: Float32Array.from({ length: 14 * 14 * 3 }, () => rand() * 2 - 1), height: 14, width: 14 }));
+    const want = (outer.predict(tf.tensor4d(Float32Array.from(images.flatMap((i) => Array.from(i.data))), [2, 14, 14, 3])) as tf.Tensor2D).arraySync();
+    for (const path of [await saveTfjs(outer, join(dir, 'nested')), await saveKerasH5(outer, join(dir, 'nested.h5'))]) {
+      const graph = (await loadModel(path)) as ModelGraph;
+      const engine = await createTfjsEngine({ spec: graph, backend: 'cpu' });
+      try {
+        expect(engine.info.layer).toBe('b2_out');
+        const results = await engine.explain({ images, targets: { kind: 'top1' }, topK: 1, method: 'gradcam', score: 'logit' });
+        results.forEach((r, n) => r.probabilities.forEach((p, k) => expect(Math.abs(p - want[n][k])).toBeLessThan(1e-4)));
+      } finally {
+        await engine.dispose();
+      }
+    }
+    outer.dispose();
   });
 });

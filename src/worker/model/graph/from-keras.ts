@@ -516,7 +516,11 @@ function convertModel(b: KerasGraphBuilder, model: Json, inputs: string[] | null
   values.set(key(inputRefs[0]), inputs ? inputs[0] : graphInput(b, inputLayer, layerName(inputLayer)));
 
   // Calls in dependency order: Keras lists layers topologically, but nothing guarantees it for hand-written configs.
-  let pending = layers.filter((l) => l !== inputLayer).flatMap((layer) => layerCalls(layer).map((refs, index) => ({ layer, refs, index })));
+  // Keras numbers a layer's nodes within the saved model only; TF.js keeps a nested model's own
+  // construction node as node 0, so its calls start at 1 there.
+  const tfjs = /^tfjs/.test(b.options.kerasVersion ?? '');
+  const resolve = (r: TensorRef): TensorRef => (tfjs && MODEL_CLASSES.has(String(byName.get(r.layer)?.class_name)) ? { ...r, node: r.node - 1 } : r);
+  let pending = layers.filter((l) => l !== inputLayer).flatMap((layer) => layerCalls(layer).map((refs, index) => ({ layer, refs: refs.map(resolve), index })));
   while (pending.length > 0) {
     const ready = pending.filter((p) => p.refs.every((r) => values.has(key(r))));
     if (ready.length === 0) {
@@ -530,7 +534,7 @@ function convertModel(b: KerasGraphBuilder, model: Json, inputs: string[] | null
     }
     pending = pending.filter((p) => !ready.includes(p));
   }
-  const out = values.get(key(outputRefs[0]));
+  const out = values.get(key(resolve(outputRefs[0])));
   if (!out) throw new ModelError(`${source}: the output layer "${outputRefs[0].layer}" of model "${layerName(model)}" is not computed from its input`);
   return [out];
 }

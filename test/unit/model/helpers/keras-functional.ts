@@ -149,17 +149,26 @@ export async function saveTfjs(model: tf.LayersModel, dir: string): Promise<stri
   return join(dir, 'model.json');
 }
 
-/** The model config as Keras writes it into a full-model .h5 (class Functional, Keras 2 node format). */
+/**
+ * The model config as Keras writes it into a full-model .h5 (class Functional, Keras 2 node
+ * format). Keras numbers a nested model's calls from 0 within the saved model; TF.js counts the
+ * nested model's own construction node, so its references are shifted down by one here.
+ */
 export function kerasModelConfigOf(model: tf.LayersModel): object {
-  const topology = model.toJSON(undefined, false) as { class_name: string; config: object };
+  const topology = model.toJSON(undefined, false) as { class_name: string; config: { layers: Array<{ class_name: string; name: string; inbound_nodes: Array<Array<[string, number, number, object]>> }> } };
+  const nested = new Set(topology.config.layers.filter((l) => l.class_name === 'Model').map((l) => l.name));
+  for (const layer of topology.config.layers) {
+    layer.inbound_nodes = layer.inbound_nodes.map((node) => node.map(([name, n, t, kw]) => [name, nested.has(name) ? n - 1 : n, t, kw]));
+    if (layer.class_name === 'Model') layer.class_name = 'Functional';
+  }
   return { class_name: 'Functional', config: topology.config };
 }
 
-/** The model's weights per layer, in model order, as `writeKerasModelHdf5` takes them. */
+/** The model's weights per layer, in model order, as `writeKerasModelHdf5` takes them (a nested model's as `<inner layer>/<variable>`). */
 export function kerasLayerWeights(model: tf.LayersModel): Array<{ name: string; weights: Array<{ name: string; data: Float32Array; shape: number[] }> }> {
   return model.layers.map((layer) => ({
     name: layer.name,
-    weights: layer.weights.map((w) => ({ name: w.originalName.split('/').pop()!, data: w.read().dataSync() as Float32Array, shape: w.shape as number[] })),
+    weights: layer.weights.map((w) => ({ name: layer instanceof tf.LayersModel ? w.originalName : w.originalName.split('/').pop()!, data: w.read().dataSync() as Float32Array, shape: w.shape as number[] })),
   }));
 }
 
