@@ -21,7 +21,14 @@ export async function mountBullBoard(app: FastifyInstance, queues: Queue[], opti
   const adapter = new FastifyAdapter();
   adapter.setBasePath(BULL_BOARD_BASE);
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: options.readOnly })),
+    // Queue shards share the queue's name; bull-board keys its routes by name, so each shard gets
+    // its own (`shard0-gradcam-audit`, …) and says which shard it is.
+    queues: queues.map((q, i) =>
+      new BullMQAdapter(q, {
+        readOnlyMode: options.readOnly,
+        ...(queues.length > 1 ? { prefix: `shard${i}-`, displayName: `${q.name} (shard ${i + 1} of ${queues.length})` } : {}),
+      }),
+    ),
     // @bull-board/fastify 9.10.1 pins its own copy of @bull-board/api 9.10.1; the two copies differ
     // only in private fields, which TypeScript compares nominally. At runtime the adapter receives
     // the routes and UI path of the top-level api package, which is what we want.

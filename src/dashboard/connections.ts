@@ -8,13 +8,12 @@
  * queue and unlimited retries, right for workers and producers) `/api/queue`, the failures page and
  * bull-board would wait for as long as Redis stays down.
  */
-import { Queue } from 'bullmq';
 import type { AppConfig } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
-import { bullPrefix } from '../shared/queue/contract.js';
 import { keySpaceOf } from '../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
 import { RunStore } from '../shared/queue/run-store.js';
+import { QueueShards } from '../shared/queue/shards.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
 import type { DashboardDeps } from './deps.js';
 
@@ -25,7 +24,7 @@ export interface DashboardConnections {
 }
 
 export async function connectDashboard(
-  config: Pick<AppConfig, 'redisUrl' | 'keyPrefix' | 'queueName' | 'redisWaitMs'>,
+  config: Pick<AppConfig, 'redisUrl' | 'keyPrefix' | 'queueName' | 'redisWaitMs'> & Partial<Pick<AppConfig, 'queueShards'>>,
   store: ObjectStore,
   logger: Logger,
 ): Promise<DashboardConnections> {
@@ -46,7 +45,7 @@ export async function connectDashboard(
   }
   redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'redis connection problem'));
   const keySpace = keySpaceOf(config);
-  const queue = new Queue(config.queueName, { connection: queueConnection, prefix: bullPrefix(keySpace) });
+  const queue = new QueueShards(config.queueName, keySpace, queueConnection);
   // The queue repeats its connection's errors; the plain connection already logs them.
   queue.on('error', () => undefined);
   return {

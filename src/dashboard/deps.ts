@@ -7,6 +7,7 @@ import type { RedisConnection } from '../shared/queue/redis.js';
 import type { Logger } from '../shared/logger.js';
 import type { KeySpace } from '../shared/queue/keys.js';
 import type { RunStore } from '../shared/queue/run-store.js';
+import type { QueueShards } from '../shared/queue/shards.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
 
 export interface DashboardDeps {
@@ -15,8 +16,8 @@ export interface DashboardDeps {
   redis: RedisConnection;
   keySpace: KeySpace;
   store: ObjectStore;
-  /** The audit queue (failed jobs, retries, bull-board). */
-  queue: Queue;
+  /** The audit queue (failed jobs, retries, bull-board): all its shards, or one plain BullMQ queue. */
+  queue: Queue | QueueShards;
   logger: Logger;
   /** Clock, for deterministic rates in tests. Default `Date.now`. */
   now?: () => number;

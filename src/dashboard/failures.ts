@@ -4,10 +4,15 @@
  * unsupported image) failed before using its attempts and will fail the same way again, while a
  * job that exhausted its attempts on transient errors (S3 5xx, network) may well succeed now.
  */
-import type { Job, Queue } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { RunManifestLine } from '../shared/manifest.js';
 import { jobIdFor } from '../shared/queue/contract.js';
 import type { RunStore } from '../shared/queue/run-store.js';
+
+/** Where a job is looked up by id: a BullMQ queue, or the queue shards (which find its shard). */
+export interface JobLookup {
+  getJob(jobId: string): Promise<Job | undefined>;
+}
 
 export interface FailureView {
   key: string;
@@ -39,7 +44,7 @@ export function isUnrecoverable(job: Job): boolean {
   return job.attemptsMade < (job.opts.attempts ?? 1);
 }
 
-export async function listFailures(runs: RunStore, queue: Queue, runId: string, offset: number, limit: number): Promise<{ total: number; items: FailureView[] }> {
+export async function listFailures(runs: RunStore, queue: JobLookup, runId: string, offset: number, limit: number): Promise<{ total: number; items: FailureView[] }> {
   const failed: RunManifestLine[] = [];
   for await (const chunk of runs.scanFailed(runId)) failed.push(...chunk);
   failed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -72,7 +77,7 @@ export interface RetryOutcome {
  * Attempts are reset so the job gets its full backoff schedule again. When the retry succeeds the
  * worker's result upgrades the run's `failed` line to `ok` and the run is finalized again.
  */
-export async function retryFailures(runs: RunStore, queue: Queue, runId: string, keys: string[] | undefined): Promise<RetryOutcome> {
+export async function retryFailures(runs: RunStore, queue: JobLookup, runId: string, keys: string[] | undefined): Promise<RetryOutcome> {
   let targets: string[];
   if (keys === undefined) {
     targets = [];

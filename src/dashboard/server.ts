@@ -7,6 +7,7 @@
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { AuditError } from '../shared/errors.js';
 import { validateRunId } from '../shared/queue/contract.js';
+import { QueueShards } from '../shared/queue/shards.js';
 import { installApi } from './api.js';
 import { createAuthGate, installAuth, SESSION_COOKIE, sessionCookie } from './auth.js';
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
@@ -128,7 +129,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     forceClose.unref();
   });
   app.addHook('onClose', async () => clearTimeout(forceClose));
-  await mountBullBoard(app, [deps.queue], { readOnly: !options.queueAdmin });
+  await mountBullBoard(app, deps.queue instanceof QueueShards ? [...deps.queue.queues] : [deps.queue], { readOnly: !options.queueAdmin });
   installStaticFiles(app, loadStaticFiles());
   return app;
 }

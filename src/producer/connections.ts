@@ -2,21 +2,21 @@
  * The producer's connections for one CLI invocation: Redis (run records + BullMQ queue) and S3.
  * `close()` releases all of them so the process exits by itself when the command is done.
  */
-import { Queue } from 'bullmq';
 import type { RedisConnection } from '../shared/queue/redis.js';
 import type { AppConfig } from '../shared/config.js';
 import type { AuditJobPayload } from '../shared/queue/contract.js';
-import { bullPrefix } from '../shared/queue/contract.js';
 import { keySpaceOf } from '../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
 import { RunStore } from '../shared/queue/run-store.js';
+import { QueueShards } from '../shared/queue/shards.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
 import { S3ObjectStore } from '../shared/storage/s3-store.js';
 
 export interface ProducerConnections {
   redis: RedisConnection;
   runs: RunStore;
-  queue: Queue<AuditJobPayload>;
+  /** The audit queue (all its shards). */
+  queue: QueueShards<AuditJobPayload>;
   close(): Promise<void>;
 }
 
@@ -36,7 +36,7 @@ export async function connectProducer(config: AppConfig, name: string, options: 
   }
   const ks = keySpaceOf(config);
   // The queue shares the connection: BullMQ does not close a connection it was handed.
-  const queue = new Queue<AuditJobPayload>(config.queueName, { connection: redis, prefix: bullPrefix(ks) });
+  const queue = new QueueShards<AuditJobPayload>(config.queueName, ks, redis);
   // Without a listener, an 'error' event would crash the process; failed commands still reject.
   queue.on('error', () => undefined);
   return {

@@ -46,6 +46,12 @@ export interface AppConfig {
    * the worker, short enough that a wrong REDIS_URL is reported promptly.
    */
   redisWaitMs: number;
+  /**
+   * `GRADCAM_AUDIT_QUEUE_SHARDS`: BullMQ queues the audit queue is split into, each under its own
+   * hash tag (shared/queue/shards.ts), so a Redis Cluster spreads the queue over its masters.
+   * Default 1; every producer, worker and dashboard of a deployment must use the same number.
+   */
+  queueShards: number;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -57,6 +63,7 @@ export const DEFAULTS = Object.freeze({
   logLevel: 'info' as LogLevel,
   pixelBudgetMegapixels: 256,
   redisWaitMs: 10_000,
+  queueShards: 1,
 });
 
 export type Env = Record<string, string | undefined>;
@@ -78,6 +85,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig>
     // At least one 24 MP decode (the shrink-on-load size) fits; larger requests run alone anyway.
     pixelBudget: (int(env, 'GRADCAM_AUDIT_PIXEL_BUDGET_MP', 1, 1_000_000) ?? DEFAULTS.pixelBudgetMegapixels) * 1_000_000,
     redisWaitMs: int(env, 'GRADCAM_AUDIT_REDIS_WAIT_MS', 100, 600_000) ?? DEFAULTS.redisWaitMs,
+    queueShards: int(env, 'GRADCAM_AUDIT_QUEUE_SHARDS', 1, 256) ?? DEFAULTS.queueShards,
   };
   return { ...config, ...overrides, s3: { ...config.s3, ...overrides.s3 } };
 }
@@ -233,6 +241,11 @@ export const ENV_VARS: Readonly<Record<string, { component: string; description:
     component: 'all',
     description: 'Milliseconds a command waits for Redis to first answer before exiting with the connection error',
     default: String(DEFAULTS.redisWaitMs),
+  },
+  GRADCAM_AUDIT_QUEUE_SHARDS: {
+    component: 'all',
+    description: 'BullMQ queues the audit queue is split into, each with its own hash tag, so a Redis Cluster spreads it over its masters (one per master is a good start); producer, workers and dashboard must agree',
+    default: String(DEFAULTS.queueShards),
   },
   GRADCAM_AUDIT_METRICS_PORT: { component: 'worker', description: 'Default for worker --metrics-port' },
   GRADCAM_AUDIT_METRICS_HOST: { component: 'worker', description: 'Default for worker --metrics-host (the container images set 0.0.0.0)', default: '127.0.0.1' },

@@ -8,6 +8,8 @@ import type { JobTruth } from '../audit/types.js';
 import type { ExplainOptions } from '../explain-options.js';
 import type { ModelIdentity } from '../model-setup.js';
 import type { JobsOptions } from 'bullmq';
+import type { KeySpace } from './keys.js';
+import { shardPrefix } from './shards.js';
 
 export const PAYLOAD_VERSION = 1;
 /** BullMQ job name; one kind of job per queue today. */
@@ -89,8 +91,9 @@ export function jobOptionsFor(runId: string, sourceKey: string, policy: JobPolic
  * worker, dashboard and the KEDA trigger (deploy/k8s) must all agree on it: always use this.
  *
  * On a Redis Cluster the prefix is a hash tag (`{gca}`): BullMQ's scripts touch several keys of a
- * queue at once, which a cluster allows only within one hash slot.
+ * queue at once, which a cluster allows only within one hash slot. With queue shards, each shard
+ * has its own (shards.ts); `shard` picks one.
  */
-export function bullPrefix(ks: { prefix: string; cluster?: boolean }): string {
-  return ks.cluster ? `{${ks.prefix}}` : ks.prefix;
+export function bullPrefix(ks: KeySpace, shard = 0): string {
+  return shardPrefix(ks, shard);
 }

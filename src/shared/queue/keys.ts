@@ -18,11 +18,13 @@ export interface KeySpace {
   prefix: string;
   /** Keys carry hash tags (a Redis Cluster). Default false. */
   cluster?: boolean;
+  /** BullMQ queues the audit queue is split into (shards.ts). Default 1. */
+  queueShards?: number;
 }
 
 /** The key space a deployment's configuration names. */
-export function keySpaceOf(config: Pick<AppConfig, 'keyPrefix' | 'redisUrl'>): KeySpace {
-  return { prefix: config.keyPrefix, cluster: isClusterUrl(config.redisUrl) };
+export function keySpaceOf(config: Pick<AppConfig, 'keyPrefix' | 'redisUrl'> & Partial<Pick<AppConfig, 'queueShards'>>): KeySpace {
+  return { prefix: config.keyPrefix, cluster: isClusterUrl(config.redisUrl), queueShards: config.queueShards ?? 1 };
 }
 
 export const runKeys = (ks: KeySpace, runId: string) => {

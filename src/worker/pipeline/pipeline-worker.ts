@@ -16,7 +16,7 @@
  */
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { RedisConnection } from '../../shared/queue/redis.js';
 import { describeError, ForeignJobError } from '../../shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
@@ -27,6 +27,7 @@ import type { WorkerHeartbeat } from '../../shared/queue/heartbeat.js';
 import { removeHeartbeat, writeHeartbeat } from '../../shared/queue/heartbeat.js';
 import type { KeySpace } from '../../shared/queue/keys.js';
 import type { RunStore } from '../../shared/queue/run-store.js';
+import { QueueShards } from '../../shared/queue/shards.js';
 import type { ObjectStore } from '../../shared/storage/object-store.js';
 import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
@@ -87,8 +88,9 @@ export class PipelineWorker {
   readonly pixelBudget: PixelBudget;
   lockDurationMs = 0;
   status: WorkerStatus = 'starting';
-  private worker: Worker<AuditJobPayload, ImageJobResult> | null = null;
-  private readonly queue: Queue;
+  /** One per queue shard. */
+  private workers: Array<Worker<AuditJobPayload, ImageJobResult>> = [];
+  private readonly queue: QueueShards<AuditJobPayload>;
   private readonly ctx: ImageJobContext;
   private readonly startedAt = new Date();
   private processed = 0;
@@ -107,7 +109,7 @@ export class PipelineWorker {
   ) {
     this.options = resolvePipelineOptions(options);
     this.runCache = new RunRecordCache(deps.runs);
-    this.queue = new Queue(deps.queueName, { connection: deps.bullConnection, prefix: bullPrefix(deps.keySpace) });
+    this.queue = new QueueShards<AuditJobPayload>(deps.queueName, deps.keySpace, deps.bullConnection);
     this.metrics =
       deps.metrics ??
       new WorkerMetrics({
@@ -176,24 +178,34 @@ export class PipelineWorker {
       'engine warm; lock duration sized from the measured batch',
     );
     const concurrency = this.options.batchSize + this.options.prefetch;
-    this.worker = new Worker<AuditJobPayload, ImageJobResult>(this.deps.queueName, (job, token) => this.process(job, token), {
-      connection: this.deps.bullConnection,
-      prefix: bullPrefix(this.deps.keySpace),
-      name: this.options.workerId,
-      concurrency,
-      lockDuration: this.lockDurationMs,
-      // Renew at a quarter (BullMQ's default is half): a late timer still leaves margin.
-      lockRenewTime: Math.floor(this.lockDurationMs / 4),
-      stalledInterval: this.options.stalledIntervalMs,
-      maxStalledCount: this.options.maxStalledCount,
-      autorun: false,
-    });
-    this.worker.on('error', (err) => log.error({ err: describeError(err) }, 'BullMQ worker error (it reconnects by itself)'));
-    this.worker.on('failed', (job, err) => void this.onFailed(job, err));
-    this.worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled (its worker stopped renewing the lock); it goes back to the queue'));
+    // One BullMQ Worker per queue shard (shared/queue/shards.ts), all feeding the one batcher. A
+    // job's shard is a hash of its id, so every run's backlog is spread evenly and each shard's
+    // Worker gets an even part of the jobs this process may hold.
+    const shards = this.queue.queues.length;
+    const perShard = Math.ceil(concurrency / shards);
+    this.workers = this.queue.queues.map(
+      (_, shard) =>
+        new Worker<AuditJobPayload, ImageJobResult>(this.deps.queueName, (job, token) => this.process(job, token), {
+          connection: this.deps.bullConnection,
+          prefix: bullPrefix(this.deps.keySpace, shard),
+          name: this.options.workerId,
+          concurrency: perShard,
+          lockDuration: this.lockDurationMs,
+          // Renew at a quarter (BullMQ's default is half): a late timer still leaves margin.
+          lockRenewTime: Math.floor(this.lockDurationMs / 4),
+          stalledInterval: this.options.stalledIntervalMs,
+          maxStalledCount: this.options.maxStalledCount,
+          autorun: false,
+        }),
+    );
+    for (const worker of this.workers) {
+      worker.on('error', (err) => log.error({ err: describeError(err) }, 'BullMQ worker error (it reconnects by itself)'));
+      worker.on('failed', (job, err) => void this.onFailed(job, err));
+      worker.on('stalled', (jobId) => log.warn({ jobId }, 'job stalled (its worker stopped renewing the lock); it goes back to the queue'));
+    }
     this.status = 'running';
-    this.worker.run().catch((err: unknown) => log.error({ err: describeError(err) }, 'BullMQ worker loop ended with an error'));
-    await this.worker.waitUntilReady();
+    for (const worker of this.workers) worker.run().catch((err: unknown) => log.error({ err: describeError(err) }, 'BullMQ worker loop ended with an error'));
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
 
     this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
     // A finalizer that died holds its run back for one lock duration; sweeping at least that often
@@ -209,7 +221,7 @@ export class PipelineWorker {
     for (const t of this.timers) t.unref();
     await this.beat();
     const { engine, backend, device, modelName, layer } = this.deps.engine.info;
-    log.info({ workerId: this.options.workerId, queue: this.deps.queueName, concurrency, batchSize: this.options.batchSize, engine, backend, device, modelName, layer }, 'worker ready');
+    log.info({ workerId: this.options.workerId, queue: this.deps.queueName, shards, concurrency, batchSize: this.options.batchSize, engine, backend, device, modelName, layer }, 'worker ready');
   }
 
   /**
@@ -238,15 +250,15 @@ export class PipelineWorker {
     this.batcher.drain();
     let clean = true;
     let abandoned = 0;
-    if (this.worker) {
-      const closing = this.worker.close();
+    if (this.workers.length > 0) {
+      const closing = Promise.all(this.workers.map((w) => w.close()));
       const timedOut = await raceTimeout(closing, drainTimeoutMs);
       if (timedOut) {
         clean = false;
         abandoned = this.inFlight;
         log.warn({ abandoned, drainTimeoutMs }, 'grace period over; abandoning in-flight jobs to the stalled checker');
         // A forced close can itself wait on the abandoned processors; the process exits next anyway.
-        await raceTimeout(this.worker.close(true), CLEANUP_STEP_MS);
+        await raceTimeout(Promise.all(this.workers.map((w) => w.close(true))), CLEANUP_STEP_MS);
       }
     }
     for (const t of this.timers) clearInterval(t);
