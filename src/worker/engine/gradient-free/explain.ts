@@ -32,22 +32,34 @@ export async function explainGradientFree(request: EngineRequest, host: ForwardH
       return targets[i].map(() => map);
     });
   } else {
-    const [inH, inW] = host.inputShape;
+    const [inH, inW, inC] = host.inputShape;
     const scores = targets.map((ts) => ts.map(() => new Float64Array(c)));
-    const rows = request.images.length * c;
+    // A constant channel's mask is 0 everywhere, so every such channel of every image masks its
+    // input to the same all-zero image: one shared row instead of one per channel (ReLU layers
+    // often leave many channels dead for an image), and exactly the same scores.
+    const rows: { image: number; channel: number }[] = [];
+    const constant: { image: number; channel: number }[] = [];
+    acts.data.forEach((a, i) => {
+      for (let k = 0; k < c; k++) (channelIsConstant(a, h * w, c, k) ? constant : rows).push({ image: i, channel: k });
+    });
+    if (constant.length > 0) rows.push({ image: -1, channel: -1 });
+    let zero: { probabilities: Float32Array; logits: Float32Array } | null = null;
     await forwardInChunks(
       host,
-      rows,
+      rows.length,
       request.forwardRows ?? request.images.length,
       (r) => {
-        const i = Math.floor(r / c);
-        return maskImage(request.images[i], scoreCamMask(acts.data[i], h, w, c, r % c, inW, inH));
+        const { image: i, channel: k } = rows[r];
+        if (i < 0) return { data: new Float32Array(inH * inW * inC), height: inH, width: inW };
+        return maskImage(request.images[i], scoreCamMask(acts.data[i], h, w, c, k, inW, inH));
       },
       (r, probabilities, logits) => {
-        const i = Math.floor(r / c);
-        targets[i].forEach((cls, t) => (scores[i][t][r % c] = score({ probabilities, logits }, cls)));
+        const { image: i, channel: k } = rows[r];
+        if (i < 0) zero = { probabilities, logits };
+        else targets[i].forEach((cls, t) => (scores[i][t][k] = score({ probabilities, logits }, cls)));
       },
     );
+    for (const { image: i, channel: k } of constant) targets[i].forEach((cls, t) => (scores[i][t][k] = score(zero!, cls)));
     raw = acts.data.map((a, i) => scores[i].map((s) => scoreCamMap(a, h, w, c, s)));
   }
 
@@ -58,4 +70,11 @@ export async function explainGradientFree(request: EngineRequest, host: ForwardH
     );
     return { probabilities, logits: base.logits[i], cams };
   });
+}
+
+/** Whether channel `k` of a channels-last `[positions, c]` activation has one value everywhere. */
+function channelIsConstant(a: Float32Array, positions: number, c: number, k: number): boolean {
+  const first = a[k];
+  for (let p = 1; p < positions; p++) if (a[p * c + k] !== first) return false;
+  return true;
 }
