@@ -9,7 +9,7 @@ import type { CamMap, EngineImageResult, EngineRequest } from '../engine.js';
 import { resolveTargets } from '../targets.js';
 import { eigenCamMap } from './eigencam.js';
 import type { ForwardHost } from './forward-host.js';
-import { forwardInChunks } from './forward-host.js';
+import { forwardInChunks, yieldToEventLoop } from './forward-host.js';
 import { maskImage, scoreCamMap, scoreCamMask } from './scorecam.js';
 
 export async function explainGradientFree(request: EngineRequest, host: ForwardHost, camPost: CamPostOptions): Promise<EngineImageResult[]> {
@@ -26,11 +26,14 @@ export async function explainGradientFree(request: EngineRequest, host: ForwardH
   // raw[i][t]: image i's unnormalised map for its t-th target.
   let raw: Float32Array[][];
   if (method === 'eigencam') {
-    // Class-agnostic: every target of an image gets the same map.
-    raw = acts.data.map((a, i) => {
+    // Class-agnostic: every target of an image gets the same map. Each SVD is tens of ms on a large
+    // layer: yield between images so a main-thread engine does not hold the event loop for a batch.
+    raw = [];
+    for (const [i, a] of acts.data.entries()) {
+      if (i > 0) await yieldToEventLoop();
       const map = eigenCamMap(a, h, w, c);
-      return targets[i].map(() => map);
-    });
+      raw.push(targets[i].map(() => map));
+    }
   } else {
     const [inH, inW, inC] = host.inputShape;
     const scores = targets.map((ts) => ts.map(() => new Float64Array(c)));

@@ -31,7 +31,10 @@ export interface ForwardHost {
 
 /**
  * Forward `rows` in chunks of at most `maxRows`, building each chunk's images only when it runs, so
- * a Score-CAM batch (images × channels masked copies) never sits in memory at once.
+ * a Score-CAM batch (images × channels masked copies) never sits in memory at once. Between chunks
+ * the event loop gets a turn: an engine on the main thread (`--engine-thread off`) then blocks it
+ * for one chunk at a time, about one ordinary batch, so lock renewals and I/O keep running through
+ * a Score-CAM batch hundreds of times longer.
  */
 export async function forwardInChunks(
   host: ForwardHost,
@@ -47,5 +50,11 @@ export async function forwardInChunks(
     for (let r = start; r < end; r++) images.push(build(r));
     const out = await host.forward(images, false);
     for (let r = start; r < end; r++) use(r, out.probabilities[r - start], out.logits[r - start]);
+    if (end < count) await yieldToEventLoop();
   }
+}
+
+/** Let timers and I/O callbacks run (a resolved promise alone would only run microtasks). */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
