@@ -12,10 +12,12 @@ import type { AppConfig } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { keySpaceOf } from '../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../shared/queue/redis.js';
+import { PartCache } from '../shared/queue/part-cache.js';
 import { RunStore } from '../shared/queue/run-store.js';
 import { QueueShards } from '../shared/queue/shards.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
 import type { DashboardDeps } from './deps.js';
+import { DASHBOARD_DEFAULTS, type DashboardOptions } from './options.js';
 
 export interface DashboardConnections {
   deps: DashboardDeps;
@@ -27,6 +29,7 @@ export async function connectDashboard(
   config: Pick<AppConfig, 'redisUrl' | 'keyPrefix' | 'queueName' | 'redisWaitMs'> & Partial<Pick<AppConfig, 'queueShards'>>,
   store: ObjectStore,
   logger: Logger,
+  options: Pick<DashboardOptions, 'partCacheBytes'> = DASHBOARD_DEFAULTS,
 ): Promise<DashboardConnections> {
   const redis = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard' });
   const queueConnection = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard-queue' });
@@ -49,7 +52,7 @@ export async function connectDashboard(
   // The queue repeats its connection's errors; the plain connection already logs them.
   queue.on('error', () => undefined);
   return {
-    deps: { runs: new RunStore(redis, keySpace, { store }), redis, keySpace, store, queue, logger },
+    deps: { runs: new RunStore(redis, keySpace, { store, partCache: new PartCache(options.partCacheBytes) }), redis, keySpace, store, queue, logger },
     async close() {
       await queue.close().catch(() => undefined);
       queueConnection.disconnect();

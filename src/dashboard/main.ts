@@ -17,7 +17,7 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   const store = S3ObjectStore.fromConfig(config.s3);
   let connections: Awaited<ReturnType<typeof connectDashboard>>;
   try {
-    connections = await connectDashboard(config, store, logger);
+    connections = await connectDashboard(config, store, logger, options);
   } catch (err) {
     store.client.destroy();
     throw err;

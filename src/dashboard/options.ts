@@ -36,6 +36,11 @@ export interface DashboardOptions {
   thumbnailConcurrency: number;
   /** Page size cap of list endpoints. Default 200. */
   maxPageSize: number;
+  /**
+   * Estimated heap for parsed result part files, which a live run's pages re-read on every poll
+   * (shared/queue/part-cache.ts). Default 64 MiB: about 16 MiB of part files, some 50,000 lines.
+   */
+  partCacheBytes: number;
   /** Lifetime of a login cookie in seconds. Default 12 h. */
   sessionTtlSeconds: number;
   /**
@@ -70,6 +75,7 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   maxThumbnailSourceBytes: MAX_SOURCE_BYTES,
   thumbnailConcurrency: 2,
   maxPageSize: 200,
+  partCacheBytes: 64 * 1024 * 1024,
   sessionTtlSeconds: 12 * 3600,
   allowedHosts: [],
   trustProxy: false,

@@ -17,7 +17,7 @@ import { Semaphore } from '../shared/semaphore.js';
 import { formatS3Uri } from '../shared/storage/uri.js';
 import type { ObjectStore } from '../shared/storage/object-store.js';
 import type { S3Location } from '../shared/storage/uri.js';
-import { LruCache } from './lru-cache.js';
+import { LruCache } from '../shared/lru-cache.js';
 
 export interface ThumbnailOptions {
   size: number;

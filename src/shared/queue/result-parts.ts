@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { Readable } from 'node:stream';
 import type { RunManifestLine } from '../manifest.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 
 /** Folder of a run's part files under its output prefix; the epoch changes when Redis loses the run. */
 export function partsPrefix(outputKey: string, epoch: string): string {
@@ -128,9 +128,14 @@ function entryOf(text: string): PartEntry {
 
 /** Part keys under a prefix, in name order. */
 export async function listPartKeys(store: ObjectStore, bucket: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const page of store.listPages(bucket, prefix)) for (const o of page) if (o.key.endsWith('.jsonl')) keys.push(o.key);
-  return keys.sort(compareKeys);
+  return (await listParts(store, bucket, prefix)).map((o) => o.key);
+}
+
+/** Parts under a prefix with their sizes and ETags, in name order. */
+export async function listParts(store: ObjectStore, bucket: string, prefix: string): Promise<ObjectSummary[]> {
+  const parts: ObjectSummary[] = [];
+  for await (const page of store.listPages(bucket, prefix)) for (const o of page) if (o.key.endsWith('.jsonl')) parts.push(o);
+  return parts.sort((a, b) => compareKeys(a.key, b.key));
 }
 
 /** Sources whose first line `mergeSorted` fetches at once. */

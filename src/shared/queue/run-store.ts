@@ -19,7 +19,8 @@ import { stableHash } from '../stable-json.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
 import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
-import { compareKeys, listPartKeys, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
+import type { PartCache } from './part-cache.js';
+import { compareKeys, listParts, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
 
@@ -234,6 +235,8 @@ export interface RunStoreOptions {
   batching?: Partial<ResultBatching>;
   /** Names this process's part files; default random. */
   writerId?: string;
+  /** Keeps parsed parts for readers that scan the same runs repeatedly (the dashboard). Default none. */
+  partCache?: PartCache;
 }
 
 interface QueuedResult {
@@ -247,6 +250,7 @@ export class RunStore {
   readonly objectStore: ObjectStore | undefined;
   private readonly batching: ResultBatching;
   private readonly writerId: string;
+  private readonly partCache: PartCache | undefined;
   private seq = 0;
   private readonly batches = new Map<string, { items: QueuedResult[]; timer: NodeJS.Timeout }>();
 
@@ -258,6 +262,7 @@ export class RunStore {
     this.objectStore = options.store;
     this.batching = { ...DEFAULT_RESULT_BATCHING, ...options.batching };
     this.writerId = options.writerId ?? randomBytes(4).toString('hex');
+    this.partCache = options.partCache;
     redis.defineCommand('gcaRegisterPage', { numberOfKeys: 4, lua: REGISTER_PAGE });
     redis.defineCommand('gcaCheckKeys', { numberOfKeys: 3, lua: CHECK_KEYS });
     redis.defineCommand('gcaCommitResults', { numberOfKeys: 6, lua: COMMIT_RESULTS });
@@ -621,13 +626,14 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     const store = this.objectStore as ObjectStore;
     for (let attempt = 1; ; attempt++) {
       const src = this.resultSources(run);
-      const parts = await listPartKeys(store, src.bucket, src.partsPrefix);
+      const parts = await listParts(store, src.bucket, src.partsPrefix);
       const now = (await this.getRun(run.id)) ?? run;
       if (now.epoch !== run.epoch && attempt < SOURCE_ATTEMPTS) {
         run = now;
         continue;
       }
-      const readers = parts.map((p) => readPart(store, src.bucket, p));
+      const cache = this.partCache;
+      const readers = parts.map((p) => (cache ? cache.read(store, src.bucket, p) : readPart(store, src.bucket, p.key)));
       if (now.manifestWritten && now.epoch === run.epoch) readers.push(readPart(store, src.bucket, src.manifestKey));
       return readers;
     }

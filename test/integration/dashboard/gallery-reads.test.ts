@@ -1,16 +1,17 @@
 /**
- * What one gallery page costs in S3 reads while a run is still in part files (one per recorded
- * batch: hundreds in a live run). The page used to look up each of its images with a read of every
- * part, 25 reads of each part for a page of 24, which made the chaos run's gallery requests take
- * more than 15 s; now the page's lines come from one read of the parts after the key listing.
+ * What the pages of a live run cost in S3 reads while its results are still in part files (one
+ * per recorded batch: about one per image when results trickle in, 800 in the chaos run). A page
+ * of 24 used to read every part 25 times (once per image), and every poll read every part again,
+ * so the chaos run's run page and gallery took more than 15 s; now a page reads each part at most
+ * twice, and the dashboard (wired as the CLI wires it) reads a part only once while it is cached.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import { loadConfig } from '../../../src/shared/config.js';
 import type { RunManifestLine } from '../../../src/shared/manifest.js';
 import { silentLogger } from '../../../src/shared/logger.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
+import { connectDashboard, type DashboardConnections } from '../../../src/dashboard/connections.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
 import { createDashboard } from '../../../src/dashboard/server.js';
 import { cleanupBucket } from './harness.js';
@@ -20,20 +21,20 @@ import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../he
 
 const IMAGES = 60;
 
-describe('gallery pages read each part file a bounded number of times', () => {
+describe('dashboard reads of a live run\'s part files', () => {
   let t: TestRedis;
   let b: TestBucket;
   let store: ObservedStore;
   let app: FastifyInstance;
-  let queueConnection: Redis;
-  let queue: Queue;
+  let conns: DashboardConnections;
+  let writer: RunStore;
   let run: SeededRun;
   let parts: number;
 
   beforeAll(async () => {
     t = await testRedis();
     b = await testBucket();
-    const writer = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
+    writer = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
     run = await createSeedRun({ runs: writer, store: b.store, bucket: b.bucket }, 'reads', Array.from({ length: IMAGES }, (_, i) => `img-${String(i).padStart(3, '0')}.png`));
     // One result at a time: each becomes its own part file, as results of a slow live run do.
     for (const [i, key] of run.keys.entries()) {
@@ -46,16 +47,13 @@ describe('gallery pages read each part file a bounded number of times', () => {
     parts = 0;
     for await (const page of b.store.listPages(b.bucket, `${run.outputPrefix}_parts/`)) parts += page.length;
     store = new ObservedStore(b.store);
-    queueConnection = new Redis(t.url, { maxRetriesPerRequest: null });
-    queue = new Queue(t.queueName, { connection: queueConnection });
-    const runs = new RunStore(t.redis, { prefix: t.prefix }, { store });
-    app = await createDashboard({ runs, redis: t.redis, keySpace: { prefix: t.prefix }, store, queue, logger: silentLogger() }, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' } });
+    conns = await connectDashboard(loadConfig({}, { redisUrl: t.url, keyPrefix: t.prefix, queueName: t.queueName }), store, silentLogger());
+    app = await createDashboard(conns.deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' } });
   });
 
   afterAll(async () => {
     await app?.close();
-    await queue?.close();
-    queueConnection?.disconnect();
+    await conns?.close();
     if (b) await cleanupBucket(b);
     await t?.cleanup();
   });
@@ -76,5 +74,22 @@ describe('gallery pages read each part file a bounded number of times', () => {
       expect(body.items.filter((l) => l.status === 'ok').every((l) => l.top1 !== undefined)).toBe(true);
       expect(store.counts.getStream, `${query}: part reads for ${parts} parts`).toBeLessThanOrEqual(2 * parts);
     }
+  });
+
+  it('a poll after new results reads only the new parts, and shows them', async () => {
+    const detail = async () => (await app.inject({ method: 'GET', url: `/api/runs/${run.runId}` })).json() as { analytics: { ok: number; failed: number } };
+    await detail();
+    const more = ['late-0.png', 'late-1.png', 'late-2.png'].map((n) => `${run.sourcePrefix}${n}`);
+    await writer.addJobs(run.runId, more.map((key) => ({ key })));
+    for (const key of more) await writer.recordResult(run.runId, { key, status: 'ok', top1: { index: 1, label: 'class 1', probability: 0.9 }, degenerate: false });
+
+    store.resetCounts();
+    const after = await detail();
+    expect(after.analytics.ok + after.analytics.failed).toBe(IMAGES + more.length);
+    expect(store.counts.getStream, 'parts read by a poll after 3 new results').toBe(more.length);
+    store.resetCounts();
+    const page = (await app.inject({ method: 'GET', url: `/api/runs/${run.runId}/images?q=late` })).json() as { items: RunManifestLine[] };
+    expect(page.items.map((l) => l.key)).toEqual(more);
+    expect(store.counts.getStream, 'parts read by a gallery page, all cached').toBe(0);
   });
 });

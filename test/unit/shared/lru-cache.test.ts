@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LruCache } from '../../../src/dashboard/lru-cache.js';
+import { LruCache } from '../../../src/shared/lru-cache.js';
 
 const buf = (n: number) => Buffer.alloc(n);
 
