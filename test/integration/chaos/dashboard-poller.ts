@@ -10,7 +10,7 @@ export interface DashboardPollStats {
   ok: number;
   /** 503 "Redis is unavailable" while Redis was down (or just coming back). */
   redisDown: number;
-  /** Everything else: wrong status, bad JSON, timeouts. Each entry: `path: what`. */
+  /** Everything else: wrong status, bad JSON, timeouts. Each entry: `+<s since polling began> path: what`. */
   bad: string[];
   slowestMs: number;
 }
@@ -59,6 +59,9 @@ function endpoints(runId: string | undefined): Array<{ path: string; check: Chec
 
 export function pollDashboard(options: DashboardPollOptions): DashboardPoller {
   const stats: DashboardPollStats = { requests: 0, ok: 0, redisDown: 0, bad: [], slowestMs: 0 };
+  const began = Date.now();
+  // When it happened, to line a bad answer up with the chaos log (kills, the Redis restart).
+  const bad = (started: number, what: string): void => void stats.bad.push(`+${((started - began) / 1000).toFixed(1)} s ${what}`);
   let stopped = false;
   let wake: (() => void) | null = null;
 
@@ -73,7 +76,7 @@ export function pollDashboard(options: DashboardPollOptions): DashboardPoller {
       try {
         body = JSON.parse(text);
       } catch {
-        stats.bad.push(`${path}: ${res.status} with a body that is not JSON: ${text.slice(0, 120)}`);
+        bad(started, `${path}: ${res.status} with a body that is not JSON: ${text.slice(0, 120)}`);
         return;
       }
       if (res.status === 503 && options.redisDown() && isObject(body) && String(body.message).includes('Redis is unavailable')) {
@@ -81,15 +84,15 @@ export function pollDashboard(options: DashboardPollOptions): DashboardPoller {
         return;
       }
       if (res.status !== 200) {
-        stats.bad.push(`${path}: ${res.status} ${text.slice(0, 200)}`);
+        bad(started, `${path}: ${res.status} ${text.slice(0, 200)}`);
         return;
       }
       const problem = check(body);
-      if (problem) stats.bad.push(`${path}: ${problem}: ${text.slice(0, 200)}`);
+      if (problem) bad(started, `${path}: ${problem}: ${text.slice(0, 200)}`);
       else stats.ok += 1;
     } catch (err) {
       stats.slowestMs = Math.max(stats.slowestMs, Date.now() - started);
-      stats.bad.push(`${path}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${options.timeoutMs} ms` : (err as Error).message}`);
+      bad(started, `${path}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${options.timeoutMs} ms` : (err as Error).message}`);
     }
   };
 

@@ -3,7 +3,8 @@
  * bin/gradcam-audit.js as users start them) audit a bucket of small images mixed with hostile
  * files and a 100-megapixel image while everything around them misbehaves:
  *
- *   - one worker at a time is SIGKILLed every `killIntervalMs` and a new one started in its place;
+ *   - one worker at a time is SIGKILLed (the first at its first batch, then every `killIntervalMs`)
+ *     and a new one started in its place;
  *   - the Redis server (owned by the harness, append-only file, fsync always) is crashed and
  *     restarted once, mid-run;
  *   - S3 answers 500/503 and drops connections on a share of the requests (the fault proxy);
@@ -55,6 +56,8 @@ export interface ChaosConfig {
   s3FaultRate: number;
   hostile: boolean;
   large: boolean;
+  /** Side of the large square PNG: 10,000 (100 MP, the decode limit) by default. */
+  largeSide: number;
   /** Every worker's peak RSS must stay below this (documented in docs/operations.md). */
   workerRssBoundBytes: number;
   /** Worker flags: batching, and short locks so a killed worker's jobs come back in seconds. */
@@ -78,6 +81,7 @@ export const CHAOS_DEFAULTS: Readonly<ChaosConfig> = Object.freeze({
   s3FaultRate: 0.04,
   hostile: true,
   large: true,
+  largeSide: 10_000,
   workerRssBoundBytes: 1_536 * MiB,
   // A job may be in the hands of several killed workers in a row here, which is no fault of the
   // job's: it must not fail for that (production's default of 2 stops images that crash workers).
@@ -132,7 +136,7 @@ export async function runChaos(partial: Partial<ChaosConfig>, services: ChaosSer
     startRestartableRedis(),
     writeTinyModel(),
     startFaultProxy(services.s3Endpoint, { seed: config.seed }),
-    chaosImages({ samples: config.images, seed: config.seed, hostile: config.hostile, large: config.large }),
+    chaosImages({ samples: config.images, seed: config.seed, hostile: config.hostile, large: config.large ? config.largeSide : 0 }),
   ]);
   const keys = await uploadImages(services.store, services.bucket, 'in/', images);
   const expected = new Map(keys.map((k, i) => [k, images[i]] as const));
@@ -206,15 +210,19 @@ export async function runChaos(partial: Partial<ChaosConfig>, services: ChaosSer
 
     const killLoop = async (): Promise<void> => {
       for (let generation = 1; ; generation++) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, config.killIntervalMs);
-          wakeKiller = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
+        const woken = new Promise<void>((resolve) => (wakeKiller = resolve));
+        if (generation === 1) {
+          // The first victim dies at its first batch, jobs in hand: however fast the machine, the
+          // run cannot end before their locks expire and another worker takes them over.
+          const victim = slots[generation % config.workers];
+          await Promise.race([victim.waitForLog((l) => l.msg === 'batch started', config.timeoutMs).catch(() => undefined), woken]);
+        } else {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, config.killIntervalMs))), woken]);
+          clearTimeout(timer);
+        }
         if (stopKilling) return;
-        if (results === resultsAtLastKill) continue;
+        if (generation > 1 && results === resultsAtLastKill) continue;
         resultsAtLastKill = results;
         await chaos.run(async () => {
           const slot = generation % config.workers;

@@ -1,7 +1,7 @@
 /**
  * The chaos run's source images: many small valid images, every hostile fixture, and the two
- * legitimate extremes a worker must survive without retries or a memory blow-up: a 100-megapixel
- * PNG (exactly the decode limit) and a 65535x1 PNG (wider than the JPEG encoder's 65500 limit).
+ * legitimate extremes a worker must survive without retries or a memory blow-up: a large PNG (by
+ * default 100 megapixels, exactly the decode limit) and a 65535x1 PNG (wider than the JPEG encoder's 65500 limit).
  * Each image carries what its manifest line must say: `ok`, or the error code it must fail with.
  */
 import { readFileSync } from 'node:fs';
@@ -36,8 +36,8 @@ export interface ChaosImageOptions {
   seed: number;
   /** Add the hostile fixtures (test/fixtures/images/hostile). */
   hostile: boolean;
-  /** Add one image of exactly MAX_IMAGE_PIXELS (10000x10000 PNG). */
-  large: boolean;
+  /** Side of one large square PNG (0: none); 10,000 is exactly MAX_IMAGE_PIXELS. */
+  large: number;
 }
 
 /** Names sort samples first, so a listing hands them out before the extremes at the end. */
@@ -57,8 +57,8 @@ export async function chaosImages(options: ChaosImageOptions): Promise<ChaosImag
     // (overlay clamped) or fail at once with a code, never be retried as if S3 had hiccupped.
     images.push({ name: 'x-wide-65535x1.png', body: await solidPng(65_535, 1), expect: 'ok', okOrPermanentFailure: true, kind: 'wide' });
   }
-  if (options.large) {
-    const side = Math.floor(Math.sqrt(MAX_IMAGE_PIXELS));
+  if (options.large > 0) {
+    const side = Math.min(options.large, Math.floor(Math.sqrt(MAX_IMAGE_PIXELS)));
     images.push({ name: `x-large-${side}x${side}.png`, body: await largePng(side), expect: 'ok', kind: 'large' });
   }
   return images;
