@@ -66,6 +66,8 @@ export interface Provenance extends ModelProvenance {
   backend: string;
   device: string;
   packageVersion: string;
+  /** With `--faithfulness`: the perturbation it measured with (docs/audit-metrics.md). */
+  faithfulness?: { fraction: number; blurSigma: number };
 }
 
 export interface SourceInfo {

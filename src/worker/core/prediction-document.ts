@@ -9,6 +9,7 @@ import type { ExplainOptions } from '../../shared/explain-options.js';
 import { IMAGE_MANIFEST_SCHEMA, PREDICTION_UNITS } from '../../shared/manifest.js';
 import type { CamRecord, ImageManifest, ModelProvenance, Provenance, SourceInfo } from '../../shared/manifest.js';
 import type { CamMap, EngineImageResult, EngineInfo } from '../engine/engine.js';
+import { DEFAULT_FAITHFULNESS_OPTIONS } from '../engine/faithfulness.js';
 import type { ClassLabel } from '../model/labels.js';
 import { decodeTopK } from '../model/labels.js';
 
@@ -16,7 +17,7 @@ export interface AssembleInput {
   source: SourceInfo;
   result: EngineImageResult;
   engine: EngineInfo;
-  options: Pick<ExplainOptions, 'topK' | 'method' | 'score' | 'resize'>;
+  options: Pick<ExplainOptions, 'topK' | 'method' | 'score' | 'resize' | 'faithfulness'>;
   /** Labels per class index, or null for index-only output. */
   labels: readonly ClassLabel[] | null;
   /** Where the weights came from (path, s3:// URI or URL). */
@@ -50,6 +51,7 @@ export function provenanceOf(engine: EngineInfo, options: AssembleInput['options
     backend: engine.backend,
     device: engine.device,
     packageVersion,
+    ...(options.faithfulness ? { faithfulness: { fraction: DEFAULT_FAITHFULNESS_OPTIONS.fraction, blurSigma: DEFAULT_FAITHFULNESS_OPTIONS.blurSigma } } : {}),
   };
 }
 

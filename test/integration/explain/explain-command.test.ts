@@ -154,6 +154,7 @@ describe('explain', () => {
       runs.push(await manifests(out));
     }
     for (const [i, m] of runs[0].entries()) {
+      expect(m.provenance.faithfulness).toEqual({ fraction: 0.2, blurSigma: 0.04 });
       const { faithTopDrop, faithRandomDrop, faithfulness } = m.metrics as Record<string, number>;
       expect([faithTopDrop, faithRandomDrop, faithfulness].every((v) => typeof v === 'number' && v >= -1 && v <= 1)).toBe(true);
       expect(faithfulness).toBeCloseTo(faithTopDrop - faithRandomDrop, 12);
