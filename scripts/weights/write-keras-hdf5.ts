@@ -120,15 +120,15 @@ export async function writeKerasModelHdf5(path: string, options: WriteKerasModel
     stringAttribute(root, 'backend', ['tensorflow'], true);
     stringAttribute(root, 'keras_version', [version], true);
     stringAttribute(root, 'layer_names', options.layers.map((l) => l.name));
+    // Layer names may hold slashes (DenseNet's `conv1/conv`): h5py makes the groups in between.
+    const groupAt = (parent: Group, path: string[]): Group => path.reduce((g, part) => (g.get(part) as Group | null) ?? g.create_group(part), parent);
     for (const layer of options.layers) {
-      const group = root.create_group(layer.name);
+      const group = groupAt(root, layer.name.split('/'));
       const names: string[] = [];
       for (const w of layer.weights) {
-        const name = `${w.name.includes('/') ? w.name : `${layer.name}/${w.name}`}:0`;
+        const name = `${w.name.includes('/') && !w.name.startsWith(`${layer.name}/`) ? w.name : `${layer.name}/${w.name.slice(w.name.lastIndexOf('/') + 1)}`}:0`;
         const parts = name.split('/');
-        let parent = group;
-        for (const part of parts.slice(0, -1)) parent = (parent.get(part) as Group | null) ?? parent.create_group(part);
-        parent.create_dataset({ name: parts.at(-1)!, data: w.data, shape: w.shape, dtype: '<f' });
+        groupAt(group, parts.slice(0, -1)).create_dataset({ name: parts.at(-1)!, data: w.data, shape: w.shape, dtype: '<f' });
         names.push(name);
       }
       stringAttribute(group, 'weight_names', names);

@@ -17,7 +17,7 @@
  *     "centerCrop": true,               // torchvision eval geometry
  *     "labels": "labels.json",          // a file beside the card, or an inline array of names
  *     "layer": "layer4",                // Grad-CAM target
- *     "architecture": "resnet50",       // layout of a Keras weights-only .h5 (vgg16 | resnet50 | mobilenetv2)
+ *     "architecture": "resnet50",       // layout of a Keras weights-only .h5 (vgg16 | resnet50 | mobilenetv2 | densenet121)
  *     "inputSize": [224, 224]           // [height, width] for models with a free input size
  *   }
  */

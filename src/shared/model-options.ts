@@ -13,7 +13,7 @@ import { PREPROCESS_DEFINITIONS, PREPROCESS_MODES, type PreprocessMode } from '.
  * `keras.applications` layouts gradcam-audit builds in code, for Keras weights-only .h5 files
  * (`save_weights`, the files `keras.applications` downloads), which carry no topology.
  */
-export const KERAS_ARCHITECTURES = ['vgg16', 'resnet50', 'mobilenetv2'] as const;
+export const KERAS_ARCHITECTURES = ['vgg16', 'resnet50', 'mobilenetv2', 'densenet121'] as const;
 export type KerasArchitecture = (typeof KERAS_ARCHITECTURES)[number];
 
 export interface ModelOptions {

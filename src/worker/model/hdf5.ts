@@ -1,5 +1,6 @@
 /**
- * Keras HDF5 weights → `ModelSpec`, read in Node with h5wasm.
+ * Keras HDF5 files → `ModelSpec` (sequential chains) or graph (`readKerasModel`: any topology,
+ * or a `keras.applications` layout by name for weights-only files), read in Node with h5wasm.
  *
  * The file is followed the way Keras' `load_weights` follows it: the `layer_names` attribute
  * (on the root, or on `model_weights/` in full-model files) lists the layers in order, and each
@@ -20,7 +21,7 @@ import { ModelError, NotFoundError } from '../../shared/errors.js';
 import type { Architecture, LayerShapeInfo, LayerWeights } from './architecture.js';
 import { buildModelSpec, describeLayers, product, sameShape } from './architecture.js';
 import type { ModelInput } from './graph/from-sequential.js';
-import { graphFromKeras, indexKerasWeights } from './graph/from-keras.js';
+import { graphFromKeras, kerasWeightLookup } from './graph/from-keras.js';
 import type { KerasTopology } from './keras-config.js';
 import { parseKerasTopology } from './keras-config.js';
 import type { KerasArchitecture } from '../../shared/model-options.js';
@@ -137,8 +138,7 @@ export async function readKerasModel(path: string, options: ReadKerasModelOption
         read: () => hdf5Call(path, `read ${layer.name}/${d.name}`, () => readFloat32(runtime, d.dataset, d.shape, sliceBytes, `${path}: layer "${layer.name}"`)),
       })),
     );
-    const byLayer = indexKerasWeights(entries);
-    return graphFromKeras(topology.model, (layer) => byLayer.get(layer), { source: options.source ?? path, kerasVersion: stringAttr(opened, 'keras_version') ?? stringAttr(root, 'keras_version') });
+    return graphFromKeras(topology.model, kerasWeightLookup(entries), { source: options.source ?? path, kerasVersion: stringAttr(opened, 'keras_version') ?? stringAttr(root, 'keras_version') });
   });
 }
 

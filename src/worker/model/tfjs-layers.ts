@@ -8,7 +8,7 @@ import { ModelError } from '../../shared/errors.js';
 import type { Architecture, LayerShapeInfo, LayerWeights } from './architecture.js';
 import { buildModelSpec, describeLayers, product, sameShape } from './architecture.js';
 import type { ModelInput } from './graph/from-sequential.js';
-import { graphFromKeras, indexKerasWeights } from './graph/from-keras.js';
+import { graphFromKeras, kerasWeightLookup } from './graph/from-keras.js';
 import { parseKerasModelConfig, parseKerasTopology } from './keras-config.js';
 import type { ModelSpec } from './spec.js';
 
@@ -59,9 +59,9 @@ export async function readTfjsModel(modelJson: string | object, readShard: Shard
   const topology = parseKerasTopology(json.modelTopology, source);
   if (topology.kind === 'sequential') return readTfjsLayersModel(json, readShard, options);
   const decoded = await decodeAll(json, readShard, source);
-  const byLayer = indexKerasWeights(decoded.map((w) => ({ path: w.name, group: '', shape: w.shape, read: () => w.values })));
+  const lookup = kerasWeightLookup(decoded.map((w) => ({ path: w.name, group: '', shape: w.shape, read: () => w.values })));
   const kerasVersion = (json.modelTopology as { keras_version?: unknown }).keras_version;
-  return graphFromKeras(json.modelTopology, (layer) => byLayer.get(layer), { source, kerasVersion: typeof kerasVersion === 'string' ? kerasVersion : undefined });
+  return graphFromKeras(json.modelTopology, lookup, { source, kerasVersion: typeof kerasVersion === 'string' ? kerasVersion : undefined });
 }
 
 function parseModelJson(modelJson: string | object, source: string): { json: Record<string, unknown>; source: string } {

@@ -47,19 +47,21 @@ export interface KerasGraphOptions {
 }
 
 /**
- * Index stored weights by layer: Keras names them `<layer>/<variable>:0` (nested models add
- * their own name in front: `resnet50/conv1_conv/kernel:0`); a bare name (`block1_conv1_W_1:0`,
- * Keras 1) belongs to the group that lists it and is matched by position.
+ * Look stored weights up by layer. Keras names them `<layer>/<variable>:0`, where the layer name
+ * may itself hold slashes (DenseNet's `conv1/conv`) and nested models may add their own name in
+ * front (`resnet50/conv1_conv/kernel:0`): a layer's weights are those whose prefix is its name,
+ * else those whose prefix ends in `/<name>`. A bare name (`block1_conv1_W_1:0`, Keras 1) belongs
+ * to the group that lists it and is matched by position.
  */
-export function indexKerasWeights(entries: ReadonlyArray<{ path: string; group: string; shape: number[]; read: () => Float32Array }>): Map<string, StoredWeight[]> {
-  const byLayer = new Map<string, StoredWeight[]>();
+export function kerasWeightLookup(entries: ReadonlyArray<{ path: string; group: string; shape: number[]; read: () => Float32Array }>): KerasWeightLookup {
+  const byPrefix = new Map<string, StoredWeight[]>();
   for (const e of entries) {
-    const parts = e.path.replace(/:\d+$/, '').split('/');
-    const layer = parts.length >= 2 ? parts[parts.length - 2] : e.group;
-    const name = parts.length >= 2 ? parts[parts.length - 1] : '';
-    byLayer.set(layer, [...(byLayer.get(layer) ?? []), { name, shape: e.shape, read: e.read }]);
+    const path = e.path.replace(/:\d+$/, '');
+    const cut = path.lastIndexOf('/');
+    const prefix = cut < 0 ? e.group : path.slice(0, cut);
+    byPrefix.set(prefix, [...(byPrefix.get(prefix) ?? []), { name: cut < 0 ? '' : path.slice(cut + 1), shape: e.shape, read: e.read }]);
   }
-  return byLayer;
+  return (layer) => byPrefix.get(layer) ?? [...byPrefix].find(([prefix]) => prefix.endsWith(`/${layer}`))?.[1];
 }
 
 /** Per-layer conversion context. */
