@@ -3,11 +3,15 @@
  * RunStore (part files, exactly-once counting) and finalizer, and workers that complete each job
  * at once (no model: this measures the run's state, not the engine).
  *
- *   npm run bench:scale -- [--keys 100000,1000000] [--max-backlog 70000] [--concurrency 300] [--record]
+ *   npm run bench:scale -- [--keys 100000,1000000] [--max-backlog 70000] [--concurrency 300]
+ *                          [--redis single,cluster] [--shards 3] [--record]
  *
  * The listing is generated (src/dev/synthetic-listing.ts) and part files, manifest and summary go
  * to an in-memory object store (src/dev/memory-store.ts), so neither a local S3 server nor seeding
- * millions of objects sets the pace. Redis is a fresh local redis-server per size. Reported per size,
+ * millions of objects sets the pace. Redis is a fresh local redis-server per size, or with `--redis
+ * cluster` a fresh three-master Redis Cluster (startRedisCluster) with the queue in `--shards`
+ * shards, one BullMQ Worker per shard; a cluster's memory is the sum over its masters (of each
+ * master's own peak, for the peak). Reported per Redis and size,
  * side by side: Redis `used_memory_peak` and `used_memory` at the end (and of the empty server),
  * keys/s enqueued (paced by the workers once the backlog is full), jobs/s completed, the
  * finalizer's seconds and memory (run by the bench once every result is counted, alone), part
@@ -19,9 +23,9 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import { startRedisServer } from '../src/dev/local-services.js';
+import { Worker } from 'bullmq';
+import type { Cluster } from 'ioredis';
+import { startRedisCluster, startRedisServer } from '../src/dev/local-services.js';
 import { MemoryObjectStore } from '../src/dev/memory-store.js';
 import { syntheticKey, syntheticListing } from '../src/dev/synthetic-listing.js';
 import { parseEnqueueRequest } from '../src/producer/enqueue-options.js';
@@ -30,7 +34,10 @@ import { parseIntInRange } from '../src/shared/config.js';
 import type { RunManifestLine } from '../src/shared/manifest.js';
 import type { StreamUploader } from '../src/shared/queue/result-parts.js';
 import { bullPrefix, type AuditJobPayload } from '../src/shared/queue/contract.js';
+import { keySpaceOf } from '../src/shared/queue/keys.js';
+import { createRedis, waitForRedis, type RedisConnection } from '../src/shared/queue/redis.js';
 import { RunStore } from '../src/shared/queue/run-store.js';
+import { QueueShards } from '../src/shared/queue/shards.js';
 import { finalizeRun, type FinalizeOutcome } from '../src/shared/run-finalizer.js';
 
 const args = process.argv.slice(2);
@@ -42,6 +49,9 @@ const SIZES = (flag('--keys') ?? '100000,1000000').split(',').map((s) => parseIn
 const MAX_BACKLOG = flag('--max-backlog') ?? '70000';
 const CONCURRENCY = parseIntInRange('--concurrency', flag('--concurrency') ?? '300', 1, 5000);
 const RECORD = args.includes('--record');
+const MODES = (flag('--redis') ?? 'single').split(',').map((s) => s.trim());
+for (const m of MODES) if (m !== 'single' && m !== 'cluster') throw new Error(`--redis: expected single and/or cluster, got "${m}"`);
+const SHARDS = parseIntInRange('--shards', flag('--shards') ?? '3', 1, 64);
 const BUCKET = 'bench-scale';
 const MB = 1024 * 1024;
 const STALL_MS = 60_000;
@@ -50,6 +60,7 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 interface Row {
+  redis: string;
   keys: number;
   peakMb: number;
   endMb: number;
@@ -65,10 +76,11 @@ interface Row {
   wallSec: number;
 }
 
-async function redisMemory(redis: Redis): Promise<{ used: number; peak: number }> {
-  const info = await redis.info('memory');
-  const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-  return { used: field('used_memory'), peak: field('used_memory_peak') };
+async function redisMemory(redis: RedisConnection): Promise<{ used: number; peak: number }> {
+  const nodes = 'nodes' in redis ? (redis as Cluster).nodes('master') : [redis];
+  const infos = await Promise.all(nodes.map((n) => n.info('memory')));
+  const field = (info: string, name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+  return { used: infos.reduce((a, i) => a + field(i, 'used_memory'), 0), peak: infos.reduce((a, i) => a + field(i, 'used_memory_peak'), 0) };
 }
 
 /**
@@ -97,16 +109,18 @@ function checkingUploader(s3: MemoryObjectStore, manifestKey: string, keys: numb
   return { upload, result };
 }
 
-async function runSize(keys: number): Promise<Row> {
-  const server = await startRedisServer();
-  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
-  const connections = [redis.duplicate(), redis.duplicate({ maxRetriesPerRequest: null })] as const;
+async function runSize(mode: string, keys: number): Promise<Row> {
+  const server = mode === 'cluster' ? await startRedisCluster() : await startRedisServer();
+  // `queue` role: no per-command retry limit, as BullMQ's workers need.
+  const redis = createRedis(server.url, { role: 'queue' });
+  await waitForRedis(redis, server.url, 10_000);
+  const connections = [createRedis(server.url, { role: 'queue' }), createRedis(server.url, { role: 'worker' })] as const;
   const s3 = new MemoryObjectStore();
   await s3.createBucket(BUCKET);
   const store = syntheticListing(s3, { bucket: BUCKET, prefix: 'big/', count: keys });
-  const ks = { prefix: 'scale' };
+  const ks = keySpaceOf({ keyPrefix: 'scale', redisUrl: server.url, queueShards: mode === 'cluster' ? SHARDS : 1 });
   const runs = new RunStore(redis, ks, { store });
-  const queue = new Queue<AuditJobPayload>('scale', { connection: connections[0], prefix: bullPrefix(ks) });
+  const queue = new QueueShards<AuditJobPayload>('scale', ks, connections[0]);
   const checked = checkingUploader(s3, 'out/manifest.jsonl', keys);
   // Workers and enqueue only note that the run is complete; the bench then runs the real finalizer
   // itself, so its time and memory are measured with nothing else running (in production the
@@ -116,21 +130,25 @@ async function runSize(keys: number): Promise<Row> {
     completeSeen = true;
     return { status: 'claimed-elsewhere' };
   };
-  let worker: Worker<AuditJobPayload> | undefined;
+  let workers: Array<Worker<AuditJobPayload>> = [];
   try {
     const baseMb = (await redisMemory(redis)).used / MB;
     let firstJob = 0;
     let lastJob = 0;
-    worker = new Worker<AuditJobPayload>(
-      'scale',
-      async (job) => {
-        if (firstJob === 0) firstJob = performance.now();
-        const line: RunManifestLine = { key: job.data.source.key, status: 'ok', top1: { index: 1, label: 'goldfish', probability: 0.5 }, degenerate: false };
-        const o = await runs.recordResult(job.data.runId, line);
-        lastJob = performance.now();
-        if (o.complete && o.counted) await noteComplete();
-      },
-      { connection: connections[1], prefix: bullPrefix(ks), concurrency: CONCURRENCY },
+    // One Worker per shard sharing the concurrency, as the pipeline worker does.
+    workers = queue.queues.map(
+      (_, shard) =>
+        new Worker<AuditJobPayload>(
+          'scale',
+          async (job) => {
+            if (firstJob === 0) firstJob = performance.now();
+            const line: RunManifestLine = { key: job.data.source.key, status: 'ok', top1: { index: 1, label: 'goldfish', probability: 0.5 }, degenerate: false };
+            const o = await runs.recordResult(job.data.runId, line);
+            lastJob = performance.now();
+            if (o.complete && o.counted) await noteComplete();
+          },
+          { connection: connections[1], prefix: bullPrefix(ks, shard), concurrency: Math.ceil(CONCURRENCY / queue.queues.length) },
+        ),
     );
     const started = performance.now();
     const request = parseEnqueueRequest(`s3://${BUCKET}/big/`, { runId: 'scale', output: `s3://${BUCKET}/out/`, maxBacklog: MAX_BACKLOG });
@@ -145,7 +163,7 @@ async function runSize(keys: number): Promise<Row> {
       else if (performance.now() - since > STALL_MS) throw new Error(`no result counted for ${STALL_MS / 1000} s at ${keys} keys: ${JSON.stringify(run)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    await worker.close();
+    await Promise.all(workers.map((w) => w.close()));
     const parts = s3.requests.put;
 
     // The finalizer alone: heap + array buffers above a post-GC baseline, less what it stored in
@@ -169,6 +187,7 @@ async function runSize(keys: number): Promise<Row> {
 
     const r = s3.requests;
     return {
+      redis: mode === 'cluster' ? `cluster, 3 masters, ${SHARDS} shards` : 'single',
       keys,
       baseMb: round(baseMb),
       peakMb: round(peak / MB),
@@ -184,7 +203,7 @@ async function runSize(keys: number): Promise<Row> {
       wallSec: round(wallSec),
     };
   } finally {
-    await worker?.close();
+    await Promise.all(workers.map((w) => w.close()));
     await queue.close();
     // BullMQ leaves connections it was handed open.
     for (const c of connections) c.disconnect();
@@ -199,22 +218,26 @@ function round(x: number): number {
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  for (const keys of SIZES) {
-    const row = await runSize(keys);
-    rows.push(row);
-    console.log(JSON.stringify(row));
+  for (const mode of MODES) {
+    for (const keys of SIZES) {
+      const row = await runSize(mode, keys);
+      rows.push(row);
+      console.log(JSON.stringify(row));
+    }
   }
-  const first = rows[0] as Row;
-  const last = rows.at(-1) as Row;
+  // Flatness is judged within the first Redis mode's sizes.
+  const flat = rows.filter((r) => r.redis === (rows[0] as Row).redis);
+  const first = flat[0] as Row;
+  const last = flat.at(-1) as Row;
   const header =
-    '| images | Redis used_memory peak MB (empty server) | Redis at the end MB | enqueue keys/s | jobs/s completed | finalizer s | finalizer memory MB | part files | manifest MB | S3 requests per 1,000 images | manifest: each key once, sorted | wall s |';
-  const rule = `|${'---|'.repeat(12)}`;
+    '| Redis | images | Redis used_memory peak MB (empty server) | Redis at the end MB | enqueue keys/s | jobs/s completed | finalizer s | finalizer memory MB | part files | manifest MB | S3 requests per 1,000 images | manifest: each key once, sorted | wall s |';
+  const rule = `|${'---|'.repeat(13)}`;
   const lines = rows.map(
     (r) =>
-      `| ${r.keys.toLocaleString('en')} | ${r.peakMb} (${r.baseMb}) | ${r.endMb} | ${r.enqueueKeysPerSec.toLocaleString('en')} | ${r.jobsPerSec.toLocaleString('en')} | ${r.finalizeSec} | ${r.finalizeMemMb} | ${r.parts.toLocaleString('en')} | ${r.manifestMb} | ${r.requestsPer1k} | ${r.manifestOk ? 'yes' : 'NO'} | ${r.wallSec} |`,
+      `| ${r.redis} | ${r.keys.toLocaleString('en')} | ${r.peakMb} (${r.baseMb}) | ${r.endMb} | ${r.enqueueKeysPerSec.toLocaleString('en')} | ${r.jobsPerSec.toLocaleString('en')} | ${r.finalizeSec} | ${r.finalizeMemMb} | ${r.parts.toLocaleString('en')} | ${r.manifestMb} | ${r.requestsPer1k} | ${r.manifestOk ? 'yes' : 'NO'} | ${r.wallSec} |`,
   );
-  const growth = rows.length > 1 ? round(last.peakMb / first.peakMb) : 1;
-  const verdict = rows.length > 1 ? `Redis peak at ${last.keys.toLocaleString('en')} / at ${first.keys.toLocaleString('en')} images: ${growth}x (${Math.abs(growth - 1) <= 0.2 ? 'flat, within 20 %' : 'NOT flat: more than 20 % apart'})` : '';
+  const growth = flat.length > 1 ? round(last.peakMb / first.peakMb) : 1;
+  const verdict = flat.length > 1 ? `Redis peak at ${last.keys.toLocaleString('en')} / at ${first.keys.toLocaleString('en')} images: ${growth}x (${Math.abs(growth - 1) <= 0.2 ? 'flat, within 20 %' : 'NOT flat: more than 20 % apart'})` : '';
   console.log([header, rule, ...lines, '', verdict].join('\n'));
   if (RECORD) {
     const doc = 'docs/benchmarks.md';
@@ -222,7 +245,7 @@ async function main(): Promise<void> {
     const block = `\n### bench:scale, ${new Date().toISOString().slice(0, 10)} (${env})\n\n\`npm run bench:scale -- ${args.join(' ')}\`\n\n${header}\n${rule}\n${lines.join('\n')}\n\n${verdict}\n`;
     if (!readFileSync(doc, 'utf8').includes(block)) appendFileSync(doc, block);
   }
-  if (rows.length > 1 && Math.abs(growth - 1) > 0.2) process.exitCode = 1;
+  if (flat.length > 1 && Math.abs(growth - 1) > 0.2) process.exitCode = 1;
   if (rows.some((r) => !r.manifestOk)) process.exitCode = 1;
 }
 
