@@ -4,6 +4,7 @@
  * and s3rver started here).
  *
  *   npm run bench:enqueue -- [--keys 100000] [--passes 1] [--repeat 1] [--chunks-in-flight 2] [--gc-every 5] [--list-only] [--cached-listing] [--record]
+ *   npm run bench:enqueue -- --compare --keys 5000 --passes 20 [--list-concurrency 8] [--record]
  *
  * Seeding uses the real S3 API (parallel PUTs of tiny bodies). With a local s3rver the seeded
  * directory is kept in .cache/bench-enqueue-s3 so later runs skip seeding. Heap is sampled after a
@@ -23,7 +24,9 @@ import { parseIntInRange } from '../src/shared/config.js';
 import { bullPrefix, type AuditJobPayload } from '../src/shared/queue/contract.js';
 import { RunStore } from '../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../src/shared/run-finalizer.js';
+import type { ObjectStore } from '../src/shared/storage/object-store.js';
 import { S3ObjectStore } from '../src/shared/storage/s3-store.js';
+import { MemoryObjectStore } from '../src/dev/memory-store.js';
 import { cachedListing, replayedListing } from './replayed-listing.js';
 
 const args = process.argv.slice(2);
@@ -46,6 +49,13 @@ const GC_EVERY = parseIntInRange('--gc-every', flag('--gc-every') ?? '5', 1, 100
 /** Serve the listing from memory (listed once before timing): enqueue's own cost, without S3. */
 const CACHED = args.includes('--cached-listing');
 const PASSES = parseIntInRange('--passes', flag('--passes') ?? '1', 1, 1000);
+/**
+ * Side by side in one run: the s3rver listing and an in-memory copy of it (replayed `--passes`
+ * times under renamed folders), each listed in one sequence and fanned out over the folders
+ * (`--list-concurrency`, default 8). Prints (and with --record adds) one table.
+ */
+const COMPARE = args.includes('--compare');
+const LIST_CONCURRENCY = flag('--list-concurrency') ?? '8';
 const BUCKET = 'bench-enqueue';
 const SEED_DIR = '.cache/bench-enqueue-s3';
 
@@ -74,6 +84,10 @@ async function main(): Promise<void> {
     const prefix = `keys-${KEYS}/`;
     await seed(store, prefix);
 
+    if (COMPARE) {
+      await compare(store, redis, prefix);
+      return;
+    }
     const source = CACHED ? await cachedListing(store, BUCKET, prefix, 1000) : store;
     const rows: string[] = [];
     for (let rep = 0; rep < REPEAT; rep++) {
@@ -130,6 +144,68 @@ async function main(): Promise<void> {
     redis.disconnect();
     store.client.destroy();
     for (const s of stops.reverse()) await s.stop();
+  }
+}
+
+/** One enqueue of `prefix` from `store` into a fresh key space; keys/s, then its keys dropped. */
+async function timedEnqueue(store: ObjectStore, redis: Redis, prefix: string, listConcurrency: string, tag: string): Promise<{ keys: number; seconds: number; keysPerSecond: number }> {
+  const ks = { prefix: `bench-${process.pid}-${tag}` };
+  const queueConnection = redis.duplicate();
+  const queue = new Queue<AuditJobPayload>('bench-enqueue', { connection: queueConnection, prefix: bullPrefix(ks) });
+  const runs = new RunStore(redis, ks, { store });
+  try {
+    const request = parseEnqueueRequest(`s3://${BUCKET}/${prefix}`, { runId: `bench-${tag}`, maxBacklog: '100000000', listConcurrency });
+    const result = await enqueueRun(request, { store, queue, runs, redis, finalize: (id) => finalizeRun(id, { runs, redis, upload: async () => undefined }), chunksInFlight: CHUNKS });
+    const waiting = await queue.getWaitingCount();
+    if (waiting !== result.counts.matched || result.counts.added !== result.counts.matched) throw new Error(`${tag}: ${result.counts.matched} keys listed but ${waiting} jobs queued`);
+    const seconds = result.elapsedMs / 1000;
+    return { keys: result.counts.matched, seconds: round(seconds), keysPerSecond: Math.round(result.counts.matched / seconds) };
+  } finally {
+    await queue.close();
+    queueConnection.disconnect();
+    await unlinkPrefix(redis, `${ks.prefix}:*`);
+  }
+}
+
+/** The four listings side by side (see COMPARE). */
+async function compare(s3: S3ObjectStore, redis: Redis, prefix: string): Promise<void> {
+  // The real listing, read once, replayed into memory PASSES times: `d7/` becomes `d7-p0003/`, so
+  // the copy has PASSES times the folders and keys and the same shape.
+  const memory = new MemoryObjectStore();
+  await memory.createBucket(BUCKET);
+  const t0 = performance.now();
+  for await (const page of s3.listPages(BUCKET, prefix)) {
+    for (const o of page) {
+      const rest = o.key.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      for (let pass = 0; pass < PASSES; pass++) {
+        const key = `${prefix}${rest.slice(0, slash)}-p${String(pass).padStart(4, '0')}${rest.slice(slash)}`;
+        await memory.put(BUCKET, key, '', { contentType: 'image/jpeg' });
+      }
+    }
+  }
+  process.stderr.write(`replayed ${KEYS} keys x ${PASSES} into memory in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  const modes: Array<[string, ObjectStore, string]> = [
+    ['s3rver, one sequence', s3, '1'],
+    [`s3rver, ${LIST_CONCURRENCY} lanes`, s3, LIST_CONCURRENCY],
+    ['in memory, one sequence', memory, '1'],
+    [`in memory, ${LIST_CONCURRENCY} lanes`, memory, LIST_CONCURRENCY],
+  ];
+  const rows: string[] = [];
+  for (const [i, [name, store, lanes]] of modes.entries()) {
+    const r = await timedEnqueue(store, redis, prefix, lanes, `c${i}`);
+    process.stdout.write(`${JSON.stringify({ listing: name, ...r })}\n`);
+    rows.push(`| ${name} | ${r.keys.toLocaleString('en')} | ${r.seconds} | **${r.keysPerSecond.toLocaleString('en')}** |`);
+  }
+  const env = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model.trim() ?? '?'}, load avg ${loadavg()[0]?.toFixed(1)}, Node ${process.versions.node}, ${CHUNKS} chunk(s) in flight`;
+  const table = [`${env}:`, '', '| listing | keys | seconds | keys/s |', '|---|---|---|---|', ...rows].join('\n');
+  process.stdout.write(`${table}\n`);
+  if (RECORD) {
+    const file = 'docs/benchmarks.md';
+    const title = '## Enqueue with the listing fanned out over folders';
+    const text = readFileSync(file, 'utf8');
+    const block = `\n\`npm run bench:enqueue -- ${args.join(' ')}\`\n\n${table}\n`;
+    writeFileSync(file, text.includes(title) ? text.replace(title, `${title}\n${block}`) : `${text.trimEnd()}\n\n${title}\n${block}`);
   }
 }
 

@@ -9,6 +9,8 @@ import type { ListOptions, ObjectStore, ObjectSummary } from '../src/shared/stor
 export function replayedListing(store: ObjectStore, passes: number): ObjectStore {
   return new Proxy(store, {
     get(target, prop, receiver) {
+      // A folder listing would bypass the rewritten one: hide it, so enqueue lists in one sequence.
+      if (prop === 'listFolders') return undefined;
       if (prop !== 'listPages') return Reflect.get(target, prop, receiver) as unknown;
       return async function* listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]> {
         for (let pass = 0; pass < passes; pass++) {
@@ -31,6 +33,8 @@ export async function cachedListing(store: ObjectStore, bucket: string, prefix: 
   for await (const page of store.listPages(bucket, prefix, { pageSize })) pages.push(page);
   return new Proxy(store, {
     get(target, prop, receiver) {
+      // A folder listing would bypass the rewritten one: hide it, so enqueue lists in one sequence.
+      if (prop === 'listFolders') return undefined;
       if (prop !== 'listPages') return Reflect.get(target, prop, receiver) as unknown;
       return async function* listPages(): AsyncIterable<ObjectSummary[]> {
         yield* pages;

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../shared/errors.js';
-import type { ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from '../shared/storage/object-store.js';
+import { compareKeys } from '../shared/queue/result-parts.js';
+import type { FolderPage, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from '../shared/storage/object-store.js';
 import type { StreamUploader } from '../shared/queue/result-parts.js';
 
 interface Entry {
@@ -29,15 +30,81 @@ export class MemoryObjectStore implements ObjectStore {
     return b;
   }
 
+  /** Each bucket's keys in S3's order, rebuilt after a change: listings are binary searches. */
+  private readonly sorted = new Map<string, string[]>();
+
+  private sortedKeys(bucket: string): string[] {
+    let keys = this.sorted.get(bucket);
+    if (!keys) {
+      keys = [...this.bucket(bucket).keys()].sort(compareKeys);
+      this.sorted.set(bucket, keys);
+    }
+    return keys;
+  }
+
+  /** Index of the first key of `keys` greater than `after` (or not less than `from`). */
+  private static lowerBound(keys: readonly string[], bound: string, inclusive: boolean): number {
+    let lo = 0;
+    let hi = keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const c = compareKeys(keys[mid] as string, bound);
+      if (c < 0 || (!inclusive && c === 0)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private summary(bucket: string, key: string): ObjectSummary {
+    const e = this.bucket(bucket).get(key) as Entry;
+    return { key, size: e.body.length, etag: e.etag };
+  }
+
   async *listPages(bucket: string, prefix: string, options: ListOptions = {}): AsyncIterable<ObjectSummary[]> {
-    const keys = [...this.bucket(bucket).keys()].filter((k) => k.startsWith(prefix) && (options.startAfter === undefined || k > options.startAfter)).sort();
+    const keys = this.sortedKeys(bucket);
+    const start = options.startAfter !== undefined && compareKeys(options.startAfter, prefix) >= 0 ? MemoryObjectStore.lowerBound(keys, options.startAfter, false) : MemoryObjectStore.lowerBound(keys, prefix, true);
     const size = options.pageSize ?? 1000;
-    for (let i = 0; i < keys.length; i += size) {
+    let page: ObjectSummary[] = [];
+    for (let i = start; i < keys.length && (keys[i] as string).startsWith(prefix); i++) {
+      page.push(this.summary(bucket, keys[i] as string));
+      if (page.length === size) {
+        this.requests.list++;
+        yield page;
+        page = [];
+      }
+    }
+    if (page.length > 0) {
       this.requests.list++;
-      yield keys.slice(i, i + size).map((key) => {
-        const e = this.bucket(bucket).get(key) as Entry;
-        return { key, size: e.body.length, etag: e.etag };
-      });
+      yield page;
+    }
+  }
+
+  async *listFolders(bucket: string, prefix: string, options: Pick<ListOptions, 'pageSize'> = {}): AsyncIterable<FolderPage> {
+    const keys = this.sortedKeys(bucket);
+    const size = options.pageSize ?? 1000;
+    let page: FolderPage = { objects: [], folders: [] };
+    // Like S3, a folder counts once towards the page size, however many keys it holds.
+    for (let i = MemoryObjectStore.lowerBound(keys, prefix, true); i < keys.length && (keys[i] as string).startsWith(prefix); ) {
+      const key = keys[i] as string;
+      const slash = key.indexOf('/', prefix.length);
+      if (slash < 0) {
+        page.objects.push(this.summary(bucket, key));
+        i++;
+      } else {
+        const folder = key.slice(0, slash + 1);
+        page.folders.push(folder);
+        // Skip the folder's keys: they all start with `folder`, and sort before folder + U+FFFF.
+        i = MemoryObjectStore.lowerBound(keys, `${folder}\u{10FFFF}`, true);
+      }
+      if (page.objects.length + page.folders.length === size) {
+        this.requests.list++;
+        yield page;
+        page = { objects: [], folders: [] };
+      }
+    }
+    if (page.objects.length + page.folders.length > 0) {
+      this.requests.list++;
+      yield page;
     }
   }
 
@@ -66,6 +133,7 @@ export class MemoryObjectStore implements ObjectStore {
     } else buf = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
     this.bytesPut += buf.length;
     const etag = createHash('md5').update(buf).digest('hex');
+    if (!this.bucket(bucket).has(key)) this.sorted.delete(bucket);
     this.bucket(bucket).set(key, { body: buf, etag, contentType: options.contentType, metadata: options.metadata ?? {} });
     return { etag };
   }
@@ -81,7 +149,7 @@ export class MemoryObjectStore implements ObjectStore {
 
   async delete(bucket: string, key: string): Promise<void> {
     this.requests.delete++;
-    this.bucket(bucket).delete(key);
+    if (this.bucket(bucket).delete(key)) this.sorted.delete(bucket);
   }
 
   async bucketExists(bucket: string): Promise<boolean> {

@@ -53,6 +53,9 @@ export function syntheticListing(store: ObjectStore, options: SyntheticListingOp
         const generated = (b: string, p: string): boolean => b === bucket && (p.startsWith(prefix) || prefix.startsWith(p));
         return (b: string, p: string, o?: ListOptions) => (generated(b, p) ? listPages(b, p, o) : target.listPages(b, p, o));
       }
+      // The generated keys have no folders: without a folder listing, enqueue lists them in one
+      // sequence instead of asking the store underneath for folders it does not have.
+      if (prop === 'listFolders') return undefined;
       return Reflect.get(target, prop, receiver) as unknown;
     },
   });

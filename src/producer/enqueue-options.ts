@@ -25,6 +25,12 @@ export const ENQUEUE_DEFAULTS = Object.freeze({
   /** `--page-size`: keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
   pageSize: 1000,
   /**
+   * `--list-concurrency`: folders (the prefix's first level) listed at once, ahead of registration,
+   * which stays in key order (src/producer/fan-out-listing.ts). 1 lists in one sequence. At ~100 ms
+   * per S3 page, 8 lanes list up to ~80k keys/s, more than one producer registers.
+   */
+  listConcurrency: 8,
+  /**
    * Page chunks written to Redis/BullMQ concurrently while the next page is listed. Two keep Redis
    * busy during a chunk's round trips without letting memory grow past three pages.
    */
@@ -69,6 +75,8 @@ export interface EnqueueRequest {
   detach: boolean;
   /** Keys per listing page (ListObjectsV2 MaxKeys), 1-1000. */
   pageSize: number;
+  /** Folders listed in parallel (1: one listing sequence). */
+  listConcurrency: number;
 }
 
 /** Raw flag values as commander hands them over (strings, or booleans for switches). */
@@ -83,6 +91,7 @@ export interface EnqueueFlags extends RawExplainOptionFlags, RawModelOptionFlags
   maxBacklog?: string;
   detach?: boolean;
   pageSize?: string;
+  listConcurrency?: string;
 }
 
 /** The variable workers read their weights from; enqueue reads it too, so one setting names the model for both. */
@@ -102,6 +111,7 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags, env:
   const maxBacklog = flags.maxBacklog === undefined ? ENQUEUE_DEFAULTS.maxBacklog : parseIntInRange('--max-backlog', flags.maxBacklog, 1, 100_000_000);
   const detach = flags.detach === true;
   const pageSize = flags.pageSize === undefined ? ENQUEUE_DEFAULTS.pageSize : parseIntInRange('--page-size', flags.pageSize, 1, 1000);
+  const listConcurrency = flags.listConcurrency === undefined ? ENQUEUE_DEFAULTS.listConcurrency : parseIntInRange('--list-concurrency', flags.listConcurrency, 1, 64);
   const modelSource = parseModelSource(flags, env);
 
   const runId =
@@ -124,6 +134,7 @@ export function parseEnqueueRequest(sourceUri: string, flags: EnqueueFlags, env:
     maxBacklog,
     detach,
     pageSize,
+    listConcurrency,
   };
 }
 

@@ -22,6 +22,7 @@ import { ARTIFACT_FOLDERS } from '../shared/artifacts.js';
 import { modelMismatch } from '../shared/model-setup.js';
 import { formatS3Uri, parseS3Prefix } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
+import { fanOutListing } from './fan-out-listing.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
 import { loadTruth } from './truth/load-truth.js';
 import type { TruthLookup } from './truth/truth-index.js';
@@ -364,7 +365,14 @@ class Scan {
    */
   async *pages(startAfter?: string): AsyncGenerator<{ images: ObjectSummary[]; last: string }> {
     const pageSize = this.deps.pageSize ?? this.request.pageSize;
-    for await (const page of this.deps.store.listPages(this.request.source.bucket, this.request.source.key, { pageSize, startAfter })) {
+    const { bucket, key: prefix } = this.request.source;
+    const concurrency = this.request.listConcurrency;
+    // Folders in parallel when the store can list them; the pages come in key order either way.
+    const listing =
+      concurrency > 1 && this.deps.store.listFolders
+        ? fanOutListing(this.deps.store, bucket, prefix, { pageSize, concurrency, startAfter })
+        : this.deps.store.listPages(bucket, prefix, { pageSize, startAfter });
+    for await (const page of listing) {
       this.pageCount++;
       this.counts.listed += page.length;
       const images: ObjectSummary[] = [];

@@ -42,9 +42,22 @@ export interface ListOptions {
   signal?: AbortSignal;
 }
 
+/** One page of a folder listing: the objects directly in the folder and its sub-folders, each in key order. */
+export interface FolderPage {
+  objects: ObjectSummary[];
+  /** Sub-folder prefixes (S3 CommonPrefixes), each ending with the delimiter. */
+  folders: string[];
+}
+
 export interface ObjectStore {
   /** Pages of a prefix listing, streamed: memory stays constant in the number of keys. */
   listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]>;
+  /**
+   * One level of a prefix listing (ListObjectsV2 with Delimiter `/`): objects directly under the
+   * prefix and the folders below it, which can then be listed in parallel. Optional: a store (or a
+   * wrapper that rewrites listings) without it is listed sequentially.
+   */
+  listFolders?(bucket: string, prefix: string, options?: Pick<ListOptions, 'pageSize' | 'signal'>): AsyncIterable<FolderPage>;
   get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }): Promise<StoredObject>;
   getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }>;
   put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions): Promise<{ etag: string }>;

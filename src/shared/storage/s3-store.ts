@@ -18,7 +18,7 @@ import {
 import { Readable } from 'node:stream';
 import type { S3Config } from '../config.js';
 import { AccessDeniedError, CredentialsError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
-import type { ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
+import type { FolderPage, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
 import { formatS3Uri } from './uri.js';
 
 export interface S3StoreOptions extends S3Config {
@@ -81,6 +81,24 @@ export class S3ObjectStore implements ObjectStore {
         o.Key === undefined ? [] : [{ key: o.Key, size: o.Size ?? 0, etag: stripQuotes(o.ETag), lastModified: o.LastModified }],
       );
       if (page.length > 0) yield page;
+      continuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+
+  async *listFolders(bucket: string, prefix: string, options: Pick<ListOptions, 'pageSize' | 'signal'> = {}): AsyncIterable<FolderPage> {
+    let continuationToken: string | undefined;
+    do {
+      const out = await this.call(bucket, prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', MaxKeys: options.pageSize ?? 1000, ContinuationToken: continuationToken }),
+          { abortSignal: options.signal },
+        ),
+      );
+      const objects: ObjectSummary[] = (out.Contents ?? []).flatMap((o) =>
+        o.Key === undefined ? [] : [{ key: o.Key, size: o.Size ?? 0, etag: stripQuotes(o.ETag), lastModified: o.LastModified }],
+      );
+      const folders = (out.CommonPrefixes ?? []).flatMap((p) => (p.Prefix === undefined ? [] : [p.Prefix]));
+      if (objects.length > 0 || folders.length > 0) yield { objects, folders };
       continuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (continuationToken);
   }

@@ -1,7 +1,7 @@
 /**
  * Fault: the producer is SIGKILLed in the middle of its listing, while a worker drains the run.
  * Running the same `enqueue` again must continue from the run's durable listing cursor (not list
- * the prefix from the start) and the run must complete with every key in manifest.jsonl exactly
+ * the prefix from the start), with the listing fanned out over the prefix's folders and the run must complete with every key in manifest.jsonl exactly
  * once. A real `gradcam-audit enqueue` process (small pages and a small --max-backlog, so the kill
  * lands while the listing is under way), a real pipeline worker, real Redis and S3.
  */
@@ -13,7 +13,7 @@ import { enqueueCli, expectExactlyOnce, namespaceEnv, waitForCompletedRun } from
 import { pipelineHarness, sampleImage, tinyEngine, type PipelineHarness } from '../pipeline/helpers.js';
 
 const IMAGES = 80;
-const FLAGS = ['--page-size', '6', '--max-backlog', '18'];
+const FLAGS = ['--page-size', '6', '--max-backlog', '18', '--list-concurrency', '4'];
 /** The kill lands once this many images are registered: over a third of the way through the listing. */
 const KILL_AT = 30;
 
@@ -22,7 +22,9 @@ describe('fault: the producer is killed mid-listing', { timeout: 90_000 }, () =>
   let b: TestBucket;
   let h: PipelineHarness;
   const cluster = new Cluster();
-  const keys = Array.from({ length: IMAGES }, (_, i) => `in/img-${String(i).padStart(3, '0')}.png`);
+  // In four folders: the listing fans out over them (--list-concurrency), and the kill lands while
+  // lanes are reading ahead of what was registered.
+  const keys = Array.from({ length: IMAGES }, (_, i) => `in/d${i % 4}/img-${String(i).padStart(3, '0')}.png`).sort();
 
   beforeAll(async () => {
     [t, b] = await Promise.all([testRedis(), testBucket()]);
