@@ -612,6 +612,8 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
         // A run can be finalized only a few times; more vanished sources mean the output itself
         // is gone, which the caller reports.
         if (!(err instanceof NotFoundError) || attempt >= SOURCE_ATTEMPTS) throw err;
+        const src = this.resultSources(current);
+        this.partCache?.invalidate(src.bucket, src.partsPrefix);
         current = (await this.getRun(run.id)) ?? current;
       }
     }
@@ -626,7 +628,8 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     const store = this.objectStore as ObjectStore;
     for (let attempt = 1; ; attempt++) {
       const src = this.resultSources(run);
-      const parts = await listParts(store, src.bucket, src.partsPrefix);
+      const stamp = `${run.epoch}/${run.done}/${run.failed}/${run.manifestWritten ? 1 : 0}`;
+      const parts = await (this.partCache ? this.partCache.list(store, src.bucket, src.partsPrefix, stamp) : listParts(store, src.bucket, src.partsPrefix));
       const now = (await this.getRun(run.id)) ?? run;
       if (now.epoch !== run.epoch && attempt < SOURCE_ATTEMPTS) {
         run = now;

@@ -92,4 +92,17 @@ describe('dashboard reads of a live run\'s part files', () => {
     expect(page.items.map((l) => l.key)).toEqual(more);
     expect(store.counts.getStream, 'parts read by a gallery page, all cached').toBe(0);
   });
+
+  it('one page load (run detail, gallery page, failures filter at once) lists the parts once', async () => {
+    // A new result moves the counters: the listing before it is no longer shared.
+    const key = `${run.sourcePrefix}later.png`;
+    await writer.addJobs(run.runId, [{ key }]);
+    await writer.recordResult(run.runId, { key, status: 'failed', error: 'INVALID_IMAGE: truncated' });
+    store.resetCounts();
+    const urls = [`/api/runs/${run.runId}`, `/api/runs/${run.runId}/images?limit=24&sort=top1Prob`, `/api/runs/${run.runId}/images?status=failed&limit=24`];
+    const answers = await Promise.all(urls.map((url) => app.inject({ method: 'GET', url })));
+    for (const a of answers) expect(a.statusCode, a.body).toBe(200);
+    expect(store.counts.listPages).toBe(1);
+    expect((answers[2]?.json() as { items: RunManifestLine[] }).items.map((l) => l.key)).toContain(key);
+  });
 });
