@@ -1,8 +1,10 @@
 /**
  * Overlay rendering benchmark (not a test): the reference path (CAM upsampled and blended in
- * JavaScript, `overlayPixelsReference`, then encoded by libvips) against the production path
- * (`renderOverlay`: upsample and composite in libvips, fused with the encoder), side by side in one
- * process on the same images and map, interleaved so load drift hits both.
+ * JavaScript in doubles, `overlayPixelsReference`, then encoded by libvips) against both production
+ * composers of `renderOverlay` (libvips: upsample and composite in libvips, fused with the encoder;
+ * fused JS: one fixed-point pass, then the encoder), side by side in one process on the same images
+ * and map, interleaved so load drift hits all three. The last column is the composer
+ * `overlayComposer` picks for that size.
  *
  *   npm run bench:render -- [--rounds 5] [--format jpeg|png|webp]
  *
@@ -13,7 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import type { OverlayFormat } from '../src/shared/explain-options.js';
-import { overlayPixelsReference, renderOverlay } from '../src/worker/image/render.js';
+import { type OverlayComposer, overlayComposer, overlayPixelsReference, overlaySize, renderOverlay } from '../src/worker/image/render.js';
 import type { RgbImage } from '../src/worker/image/resize.js';
 import { mulberry32 } from '../src/worker/model/random-weights.js';
 
@@ -26,6 +28,8 @@ interface Case {
 
 const CASES: Case[] = [
   { width: 320, height: 240, perRound: 40 },
+  { width: 640, height: 480, perRound: 16 },
+  { width: 1024, height: 768, perRound: 8 },
   { width: 1600, height: 1200, perRound: 6 },
   { width: 1600, height: 1200, maxSide: 1024, perRound: 8 },
 ];
@@ -65,8 +69,8 @@ async function reference(img: RgbImage, maxSide: number | undefined): Promise<Bu
   return (format === 'png' ? s.png({ compressionLevel: 6 }) : format === 'webp' ? s.webp({ quality: 90 }) : s.jpeg({ quality: 90 })).toBuffer();
 }
 
-async function libvips(img: RgbImage, maxSide: number | undefined): Promise<Buffer> {
-  return (await renderOverlay(img, cam, { format, maxSide })).data;
+async function composed(img: RgbImage, maxSide: number | undefined, composer: OverlayComposer): Promise<Buffer> {
+  return (await renderOverlay(img, cam, { format, maxSide }, composer)).data;
 }
 
 interface Totals {
@@ -88,28 +92,29 @@ async function measure(fn: () => Promise<unknown>, n: number, into: Totals): Pro
   into.n += n;
 }
 
+const paths = [
+  { name: 'JS reference', run: reference },
+  { name: 'libvips', run: (img: RgbImage, maxSide: number | undefined) => composed(img, maxSide, 'libvips') },
+  { name: 'fused JS', run: (img: RgbImage, maxSide: number | undefined) => composed(img, maxSide, 'js') },
+];
 const rows: string[] = [];
 for (const c of CASES) {
   const img = image(c.width, c.height);
-  await reference(img, c.maxSide); // warm both paths (tables, libvips caches)
-  await libvips(img, c.maxSide);
-  const before: Totals = { cpuMs: 0, loopMs: 0, wallMs: 0, n: 0 };
-  const after: Totals = { cpuMs: 0, loopMs: 0, wallMs: 0, n: 0 };
+  for (const p of paths) await p.run(img, c.maxSide); // warm every path (tables, libvips caches)
+  const totals: Totals[] = paths.map(() => ({ cpuMs: 0, loopMs: 0, wallMs: 0, n: 0 }));
   for (let r = 0; r < rounds; r++) {
-    await measure(() => reference(img, c.maxSide), c.perRound, before);
-    await measure(() => libvips(img, c.maxSide), c.perRound, after);
+    for (let k = 0; k < paths.length; k++) await measure(() => paths[k].run(img, c.maxSide), c.perRound, totals[k]);
   }
-  const per = (t: Totals, k: keyof Omit<Totals, 'n'>) => t[k] / t.n;
+  const per = (k: keyof Omit<Totals, 'n'>) => totals.map((t) => (t[k] / t.n).toFixed(1)).join(' / ');
+  const out = overlaySize(c.width, c.height, c.maxSide);
   const name = `${c.width}x${c.height}${c.maxSide ? ` → max-side ${c.maxSide}` : ''}`;
-  rows.push(
-    `| ${name} | ${per(before, 'cpuMs').toFixed(1)} / ${per(after, 'cpuMs').toFixed(1)} | ${per(before, 'loopMs').toFixed(1)} / ${per(after, 'loopMs').toFixed(1)} | ${per(before, 'wallMs').toFixed(1)} / ${per(after, 'wallMs').toFixed(1)} | ${(per(before, 'loopMs') / per(after, 'loopMs')).toFixed(1)}x |`,
-  );
+  rows.push(`| ${name} | ${per('cpuMs')} | ${per('loopMs')} | ${per('wallMs')} | ${overlayComposer(out.width, out.height)} |`);
 }
 process.stdout.write(
   [
-    `overlay render, ${format}, ${rounds} interleaved rounds (ms per image, JS reference / libvips)`,
+    `overlay render, ${format}, ${rounds} interleaved rounds (ms per image, ${paths.map((p) => p.name).join(' / ')})`,
     '',
-    '| image | CPU, all threads | event loop | wall | event-loop ratio |',
+    '| image | CPU, all threads | event loop | wall | production composer |',
     '|---|---|---|---|---|',
     ...rows,
     '',

@@ -6,10 +6,13 @@
  * `out = (1 - alpha) * image + alpha * colour`, so the overlay keeps the image's brightness and
  * alpha means what it says.
  *
- * The overlay is composed inside libvips (sharp's threadpool, off the event loop): the image is
+ * Two composers, chosen by output size in one place (`overlayComposer`). Up to
+ * `OVERLAY_JS_MAX_PIXELS` the overlay is one fused integer pass in JS (`blendCamFused`: fixed-point
+ * upsample, colormap and blend tables, no float per pixel), equal to the reference byte for byte.
+ * Larger overlays are composed inside libvips (sharp's threadpool, off the event loop): the image is
  * resized there, the CAM is upsampled there (16-bit, bilinear with Pillow's pixel centres and
  * clamped edges), and the colour layer is alpha-composited there, fused with the encoder in one
- * pipeline. JavaScript only looks each upsampled value up in the colormap (one table read per
+ * pipeline; JavaScript only looks each upsampled value up in the colormap (one table read per
  * pixel). `overlayPixelsReference` keeps the exact formula in doubles (Pillow-checked upsample,
  * fused blend); the libvips overlay stays within one level of it (test/unit/image/render.test.ts):
  * libvips' alpha is 8-bit (0.5 becomes 128/255) and the map is 16-bit before the colormap.
@@ -20,6 +23,7 @@ import type { Colormap, OverlayFormat } from '../../shared/explain-options.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../shared/explain-options.js';
 import { colormapIndex, colormapTable } from './colormap.js';
 import type { RgbImage } from './resize.js';
+import { bilinearTaps } from './resize.js';
 import { resizeGridBilinear } from './upsample.js';
 
 /** A CAM grid in [0,1], row-major. `CamMap` from the engine is one. */
@@ -136,6 +140,118 @@ export function blendColormapped(image: Uint8Array, values: Float32Array, table:
   return out;
 }
 
+/** Fixed-point bits of the fused pass: horizontally upsampled CAM values and vertical weights. */
+const FUSED_VALUE_BITS = 16;
+const FUSED_WEIGHT_BITS = 14;
+/** A value `v` in [0,1] is `v * 2^FUSED_SUM_BITS` after the vertical pass; its bin is the top 8 bits. */
+const FUSED_SUM_BITS = FUSED_VALUE_BITS + FUSED_WEIGHT_BITS;
+const FUSED_BIN_SHIFT = FUSED_SUM_BITS - 8;
+const FUSED_BIN_MASK = (1 << FUSED_BIN_SHIFT) - 1;
+/**
+ * Sums within this many units of a bin edge are recomputed exactly. The fixed-point error is at most
+ * half a unit per value (2^13 after weighting) plus half a weight unit per tap times a value below
+ * 2^16 (2^15 per tap); 2^17 covers three taps with room. About 6% of the pixels take that path.
+ */
+const FUSED_EDGE_MARGIN = 1 << 17;
+
+/**
+ * Upsample the CAM and colour-map and blend it over `base` (already at `width`x`height`) in one pass,
+ * with integers only per pixel: the CAM is resized horizontally first (Pillow's order, float32, only
+ * `cam.height` rows), held as 16-bit fixed point; each output row is then a weighted sum of two or three
+ * of those rows with 14-bit weights, whose top 8 bits are the colormap bin (matplotlib's `floor(v*256)`),
+ * and the blend reads the same keep/add tables as `blendColormapped`. Sums close enough to a bin edge
+ * for the rounding to matter are recomputed exactly as `resizeGridBilinear` computes them, so the
+ * result equals `overlayPixelsReference` byte for byte. A CAM with values outside [0,1] (or NaN), which
+ * the reference interpolates unclamped, takes the reference path itself.
+ */
+export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, height: number, table: Uint8Array, alpha: number): Uint8Array {
+  if (base.length !== width * height * 3) throw new RangeError(`blend: image has ${base.length} bytes, ${width}x${height} needs ${width * height * 3}`);
+  for (let i = 0; i < cam.grid.length; i++) {
+    const v = cam.grid[i];
+    if (!(v >= 0 && v <= 1)) return blendColormapped(base, resizeGridBilinear(cam.grid, cam.width, cam.height, width, height), table, alpha);
+  }
+  // Horizontal pass (small): cam.height rows of `width` values, exactly the reference's intermediate.
+  const rows = cam.width === width ? cam.grid : resizeGridBilinear(cam.grid, cam.width, cam.height, width, cam.height);
+  const rowsQ = new Int32Array(rows.length);
+  for (let i = 0; i < rows.length; i++) rowsQ[i] = Math.round(rows[i] * (1 << FUSED_VALUE_BITS));
+  const taps = cam.height === height ? null : bilinearTaps(cam.height, height);
+  const keep = new Int32Array(256);
+  for (let v = 0; v < 256; v++) keep[v] = Math.round((1 - alpha) * v * BLEND_ONE);
+  const add = new Int32Array(table.length);
+  for (let j = 0; j < table.length; j++) add[j] = Math.round(alpha * table[j] * BLEND_ONE);
+  const half = BLEND_ONE >> 1;
+  const out = new Uint8Array(base.length);
+  const wq = new Int32Array(3);
+  const wf = new Float64Array(3);
+  for (let y = 0, o = 0; y < height; y++) {
+    // This row's taps: rows `first .. first + n - 1` of the intermediate, weights summing to 1.
+    let first = y;
+    let n = 1;
+    wf[0] = 1;
+    if (taps !== null) {
+      first = taps.start[y];
+      n = taps.count[y];
+      if (n > 3) {
+        // Shrinking by more than 2 (a map larger than a tiny overlay): the reference, for this row.
+        o = blendRowExact(base, out, o, rows, first, n, taps.weights, y * taps.ksize, width, keep, add, half);
+        continue;
+      }
+      for (let t = 0; t < n; t++) wf[t] = taps.weights[y * taps.ksize + t];
+    }
+    for (let t = 0; t < n; t++) wq[t] = Math.round(wf[t] * (1 << FUSED_WEIGHT_BITS));
+    // Missing taps read row `first` with weight 0, so the inner loop has no branches on n.
+    const r0 = first * width;
+    const r1 = n > 1 ? r0 + width : r0;
+    const r2 = n > 2 ? r0 + 2 * width : r0;
+    const w0 = wq[0];
+    const w1 = n > 1 ? wq[1] : 0;
+    const w2 = n > 2 ? wq[2] : 0;
+    for (let x = 0; x < width; x++, o += 3) {
+      const s = rowsQ[r0 + x] * w0 + rowsQ[r1 + x] * w1 + rowsQ[r2 + x] * w2;
+      const r = s & FUSED_BIN_MASK;
+      let bin: number;
+      if (r < FUSED_EDGE_MARGIN || r > FUSED_BIN_MASK - FUSED_EDGE_MARGIN) {
+        let e = 0;
+        for (let t = 0; t < n; t++) e += rows[(first + t) * width + x] * wf[t];
+        bin = colormapIndex(n === 1 && taps === null ? rows[first * width + x] : Math.fround(e));
+      } else {
+        bin = s >> FUSED_BIN_SHIFT; // below 256: s = 2^30 (v = 1) is within the margin
+      }
+      const t = bin * 3;
+      out[o] = (keep[base[o]] + add[t] + half) >> BLEND_BITS;
+      out[o + 1] = (keep[base[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
+      out[o + 2] = (keep[base[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
+    }
+  }
+  return out;
+}
+
+/** One output row of `blendCamFused` computed exactly as the reference does (many vertical taps). */
+function blendRowExact(
+  base: Uint8Array,
+  out: Uint8Array,
+  o: number,
+  rows: Float32Array,
+  first: number,
+  n: number,
+  weights: Float64Array,
+  wBase: number,
+  width: number,
+  keep: Int32Array,
+  add: Int32Array,
+  half: number,
+): number {
+  for (let x = 0; x < width; x++, o += 3) {
+    let e = 0;
+    for (let t = 0; t < n; t++) e += rows[(first + t) * width + x] * weights[wBase + t];
+    const t = colormapIndex(Math.fround(e)) * 3;
+    out[o] = (keep[base[o]] + add[t] + half) >> BLEND_BITS;
+    out[o + 1] = (keep[base[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
+    out[o + 2] = (keep[base[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
+  }
+  return o;
+}
+
 /**
  * The reference overlay, in doubles: the image (shrunk to `maxSide` by libvips if needed), blended
  * with the colour-mapped CAM upsampled to the same size by `resizeGridBilinear` (Pillow-exact).
@@ -157,23 +273,49 @@ export async function overlayPixelsReference(image: RgbImage, cam: CamGrid, opti
   return { data: blendColormapped(base, upsampled, colormapTable(opts.colormap), opts.alpha), width: size.width, height: size.height };
 }
 
-/** The overlay's raw RGB pixels, composed in libvips as `renderOverlay` composes them. */
-export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<RgbImage> {
+/**
+ * How an overlay is composed: `js` (the fused integer pass, `blendCamFused`, on the event loop) or
+ * `libvips` (upsample and composite on sharp's threadpool). `overlayComposer` picks one by size.
+ */
+export type OverlayComposer = 'js' | 'libvips';
+
+/**
+ * Overlays up to this many pixels are composed by the fused JS pass, larger ones in libvips. Measured
+ * by `npm run bench:render` (docs/benchmarks.md): from 320x240 to 1600x1200 the JS pass costs about
+ * half the CPU of the libvips composition and no more event-loop time. Above 2 MP (unmeasured
+ * sizes) libvips stays: one synchronous JS pass grows with the image and would hold the event loop
+ * (lock renewals, S3 sockets) in one piece, while libvips' heavy steps run on the threadpool.
+ */
+export const OVERLAY_JS_MAX_PIXELS = 2_000_000;
+
+/** The one rule choosing the overlay's composer for an output of `width`x`height`. */
+export function overlayComposer(width: number, height: number): OverlayComposer {
+  return width * height <= OVERLAY_JS_MAX_PIXELS ? 'js' : 'libvips';
+}
+
+/**
+ * The overlay's raw RGB pixels, composed as `renderOverlay` composes them (by `overlayComposer`, or
+ * by `composer` when given: tests and benchmarks compare both).
+ */
+export async function overlayPixels(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}, composer?: OverlayComposer): Promise<RgbImage> {
   const opts = resolveRenderOptions(options);
-  const { pipeline, size } = await overlayPipeline(image, cam, opts);
-  const data = await pipeline.removeAlpha().raw().toBuffer();
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: size.width, height: size.height };
+  const composed = await composeOverlay(image, cam, opts, composer);
+  if ('pixels' in composed) return composed.pixels;
+  const data = await composed.pipeline.removeAlpha().raw().toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: composed.size.width, height: composed.size.height };
 }
 
 /**
  * Overlay encoded as PNG, JPEG or WebP. Rendering is deterministic, so a failure here (an encoder
  * limit, a corrupt buffer) is permanent: an `InvalidInputError` with code `RENDER_FAILED`.
  */
-export async function renderOverlay(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}): Promise<EncodedImage> {
+export async function renderOverlay(image: RgbImage, cam: CamGrid, options: Partial<RenderOptions> = {}, composer?: OverlayComposer): Promise<EncodedImage> {
   const opts = resolveRenderOptions(options);
   return asRenderError(`${opts.format} overlay`, async () => {
-    const { pipeline, size } = await overlayPipeline(image, cam, opts);
-    const flat = pipeline.removeAlpha();
+    const composed = await composeOverlay(image, cam, opts, composer);
+    const { size } = composed;
+    const flat =
+      'pixels' in composed ? sharp(composed.pixels.data, { raw: { width: size.width, height: size.height, channels: 3 } }) : composed.pipeline.removeAlpha();
     const encoded =
       opts.format === 'png'
         ? flat.png({ compressionLevel: opts.pngCompressionLevel })
@@ -182,6 +324,18 @@ export async function renderOverlay(image: RgbImage, cam: CamGrid, options: Part
           : flat.jpeg({ quality: opts.jpegQuality });
     return { data: await encoded.toBuffer(), format: opts.format, ...MIME[opts.format], width: size.width, height: size.height };
   });
+}
+
+type ComposedOverlay = { pixels: RgbImage; size: { width: number; height: number } } | { pipeline: Sharp; size: { width: number; height: number } };
+
+async function composeOverlay(image: RgbImage, cam: CamGrid, opts: RenderOptions, composer?: OverlayComposer): Promise<ComposedOverlay> {
+  checkImage(image);
+  checkCam(cam);
+  const size = overlaySize(image.width, image.height, opts.maxSide, opts.format);
+  if ((composer ?? overlayComposer(size.width, size.height)) === 'libvips') return overlayPipeline(image, cam, opts, size);
+  const base = await baseImage(image, size);
+  const data = blendCamFused(base, cam, size.width, size.height, colormapTable(opts.colormap), opts.alpha);
+  return { pixels: { data, width: size.width, height: size.height }, size };
 }
 
 /** Run a render step; any failure becomes a permanent, named error. */
@@ -196,10 +350,12 @@ export async function asRenderError<T>(what: string, step: () => Promise<T>): Pr
 }
 
 /** The image (resized if needed) with the colour layer composited over it, ready to encode. */
-async function overlayPipeline(image: RgbImage, cam: CamGrid, opts: RenderOptions): Promise<{ pipeline: Sharp; size: { width: number; height: number } }> {
-  checkImage(image);
-  checkCam(cam);
-  const size = overlaySize(image.width, image.height, opts.maxSide, opts.format);
+async function overlayPipeline(
+  image: RgbImage,
+  cam: CamGrid,
+  opts: RenderOptions,
+  size: { width: number; height: number },
+): Promise<{ pipeline: Sharp; size: { width: number; height: number } }> {
   const [layer, base] = await Promise.all([colourLayer(cam, size.width, size.height, opts.colormap, opts.alpha), baseImage(image, size)]);
   const pipeline = sharp(base, { raw: { width: size.width, height: size.height, channels: 3 } }).composite([
     { input: layer, raw: { width: size.width, height: size.height, channels: 4 }, blend: 'over' },

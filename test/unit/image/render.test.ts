@@ -18,6 +18,8 @@ import {
   blendRgb,
   ENCODER_MAX_SIDE,
   heatmapSize,
+  OVERLAY_JS_MAX_PIXELS,
+  overlayComposer,
   overlayPixels,
   overlayPixelsReference,
   overlaySize,
@@ -176,7 +178,7 @@ describe('the overlay composed in libvips', () => {
       const rand = mulberry32(c.w * 7919 + c.h);
       const image = { data: Uint8Array.from({ length: c.w * c.h * 3 }, () => Math.floor(rand() * 256)), width: c.w, height: c.h };
       const opts = { alpha: c.alpha, colormap: c.colormap, maxSide: c.maxSide };
-      const [expected, got] = await Promise.all([overlayPixelsReference(image, cam, opts), overlayPixels(image, cam, opts)]);
+      const [expected, got] = await Promise.all([overlayPixelsReference(image, cam, opts), overlayPixels(image, cam, opts, 'libvips')]);
       expect([got.width, got.height]).toEqual([expected.width, expected.height]);
       let max = 0;
       for (let i = 0; i < got.data.length; i++) max = Math.max(max, Math.abs(got.data[i] - expected.data[i]));
@@ -198,6 +200,68 @@ describe('the overlay composed in libvips', () => {
     await expect(failing).rejects.toBeInstanceOf(InvalidInputError);
     await expect(failing).rejects.toMatchObject({ code: RENDER_ERROR_CODE, message: expect.stringMatching(/^cannot render the jpeg overlay: /) });
     expect(isRetryable(await failing.catch((e: unknown) => e))).toBe(false);
+  });
+});
+
+describe('the overlay composed by the fused JS pass (small overlays)', () => {
+  // Tolerance: none. The pass upsamples in fixed point, but recomputes exactly (as the reference
+  // does, float32) every value whose fixed-point sum lies close enough to a colormap bin edge for
+  // the rounding to matter, and blends with the reference's own tables: byte for byte.
+  const cases = [
+    { w: 333, h: 217, alpha: 0.5, colormap: 'viridis', maxSide: undefined },
+    { w: 97, h: 401, alpha: 0.6, colormap: 'inferno', maxSide: undefined },
+    { w: 640, h: 480, alpha: 0.37, colormap: 'jet', maxSide: 300 },
+    { w: 320, h: 240, alpha: 0.5, colormap: 'jet', maxSide: undefined },
+    { w: 15, h: 14, alpha: 0.5, colormap: 'gray', maxSide: undefined },
+    { w: 14, h: 100, alpha: 0.5, colormap: 'viridis', maxSide: undefined }, // one axis at map size
+    { w: 10, h: 7, alpha: 0.5, colormap: 'viridis', maxSide: undefined }, // a map larger than its image
+    { w: 40, h: 3, alpha: 0.8, colormap: 'inferno', maxSide: undefined }, // shrinking rows: many taps
+  ] as const;
+  for (const c of cases) {
+    it(`equals the reference exactly: ${c.w}x${c.h}, alpha ${c.alpha}, ${c.colormap}${c.maxSide ? `, maxSide ${c.maxSide}` : ''}`, async () => {
+      const rand = mulberry32(c.w * 7919 + c.h);
+      const image = { data: Uint8Array.from({ length: c.w * c.h * 3 }, () => Math.floor(rand() * 256)), width: c.w, height: c.h };
+      const opts = { alpha: c.alpha, colormap: c.colormap as Colormap, maxSide: c.maxSide };
+      const [expected, got] = await Promise.all([overlayPixelsReference(image, cam, opts), overlayPixels(image, cam, opts, 'js')]);
+      expect([got.width, got.height]).toEqual([expected.width, expected.height]);
+      expect(Buffer.compare(Buffer.from(got.data), Buffer.from(expected.data))).toBe(0);
+    });
+  }
+
+  it('hits colormap bin edges exactly: a map of values on and next to every edge', async () => {
+    // Every value k/256 and its float32 neighbours: the fixed-point sum lands on a bin edge, where
+    // only the exact recomputation gives the reference's bin.
+    const values: number[] = [];
+    for (let k = 0; k <= 256; k++) {
+      const v = Math.fround(k / 256);
+      values.push(v, Math.min(1, Math.fround(v + 2 ** -24)), Math.max(0, Math.fround(v - 2 ** -24)));
+    }
+    const grid = Float32Array.from(values.slice(0, 28 * 27));
+    const edges = { grid, width: 28, height: 27 };
+    const image = solid(311, 173, [77, 140, 201]);
+    for (const colormap of ['jet', 'gray'] as const) {
+      const [expected, got] = await Promise.all([overlayPixelsReference(image, edges, { colormap }), overlayPixels(image, edges, { colormap }, 'js')]);
+      expect(Buffer.compare(Buffer.from(got.data), Buffer.from(expected.data))).toBe(0);
+    }
+  });
+
+  it('takes the reference path for a map with values outside [0,1] or NaN (the reference interpolates them unclamped)', async () => {
+    const wild = { grid: Float32Array.from({ length: 196 }, (_, i) => (i % 17 === 0 ? Number.NaN : (i % 13) / 6 - 0.5)), width: 14, height: 14 };
+    const image = solid(120, 90, [10, 200, 30]);
+    const [expected, got] = await Promise.all([overlayPixelsReference(image, wild), overlayPixels(image, wild, {}, 'js')]);
+    expect(Buffer.compare(Buffer.from(got.data), Buffer.from(expected.data))).toBe(0);
+  });
+
+  it('is chosen by one size rule: up to OVERLAY_JS_MAX_PIXELS in JS, larger in libvips', async () => {
+    expect(overlayComposer(320, 240)).toBe('js');
+    expect(overlayComposer(OVERLAY_JS_MAX_PIXELS, 1)).toBe('js');
+    expect(overlayComposer(OVERLAY_JS_MAX_PIXELS + 1, 1)).toBe('libvips');
+    expect(overlayComposer(1600, 1200)).toBe('js');
+    expect(overlayComposer(2000, 1500)).toBe('libvips');
+    // The default (no composer given) is the JS pass for a small overlay: exact, not just within a level.
+    const image = solid(333, 217, [120, 60, 240]);
+    const [expected, got] = await Promise.all([overlayPixelsReference(image, cam), overlayPixels(image, cam)]);
+    expect(Buffer.compare(Buffer.from(got.data), Buffer.from(expected.data))).toBe(0);
   });
 });
 
