@@ -202,7 +202,7 @@ async function compare(s3: S3ObjectStore, redis: Redis, prefix: string): Promise
   process.stdout.write(`${table}\n`);
   if (RECORD) {
     const file = 'docs/benchmarks.md';
-    const title = '## Enqueue with the listing fanned out over folders';
+    const title = '## Enqueue with the listing fanned out over folders (`npm run bench:enqueue -- --compare`)';
     const text = readFileSync(file, 'utf8');
     const block = `\n\`npm run bench:enqueue -- ${args.join(' ')}\`\n\n${table}\n`;
     writeFileSync(file, text.includes(title) ? text.replace(title, `${title}\n${block}`) : `${text.trimEnd()}\n\n${title}\n${block}`);

@@ -42,7 +42,7 @@ export async function enqueueCommand(): Promise<Command> {
     .option('--model <label>', 'free-form model label recorded on the run (workers record the exact weights hash)')
     .option('--max-backlog <n>', `images of the run queued in Redis at most; listing pauses there and resumes as workers drain (default: ${ENQUEUE_DEFAULTS.maxBacklog}, about 100 MB of Redis)`)
     .option('--page-size <n>', `keys per listing request (ListObjectsV2 MaxKeys) and per batch of jobs, 1-1000 (default: ${ENQUEUE_DEFAULTS.pageSize}); smaller pages move the resume cursor in smaller steps`)
-    .option('--list-concurrency <n>', `folders under the prefix listed in parallel, 1-64 (default: ${ENQUEUE_DEFAULTS.listConcurrency}); images are still registered in key order, so the resume cursor keeps its meaning; 1 lists in one sequence`)
+    .option('--list-concurrency <n>', `key ranges between the prefix's first-level folders listed in parallel, 1-64 (default: ${ENQUEUE_DEFAULTS.listConcurrency}, one sequence); images are still registered in key order, so the resume cursor keeps its meaning. Pays off for folders of many thousands of keys when listing is the bottleneck`)
     .option('--detach', 'return once the backlog reaches --max-backlog instead of waiting; the run stays open, and running the same enqueue again continues the listing from where it stopped')
     .option('--dry-run', 'count matching images and show a few, without creating a run or a job')
     .option('--json', 'print the run record (or the dry-run counts) as JSON on stdout')

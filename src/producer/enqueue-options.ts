@@ -25,11 +25,14 @@ export const ENQUEUE_DEFAULTS = Object.freeze({
   /** `--page-size`: keys per ListObjectsV2 page, and so per addBulk chunk. S3's maximum. */
   pageSize: 1000,
   /**
-   * `--list-concurrency`: folders (the prefix's first level) listed at once, ahead of registration,
-   * which stays in key order (src/producer/fan-out-listing.ts). 1 lists in one sequence. At ~100 ms
-   * per S3 page, 8 lanes list up to ~80k keys/s, more than one producer registers.
+   * `--list-concurrency`: key ranges (cut at the prefix's first-level folders) listed at once, ahead
+   * of registration, which stays in key order (src/producer/fan-out-listing.ts). 1 (the default)
+   * lists in one sequence: each range costs at least two requests, so lanes only pay off where
+   * folders hold many thousands of keys and the listing, not Redis, is what limits enqueue
+   * (docs/benchmarks.md: with 50 keys per folder, 8 lanes were slower on s3rver and on an
+   * in-memory listing).
    */
-  listConcurrency: 8,
+  listConcurrency: 1,
   /**
    * Page chunks written to Redis/BullMQ concurrently while the next page is listed. Two keep Redis
    * busy during a chunk's round trips without letting memory grow past three pages.
