@@ -29,16 +29,7 @@ import { preprocess } from '../src/worker/image/preprocess.js';
 import { loadModelSpec } from '../src/worker/model/source.js';
 import { useBackend } from '../scripts/demo-model/backend.js';
 import { DEMO_CLASSES, generateImage } from '../scripts/demo-model/synth.js';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
+import { cpuMs, flag } from './measure.js';
 
 async function metricCost(batches: number): Promise<void> {
   await useBackend('wasm');

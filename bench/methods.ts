@@ -17,16 +17,7 @@ import { eigenCamMap } from '../src/worker/engine/gradient-free/eigencam.js';
 import { preprocess } from '../src/worker/image/preprocess.js';
 import { loadModelSpec } from '../src/worker/model/source.js';
 import { generateImage } from '../scripts/demo-model/synth.js';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
+import { cpuMs, flag } from './measure.js';
 
 async function engineCosts(batches: number): Promise<void> {
   const spec = await loadModelSpec(path.resolve('models/demo/model.json'));

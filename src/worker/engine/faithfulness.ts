@@ -13,6 +13,8 @@
  */
 import type { FaithfulnessMetrics } from '../../shared/audit/types.js';
 import { resizeGridBilinear } from '../image/upsample.js';
+// The same generator as the random weights: a 32-bit PRNG the NumPy reference reproduces exactly.
+import { mulberry32 } from '../model/random-weights.js';
 import type { EngineImageResult, EngineRequest, PreprocessedImage } from './engine.js';
 import type { ForwardHost } from './gradient-free/forward-host.js';
 import { forwardInChunks } from './gradient-free/forward-host.js';
@@ -34,18 +36,6 @@ export function seedOf(key: string): number {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h >>> 0;
-}
-
-/** mulberry32: a small, well-mixed 32-bit PRNG (uniform in [0, 1)), reproducible in any language. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** 1 for the `round(fraction·W·H)` input pixels where the map is highest. */

@@ -1,0 +1,13 @@
+/** Small helpers the process-CPU benchmarks share (bench:audit, bench:methods). */
+
+/** The number after `name` on the command line, or `fallback` when the flag is absent. */
+export function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** CPU time of this process so far, user + system, in ms: a loaded machine inflates wall time, not this. */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
