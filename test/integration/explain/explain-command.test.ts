@@ -22,6 +22,7 @@ import { defaultExplainDeps, runExplain } from '../../../src/worker/explain/run.
 import { PACKAGE_VERSION } from '../../../src/shared/version.js';
 import * as tf from '@tensorflow/tfjs';
 import { applicationModel, saveWeightsOnlyH5, seedWeights } from '../../unit/model/helpers/keras-functional.js';
+import { CLI_BIN } from '../../helpers/cluster.js';
 
 const root = path.resolve(import.meta.dirname, '../../..');
 const fixtures = path.join(root, 'test/fixtures/images');
@@ -165,8 +166,8 @@ describe('explain', () => {
   test('Keras HDF5 weights through the CLI binary, a directory and a glob, --json: same predictions as TF.js weights, exit code 1 when an image fails', async () => {
     const out = path.join(dir, 'out-h5');
     // A directory (a/ holds x.jpg), a glob the shell does not expand (execFile has no shell), a bad file.
-    const args = ['tsx', 'src/cli.ts', 'explain', path.join(dir, 'a'), path.join(dir, 'gr*.png'), path.join(fixtures, 'hostile/text.jpg'), '--weights', h5, '--out', out, '--backend', 'wasm', '--top-k', '3', '--labels', labelsFile, '--json'];
-    const run = await promisify(execFile)('npx', args, { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' } }).then(
+    const args = [CLI_BIN, 'explain', path.join(dir, 'a'), path.join(dir, 'gr*.png'), path.join(fixtures, 'hostile/text.jpg'), '--weights', h5, '--out', out, '--backend', 'wasm', '--top-k', '3', '--labels', labelsFile, '--json'];
+    const run = await promisify(execFile)(process.execPath, args, { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn' } }).then(
       (r) => ({ code: 0, ...r }),
       (e: { code: number; stdout: string; stderr: string }) => e,
     );
@@ -191,10 +192,10 @@ describe('explain', () => {
       expect(m.predictions[0].index).toBe(other.predictions[0].index);
       expect(m.predictions[0].probability).toBeCloseTo(other.predictions[0].probability, 5);
     }
-  }, 150_000); // a CLI child through tsx plus a model load: slow on a loaded 2-core machine
+  }, 150_000); // a CLI child plus a model load: slow on a loaded 2-core machine
 
   test('flag errors name the flag and exit with code 2', async () => {
-    const run = await promisify(execFile)('npx', ['tsx', 'src/cli.ts', 'explain', images[0], '--weights', h5, '--method', 'gradcam+++'], { cwd: root }).then(
+    const run = await promisify(execFile)(process.execPath, [CLI_BIN, 'explain', images[0], '--weights', h5, '--method', 'gradcam+++'], { cwd: root }).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );

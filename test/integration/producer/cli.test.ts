@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import type { RunStatus } from '../../../src/producer/status.js';
 import { serviceEnv, testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
+import { CLI_BIN } from '../../helpers/cluster.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -13,14 +14,10 @@ interface CliResult {
   stderr: string;
 }
 
-/**
- * The real binary as users run it, against the test's Redis namespace and S3 server. `viaNpx`
- * runs exactly `npx tsx src/cli.ts`; otherwise node loads tsx directly (a second faster, same code).
- */
-function cli(args: string[], env: Record<string, string>, viaNpx = false): Promise<CliResult> {
-  const [cmd, pre] = viaNpx ? ['npx', ['tsx']] : [process.execPath, ['--import', 'tsx']];
+/** The real binary as users run it (bin/gradcam-audit.js), against the test's Redis namespace and S3 server. */
+function cli(args: string[], env: Record<string, string>): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(cmd, [...pre, 'src/cli.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -44,7 +41,7 @@ describe('gradcam-audit enqueue / status as child processes', () => {
 
   it('rejects a bad flag and a bad URI with exit code 2 and the name of what is wrong', async () => {
     const [flag, uri, dots] = await Promise.all([
-      cli(['enqueue', `s3://${b.bucket}/in/`, '--alpha', '1.5'], env, true),
+      cli(['enqueue', `s3://${b.bucket}/in/`, '--alpha', '1.5'], env),
       cli(['enqueue', 'https://example.com/x'], env),
       cli(['enqueue', `s3://${b.bucket}/in/`, '--output', `s3://${b.bucket}/../x`], env),
     ]);
@@ -92,7 +89,7 @@ describe('gradcam-audit enqueue / status as child processes', () => {
   it("never shows the AWS SDK's Node-version notice (the test config silences it; the CLI must on its own)", async () => {
     const bare = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED')) as Record<string, string>;
     const dry = await new Promise<CliResult>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'enqueue', `s3://${b.bucket}/in/`, '--dry-run'], { cwd: ROOT, env: { ...bare, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, [CLI_BIN, 'enqueue', `s3://${b.bucket}/in/`, '--dry-run'], { cwd: ROOT, env: { ...bare, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? 1 : 0, stdout, stderr }),
       );
     });
