@@ -3,7 +3,7 @@
  * BullMQ) is imported when the command runs.
  */
 import { Command } from 'commander';
-import { MODEL_FLAG_HELP } from '../shared/model-options.js';
+import { addModelFlags } from '../shared/model-options.js';
 import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
 import type { EnqueueCliFlags } from './enqueue-cli.js';
 import { ENQUEUE_DEFAULTS } from './enqueue-options.js';
@@ -11,7 +11,7 @@ import { ENQUEUE_DEFAULTS } from './enqueue-options.js';
 const d = DEFAULT_EXPLAIN_OPTIONS;
 
 export async function enqueueCommand(): Promise<Command> {
-  return new Command('enqueue')
+  return addModelFlags(new Command('enqueue')
     .description(
       'List the images under an S3 prefix and queue one audit job per image. Re-running the same command resumes the same run and adds only new images.',
     )
@@ -30,12 +30,7 @@ export async function enqueueCommand(): Promise<Command> {
     .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
     .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
     .option('--max-side <px>', "cap on the overlay's longer side (default: original size)")
-    .option('--weights <src>', 'the model the run needs, as the workers name it (env GRADCAM_AUDIT_WEIGHTS): its model card, preprocessing and weights fingerprint are recorded, and workers serving another model leave the run\'s jobs (default: none, any worker)')
-    .option(MODEL_FLAG_HELP.preprocess[0], MODEL_FLAG_HELP.preprocess[1])
-    .option(MODEL_FLAG_HELP.centerCrop[0], MODEL_FLAG_HELP.centerCrop[1])
-    .option(MODEL_FLAG_HELP.noCenterCrop[0], MODEL_FLAG_HELP.noCenterCrop[1])
-    .option(MODEL_FLAG_HELP.labels[0], MODEL_FLAG_HELP.labels[1])
-    .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
+    .option('--weights <src>', 'the model the run needs, as the workers name it (env GRADCAM_AUDIT_WEIGHTS): its model card, preprocessing and weights fingerprint are recorded, and workers serving another model leave the run\'s jobs (default: none, any worker)'), ['preprocess', 'centerCrop', 'noCenterCrop', 'labels', 'layer'])
     .option('--truth <file>', 'ground truth for the audit: CSV (key,label[,x0,y0,x1,y1]), JSONL ({"key","label","boxes"}) or COCO JSON; a path or s3://bucket/key. Keys match on their tail, labels by class index, wnid or name')
     .option('--truth-format <fmt>', 'csv|jsonl|coco (default: from the file name)')
     .option('--truth-from-path <n>', 'the label is path segment N of each key (0 = first folder, -2 = parent folder)')

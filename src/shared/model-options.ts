@@ -5,6 +5,7 @@
  * the same flags on `explain`, `worker` and `enqueue`; a run records them as part of the model it
  * needs (src/shared/model-setup.ts).
  */
+import type { Command } from 'commander';
 import { parseEnum } from './config.js';
 import { ConfigError } from './errors.js';
 import { PREPROCESS_DEFINITIONS, PREPROCESS_MODES, type PreprocessMode } from './preprocessing.js';
@@ -47,6 +48,15 @@ export const MODEL_FLAG_HELP = Object.freeze({
   layer: ['--layer <name>', 'Grad-CAM target layer (default: the model card\'s, else block5_conv3 for VGG16, else the last conv layer)'],
   architecture: ['--architecture <name>', `layout of a Keras weights-only .h5 (which carries no topology): ${KERAS_ARCHITECTURES.join('|')} (default: the model card's, else vgg16; full-model .h5, TF.js and ONNX files describe themselves)`],
 } satisfies Record<string, readonly [string, string]>);
+
+/**
+ * Declare the model flags on a command, in one order everywhere. `enqueue` leaves out
+ * `architecture`: a run names its model by the weights, and the worker's layout decides.
+ */
+export function addModelFlags(command: Command, flags: ReadonlyArray<keyof typeof MODEL_FLAG_HELP> = Object.keys(MODEL_FLAG_HELP) as Array<keyof typeof MODEL_FLAG_HELP>): Command {
+  for (const flag of flags) command.option(MODEL_FLAG_HELP[flag][0], MODEL_FLAG_HELP[flag][1]);
+  return command;
+}
 
 /** Longest `--layer` value: tf2onnx names fused ops by joining every source op's name with `;`. */
 export const MAX_LAYER_NAME_LENGTH = 2048;

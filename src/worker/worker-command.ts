@@ -3,20 +3,14 @@
  * sharp, BullMQ) is imported when the command actually runs.
  */
 import { Command } from 'commander';
-import { MODEL_FLAG_HELP } from '../shared/model-options.js';
+import { addModelFlags } from '../shared/model-options.js';
 import { ONNX_FLAG_HELP } from './engine/onnx/options.js';
 import type { RawWorkerFlags } from './pipeline/run-worker.js';
 
 export async function workerCommand(): Promise<Command> {
-  return new Command('worker')
+  return addModelFlags(new Command('worker')
     .description('Serve audit jobs from the queue: micro-batch images of every run through the model, write overlays, heatmaps and predictions to S3')
-    .option('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL (env GRADCAM_AUDIT_WEIGHTS); a model card beside it is read')
-    .option(MODEL_FLAG_HELP.preprocess[0], MODEL_FLAG_HELP.preprocess[1])
-    .option(MODEL_FLAG_HELP.centerCrop[0], MODEL_FLAG_HELP.centerCrop[1])
-    .option(MODEL_FLAG_HELP.noCenterCrop[0], MODEL_FLAG_HELP.noCenterCrop[1])
-    .option(MODEL_FLAG_HELP.labels[0], MODEL_FLAG_HELP.labels[1])
-    .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
-    .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
+    .option('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL (env GRADCAM_AUDIT_WEIGHTS); a model card beside it is read'))
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
     .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])

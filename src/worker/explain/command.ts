@@ -4,14 +4,14 @@
  */
 import { Command } from 'commander';
 import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
-import { MODEL_FLAG_HELP } from '../../shared/model-options.js';
+import { addModelFlags } from '../../shared/model-options.js';
 import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
 import type { RawExplainFlags } from './options.js';
 
 const d = DEFAULT_EXPLAIN_OPTIONS;
 
 export async function explainCommand(): Promise<Command> {
-  return new Command('explain')
+  return addModelFlags(new Command('explain')
     .description('Predict and explain local images: writes overlays/<name>.<ext>, heatmaps/<name>.png and predictions/<name>.json per image under --out')
     .argument('<images...>', 'image files, directories (their images, recursively) or globs such as "photos/**/*.jpg" (JPEG, PNG, WebP, GIF, TIFF)')
     .requiredOption('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL')
@@ -20,13 +20,7 @@ export async function explainCommand(): Promise<Command> {
     .option('--targets <which>', 'classes to explain: top1, topk, or class indices such as 281,285 (default: top1)')
     .option('--method <name>', CAM_METHOD_HELP)
     .option('--faithfulness', FAITHFULNESS_HELP)
-    .option('--score <mode>', `${SCORE_MODES.join('|')}: differentiate the softmax probability or the pre-softmax logit (default: ${d.score})`)
-    .option(MODEL_FLAG_HELP.layer[0], MODEL_FLAG_HELP.layer[1])
-    .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
-    .option(MODEL_FLAG_HELP.labels[0], MODEL_FLAG_HELP.labels[1])
-    .option(MODEL_FLAG_HELP.preprocess[0], MODEL_FLAG_HELP.preprocess[1])
-    .option(MODEL_FLAG_HELP.centerCrop[0], MODEL_FLAG_HELP.centerCrop[1])
-    .option(MODEL_FLAG_HELP.noCenterCrop[0], MODEL_FLAG_HELP.noCenterCrop[1])
+    .option('--score <mode>', `${SCORE_MODES.join('|')}: differentiate the softmax probability or the pre-softmax logit (default: ${d.score})`))
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
