@@ -1,8 +1,8 @@
 /**
  * Full-size ResNet50 exported by PyTorch (random weights, 224x224): the ONNX engine against
  * PyTorch autograd, every CAM method at layer4's output, probabilities within 1e-4 and CAMs within
- * 1e-3. Opt-in (`GRADCAM_PARITY_RESNET50=/tmp/resnet50.onnx npx vitest run test/unit/onnx/resnet50-parity.test.ts`)
- * because the 100 MB file is made on demand:
+ * 1e-3. Opt-in (`npm run test:parity-resnet50`, or GRADCAM_PARITY_RESNET50=/tmp/resnet50.onnx)
+ * because the 100 MB file is made on demand (the npm script does this when it is missing):
  *   /usr/bin/python3 scripts/onnx-fixtures/export_torchvision.py resnet50 /tmp/resnet50.onnx --reference
  */
 import { readFileSync } from 'node:fs';
