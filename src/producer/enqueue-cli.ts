@@ -85,7 +85,7 @@ export function summaryLine(r: EnqueueResult): string {
   }
   const again = c.known > 0 ? `, ${fmt(c.known)} already in the run` : '';
   const m = r.run?.modelIdentity;
-  const modelText = m ? `\n  model: ${m.weights}${m.name ? ` (${m.name}${m.version ? ` ${m.version}` : ''})` : ''}, ${describePreprocessing({ mode: m.preprocess, centerCrop: m.centerCrop })}, ${m.fingerprint}; only workers serving it take these jobs` : '';
+  const modelText = m ? `\n  model: ${m.weights}${m.name ? ` (${m.name}${m.version ? ` ${m.version}` : ''})` : ''}, ${describePreprocessing({ mode: m.preprocess, centerCrop: m.centerCrop })}${m.architecture ? `, Keras layout ${m.architecture}` : ''}, ${m.fingerprint}; only workers serving it take these jobs` : '';
   const state = r.paused
     ? ` Listing paused at --max-backlog (${fmt(r.run?.total ?? 0)} images so far); run the same command again to continue.`
     : r.run?.state === 'completed'

@@ -30,7 +30,7 @@ export async function enqueueCommand(): Promise<Command> {
     .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
     .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
     .option('--max-side <px>', "cap on the overlay's longer side (default: original size)")
-    .option('--weights <src>', 'the model the run needs, as the workers name it (env GRADCAM_AUDIT_WEIGHTS): its model card, preprocessing and weights fingerprint are recorded, and workers serving another model leave the run\'s jobs (default: none, any worker)'), ['preprocess', 'centerCrop', 'noCenterCrop', 'labels', 'layer'])
+    .option('--weights <src>', 'the model the run needs, as the workers name it (env GRADCAM_AUDIT_WEIGHTS): its model card, preprocessing and weights fingerprint are recorded, and workers serving another model leave the run\'s jobs (default: none, any worker)'))
     .option('--truth <file>', 'ground truth for the audit: CSV (key,label[,x0,y0,x1,y1]), JSONL ({"key","label","boxes"}) or COCO JSON; a path or s3://bucket/key. Keys match on their tail, labels by class index, wnid or name')
     .option('--truth-format <fmt>', 'csv|jsonl|coco (default: from the file name)')
     .option('--truth-from-path <n>', 'the label is path segment N of each key (0 = first folder, -2 = parent folder)')

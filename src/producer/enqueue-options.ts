@@ -159,7 +159,7 @@ function parseModelSource(flags: EnqueueFlags, env: Record<string, string | unde
   // --layer is also an explain option of the run (workers check it as before): it may come alone.
   const options: ModelOptions = parseModelOptionFlags(flags);
   if (weights === undefined) {
-    const given = (['preprocess', 'centerCrop', 'labels'] as const).filter((k) => options[k] !== undefined);
+    const given = (['preprocess', 'centerCrop', 'labels', 'architecture'] as const).filter((k) => options[k] !== undefined);
     if (given.length > 0) throw new ConfigError('--weights', `--${given[0] === 'centerCrop' ? 'center-crop' : given[0]} describes a model: name the model with --weights (or ${WEIGHTS_ENV}) as the workers do`);
     return undefined;
   }

@@ -49,10 +49,7 @@ export const MODEL_FLAG_HELP = Object.freeze({
   architecture: ['--architecture <name>', `layout of a Keras weights-only .h5 (which carries no topology): ${KERAS_ARCHITECTURES.join('|')} (default: the model card's, else vgg16; full-model .h5, TF.js and ONNX files describe themselves)`],
 } satisfies Record<string, readonly [string, string]>);
 
-/**
- * Declare the model flags on a command, in one order everywhere. `enqueue` leaves out
- * `architecture`: a run names its model by the weights, and the worker's layout decides.
- */
+/** Declare the model flags on a command, in one order everywhere (`explain`, `worker`, `enqueue`). */
 export function addModelFlags(command: Command, flags: ReadonlyArray<keyof typeof MODEL_FLAG_HELP> = Object.keys(MODEL_FLAG_HELP) as Array<keyof typeof MODEL_FLAG_HELP>): Command {
   for (const flag of flags) command.option(MODEL_FLAG_HELP[flag][0], MODEL_FLAG_HELP[flag][1]);
   return command;

@@ -158,13 +158,22 @@ export interface ModelIdentity {
   layer: string | null;
   /** sha256 of the class names, or null when none were given (ImageNet for 1000 classes). */
   labels: string | null;
+  /**
+   * For a Keras .h5: the layout a file without topology (weights-only) is read with and its input
+   * size, `resnet50 224x224` (`--architecture`, then the card, else vgg16; the card's `inputSize`,
+   * else 224x224): the same weights read as another layout are another model. Enqueue cannot tell
+   * a weights-only file from a full model without reading it, so it is recorded for every .h5
+   * (give a full-model file's workers and runs the same flags, or none). Null for ONNX and TF.js,
+   * which describe themselves. Absent in runs enqueued before it was recorded: not compared.
+   */
+  architecture?: string | null;
   /** From the model card, for people. */
   name?: string;
   version?: string;
 }
 
 /** The fields two identities must agree on, in the order a mismatch names them. */
-const MATCHED_FIELDS = ['fingerprint', 'preprocess', 'centerCrop', 'layer', 'labels'] as const;
+const MATCHED_FIELDS = ['fingerprint', 'preprocess', 'centerCrop', 'layer', 'labels', 'architecture'] as const;
 
 export async function modelIdentityOf(setup: ModelSetup, files: ModelFiles): Promise<ModelIdentity> {
   const identity: ModelIdentity = {
@@ -174,10 +183,18 @@ export async function modelIdentityOf(setup: ModelSetup, files: ModelFiles): Pro
     centerCrop: setup.preprocessing.centerCrop,
     layer: setup.layer ?? null,
     labels: setup.labels ? `sha256:${createHash('sha256').update(setup.labels.text).digest('hex')}` : null,
+    architecture: kerasLayoutOf(setup),
   };
   if (setup.name !== undefined) identity.name = setup.name;
   if (setup.version !== undefined) identity.version = setup.version;
   return identity;
+}
+
+/** `<layout> <h>x<w>` for a Keras .h5 (see `ModelIdentity.architecture`), else null. */
+function kerasLayoutOf(setup: ModelSetup): string | null {
+  if (setup.format !== 'keras-h5') return null;
+  const [h, w] = setup.inputSize ?? [224, 224];
+  return `${setup.architecture ?? 'vgg16'} ${h}x${w}`;
 }
 
 /** A TF.js model is model.json plus its shards: a replaced shard is another model. */
@@ -200,7 +217,8 @@ export function modelKeyOf(identity: ModelIdentity): string {
 
 /** Null when `served` computes what `required` asks for, else a reason naming every difference. */
 export function modelMismatch(required: ModelIdentity, served: ModelIdentity): string | null {
-  const differences = MATCHED_FIELDS.filter((f) => required[f] !== served[f]).map((f) => {
+  // A run recorded before `architecture` existed (undefined) names no layout.
+  const differences = MATCHED_FIELDS.filter((f) => required[f] !== served[f] && !(f === 'architecture' && required[f] === undefined)).map((f) => {
     if (f === 'fingerprint') return `weights ${describeModel(required)} (${required.fingerprint}) vs ${describeModel(served)} (${served.fingerprint})`;
     return `${f} ${JSON.stringify(required[f])} vs ${JSON.stringify(served[f])}`;
   });

@@ -22,6 +22,11 @@ describe('parseEnqueueRequest', () => {
     expect(parseEnqueueRequest('s3://photos-bucket/2024/cats/', { pageSize: '25' }).pageSize).toBe(25);
   });
 
+  it('takes --architecture as a model flag of --weights (part of the model identity)', () => {
+    const r = parseEnqueueRequest('s3://bkt/in', { weights: 's3://bkt/models/w.h5', architecture: 'densenet121' });
+    expect(r.modelSource).toEqual({ weights: 's3://bkt/models/w.h5', options: { architecture: 'densenet121' } });
+  });
+
   it('parses every explain flag', () => {
     const r = parseEnqueueRequest('s3://bkt/in', {
       topK: '3', targets: '281,285,281', method: 'layercam', score: 'logit', resize: 'bilinear', colormap: 'jet', alpha: '0.25', format: 'png', maxSide: '512', layer: 'block4_conv3', faithfulness: true,
@@ -55,6 +60,8 @@ describe('parseEnqueueRequest', () => {
     [{ model: '' }, '--model'],
     [{ pageSize: '0' }, '--page-size'],
     [{ pageSize: '1001' }, '--page-size'],
+    [{ architecture: 'resnet' }, '--architecture'],
+    [{ architecture: 'resnet50' }, '--weights'],
   ])('rejects %j naming %s', (flags, name) => {
     const err = configErrorOf(() => parseEnqueueRequest('s3://bkt/in/', flags));
     expect(err.variable).toBe(name);

@@ -119,13 +119,32 @@ describe('model setup', () => {
   it('identity: same setup, same identity; each difference is named', async () => {
     const weights = write('ident/net.h5', HDF5);
     const a = await modelIdentityOf(await resolveModelSetup(weights, {}, files), files);
-    expect(a).toEqual({ weights, fingerprint: `sha256:${createHash('sha256').update(HDF5).digest('hex')}`, preprocess: 'caffe', centerCrop: false, layer: null, labels: null });
+    expect(a).toEqual({ weights, fingerprint: `sha256:${createHash('sha256').update(HDF5).digest('hex')}`, preprocess: 'caffe', centerCrop: false, layer: null, labels: null, architecture: 'vgg16 224x224' });
     expect(modelMismatch(a, await modelIdentityOf(await resolveModelSetup(weights, {}, files), files))).toBeNull();
     const b = await modelIdentityOf(await resolveModelSetup(weights, { preprocess: 'torch', centerCrop: true }, files), files);
     expect(modelMismatch(a, b)).toMatch(/preprocess "caffe" vs "torch"; centerCrop false vs true \(run vs worker\)/);
     const other = write('ident/other.h5', Buffer.concat([HDF5, Buffer.from([7])]));
     const c = await modelIdentityOf(await resolveModelSetup(other, {}, files), files);
     expect(modelMismatch(a, c)).toMatch(/weights .*net\.h5 \(sha256:[0-9a-f]{64}\) vs .*other\.h5 \(sha256:/);
+  });
+
+  it('identity: the Keras layout of an .h5 (flag, then card, with its input size) is part of it; ONNX files have none; runs recorded without it match any', async () => {
+    const weights = write('layout/net.h5', HDF5);
+    const identity = async (options: Parameters<typeof resolveModelSetup>[1]) => modelIdentityOf(await resolveModelSetup(weights, options, files), files);
+    const vgg = await identity({});
+    const resnet = await identity({ architecture: 'resnet50' });
+    expect(resnet.architecture).toBe('resnet50 224x224');
+    expect(modelMismatch(vgg, resnet)).toMatch(/architecture "vgg16 224x224" vs "resnet50 224x224" \(run vs worker\)/);
+    write('layout/net.model.json', JSON.stringify({ architecture: 'densenet121', inputSize: [160, 192] }));
+    const carded = await identity({});
+    expect(carded.architecture).toBe('densenet121 160x192');
+    expect(modelMismatch(carded, await identity({ architecture: 'densenet121' }))).toBeNull();
+    expect(modelMismatch(carded, await identity({ architecture: 'mobilenetv2' }))).toMatch(/architecture "densenet121 160x192" vs "mobilenetv2 160x192"/);
+    // Before the layout was recorded, a run's identity had no such field: it names no layout.
+    const { architecture: _, ...recordedBefore } = resnet;
+    expect(modelMismatch(recordedBefore, vgg)).toBeNull();
+    const onnx = await modelIdentityOf(await resolveModelSetup(PYTORCH_ONNX, { architecture: 'resnet50' }, files), files);
+    expect(onnx.architecture).toBeNull();
   });
 });
 
