@@ -6,7 +6,7 @@
  *   npm run bench:pipeline -- [--images 240] [--batch-size 8] [--model large|mid|small|vgg16] [--weights SRC]
  *                             [--engine tfjs|onnx] [--backend auto|wasm|cpu|node|node-gpu]
  *                             [--image-size 320x240] [--max-batch-delay-ms 50] [--prefetch N]
- *                             [--engine-images 64] [--no-engine-thread] [--record]
+ *                             [--engine-images 64] [--intra-op-threads N] [--no-engine-thread] [--record]
  *
  * Everything is real and local: a `redis-server` child, s3rver in a child process, the producer
  * library (`enqueueRun`) and the production `PipelineWorker` in this process, wired as
@@ -15,6 +15,11 @@
  * thread, timed on the same preprocessed images and batch size before and after the pipeline run,
  * averaged. On a shared machine the load drifts; bracketing the pipeline run keeps the drift from
  * favouring either side. CPU time per image is printed next to wall time for the same reason.
+ *
+ * `--intra-op-threads N` gives both engines (the worker's and the engine-alone reference) N ONNX
+ * Runtime intra-op threads, so the ratio compares like with like: on a 2-core machine,
+ * `--intra-op-threads 1` leaves the engine one core and the rest of the worker the other, as a GPU
+ * node leaves the GPU to the engine and the cores to the rest.
  *
  * `--record` appends the results as a section of docs/benchmarks.md.
  */
@@ -68,6 +73,8 @@ interface BenchOptions {
   weights?: string;
   engine: string;
   backend: string;
+  /** ONNX Runtime intra-op threads of both engines; default the engine's own (the cores available). */
+  intraOpThreads?: number;
   /** Run the worker's engine in a worker thread, as `gradcam-audit worker` does by default. */
   engineThread: boolean;
   imageWidth: number;
@@ -109,6 +116,7 @@ function parseArgs(argv: string[]): BenchOptions {
       case '--images': o.images = int(flag, value(i++, flag), 1); break;
       case '--batch-size': o.batchSize = int(flag, value(i++, flag), 1); break;
       case '--prefetch': o.prefetch = int(flag, value(i++, flag), 0); break;
+      case '--intra-op-threads': o.intraOpThreads = int(flag, value(i++, flag), 1); break;
       case '--engine-images': o.engineImages = int(flag, value(i++, flag), 1); break;
       case '--max-batch-delay-ms': o.maxBatchDelayMs = int(flag, value(i++, flag), 0); break;
       case '--weights': o.weights = value(i++, flag); break;
@@ -214,6 +222,7 @@ function percentile(xs: number[], q: number): number {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  const loadAtStart = os.loadavg().map((v) => v.toFixed(2)).join(' ');
   const dataDir = mkdtempSync(join(os.tmpdir(), 'gca-bench-pipeline-'));
   const releases: Array<() => Promise<unknown>> = [async () => rmSync(dataDir, { recursive: true, force: true })];
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -241,10 +250,11 @@ async function main(): Promise<void> {
     const { spec, label } = await modelSpec(o);
     const engineChoice = parseEngineChoice(o.engine);
     const backend = parseBackendChoice(o.backend);
-    const engine = await createEngine({ spec, engine: engineChoice, backend });
+    const onnx = o.intraOpThreads === undefined ? {} : { intraOpThreads: o.intraOpThreads };
+    const engine = await createEngine({ spec, engine: engineChoice, backend, onnx });
     releases.push(() => engine.dispose());
     // The thread takes its spec's weight buffers (transferred), so it gets its own copy.
-    const workerEngine = o.engineThread ? await createThreadedEngine({ spec: (await modelSpec(o)).spec, engine: engineChoice, backend }) : engine;
+    const workerEngine = o.engineThread ? await createThreadedEngine({ spec: (await modelSpec(o)).spec, engine: engineChoice, backend, onnx }) : engine;
     if (workerEngine !== engine) releases.push(() => workerEngine.dispose());
     const info = engine.info;
     const inputs: PreprocessedImage[] = [];
@@ -321,7 +331,7 @@ async function main(): Promise<void> {
     const engineCpuMs = (engineBefore.cpuMsPerImg + engineAfter.cpuMsPerImg) / 2;
 
     // Per-stage latencies from the timings every prediction JSON carries.
-    const stages = ['download', 'decode', 'queueWait', 'infer', 'inferBatchMs', 'render', 'upload'] as const;
+    const stages = ['download', 'decode', 'preprocess', 'queueWait', 'infer', 'inferBatchMs', 'render', 'upload'] as const;
     const samples: Record<string, number[]> = Object.fromEntries(stages.map((s) => [s, []]));
     const finishedAt: number[] = [];
     for (let i = 0; i < keys.length; i += 32) {
@@ -333,6 +343,7 @@ async function main(): Promise<void> {
     }
 
     const ratio = pipelineRate / engineRate;
+    const pipelineCpuMs = (pipelineCpu.user + pipelineCpu.system) / 1000 / o.images;
     // Steady state: the middle 80% of images by completion time, without start-up and tail.
     finishedAt.sort((a, b) => a - b);
     const lo = Math.floor(0.1 * finishedAt.length);
@@ -342,8 +353,8 @@ async function main(): Promise<void> {
     const cpus = os.cpus();
     const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
     const lines = [
-      `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; batch size ${o.batchSize}, prefetch ${o.prefetch ?? o.batchSize}, max batch delay ${o.maxBatchDelayMs} ms`,
-      `machine: ${machine}; load average at the end ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`,
+      `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; batch size ${o.batchSize}, prefetch ${worker.options.prefetch}, max batch delay ${worker.options.maxBatchDelayMs} ms`,
+      `machine: ${machine}; load average at the start ${loadAtStart}, at the end ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`,
       `images: ${o.images} JPEGs ${o.imageWidth}x${o.imageHeight} (${(bytes.reduce((a, b) => a + b.length, 0) / o.images / 1024).toFixed(1)} KiB mean)`,
       '',
       '| measure | value |',
@@ -353,7 +364,8 @@ async function main(): Promise<void> {
       `| engine alone in process, first ${inputs.length} images, same batch size (before / after) | ${engineBefore.imgPerSec.toFixed(2)} / ${engineAfter.imgPerSec.toFixed(2)} img/s, mean **${engineRate.toFixed(2)} img/s** |`,
       `| ratio end to end / engine (goal ≥ ${GOAL_RATIO}) | **${ratio.toFixed(3)}** ${ratio >= GOAL_RATIO ? '(met)' : '(below the goal)'} |`,
       `| steady state (middle 80% of completions) | ${steadyRate.toFixed(2)} img/s, ratio ${(steadyRate / engineRate).toFixed(3)} |`,
-      `| CPU time per image in this process: pipeline / engine alone | ${((pipelineCpu.user + pipelineCpu.system) / 1000 / o.images).toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
+      `| CPU time per image in this process: pipeline / engine alone | ${pipelineCpuMs.toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
+      `| CPU outside the engine per image (pipeline − engine alone) | **${(pipelineCpuMs - engineCpuMs).toFixed(1)} ms** |`,
       `| engine batches | ${batchSizes.length}, mean size ${meanBatch.toFixed(2)} |`,
       `| worker engine busy (sum of batch times / end-to-end wall) | ${((100 * engineBusyMs) / pipelineMs).toFixed(1)}% |`,
       '',
