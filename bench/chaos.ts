@@ -68,7 +68,7 @@ async function main(): Promise<number> {
     const bucket = `chaos-${config.seed}-${Date.now().toString(36)}`;
     await store.createBucket(bucket);
     const report = await runChaos(config, { s3Endpoint, s3Credentials: s3Credentials ?? credentialsFromEnv(), store, bucket }, (line) => process.stderr.write(`[chaos] ${line}\n`));
-    store.client.destroy();
+    store.destroy();
     process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : summarize(report));
     return report.problems.length === 0 ? 0 : 1;
   } finally {

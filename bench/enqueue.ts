@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     if (RECORD && !LIST_ONLY && !CACHED) record(rows);
   } finally {
     redis.disconnect();
-    store.client.destroy();
+    store.destroy();
     for (const s of stops.reverse()) await s.stop();
   }
 }

@@ -242,7 +242,7 @@ export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => voi
         times.upload.push(performance.now() - t);
       }
     }
-    store?.client.destroy();
+    store?.destroy();
     const best = engine1.reduce((a, r) => (r.explainImgPerSec > a.explainImgPerSec ? r : a));
     const stages: StageRow[] = [
       { stage: 'decode', msPerImage: median(times.decode) },

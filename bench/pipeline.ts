@@ -6,7 +6,8 @@
  *   npm run bench:pipeline -- [--images 240] [--batch-size 8] [--model large|mid|small|vgg16] [--weights SRC]
  *                             [--engine tfjs|onnx] [--backend auto|wasm|cpu|node|node-gpu]
  *                             [--image-size 320x240] [--max-batch-delay-ms 50] [--prefetch N]
- *                             [--engine-images 64] [--intra-op-threads N] [--no-engine-thread] [--record]
+ *                             [--engine-images 64] [--intra-op-threads N] [--no-engine-thread]
+ *                             [--object-requests direct|sdk] [--record]
  *
  * Everything is real and local: a `redis-server` child, s3rver in a child process, the producer
  * library (`enqueueRun`) and the production `PipelineWorker` in this process, wired as
@@ -79,6 +80,8 @@ interface BenchOptions {
   engineThread: boolean;
   imageWidth: number;
   imageHeight: number;
+  /** How the store sends object GET/PUT/HEAD (S3StoreOptions.objectRequests); `sdk` is the path before direct requests. */
+  objectRequests: 'direct' | 'sdk';
   record: boolean;
 }
 
@@ -93,6 +96,7 @@ const DEFAULTS: BenchOptions = {
   engineThread: true,
   imageWidth: 320,
   imageHeight: 240,
+  objectRequests: 'direct',
   record: false,
 };
 
@@ -124,6 +128,12 @@ function parseArgs(argv: string[]): BenchOptions {
       case '--backend': o.backend = value(i++, flag); break;
       case '--record': o.record = true; break;
       case '--no-engine-thread': o.engineThread = false; break;
+      case '--object-requests': {
+        const v = value(i++, flag);
+        if (v !== 'direct' && v !== 'sdk') throw new ConfigError(flag, `expected direct or sdk, got "${v}"`);
+        o.objectRequests = v;
+        break;
+      }
       case '--model': {
         const m = value(i++, flag);
         if (m !== 'large' && m !== 'mid' && m !== 'small' && m !== 'vgg16') throw new ConfigError(flag, `expected large, mid, small or vgg16, got "${m}"`);
@@ -230,8 +240,8 @@ async function main(): Promise<void> {
     log('starting redis-server and s3rver ...');
     const [redisServer, s3Server] = await Promise.all([startRedisServer(), startS3rver(dataDir)]);
     releases.push(redisServer.stop, s3Server.stop);
-    const store = S3ObjectStore.fromConfig({ endpoint: s3Server.url, region: 'us-east-1', forcePathStyle: true, maxAttempts: 5, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
-    releases.push(async () => store.client.destroy());
+    const store = S3ObjectStore.fromConfig({ endpoint: s3Server.url, region: 'us-east-1', forcePathStyle: true, maxAttempts: 5, objectRequests: o.objectRequests, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    releases.push(async () => store.destroy());
     const bucket = 'bench-pipeline';
     await store.createBucket(bucket);
 
@@ -353,7 +363,7 @@ async function main(): Promise<void> {
     const cpus = os.cpus();
     const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
     const lines = [
-      `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; batch size ${o.batchSize}, prefetch ${worker.options.prefetch}, max batch delay ${worker.options.maxBatchDelayMs} ms`,
+      `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; S3 object requests ${o.objectRequests}; batch size ${o.batchSize}, prefetch ${worker.options.prefetch}, max batch delay ${worker.options.maxBatchDelayMs} ms`,
       `machine: ${machine}; load average at the start ${loadAtStart}, at the end ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`,
       `images: ${o.images} JPEGs ${o.imageWidth}x${o.imageHeight} (${(bytes.reduce((a, b) => a + b.length, 0) / o.images / 1024).toFixed(1)} KiB mean)`,
       '',

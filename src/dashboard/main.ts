@@ -19,12 +19,12 @@ export async function runDashboard(flags: DashboardFlags, config: AppConfig = lo
   try {
     connections = await connectDashboard(config, store, logger, options);
   } catch (err) {
-    store.client.destroy();
+    store.destroy();
     throw err;
   }
   const closeConnections = async (): Promise<void> => {
     await connections.close();
-    store.client.destroy();
+    store.destroy();
   };
   let app: Awaited<ReturnType<typeof createDashboard>>;
   let address: string;

@@ -97,7 +97,7 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
     const services = await untilAborted(startServices(options, dataDir, plan, step), signal);
     const config = loadConfig(process.env);
     const store = S3ObjectStore.fromConfig(config.s3);
-    plan.add('services', { name: 'S3 client', stop: async () => store.client.destroy() });
+    plan.add('services', { name: 'S3 client', stop: async () => store.destroy() });
     await untilAborted(store.createBucket(options.bucket), signal);
     const prefix = `samples/${basename(resolve(options.samples))}/`;
     const uploaded = await untilAborted(uploadSamples(store, options.bucket, options.samples, prefix), signal);

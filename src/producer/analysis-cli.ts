@@ -67,7 +67,7 @@ export async function runReportCli(run: string, flags: ReportCliFlags): Promise<
     process.stdout.write(`audit of run ${ref.runId}: ${audit.counts.images} images (${audit.counts.failed} failed), ${flagText}\n  wrote ${files.join(', ')} to ${location}\n`);
     for (const f of audit.flags.filter((x) => x.subject.type === 'class')) process.stdout.write(`  ${f.kind}: ${f.message}\n`);
   } finally {
-    store.client.destroy();
+    store.destroy();
   }
 }
 
@@ -97,6 +97,6 @@ export async function runCompareCli(runA: string, runB: string, flags: CompareCl
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
-    store.client.destroy();
+    store.destroy();
   }
 }

@@ -53,7 +53,7 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
     process.stdout.write(flags.json ? `${JSON.stringify(jsonView(result), null, 2)}\n` : summaryLine(result));
   } finally {
     progress.clear();
-    store.client.destroy();
+    store.destroy();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
   }
 }

@@ -105,7 +105,7 @@ export async function testBucket(): Promise<TestBucket> {
           for (const o of page) await store.delete(bucket, o.key);
         }
       }
-      store.client.destroy();
+      store.destroy();
     },
   };
 }

@@ -19,6 +19,7 @@ import { Readable } from 'node:stream';
 import type { S3Config } from '../config.js';
 import { AccessDeniedError, CredentialsError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
 import type { FolderPage, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
+import { S3ObjectRequests } from './s3-object-requests.js';
 import { formatS3Uri } from './uri.js';
 
 export interface S3StoreOptions extends S3Config {
@@ -30,7 +31,16 @@ export interface S3StoreOptions extends S3Config {
    * queue inside the SDK.
    */
   maxSockets?: number;
+  /**
+   * Object GET/PUT/HEAD through the SDK's signer without its middleware stack (s3-object-requests.ts),
+   * or through `S3Client.send` like every other request. Default 'direct': same requests, same
+   * signatures and retries, a fraction of the CPU.
+   */
+  objectRequests?: 'direct' | 'sdk';
 }
+
+/** The SDK's own socket pool per host, which direct object requests match unless told otherwise. */
+export const DEFAULT_S3_SOCKETS = 50;
 
 export function createS3Client(options: S3StoreOptions): S3Client {
   const config: S3ClientConfig = {
@@ -54,10 +64,25 @@ export function createS3Client(options: S3StoreOptions): S3Client {
 }
 
 export class S3ObjectStore implements ObjectStore {
-  constructor(readonly client: S3Client) {}
+  /** Buckets a request has shown to exist: a HEAD miss in them needs no HeadBucket to be told from a missing bucket. */
+  private readonly knownBuckets = new Set<string>();
+
+  constructor(
+    readonly client: S3Client,
+    /** Direct object requests (GET, PUT of a buffer, HEAD); without it everything goes through the SDK. */
+    private readonly objects?: S3ObjectRequests,
+  ) {}
 
   static fromConfig(options: S3StoreOptions): S3ObjectStore {
-    return new S3ObjectStore(createS3Client(options));
+    const client = createS3Client(options);
+    const direct = (options.objectRequests ?? 'direct') === 'direct';
+    return new S3ObjectStore(client, direct ? new S3ObjectRequests(client, { maxAttempts: options.maxAttempts, maxSockets: options.maxSockets ?? DEFAULT_S3_SOCKETS }) : undefined);
+  }
+
+  /** Close the client's and the direct requests' sockets. */
+  destroy(): void {
+    this.objects?.destroy();
+    this.client.destroy();
   }
 
   async *listPages(bucket: string, prefix: string, options: ListOptions = {}): AsyncIterable<ObjectSummary[]> {
@@ -105,11 +130,18 @@ export class S3ObjectStore implements ObjectStore {
 
   async get(bucket: string, key: string, options: { signal?: AbortSignal; maxBytes?: number } = {}): Promise<StoredObject> {
     return this.call(bucket, key, async () => {
+      const route = await this.objects?.route(bucket);
+      if (route && this.objects) {
+        const got = await this.objects.get(route, key, options);
+        if ('tooLarge' in got) throw tooLarge(bucket, key, got.tooLarge, options.maxBytes ?? 0);
+        this.knownBuckets.add(bucket);
+        return got;
+      }
       const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal });
       const size = out.ContentLength ?? 0;
       if (options.maxBytes !== undefined && size > options.maxBytes) {
         (out.Body as Readable | undefined)?.destroy?.();
-        throw new InvalidInputError('TOO_LARGE', `${formatS3Uri({ bucket, key })} is ${size} bytes, above the ${options.maxBytes}-byte limit`);
+        throw tooLarge(bucket, key, size, options.maxBytes);
       }
       const body = out.Body ? Buffer.from(await out.Body.transformToByteArray()) : Buffer.alloc(0);
       return { body, etag: stripQuotes(out.ETag), size: body.length, contentType: out.ContentType, metadata: out.Metadata ?? {} };
@@ -126,6 +158,13 @@ export class S3ObjectStore implements ObjectStore {
 
   async put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions): Promise<{ etag: string }> {
     return this.call(bucket, key, async () => {
+      const route = body instanceof Readable ? null : await this.objects?.route(bucket);
+      if (route && this.objects && !(body instanceof Readable)) {
+        const bytes = typeof body === 'string' ? Buffer.from(body) : Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+        const out = await this.objects.put(route, key, bytes, options);
+        this.knownBuckets.add(bucket);
+        return out;
+      }
       const out = await this.client.send(
         new PutObjectCommand({
           Bucket: bucket,
@@ -141,6 +180,17 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async head(bucket: string, key: string): Promise<ObjectHead | null> {
+    const route = await this.call(bucket, key, async () => this.objects?.route(bucket));
+    if (route && this.objects) {
+      const found = await this.call(bucket, key, () => (this.objects as S3ObjectRequests).head(route, key));
+      if (found) {
+        this.knownBuckets.add(bucket);
+        return found;
+      }
+      if (!this.knownBuckets.has(bucket) && !(await this.bucketExists(bucket))) throw noSuchBucket(bucket);
+      this.knownBuckets.add(bucket);
+      return null;
+    }
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
       return { etag: stripQuotes(out.ETag), size: out.ContentLength ?? 0, contentType: out.ContentType, metadata: out.Metadata ?? {} };
@@ -198,6 +248,10 @@ function stripQuotes(etag: string | undefined): string {
 
 function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+function tooLarge(bucket: string, key: string, size: number, maxBytes: number): InvalidInputError {
+  return new InvalidInputError('TOO_LARGE', `${formatS3Uri({ bucket, key })} is ${size} bytes, above the ${maxBytes}-byte limit`);
 }
 
 function noSuchBucket(bucket: string): NotFoundError {

@@ -151,7 +151,7 @@ export async function s3Check(config: AppConfig['s3'], source: string | undefine
   } catch (err) {
     return { name: 's3', status: 'fail', summary: `${endpoint}: ${describeError(err)}`, details: { endpoint } };
   } finally {
-    store.client.destroy();
+    store.destroy();
   }
 }
 

@@ -34,7 +34,7 @@ export function configuredModelLoader(s3: AppConfig['s3']): ModelLoader {
         options,
       );
     } finally {
-      store.client.destroy();
+      store.destroy();
     }
   };
 }

@@ -34,7 +34,7 @@ export async function configuredModelFiles(weights: string, s3: AppConfig['s3'] 
   if (!weights.startsWith('s3://')) return { files: modelFiles(extra), release: () => undefined };
   const { S3ObjectStore } = await import('../../shared/storage/s3-store.js');
   const store = S3ObjectStore.fromConfig(typeof s3 === 'function' ? s3() : s3);
-  return { files: modelFiles({ ...extra, store }), release: () => store.client.destroy() };
+  return { files: modelFiles({ ...extra, store }), release: () => store.destroy() };
 }
 
 /** What a worker tells each job about its model: how to preprocess, what to record, what it is. */

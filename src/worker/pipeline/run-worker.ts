@@ -173,7 +173,7 @@ export async function startWorker(
   const closeRedis = async (c: typeof redis): Promise<void> => {
     if (await raceTimeout(c.quit(), RELEASE_STEP_MS)) c.disconnect();
   };
-  const releases: Array<() => Promise<void>> = [async () => store.client.destroy(), () => closeRedis(redis), () => closeRedis(bullConnection)];
+  const releases: Array<() => Promise<void>> = [async () => store.destroy(), () => closeRedis(redis), () => closeRedis(bullConnection)];
   const releaseAll = async (): Promise<void> => {
     for (const release of releases.reverse()) await raceTimeout(release(), RELEASE_STEP_MS);
   };

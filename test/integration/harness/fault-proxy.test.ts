@@ -27,7 +27,7 @@ describe('fault-injecting S3 proxy', () => {
     expect(proxy.stats.injected).toBeGreaterThan(5);
     expect(proxy.stats.byKind.status503).toBe(3);
     expect(proxy.stats.byKind.status500).toBeGreaterThan(3);
-    store.client.destroy();
+    store.destroy();
   });
 
   it('surfaces persistent 500s as retryable errors naming the object', async () => {
@@ -36,6 +36,6 @@ describe('fault-injecting S3 proxy', () => {
     const err = await store.get(tb.bucket, 'p/0.txt').catch((e: unknown) => e);
     expect((err as { retryable?: boolean }).retryable).toBe(true);
     expect((err as Error).message).toMatch(new RegExp(`s3://${tb.bucket}/p/0.txt.*HTTP 500`));
-    store.client.destroy();
+    store.destroy();
   });
 });

@@ -59,7 +59,7 @@ describe('pipeline worker retries and locks', () => {
       expect(await job?.getState()).toBe('failed');
     } finally {
       await worker.stop(2_000);
-      unreachable.client.destroy();
+      unreachable.destroy();
     }
   });
 

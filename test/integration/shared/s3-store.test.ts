@@ -105,6 +105,6 @@ describe('S3ObjectStore against a real S3 server', () => {
     const err = await dead.get('bucket', 'key').catch((e: unknown) => e);
     expect((err as { retryable?: boolean }).retryable).toBe(true);
     expect((err as Error).message).toMatch(/s3:\/\/bucket\/key/);
-    dead.client.destroy();
+    dead.destroy();
   });
 });

@@ -50,7 +50,7 @@ describe('S3 socket pool', () => {
       ...(maxSockets === undefined ? {} : { maxSockets }),
     });
     await Promise.all(Array.from({ length: requests }, (_, i) => store.head('b', `k${i}`)));
-    store.client.destroy();
+    store.destroy();
     return peak;
   }
 
