@@ -18,7 +18,7 @@ export async function workerCommand(): Promise<Command> {
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--batch-size <n|auto>', 'largest batch per engine call; auto: the largest power of two the GPU\'s free memory holds for the model (8 on CPUs) (default: 16)')
     .option('--max-batch-delay-ms <ms>', 'longest wait of the oldest image for batch-mates (default: 50)')
-    .option('--prefetch <n>', 'jobs held beyond one batch, so I/O overlaps inference (default: the batch size)')
+    .option('--prefetch <n>', 'jobs held beyond the batch in the engine, so download, decode, render and upload overlap inference (default: twice the batch size)')
     .option('--concurrency-upload <n>', 'concurrent S3 uploads (default: 8)')
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port; 0 picks a free one (env GRADCAM_AUDIT_METRICS_PORT; default: off)')
     .option('--metrics-host <host>', 'address the metrics server binds (env GRADCAM_AUDIT_METRICS_HOST; default: 127.0.0.1, the container images set 0.0.0.0)')

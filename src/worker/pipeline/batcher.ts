@@ -9,6 +9,14 @@
  * (`setImmediate`) so that lock renewals, heartbeats and socket I/O run even when batches are
  * back to back.
  *
+ * Deadlines and arrivals. An item that waited through the previous batch is overdue the moment the
+ * engine frees, so a plain "oldest item waited `maxDelayMs`" rule starts the next batch at once
+ * with whatever has arrived, often half a batch while the rest is still downloading or decoding.
+ * The host therefore announces each item on its way (`expect()`, settled by `submit` or when the
+ * item leaves without an engine call), and an overdue, under-full group waits for announced items
+ * until the engine has been free for `maxDelayMs`; with nothing announced it flushes at once. The
+ * wait is bounded either way, so a slow download never holds a batch longer than one delay.
+ *
  * A failing batch never fails its batch-mates: when a batch of several items rejects, each item is
  * run again alone and only the ones that still fail are rejected.
  */
@@ -56,6 +64,15 @@ export interface BatchDoneEvent extends BatchEvent {
   ok: boolean;
 }
 
+/**
+ * An item on its way to the batcher (its job is downloading or decoding): announced by `expect()`,
+ * settled by `submit(…, arrival)` or by `settle()` when it leaves without an engine call (skipped,
+ * failed). Settling twice is harmless.
+ */
+export interface Arrival {
+  settle(): void;
+}
+
 /** Runs one batch; must return one result per item, in order. */
 export type BatchRunner<T, R> = (key: string, items: T[]) => Promise<R[]>;
 
@@ -80,6 +97,12 @@ export class DynamicBatcher<T, R> extends EventEmitter<BatcherEvents> {
   private draining = false;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: Array<() => void> = [];
+  /** Items announced by `expect()` and not yet settled. */
+  private expected = 0;
+  /** Each open arrival's settle; `submit` settles without pumping (it pumps once the item is queued). */
+  private readonly arrivals = new WeakMap<Arrival, (pump: boolean) => void>();
+  /** When the engine last became free (a batch ended), or when the batcher was made. */
+  private freeSince: number;
 
   constructor(
     private readonly runner: BatchRunner<T, R>,
@@ -87,6 +110,7 @@ export class DynamicBatcher<T, R> extends EventEmitter<BatcherEvents> {
     private readonly now: () => number = () => performance.now(),
   ) {
     super();
+    this.freeSince = now();
     this.options = { ...DEFAULT_BATCHER_OPTIONS, ...stripUndefined(options) };
     if (!Number.isInteger(this.options.maxBatchSize) || this.options.maxBatchSize < 1) {
       throw new RangeError(`batcher maxBatchSize must be a positive integer, got ${this.options.maxBatchSize}`);
@@ -105,8 +129,33 @@ export class DynamicBatcher<T, R> extends EventEmitter<BatcherEvents> {
     return this.running;
   }
 
-  /** Queue one item; resolves with its own result when its batch has run. */
-  submit(key: string, item: T): Promise<{ result: R; batch: BatchInfo }> {
+  /** Items announced by `expect()` that have not been submitted or settled yet. */
+  get incoming(): number {
+    return this.expected;
+  }
+
+  /** Announce an item on its way; see `Arrival`. */
+  expect(): Arrival {
+    this.expected++;
+    let settled = false;
+    const settle = (pump: boolean): void => {
+      if (settled) return;
+      settled = true;
+      this.expected--;
+      // One fewer item to wait for may make a waiting group due now.
+      if (pump) this.pump();
+    };
+    const arrival = { settle: () => settle(true) };
+    this.arrivals.set(arrival, settle);
+    return arrival;
+  }
+
+  /**
+   * Queue one item; resolves with its own result when its batch has run. `arrival`, when the item
+   * was announced with `expect()`, is settled by this call.
+   */
+  submit(key: string, item: T, arrival?: Arrival): Promise<{ result: R; batch: BatchInfo }> {
+    if (arrival) this.arrivals.get(arrival)?.(false);
     return new Promise((resolve, reject) => {
       let group = this.groups.get(key);
       if (!group) {
@@ -145,18 +194,28 @@ export class DynamicBatcher<T, R> extends EventEmitter<BatcherEvents> {
       void this.run(choice.key, choice.reason, now);
       return;
     }
-    // Nothing is due yet: wake up when the oldest item's delay runs out.
+    // Nothing is due yet: wake up at the earliest deadline (or when an arrival settles).
     let earliest = Infinity;
-    for (const g of this.groups.values()) if (g.length > 0) earliest = Math.min(earliest, g[0].enqueuedAt);
+    for (const g of this.groups.values()) if (g.length > 0) earliest = Math.min(earliest, this.deadlineOf(g[0].enqueuedAt));
     if (earliest === Infinity) {
       this.notifyIdle();
       return;
     }
-    const wait = Math.max(0, earliest + this.options.maxDelayMs - now);
+    const wait = Math.max(0, earliest - now);
     this.timer = setTimeout(() => {
       this.timer = null;
       this.pump();
     }, Math.ceil(wait));
+  }
+
+  /**
+   * When an under-full group whose oldest item arrived at `oldest` may start: `maxDelayMs` after
+   * that item arrived and, while announced items are still on their way, not before the engine has
+   * been free for `maxDelayMs` (see the header).
+   */
+  private deadlineOf(oldest: number): number {
+    const own = oldest + this.options.maxDelayMs;
+    return this.expected > 0 ? Math.max(own, this.freeSince + this.options.maxDelayMs) : own;
   }
 
   /** Full groups first, then expired ones; among equals, the group whose oldest item is oldest. */
@@ -167,7 +226,7 @@ export class DynamicBatcher<T, R> extends EventEmitter<BatcherEvents> {
       const oldest = g[0].enqueuedAt;
       let reason: FlushReason | null = null;
       if (g.length >= this.options.maxBatchSize) reason = 'size';
-      else if (now - oldest >= this.options.maxDelayMs) reason = 'delay';
+      else if (now >= this.deadlineOf(oldest)) reason = 'delay';
       else if (this.draining) reason = 'drain';
       if (reason === null) continue;
       const rank = reason === 'size' ? 0 : 1;
@@ -207,6 +266,7 @@ export class DynamicBatcher<T, R> extends EventEmitter<BatcherEvents> {
     } finally {
       this.emit('batchDone', { key, size: batch.length, reason, oldestWaitedMs, runMs, ok });
       this.running = false;
+      this.freeSince = this.now();
       // Yield a macrotask so timers (lock renewal, heartbeats) and I/O callbacks run between batches.
       setImmediate(() => this.pump());
     }

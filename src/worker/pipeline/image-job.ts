@@ -31,7 +31,7 @@ import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/eng
 import type { ClassLabel } from '../model/labels.js';
 import type { ServedModel } from '../model/model-card.js';
 import { leaveForMatchingWorker } from './model-mismatch.js';
-import type { BatchInfo, DynamicBatcher } from './batcher.js';
+import type { Arrival, BatchInfo, DynamicBatcher } from './batcher.js';
 import { batchKeyFor, outputsHashFor } from './job-keys.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { Semaphore } from './semaphore.js';
@@ -198,10 +198,14 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
   return { status: 'ok', key: payload.source.key, prediction: uris.prediction };
 }
 
-/** The worker's engine call for one image: through the dynamic batcher, with the batch's timings. */
-export function batchedInfer(batcher: ImageBatcher, metrics: WorkerMetrics, defaultLayer: string): InferOne {
+/**
+ * The worker's engine call for one image: through the dynamic batcher, with the batch's timings.
+ * `arrival` is the image's announcement to the batcher (`batcher.expect()` when its job started),
+ * settled by the submit.
+ */
+export function batchedInfer(batcher: ImageBatcher, metrics: WorkerMetrics, defaultLayer: string, arrival?: Arrival): InferOne {
   return async (image, options, seed) => {
-    const { result, batch } = await batcher.submit(batchKeyFor(options, defaultLayer), { image, request: engineRequestOf(options), seed });
+    const { result, batch } = await batcher.submit(batchKeyFor(options, defaultLayer), { image, request: engineRequestOf(options), seed }, arrival);
     metrics.observeStage('queue_wait', batch.waitedMs);
     metrics.observeStage('infer', batch.runMs / batch.size);
     return { result, timings: batchTimingsOf(batch) };

@@ -15,8 +15,11 @@ export interface PipelineOptions {
   /** Longest wait of the oldest queued image for batch-mates (`--max-batch-delay-ms`). Default 50. */
   maxBatchDelayMs: number;
   /**
-   * Jobs fetched beyond one batch (`--prefetch`), so the next batch downloads and decodes while the
-   * current one runs and finished images upload while the next runs. Default: `batchSize`.
+   * Jobs held beyond the batch in the engine (`--prefetch`). Default `PREFETCH_BATCHES` x
+   * `batchSize`: one batch downloading and decoding (then waiting, ready, for the engine) and one
+   * rendering and uploading while a third computes. With one batch's worth (the old default) the
+   * jobs still uploading the previous batch held half the slots, and the next batch started half
+   * full (docs/benchmarks.md).
    */
   prefetch: number;
   /** Concurrent S3 uploads (`--concurrency-upload`). Default 8. */
@@ -68,6 +71,13 @@ export const PIPELINE_DEFAULTS = Object.freeze({
 });
 
 /**
+ * Pipeline stages besides the engine that each hold a batch's worth of jobs in steady state: the
+ * one before it (download, decode, preprocess, waiting for the engine) and the one after it
+ * (render, encode, upload, record). The default prefetch is this many batches.
+ */
+export const PREFETCH_BATCHES = 2;
+
+/**
  * S3 sockets a worker keeps: one per job it may download at once (batch + prefetch), one per
  * concurrent upload, and a few for the finalizer and sweeps. The SDK's default of 50 would queue
  * requests inside the SDK from `--batch-size 32` on.
@@ -89,7 +99,7 @@ export function resolvePipelineOptions(partial: Partial<PipelineOptions> = {}): 
   const o: PipelineOptions = {
     workerId: defaultWorkerId(),
     ...PIPELINE_DEFAULTS,
-    prefetch: batchSize,
+    prefetch: PREFETCH_BATCHES * batchSize,
     ...given,
   };
   intIn('--batch-size', o.batchSize, 1, 1024);

@@ -36,7 +36,7 @@ import { LabelMatcher } from '../../shared/audit/label-matcher.js';
 import { PixelBudget } from '../core/pixel-budget.js';
 import type { ClassLabel } from '../model/labels.js';
 import { DEFAULT_SERVED_MODEL, type ServedModel } from '../model/model-card.js';
-import { DynamicBatcher } from './batcher.js';
+import { DynamicBatcher, type Arrival } from './batcher.js';
 import type { BatchItem, ImageJobContext, ImageJobResult } from './image-job.js';
 import { batchedInfer, engineBatchRunner, processImageJob } from './image-job.js';
 import { WorkerMetrics } from './metrics.js';
@@ -277,12 +277,17 @@ export class PipelineWorker {
   private async process(job: Job<AuditJobPayload>, token?: string): Promise<ImageJobResult> {
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
+    let arrival: Arrival | undefined;
     try {
       if (!this.runsStarted.has(job.data.runId)) {
         this.runsStarted.add(job.data.runId);
         await this.deps.runs.markStarted(job.data.runId).catch((err: unknown) => this.deps.logger.warn({ runId: job.data.runId, err: describeError(err) }, 'could not record the run start'));
       }
-      const result = await processImageJob(job, this.ctx, token);
+      // Announce the image to the batcher, so a batch waits for it rather than starting half
+      // full (batcher.ts); settled by its submit, or below if it never reaches the engine.
+      arrival = this.batcher.expect();
+      const ctx = { ...this.ctx, core: { ...this.ctx.core, infer: batchedInfer(this.batcher, this.metrics, this.deps.engine.info.layer, arrival) } };
+      const result = await processImageJob(job, ctx, token);
       this.processed++;
       return result;
     } catch (err) {
@@ -292,6 +297,7 @@ export class PipelineWorker {
       if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1) || (err as Error).name === 'UnrecoverableError') this.failed++;
       throw err;
     } finally {
+      arrival?.settle();
       this.inFlight--;
       this.metrics.inFlight.set(this.inFlight);
     }

@@ -10,6 +10,7 @@ import { loadConfig } from '../../../src/shared/config.js';
 import { listWorkers } from '../../../src/shared/queue/heartbeat.js';
 import { DEMO_MODEL } from '../../../src/demo/options.js';
 import { AUTO_BATCH } from '../../../src/worker/engine/batch-size.js';
+import { PREFETCH_BATCHES } from '../../../src/worker/pipeline/options.js';
 import { loadModelSpec } from '../../../src/worker/model/source.js';
 import { parseWorkerFlags, startWorker } from '../../../src/worker/pipeline/run-worker.js';
 import { serviceEnv, testRedis, type TestRedis } from '../../helpers/services.js';
@@ -44,7 +45,7 @@ describe('worker --require-gpu', () => {
     const running = await startWorker(options, config, logger, (src) => loadModelSpec(src));
     try {
       expect(running.worker.options.batchSize).toBe(AUTO_BATCH.cpu);
-      expect(running.worker.options.prefetch).toBe(AUTO_BATCH.cpu);
+      expect(running.worker.options.prefetch).toBe(PREFETCH_BATCHES * AUTO_BATCH.cpu);
       expect(lines.find((l) => l.msg.startsWith('--batch-size auto: no GPU memory to size for'))?.batchSize).toBe(AUTO_BATCH.cpu);
     } finally {
       await running.shutdown();

@@ -119,4 +119,92 @@ describe('DynamicBatcher', () => {
     expect(() => new DynamicBatcher(async (_k, x: number[]) => x, { maxBatchSize: 0 })).toThrow(/maxBatchSize/);
     expect(() => new DynamicBatcher(async (_k, x: number[]) => x, { maxDelayMs: -1 })).toThrow(/maxDelayMs/);
   });
+
+  describe('announced arrivals', () => {
+    /** A runner whose first batch runs until released; records batch sizes and reasons. */
+    function gatedBatcher(options: { maxBatchSize: number; maxDelayMs: number }, now?: () => number) {
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const batches: BatchEvent[] = [];
+      const b = new DynamicBatcher<number, number>(
+        async (_k, items) => {
+          if (batches.length === 1) await gate;
+          return items;
+        },
+        options,
+        now,
+      );
+      b.on('batch', (e) => batches.push(e));
+      return { b, batches, release };
+    }
+
+    it('an overdue group waits for announced items when the engine frees, so the next batch is full', async () => {
+      const { b, batches, release } = gatedBatcher({ maxBatchSize: 4, maxDelayMs: 40 });
+      const first = b.submit('k', 0);
+      await once(b, 'batch');
+      const arrivals = [b.expect(), b.expect()];
+      const early = [b.submit('k', 1), b.submit('k', 2)];
+      expect(b.incoming).toBe(2);
+      // Hold the engine until the waiting items are well past their delay.
+      await new Promise((r) => setTimeout(r, 80));
+      release();
+      await first;
+      await new Promise((r) => setTimeout(r, 10)); // the announced images finish decoding
+      expect(batches).toHaveLength(1); // without announcements a batch of 2 would have started
+      const late = arrivals.map((a, i) => b.submit('k', 3 + i, a));
+      await Promise.all([...early, ...late]);
+      expect(b.incoming).toBe(0);
+      expect(batches.map((e) => [e.size, e.reason])).toEqual([
+        [1, 'delay'],
+        [4, 'size'],
+      ]);
+    });
+
+    it('settling an announced item that never comes starts the waiting batch at once', async () => {
+      let t = 0;
+      const { b, batches, release } = gatedBatcher({ maxBatchSize: 8, maxDelayMs: 1_000 }, () => t);
+      const started = once(b, 'batch');
+      const first = b.submit('k', 0);
+      t = 1_000;
+      b.expect().settle(); // settling pumps: the first item is due now, without its 1 s timer
+      await started;
+      const skipped = b.expect();
+      const waiting = [b.submit('k', 1), b.submit('k', 2)];
+      t = 5_000; // the two are long overdue when the engine frees
+      release();
+      await first;
+      await new Promise((r) => setTimeout(r, 20));
+      expect(batches).toHaveLength(1); // waiting for the announced item (up to 1 s after the engine freed)
+      const settledAt = performance.now();
+      skipped.settle();
+      skipped.settle(); // twice is harmless
+      await Promise.all(waiting);
+      expect(performance.now() - settledAt).toBeLessThan(500);
+      expect(batches.map((e) => [e.size, e.reason])).toEqual([
+        [1, 'delay'],
+        [2, 'delay'],
+      ]);
+      expect(b.incoming).toBe(0);
+    });
+
+    it('never waits for an announced item longer than maxDelayMs after the engine frees', async () => {
+      const { b, batches, release } = gatedBatcher({ maxBatchSize: 8, maxDelayMs: 60 });
+      const first = b.submit('k', 0);
+      await once(b, 'batch');
+      b.expect(); // a download that hangs
+      const waiting = [b.submit('k', 1), b.submit('k', 2)];
+      await new Promise((r) => setTimeout(r, 100));
+      release();
+      await first;
+      const freedAt = performance.now();
+      await Promise.all(waiting);
+      // Timers fire late on a busy machine, never early.
+      expect(performance.now() - freedAt).toBeGreaterThanOrEqual(55);
+      expect(batches.map((e) => [e.size, e.reason])).toEqual([
+        [1, 'delay'],
+        [2, 'delay'],
+      ]);
+      expect(b.incoming).toBe(1);
+    });
+  });
 });

@@ -11,9 +11,10 @@ const base: ExplainOptions = { ...DEFAULT_EXPLAIN_OPTIONS };
 const model = { modelName: 'vgg16', weightsHash: 'abc', layer: 'block5_conv3' };
 
 describe('pipeline options', () => {
-  it('defaults prefetch to the batch size and validates every field with the flag name', () => {
+  it('defaults prefetch to two batches (one decoding, one uploading) and validates every field with the flag name', () => {
     const o = resolvePipelineOptions({ batchSize: 8 });
-    expect(o.prefetch).toBe(8);
+    expect(o.prefetch).toBe(16);
+    expect(resolvePipelineOptions({ batchSize: 8, prefetch: 3 }).prefetch).toBe(3);
     expect(o.drainTimeoutMs).toBe(PIPELINE_DEFAULTS.drainTimeoutMs);
     expect(o.workerId).toMatch(/^[A-Za-z0-9_.-]+$/);
     expect(() => resolvePipelineOptions({ batchSize: 0 })).toThrow(ConfigError);
