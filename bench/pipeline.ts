@@ -24,7 +24,9 @@
  *
  * `--record` appends the results as a section of docs/benchmarks.md.
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -224,6 +226,18 @@ async function timeEngine(engine: Engine, inputs: PreprocessedImage[], batchSize
   return { imgPerSec: (inputs.length * 1000) / ms, cpuMsPerImg: (cpu.user + cpu.system) / 1000 / inputs.length };
 }
 
+/** Commands redis-server has run so far (INFO commandstats), this one included. */
+async function redisCommandCount(redis: { info(section: string): Promise<string> }): Promise<number> {
+  return [...(await redis.info('commandstats')).matchAll(/calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+/** `5.0 (GET 1.0, HEAD 1.0, PUT 3.0)`. */
+function perImage(counts: Record<string, number>, images: number): string {
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const parts = Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)).map(([m, n]) => `${m} ${(n / images).toFixed(2)}`);
+  return `${(total / images).toFixed(2)} (${parts.join(', ')})`;
+}
+
 function percentile(xs: number[], q: number): number {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -314,6 +328,15 @@ async function main(): Promise<void> {
     releases.push(() => queue.close());
     const producerRuns = new RunStore(producerBull, ks, { store });
     log(`pushing ${o.images} images through S3 → Redis → worker → S3 ...`);
+    // Every HTTP request this process starts (S3 through the SDK or direct), by method, and every
+    // command Redis runs (worker and producer), over the pipeline phase.
+    const s3Requests: Record<string, number> = {};
+    const countRequest = (message: unknown): void => {
+      const method = (message as { request: ClientRequest }).request.method;
+      s3Requests[method] = (s3Requests[method] ?? 0) + 1;
+    };
+    subscribe('http.client.request.start', countRequest);
+    const redisCalls0 = await redisCommandCount(redis);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const enqueued = await enqueueRun(parseEnqueueRequest(`s3://${bucket}/photos/`, { output: `s3://${bucket}/out/`, runId: 'bench-run' }), {
@@ -334,6 +357,8 @@ async function main(): Promise<void> {
     }
     const pipelineMs = performance.now() - t0;
     const pipelineCpu = process.cpuUsage(cpu0);
+    unsubscribe('http.client.request.start', countRequest);
+    const redisCommands = (await redisCommandCount(redis)) - redisCalls0 - 1;
     const pipelineRate = (o.images * 1000) / pipelineMs;
     log(`  pipeline: ${pipelineRate.toFixed(2)} img/s; timing the engine alone again ...`);
     const engineAfter = await timeEngine(engine, inputs, o.batchSize);
@@ -376,6 +401,8 @@ async function main(): Promise<void> {
       `| steady state (middle 80% of completions) | ${steadyRate.toFixed(2)} img/s, ratio ${(steadyRate / engineRate).toFixed(3)} |`,
       `| CPU time per image in this process: pipeline / engine alone | ${pipelineCpuMs.toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
       `| CPU outside the engine per image (pipeline − engine alone) | **${(pipelineCpuMs - engineCpuMs).toFixed(1)} ms** |`,
+      `| S3 requests per image (all of this process's, listing and finalizer included) | ${perImage(s3Requests, o.images)} |`,
+      `| Redis commands per image (worker and producer, as redis-server counts them) | ${(redisCommands / o.images).toFixed(1)} |`,
       `| engine batches | ${batchSizes.length}, mean size ${meanBatch.toFixed(2)} |`,
       `| worker engine busy (sum of batch times / end-to-end wall) | ${((100 * engineBusyMs) / pipelineMs).toFixed(1)}% |`,
       '',
