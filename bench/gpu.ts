@@ -7,7 +7,7 @@
  *
  *   npm run bench:gpu -- [--weights SRC | --model vgg16|small] [--layer NAME] [--batches 1,8,32,64] [--runs 5]
  *                        [--images 32] [--image-size 1024x768] [--providers auto|cuda|tensorrt]
- *                        [--device-id 0] [--upload s3://bucket/prefix/] [--allow-cpu] [--record]
+ *                        [--device-id 0] [--precision fp32,fp16] [--upload s3://bucket/prefix/] [--allow-cpu] [--record]
  *
  * Without `--weights` the model is VGG16 with seeded random weights (speed does not depend on the
  * weights); `--model small` is a tiny VGG-shaped net for trying the command. Engine timings alternate explain and forward within each round so both see the same
@@ -27,7 +27,8 @@ import { parseS3Prefix } from '../src/shared/storage/uri.js';
 import { gpuMemoryMiB } from '../src/worker/engine/batch-size.js';
 import type { Engine, PreprocessedImage } from '../src/worker/engine/engine.js';
 import { createOnnxEngine } from '../src/worker/engine/onnx/engine.js';
-import { parseExecutionProviders } from '../src/worker/engine/onnx/options.js';
+import { FP16_PARITY, parityDiff, type ParityDiff } from '../src/worker/doctor/engine-checks.js';
+import { PRECISIONS, parseExecutionProviders, type OnnxPrecision } from '../src/worker/engine/onnx/options.js';
 import { defaultProviderEnvironment, selectProviders } from '../src/worker/engine/onnx/providers.js';
 import { decodeImage } from '../src/worker/image/decode.js';
 import { preprocess } from '../src/worker/image/preprocess.js';
@@ -52,6 +53,8 @@ export interface GpuBenchOptions {
   imageHeight: number;
   providers: string;
   deviceId: number;
+  /** Trunk precisions to measure, side by side (`--precision fp32,fp16`); the first serves the stage timings. */
+  precisions: OnnxPrecision[];
   upload?: string;
   allowCpu: boolean;
   record: boolean;
@@ -66,6 +69,7 @@ export const GPU_BENCH_DEFAULTS: Readonly<GpuBenchOptions> = Object.freeze({
   imageHeight: 768,
   providers: 'auto',
   deviceId: 0,
+  precisions: ['fp32'] as OnnxPrecision[],
   allowCpu: false,
   record: false,
 });
@@ -109,6 +113,12 @@ export function parseGpuBenchArgs(argv: string[]): GpuBenchOptions {
         o.deviceId = Number(v);
         break;
       }
+      case '--precision': {
+        const list = value().split(',').map((p) => p.trim());
+        if (list.length === 0 || list.some((p) => !(PRECISIONS as readonly string[]).includes(p))) throw new ConfigError(flag, `expected ${PRECISIONS.join(' and/or ')} separated by commas, got "${list.join(',')}"`);
+        o.precisions = [...new Set(list)] as OnnxPrecision[];
+        break;
+      }
       case '--upload': o.upload = value(); break;
       case '--allow-cpu': o.allowCpu = true; break;
       case '--record': o.record = true; break;
@@ -140,6 +150,7 @@ async function sourceImages(n: number, width: number, height: number): Promise<B
 }
 
 export interface EngineRow {
+  precision: OnnxPrecision;
   batch: number;
   explainImgPerSec: number;
   forwardImgPerSec: number;
@@ -153,7 +164,7 @@ export interface StageRow {
   msPerImage: number | null;
 }
 
-async function engineRows(engine: Engine, images: PreprocessedImage[], o: GpuBenchOptions): Promise<EngineRow[]> {
+async function engineRows(engine: Engine, precision: OnnxPrecision, images: PreprocessedImage[], o: GpuBenchOptions): Promise<EngineRow[]> {
   const rows: EngineRow[] = [];
   for (const b of o.batches) {
     const batch = Array.from({ length: b }, (_, i) => images[i % images.length]!);
@@ -173,13 +184,23 @@ async function engineRows(engine: Engine, images: PreprocessedImage[], o: GpuBen
     }
     const [em, fm] = [median(e), median(f)];
     const mem = await gpuMemoryMiB(o.deviceId);
-    rows.push({ batch: b, explainImgPerSec: (b * 1000) / em, forwardImgPerSec: (b * 1000) / fm, ratio: em / fm, gpuMemoryMiB: mem?.used ?? null });
-    process.stderr.write(`batch ${b}: ${((b * 1000) / em).toFixed(1)} img/s explain, ${((b * 1000) / fm).toFixed(1)} img/s forward\n`);
+    rows.push({ precision, batch: b, explainImgPerSec: (b * 1000) / em, forwardImgPerSec: (b * 1000) / fm, ratio: em / fm, gpuMemoryMiB: mem?.used ?? null });
+    process.stderr.write(`${precision} batch ${b}: ${((b * 1000) / em).toFixed(1)} img/s explain, ${((b * 1000) / fm).toFixed(1)} img/s forward\n`);
   }
   return rows;
 }
 
-export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => void): Promise<{ engine: EngineRow[]; stages: StageRow[]; provider: string; device: string; coresToFeed: number } | { noGpu: string }> {
+export interface GpuBenchResult {
+  engine: EngineRow[];
+  stages: StageRow[];
+  provider: string;
+  device: string;
+  coresToFeed: number;
+  /** With fp32 and fp16 both measured: fp16's results against fp32's on the same images. */
+  parity: (ParityDiff & { images: number }) | null;
+}
+
+export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => void): Promise<GpuBenchResult | { noGpu: string }> {
   const requested = parseExecutionProviders(o.providers);
   const selection = await selectProviders(requested, defaultProviderEnvironment(), o.deviceId);
   const onGpu = selection.providers[0] !== 'cpu';
@@ -199,11 +220,13 @@ export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => voi
     : o.model === 'small'
       ? vggShapedSpec({ seed: 1, inputShape: [64, 64, 3] })
       : randomVgg16Spec({ seed: 1, inputStd: 64 });
-  const engine = await createOnnxEngine({
-    spec: model,
-    layer: o.layer,
-    runtime: { executionProviders: selection.providers, deviceId: o.deviceId, cacheDir: null, checkPlacement: onGpu },
-  });
+  const start = (precision: OnnxPrecision): Promise<Engine> =>
+    createOnnxEngine({
+      spec: model,
+      layer: o.layer,
+      runtime: { executionProviders: selection.providers, deviceId: o.deviceId, cacheDir: null, checkPlacement: onGpu, precision },
+    });
+  const engine = await start(o.precisions[0]!);
   const info = engine.info;
   log(`model ${info.modelName} (${info.inputWidth}x${info.inputHeight}, layer ${info.layer}) on ${info.device} [${info.backend}]`);
   try {
@@ -221,8 +244,24 @@ export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => voi
       times.preprocess.push(performance.now() - t);
       decoded.push(d);
     }
-    const engine1 = await engineRows(engine, preprocessed, o);
-    const results = await engine.explain({ images: preprocessed.slice(0, Math.min(8, preprocessed.length)), targets: { kind: 'top1' }, topK: 5, method: 'gradcam', score: 'prob' });
+    const sample = { images: preprocessed.slice(0, Math.min(8, preprocessed.length)), targets: { kind: 'top1' as const }, topK: 5, method: 'gradcam' as const, score: 'prob' as const };
+    const engine1 = await engineRows(engine, o.precisions[0]!, preprocessed, o);
+    const results = await engine.explain(sample);
+    const byPrecision = new Map([[o.precisions[0]!, results]]);
+    // Further precisions one at a time, each engine released before the next loads.
+    for (const precision of o.precisions.slice(1)) {
+      const other = await start(precision);
+      try {
+        log(`${precision}: ${other.info.backend}`);
+        engine1.push(...(await engineRows(other, precision, preprocessed, o)));
+        byPrecision.set(precision, await other.explain(sample));
+      } finally {
+        await other.dispose();
+      }
+    }
+    const fp32 = byPrecision.get('fp32');
+    const fp16 = byPrecision.get('fp16');
+    const parity = fp32 && fp16 ? { ...parityDiff(fp16, fp32), images: sample.images.length } : null;
     const store = o.upload ? S3ObjectStore.fromConfig(loadConfig().s3) : null;
     const target = o.upload ? parseS3Prefix(o.upload, '--upload') : null;
     for (const [i, d] of decoded.entries()) {
@@ -243,7 +282,7 @@ export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => voi
       }
     }
     store?.destroy();
-    const best = engine1.reduce((a, r) => (r.explainImgPerSec > a.explainImgPerSec ? r : a));
+    const best = engine1.filter((r) => r.precision === o.precisions[0]).reduce((a, r) => (r.explainImgPerSec > a.explainImgPerSec ? r : a));
     const stages: StageRow[] = [
       { stage: 'decode', msPerImage: median(times.decode) },
       { stage: 'preprocess', msPerImage: median(times.preprocess) },
@@ -254,26 +293,33 @@ export async function runGpuBench(o: GpuBenchOptions, log: (line: string) => voi
     // Decode, preprocess and render are CPU work; uploads mostly wait on the network.
     const cpuMs = median(times.decode) + median(times.preprocess) + median(times.render);
     const coresToFeed = (best.explainImgPerSec * cpuMs) / 1000;
-    return { engine: engine1, stages, provider: selection.providers[0]!, device: info.device, coresToFeed };
+    return { engine: engine1, stages, provider: selection.providers[0]!, device: info.device, coresToFeed, parity };
   } finally {
     await engine.dispose();
   }
 }
 
-export function formatGpuBench(r: Exclude<Awaited<ReturnType<typeof runGpuBench>>, { noGpu: string }>, o: GpuBenchOptions): string {
+export function formatGpuBench(r: GpuBenchResult, o: GpuBenchOptions): string {
   const total = r.stages.reduce((s, x) => s + (x.msPerImage ?? 0), 0);
   return [
     `${r.device} (${r.provider}), ${availableParallelism()} CPU cores; ${o.images} source images ${o.imageWidth}x${o.imageHeight} JPEG`,
     '',
-    '| batch | Grad-CAM img/s | forward img/s | ratio (Grad-CAM / forward time) | GPU memory MiB |',
-    '|---:|---:|---:|---:|---:|',
-    ...r.engine.map((e) => `| ${e.batch} | ${e.explainImgPerSec.toFixed(1)} | ${e.forwardImgPerSec.toFixed(1)} | ${e.ratio.toFixed(3)} | ${e.gpuMemoryMiB ?? 'n/a'} |`),
+    '| precision | batch | Grad-CAM img/s | forward img/s | ratio (Grad-CAM / forward time) | GPU memory MiB |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...r.engine.map((e) => `| ${e.precision} | ${e.batch} | ${e.explainImgPerSec.toFixed(1)} | ${e.forwardImgPerSec.toFixed(1)} | ${e.ratio.toFixed(3)} | ${e.gpuMemoryMiB ?? 'n/a'} |`),
     '',
     '| stage | ms/img | share |',
     '|---|---:|---:|',
     ...r.stages.map((s) => `| ${s.stage} | ${s.msPerImage === null ? 'not measured (--upload s3://...)' : s.msPerImage.toFixed(2)} | ${s.msPerImage === null ? '' : `${((100 * s.msPerImage) / total).toFixed(0)}%`} |`),
     '',
     `CPU cores to feed the engine at its best rate (decode + preprocess + render): ${r.coresToFeed.toFixed(1)}`,
+    ...(r.parity
+      ? [
+          '',
+          `fp16 vs fp32 on ${r.parity.images} images (Grad-CAM, top-1): max |Δp| ${r.parity.probability.toExponential(2)} (tolerance ${FP16_PARITY.probability}), ` +
+            `max |ΔCAM| ${r.parity.cam.toExponential(2)} (tolerance ${FP16_PARITY.cam}), top-1 mismatches ${r.parity.top1Mismatches}`,
+        ]
+      : []),
   ].join('\n');
 }
 

@@ -4,17 +4,14 @@
  */
 import { Command } from 'commander';
 import { addModelFlags } from '../shared/model-options.js';
-import { ONNX_FLAG_HELP } from './engine/onnx/options.js';
+import { addOnnxFlags } from './engine/onnx/options.js';
 import type { RawWorkerFlags } from './pipeline/run-worker.js';
 
 export async function workerCommand(): Promise<Command> {
-  return addModelFlags(new Command('worker')
+  return addOnnxFlags(addModelFlags(new Command('worker')
     .description('Serve audit jobs from the queue: micro-batch images of every run through the model, write overlays, heatmaps and predictions to S3')
     .option('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL (env GRADCAM_AUDIT_WEIGHTS); a model card beside it is read'))
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
-    .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
-    .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])
-    .option(ONNX_FLAG_HELP.cacheDir[0], ONNX_FLAG_HELP.cacheDir[1])
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--batch-size <n|auto>', 'largest batch per engine call; auto: the largest power of two the GPU\'s free memory holds for the model (8 on CPUs) (default: 16)')
     .option('--max-batch-delay-ms <ms>', 'longest wait of the oldest image for batch-mates (default: 50)')
@@ -28,7 +25,7 @@ export async function workerCommand(): Promise<Command> {
     .option('--worker-id <id>', 'id in heartbeats, logs and manifests (default: <host>-<pid>)')
     .option('--lock-duration-ms <ms>', 'BullMQ job lock duration (default: max(60000, 10x a measured batch))')
     .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers (default: 30000)')
-    .option('--max-stalled-count <n>', 'times a job may be taken over from a dead worker before it fails, so an image that kills every worker stops (default: 2)')
+    .option('--max-stalled-count <n>', 'times a job may be taken over from a dead worker before it fails, so an image that kills every worker stops (default: 2)'))
     .action(async (flags: RawWorkerFlags) => {
       const [{ runWorkerCommand }, { createLogger }, { loadConfig }] = await Promise.all([
         import('./pipeline/run-worker.js'),

@@ -4,11 +4,11 @@
  */
 import { Command } from 'commander';
 import { MODEL_FLAG_HELP } from '../../shared/model-options.js';
-import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
+import { addOnnxFlags } from '../engine/onnx/options.js';
 import type { RawDoctorFlags } from './run.js';
 
 export async function doctorCommand(): Promise<Command> {
-  return new Command('doctor')
+  return addOnnxFlags(new Command('doctor')
     .description('Check what this machine will do: Node, engines and providers, GPU, the model on the chosen engine (parity with a CPU path, img/s), Redis and S3; exits 1 when the setup cannot work')
     .option('--weights <src>', 'model to check, as for worker (env GRADCAM_AUDIT_WEIGHTS; default: the bundled demo model)')
     .option('--labels <file>', 'class labels for a non-ImageNet head')
@@ -16,14 +16,11 @@ export async function doctorCommand(): Promise<Command> {
     .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
-    .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
-    .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])
-    .option(ONNX_FLAG_HELP.cacheDir[0], ONNX_FLAG_HELP.cacheDir[1])
     .option('--require-gpu', 'fail unless the engine computes on a GPU (env GRADCAM_AUDIT_REQUIRE_GPU)')
     .option('--source <uri>', 's3://BUCKET/PREFIX to check read access to (default: check the credentials and ListBuckets)')
     .option('--offline', 'skip Redis and S3 (a machine that only runs explain)')
     .option('--batch <n>', 'batch size of the speed check (default: 8)')
-    .option('--json', 'the report as JSON on stdout')
+    .option('--json', 'the report as JSON on stdout'))
     .action(async (flags: RawDoctorFlags) => {
       const { runDoctorCli } = await import('./cli.js');
       process.exitCode = await runDoctorCli(flags);

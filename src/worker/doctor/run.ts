@@ -149,7 +149,8 @@ export function workerStartupReport(w: { spec: ModelInput; weights: string; labe
  * session; TF.js for an ONNX Runtime CPU session; ONNX Runtime's CPU provider for TF.js.
  */
 async function cpuReference(engine: Engine, spec: ModelInput, options: DoctorOptions, logger: Logger): Promise<{ engine: Engine; label: string } | null> {
-  const onnxCpu = { ...options.onnx, executionProviders: ['cpu' as const], checkPlacement: false };
+  // The reference is the plain float32 CPU path whatever precision the chosen engine runs.
+  const onnxCpu = { ...options.onnx, executionProviders: ['cpu' as const], checkPlacement: false, precision: 'fp32' as const };
   const common = { spec, layer: engine.info.layer, logger };
   try {
     if (engine.info.engine === 'onnx' && engine.info.accelerator === 'gpu') return { engine: await createEngine({ ...common, engine: 'onnx', onnx: onnxCpu }), label: 'onnx/onnx-cpu' };

@@ -23,8 +23,11 @@ export const AUTO_BATCH = Object.freeze({
   cpu: 8,
 });
 
-/** Bytes of every computed value of one image's forward pass (float32), and of the weights. */
-export function modelMemory(model: ModelInput): { activationBytesPerImage: number; weightsBytes: number } {
+/**
+ * Bytes of every computed value of one image's forward pass, and of the weights, at
+ * `bytesPerValue` (4: float32; 2 for a float16 trunk, which holds nearly all values and weights).
+ */
+export function modelMemory(model: ModelInput, bytesPerValue = 4): { activationBytesPerImage: number; weightsBytes: number } {
   const graph = toModelGraph(model);
   const facts = graphFacts(graph);
   let activations = 0;
@@ -39,7 +42,7 @@ export function modelMemory(model: ModelInput): { activationBytesPerImage: numbe
   activations += graph.inputShape[0] * graph.inputShape[1] * graph.inputShape[2];
   let weights = 0;
   for (const t of Object.values(graph.constants)) weights += t.dims.reduce((a, d) => a * d, 1);
-  return { activationBytesPerImage: activations * 4, weightsBytes: weights * 4 };
+  return { activationBytesPerImage: activations * bytesPerValue, weightsBytes: weights * bytesPerValue };
 }
 
 export interface AutoBatchInput {

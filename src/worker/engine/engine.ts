@@ -71,6 +71,8 @@ export interface EngineInfo {
   numClasses: number;
   /** sha256 of the weights as loaded. */
   weightsHash: string;
+  /** Element type of the layers up to the CAM layer (ONNX `--onnx-precision`); absent: float32. */
+  precision?: 'fp32' | 'fp16';
   /** ONNX Runtime: where the nodes of the first batch ran, per execution provider (onnx/placement.ts). */
   placement?: NodePlacement;
 }

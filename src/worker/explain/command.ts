@@ -3,7 +3,7 @@
  * (TF.js, sharp, h5wasm) is imported when the command actually runs.
  */
 import { Command } from 'commander';
-import { ONNX_FLAG_HELP } from '../engine/onnx/options.js';
+import { addOnnxFlags } from '../engine/onnx/options.js';
 import { addModelFlags } from '../../shared/model-options.js';
 import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
 import type { RawExplainFlags } from './options.js';
@@ -11,7 +11,7 @@ import type { RawExplainFlags } from './options.js';
 const d = DEFAULT_EXPLAIN_OPTIONS;
 
 export async function explainCommand(): Promise<Command> {
-  return addModelFlags(new Command('explain')
+  return addOnnxFlags(addModelFlags(new Command('explain')
     .description('Predict and explain local images: writes overlays/<name>.<ext>, heatmaps/<name>.png and predictions/<name>.json per image under --out')
     .argument('<images...>', 'image files, directories (their images, recursively) or globs such as "photos/**/*.jpg" (JPEG, PNG, WebP, GIF, TIFF)')
     .requiredOption('--weights <src>', 'Keras .h5 weights or TF.js model.json: path, s3://bucket/key or http(s) URL')
@@ -23,16 +23,13 @@ export async function explainCommand(): Promise<Command> {
     .option('--score <mode>', `${SCORE_MODES.join('|')}: differentiate the softmax probability or the pre-softmax logit (default: ${d.score})`))
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
-    .option(ONNX_FLAG_HELP.providers[0], ONNX_FLAG_HELP.providers[1])
-    .option(ONNX_FLAG_HELP.threads[0], ONNX_FLAG_HELP.threads[1])
-    .option(ONNX_FLAG_HELP.cacheDir[0], ONNX_FLAG_HELP.cacheDir[1])
     .option('--batch-size <n>', 'images per engine call (default: 8)')
     .option('--resize <mode>', `${RESIZE_MODES.join('|')} resize to the model input (default: ${d.resize}, as keras load_img)`)
     .option('--colormap <name>', `${COLORMAPS.join('|')} (default: ${d.colormap})`)
     .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
     .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
     .option('--max-side <px>', 'cap on the overlay\'s longer side (default: original size)')
-    .option('--json', 'print one manifest line per image (JSON Lines, as manifest.jsonl) instead of the human-readable lines')
+    .option('--json', 'print one manifest line per image (JSON Lines, as manifest.jsonl) instead of the human-readable lines'))
     .action(async (images: string[], flags: RawExplainFlags & { json?: boolean }) => {
       const [{ parseExplainFlags }, { runExplain, defaultExplainDeps }, { createLogger }, { loadConfig }] = await Promise.all([
         import('./options.js'),

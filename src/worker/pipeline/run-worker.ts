@@ -220,7 +220,8 @@ export async function startWorker(
       // Read after the engine loaded: its weights and workspace are already in use, so they are
       // not counted again.
       const free = engine.info.accelerator === 'gpu' ? await gpuFreeBytes(options.onnx.deviceId ?? 0) : null;
-      const choice = autoBatchSize({ freeBytes: free, activationBytesPerImage: modelMemory(spec).activationBytesPerImage, weightsBytes: 0 });
+      const bytesPerValue = engine.info.precision === 'fp16' ? 2 : 4;
+      const choice = autoBatchSize({ freeBytes: free, activationBytesPerImage: modelMemory(spec, bytesPerValue).activationBytesPerImage, weightsBytes: 0 });
       pipelineOptions.batchSize = choice.batchSize;
       logger.info({ batchSize: choice.batchSize }, `--batch-size auto: ${choice.reason}`);
     }

@@ -20,13 +20,13 @@ import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
 import { splitAtTarget } from '../../model/graph/walker.js';
 import { emitHeadBackward } from './differentiate.js';
-import { forwardEmitter } from './emit-forward.js';
+import { forwardEmitter, type Precision } from './emit-forward.js';
 import { GraphBuilder, OPSET } from './graph-builder.js';
 import { TensorDataType } from '../../model/graph/onnx-proto.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 /** Bump when the emitted graph changes, so cached graphs from older code are not reused. */
-export const COMPILER_VERSION = 5;
+export const COMPILER_VERSION = 6;
 
 /** Names of the graph's inputs and outputs (the engine's side of the contract). */
 export const GRAPH_IO = {
@@ -64,6 +64,13 @@ export interface CompileOptions {
   methods?: readonly CamMethod[];
   /** Recorded in the model's producer_version. */
   producerVersion?: string;
+  /**
+   * Element type of the trunk (input → target layer), where nearly all the compute is. `fp16`
+   * halves the weights and lets GPU providers use tensor cores; the head, its backward and the CAM
+   * formulas stay float32 (gradients of a probability are often below float16's normal range), so
+   * the graph's inputs and outputs keep their float32 types. Default `fp32`.
+   */
+  precision?: Precision;
 }
 
 export interface CompiledGraph {
@@ -74,6 +81,7 @@ export interface CompiledGraph {
   camWidth: number;
   numClasses: number;
   methods: CamMethod[];
+  precision: Precision;
 }
 
 export function compileGraph(model: ModelInput, options: CompileOptions): CompiledGraph {
@@ -89,10 +97,12 @@ export function compileGraph(model: ModelInput, options: CompileOptions): Compil
   const [H, W, C] = graph.inputShape;
   const images = g.input(GRAPH_IO.images, TensorDataType.FLOAT, ['batch', H, W, C]);
   const forward = forwardEmitter(g, graph.constants);
-  forward.bind(graph.input.name, graph.input.layout === 'nchw' ? g.op('Transpose', [images], { attrs: { perm: { ints: [0, 3, 1, 2] } }, name: 'to_nchw' }) : images);
+  const precision = options.precision ?? 'fp32';
+  const input = graph.input.layout === 'nchw' ? g.op('Transpose', [images], { attrs: { perm: { ints: [0, 3, 1, 2] } }, name: 'to_nchw' }) : images;
+  forward.bind(graph.input.name, input);
 
   const poolIndices = new Map<string, string>();
-  for (const node of split.trunk) forward.emit(node);
+  for (const node of split.trunk) forward.emit(node, { precision });
   for (const node of split.head) {
     const outs = forward.emit(node, { indices: explain && node.op === 'MaxPool' });
     if (node.op === 'MaxPool' && outs[1]) poolIndices.set(node.name, outs[1]);
@@ -132,9 +142,9 @@ export function compileGraph(model: ModelInput, options: CompileOptions): Compil
     graphName: `${graph.name}_${options.kind}`,
     producerVersion: options.producerVersion ?? `compiler-${COMPILER_VERSION}`,
     docString: `${graph.name} ${options.kind} graph, CAM layer ${split.target}, opset ${OPSET}`,
-    metadata: { weightsHash: graph.weightsHash, layer: split.target, compilerVersion: String(COMPILER_VERSION) },
+    metadata: { weightsHash: graph.weightsHash, layer: split.target, compilerVersion: String(COMPILER_VERSION), precision },
   });
-  return { bytes, layer: split.target, camHeight: h, camWidth: w, numClasses, methods: explain ? methods : [] };
+  return { bytes, layer: split.target, camHeight: h, camWidth: w, numClasses, methods: explain ? methods : [], precision };
 }
 
 interface BatchDims {

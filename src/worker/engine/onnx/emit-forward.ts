@@ -6,33 +6,59 @@
 import type { ConstTensor, GraphNode } from '../../model/graph/ir.js';
 import { attrFloat, attrInts, attrString } from '../../model/graph/ir.js';
 import type { Attr, GraphBuilder } from './graph-builder.js';
+import { TensorDataType } from '../../model/graph/onnx-proto.js';
+
+/** Element type a node computes in: the model's float32, or float16 for a half-precision trunk. */
+export type Precision = 'fp32' | 'fp16';
 
 export interface ForwardEmitter {
-  /** Builder value of an IR value (constants become initializers on first use). */
+  /**
+   * Builder value of an IR value in float32 (constants become initializers on first use; a value
+   * computed in float16 is cast back once, on first use). The head, its backward and the CAM
+   * formulas read values through this.
+   */
   value(name: string): string;
-  /** Emit one node; returns its builder outputs. `extraOutputs` asks MaxPool for its Indices. */
-  emit(node: GraphNode, options?: { indices?: boolean }): string[];
-  /** Bind an IR value to an existing builder value (the graph input). */
-  bind(name: string, value: string): void;
+  /**
+   * Emit one node; returns its builder outputs. `indices` asks MaxPool for its Indices; `precision`
+   * is the element type the node computes in (default fp32): its float operands are cast or
+   * converted to it, so a float16 trunk and a float32 head meet with one Cast at the boundary.
+   */
+  emit(node: GraphNode, options?: { indices?: boolean; precision?: Precision }): string[];
+  /** Bind an IR value to an existing builder value (the graph input) of the given precision. */
+  bind(name: string, value: string, precision?: Precision): void;
 }
 
 export function forwardEmitter(g: GraphBuilder, constants: Record<string, ConstTensor>): ForwardEmitter {
-  const values = new Map<string, string>();
-  const value = (name: string): string => {
+  // One map per element type: an IR value may exist in both (after a boundary Cast), never twice in one.
+  const values: Record<Precision, Map<string, string>> = { fp32: new Map(), fp16: new Map() };
+  const other = (p: Precision): Precision => (p === 'fp32' ? 'fp16' : 'fp32');
+  const valueIn = (name: string, precision: Precision): string => {
     if (name === '') return '';
-    const known = values.get(name);
+    const known = values[precision].get(name);
     if (known) return known;
     const c = constants[name];
-    if (!c) throw new Error(`ONNX compiler: value ${name} is used before it is computed`);
-    const v = c.dtype === 'float32' ? g.floatInitializer(safe(name), c.data, c.dims) : g.int64(c.data, c.dims);
-    values.set(name, v);
+    let v: string;
+    if (c) {
+      // int64 constants (shapes, axes) are the same in both precisions.
+      if (c.dtype !== 'float32') v = g.int64(c.data, c.dims);
+      else v = precision === 'fp16' ? g.halfInitializer(`${safe(name)}_f16`, c.data, c.dims) : g.floatInitializer(safe(name), c.data, c.dims);
+    } else {
+      const computed = values[other(precision)].get(name);
+      if (!computed) throw new Error(`ONNX compiler: value ${name} is used before it is computed`);
+      v = g.op('Cast', [computed], { name: `${safe(name)}_to_${precision}`, attrs: { to: { int: precision === 'fp16' ? TensorDataType.FLOAT16 : TensorDataType.FLOAT } } });
+    }
+    values[precision].set(name, v);
     return v;
   };
+  const value = (name: string): string => valueIn(name, 'fp32');
   const plainAttrs = (node: GraphNode, drop: string[] = []): Record<string, Attr> =>
     Object.fromEntries(Object.entries(node.attrs).filter(([k]) => !drop.includes(k)));
 
-  const emit = (node: GraphNode, options: { indices?: boolean } = {}): string[] => {
-    const inputs = node.inputs.map(value);
+  const emit = (node: GraphNode, options: { indices?: boolean; precision?: Precision } = {}): string[] => {
+    const precision = options.precision ?? 'fp32';
+    const inputs = node.inputs.map((v) => valueIn(v, precision));
+    // Float operands the emitter adds itself (clip bounds, pad value, GELU's constants) follow the node.
+    const float = (vals: number[], dims?: number[]): string => (precision === 'fp16' ? g.half(vals, dims) : g.float(vals, dims));
     const stem = safe(node.name);
     const one = (op: string, ins: string[], attrs: Record<string, Attr> = {}): string[] => [g.op(op, ins, { name: stem, attrs })];
     let outs: string[];
@@ -49,11 +75,11 @@ export function forwardEmitter(g: GraphBuilder, constants: Record<string, ConstT
       case 'Clip': {
         const min = attrFloat(node, 'min', -Infinity);
         const max = attrFloat(node, 'max', Infinity);
-        outs = one('Clip', [inputs[0], Number.isFinite(min) ? g.float([min], []) : '', Number.isFinite(max) ? g.float([max], []) : '']);
+        outs = one('Clip', [inputs[0], Number.isFinite(min) ? float([min], []) : '', Number.isFinite(max) ? float([max], []) : '']);
         break;
       }
       case 'Pad':
-        outs = one('Pad', [inputs[0], g.int64(attrInts(node, 'pads')!), g.float([attrFloat(node, 'value', 0)], [])], { mode: { string: attrString(node, 'mode', 'constant') } });
+        outs = one('Pad', [inputs[0], g.int64(attrInts(node, 'pads')!), float([attrFloat(node, 'value', 0)], [])], { mode: { string: attrString(node, 'mode', 'constant') } });
         break;
       case 'Dropout':
         outs = one('Identity', [inputs[0]]);
@@ -63,10 +89,10 @@ export function forwardEmitter(g: GraphBuilder, constants: Record<string, ConstT
         const x = inputs[0];
         const inner =
           attrString(node, 'approximate', 'none') === 'tanh'
-            ? g.op('Tanh', [g.op('Mul', [g.op('Add', [x, g.op('Mul', [g.op('Mul', [g.op('Mul', [x, x], { name: `${stem}_x2` }), x], { name: `${stem}_x3` }), g.float([0.044715], [])], { name: `${stem}_cx3` })], { name: `${stem}_poly` }), g.float([Math.sqrt(2 / Math.PI)], [])], { name: `${stem}_scaled` })], { name: `${stem}_tanh` })
-            : g.op('Erf', [g.op('Mul', [x, g.float([Math.SQRT1_2], [])], { name: `${stem}_scaled` })], { name: `${stem}_erf` });
-        const half = g.op('Mul', [x, g.float([0.5], [])], { name: `${stem}_half` });
-        outs = [g.op('Mul', [half, g.op('Add', [inner, g.float([1], [])], { name: `${stem}_1p` })], { name: stem })];
+            ? g.op('Tanh', [g.op('Mul', [g.op('Add', [x, g.op('Mul', [g.op('Mul', [g.op('Mul', [x, x], { name: `${stem}_x2` }), x], { name: `${stem}_x3` }), float([0.044715], [])], { name: `${stem}_cx3` })], { name: `${stem}_poly` }), float([Math.sqrt(2 / Math.PI)], [])], { name: `${stem}_scaled` })], { name: `${stem}_tanh` })
+            : g.op('Erf', [g.op('Mul', [x, float([Math.SQRT1_2], [])], { name: `${stem}_scaled` })], { name: `${stem}_erf` });
+        const half = g.op('Mul', [x, float([0.5], [])], { name: `${stem}_half` });
+        outs = [g.op('Mul', [half, g.op('Add', [inner, float([1], [])], { name: `${stem}_1p` })], { name: stem })];
         break;
       }
       case 'MaxPool':
@@ -76,11 +102,11 @@ export function forwardEmitter(g: GraphBuilder, constants: Record<string, ConstT
         outs = g.opMulti(node.op, inputs, { name: stem, outputs: node.op === 'BatchNormalization' ? 1 : node.outputs.length, attrs: plainAttrs(node) });
     }
     node.outputs.forEach((v, i) => {
-      if (outs[i] !== undefined) values.set(v, outs[i]);
+      if (outs[i] !== undefined) values[precision].set(v, outs[i]);
     });
     return outs;
   };
-  return { value, emit, bind: (name, v) => values.set(name, v) };
+  return { value, emit, bind: (name, v, precision = 'fp32') => values[precision].set(name, v) };
 }
 
 /** ONNX allows any value name; readable, unique stems are the builder's job. */

@@ -76,7 +76,11 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const methods = (options.methods ?? [...CAM_METHODS]).filter(needsGradient);
   const support = isOnnxSupported(graph, methods[0] ?? 'eigencam', options.layer);
   if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${graph.name}: ${support.reason}`);
-  const compileOptions: CompileOptions = methods.length > 0 ? { layer: support.layer, kind: 'explain', methods } : { layer: support.layer, kind: 'forward' };
+  const compileOptions: CompileOptions = {
+    layer: support.layer,
+    precision: runtime.precision,
+    ...(methods.length > 0 ? { kind: 'explain', methods } : { kind: 'forward' }),
+  };
   const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
 
   const { model, source } = await loadGraph(graph, compileOptions, cache, logger);
@@ -86,7 +90,7 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   logger.info({ providers }, 'creating the ONNX Runtime session');
   const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
   logger.info(
-    { engine: 'onnx', providers, threads: runtime.intraOpThreads, layer: support.layer, cached: source.cached, compileMs: source.compileMs },
+    { engine: 'onnx', providers, threads: runtime.intraOpThreads, precision: runtime.precision, layer: support.layer, cached: source.cached, compileMs: source.compileMs },
     'ONNX Runtime session ready',
   );
   const [h, w, c] = graph.inputShape;
@@ -95,7 +99,8 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const numClasses = numClassesOf(graph);
   const info: EngineInfo = {
     engine: 'onnx',
-    backend: `onnx-${providers[0]}`,
+    // The precision is part of the backend's name, so every prediction's provenance carries it.
+    backend: `onnx-${providers[0]}${runtime.precision === 'fp32' ? '' : `-${runtime.precision}`}`,
     device: deviceName(providers[0], runtime, selection.gpus),
     accelerator: providers[0] === 'cpu' ? 'cpu' : 'gpu',
     modelName: graph.name,
@@ -104,6 +109,7 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     inputWidth: w,
     numClasses,
     weightsHash: graph.weightsHash,
+    precision: runtime.precision,
   };
   const targetShape: [number, number, number] = [Number(camShape[1]), Number(camShape[2]), Number(camShape[0])];
   const engine = new OnnxEngine(session, info, [h, w, c], targetShape, methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);

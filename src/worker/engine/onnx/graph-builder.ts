@@ -14,6 +14,7 @@ import {
   type TensorMessage,
   type ValueInfoMessage,
 } from '../../model/graph/onnx-proto.js';
+import { toFloat16 } from '../../model/graph/float16.js';
 
 /** Opset of the default domain. 17 is the newest opset whose Reduce* ops (bar ReduceSum) take `axes` as an attribute. */
 export const OPSET = 17;
@@ -95,6 +96,15 @@ export class GraphBuilder {
     return unique;
   }
 
+  /** A float16 initializer converted from float32 weights (round to nearest even). */
+  halfInitializer(name: string, data: Float32Array, dims: number[]): string {
+    checkSize(name, data.length, dims);
+    const unique = this.uniqueName(name);
+    const bits = toFloat16(data);
+    this.initializers.push({ name: unique, dims, dataType: TensorDataType.FLOAT16, rawData: new Uint8Array(bits.buffer) });
+    return unique;
+  }
+
   /** A small int64 constant (shapes, axes), deduplicated by value. */
   int64(values: number[], dims: number[] = [values.length]): string {
     if (this.root) return this.root.int64(values, dims);
@@ -119,6 +129,20 @@ export class GraphBuilder {
     const data = new Float32Array(values);
     const name = this.uniqueName('c_f32');
     this.initializers.push({ name, dims, dataType: TensorDataType.FLOAT, rawData: new Uint8Array(data.buffer) });
+    this.constantCache.set(key, name);
+    return name;
+  }
+
+  /** A small float16 constant, deduplicated by value (operands of half-precision nodes). */
+  half(values: number[], dims: number[] = [values.length]): string {
+    if (this.root) return this.root.half(values, dims);
+    const key = `f16:${dims.join('x')}:${values.join(',')}`;
+    const cached = this.constantCache.get(key);
+    if (cached) return cached;
+    checkSize('float16 constant', values.length, dims);
+    const bits = toFloat16(values);
+    const name = this.uniqueName('c_f16');
+    this.initializers.push({ name, dims, dataType: TensorDataType.FLOAT16, rawData: new Uint8Array(bits.buffer) });
     this.constantCache.set(key, name);
     return name;
   }

@@ -26,6 +26,7 @@ export function graphCacheKey(model: ModelInput, options: CompileOptions): strin
     layer: options.layer,
     kind: options.kind,
     methods: options.kind === 'explain' ? [...(options.methods ?? ONNX_CAM_METHODS)] : [],
+    precision: options.precision ?? 'fp32',
   };
   return createHash('sha256').update(JSON.stringify(key)).digest('hex');
 }

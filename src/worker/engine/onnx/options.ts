@@ -3,10 +3,14 @@
  */
 import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
+import type { Command } from 'commander';
 import { ConfigError } from '../../../shared/errors.js';
 
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+export const PRECISIONS = ['fp32', 'fp16'] as const;
+export type OnnxPrecision = (typeof PRECISIONS)[number];
 
 export interface OnnxRuntimeOptions {
   /**
@@ -30,6 +34,13 @@ export interface OnnxRuntimeOptions {
    * Costs one batch-1 run at start-up. Default true.
    */
   checkPlacement: boolean;
+  /**
+   * Element type of the model's trunk (input → target layer): `fp16` halves the weights and lets
+   * CUDA/TensorRT use tensor cores; the head, its backward and the CAM formulas stay float32
+   * (compile-graph.ts). On the CPU provider fp16 is slower (ONNX Runtime computes float16 nodes
+   * through casts), so it is for GPU nodes. Default `fp32`.
+   */
+  precision: OnnxPrecision;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -44,6 +55,7 @@ export function defaultOnnxRuntimeOptions(): OnnxRuntimeOptions {
     intraOpThreads: availableParallelism(),
     cacheDir: defaultCacheDir(),
     checkPlacement: true,
+    precision: 'fp32',
   };
 }
 
@@ -59,6 +71,7 @@ export function resolveOnnxRuntimeOptions(partial: Partial<OnnxRuntimeOptions> =
   if (!Number.isInteger(o.intraOpThreads) || o.intraOpThreads < 1) {
     throw new ConfigError('--onnx-threads', `expected a positive integer, got ${String(o.intraOpThreads)}`);
   }
+  if (!(PRECISIONS as readonly string[]).includes(o.precision)) throw new ConfigError('--onnx-precision', `expected ${PRECISIONS.join(' or ')}, got "${String(o.precision)}"`);
   if (!Number.isInteger(o.deviceId) || o.deviceId < 0) throw new ConfigError('--device-id', `expected a non-negative integer, got ${String(o.deviceId)}`);
   return o;
 }
@@ -74,13 +87,21 @@ export interface RawOnnxFlags {
   onnxProviders?: string;
   onnxThreads?: string;
   onnxCacheDir?: string;
+  onnxPrecision?: string;
 }
 
 export const ONNX_FLAG_HELP = Object.freeze({
   providers: ['--onnx-providers <list>', 'ONNX Runtime execution providers in preference order: cpu, cuda, tensorrt (comma-separated), or auto = CUDA (and TensorRT) when a GPU is visible and the provider starts, else cpu (default: auto)'],
   threads: ['--onnx-threads <n>', 'ONNX Runtime intra-op threads (default: the cores available)'],
   cacheDir: ['--onnx-cache-dir <dir>', 'compiled-graph cache ("off" disables it; default: ~/.cache/gradcam-audit/onnx)'],
+  precision: ['--onnx-precision <type>', 'fp32|fp16: element type of the layers up to the CAM layer; fp16 is for GPU providers (tensor cores), the head and the CAM stay fp32 (default: fp32)'],
 } as const);
+
+/** The ONNX runtime flags, declared once for every command that builds an engine. */
+export function addOnnxFlags(command: Command): Command {
+  for (const [flag, help] of Object.values(ONNX_FLAG_HELP)) command.option(flag, help);
+  return command;
+}
 
 /** Flag values → validated partial runtime options (undefined fields keep the defaults). */
 export function parseOnnxFlags(flags: RawOnnxFlags): Partial<OnnxRuntimeOptions> {
@@ -91,6 +112,7 @@ export function parseOnnxFlags(flags: RawOnnxFlags): Partial<OnnxRuntimeOptions>
     partial.intraOpThreads = Number(flags.onnxThreads);
   }
   if (flags.onnxCacheDir !== undefined) partial.cacheDir = flags.onnxCacheDir === 'off' ? null : flags.onnxCacheDir;
+  if (flags.onnxPrecision !== undefined) partial.precision = flags.onnxPrecision.trim() as OnnxPrecision;
   // Validate now so a bad flag fails before any model is loaded.
   resolveOnnxRuntimeOptions(partial);
   return partial;

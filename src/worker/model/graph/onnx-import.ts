@@ -5,6 +5,7 @@
  * axes/pads/clip bounds/reshape targets, `auto_pad` resolved), and the image input's layout is
  * told from its shape. Every op is checked against the supported set here, before any image.
  */
+import { float16Value } from './float16.js';
 import { createHash } from 'node:crypto';
 import { ModelError } from '../../../shared/errors.js';
 import type { Attr, ConstTensor, GraphNode, ModelGraph } from './ir.js';
@@ -160,12 +161,18 @@ async function decodeTensor(t: DecodedTensor, readExternal: (location: string) =
       return { dtype: 'float32', dims, data: raw?.length ? new Float32Array(copy(4)) : Float32Array.from(t.floatData ?? []) };
     case TensorDataType.DOUBLE:
       return { dtype: 'float32', dims, data: raw?.length ? Float32Array.from(new Float64Array(copy(8))) : Float32Array.from(t.doubleData ?? []) };
+    case TensorDataType.FLOAT16: {
+      // Half-precision exports (`model.half()`, float16 converters): widened once to float32; the
+      // engines compute in float32 unless `--onnx-precision fp16` asks for a float16 trunk.
+      const bits = raw?.length ? new Uint16Array(copy(2)) : Uint16Array.from(t.int32Data ?? []);
+      return { dtype: 'float32', dims, data: Float32Array.from(bits, float16Value) };
+    }
     case TensorDataType.INT64:
       return { dtype: 'int64', dims, data: raw?.length ? Array.from(new BigInt64Array(copy(8)), Number) : (t.int64Data ?? []).map(Number) };
     case TensorDataType.INT32:
       return { dtype: 'int64', dims, data: raw?.length ? Array.from(new Int32Array(copy(4))) : (t.int32Data ?? []).map(Number) };
     default:
-      throw new ModelError(`${label}: tensor ${t.name} has ONNX data type ${t.dataType}; only float32/float64/int32/int64 tensors are supported (export in float32)`);
+      throw new ModelError(`${label}: tensor ${t.name} has ONNX data type ${t.dataType}; only float32/float16/float64/int32/int64 tensors are supported (export in float32)`);
   }
 }
 

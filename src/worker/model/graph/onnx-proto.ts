@@ -12,6 +12,7 @@ export const TensorDataType = {
   INT32: 6,
   INT64: 7,
   BOOL: 9,
+  FLOAT16: 10,
   DOUBLE: 11,
 } as const;
 export type TensorDataTypeValue = (typeof TensorDataType)[keyof typeof TensorDataType];
