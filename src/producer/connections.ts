@@ -1,5 +1,6 @@
 /**
- * The producer's connections for one CLI invocation: Redis (run records + BullMQ queue) and S3.
+ * The producer's connections for one CLI invocation: Redis (run records, and the BullMQ queue on a
+ * connection of its own) and S3.
  * `close()` releases all of them so the process exits by itself when the command is done.
  */
 import type { RedisConnection } from '../shared/queue/redis.js';
@@ -26,17 +27,26 @@ export async function connectProducer(config: AppConfig, name: string, options: 
   // `client` role: a CLI should fail with a clear error when Redis goes away mid-command (re-running
   // resumes the run), not retry forever. Queue (unlike Worker) needs no blocking connection.
   const redis = createRedis(config.redisUrl, { role: 'client', name });
+  // The queue gets a connection of its own. Replies on one connection come back in order, so on a
+  // shared one each page's registration and backlog check waited behind the whole addBulk pipeline
+  // of the chunks still in flight, and the producer idled while Redis ran them. Apart, Redis
+  // serves the small calls between the pipeline's commands, and the producer builds the next
+  // chunk's jobs while Redis adds the previous ones (docs/benchmarks.md, "Enqueue: where a key's
+  // time goes").
+  const queueRedis = createRedis(config.redisUrl, { role: 'client', name: `${name}-queue` });
   // Errors surface through waitForRedis and failing commands; the event would only duplicate them.
   redis.on('error', () => undefined);
+  queueRedis.on('error', () => undefined);
   try {
-    await waitForRedis(redis, config.redisUrl, timeoutMs);
+    await Promise.all([waitForRedis(redis, config.redisUrl, timeoutMs), waitForRedis(queueRedis, config.redisUrl, timeoutMs)]);
   } catch (err) {
     redis.disconnect();
+    queueRedis.disconnect();
     throw err;
   }
   const ks = keySpaceOf(config);
-  // The queue shares the connection: BullMQ does not close a connection it was handed.
-  const queue = new QueueShards<AuditJobPayload>(config.queueName, ks, redis);
+  // BullMQ does not close a connection it was handed: close() below does.
+  const queue = new QueueShards<AuditJobPayload>(config.queueName, ks, queueRedis);
   // Without a listener, an 'error' event would crash the process; failed commands still reject.
   queue.on('error', () => undefined);
   return {
@@ -45,7 +55,7 @@ export async function connectProducer(config: AppConfig, name: string, options: 
     queue,
     async close() {
       await queue.close().catch(() => undefined);
-      await redis.quit().catch(() => redis.disconnect());
+      await Promise.all([redis, queueRedis].map((r) => r.quit().then(() => undefined, () => r.disconnect())));
     },
   };
 }

@@ -1,8 +1,9 @@
 /**
  * List an S3 prefix and enqueue one BullMQ job per image, streaming: each listing page is
- * filtered, registered with the run (RunStore.addJobs adds only keys new to the run) and handed to
- * `queue.addBulk` while the next page is being listed. At most two pages are alive at once, so
- * memory does not grow with the number of keys.
+ * filtered, registered with the run (RunStore.registerPage adds only keys new to the run) and handed to
+ * `queue.addBulk` while the next page is being listed and registered. A few pages are alive at once
+ * (the one listed, the one whose jobs are being built, the chunks in flight), so memory does not
+ * grow with the number of keys.
  *
  * Idempotence has two layers. The run's key registry makes a re-enqueue count nothing twice, and
  * deterministic job ids make BullMQ itself ignore a job it already holds. Keys that are registered
@@ -197,6 +198,21 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   const done = rescan ? await openDoneKeys(deps.runs, runId) : undefined;
   const maxInFlight = deps.chunksInFlight ?? ENQUEUE_DEFAULTS.chunksInFlight;
   const inFlight: Array<Promise<unknown>> = [];
+  // The last registered page's new images, whose jobs are not built yet: building a page's jobs
+  // (payloads, ids, BullMQ's serialisation) is most of the producer's CPU per key, so it is done
+  // while the next page's registration is on its way to Redis instead of before it is sent. The
+  // images are registered already; a crash before their jobs are added is what the re-offer of
+  // pending images above repairs, as for a chunk that was in flight.
+  let deferred: PendingImage[] = [];
+  const addDeferred = (): void => {
+    if (deferred.length === 0) return;
+    const chunk = deps.queue.addBulk(jobsOf(deferred));
+    deferred = [];
+    // Observed now, awaited later: a chunk failing while the next page lists must not count
+    // as an unhandled rejection; awaiting it below still throws.
+    chunk.catch(() => undefined);
+    inFlight.push(chunk);
+  };
   let stopped = false;
   try {
     // Another enqueue of the same run moving the cursor first means it listed those pages: follow
@@ -216,7 +232,9 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
           break;
         }
         const mode: RegisterMode = rescan ? { kind: 'rescan' } : { kind: 'forward', after: cursor, last };
-        const reg = await deps.runs.registerPage(runId, candidates, mode);
+        const registering = deps.runs.registerPage(runId, candidates, mode);
+        addDeferred();
+        const reg = await registering;
         if (reg.status === 'unknown-run') throw new NotFoundError(`run ${runId} vanished from Redis while enqueueing; run the same enqueue again`);
         if (reg.status === 'cursor-moved') {
           cursor = (await deps.runs.requireRun(runId)).cursor;
@@ -229,14 +247,10 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
         if (truth) for (const o of fresh) truthCounts[truth.lookup(o.key) ? 'matched' : 'missing']++;
         scan.counts.added += fresh.length;
         scan.counts.known += images.length - fresh.length;
-        if (fresh.length === 0) continue;
-        const chunk = deps.queue.addBulk(jobsOf(fresh));
-        // Observed now, awaited later: a chunk failing while the next page lists must not count
-        // as an unhandled rejection; awaiting it below still throws.
-        chunk.catch(() => undefined);
-        inFlight.push(chunk);
+        deferred = fresh;
       }
     }
+    addDeferred();
     for (const chunk of inFlight.splice(0)) await chunk;
   } catch (err) {
     await Promise.allSettled(inFlight);
