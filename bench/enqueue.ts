@@ -5,11 +5,13 @@
  *
  *   npm run bench:enqueue -- [--keys 100000] [--passes 1] [--repeat 1] [--chunks-in-flight 2] [--gc-every 5] [--list-only] [--cached-listing] [--record]
  *   npm run bench:enqueue -- --compare --keys 5000 --passes 20 [--list-concurrency 8] [--record]
+ *   npm run bench:enqueue -- --costs --keys 20000 [--repeat 3] [--against REV] [--record]
  *
  * Seeding uses the real S3 API (parallel PUTs of tiny bodies). With a local s3rver the seeded
  * directory is kept in .cache/bench-enqueue-s3 so later runs skip seeding. Heap is sampled after a
  * forced GC at every listing page, so the numbers show retained memory, not garbage timing.
- * `--record` appends a result row to docs/benchmarks.md.
+ * `--record` appends a result row to docs/benchmarks.md. `--costs` measures CPU per key on each side
+ * with a generated listing and a redis-server of its own (bench/enqueue-costs.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -28,6 +30,7 @@ import type { ObjectStore } from '../src/shared/storage/object-store.js';
 import { S3ObjectStore } from '../src/shared/storage/s3-store.js';
 import { MemoryObjectStore } from '../src/dev/memory-store.js';
 import { cachedListing, replayedListing } from './replayed-listing.js';
+import { enqueueCosts } from './enqueue-costs.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -56,6 +59,8 @@ const PASSES = parseIntInRange('--passes', flag('--passes') ?? '1', 1, 1000);
  */
 const COMPARE = args.includes('--compare');
 const LIST_CONCURRENCY = flag('--list-concurrency') ?? '8';
+/** Producer and Redis CPU per key, side by side per variant (bench/enqueue-costs.ts). */
+const COSTS = args.includes('--costs');
 const BUCKET = 'bench-enqueue';
 const SEED_DIR = '.cache/bench-enqueue-s3';
 
@@ -64,6 +69,10 @@ const gc = runInNewContext('gc') as () => void;
 const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {
+  if (COSTS) {
+    await enqueueCosts({ keys: KEYS, repeat: REPEAT, against: flag('--against'), record: RECORD, command: `npm run bench:enqueue -- ${args.join(' ')}` });
+    return;
+  }
   const stops: LocalService[] = [];
   const redisUrl = process.env.REDIS_URL ?? (await start(stops, startRedisServer())).url;
   let endpoint = process.env.AWS_ENDPOINT_URL_S3;
