@@ -13,6 +13,7 @@ and the values from the libraries that define each mode:
     tf     NumPy, as Keras mode="tf"  (x /= 127.5; x -= 1.)
     torch  torchvision ToTensor() + Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     raw    torchvision ToTensor()
+    none   NumPy, the RGB values as float32 (Keras EfficientNet's pass-through preprocess_input)
 
 Inputs are the committed parity images (test/fixtures/images/parity/, see pil_preprocess.py).
 Model input sizes: 224x224, an odd square (99x99: crop offsets that round half to even) and an
@@ -60,6 +61,8 @@ def values(mode, img):
         for c in range(3):
             x[..., c] -= MEAN_BGR[c]
         return x
+    if mode == "none":
+        return np.asarray(img, dtype="float32").copy()
     if mode == "tf":
         x = np.asarray(img, dtype="float32").copy()
         x /= 127.5
@@ -92,7 +95,7 @@ def main():
                     ys = rng.integers(0, h, 2)
                     xs = rng.integers(0, w, 2)
                     modes = {}
-                    for mode in ("caffe", "tf", "torch", "raw"):
+                    for mode in ("caffe", "tf", "torch", "raw", "none"):
                         x = values(mode, fitted).astype("<f4")
                         assert x.shape == (h, w, 3)
                         modes[mode] = {

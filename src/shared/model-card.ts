@@ -13,11 +13,11 @@
  *   {
  *     "schema": "gradcam-audit/model-card@1",
  *     "name": "resnet50-defects", "version": "2026-11-03",
- *     "preprocess": "torch",            // caffe | tf | torch | raw
+ *     "preprocess": "torch",            // caffe | tf | torch | raw | none
  *     "centerCrop": true,               // torchvision eval geometry
  *     "labels": "labels.json",          // a file beside the card, or an inline array of names
  *     "layer": "layer4",                // Grad-CAM target
- *     "architecture": "resnet50",       // layout of a Keras weights-only .h5 (vgg16 | resnet50 | mobilenetv2 | densenet121)
+ *     "architecture": "resnet50",       // layout of a Keras weights-only .h5 (vgg16 | resnet50 | mobilenetv2 | densenet121 | efficientnetb0)
  *     "inputSize": [224, 224]           // [height, width] for models with a free input size
  *   }
  */

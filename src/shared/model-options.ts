@@ -14,8 +14,21 @@ import { PREPROCESS_DEFINITIONS, PREPROCESS_MODES, type PreprocessMode } from '.
  * `keras.applications` layouts gradcam-audit builds in code, for Keras weights-only .h5 files
  * (`save_weights`, the files `keras.applications` downloads), which carry no topology.
  */
-export const KERAS_ARCHITECTURES = ['vgg16', 'resnet50', 'mobilenetv2', 'densenet121'] as const;
+export const KERAS_ARCHITECTURES = ['vgg16', 'resnet50', 'mobilenetv2', 'densenet121', 'efficientnetb0'] as const;
 export type KerasArchitecture = (typeof KERAS_ARCHITECTURES)[number];
+
+/**
+ * What each layout's `keras.applications.<module>.preprocess_input` does to pixels: the default
+ * `--preprocess` of a Keras .h5 read as that layout (VGG16 and ResNet50 "caffe", MobileNetV2 "tf",
+ * DenseNet "torch"; EfficientNet passes 0-255 RGB through and rescales inside the model).
+ */
+export const KERAS_ARCHITECTURE_PREPROCESS: Readonly<Record<KerasArchitecture, PreprocessMode>> = Object.freeze({
+  vgg16: 'caffe',
+  resnet50: 'caffe',
+  mobilenetv2: 'tf',
+  densenet121: 'torch',
+  efficientnetb0: 'none',
+});
 
 export interface ModelOptions {
   /** `--preprocess`; undefined: the model card's, else the default for the model's format. */
@@ -41,7 +54,7 @@ export interface RawModelOptionFlags {
 
 /** Help texts of the model flags, declared once for every command that takes them. */
 export const MODEL_FLAG_HELP = Object.freeze({
-  preprocess: ['--preprocess <mode>', `input preprocessing: ${PREPROCESS_MODES.map((m) => `${m} (${PREPROCESS_DEFINITIONS[m].summary})`).join('; ')}. Default: the model card's, else caffe for .h5/TF.js and torch for ONNX files exported by PyTorch`],
+  preprocess: ['--preprocess <mode>', `input preprocessing: ${PREPROCESS_MODES.map((m) => `${m} (${PREPROCESS_DEFINITIONS[m].summary})`).join('; ')}. Default: the model card's, else for a Keras .h5 what keras.applications' preprocess_input does for its --architecture (caffe for vgg16/resnet50, tf for mobilenetv2, torch for densenet121, none for efficientnetb0), caffe for TF.js and torch for ONNX files exported by PyTorch`],
   centerCrop: ['--center-crop', 'torchvision eval geometry: resize the shorter side to 256/224 of the input size, then crop the centre (default: the model card\'s, else off)'],
   noCenterCrop: ['--no-center-crop', 'resize the whole image to the input size even when the model card asks for a center crop'],
   labels: ['--labels <src>', 'class labels: JSON array, Keras class index or one label per line; path, s3:// or http(s) (default: the model card\'s, labels.json beside a TF.js model, else ImageNet for 1000 classes)'],

@@ -5,7 +5,9 @@
  * the model it serves (`modelMismatch`).
  *
  * Precedence for each property: flag, then model card, then the default:
- * - preprocess: caffe for Keras .h5 and TF.js models (Keras' VGG16/ResNet50 convention), torch for
+ * - preprocess: for a Keras .h5 with an `architecture`, what that keras.applications layout's
+ *   `preprocess_input` does (`KERAS_ARCHITECTURE_PREPROCESS`); caffe for other Keras .h5 and TF.js
+ *   models (Keras' VGG16/ResNet50 convention), torch for
  *   ONNX files whose `producer_name` is `pytorch`; any other ONNX producer is ambiguous (tf2onnx
  *   exports Keras models of every convention), so a ConfigError asks for `--preprocess`;
  * - centerCrop: false; layer: the engine's default target;
@@ -17,10 +19,10 @@ import { extname } from 'node:path';
 import { ConfigError } from './errors.js';
 import { readModelCard, siblingOf, type FoundModelCard } from './model-card.js';
 import type { ModelFiles } from './model-files.js';
-import type { KerasArchitecture, ModelOptions } from './model-options.js';
+import { KERAS_ARCHITECTURE_PREPROCESS, type KerasArchitecture, type ModelOptions } from './model-options.js';
 import { readOnnxProducerName } from './onnx-header.js';
 import { describeSource, parseWeightSource, resolveRelative, type WeightSource } from './model-uri.js';
-import type { ModelPreprocessing, PreprocessMode } from './preprocessing.js';
+import { PREPROCESS_MODES, type ModelPreprocessing, type PreprocessMode } from './preprocessing.js';
 import { stableStringify } from './stable-json.js';
 
 export type ModelFormat = 'keras-h5' | 'tfjs-layers' | 'onnx' | 'unknown';
@@ -63,7 +65,8 @@ export async function resolveModelSetup(weights: string, flags: ModelOptions, fi
   let preprocessFrom: ModelSetup['preprocessFrom'] = 'flag';
   let mode: PreprocessMode | undefined = flags.preprocess;
   if (mode === undefined && c.preprocess !== undefined) [mode, preprocessFrom] = [c.preprocess, 'model card'];
-  if (mode === undefined) [mode, preprocessFrom] = [defaultPreprocess(weights, format, producer, card), 'default'];
+  const architecture = flags.architecture ?? c.architecture;
+  if (mode === undefined) [mode, preprocessFrom] = [defaultPreprocess(weights, format, producer, card, architecture), 'default'];
 
   const setup: ModelSetup = {
     weights,
@@ -76,7 +79,6 @@ export async function resolveModelSetup(weights: string, flags: ModelOptions, fi
   if (producer !== undefined) setup.producer = producer;
   const layer = flags.layer ?? c.layer;
   if (layer !== undefined) setup.layer = layer;
-  const architecture = flags.architecture ?? c.architecture;
   if (architecture !== undefined) setup.architecture = architecture;
   if (c.inputSize) setup.inputSize = c.inputSize;
   if (c.name !== undefined) setup.name = c.name;
@@ -84,18 +86,19 @@ export async function resolveModelSetup(weights: string, flags: ModelOptions, fi
   return setup;
 }
 
-function defaultPreprocess(weights: string, format: ModelFormat, producer: string | undefined, card: FoundModelCard | null): PreprocessMode {
-  if (format === 'keras-h5' || format === 'tfjs-layers') return 'caffe';
+function defaultPreprocess(weights: string, format: ModelFormat, producer: string | undefined, card: FoundModelCard | null, architecture: KerasArchitecture | undefined): PreprocessMode {
+  if (format === 'keras-h5') return architecture ? KERAS_ARCHITECTURE_PREPROCESS[architecture] : 'caffe';
+  if (format === 'tfjs-layers') return 'caffe';
   const where = card ? `or set "preprocess" in its model card ${card.uri}` : `or put {"preprocess": "..."} in a model card beside it (${describeCardHint(weights)})`;
   if (format === 'onnx') {
     if (producer?.toLowerCase() === 'pytorch') return 'torch';
     throw new ConfigError(
       '--preprocess',
       `${weights} is an ONNX file ${producer ? `made by "${producer}"` : 'without a producer name'}, not exported from PyTorch, so how its inputs were normalised during training is unknown: ` +
-        `pass --preprocess caffe|tf|torch|raw (tf2onnx/Keras: caffe for VGG/ResNet, tf for MobileNet/Inception/EfficientNet; raw when the graph normalises itself) ${where}`,
+        `pass --preprocess ${PREPROCESS_MODES.join('|')} (tf2onnx/Keras: caffe for VGG/ResNet, tf for MobileNet/Inception, none for Keras EfficientNet, which rescales inside the model; raw when the graph expects 0-1 pixels) ${where}`,
     );
   }
-  throw new ConfigError('--preprocess', `cannot tell the format of ${weights} (not Keras HDF5, TF.js or ONNX by name or content), so its preprocessing is unknown: pass --preprocess caffe|tf|torch|raw ${where}`);
+  throw new ConfigError('--preprocess', `cannot tell the format of ${weights} (not Keras HDF5, TF.js or ONNX by name or content), so its preprocessing is unknown: pass --preprocess ${PREPROCESS_MODES.join('|')} ${where}`);
 }
 
 function describeCardHint(weights: string): string {

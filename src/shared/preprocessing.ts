@@ -12,12 +12,13 @@
  * | `tf`    | Keras `mode="tf"` (MobileNet, Inception, Xception)  | RGB      | v / 127.5 - 1                  |
  * | `torch` | torchvision `ToTensor` + `Normalize(mean, std)`     | RGB      | (v / 255 - mean) / std         |
  * | `raw`   | torchvision `ToTensor` alone, Keras `Rescaling(1/255)` | RGB   | v / 255                        |
+ * | `none`  | Keras EfficientNet's pass-through `preprocess_input` | RGB     | v                              |
  *
  * Center crop (`--center-crop`) is torchvision's evaluation transform: `Resize(s)` of the shorter
  * side to s = round(256 / 224 * input side), then `CenterCrop(input)`. Without it the whole image
  * is resized to the input size, as `keras.utils.load_img(target_size=...)` does.
  */
-export const PREPROCESS_MODES = ['caffe', 'tf', 'torch', 'raw'] as const;
+export const PREPROCESS_MODES = ['caffe', 'tf', 'torch', 'raw', 'none'] as const;
 export type PreprocessMode = (typeof PREPROCESS_MODES)[number];
 
 export interface PreprocessDefinition {
@@ -32,6 +33,7 @@ export const PREPROCESS_DEFINITIONS: Readonly<Record<PreprocessMode, PreprocessD
   tf: { channels: 'rgb', summary: 'scaled to [-1, 1] (Keras MobileNet/Inception/EfficientNetV2 "tf" mode)' },
   torch: { channels: 'rgb', summary: 'RGB/255, then ImageNet mean/std (torchvision ToTensor + Normalize)' },
   raw: { channels: 'rgb', summary: 'RGB/255 (models that normalise inside the graph)' },
+  none: { channels: 'rgb', summary: 'RGB 0-255 as is (Keras EfficientNet, which rescales and normalises inside the model)' },
 });
 
 /** Keras `imagenet_utils` caffe-mode mean, BGR order. */

@@ -122,6 +122,8 @@ export function channelTables(mode: PreprocessMode): readonly [Float32Array, Flo
         return f(f(f(v / 255) - f(IMAGENET_MEAN_RGB[channel])) / f(IMAGENET_STD_RGB[channel]));
       case 'raw':
         return f(v / 255);
+      case 'none':
+        return v;
       default:
         throw new RangeError(`unknown preprocess mode ${String(mode)}; expected ${PREPROCESS_MODES.join(', ')}`);
     }

@@ -21,16 +21,19 @@ import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 import { resolveTarget, shapeOf } from '../../../src/worker/model/graph/walker.js';
 import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 import { loadModel } from '../../../src/worker/model/source.js';
+// Registers Keras' Normalization with TF.js Layers (EfficientNet's input normalisation).
 import { applicationModel, saveWeightsOnlyH5, seedWeights } from './helpers/keras-functional.js';
 
 /**
  * `numeric`: the input size of the check against TF.js Layers' predict, or 0 to skip it (it checks
- * the converter, which the functional fixtures already hold to TF.js Layers layer by layer, so one
- * layout is enough; the parameter counts and by-name loading check the layouts themselves).
+ * the converter, which the functional fixtures already hold to TF.js Layers layer by layer, so
+ * MobileNetV2 and EfficientNetB0, whose layer kinds differ most, are enough; the parameter counts
+ * and by-name loading check the layouts themselves).
  */
 const LAYOUTS: Array<{ name: KerasArchitecture; params: number; target: string; targetShape: number[]; layers: string[]; numeric: number }> = [
   { name: 'resnet50', numeric: 0, params: 25_636_712, target: 'conv5_block3_out', targetShape: [1, 2048, 7, 7], layers: ['conv1_conv', 'conv2_block1_0_conv', 'conv3_block4_2_bn', 'conv4_block6_out', 'conv5_block3_3_conv', 'avg_pool', 'predictions'] },
   { name: 'densenet121', numeric: 0, params: 8_062_504, target: 'relu', targetShape: [1, 1024, 7, 7], layers: ['conv1/conv', 'conv1/bn', 'pool1', 'conv2_block1_1_conv', 'pool2_conv', 'conv4_block24_concat', 'conv5_block16_2_conv', 'bn', 'avg_pool', 'predictions'] },
+  { name: 'efficientnetb0', numeric: 64, params: 5_330_571, target: 'top_activation', targetShape: [1, 1280, 7, 7], layers: ['rescaling', 'normalization', 'rescaling_1', 'stem_conv_pad', 'stem_conv', 'block1a_se_reshape', 'block2a_dwconv_pad', 'block2b_drop', 'block6d_add', 'block7a_project_bn', 'top_conv', 'top_dropout', 'predictions'] },
   { name: 'mobilenetv2', numeric: 64, params: 3_538_984, target: 'out_relu', targetShape: [1, 1280, 7, 7], layers: ['Conv1', 'bn_Conv1', 'expanded_conv_depthwise', 'block_1_pad', 'block_16_project_BN', 'Conv_1', 'predictions'] },
 ];
 

@@ -62,6 +62,19 @@ describe('model setup', () => {
     expect((await resolveModelSetup(at('plain', 'exported-model'), {}, files)).preprocessing.mode).toBe('torch');
   });
 
+  it("defaults a Keras .h5 with an architecture to that keras.applications layout's preprocess_input; flags and cards still win", async () => {
+    const weights = write('arch/w.h5', HDF5);
+    const mode = async (options: Parameters<typeof resolveModelSetup>[1]) => (await resolveModelSetup(weights, options, files)).preprocessing.mode;
+    expect(await mode({ architecture: 'vgg16' })).toBe('caffe');
+    expect(await mode({ architecture: 'resnet50' })).toBe('caffe');
+    expect(await mode({ architecture: 'mobilenetv2' })).toBe('tf');
+    expect(await mode({ architecture: 'densenet121' })).toBe('torch');
+    expect(await mode({ architecture: 'efficientnetb0' })).toBe('none');
+    expect(await mode({ architecture: 'efficientnetb0', preprocess: 'raw' })).toBe('raw');
+    write('arch/w.model.json', JSON.stringify({ architecture: 'efficientnetb0' }));
+    expect(await resolveModelSetup(weights, {}, files)).toMatchObject({ preprocessing: { mode: 'none' }, preprocessFrom: 'default', architecture: 'efficientnetb0' });
+  });
+
   it('asks for --preprocess when an ONNX file was not exported by PyTorch, or the format is unknown', async () => {
     const tf2onnx = write('ambiguous/mobilenet.onnx', onnxBy('tf2onnx'));
     const err = await resolveModelSetup(tf2onnx, {}, files).catch((e: unknown) => e);

@@ -7,6 +7,7 @@ import type { KerasArchitecture } from '../../../shared/model-options.js';
 import type { KerasTopology } from '../keras-config.js';
 import { vgg16Architecture } from '../vgg16.js';
 import { densenet121Config } from './densenet121.js';
+import { efficientNetB0Config } from './efficientnetb0.js';
 import { mobilenetV2Config } from './mobilenetv2.js';
 import { resnet50Config } from './resnet50.js';
 
@@ -21,6 +22,7 @@ const BUILDERS: Record<Exclude<KerasArchitecture, 'vgg16'>, (inputShape: [number
   resnet50: resnet50Config,
   mobilenetv2: mobilenetV2Config,
   densenet121: densenet121Config,
+  efficientnetb0: efficientNetB0Config,
 };
 
 export function applicationTopology(name: KerasArchitecture, options: ApplicationOptions = {}): KerasTopology {

@@ -66,6 +66,103 @@ function mobile(l: L): tf.LayersModel {
   return tf.model({ inputs: input, outputs: out, name: 'mobile' });
 }
 
+/**
+ * Keras' `Normalization` layer, which TF.js Layers lacks, written from Keras' definition: `mean`,
+ * `variance` and `count` weights over the last axis, `(x - mean) / max(sqrt(variance), 1e-7)`.
+ * Registered so that TF.js Layers can build and serialise EfficientNet-style models.
+ */
+export class KerasNormalization extends tf.layers.Layer {
+  static readonly className = 'Normalization';
+  private stats: Array<ReturnType<tf.layers.Layer['addWeight']>> = [];
+  private readonly axis: unknown;
+
+  constructor(args: { name?: string; axis?: unknown }) {
+    super(args);
+    this.axis = args.axis ?? -1;
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const channels = (inputShape as number[]).at(-1)!;
+    this.stats = [
+      this.addWeight('mean', [channels], 'float32', tf.initializers.zeros(), undefined, false),
+      this.addWeight('variance', [channels], 'float32', tf.initializers.ones(), undefined, false),
+      this.addWeight('count', [], 'float32', tf.initializers.zeros(), undefined, false),
+    ];
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      return tf.div(tf.sub(x, this.stats[0].read()), tf.maximum(tf.sqrt(this.stats[1].read()), 1e-7));
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), axis: this.axis as number, mean: null, variance: null, invert: false };
+  }
+}
+tf.serialization.registerClass(KerasNormalization);
+
+/**
+ * EfficientNet-style, with keras.applications' layer kinds and names: Rescaling, Normalization and
+ * a per-channel Rescaling at the input, `stem_conv_pad` (correct_pad), swish, MBConv blocks with
+ * `expand_conv`, `dwconv_pad` + a stride-2 5x5 `dwconv`, squeeze-excitation (`se_squeeze`
+ * GlobalAveragePooling2D, `se_reshape` to 1x1xC, 1x1 `se_reduce` swish / `se_expand` sigmoid,
+ * `se_excite` Multiply), `project_conv`, `drop` (Dropout, noise shape (None, 1, 1, 1)) + `add`,
+ * then `top_conv`, `avg_pool`, `top_dropout`, `predictions`.
+ */
+function efficient(l: L): tf.LayersModel {
+  const input = tf.input({ shape: [16, 16, 3], name: 'image' });
+  const apply = (layer: tf.layers.Layer, x: SymbolicTensor | SymbolicTensor[]): SymbolicTensor => layer.apply(x) as SymbolicTensor;
+  let x = apply(l.rescaling({ scale: 1 / 255, name: 'rescaling' }), input);
+  x = apply(new KerasNormalization({ axis: [3], name: 'normalization' }), x);
+  x = apply(l.rescaling({ scale: [0.229, 0.224, 0.225].map((s) => 1 / Math.sqrt(s)) as unknown as number, name: 'rescaling_1' }), x);
+  x = apply(l.zeroPadding2d({ padding: [[0, 1], [0, 1]], name: 'stem_conv_pad' }), x);
+  x = apply(l.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'valid', useBias: false, name: 'stem_conv' }), x);
+  x = apply(l.batchNormalization({ name: 'stem_bn' }), x);
+  x = apply(l.activation({ activation: 'swish', name: 'stem_activation' }), x);
+  const block = (prefix: string, y: SymbolicTensor, o: { filtersIn: number; filtersOut: number; expansion: number; kernel: number; stride: number; dropRate: number }): SymbolicTensor => {
+    const inputs = y;
+    const filters = o.filtersIn * o.expansion;
+    if (o.expansion !== 1) {
+      y = apply(l.conv2d({ filters, kernelSize: 1, padding: 'same', useBias: false, name: `${prefix}expand_conv` }), y);
+      y = apply(l.batchNormalization({ name: `${prefix}expand_bn` }), y);
+      y = apply(l.activation({ activation: 'swish', name: `${prefix}expand_activation` }), y);
+    }
+    if (o.stride === 2) {
+      const h = y.shape[1] as number;
+      const k = Math.floor(o.kernel / 2);
+      y = apply(l.zeroPadding2d({ padding: [[k - (h % 2 === 0 ? 1 : 0), k], [k - (h % 2 === 0 ? 1 : 0), k]], name: `${prefix}dwconv_pad` }), y);
+    }
+    y = apply(l.depthwiseConv2d({ kernelSize: o.kernel, strides: o.stride, padding: o.stride === 2 ? 'valid' : 'same', useBias: false, name: `${prefix}dwconv` }), y);
+    y = apply(l.batchNormalization({ name: `${prefix}bn` }), y);
+    y = apply(l.activation({ activation: 'swish', name: `${prefix}activation` }), y);
+    let se = apply(l.globalAveragePooling2d({ name: `${prefix}se_squeeze` }), y);
+    se = apply(l.reshape({ targetShape: [1, 1, filters], name: `${prefix}se_reshape` }), se);
+    se = apply(l.conv2d({ filters: Math.max(1, Math.floor(o.filtersIn * 0.25)), kernelSize: 1, padding: 'same', activation: 'swish', name: `${prefix}se_reduce` }), se);
+    se = apply(l.conv2d({ filters, kernelSize: 1, padding: 'same', activation: 'sigmoid', name: `${prefix}se_expand` }), se);
+    y = apply(l.multiply({ name: `${prefix}se_excite` }), [y, se]);
+    y = apply(l.conv2d({ filters: o.filtersOut, kernelSize: 1, padding: 'same', useBias: false, name: `${prefix}project_conv` }), y);
+    y = apply(l.batchNormalization({ name: `${prefix}project_bn` }), y);
+    if (o.stride === 1 && o.filtersIn === o.filtersOut) {
+      y = apply(l.dropout({ rate: o.dropRate, noiseShape: [null, 1, 1, 1] as unknown as number[], name: `${prefix}drop` }), y);
+      y = apply(l.add({ name: `${prefix}add` }), [y, inputs]);
+    }
+    return y;
+  };
+  x = block('block1a_', x, { filtersIn: 8, filtersOut: 4, expansion: 1, kernel: 3, stride: 1, dropRate: 0 });
+  x = block('block2a_', x, { filtersIn: 4, filtersOut: 6, expansion: 6, kernel: 5, stride: 2, dropRate: 0.05 });
+  x = block('block2b_', x, { filtersIn: 6, filtersOut: 6, expansion: 6, kernel: 5, stride: 1, dropRate: 0.1 });
+  x = apply(l.conv2d({ filters: 16, kernelSize: 1, padding: 'same', useBias: false, name: 'top_conv' }), x);
+  x = apply(l.batchNormalization({ name: 'top_bn' }), x);
+  x = apply(l.activation({ activation: 'swish', name: 'top_activation' }), x);
+  x = apply(l.globalAveragePooling2d({ name: 'avg_pool' }), x);
+  x = apply(l.dropout({ rate: 0.2, name: 'top_dropout' }), x);
+  const out = apply(l.dense({ units: 5, activation: 'softmax', name: 'predictions' }), x);
+  return tf.model({ inputs: input, outputs: out, name: 'efficient' });
+}
+
 /** DenseNet-style: a dense block of Concatenate, a transition with AveragePooling2D, a Flatten head. */
 function dense(l: L): tf.LayersModel {
   const input = tf.input({ shape: [10, 10, 3], name: 'image' });
@@ -100,6 +197,7 @@ export const KERAS_FIXTURES = {
   residual: { build: residual, target: 'b2_out', inputScale: 1 },
   mobile: { build: mobile, target: 'top_conv', inputScale: 255 },
   dense: { build: dense, target: 'transition_pool', inputScale: 1 },
+  efficient: { build: efficient, target: 'top_activation', inputScale: 255 },
 } as const;
 
 /**
@@ -117,7 +215,9 @@ export function seedWeights(model: tf.LayersModel, seed: number): void {
       const bound = variable.endsWith('kernel') ? Math.sqrt(3 / (variable === 'depthwise_kernel' ? shape[0] * shape[1] : fanIn)) : 0.1;
       const data = Float32Array.from({ length: size }, () => {
         const r = rand();
-        if (variable === 'gamma' || variable === 'moving_variance') return 0.5 + r;
+        if (variable === 'gamma' || variable === 'moving_variance' || variable === 'variance') return 0.5 + r;
+        // Normalization's statistics of 0-1 pixels.
+        if (variable === 'mean') return 0.3 + 0.4 * r;
         return (r * 2 - 1) * bound;
       });
       return tf.tensor(data, shape);
