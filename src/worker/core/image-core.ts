@@ -157,19 +157,20 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
 export type ArtifactWriter = (spec: ArtifactSpec, data: Buffer, contentType: string) => Promise<void>;
 
 /**
- * Write an image's artifacts in table order (the document last, so its presence means complete).
- * `beforeDocument` runs just before the document is encoded, so a host can record the time its
- * other writes took.
+ * Write an image's artifacts: the images at once (two S3 PUTs in flight instead of one after the
+ * other), then the document, last, so its presence means complete. `beforeDocument` runs just
+ * before the document is encoded, so a host can record the time its other writes took.
  */
 export async function writeArtifacts(out: ImageCoreOutput, write: ArtifactWriter, beforeDocument?: (doc: ImageManifest) => void): Promise<void> {
   const format = out.rendered.overlay.format;
+  // Settled, not raced: when one write fails, none is left in flight behind the error.
+  const images = await Promise.allSettled(ARTIFACTS.map((spec) => (spec.name === 'prediction' ? undefined : write(spec, out.rendered[spec.name].data, spec.contentType(format)))));
+  const failed = images.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
   for (const spec of ARTIFACTS) {
-    if (spec.name === 'prediction') {
-      beforeDocument?.(out.document);
-      await write(spec, encodePredictionDocument(out.document), spec.contentType(format));
-    } else {
-      await write(spec, out.rendered[spec.name].data, spec.contentType(format));
-    }
+    if (spec.name !== 'prediction') continue;
+    beforeDocument?.(out.document);
+    await write(spec, encodePredictionDocument(out.document), spec.contentType(format));
   }
 }
 
