@@ -41,6 +41,11 @@ export interface DashboardOptions {
    * (shared/queue/part-cache.ts). Default 64 MiB: about 16 MiB of part files, some 50,000 lines.
    */
   partCacheBytes: number;
+  /**
+   * Requests that take longer than this many ms are logged (warn: method, path, status, ms), so an
+   * unanswered page can be traced to its route afterwards. Default 5000.
+   */
+  slowRequestMs: number;
   /** Lifetime of a login cookie in seconds. Default 12 h. */
   sessionTtlSeconds: number;
   /**
@@ -76,6 +81,7 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   thumbnailConcurrency: 2,
   maxPageSize: 200,
   partCacheBytes: 64 * 1024 * 1024,
+  slowRequestMs: 5000,
   sessionTtlSeconds: 12 * 3600,
   allowedHosts: [],
   trustProxy: false,

@@ -69,6 +69,11 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
 
+  app.addHook('onResponse', async (request, reply) => {
+    if (reply.elapsedTime > options.slowRequestMs) {
+      deps.logger.warn({ method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'slow dashboard request');
+    }
+  });
   installRequestGuard(app, { hosts: hostPolicyFor(options.host, options.allowedHosts), extraOrigins: options.allowedHosts, logger: deps.logger });
   const throttle = new FailureThrottle(options.throttle);
   installAuth(app, gate, throttle);

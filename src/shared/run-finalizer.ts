@@ -17,7 +17,7 @@
  *   1. a reopened run's previous manifest is copied in as the oldest part;
  *   2. parts are compacted and merged into manifest.jsonl; the line count must equal the counters;
  *   3. `manifestWritten` is set: from now on the manifest is a source of the run's lines;
- *   4. the parts are deleted and summary.json is written;
+ *   4. the parts (and their index in Redis) are deleted and summary.json is written;
  *   5. `analyse` runs on the written manifest (audit.json, metrics.parquet, report.html) and its
  *      outcome is added to summary.json; then the run is marked completed.
  */
@@ -157,6 +157,8 @@ export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<F
     // successor, which may still be reading them.
     if ((await deps.redis.get(lockKey)) === owner) {
       const left = await deleteObjects(store, src.bucket, await listPartKeys(store, src.bucket, allPartsPrefix(out.key)));
+      // The index named the parts just deleted; readers list afresh (the manifest holds their lines).
+      await deps.runs.dropPartIndex(runId);
       if (left.length > 0) log.warn({ runId, left: left.length, first: left[0] }, 'some part files could not be deleted; they are harmless and go with the next finalization');
     }
 

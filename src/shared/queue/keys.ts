@@ -3,7 +3,8 @@
  * `gca`), next to BullMQ's own keys (`<prefix>:<queue>:*`, contract.ts).
  *
  * A run's Redis state is sized by what is in flight, never by the run: result lines live in S3 part
- * files (shared/queue/result-parts.ts) and the listing position is one cursor in the run record.
+ * files (shared/queue/result-parts.ts), the listing position is one cursor in the run record, and
+ * the index of the latest part files is capped (`parts`).
  *
  * On a Redis Cluster a Lua script or MULTI may only touch keys of one hash slot, so keys that are
  * used together carry the same hash tag (the part of a key between the first `{` and `}` is what
@@ -41,6 +42,14 @@ export const runKeys = (ks: KeySpace, runId: string) => {
      * re-listing never registers an image that was finished after it took its snapshot of the parts.
      */
     recent: `${base}:recent`,
+    /**
+     * Sorted set: the run's most recently stored part files, member `<name>\t<bytes>\t<ETag>`,
+     * scored by the run's part sequence (`partSeq` in the record: 1, 2, 3, ... in the order the
+     * parts were counted). Lets a reader that listed the parts once add the new ones without
+     * listing again. Capped (RunStoreOptions.partIndexLength, about 100 bytes an entry), so its
+     * size follows the recent write rate, not the run; deleted with the parts by the finalizer.
+     */
+    parts: `${base}:parts`,
     /** Hash: 10-second bucket (epoch s) -> images finished in it; the throughput chart. */
     throughput: `${base}:tput`,
     /** String lock: the process that writes manifest.jsonl and summary.json. */

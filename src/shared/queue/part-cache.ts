@@ -13,10 +13,49 @@
  * the record was read holds every counted line; the dashboard's analytics and key caches, stamped
  * by the same counters, stay exact. A part deleted meanwhile (the finalizer) makes the reader list
  * again (`invalidate`).
+ *
+ * After the first listing, a run's new parts come from its part index in Redis (keys.ts `parts`),
+ * not from another LIST: every poll after a counter move listed the whole parts folder again (800
+ * parts in the chaos run; s3rver took 7.9 s to list 150 under load). A listing that resumes after the last part name seen (StartAfter) would not
+ * do: a part's name carries its writer's clock at the time it was named, before its PUT, and PUTs
+ * of different writers end out of order (retries through S3 errors, clock skew), so a part named
+ * earlier can appear after a later name was listed. The index is written in the script that counts
+ * the part's results, so it holds every counted part in counting order. A listing is therefore
+ * extended with the entries indexed since it was made, and made afresh when the index cannot say
+ * (trimmed past it, deleted by the finalizer or a Redis loss, given out again after a Redis
+ * restart that lost writes, or a result counted by a writer that does not index:
+ * PartIndexPosition.basis).
  */
 import { LruCache } from '../lru-cache.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
-import { listParts, readPart, type PartEntry } from './result-parts.js';
+import { compareKeys, listParts, readPart, type PartEntry } from './result-parts.js';
+import type { PartIndexPosition } from './run-store.js';
+
+/** A run's part index as its record showed it, and how to read it from a position on. */
+export interface PartIndexView extends PartIndexPosition {
+  /** See `RunStore.partsIndexedFrom`. */
+  from(seq: number): Promise<IndexedParts | null>;
+}
+
+/** Index entries from a position on: the one at the position (none at 0), those after it, the newest number. */
+export interface IndexedParts {
+  at: ObjectSummary | null;
+  parts: ObjectSummary[];
+  last: number;
+}
+
+interface Listing {
+  stamp: string;
+  parts: Promise<ObjectSummary[]>;
+  /** The index position of the record read before it, when the caller gave one. */
+  index?: PartIndexPosition;
+}
+
+interface Complete {
+  parts: ObjectSummary[];
+  /** The listing holds every part indexed up to `index.seq` (the record was read before it). */
+  index: PartIndexPosition;
+}
 
 /** Parts larger than this are streamed, never held (the finalizer's merged parts can be huge). */
 const MAX_CACHED_PART_BYTES = 1024 * 1024;
@@ -32,7 +71,9 @@ interface CachedPart {
 
 export class PartCache {
   private readonly lru: LruCache<CachedPart>;
-  private readonly listings = new Map<string, { stamp: string; parts: Promise<ObjectSummary[]> }>();
+  private readonly listings = new Map<string, Listing>();
+  /** Per run, the newest listing that completed with an index position: what the next one extends. */
+  private readonly complete = new Map<string, Complete>();
 
   /** `maxBytes`: estimated heap the parsed parts may take together. */
   constructor(maxBytes: number) {
@@ -40,23 +81,47 @@ export class PartCache {
   }
 
   /**
-   * The parts under `prefix`, listed once per `stamp` (the run record's epoch, counters and
-   * manifest flag as the caller read them before asking); concurrent callers share the listing.
+   * The parts under `prefix` as of `stamp` (the run record's epoch, counters and manifest flag as
+   * the caller read them before asking); concurrent callers share the answer. Listed once, then
+   * extended from the run's part index (`index`, read from the same record) while it can tell.
    */
-  list(store: ObjectStore, bucket: string, prefix: string, stamp: string): Promise<ObjectSummary[]> {
+  list(store: ObjectStore, bucket: string, prefix: string, stamp: string, index?: PartIndexView): Promise<ObjectSummary[]> {
     const id = `${bucket}\0${prefix}`;
     const hit = this.listings.get(id);
     if (hit && hit.stamp === stamp) return hit.parts;
-    const parts = listParts(store, bucket, prefix);
+    const relist = (): Promise<ObjectSummary[]> => listParts(store, bucket, prefix);
+    const base = this.complete.get(id);
+    let parts: Promise<ObjectSummary[]>;
+    if (index && base && base.index.basis === index.basis) {
+      // Extended from the newest completed listing, never from one still running: a slow or
+      // stalled request would otherwise hold up every later poll of the run. A caller with an
+      // older record than the listing's (concurrent requests) gets it as it is: it holds all that
+      // caller needs and more, as any listing made after reading a record may.
+      parts = base.index.seq >= index.seq ? Promise.resolve(base.parts) : extend(base, index, relist);
+    } else if (!base && hit?.index && index && hit.index.basis === index.basis) {
+      // The run's first listing is still running: one LIST at a time, then the index.
+      const first = hit.index;
+      parts = hit.parts.then((known) => extend({ parts: known, index: first }, index, relist));
+    } else {
+      parts = relist();
+    }
     this.listings.delete(id);
-    this.listings.set(id, { stamp, parts });
-    parts.catch(() => {
-      if (this.listings.get(id)?.parts === parts) this.listings.delete(id);
-    });
+    this.listings.set(id, { stamp, parts, ...(index ? { index: { seq: index.seq, basis: index.basis } } : {}) });
+    parts.then(
+      (done) => {
+        if (!index) return;
+        const newest = this.complete.get(id);
+        if (!newest || newest.index.basis !== index.basis || newest.index.seq < index.seq) this.complete.set(id, { parts: done, index: { seq: index.seq, basis: index.basis } });
+      },
+      () => {
+        if (this.listings.get(id)?.parts === parts) this.listings.delete(id);
+      },
+    );
     // One entry per run being read; the least recently listed go first.
     for (const oldest of this.listings.keys()) {
       if (this.listings.size <= MAX_LISTINGS) break;
       this.listings.delete(oldest);
+      this.complete.delete(oldest);
     }
     return parts;
   }
@@ -64,6 +129,7 @@ export class PartCache {
   /** Forget the listing of `prefix` (a listed part was gone). */
   invalidate(bucket: string, prefix: string): void {
     this.listings.delete(`${bucket}\0${prefix}`);
+    this.complete.delete(`${bucket}\0${prefix}`);
   }
 
   /** The part's lines, from memory when this version of it was read before. */
@@ -86,4 +152,26 @@ export class PartCache {
   get byteSize(): number {
     return this.lru.byteSize;
   }
+}
+
+/**
+ * A completed listing plus the parts indexed since. The index must still hold the entry at the
+ * listing's position, naming a part the listing has: after a Redis restart that lost its last
+ * writes (AOF `everysec`), sequence numbers are given out again to other parts, and the entries
+ * after the position would no longer be the ones added since. It must also reach the record's
+ * position (`index.seq`); entries past it (counted after the record was read) are included and
+ * seen again by the next extension, which keeps one per key. Anything else: list afresh.
+ */
+async function extend(base: Complete, index: PartIndexView, relist: () => Promise<ObjectSummary[]>): Promise<ObjectSummary[]> {
+  const added = await index.from(base.index.seq);
+  if (!added || added.last < index.seq) return relist();
+  if (added.at && !base.parts.some((p) => p.key === added.at?.key)) return relist();
+  return merge(base.parts, added.parts);
+}
+
+function merge(known: ObjectSummary[], added: ObjectSummary[]): ObjectSummary[] {
+  if (added.length === 0) return known;
+  const byKey = new Map(known.map((p) => [p.key, p]));
+  for (const p of added) if (!byKey.has(p.key)) byKey.set(p.key, p);
+  return [...byKey.values()].sort((a, b) => compareKeys(a.key, b.key));
 }

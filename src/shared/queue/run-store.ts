@@ -16,10 +16,10 @@ import type { Provenance, RunManifestLine } from '../manifest.js';
 import { ConfigError, NotFoundError } from '../errors.js';
 import type { ModelIdentity } from '../model-setup.js';
 import { stableHash } from '../stable-json.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
 import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
-import type { PartCache } from './part-cache.js';
+import type { IndexedParts, PartCache } from './part-cache.js';
 import { compareKeys, listParts, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
@@ -58,6 +58,20 @@ export interface RunRecord {
   listed: boolean;
   /** manifest.jsonl holds lines of this epoch (a reopened run merges it with the new parts). */
   manifestWritten: boolean;
+  /** Where the run's part index stood (keys.ts `parts`); absent only in records built by hand. */
+  partIndex?: PartIndexPosition;
+}
+
+/** The run's part index as of a record read; see `RunStore.partsIndexedFrom`. */
+export interface PartIndexPosition {
+  /** Parts indexed so far: the score of the newest entry. */
+  seq: number;
+  /**
+   * Changes whenever the index alone stops describing what was added to the parts folder since
+   * a listing: a result counted by a writer that does not index (the gap between `done`/`failed`
+   * and `indexedDone`/`indexedFailed`), or the manifest written (the finalizer deletes the parts).
+   */
+  basis: string;
 }
 
 export interface NewRun {
@@ -150,32 +164,54 @@ end
 return out
 `;
 
-// KEYS: record, pending, failed, throughput, finalizer, recent. ARGV: epoch, nowIso, n, then per
-// result: key, status, degenerate, failed line ('' for ok), throughput bucket. The part file with
-// these lines is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades
-// a `failed` (a manual retry; a completed run then reopens so its manifest is written again).
-// Nothing is written when the epoch differs: the run was lost and recreated, and the part file of
-// this batch lies under the old epoch.
+// KEYS: record, pending, failed, throughput, finalizer, recent, parts. ARGV: epoch, nowIso, n,
+// the part's index entry ('' when no part was written), the index's cap, then per result: key,
+// status, degenerate, failed line ('' for ok), throughput bucket. The part file with these lines
+// is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades a `failed`
+// (a manual retry; a completed run then reopens so its manifest is written again). Nothing is
+// written when the epoch differs: the run was lost and recreated, and the part file of this batch
+// lies under the old epoch.
+//
+// The part enters the run's part index in the same step as its counts, so a reader that sees the
+// counters move finds the part in the index. `indexedDone`/`indexedFailed` move with `done`/`failed`
+// here only: a count made by a writer that does not index its parts (one from before the index,
+// during a rolling upgrade) opens a gap between them, and readers then list the parts instead.
+// A replayed script finds the entry present and takes no new sequence number, so the scores stay
+// 1, 2, 3, ... without holes and a reader can tell a trimmed or deleted index from a complete one.
 const COMMIT_RESULTS = `
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {-1, 0, 0, 0, 0} end
 local rescan = tonumber(redis.call('HGET', KEYS[1], 'rescan') or '0') > 0
 local n = tonumber(ARGV[3])
+local entry = ARGV[4]
+if entry ~= '' and not redis.call('ZSCORE', KEYS[7], entry) then
+  local seq = redis.call('HINCRBY', KEYS[1], 'partSeq', 1)
+  redis.call('ZADD', KEYS[7], seq, entry)
+  local len = redis.call('ZCARD', KEYS[7])
+  local cap = tonumber(ARGV[5])
+  if len > cap then redis.call('ZREMRANGEBYRANK', KEYS[7], 0, len - cap - 1) end
+end
 local flags = {}
 local counted = 0
 local upgraded = false
 for i = 0, n - 1 do
-  local b = 4 + 5 * i
+  local b = 6 + 5 * i
   local k, st, deg, fl, bucket = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local c = 0
   if redis.call('HDEL', KEYS[2], k) == 1 then
-    if st == 'ok' then redis.call('HINCRBY', KEYS[1], 'done', 1) else
+    if st == 'ok' then
+      redis.call('HINCRBY', KEYS[1], 'done', 1)
+      redis.call('HINCRBY', KEYS[1], 'indexedDone', 1)
+    else
       redis.call('HINCRBY', KEYS[1], 'failed', 1)
+      redis.call('HINCRBY', KEYS[1], 'indexedFailed', 1)
       redis.call('HSET', KEYS[3], k, fl)
     end
     c = 1
   elseif st == 'ok' and redis.call('HDEL', KEYS[3], k) == 1 then
     redis.call('HINCRBY', KEYS[1], 'failed', -1)
     redis.call('HINCRBY', KEYS[1], 'done', 1)
+    redis.call('HINCRBY', KEYS[1], 'indexedFailed', -1)
+    redis.call('HINCRBY', KEYS[1], 'indexedDone', 1)
     upgraded = true
     c = 1
   end
@@ -237,7 +273,15 @@ export interface RunStoreOptions {
   writerId?: string;
   /** Keeps parsed parts for readers that scan the same runs repeatedly (the dashboard). Default none. */
   partCache?: PartCache;
+  /**
+   * Entries the run's part index keeps (keys.ts `parts`), the newest: a reader that fell further
+   * behind lists the parts once more. The dashboard reads a live run about every second, so 1,000
+   * parts cover even a fast run, at about 100 bytes an entry. Default `DEFAULT_PART_INDEX_LENGTH`.
+   */
+  partIndexLength?: number;
 }
+
+export const DEFAULT_PART_INDEX_LENGTH = 1000;
 
 interface QueuedResult {
   line: RunManifestLine;
@@ -251,6 +295,7 @@ export class RunStore {
   private readonly batching: ResultBatching;
   private readonly writerId: string;
   private readonly partCache: PartCache | undefined;
+  private readonly partIndexLength: number;
   private seq = 0;
   private readonly batches = new Map<string, { items: QueuedResult[]; timer: NodeJS.Timeout }>();
 
@@ -263,9 +308,11 @@ export class RunStore {
     this.batching = { ...DEFAULT_RESULT_BATCHING, ...options.batching };
     this.writerId = options.writerId ?? randomBytes(4).toString('hex');
     this.partCache = options.partCache;
+    this.partIndexLength = options.partIndexLength ?? DEFAULT_PART_INDEX_LENGTH;
+    if (!Number.isInteger(this.partIndexLength) || this.partIndexLength < 1) throw new ConfigError('RunStore', `partIndexLength must be a positive integer, got ${this.partIndexLength}`);
     redis.defineCommand('gcaRegisterPage', { numberOfKeys: 4, lua: REGISTER_PAGE });
     redis.defineCommand('gcaCheckKeys', { numberOfKeys: 3, lua: CHECK_KEYS });
-    redis.defineCommand('gcaCommitResults', { numberOfKeys: 6, lua: COMMIT_RESULTS });
+    redis.defineCommand('gcaCommitResults', { numberOfKeys: 7, lua: COMMIT_RESULTS });
     redis.defineCommand('gcaUpdateRun', { numberOfKeys: 1, lua: UPDATE_RUN });
   }
 
@@ -285,7 +332,7 @@ export class RunStore {
       // slot (keys.ts), so this MULTI is valid on a cluster; the runs index is written on its own.
       await this.redis
         .multi()
-        .del(k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder)
+        .del(k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder, k.parts)
         .hset(key, {
           source: run.source,
           output: run.output,
@@ -466,17 +513,19 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     const epoch = String(check[0]);
     const out = parseS3Uri(String(check[1]), `output of run ${runId}`);
     const writable = items.filter((_, i) => check[i + 2] === 1);
+    let indexEntry = '';
     if (writable.length > 0) {
       const { body } = partBody(writable.map((it) => it.line));
       const name = partName(Date.now(), this.writerId, this.seq++);
-      await store.put(out.bucket, `${partsPrefix(out.key, epoch)}${name}`, body, { contentType: 'application/x-ndjson' });
+      const { etag } = await store.put(out.bucket, `${partsPrefix(out.key, epoch)}${name}`, body, { contentType: 'application/x-ndjson' });
+      indexEntry = `${name}\t${Buffer.byteLength(body)}\t${etag}`;
     }
-    const args: string[] = [epoch, (items[0] as QueuedResult).now.toISOString(), String(writable.length)];
+    const args: string[] = [epoch, (items[0] as QueuedResult).now.toISOString(), String(writable.length), indexEntry, String(this.partIndexLength)];
     for (const it of writable) {
       const bucket = String(Math.floor(it.now.getTime() / 1000 / THROUGHPUT_BUCKET_SECONDS) * THROUGHPUT_BUCKET_SECONDS);
       args.push(it.line.key, it.line.status, it.line.degenerate ? '1' : '0', it.line.status === 'failed' ? JSON.stringify(it.line) : '', bucket);
     }
-    const res = (await this.cmd().gcaCommitResults(k.record, k.pending, k.failed, k.throughput, k.finalizer, k.recent, ...args)) as number[];
+    const res = (await this.cmd().gcaCommitResults(k.record, k.pending, k.failed, k.throughput, k.finalizer, k.recent, k.parts, ...args)) as number[];
     const [status, done, failed, total, enqueueComplete] = res as [number, number, number, number, number];
     if (status < 0) return items.map(() => ({ counted: false, rejected: 'unknown-run', done: 0, failed: 0, total: 0, complete: false }));
     const complete = enqueueComplete === 1 && done + failed >= total;
@@ -629,7 +678,8 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     for (let attempt = 1; ; attempt++) {
       const src = this.resultSources(run);
       const stamp = `${run.epoch}/${run.done}/${run.failed}/${run.manifestWritten ? 1 : 0}`;
-      const parts = await (this.partCache ? this.partCache.list(store, src.bucket, src.partsPrefix, stamp) : listParts(store, src.bucket, src.partsPrefix));
+      const index = run.partIndex && { ...run.partIndex, from: (seq: number) => this.partsIndexedFrom(run.id, src.partsPrefix, seq) };
+      const parts = await (this.partCache ? this.partCache.list(store, src.bucket, src.partsPrefix, stamp, index) : listParts(store, src.bucket, src.partsPrefix));
       const now = (await this.getRun(run.id)) ?? run;
       if (now.epoch !== run.epoch && attempt < SOURCE_ATTEMPTS) {
         run = now;
@@ -640,6 +690,38 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       if (now.manifestWritten && now.epoch === run.epoch) readers.push(readPart(store, src.bucket, src.manifestKey));
       return readers;
     }
+  }
+
+  /**
+   * The run's part index (keys.ts `parts`) from sequence number `from` on: the entry at `from`
+   * (none for 0), the parts indexed after it in index order, and the newest number. Null when the
+   * index no longer holds every one of them (trimmed past `from`, or deleted: finalization, Redis
+   * data loss). The scores have no holes (COMMIT_RESULTS), so "every one" is a count. O(parts
+   * added since), bounded by the index's cap.
+   */
+  async partsIndexedFrom(runId: string, prefix: string, from: number): Promise<IndexedParts | null> {
+    const flat = await this.redis.zrangebyscore(this.keys(runId).parts, from > 0 ? from : '(0', '+inf', 'WITHSCORES');
+    let at: ObjectSummary | null = null;
+    const parts: ObjectSummary[] = [];
+    let last = from;
+    for (let i = 0; i < flat.length; i += 2) {
+      const [name, size, etag] = (flat[i] as string).split('\t');
+      const part = { key: `${prefix}${name}`, size: Number(size), etag: etag ?? '' };
+      const seq = Number(flat[i + 1]);
+      if (seq === from) at = part;
+      else parts.push(part);
+      last = seq;
+    }
+    if (from > 0 && at === null) return null;
+    return parts.length === last - from ? { at, parts, last } : null;
+  }
+
+  /**
+   * The finalizer deleted the run's parts: their index goes too. A reader that listed before
+   * finds its sequence number missing from the index and lists again.
+   */
+  async dropPartIndex(runId: string): Promise<void> {
+    await this.redis.del(this.keys(runId).parts);
   }
 
   /** Images per throughput bucket, oldest first. */
@@ -703,7 +785,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
   /** Delete a run's Redis state; outputs in S3 are untouched. */
   async deleteRun(runId: string): Promise<void> {
     const k = this.keys(runId);
-    await this.redis.del(k.record, k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder);
+    await this.redis.del(k.record, k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder, k.parts);
     await this.redis.zrem(runsIndexKey(this.ks), runId);
   }
 
@@ -745,5 +827,9 @@ function parseRun(h: Record<string, string>): RunRecord {
     cursor: h.cursor ?? '',
     listed: h.listed === '1',
     manifestWritten: h.manifestWritten === '1',
+    partIndex: {
+      seq: num(h.partSeq),
+      basis: `${h.manifestWritten === '1' ? 1 : 0}/${num(h.done) - num(h.indexedDone)}/${num(h.failed) - num(h.indexedFailed)}`,
+    },
   };
 }
