@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3ObjectStore } from '../../../src/shared/storage/s3-store.js';
-import { resolvePipelineOptions, s3SocketsFor } from '../../../src/worker/pipeline/options.js';
+import { PREFETCH_BATCHES, resolvePipelineOptions, s3SocketsFor } from '../../../src/worker/pipeline/options.js';
 
 describe('S3 socket pool', () => {
   let server: Server;
@@ -61,7 +61,8 @@ describe('S3 socket pool', () => {
   });
 
   it('a worker asks for one socket per job it holds and per upload', () => {
-    expect(s3SocketsFor(resolvePipelineOptions({ batchSize: 64, uploadConcurrency: 8 }))).toBe(64 + 64 + 8 + 4);
+    // Default prefetch: PREFETCH_BATCHES batches beyond the one in the engine.
+    expect(s3SocketsFor(resolvePipelineOptions({ batchSize: 64, uploadConcurrency: 8 }))).toBe(64 + PREFETCH_BATCHES * 64 + 8 + 4);
     expect(s3SocketsFor(resolvePipelineOptions({ batchSize: 8, prefetch: 0, uploadConcurrency: 2 }))).toBe(14);
   });
 });
