@@ -6,6 +6,7 @@
  * actually arrive.
  */
 import { createHash, createHmac } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -80,6 +81,20 @@ describe('direct S3 object requests', () => {
     } finally {
       await verifier.close();
     }
+  });
+
+  it('makes one request per HEAD that misses once the bucket is known (no HeadBucket each time), and still names a missing bucket', async () => {
+    const store = open(S3ObjectStore.fromConfig(s3Options()));
+    const methods: string[] = [];
+    const count = (message: unknown): void => void methods.push((message as { request: { method: string } }).request.method);
+    subscribe('http.client.request.start', count);
+    try {
+      for (let i = 0; i < 5; i++) expect(await store.head(tb.bucket, `absent/${i}`)).toBeNull();
+    } finally {
+      unsubscribe('http.client.request.start', count);
+    }
+    expect(methods).toEqual(['HEAD', 'HEAD', 'HEAD', 'HEAD', 'HEAD', 'HEAD']); // the first miss asks HeadBucket once
+    await expect(store.head(`${tb.bucket}-absent`, 'x')).rejects.toThrow(/does not exist/);
   });
 
   it('corrects a skewed clock from the server and retries, as the SDK does', async () => {
