@@ -8,7 +8,7 @@
 import { METRIC_COLUMNS, metricValue } from '../shared/audit/metric-table.js';
 import type { AuditLine } from '../shared/audit/types.js';
 import type { RunManifestLine } from '../shared/manifest.js';
-import type { RunStore } from '../shared/queue/run-store.js';
+import type { RunRecord, RunStore } from '../shared/queue/run-store.js';
 
 export type StatusFilter = 'all' | 'ok' | 'failed';
 
@@ -74,17 +74,17 @@ export function matches(line: RunManifestLine, f: ImageFilter): boolean {
 }
 
 /** Source keys of the results that match `filter`, in `sort` order (one full scan of the run's results). */
-export async function matchingKeys(runs: RunStore, runId: string, filter: ImageFilter, sort: ImageSort = DEFAULT_SORT): Promise<string[]> {
+export async function matchingKeys(runs: RunStore, run: string | RunRecord, filter: ImageFilter, sort: ImageSort = DEFAULT_SORT): Promise<string[]> {
   if (sort.by === 'key') {
     const keys: string[] = [];
-    for await (const chunk of runs.scanResults(runId)) {
+    for await (const chunk of runs.scanResults(run)) {
       for (const line of chunk) if (matches(line, filter)) keys.push(line.key);
     }
     keys.sort(byKey);
     return sort.order === 'desc' ? keys.reverse() : keys;
   }
   const rows: { key: string; v: number | undefined }[] = [];
-  for await (const chunk of runs.scanResults(runId)) {
+  for await (const chunk of runs.scanResults(run)) {
     for (const line of chunk) if (matches(line, filter)) rows.push({ key: line.key, v: sortValue(line, sort.by) });
   }
   const sign = sort.order === 'desc' ? -1 : 1;
@@ -104,9 +104,9 @@ export interface ImagePosition {
   next: string | null;
 }
 
-async function pageOf(runs: RunStore, runId: string, keys: readonly string[], page: Page): Promise<ImagePage> {
+async function pageOf(runs: RunStore, run: string | RunRecord, keys: readonly string[], page: Page): Promise<ImagePage> {
   const slice = keys.slice(page.offset, page.offset + page.limit);
-  const lines = await runs.getResults(runId, slice);
+  const lines = await runs.getResults(run, slice);
   return { total: keys.length, offset: page.offset, limit: page.limit, items: slice.flatMap((k) => lines.get(k) ?? []) };
 }
 
@@ -123,26 +123,26 @@ export class ImageQueryCache {
 
   constructor(private readonly maxKeys = 500_000) {}
 
-  async query(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, page: Page, sort: ImageSort = DEFAULT_SORT): Promise<ImagePage> {
-    return pageOf(runs, run.id, await this.keys(runs, run, filter, sort), page);
+  async query(runs: RunStore, run: RunRecord, filter: ImageFilter, page: Page, sort: ImageSort = DEFAULT_SORT): Promise<ImagePage> {
+    return pageOf(runs, run, await this.keys(runs, run, filter, sort), page);
   }
 
   /** The image's index in the listing and the keys before and after it. */
-  async position(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, sort: ImageSort, key: string): Promise<ImagePosition> {
+  async position(runs: RunStore, run: RunRecord, filter: ImageFilter, sort: ImageSort, key: string): Promise<ImagePosition> {
     const keys = await this.keys(runs, run, filter, sort);
     const i = keys.indexOf(key);
     if (i < 0) return { key, index: null, total: keys.length, prev: null, next: null };
     return { key, index: i, total: keys.length, prev: keys[i - 1] ?? null, next: keys[i + 1] ?? null };
   }
 
-  private keys(runs: RunStore, run: { id: string; done: number; failed: number }, filter: ImageFilter, sort: ImageSort): Promise<string[]> {
+  private keys(runs: RunStore, run: RunRecord, filter: ImageFilter, sort: ImageSort): Promise<string[]> {
     const id = `${run.id}\0${run.done}/${run.failed}\0${JSON.stringify(filter)}\0${sort.by}:${sort.order}`;
     let keys = this.entries.get(id);
     if (keys) {
       this.entries.delete(id);
       this.entries.set(id, keys);
     } else {
-      keys = matchingKeys(runs, run.id, filter, sort);
+      keys = matchingKeys(runs, run, filter, sort);
       this.entries.set(id, keys);
       keys.then(
         (k) => this.account(id, k.length),
@@ -173,12 +173,12 @@ export interface RunAnalytics {
   classHistogram: Array<{ index: number; label?: string; count: number }>;
 }
 
-export async function computeAnalytics(runs: RunStore, runId: string): Promise<RunAnalytics> {
+export async function computeAnalytics(runs: RunStore, run: string | RunRecord): Promise<RunAnalytics> {
   const counts = new Map<number, { index: number; label?: string; count: number }>();
   let ok = 0;
   let failed = 0;
   let degenerate = 0;
-  for await (const chunk of runs.scanResults(runId)) {
+  for await (const chunk of runs.scanResults(run)) {
     for (const line of chunk) {
       if (line.status === 'failed') {
         failed += 1;
@@ -206,11 +206,11 @@ export class AnalyticsCache {
   private readonly entries = new Map<string, { stamp: string; value: Promise<RunAnalytics> }>();
   constructor(private readonly maxRuns = 64) {}
 
-  get(runs: RunStore, run: { id: string; done: number; failed: number }): Promise<RunAnalytics> {
+  get(runs: RunStore, run: RunRecord): Promise<RunAnalytics> {
     const stamp = `${run.done}/${run.failed}`;
     const hit = this.entries.get(run.id);
     if (hit && hit.stamp === stamp) return hit.value;
-    const value = computeAnalytics(runs, run.id);
+    const value = computeAnalytics(runs, run);
     value.catch(() => this.entries.delete(run.id));
     this.entries.delete(run.id);
     this.entries.set(run.id, { stamp, value });

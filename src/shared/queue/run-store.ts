@@ -561,8 +561,10 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * The result lines of several images at once (a gallery page): failures from Redis in one call,
    * the others from one merged read of the run's parts that stops past the greatest key asked for.
    * One `getResult` per key would read every part once per key. Keys without a result are absent.
+   * Given the run's record instead of its id, reads the parts as of that record (see `asOf`).
    */
-  async getResults(runId: string, sourceKeys: readonly string[]): Promise<Map<string, RunManifestLine>> {
+  async getResults(run: string | RunRecord, sourceKeys: readonly string[]): Promise<Map<string, RunManifestLine>> {
+    const runId = typeof run === 'string' ? run : run.id;
     const found = new Map<string, RunManifestLine>();
     if (sourceKeys.length === 0) return found;
     const failed = await this.redis.hmget(this.keys(runId).failed, ...sourceKeys);
@@ -572,10 +574,10 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       if (f) found.set(k, JSON.parse(f) as RunManifestLine);
       else wanted.add(k);
     });
-    const run = wanted.size > 0 ? await this.getRun(runId) : null;
-    if (!run || !this.objectStore) return found;
+    const record = wanted.size > 0 ? await this.asOf(run) : null;
+    if (!record || !this.objectStore) return found;
     const last = [...wanted].reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b));
-    for await (const e of this.resultEntries(run)) {
+    for await (const e of this.resultEntries(record)) {
       if (wanted.has(e.key)) found.set(e.key, e.line);
       if (compareKeys(e.key, last) >= 0) break; // lines come in key order
     }
@@ -594,12 +596,15 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     } while (cursor !== '0');
   }
 
-  /** Every result line, one per key, in key order: the run's parts (and manifest) merged. */
-  async *scanResults(runId: string, count = 1000): AsyncIterable<RunManifestLine[]> {
-    const run = await this.getRun(runId);
-    if (!run || !this.objectStore) return;
+  /**
+   * Every result line, one per key, in key order: the run's parts (and manifest) merged. Given the
+   * run's record instead of its id, reads the parts as of that record (see `asOf`).
+   */
+  async *scanResults(run: string | RunRecord, count = 1000): AsyncIterable<RunManifestLine[]> {
+    const record = await this.asOf(run);
+    if (!record || !this.objectStore) return;
     let page: RunManifestLine[] = [];
-    for await (const e of this.resultEntries(run)) {
+    for await (const e of this.resultEntries(record)) {
       page.push(e.line);
       if (page.length >= count) {
         yield page;
@@ -607,6 +612,17 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       }
     }
     if (page.length > 0) yield page;
+  }
+
+  /**
+   * The record reads go by: the caller's, when it has one. The dashboard stamps what it computes
+   * from a run's lines (a gallery's key listing, then the page's lines) with the record it read;
+   * reading the record again for each step made each step read the parts counted meanwhile, one
+   * round of S3 reads per step of one request while results keep coming. Lines counted after the
+   * record may still appear (a listing holds whatever was stored when it ran), never fewer.
+   */
+  private async asOf(run: string | RunRecord): Promise<RunRecord | null> {
+    return typeof run === 'string' ? this.getRun(run) : run;
   }
 
   /** Where a run's lines are: its manifest (once written in this epoch) and its part files. */

@@ -108,6 +108,28 @@ describe('dashboard reads of a live run\'s part files', () => {
     expect((answers[2]?.json() as { items: RunManifestLine[] }).items.map((l) => l.key)).toContain(key);
   });
 
+  it('a gallery page reads the parts as of the record it started with, not those counted while it runs', async () => {
+    const before = [`${run.sourcePrefix}during-a.png`, `${run.sourcePrefix}during-b.png`];
+    const meanwhile = `${run.sourcePrefix}during-c.png`;
+    await app.inject({ method: 'GET', url: `/api/runs/${run.runId}/images?q=during` }); // every part so far cached
+    await writer.addJobs(run.runId, [...before, meanwhile].map((key) => ({ key })));
+    for (const key of before) await writer.recordResult(run.runId, { key, status: 'ok', top1: { index: 0, label: 'class 0', probability: 0.6 }, degenerate: false });
+    // A result counted while the request reads its first new part: a later step of the same
+    // request that read the record again would read this part too.
+    let once = true;
+    store.beforeGetStream = async () => {
+      if (!once) return;
+      once = false;
+      await writer.recordResult(run.runId, { key: meanwhile, status: 'ok', top1: { index: 0, label: 'class 0', probability: 0.6 }, degenerate: false });
+    };
+    store.resetCounts();
+    const res = await app.inject({ method: 'GET', url: `/api/runs/${run.runId}/images?q=during` });
+    store.beforeGetStream = null;
+    expect(res.statusCode, res.body).toBe(200);
+    expect((res.json() as { items: RunManifestLine[] }).items.map((l) => l.key)).toEqual(before);
+    expect(store.counts.getStream, 'the two parts counted before the request').toBe(2);
+  });
+
   it('polls of a live run never list its parts again while results keep coming, and show every new line', async () => {
     // The chaos run's slow polls: each poll after the counters moved listed the whole parts folder
     // (hundreds of parts, seconds per LIST on s3rver under load).
