@@ -169,13 +169,87 @@ describe('Keras model configs', () => {
   it('refuses an unsupported layer by name, class and the supported list, before reading weights', async () => {
     const input = tf.input({ shape: [8, 8, 3], name: 'image' });
     let x = tf.layers.conv2d({ filters: 4, kernelSize: 3, name: 'conv' }).apply(input) as tf.SymbolicTensor;
+    x = tf.layers.prelu({ name: 'learned_relu' }).apply(x) as tf.SymbolicTensor;
     x = tf.layers.globalMaxPooling2d({ name: 'gmp' }).apply(x) as tf.SymbolicTensor;
     x = tf.layers.dense({ units: 2, activation: 'softmax', name: 'predictions' }).apply(x) as tf.SymbolicTensor;
     const model = tf.model({ inputs: input, outputs: x });
-    const path = await saveKerasH5(model, join(dir, 'gmp.h5'));
-    await expect(loadModel(path)).rejects.toThrow(/layer "gmp" \(GlobalMaxPooling2D\) is not supported; supported layers: .*BatchNormalization.*Concatenate.*DepthwiseConv2D/);
-    await expect(loadModel(await saveTfjs(model, join(dir, 'gmp')))).rejects.toThrow(/layer "gmp" \(GlobalMaxPooling2D\) is not supported/);
+    const path = await saveKerasH5(model, join(dir, 'prelu.h5'));
+    await expect(loadModel(path)).rejects.toThrow(/layer "learned_relu" \(PReLU\) is not supported; supported layers: .*BatchNormalization.*Concatenate.*Cropping2D.*DepthwiseConv2D.*GlobalMaxPooling2D.*SeparableConv2D.*UpSampling2D/);
+    await expect(loadModel(await saveTfjs(model, join(dir, 'prelu')))).rejects.toThrow(/layer "learned_relu" \(PReLU\) is not supported/);
+    // A Lambda holds Python code: the error says to rebuild it from layers or to export to ONNX.
+    const config = kerasModelConfigOf(model) as { config: { layers: Array<{ class_name: string; name: string; config: Record<string, unknown> }> } };
+    const lambda = config.config.layers.find((l) => l.name === 'learned_relu')!;
+    Object.assign(lambda, { class_name: 'Lambda', name: 'scale_by_two' });
+    lambda.config = { name: 'scale_by_two', function: ['4wEAAAAA', null, null], function_type: 'lambda' };
+    const lambdaPath = join(dir, 'lambda.h5');
+    await writeKerasModelHdf5(lambdaPath, { modelConfig: config, layers: kerasLayerWeights(model) });
+    await expect(loadModel(lambdaPath)).rejects.toThrow(/layer "scale_by_two" \(Lambda\) is not supported \(it holds Python code.*export the model to ONNX with tf2onnx.*pass the \.onnx file\)/);
     model.dispose();
+  });
+
+  it("UpSampling2D bilinear samples at half-pixel centres, as Keras' tf.image.resize (formula reference), on both engines", async () => {
+    // TF.js Layers' own UpSampling2D samples without half-pixel centres, unlike Keras: the
+    // reference is TF's resize formula written out. A 3x4 input upsampled 2x3, then a linear head.
+    const input = tf.input({ shape: [3, 4, 2], name: 'image' });
+    let x = tf.layers.upSampling2d({ size: [2, 3], interpolation: 'bilinear', name: 'up' }).apply(input) as tf.SymbolicTensor;
+    x = tf.layers.conv2d({ filters: 3, kernelSize: 1, name: 'mix' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.dense({ units: 2, activation: 'softmax', name: 'predictions' }).apply(x) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: x });
+    seedWeights(model, 4);
+    const rand = mulberry32(8);
+    const image = Float32Array.from({ length: 3 * 4 * 2 }, () => rand() * 2 - 1);
+    // tf.image.resize bilinear: source coordinate (o + 0.5) / s - 0.5, neighbours clamped to the edge.
+    const resize = (src: Float32Array, [h, w, c]: number[], [sh, sw]: number[]): Float32Array => {
+      const out = new Float32Array(h * sh * w * sw * c);
+      const axis = (o: number, s: number, n: number): [number, number, number] => {
+        const f = Math.max((o + 0.5) / s - 0.5, 0);
+        const lo = Math.min(Math.floor(f), n - 1);
+        return [lo, Math.min(lo + 1, n - 1), f - lo];
+      };
+      for (let y = 0; y < h * sh; y++) {
+        const [y0, y1, fy] = axis(y, sh, h);
+        for (let xx = 0; xx < w * sw; xx++) {
+          const [x0, x1, fx] = axis(xx, sw, w);
+          for (let k = 0; k < c; k++) {
+            const at = (yy: number, xq: number): number => src[(yy * w + xq) * c + k];
+            const top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * fx;
+            const bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * fx;
+            out[(y * w * sw + xx) * c + k] = top + (bottom - top) * fy;
+          }
+        }
+      }
+      return out;
+    };
+    const up = resize(image, [3, 4, 2], [2, 3]);
+    const [kernel, bias] = model.getLayer('mix').getWeights().map((t) => t.dataSync());
+    const [dense, denseBias] = model.getLayer('predictions').getWeights().map((t) => t.dataSync());
+    const pooled = [0, 1, 2].map((o) => {
+      let sum = 0;
+      for (let p = 0; p < 6 * 12; p++) sum += bias[o] + up[p * 2] * kernel[o] + up[p * 2 + 1] * kernel[3 + o];
+      return sum / 72;
+    });
+    const logits = [0, 1].map((j) => denseBias[j] + pooled.reduce((s, v, i) => s + v * dense[i * 2 + j], 0));
+    const want = logits.map((v) => Math.exp(v) / logits.reduce((s, u) => s + Math.exp(u), 0));
+    // Grad-CAM at "mix" (the default target): the head is linear, so channel o's weight is
+    // dense[o][top] / 72 and the map follows the resized samples through the 1x1 conv.
+    const top = want[0] >= want[1] ? 0 : 1;
+    const raw = Array.from({ length: 72 }, (_, p) => Math.max([0, 1, 2].reduce((sum, o) => sum + (dense[o * 2 + top] / 72) * (bias[o] + up[p * 2] * kernel[o] + up[p * 2 + 1] * kernel[3 + o]), 0), 0));
+    const cam = raw.map((v) => v / Math.max(...raw));
+    const graph = (await loadModel(await saveKerasH5(model, join(dir, 'bilinear.h5')))) as ModelGraph;
+    const engines = [await createTfjsEngine({ spec: graph, backend: 'cpu' }), await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } })];
+    try {
+      for (const engine of engines) {
+        const [r] = await engine.explain({ images: [{ data: image, height: 3, width: 4 }], targets: { kind: 'top1' }, topK: 1, method: 'gradcam', score: 'logit' });
+        r.probabilities.forEach((p, k) => expect(Math.abs(p - want[k]), `${engine.info.engine} class ${k}`).toBeLessThan(1e-5));
+        expect(r.cams[0].classIndex).toBe(top);
+        expect(r.cams[0].grid.length).toBe(72);
+        r.cams[0].grid.forEach((v, k) => expect(Math.abs(v - cam[k]), `${engine.info.engine} CAM at ${k}`).toBeLessThan(1e-4));
+      }
+    } finally {
+      await Promise.all(engines.map((e) => e.dispose()));
+      model.dispose();
+    }
   });
 
   it('reads Keras 3 node data (keras_history in call args, batch_shape, unwrapped input_layers) as Keras 2 node lists', async () => {

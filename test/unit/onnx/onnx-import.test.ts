@@ -82,15 +82,42 @@ describe('importOnnx', () => {
     }
   });
 
+  it('reads Resize with constant scales (nearest/asymmetric/floor, linear/half_pixel) and matches ONNX Runtime on the file on both engines', async () => {
+    const modes: Array<Record<string, { string: string }>> = [{ mode: { string: 'nearest' }, coordinate_transformation_mode: { string: 'asymmetric' }, nearest_mode: { string: 'floor' } }, { mode: { string: 'linear' }, coordinate_transformation_mode: { string: 'half_pixel' } }];
+    for (const attrs of modes) {
+      const g = new GraphBuilder();
+      const x = g.input('image', TensorDataType.FLOAT, ['n', 3, 5, 6]);
+      const conv = g.op('Conv', [x, g.floatInitializer('w', seeded(4 * 3, 1), [4, 3, 1, 1])], { name: 'conv' });
+      const up = g.op('Resize', [conv, '', g.floatInitializer('scales', Float32Array.of(1, 1, 2, 3), [4])], { name: 'up', attrs });
+      const relu = g.op('Relu', [g.op('Conv', [up, g.floatInitializer('w2', seeded(4 * 4 * 9, 2), [4, 4, 3, 3])], { name: 'conv2', attrs: { pads: { ints: [1, 1, 1, 1] } } })], { name: 'relu' });
+      const pooled = g.op('ReduceMean', [relu], { attrs: { axes: { ints: [2, 3] }, keepdims: { int: 0 } } });
+      g.output(g.op('Softmax', [g.op('Gemm', [pooled, g.floatInitializer('fc', seeded(4 * 3, 3), [4, 3])], { name: 'fc' })], { attrs: { axis: { int: 1 } } }), 'probs', TensorDataType.FLOAT, ['n', 3]);
+      const bytes = g.toBytes({ graphName: 'resize', producerVersion: 'test' });
+      const graph = await importOnnx(bytes, { source: 'resize.onnx' });
+      expect(graph.nodes.find((n) => n.op === 'Resize')!.attrs.scales).toEqual({ floats: [1, 1, 2, 3] });
+      const images = randomImages(2, 5, 6, 3);
+      const batch = new Float32Array(2 * 3 * 5 * 6);
+      images.forEach((img, i) => img.data.forEach((v, k) => (batch[i * 90 + (k % 3) * 30 + Math.floor(k / 3)] = v)));
+      const session = await ort.InferenceSession.create(bytes);
+      const want = (await session.run({ image: new ort.Tensor('float32', batch, [2, 3, 5, 6]) })).probs.data as Float32Array;
+      await session.release();
+      for (const engine of [await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } }), await createTfjsEngine({ spec: graph, backend: 'cpu' })]) {
+        const probs = await engine.predict(images);
+        probs.forEach((p, i) => p.forEach((v, k) => expect(Math.abs(v - want[i * 3 + k]), `${attrs.mode.string} ${engine.info.engine}`).toBeLessThan(1e-5)));
+        await engine.dispose();
+      }
+    }
+  });
+
   it('refuses an unsupported op before any image, naming the node, its op type and the supported list', async () => {
     const g = new GraphBuilder();
     const x = g.input('x', TensorDataType.FLOAT, ['n', 3, 8, 8]);
-    const y = g.op('Resize', [x], { name: 'upsample' });
-    g.output(y, 'y', TensorDataType.FLOAT, ['n', 3, 16, 16]);
+    const y = g.op('LRN', [x], { name: 'norm', attrs: { size: { int: 3 } } });
+    g.output(y, 'y', TensorDataType.FLOAT, ['n', 3, 8, 8]);
     const bytes = g.toBytes({ graphName: 'bad', producerVersion: 'test' });
     const error = await importOnnx(bytes, { source: 'bad.onnx' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ModelError);
-    expect((error as Error).message).toMatch(/node "upsample_node" has op type Resize, which gradcam-audit cannot run; supported ops: .*Conv.*/);
+    expect((error as Error).message).toMatch(/node "norm_node" has op type LRN, which gradcam-audit cannot run; supported ops: .*Conv.*/);
     expect((error as Error).message).toContain(SUPPORTED_OPS.join(', '));
   });
 

@@ -11,8 +11,9 @@
  *   Gemm/MatMul     g·Wᵀ (Gemm transB on the forward weight: no second copy)
  *   BatchNorm       g·γ/√(σ² + ε)            LayerNorm  (1/σ)(ĝ − mean ĝ − x̂·mean(ĝ·x̂)), ĝ = g·γ
  *   GAP/ReduceMean  broadcast / count        Flatten, Reshape, (Un)squeeze: reshape; Transpose: inverse perm
- *   MaxPool         non-overlapping windows only: the gradient goes to the window's first argmax
- *                   (MaxPool's Indices), as in TF and PyTorch, so ReLU-zero ties route identically.
+ *   MaxPool         non-overlapping windows only (square, or one window over the whole map): the
+ *                   gradient goes to the window's first argmax (MaxPool's Indices), as in TF and
+ *                   PyTorch, so ReLU-zero ties route identically.
  * `headProblem` is the matching admission check: a head it accepts always differentiates.
  */
 import type { GraphNode, ModelGraph } from '../../model/graph/ir.js';
@@ -72,7 +73,7 @@ export function headNodeProblem(node: GraphNode, graph: ModelGraph): string | nu
       const pads = attrInts(node, 'pads') ?? [0, 0, 0, 0];
       const dil = attrInts(node, 'dilations') ?? [1, 1];
       const ok = k[0] === k[1] && s[0] === k[0] && s[1] === k[1] && pads.every((p) => p === 0) && dil.every((d) => d === 1) && attrInt(node, 'ceil_mode', 0) === 0;
-      return ok ? null : `${where}: only square, non-overlapping unpadded max-pools (strides = pool size) have a compiled backward`;
+      return ok || globalMaxPool(node, graph) ? null : `${where}: only square, non-overlapping unpadded max-pools (strides = pool size) and global ones have a compiled backward`;
     }
     default:
       return `${where} in the head (after the target layer) has no compiled backward`;
@@ -295,7 +296,7 @@ export function emitHeadBackward(ctx: BackwardContext, gradLogits: string): stri
         break;
       }
       case 'MaxPool':
-        accumulate(x, emitPoolBackward(ctx, node, gy, ntShape));
+        accumulate(x, globalMaxPool(node, graph) ? emitGlobalPoolBackward(ctx, node, gy) : emitPoolBackward(ctx, node, gy, ntShape));
         break;
       default:
         throw new Error(`no backward rule for ${node.op} (node ${node.name}); headNodeProblem should have refused it`);
@@ -304,6 +305,29 @@ export function emitHeadBackward(ctx: BackwardContext, gradLogits: string): stri
   const grad = grads.get(split.target);
   if (!grad) throw new Error(`the logits do not depend on ${split.target}`);
   return grad;
+}
+
+/** A max-pool whose one window is the whole input (Keras' GlobalMaxPooling2D). */
+function globalMaxPool(node: GraphNode, graph: ModelGraph): boolean {
+  const [, , h, w] = graphFacts(graph).shapes.get(node.inputs[0])!;
+  const k = attrInts(node, 'kernel_shape') ?? [];
+  const pads = attrInts(node, 'pads') ?? [0, 0, 0, 0];
+  const dil = attrInts(node, 'dilations') ?? [1, 1];
+  return k[0] === h && k[1] === w && pads.every((p) => p === 0) && dil.every((d) => d === 1);
+}
+
+/**
+ * Global max-pool backward: the gradient goes to each channel's first argmax (MaxPool's flat
+ * Indices, taken within the channel's h·w map), a one-hot over the map times the pooled gradient.
+ */
+function emitGlobalPoolBackward(ctx: BackwardContext, node: GraphNode, grad: string): string {
+  const { g } = ctx;
+  const [, , h, w] = graphFacts(ctx.graph).shapes.get(node.inputs[0])!;
+  const within = g.op('Mod', [ctx.poolIndices.get(node.name)!, g.int64([h * w], [])], { name: 'gpool_idx_within' });
+  // [N,C,1,1] == [h,w] → one-hot [N,C,h,w]; [N,T,C,1,1] · [N,1,C,h,w] → [N,T,C,h,w]
+  const positions = g.int64(Array.from({ length: h * w }, (_, i) => i), [h, w]);
+  const onehot = g.op('Cast', [g.op('Equal', [within, positions], { name: 'gpool_eq' })], { name: 'gpool_onehot', attrs: { to: { int: TensorDataType.FLOAT } } });
+  return g.op('Mul', [grad, g.op('Unsqueeze', [onehot, g.int64([1])], { name: 'gpool_onehot5' })], { name: 'gpool_grad' });
 }
 
 /**

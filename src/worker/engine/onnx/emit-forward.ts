@@ -1,7 +1,7 @@
 /**
  * Write graph-IR nodes back as ONNX nodes of the compiler's opset. The IR keeps axes, pads, clip
- * bounds and reshape targets as attributes whatever the source opset; opset 17 wants several of
- * them as inputs, and has no Gelu, so those are re-expressed here, and only here.
+ * bounds, reshape targets and resize scales as attributes whatever the source opset; opset 17
+ * wants several of them as inputs, and has no Gelu, so those are re-expressed here, and only here.
  */
 import type { ConstTensor, GraphNode } from '../../model/graph/ir.js';
 import { attrFloat, attrInts, attrString } from '../../model/graph/ir.js';
@@ -84,6 +84,11 @@ export function forwardEmitter(g: GraphBuilder, constants: Record<string, ConstT
       case 'Dropout':
         outs = one('Identity', [inputs[0]]);
         break;
+      case 'Resize': {
+        const scales = (node.attrs.scales as { floats: number[] }).floats;
+        outs = one('Resize', [inputs[0], '', g.float(scales)], plainAttrs(node, ['scales']));
+        break;
+      }
       case 'Gelu': {
         // 0.5·x·(1 + erf(x/√2)), or the tanh approximation when the node asks for it.
         const x = inputs[0];

@@ -90,6 +90,20 @@ const MIN_FLOAT = -3.4e38;
 /** Ops this engine runs (the graph's op set, less `Pad` in `edge` mode). */
 export function tfjsProblem(node: GraphNode): string | null {
   if (node.op === 'Pad' && attrString(node, 'mode', 'constant') === 'edge') return `node "${node.name}": Pad mode "edge" is not supported by the TF.js engine`;
+  if (node.op === 'Resize' && resizeKind(node) === null) {
+    return `node "${node.name}": Resize ${attrString(node, 'mode', 'nearest')}/${attrString(node, 'coordinate_transformation_mode', 'half_pixel')} with scales ${JSON.stringify((node.attrs.scales as { floats: number[] } | undefined)?.floats)} is not supported by the TF.js engine (nearest/asymmetric/floor and linear/half_pixel at integer scales are)`;
+  }
+  return null;
+}
+
+/** The TF.js resize that computes a Resize node exactly, or null: integer scales only. */
+function resizeKind(node: GraphNode): 'nearest' | 'bilinear' | null {
+  const scales = (node.attrs.scales as { floats: number[] } | undefined)?.floats ?? [];
+  if (!scales.slice(2).every((v) => Number.isInteger(v) && v >= 1)) return null;
+  const mode = attrString(node, 'mode', 'nearest');
+  const coordinates = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
+  if (mode === 'nearest' && coordinates === 'asymmetric' && attrString(node, 'nearest_mode', 'round_prefer_floor') === 'floor') return 'nearest';
+  if (mode === 'linear' && (coordinates === 'half_pixel' || coordinates === 'pytorch_half_pixel')) return 'bilinear';
   return null;
 }
 
@@ -474,9 +488,25 @@ function runNode(node: GraphNode, inputs: Array<Value | undefined>, prep: Prepar
       const rank = x.t.rank;
       const pairs = (logical: number[]): Array<[number, number]> => logical.map((a) => [pads[a], pads[a + rank]]);
       const paddings = x.nhwc ? pairs(P2L) : pairs([...Array(rank).keys()]);
+      // Negative pads crop (Keras' Cropping2D): slice those off first, then pad the rest.
+      let input = x.t;
+      if (paddings.some(([a, b]) => a < 0 || b < 0)) {
+        const begin = paddings.map(([a]) => Math.max(-a, 0));
+        const size = paddings.map(([a, b], i) => (i === 0 ? -1 : input.shape[i] - Math.max(-a, 0) - Math.max(-b, 0)));
+        input = tf.slice(input, begin, size);
+      }
+      const positive = paddings.map(([a, b]): [number, number] => [Math.max(a, 0), Math.max(b, 0)]);
       const mode = attrString(node, 'mode', 'constant');
-      const t = mode === 'reflect' ? tf.mirrorPad(x.t, paddings, 'reflect') : tf.pad(x.t, paddings, attrFloat(node, 'value', 0));
+      const t = mode === 'reflect' ? tf.mirrorPad(input, positive, 'reflect') : tf.pad(input, positive, attrFloat(node, 'value', 0));
       return same(t);
+    }
+    case 'Resize': {
+      const t = channelsLast(x) as tf.Tensor4D;
+      const out = shapes.get(node.outputs[0])!;
+      const size: [number, number] = [out[2], out[3]];
+      // ONNX nearest/asymmetric/floor: source pixel floor(i / s), TF.js' nearest without half-pixel centres.
+      if (resizeKind(node) === 'nearest') return [{ t: tf.image.resizeNearestNeighbor(t, size, false, false), nhwc: true }];
+      return [{ t: tf.image.resizeBilinear(t, size, false, true), nhwc: true }];
     }
     case 'LayerNormalization': {
       const t = plain(x);

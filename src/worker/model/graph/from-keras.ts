@@ -183,6 +183,44 @@ function convolution(b: KerasGraphBuilder, call: LayerCall, depthwise: boolean):
   return activate(b, call, b.add(`${call.base}/Conv`, 'Conv', inputs, preActivation(call, 'conv'), attrs));
 }
 
+/**
+ * SeparableConv2D: the depthwise convolution (strides, padding, dilation, depth_multiplier) then a
+ * 1x1 pointwise convolution with the bias and the activation, as Keras' separable_conv2d.
+ */
+function separableConvolution(b: KerasGraphBuilder, call: LayerCall): string {
+  const x = one(call);
+  const [, , cin] = b.kerasShape(x, 3, call.where);
+  const c = call.config;
+  const kernel = pair(c.kernel_size, `${call.where} kernel_size`);
+  const strides = pair(c.strides ?? 1, `${call.where} strides`);
+  const dilation = pair(c.dilation_rate ?? 1, `${call.where} dilation_rate`);
+  // TF.js Layers leaves depth_multiplier out of a SeparableConv2D's config: the stored kernel says.
+  const multiplier = positiveInt(c.depth_multiplier ?? b.storedShape(call.layer, 'depthwise_kernel')?.[3] ?? 1, `${call.where} depth_multiplier`);
+  const filters = positiveInt(c.filters, `${call.where} filters`);
+  const useBias = c.use_bias !== false;
+  const inner = cin * multiplier;
+  const stored = b.weights(call, [
+    { name: 'depthwise_kernel', shape: [kernel[0], kernel[1], cin, multiplier] },
+    { name: 'pointwise_kernel', shape: [1, 1, inner, filters] },
+    ...(useBias ? [{ name: 'bias', shape: [filters] }] : []),
+  ]);
+  const depthwiseKernel = b.constant(`${call.base}/depthwise_kernel`, [inner, 1, ...kernel], hwioToOihw(stored[0], kernel[0], kernel[1], 1, inner));
+  const depthwise = b.add(`${call.base}/depthwise`, 'Conv', [x, depthwiseKernel], `${call.base}/depthwise_out`, { ...windowAttrs(b, x, kernel, strides, dilation, call), group: { int: cin } });
+  const inputs = [depthwise, b.constant(`${call.base}/pointwise_kernel`, [filters, inner, 1, 1], hwioToOihw(stored[1], 1, 1, inner, filters))];
+  if (useBias) inputs.push(b.constant(`${call.base}/bias`, [filters], stored[2]));
+  const pointwise = { kernel_shape: { ints: [1, 1] }, strides: { ints: [1, 1] }, pads: { ints: [0, 0, 0, 0] }, dilations: { ints: [1, 1] }, group: { int: 1 } };
+  return activate(b, call, b.add(`${call.base}/Conv`, 'Conv', inputs, preActivation(call, 'conv'), pointwise));
+}
+
+/** Keras' per-side sizes (ZeroPadding2D, Cropping2D): int for all sides, [rows, cols], or [[top, bottom], [left, right]]; as [top, left, bottom, right]. */
+function sides(p: unknown, what: string): [number, number, number, number] {
+  const pairs = typeof p === 'number' ? [[p, p], [p, p]] : Array.isArray(p) && p.length === 2 && p.every((v) => typeof v === 'number') ? [[p[0], p[0]], [p[1], p[1]]] : p;
+  const ok = Array.isArray(pairs) && pairs.length === 2 && pairs.every((q) => Array.isArray(q) && q.length === 2 && q.every((v) => Number.isInteger(v) && (v as number) >= 0));
+  if (!ok) throw new ModelError(`${what} ${JSON.stringify(p)} is not a set of non-negative integers`);
+  const [[t, bottom], [l, r]] = pairs as [[number, number], [number, number]];
+  return [t, l, bottom, r];
+}
+
 function pooling(op: 'MaxPool' | 'AveragePool'): LayerConverter {
   return (b, call) => {
     const x = one(call);
@@ -217,6 +255,7 @@ function channelConstant(b: KerasGraphBuilder, name: string, values: number[] | 
 /** The converters, keyed by Keras class name: the one list of layers Keras graphs may contain. */
 const LAYERS: Record<string, LayerConverter> = {
   Conv2D: (b, call) => convolution(b, call, false),
+  SeparableConv2D: (b, call) => separableConvolution(b, call),
   DepthwiseConv2D: (b, call) => convolution(b, call, true),
   Dense: (b, call) => {
     const x = one(call);
@@ -285,14 +324,43 @@ const LAYERS: Record<string, LayerConverter> = {
   ZeroPadding2D: (b, call) => {
     const x = one(call);
     b.kerasShape(x, 3, call.where);
-    const p = call.config.padding ?? 1;
-    // int: all sides; [a, b]: rows a top and bottom, columns b left and right; [[t, b], [l, r]].
-    const [[t, bottom], [l, r]] = typeof p === 'number' ? [[p, p], [p, p]] : Array.isArray(p) && p.every((v) => typeof v === 'number') ? [[p[0], p[0]], [p[1], p[1]]] : (p as [[number, number], [number, number]]);
-    if (![t, bottom, l, r].every((v) => Number.isInteger(v) && v >= 0)) throw new ModelError(`${call.where}: padding ${JSON.stringify(p)} is not a set of non-negative integers`);
+    const [t, l, bottom, r] = sides(call.config.padding ?? 1, `${call.where}: padding`);
     return b.add(`${call.base}/Pad`, 'Pad', [x], call.base, { pads: { ints: [0, 0, t, l, 0, 0, bottom, r] }, mode: { string: 'constant' }, value: { float: 0 } });
+  },
+  Cropping2D: (b, call) => {
+    const x = one(call);
+    const [h, w] = b.kerasShape(x, 3, call.where);
+    const [t, l, bottom, r] = sides(call.config.cropping ?? 0, `${call.where}: cropping`);
+    if (t + bottom >= h || l + r >= w) throw new ModelError(`${call.where}: cropping ${JSON.stringify(call.config.cropping)} leaves nothing of a ${h}x${w} input`);
+    // ONNX Pad removes rows and columns where its pads are negative.
+    return b.add(`${call.base}/Pad`, 'Pad', [x], call.base, { pads: { ints: [0, 0, -t, -l, 0, 0, -bottom, -r] }, mode: { string: 'constant' }, value: { float: 0 } });
+  },
+  UpSampling2D: (b, call) => {
+    const x = one(call);
+    b.kerasShape(x, 3, call.where);
+    const [sh, sw] = pair(call.config.size ?? 2, `${call.where} size`);
+    const interpolation = call.config.interpolation ?? 'nearest';
+    // Keras resizes with tf.image.resize: nearest repeats each pixel (for integer factors the
+    // same as ONNX's asymmetric/floor sampling); bilinear samples at half-pixel centres.
+    const modes: Record<string, Record<string, Attr>> = {
+      nearest: { mode: { string: 'nearest' }, coordinate_transformation_mode: { string: 'asymmetric' }, nearest_mode: { string: 'floor' } },
+      bilinear: { mode: { string: 'linear' }, coordinate_transformation_mode: { string: 'half_pixel' } },
+    };
+    if (typeof interpolation !== 'string' || !(interpolation in modes)) throw new ModelError(`${call.where}: interpolation ${JSON.stringify(interpolation)} is not supported (nearest, bilinear)`);
+    return b.add(`${call.base}/Resize`, 'Resize', [x], call.base, { ...modes[interpolation], scales: { floats: [1, 1, sh, sw] } });
   },
   MaxPooling2D: pooling('MaxPool'),
   AveragePooling2D: pooling('AveragePool'),
+  GlobalMaxPooling2D: (b, call) => {
+    const x = one(call);
+    const [h, w] = b.kerasShape(x, 3, call.where);
+    // A max-pool whose window is the whole map: an op both engines run and differentiate, and one
+    // the default target walks back through (so the target is the pooled feature map).
+    const attrs: Record<string, Attr> = { kernel_shape: { ints: [h, w] }, strides: { ints: [h, w] }, pads: { ints: [0, 0, 0, 0] } };
+    if (call.config.keepdims === true) return b.add(`${call.base}/MaxPool`, 'MaxPool', [x], call.base, attrs);
+    const pooled = b.add(`${call.base}/MaxPool`, 'MaxPool', [x], `${call.base}/pool`, attrs);
+    return b.add(`${call.base}/Flatten`, 'Flatten', [pooled], call.base, { axis: { int: 1 } });
+  },
   GlobalAveragePooling2D: (b, call) => {
     const x = one(call);
     b.kerasShape(x, 3, call.where);
@@ -430,6 +498,11 @@ class KerasGraphBuilder {
     return arrays;
   }
 
+  /** The shape of a layer's stored weight, without reading it; undefined when the file has no such weight. */
+  storedShape(layer: string, name: string): number[] | undefined {
+    return this.lookup(layer)?.find((w) => w.name === name)?.shape;
+  }
+
   weightsHash(): string {
     return this.hash.digest('hex');
   }
@@ -493,7 +566,10 @@ function checkLayers(model: Json, source: string): void {
     }
     const where = `${source}: layer "${layerName(layer)}" (${cls})`;
     if (cls !== 'InputLayer' && !(cls in LAYERS)) {
-      const hint = cls === 'Lambda' || cls.startsWith('TFOp') || cls === 'SlicingOpLambda' ? ' (Python code in the model cannot be converted; rebuild that part from Keras layers)' : '';
+      const hint =
+        cls === 'Lambda' || cls.startsWith('TFOp') || cls === 'SlicingOpLambda'
+          ? ' (it holds Python code, which cannot be read from the file: rebuild that part from Keras layers, or export the model to ONNX with tf2onnx, which traces the code into ONNX operators, and pass the .onnx file)'
+          : '';
       throw new ModelError(`${where} is not supported${hint}; supported layers: ${SUPPORTED_KERAS_GRAPH_LAYERS.join(', ')}`);
     }
     requireChannelsLast(asObject(layer.config) ?? {}, where);

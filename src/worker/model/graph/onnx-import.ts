@@ -227,6 +227,20 @@ function canonical(node: GraphNode, opset: number, constants: Record<string, Con
       inputs = [inputs[0]];
       break;
     }
+    case 'Resize': {
+      // Opset 10: (X, scales); 11+: (X, roi, scales, sizes). Scales become an attribute, sizes scales.
+      const [scalesIn, sizesIn] = opset < 11 ? [inputs[1], undefined] : [inputs[2], inputs[3]];
+      let scales = scalesIn ? ints(scalesIn, 'scales') : undefined;
+      if (!scales || scales.length === 0) {
+        const sizes = ints(sizesIn, 'sizes');
+        const x = shapes.get(inputs[0]);
+        if (!sizes || !x) throw new ModelError(`${where}: neither scales nor sizes are given`);
+        scales = sizes.map((d, i) => (i === 0 ? 1 : d / x[i]));
+      }
+      attrs.scales = { floats: scales };
+      inputs = [inputs[0]];
+      break;
+    }
     case 'Pad': {
       const pads = inputs[1] ? ints(inputs[1], 'pads') : attrInts(node, 'pads');
       if (inputs[3]) throw new ModelError(`${where}: Pad with explicit axes is not supported`);

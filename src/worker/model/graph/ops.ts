@@ -153,6 +153,12 @@ const SHAPE_RULES: Record<string, ShapeRule> = {
     if (a[a.length - 1] !== b[0]) throw new ModelError(`node ${node.name} (MatMul): [${a.join(', ')}] x [${b.join(', ')}] do not match`);
     return [[...a.slice(0, -1), b[1]]];
   },
+  Resize: (node, [x]) => {
+    const [n, c, h, w] = need(node, x, 4);
+    const scales = (node.attrs.scales as { floats: number[] } | undefined)?.floats;
+    if (!scales || scales.length !== 4 || scales[0] !== 1 || scales[1] !== 1) throw new ModelError(`node ${node.name} (Resize): only constant spatial scales are supported`);
+    return [[n, c, Math.floor(h * scales[2]), Math.floor(w * scales[3])]];
+  },
   Pad: (node, [x]) => {
     const pads = attrInts(node, 'pads') ?? [];
     return [x.map((d, i) => d + (pads[i] ?? 0) + (pads[i + x.length] ?? 0))];

@@ -184,6 +184,23 @@ function dense(l: L): tf.LayersModel {
   return tf.model({ inputs: input, outputs: out, name: 'dense' });
 }
 
+/**
+ * Cropping2D, SeparableConv2D (depth multiplier 2, strided), UpSampling2D (nearest) and a
+ * GlobalMaxPooling2D head on a non-square map (its global max-pool backward is not the square
+ * window one).
+ */
+function layers(l: L): tf.LayersModel {
+  const input = tf.input({ shape: [12, 10, 3], name: 'image' });
+  let x = l.conv2d({ filters: 6, kernelSize: 3, padding: 'same', activation: 'relu', name: 'conv1' }).apply(input) as SymbolicTensor;
+  x = l.cropping2D({ cropping: [[1, 1], [0, 2]], name: 'crop' }).apply(x) as SymbolicTensor;
+  x = l.separableConv2d({ filters: 8, kernelSize: 3, depthMultiplier: 2, strides: 2, padding: 'same', activation: 'relu', name: 'sep_conv' }).apply(x) as SymbolicTensor;
+  x = l.upSampling2d({ size: [2, 2], name: 'upsample' }).apply(x) as SymbolicTensor;
+  x = l.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', name: 'conv2' }).apply(x) as SymbolicTensor;
+  x = l.globalMaxPooling2d({ name: 'gmp' }).apply(x) as SymbolicTensor;
+  const out = l.dense({ units: 4, activation: 'softmax', name: 'predictions' }).apply(x) as SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out, name: 'layers' });
+}
+
 export interface KerasFixture {
   name: string;
   model: tf.LayersModel;
@@ -198,6 +215,7 @@ export const KERAS_FIXTURES = {
   mobile: { build: mobile, target: 'top_conv', inputScale: 255 },
   dense: { build: dense, target: 'transition_pool', inputScale: 1 },
   efficient: { build: efficient, target: 'top_activation', inputScale: 255 },
+  layers: { build: layers, target: 'conv2', inputScale: 1 },
 } as const;
 
 /**
