@@ -20,7 +20,8 @@
  * `--intra-op-threads N` gives both engines (the worker's and the engine-alone reference) N ONNX
  * Runtime intra-op threads, so the ratio compares like with like: on a 2-core machine,
  * `--intra-op-threads 1` leaves the engine one core and the rest of the worker the other, as a GPU
- * node leaves the GPU to the engine and the cores to the rest.
+ * node leaves the GPU to the engine and the cores to the rest. The default is the worker's own
+ * (every core but one).
  *
  * `--record` appends the results as a section of docs/benchmarks.md.
  */
@@ -55,6 +56,7 @@ import { preprocess } from '../src/worker/image/preprocess.js';
 import type { ModelSpec } from '../src/worker/model/spec.js';
 import { randomVgg16Spec, vggShapedSpec } from '../src/worker/model/vgg-shaped.js';
 import { createThreadedEngine } from '../src/worker/pipeline/engine-thread.js';
+import { workerEngineThreads } from '../src/worker/pipeline/options.js';
 import { PipelineWorker } from '../src/worker/pipeline/pipeline-worker.js';
 
 /** Benchmark settings; defaults in one place. */
@@ -76,7 +78,7 @@ interface BenchOptions {
   weights?: string;
   engine: string;
   backend: string;
-  /** ONNX Runtime intra-op threads of both engines; default the engine's own (the cores available). */
+  /** ONNX Runtime intra-op threads of both engines; default the worker's (`workerEngineThreads`: every core but one). */
   intraOpThreads?: number;
   /** Run the worker's engine in a worker thread, as `gradcam-audit worker` does by default. */
   engineThread: boolean;
@@ -274,7 +276,7 @@ async function main(): Promise<void> {
     const { spec, label } = await modelSpec(o);
     const engineChoice = parseEngineChoice(o.engine);
     const backend = parseBackendChoice(o.backend);
-    const onnx = o.intraOpThreads === undefined ? {} : { intraOpThreads: o.intraOpThreads };
+    const onnx = { intraOpThreads: o.intraOpThreads ?? workerEngineThreads(os.availableParallelism()) };
     const engine = await createEngine({ spec, engine: engineChoice, backend, onnx });
     releases.push(() => engine.dispose());
     // The thread takes its spec's weight buffers (transferred), so it gets its own copy.

@@ -78,6 +78,30 @@ export const PIPELINE_DEFAULTS = Object.freeze({
 export const PREFETCH_BATCHES = 2;
 
 /**
+ * The worker's defaults that follow the machine's core count, in one place with their reasons:
+ *
+ * - libuv's threadpool (sharp's decodes, resizes and encodes): one thread per core, set by
+ *   `bin/threadpool.js` before anything starts the pool (it cannot be set from here: by the time
+ *   this module loads, the pool may already run);
+ * - the engine's ONNX Runtime intra-op threads (`--onnx-threads`): every core but one
+ *   (`workerEngineThreads`);
+ * - S3 sockets (`s3SocketsFor`) and jobs held (`prefetch`): from the batch size, which is what they
+ *   must cover, not from the cores.
+ */
+
+/**
+ * ONNX Runtime intra-op threads for the worker's engine when `--onnx-threads` is not given: every
+ * core but one, which is left to the event loop. The event loop is one thread and everything
+ * outside the engine starts there (S3 requests, BullMQ, the overlay pass, sharp's job starts), while
+ * ONNX Runtime's intra-op threads spin-wait between operators: with every core they compete with it
+ * for the whole batch. On a GPU the engine's threads only run the few CPU-placed nodes. `explain`
+ * keeps ONNX Runtime's every-core default: it does one thing at a time.
+ */
+export function workerEngineThreads(cores: number): number {
+  return Math.max(1, Math.floor(cores) - 1);
+}
+
+/**
  * S3 sockets a worker keeps: one per job it may download at once (batch + prefetch), one per
  * concurrent upload, and a few for the finalizer and sweeps. The SDK's default of 50 would queue
  * requests inside the SDK from `--batch-size 32` on.

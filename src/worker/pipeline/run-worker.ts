@@ -2,7 +2,7 @@
  * `gradcam-audit worker` wired from flags and the environment: load the model once, connect to
  * Redis and S3, start the pipeline worker and the metrics server, and drain on SIGTERM/SIGINT.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { AppConfig } from '../../shared/config.js';
@@ -35,7 +35,7 @@ import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
 import { startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
-import { defaultWorkerId, PIPELINE_DEFAULTS, resolvePipelineOptions, s3SocketsFor } from './options.js';
+import { defaultWorkerId, PIPELINE_DEFAULTS, resolvePipelineOptions, s3SocketsFor, workerEngineThreads } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
@@ -196,9 +196,10 @@ export async function startWorker(
     const spec = await loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
     logger.info({ model: spec.name, weightsHash: spec.weightsHash, ms: Math.round(performance.now() - loadStarted) }, `model loaded: ${spec.name}; building the engine`);
     const thread = await useEngineThread(options.engineThread);
+    const onnx = { intraOpThreads: workerEngineThreads(availableParallelism()), ...options.onnx };
     const engine = thread
-      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx: options.onnx, logLevel: config.logLevel }, onFatal)
-      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx: options.onnx, logger });
+      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logLevel: config.logLevel }, onFatal)
+      : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logger });
     releases.push(() => engine.dispose());
     logger.info({ ...engine.info, thread }, 'engine ready');
     const labels = await loadLabels({ numClasses: engine.info.numClasses, given: setup.labels });

@@ -3,7 +3,7 @@ import { ConfigError } from '../../../src/shared/errors.js';
 import { DEFAULT_EXPLAIN_OPTIONS, type ExplainOptions } from '../../../src/shared/explain-options.js';
 import { stableStringify } from '../../../src/shared/stable-json.js';
 import { batchKeyFor, optionsHashFor } from '../../../src/worker/pipeline/job-keys.js';
-import { lockDurationFor, PIPELINE_DEFAULTS, resolvePipelineOptions } from '../../../src/worker/pipeline/options.js';
+import { lockDurationFor, PIPELINE_DEFAULTS, resolvePipelineOptions, workerEngineThreads } from '../../../src/worker/pipeline/options.js';
 import { Semaphore } from '../../../src/worker/pipeline/semaphore.js';
 import { parseWorkerFlags, useEngineThread } from '../../../src/worker/pipeline/run-worker.js';
 
@@ -21,6 +21,10 @@ describe('pipeline options', () => {
     expect(() => resolvePipelineOptions({ batchSize: 0 })).toThrow(/--batch-size/);
     expect(() => resolvePipelineOptions({ workerId: 'a:b' })).toThrow(/--worker-id/);
     expect(() => resolvePipelineOptions({ maxBatchDelayMs: 1.5 })).toThrow(/--max-batch-delay-ms/);
+  });
+
+  it("gives the worker's engine every core but one, and never fewer than one thread", () => {
+    expect([1, 2, 4, 16].map(workerEngineThreads)).toEqual([1, 1, 3, 15]);
   });
 
   it('sizes the lock at ten times the measured batch, never below the floor, unless given', () => {

@@ -92,7 +92,7 @@ export interface RawOnnxFlags {
 
 export const ONNX_FLAG_HELP = Object.freeze({
   providers: ['--onnx-providers <list>', 'ONNX Runtime execution providers in preference order: cpu, cuda, tensorrt (comma-separated), or auto = CUDA (and TensorRT) when a GPU is visible and the provider starts, else cpu (default: auto)'],
-  threads: ['--onnx-threads <n>', 'ONNX Runtime intra-op threads (default: the cores available)'],
+  threads: ['--onnx-threads <n>', 'ONNX Runtime intra-op threads (default: the cores available; the worker leaves one of them to its event loop)'],
   cacheDir: ['--onnx-cache-dir <dir>', 'compiled-graph cache ("off" disables it; default: ~/.cache/gradcam-audit/onnx)'],
   precision: ['--onnx-precision <type>', 'fp32|fp16: element type of the layers up to the CAM layer; fp16 is for GPU providers (tensor cores), the head and the CAM stay fp32 (default: fp32)'],
 } as const);
