@@ -107,42 +107,29 @@ export class GraphBuilder {
 
   /** A small int64 constant (shapes, axes), deduplicated by value. */
   int64(values: number[], dims: number[] = [values.length]): string {
-    if (this.root) return this.root.int64(values, dims);
-    const key = `i64:${dims.join('x')}:${values.join(',')}`;
-    const cached = this.constantCache.get(key);
-    if (cached) return cached;
-    checkSize('int64 constant', values.length, dims);
-    const bytes = new BigInt64Array(values.map((v) => BigInt(v)));
-    const name = this.uniqueName('c_i64');
-    this.initializers.push({ name, dims, dataType: TensorDataType.INT64, rawData: new Uint8Array(bytes.buffer) });
-    this.constantCache.set(key, name);
-    return name;
+    return this.smallConstant('i64', TensorDataType.INT64, values, dims, () => new BigInt64Array(values.map((v) => BigInt(v))));
   }
 
   /** A small float32 constant, deduplicated by value. */
   float(values: number[], dims: number[] = [values.length]): string {
-    if (this.root) return this.root.float(values, dims);
-    const key = `f32:${dims.join('x')}:${values.join(',')}`;
-    const cached = this.constantCache.get(key);
-    if (cached) return cached;
-    checkSize('float constant', values.length, dims);
-    const data = new Float32Array(values);
-    const name = this.uniqueName('c_f32');
-    this.initializers.push({ name, dims, dataType: TensorDataType.FLOAT, rawData: new Uint8Array(data.buffer) });
-    this.constantCache.set(key, name);
-    return name;
+    return this.smallConstant('f32', TensorDataType.FLOAT, values, dims, () => new Float32Array(values));
   }
 
   /** A small float16 constant, deduplicated by value (operands of half-precision nodes). */
   half(values: number[], dims: number[] = [values.length]): string {
-    if (this.root) return this.root.half(values, dims);
-    const key = `f16:${dims.join('x')}:${values.join(',')}`;
+    return this.smallConstant('f16', TensorDataType.FLOAT16, values, dims, () => toFloat16(values));
+  }
+
+  /** Constants live in the root graph, once per (type, shape, values). */
+  private smallConstant(stem: string, dataType: TensorDataTypeValue, values: number[], dims: number[], encode: () => ArrayBufferView): string {
+    if (this.root) return this.root.smallConstant(stem, dataType, values, dims, encode);
+    const key = `${stem}:${dims.join('x')}:${values.join(',')}`;
     const cached = this.constantCache.get(key);
     if (cached) return cached;
-    checkSize('float16 constant', values.length, dims);
-    const bits = toFloat16(values);
-    const name = this.uniqueName('c_f16');
-    this.initializers.push({ name, dims, dataType: TensorDataType.FLOAT16, rawData: new Uint8Array(bits.buffer) });
+    checkSize(`${stem} constant`, values.length, dims);
+    const bytes = encode();
+    const name = this.uniqueName(`c_${stem}`);
+    this.initializers.push({ name, dims, dataType, rawData: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
     this.constantCache.set(key, name);
     return name;
   }

@@ -158,13 +158,23 @@ function windowAttrs(b: KerasGraphBuilder, x: string, kernel: [number, number], 
   return { kernel_shape: { ints: [...kernel] }, strides: { ints: [...strides] }, pads: { ints: [pt, pl, pb, pr] }, dilations: { ints: [...dilation] } };
 }
 
-function convolution(b: KerasGraphBuilder, call: LayerCall, depthwise: boolean): string {
+/** A convolution layer's input, its channels and its window (kernel, strides, dilation) from the config. */
+function convolutionWindow(b: KerasGraphBuilder, call: LayerCall): { x: string; cin: number; kernel: [number, number]; strides: [number, number]; dilation: [number, number] } {
   const x = one(call);
   const [, , cin] = b.kerasShape(x, 3, call.where);
   const c = call.config;
-  const kernel = pair(c.kernel_size, `${call.where} kernel_size`);
-  const strides = pair(c.strides ?? 1, `${call.where} strides`);
-  const dilation = pair(c.dilation_rate ?? 1, `${call.where} dilation_rate`);
+  return {
+    x,
+    cin,
+    kernel: pair(c.kernel_size, `${call.where} kernel_size`),
+    strides: pair(c.strides ?? 1, `${call.where} strides`),
+    dilation: pair(c.dilation_rate ?? 1, `${call.where} dilation_rate`),
+  };
+}
+
+function convolution(b: KerasGraphBuilder, call: LayerCall, depthwise: boolean): string {
+  const { x, cin, kernel, strides, dilation } = convolutionWindow(b, call);
+  const c = call.config;
   const groups = depthwise ? cin : positiveInt(c.groups ?? 1, `${call.where} groups`);
   if (cin % groups !== 0) throw new ModelError(`${call.where}: ${cin} input channels do not split into ${groups} groups`);
   const multiplier = depthwise ? positiveInt(c.depth_multiplier ?? 1, `${call.where} depth_multiplier`) : 1;
@@ -188,12 +198,8 @@ function convolution(b: KerasGraphBuilder, call: LayerCall, depthwise: boolean):
  * 1x1 pointwise convolution with the bias and the activation, as Keras' separable_conv2d.
  */
 function separableConvolution(b: KerasGraphBuilder, call: LayerCall): string {
-  const x = one(call);
-  const [, , cin] = b.kerasShape(x, 3, call.where);
+  const { x, cin, kernel, strides, dilation } = convolutionWindow(b, call);
   const c = call.config;
-  const kernel = pair(c.kernel_size, `${call.where} kernel_size`);
-  const strides = pair(c.strides ?? 1, `${call.where} strides`);
-  const dilation = pair(c.dilation_rate ?? 1, `${call.where} dilation_rate`);
   // TF.js Layers leaves depth_multiplier out of a SeparableConv2D's config: the stored kernel says.
   const multiplier = positiveInt(c.depth_multiplier ?? b.storedShape(call.layer, 'depthwise_kernel')?.[3] ?? 1, `${call.where} depth_multiplier`);
   const filters = positiveInt(c.filters, `${call.where} filters`);
