@@ -11,7 +11,7 @@ export default defineConfig({
     expect: { poll: { timeout: 15_000, interval: 100 } },
     // Files run in parallel processes. Four on two cores: many integration files wait on child
     // processes, Redis and S3 for much of their time. On an idle 2-core machine (905 tests, Node 20)
-    // 4 workers ran the suite in 299 s and 3 workers in 331 s; earlier, 3 beat 2 (239 s vs 296 s).
+    // 4 workers ran the suite in 299 and 329 s, 3 workers in 331 s; earlier, 3 beat 2 (239 vs 296 s).
     pool: 'forks',
     maxWorkers: 4,
     reporters: ['default'],
