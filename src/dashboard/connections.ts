@@ -29,7 +29,7 @@ export async function connectDashboard(
   config: Pick<AppConfig, 'redisUrl' | 'keyPrefix' | 'queueName' | 'redisWaitMs'> & Partial<Pick<AppConfig, 'queueShards'>>,
   store: ObjectStore,
   logger: Logger,
-  options: Pick<DashboardOptions, 'partCacheBytes'> = DASHBOARD_DEFAULTS,
+  options: Pick<DashboardOptions, 'partCacheBytes' | 'partReads'> = DASHBOARD_DEFAULTS,
 ): Promise<DashboardConnections> {
   const redis = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard' });
   const queueConnection = createRedis(config.redisUrl, { role: 'client', name: 'gca-dashboard-queue' });
@@ -52,7 +52,7 @@ export async function connectDashboard(
   // The queue repeats its connection's errors; the plain connection already logs them.
   queue.on('error', () => undefined);
   return {
-    deps: { runs: new RunStore(redis, keySpace, { store, partCache: new PartCache(options.partCacheBytes) }), redis, keySpace, store, queue, logger },
+    deps: { runs: new RunStore(redis, keySpace, { store, partCache: new PartCache(options.partCacheBytes, options.partReads) }), redis, keySpace, store, queue, logger },
     async close() {
       await queue.close().catch(() => undefined);
       queueConnection.disconnect();

@@ -8,6 +8,7 @@
 import { METRIC_COLUMNS, metricValue } from '../shared/audit/metric-table.js';
 import type { AuditLine } from '../shared/audit/types.js';
 import type { RunManifestLine } from '../shared/manifest.js';
+import { ReadDeadline } from '../shared/queue/part-cache.js';
 import type { RunRecord, RunStore } from '../shared/queue/run-store.js';
 
 export type StatusFilter = 'all' | 'ok' | 'failed';
@@ -73,18 +74,21 @@ export function matches(line: RunManifestLine, f: ImageFilter): boolean {
   return true;
 }
 
-/** Source keys of the results that match `filter`, in `sort` order (one full scan of the run's results). */
-export async function matchingKeys(runs: RunStore, run: string | RunRecord, filter: ImageFilter, sort: ImageSort = DEFAULT_SORT): Promise<string[]> {
+/**
+ * Source keys of the results that match `filter`, in `sort` order (one full scan of the run's
+ * results; with a deadline, of the parts read by then).
+ */
+export async function matchingKeys(runs: RunStore, run: string | RunRecord, filter: ImageFilter, sort: ImageSort = DEFAULT_SORT, deadline?: ReadDeadline): Promise<string[]> {
   if (sort.by === 'key') {
     const keys: string[] = [];
-    for await (const chunk of runs.scanResults(run)) {
+    for await (const chunk of runs.scanResults(run, undefined, deadline)) {
       for (const line of chunk) if (matches(line, filter)) keys.push(line.key);
     }
     keys.sort(byKey);
     return sort.order === 'desc' ? keys.reverse() : keys;
   }
   const rows: { key: string; v: number | undefined }[] = [];
-  for await (const chunk of runs.scanResults(run)) {
+  for await (const chunk of runs.scanResults(run, undefined, deadline)) {
     for (const line of chunk) if (matches(line, filter)) rows.push({ key: line.key, v: sortValue(line, sort.by) });
   }
   const sign = sort.order === 'desc' ? -1 : 1;
@@ -104,56 +108,77 @@ export interface ImagePosition {
   next: string | null;
 }
 
-async function pageOf(runs: RunStore, run: string | RunRecord, keys: readonly string[], page: Page): Promise<ImagePage> {
+async function pageOf(runs: RunStore, run: string | RunRecord, keys: readonly string[], page: Page, deadline?: ReadDeadline): Promise<ImagePage> {
   const slice = keys.slice(page.offset, page.offset + page.limit);
-  const lines = await runs.getResults(run, slice);
+  const lines = await runs.getResults(run, slice, deadline);
   return { total: keys.length, offset: page.offset, limit: page.limit, items: slice.flatMap((k) => lines.get(k) ?? []) };
+}
+
+/** How long a dashboard request waits for part files still being read (DashboardOptions.partWaitMs). */
+export interface PartWait {
+  partWaitMs: number;
 }
 
 /**
  * Sorted matching keys per (run, counters, filter), so paging through a large finished run scans
  * its results once instead of once per page (about 0.2 s per scan at 20,000 results here). Keys
  * only, not lines: 100,000 keys are a few MiB. The counters stamp the run's results exactly (see
- * AnalyticsCache), and a total key budget bounds memory whatever the filters.
+ * AnalyticsCache), and a total key budget bounds memory whatever the filters. A listing computed
+ * without some parts (not read within `partWaitMs`) is computed again by the next request.
  */
 export class ImageQueryCache {
-  private readonly entries = new Map<string, Promise<string[]>>();
+  private readonly entries = new Map<string, { keys: Promise<string[]>; partial: boolean }>();
   private readonly sizes = new Map<string, number>();
   private keyCount = 0;
 
-  constructor(private readonly maxKeys = 500_000) {}
+  constructor(
+    private readonly wait: PartWait,
+    private readonly maxKeys = 500_000,
+  ) {}
 
   async query(runs: RunStore, run: RunRecord, filter: ImageFilter, page: Page, sort: ImageSort = DEFAULT_SORT): Promise<ImagePage> {
-    return pageOf(runs, run, await this.keys(runs, run, filter, sort), page);
+    const deadline = new ReadDeadline(this.wait.partWaitMs);
+    return pageOf(runs, run, await this.keys(runs, run, filter, sort, deadline), page, deadline);
   }
 
   /** The image's index in the listing and the keys before and after it. */
   async position(runs: RunStore, run: RunRecord, filter: ImageFilter, sort: ImageSort, key: string): Promise<ImagePosition> {
-    const keys = await this.keys(runs, run, filter, sort);
+    const keys = await this.keys(runs, run, filter, sort, new ReadDeadline(this.wait.partWaitMs));
     const i = keys.indexOf(key);
     if (i < 0) return { key, index: null, total: keys.length, prev: null, next: null };
     return { key, index: i, total: keys.length, prev: keys[i - 1] ?? null, next: keys[i + 1] ?? null };
   }
 
-  private keys(runs: RunStore, run: RunRecord, filter: ImageFilter, sort: ImageSort): Promise<string[]> {
+  private keys(runs: RunStore, run: RunRecord, filter: ImageFilter, sort: ImageSort, deadline: ReadDeadline): Promise<string[]> {
     const id = `${run.id}\0${run.done}/${run.failed}\0${JSON.stringify(filter)}\0${sort.by}:${sort.order}`;
-    let keys = this.entries.get(id);
-    if (keys) {
+    const hit = this.entries.get(id);
+    if (hit && !hit.partial) {
       this.entries.delete(id);
-      this.entries.set(id, keys);
-    } else {
-      keys = matchingKeys(runs, run, filter, sort);
-      this.entries.set(id, keys);
-      keys.then(
-        (k) => this.account(id, k.length),
-        () => this.entries.delete(id),
-      );
+      this.entries.set(id, hit);
+      return hit.keys;
     }
-    return keys;
+    this.forget(id);
+    const entry = { keys: matchingKeys(runs, run, filter, sort, deadline), partial: false };
+    this.entries.set(id, entry);
+    entry.keys.then(
+      (k) => {
+        entry.partial = !deadline.complete;
+        if (this.entries.get(id) === entry) this.account(id, k.length);
+      },
+      () => {
+        if (this.entries.get(id) === entry) this.entries.delete(id);
+      },
+    );
+    return entry.keys;
+  }
+
+  private forget(id: string): void {
+    this.keyCount -= this.sizes.get(id) ?? 0;
+    this.sizes.delete(id);
+    this.entries.delete(id);
   }
 
   private account(id: string, size: number): void {
-    if (!this.entries.has(id)) return;
     this.sizes.set(id, size);
     this.keyCount += size;
     for (const oldest of this.entries.keys()) {
@@ -173,12 +198,12 @@ export interface RunAnalytics {
   classHistogram: Array<{ index: number; label?: string; count: number }>;
 }
 
-export async function computeAnalytics(runs: RunStore, run: string | RunRecord): Promise<RunAnalytics> {
+export async function computeAnalytics(runs: RunStore, run: string | RunRecord, deadline?: ReadDeadline): Promise<RunAnalytics> {
   const counts = new Map<number, { index: number; label?: string; count: number }>();
   let ok = 0;
   let failed = 0;
   let degenerate = 0;
-  for await (const chunk of runs.scanResults(run)) {
+  for await (const chunk of runs.scanResults(run, undefined, deadline)) {
     for (const line of chunk) {
       if (line.status === 'failed') {
         failed += 1;
@@ -200,25 +225,36 @@ export async function computeAnalytics(runs: RunStore, run: string | RunRecord):
 /**
  * Analytics cached per run until its counters move: results only change when `done` or `failed`
  * does (a retried failure that succeeds moves both), so the counters are an exact version stamp
- * and the live pages never rescan an unchanged run.
+ * and the live pages never rescan an unchanged run. Analytics computed without some parts (not
+ * read within `partWaitMs`; the run's counters are shown from Redis either way) are computed
+ * again by the next request, from the parts read by then.
  */
 export class AnalyticsCache {
-  private readonly entries = new Map<string, { stamp: string; value: Promise<RunAnalytics> }>();
-  constructor(private readonly maxRuns = 64) {}
+  private readonly entries = new Map<string, { stamp: string; value: Promise<RunAnalytics>; partial: boolean }>();
+  constructor(
+    private readonly wait: PartWait,
+    private readonly maxRuns = 64,
+  ) {}
 
   get(runs: RunStore, run: RunRecord): Promise<RunAnalytics> {
     const stamp = `${run.done}/${run.failed}`;
     const hit = this.entries.get(run.id);
-    if (hit && hit.stamp === stamp) return hit.value;
-    const value = computeAnalytics(runs, run);
-    value.catch(() => this.entries.delete(run.id));
+    if (hit && hit.stamp === stamp && !hit.partial) return hit.value;
+    const deadline = new ReadDeadline(this.wait.partWaitMs);
+    const entry = { stamp, value: computeAnalytics(runs, run, deadline), partial: false };
+    entry.value.then(
+      () => void (entry.partial = !deadline.complete),
+      () => {
+        if (this.entries.get(run.id) === entry) this.entries.delete(run.id);
+      },
+    );
     this.entries.delete(run.id);
-    this.entries.set(run.id, { stamp, value });
+    this.entries.set(run.id, entry);
     while (this.entries.size > this.maxRuns) {
       const oldest = this.entries.keys().next().value;
       if (oldest === undefined) break;
       this.entries.delete(oldest);
     }
-    return value;
+    return entry.value;
   }
 }

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { ConfigError } from '../shared/errors.js';
 import { parseIntInRange, type Env } from '../shared/config.js';
 import { MAX_SOURCE_BYTES } from '../shared/image-types.js';
+import { PART_READ_DEFAULTS, type PartReads } from '../shared/queue/part-cache.js';
 import { THROTTLE_DEFAULTS, type ThrottleOptions } from './failure-throttle.js';
 import { isLoopback, parseAllowedHost, type AllowedHost } from './host-policy.js';
 
@@ -41,6 +42,17 @@ export interface DashboardOptions {
    * (shared/queue/part-cache.ts). Default 64 MiB: about 16 MiB of part files, some 50,000 lines.
    */
   partCacheBytes: number;
+  /**
+   * How part files are read: each GET (or LIST) attempt is aborted after `attemptTimeoutMs` and
+   * sent again, up to `attempts`; `concurrency` GETs at once. Default `PART_READ_DEFAULTS`.
+   */
+  partReads: PartReads;
+  /**
+   * Longest a request waits for part files still being read before it answers without them (the
+   * run's counters come from Redis either way; the late parts show on a later request).
+   * Default 1000: a live page polls every second, and a part GET took up to 44 s on a busy S3 server.
+   */
+  partWaitMs: number;
   /**
    * Requests that take longer than this many ms are logged (warn: method, path, status, ms), so an
    * unanswered page can be traced to its route afterwards. Default 5000.
@@ -81,6 +93,8 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   thumbnailConcurrency: 2,
   maxPageSize: 200,
   partCacheBytes: 64 * 1024 * 1024,
+  partReads: PART_READ_DEFAULTS,
+  partWaitMs: 1000,
   slowRequestMs: 5000,
   sessionTtlSeconds: 12 * 3600,
   allowedHosts: [],

@@ -42,7 +42,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   // cross-site form can send. The login form's urlencoded parser lives in its own scope below.
   app.removeContentTypeParser('text/plain');
   const gate = createAuthGate(options.auth, options.sessionTtlSeconds);
-  const analytics = new AnalyticsCache();
+  const analytics = new AnalyticsCache(options);
   const thumbnails = new Thumbnailer(deps.store, {
     size: options.thumbnailSize,
     cacheEntries: options.thumbnailCacheEntries,
@@ -107,7 +107,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     return reply.redirect('/login', 303);
   });
 
-  installApi(app, { deps, options, analytics, images: new ImageQueryCache(), thumbnails, comparisons: new RunComparisons(deps.store) });
+  installApi(app, { deps, options, analytics, images: new ImageQueryCache(options), thumbnails, comparisons: new RunComparisons(deps.store) });
   // Every open stream ticks once per interval; they share one overview snapshot per half interval,
   // so ten open tabs cost Redis what one does.
   const overview = sharedFor(options.liveIntervalMs / 2, () => listRunViews(deps.runs, 100, now()));

@@ -13,10 +13,15 @@ export class ObservedStore implements ObjectStore {
   readonly counts = { listPages: 0, getStream: 0, get: 0 };
   /** Runs before each listing starts. */
   beforeList: StoreStep | null = null;
-  /** Runs before each streamed read is sent. */
-  beforeGetStream: StoreStep | null = null;
+  /** Runs before each read (get or getStream) is sent. */
+  beforeRead: StoreStep | null = null;
 
   constructor(readonly inner: ObjectStore) {}
+
+  /** Objects read, whole or streamed. */
+  get reads(): number {
+    return this.counts.get + this.counts.getStream;
+  }
 
   resetCounts(): void {
     for (const k of Object.keys(this.counts) as Array<keyof ObservedStore['counts']>) this.counts[k] = 0;
@@ -29,11 +34,12 @@ export class ObservedStore implements ObjectStore {
   }
   async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
     this.counts.getStream += 1;
-    await this.beforeGetStream?.(bucket, key);
+    await this.beforeRead?.(bucket, key);
     return this.inner.getStream(bucket, key);
   }
-  get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
+  async get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
     this.counts.get += 1;
+    await this.beforeRead?.(bucket, key);
     return this.inner.get(bucket, key, options);
   }
   put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions) {

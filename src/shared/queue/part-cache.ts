@@ -25,11 +25,54 @@
  * (trimmed past it, deleted by the finalizer or a Redis loss, given out again after a Redis
  * restart that lost writes, or a result counted by a writer that does not index:
  * PartIndexPosition.basis).
+ *
+ * Parts are read ahead of the readers: each listing (or extension) that completes starts the GETs of
+ * the parts it holds that are not in memory yet, a few at a time, each attempt aborted after
+ * `attemptTimeoutMs` and sent again. A reader with a deadline (`ReadDeadline`: a dashboard poll)
+ * takes the parts already read and those that arrive before its deadline, and leaves out the rest,
+ * whose reads go on. On a busy S3 server a GET of one of the newest parts took 1-10 s, up to 44 s,
+ * and a poll that waited for it went unanswered past the chaos run's 15 s; now it answers with
+ * the lines read so far (the run's counters come from Redis either way) and shows the late part
+ * once it arrives.
  */
+import { NotFoundError, TransientError } from '../errors.js';
 import { LruCache } from '../lru-cache.js';
+import { Semaphore } from '../semaphore.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
-import { compareKeys, listParts, readPart, type PartEntry } from './result-parts.js';
+import { raceTimeout, withAttempts, type AttemptLimits } from '../timeout.js';
+import { compareKeys, listParts, parsePart, readPart, type PartEntry } from './result-parts.js';
 import type { PartIndexPosition } from './run-store.js';
+
+/** How parts are read and listed; see the module comment. */
+export interface PartReads extends AttemptLimits {
+  /** GETs of parts in flight at once (read-ahead and readers together). */
+  concurrency: number;
+}
+
+export const PART_READ_DEFAULTS: Readonly<PartReads> = Object.freeze({ attemptTimeoutMs: 5000, attempts: 4, concurrency: 8 });
+
+/**
+ * The time a reader may wait for parts still being read (listed), shared by every step of one
+ * request; what it left out makes it incomplete, so caches of what was computed from the lines
+ * (the dashboard's analytics and gallery keys) compute them again next time.
+ */
+export class ReadDeadline {
+  private readonly at: number;
+  /** Parts (or a listing) left out because they were not read in time. */
+  missed = 0;
+
+  constructor(waitMs: number) {
+    this.at = Date.now() + waitMs;
+  }
+
+  get remainingMs(): number {
+    return Math.max(0, this.at - Date.now());
+  }
+
+  get complete(): boolean {
+    return this.missed === 0;
+  }
+}
 
 /** A run's part index as its record showed it, and how to read it from a position on. */
 export interface PartIndexView extends PartIndexPosition {
@@ -74,10 +117,19 @@ export class PartCache {
   private readonly listings = new Map<string, Listing>();
   /** Per run, the newest listing that completed with an index position: what the next one extends. */
   private readonly complete = new Map<string, Complete>();
+  /** Parts being read (queued or in flight), each once: readers and the read-ahead share them. */
+  private readonly reading = new Map<string, Promise<CachedPart>>();
+  private readonly reads: PartReads;
+  private readonly gets: Semaphore;
 
   /** `maxBytes`: estimated heap the parsed parts may take together. */
-  constructor(maxBytes: number) {
+  constructor(
+    private readonly maxBytes: number,
+    reads: Partial<PartReads> = {},
+  ) {
     this.lru = new LruCache<CachedPart>(Number.MAX_SAFE_INTEGER, maxBytes);
+    this.reads = { ...PART_READ_DEFAULTS, ...reads };
+    this.gets = new Semaphore(this.reads.concurrency);
   }
 
   /**
@@ -85,11 +137,27 @@ export class PartCache {
    * the caller read them before asking); concurrent callers share the answer. Listed once, then
    * extended from the run's part index (`index`, read from the same record) while it can tell.
    */
-  list(store: ObjectStore, bucket: string, prefix: string, stamp: string, index?: PartIndexView): Promise<ObjectSummary[]> {
+  list(store: ObjectStore, bucket: string, prefix: string, stamp: string, index?: PartIndexView, deadline?: ReadDeadline): Promise<ObjectSummary[]> {
+    const listing = this.listing(store, bucket, prefix, stamp, index);
+    return deadline ? this.within(listing, deadline, `${bucket}\0${prefix}`) : listing;
+  }
+
+  /**
+   * The listing, or, when it is not there by the deadline, the newest one that completed (none:
+   * no parts), which the reader's deadline records as incomplete. The listing goes on.
+   */
+  private async within(listing: Promise<ObjectSummary[]>, deadline: ReadDeadline, id: string): Promise<ObjectSummary[]> {
+    if (!(await raceTimeout(listing, deadline.remainingMs))) return listing;
+    deadline.missed += 1;
+    return this.complete.get(id)?.parts ?? [];
+  }
+
+  private listing(store: ObjectStore, bucket: string, prefix: string, stamp: string, index?: PartIndexView): Promise<ObjectSummary[]> {
     const id = `${bucket}\0${prefix}`;
     const hit = this.listings.get(id);
     if (hit && hit.stamp === stamp) return hit.parts;
-    const relist = (): Promise<ObjectSummary[]> => listParts(store, bucket, prefix);
+    const relist = (): Promise<ObjectSummary[]> =>
+      withAttempts(`listing s3://${bucket}/${prefix}`, (signal) => listParts(store, bucket, prefix, signal), this.reads, (err) => err instanceof TransientError);
     const base = this.complete.get(id);
     let parts: Promise<ObjectSummary[]>;
     if (index && base && base.index.basis === index.basis) {
@@ -109,6 +177,7 @@ export class PartCache {
     this.listings.set(id, { stamp, parts, ...(index ? { index: { seq: index.seq, basis: index.basis } } : {}) });
     parts.then(
       (done) => {
+        this.readAhead(store, bucket, done);
         if (!index) return;
         const newest = this.complete.get(id);
         if (!newest || newest.index.basis !== index.basis || newest.index.seq < index.seq) this.complete.set(id, { parts: done, index: { seq: index.seq, basis: index.basis } });
@@ -132,26 +201,89 @@ export class PartCache {
     this.complete.delete(`${bucket}\0${prefix}`);
   }
 
-  /** The part's lines, from memory when this version of it was read before. */
-  async *read(store: ObjectStore, bucket: string, part: ObjectSummary): AsyncGenerator<PartEntry> {
-    if (part.size > MAX_CACHED_PART_BYTES || !part.etag) {
+  /**
+   * The part's lines, from memory when this version of it was read before. With a deadline, a part
+   * that is not read by then yields nothing (`deadline.missed` counts it; its read goes on), and so
+   * does one whose reads failed (the next reader tries again); a part that is gone (NotFoundError:
+   * the finalizer deleted it) throws either way, so the reader turns to the manifest.
+   */
+  async *read(store: ObjectStore, bucket: string, part: ObjectSummary, deadline?: ReadDeadline): AsyncGenerator<PartEntry> {
+    if (!cacheable(part)) {
       yield* readPart(store, bucket, part.key);
       return;
     }
-    const id = `${bucket}\0${part.key}\0${part.etag}`;
-    let cached = this.lru.get(id);
-    if (!cached) {
-      const entries: PartEntry[] = [];
-      for await (const e of readPart(store, bucket, part.key)) entries.push(e);
-      cached = { entries, byteLength: part.size * HEAP_FACTOR };
-      this.lru.set(id, cached);
+    const cached = this.lru.get(partId(bucket, part));
+    if (cached) {
+      yield* cached.entries;
+      return;
     }
-    yield* cached.entries;
+    const reading = this.fetch(store, bucket, part);
+    if (deadline) {
+      const late = await raceTimeout(reading, deadline.remainingMs);
+      const failed = late ? null : await reading.then(
+        () => null,
+        (err: unknown) => err,
+      );
+      if (failed instanceof NotFoundError) throw failed;
+      if (late || failed !== null) {
+        deadline.missed += 1;
+        return;
+      }
+    }
+    yield* (await reading).entries;
+  }
+
+  /**
+   * Start reading the listed parts that are not in memory, oldest first, as far as the cache's byte
+   * budget goes (more would only push out what was read first). Errors are left to the readers,
+   * which ask again.
+   */
+  private readAhead(store: ObjectStore, bucket: string, parts: readonly ObjectSummary[]): void {
+    let budget = this.maxBytes;
+    for (const part of parts) {
+      if (!cacheable(part)) continue;
+      budget -= part.size * HEAP_FACTOR;
+      if (budget < 0) return;
+      if (this.lru.get(partId(bucket, part)) === undefined) this.fetch(store, bucket, part).catch(() => undefined);
+    }
+  }
+
+  /** The part read whole and parsed into the cache; one read per part at a time, `concurrency` in all. */
+  private fetch(store: ObjectStore, bucket: string, part: ObjectSummary): Promise<CachedPart> {
+    const id = partId(bucket, part);
+    let reading = this.reading.get(id);
+    if (reading) return reading;
+    reading = this.gets.run(async () => {
+      const cached = this.lru.get(id);
+      if (cached) return cached;
+      const object = await withAttempts(
+        `reading s3://${bucket}/${part.key}`,
+        (signal) => store.get(bucket, part.key, { signal, maxBytes: MAX_CACHED_PART_BYTES }),
+        this.reads,
+        (err) => err instanceof TransientError,
+      );
+      const read = { entries: parsePart(object.body), byteLength: part.size * HEAP_FACTOR };
+      this.lru.set(id, read);
+      return read;
+    });
+    this.reading.set(id, reading);
+    const done = (): void => void this.reading.delete(id);
+    reading.then(done, done);
+    return reading;
   }
 
   get byteSize(): number {
     return this.lru.byteSize;
   }
+}
+
+/** Parts small enough to keep, with an ETag that names their version. */
+function cacheable(part: ObjectSummary): boolean {
+  return part.size <= MAX_CACHED_PART_BYTES && part.etag !== '';
+}
+
+function partId(bucket: string, part: ObjectSummary): string {
+  return `${bucket}\0${part.key}\0${part.etag}`;
 }
 
 /**

@@ -121,6 +121,19 @@ export async function* readPart(store: ObjectStore, bucket: string, key: string)
   }
 }
 
+/** The lines of a part read whole (`ObjectStore.get`), in file order. */
+export function parsePart(body: Buffer): PartEntry[] {
+  const entries: PartEntry[] = [];
+  const text = body.toString('utf8');
+  let start = 0;
+  for (let nl = text.indexOf('\n'); ; nl = text.indexOf('\n', start)) {
+    const end = nl < 0 ? text.length : nl;
+    if (end > start) entries.push(entryOf(text.slice(start, end)));
+    if (nl < 0) return entries;
+    start = nl + 1;
+  }
+}
+
 function entryOf(text: string): PartEntry {
   const line = JSON.parse(text) as RunManifestLine;
   return { key: line.key, line, text };
@@ -132,9 +145,9 @@ export async function listPartKeys(store: ObjectStore, bucket: string, prefix: s
 }
 
 /** Parts under a prefix with their sizes and ETags, in name order. */
-export async function listParts(store: ObjectStore, bucket: string, prefix: string): Promise<ObjectSummary[]> {
+export async function listParts(store: ObjectStore, bucket: string, prefix: string, signal?: AbortSignal): Promise<ObjectSummary[]> {
   const parts: ObjectSummary[] = [];
-  for await (const page of store.listPages(bucket, prefix)) for (const o of page) if (o.key.endsWith('.jsonl')) parts.push(o);
+  for await (const page of store.listPages(bucket, prefix, signal ? { signal } : {})) for (const o of page) if (o.key.endsWith('.jsonl')) parts.push(o);
   return parts.sort((a, b) => compareKeys(a.key, b.key));
 }
 

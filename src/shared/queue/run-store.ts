@@ -19,7 +19,7 @@ import { stableHash } from '../stable-json.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
 import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
-import type { IndexedParts, PartCache } from './part-cache.js';
+import type { IndexedParts, PartCache, ReadDeadline } from './part-cache.js';
 import { compareKeys, listParts, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
@@ -561,9 +561,10 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * The result lines of several images at once (a gallery page): failures from Redis in one call,
    * the others from one merged read of the run's parts that stops past the greatest key asked for.
    * One `getResult` per key would read every part once per key. Keys without a result are absent.
-   * Given the run's record instead of its id, reads the parts as of that record (see `asOf`).
+   * Given the run's record instead of its id, reads the parts as of that record (see `asOf`). With
+   * a deadline, leaves out the parts the part cache has not read by then (see `PartCache.read`).
    */
-  async getResults(run: string | RunRecord, sourceKeys: readonly string[]): Promise<Map<string, RunManifestLine>> {
+  async getResults(run: string | RunRecord, sourceKeys: readonly string[], deadline?: ReadDeadline): Promise<Map<string, RunManifestLine>> {
     const runId = typeof run === 'string' ? run : run.id;
     const found = new Map<string, RunManifestLine>();
     if (sourceKeys.length === 0) return found;
@@ -577,7 +578,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     const record = wanted.size > 0 ? await this.asOf(run) : null;
     if (!record || !this.objectStore) return found;
     const last = [...wanted].reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b));
-    for await (const e of this.resultEntries(record)) {
+    for await (const e of this.resultEntries(record, deadline)) {
       if (wanted.has(e.key)) found.set(e.key, e.line);
       if (compareKeys(e.key, last) >= 0) break; // lines come in key order
     }
@@ -598,13 +599,14 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
 
   /**
    * Every result line, one per key, in key order: the run's parts (and manifest) merged. Given the
-   * run's record instead of its id, reads the parts as of that record (see `asOf`).
+   * run's record instead of its id, reads the parts as of that record (see `asOf`). With a
+   * deadline, leaves out the parts the part cache has not read by then (see `PartCache.read`).
    */
-  async *scanResults(run: string | RunRecord, count = 1000): AsyncIterable<RunManifestLine[]> {
+  async *scanResults(run: string | RunRecord, count = 1000, deadline?: ReadDeadline): AsyncIterable<RunManifestLine[]> {
     const record = await this.asOf(run);
     if (!record || !this.objectStore) return;
     let page: RunManifestLine[] = [];
-    for await (const e of this.resultEntries(record)) {
+    for await (const e of this.resultEntries(record, deadline)) {
       page.push(e.line);
       if (page.length >= count) {
         yield page;
@@ -662,12 +664,12 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * the run's sources as they are now (the manifest). Lines come in key order, so nothing is
    * yielded twice or skipped.
    */
-  private async *resultEntries(run: RunRecord): AsyncGenerator<PartEntry> {
+  private async *resultEntries(run: RunRecord, deadline?: ReadDeadline): AsyncGenerator<PartEntry> {
     let current = run;
     let last: string | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        for await (const e of mergeSorted(await this.currentSources(current), this.lineChooser(run.id))) {
+        for await (const e of mergeSorted(await this.currentSources(current, deadline), this.lineChooser(run.id))) {
           if (last !== undefined && compareKeys(e.key, last) <= 0) continue;
           last = e.key;
           yield e;
@@ -689,20 +691,20 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * manifest was written meanwhile, the listing may have missed parts already deleted, and the
    * manifest holds their lines; a new epoch (the run was lost and recreated) means other parts.
    */
-  private async currentSources(run: RunRecord): Promise<AsyncIterable<PartEntry>[]> {
+  private async currentSources(run: RunRecord, deadline?: ReadDeadline): Promise<AsyncIterable<PartEntry>[]> {
     const store = this.objectStore as ObjectStore;
     for (let attempt = 1; ; attempt++) {
       const src = this.resultSources(run);
       const stamp = `${run.epoch}/${run.done}/${run.failed}/${run.manifestWritten ? 1 : 0}`;
       const index = run.partIndex && { ...run.partIndex, from: (seq: number) => this.partsIndexedFrom(run.id, src.partsPrefix, seq) };
-      const parts = await (this.partCache ? this.partCache.list(store, src.bucket, src.partsPrefix, stamp, index) : listParts(store, src.bucket, src.partsPrefix));
+      const parts = await (this.partCache ? this.partCache.list(store, src.bucket, src.partsPrefix, stamp, index, deadline) : listParts(store, src.bucket, src.partsPrefix));
       const now = (await this.getRun(run.id)) ?? run;
       if (now.epoch !== run.epoch && attempt < SOURCE_ATTEMPTS) {
         run = now;
         continue;
       }
       const cache = this.partCache;
-      const readers = parts.map((p) => (cache ? cache.read(store, src.bucket, p) : readPart(store, src.bucket, p.key)));
+      const readers = parts.map((p) => (cache ? cache.read(store, src.bucket, p, deadline) : readPart(store, src.bucket, p.key)));
       if (now.manifestWritten && now.epoch === run.epoch) readers.push(readPart(store, src.bucket, src.manifestKey));
       return readers;
     }

@@ -4,13 +4,16 @@
  * and S3 server) run at the worst moment of a dashboard read: after the parts were listed and
  * before one is opened, or after the run record was read and before the parts are listed. The
  * store the dashboard reads through (ObservedStore) sends every call to the real S3 server; it
- * only decides when the finalizer runs.
+ * only decides when the finalizer runs. Both with and without the part cache the CLI's dashboard
+ * reads through (its GETs run ahead of the reader, and a part deleted under them must still send
+ * the reader to the manifest).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { silentLogger } from '../../../src/shared/logger.js';
+import { PartCache } from '../../../src/shared/queue/part-cache.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
@@ -31,12 +34,12 @@ class InterleavingStore extends ObservedStore {
     this.fired = 0;
     const once: StoreStep = async (_bucket, key) => {
       if (!key.includes('_parts/')) return;
-      this.beforeList = this.beforeGetStream = null;
+      this.beforeList = this.beforeRead = null;
       await interleave();
       this.fired += 1;
     };
     this.beforeList = moment === 'before-listing-parts' ? once : null;
-    this.beforeGetStream = moment === 'before-opening-a-part' ? once : null;
+    this.beforeRead = moment === 'before-opening-a-part' ? once : null;
   }
 }
 
@@ -48,7 +51,8 @@ const IMAGES: SeedImage[] = [
   { name: 'e.png', status: 'ok', cls: 1, probability: 0.6 },
 ];
 
-describe('dashboard reads while the finalizer replaces part files by the manifest', () => {
+for (const cached of [false, true])
+describe(`dashboard reads while the finalizer replaces part files by the manifest${cached ? ', through the part cache' : ''}`, () => {
   let t: TestRedis;
   let b: TestBucket;
   let store: InterleavingStore;
@@ -64,8 +68,9 @@ describe('dashboard reads while the finalizer replaces part files by the manifes
     writer = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
     queueConnection = new Redis(t.url, { maxRetriesPerRequest: null });
     queue = new Queue(t.queueName, { connection: queueConnection });
-    const runs = new RunStore(t.redis, { prefix: t.prefix }, { store });
-    app = await createDashboard({ runs, redis: t.redis, keySpace: { prefix: t.prefix }, store, queue, logger: silentLogger() }, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' } });
+    const runs = new RunStore(t.redis, { prefix: t.prefix }, { store, ...(cached ? { partCache: new PartCache(DASHBOARD_DEFAULTS.partCacheBytes) } : {}) });
+    // The finalizer runs inside a read: a request must wait for it here, whatever the machine's load.
+    app = await createDashboard({ runs, redis: t.redis, keySpace: { prefix: t.prefix }, store, queue, logger: silentLogger() }, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, partWaitMs: 120_000 });
   });
 
   afterAll(async () => {

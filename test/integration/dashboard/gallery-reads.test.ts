@@ -73,7 +73,7 @@ describe('dashboard reads of a live run\'s part files', () => {
       expect(body.items.map((l) => l.key)).toEqual(sorted);
       expect(body.items.filter((l) => l.status === 'failed').every((l) => l.error === 'INVALID_IMAGE: truncated')).toBe(true);
       expect(body.items.filter((l) => l.status === 'ok').every((l) => l.top1 !== undefined)).toBe(true);
-      expect(store.counts.getStream, `${query}: part reads for ${parts} parts`).toBeLessThanOrEqual(2 * parts);
+      expect(store.reads, `${query}: part reads for ${parts} parts`).toBeLessThanOrEqual(2 * parts);
     }
   });
 
@@ -87,11 +87,11 @@ describe('dashboard reads of a live run\'s part files', () => {
     store.resetCounts();
     const after = await detail();
     expect(after.analytics.ok + after.analytics.failed).toBe(IMAGES + more.length);
-    expect(store.counts.getStream, 'parts read by a poll after 3 new results').toBe(more.length);
+    expect(store.reads, 'parts read by a poll after 3 new results').toBe(more.length);
     store.resetCounts();
     const page = (await app.inject({ method: 'GET', url: `/api/runs/${run.runId}/images?q=late` })).json() as { items: RunManifestLine[] };
     expect(page.items.map((l) => l.key)).toEqual(more);
-    expect(store.counts.getStream, 'parts read by a gallery page, all cached').toBe(0);
+    expect(store.reads, 'parts read by a gallery page, all cached').toBe(0);
   });
 
   it('one page load (run detail, gallery page, failures filter at once) after a new result lists nothing', async () => {
@@ -104,7 +104,7 @@ describe('dashboard reads of a live run\'s part files', () => {
     const answers = await Promise.all(urls.map((url) => app.inject({ method: 'GET', url })));
     for (const a of answers) expect(a.statusCode, a.body).toBe(200);
     expect(store.counts.listPages).toBe(0);
-    expect(store.counts.getStream, 'the one new part, at most once per request').toBeLessThanOrEqual(urls.length);
+    expect(store.reads, 'the one new part, at most once per request').toBeLessThanOrEqual(urls.length);
     expect((answers[2]?.json() as { items: RunManifestLine[] }).items.map((l) => l.key)).toContain(key);
   });
 
@@ -117,17 +117,17 @@ describe('dashboard reads of a live run\'s part files', () => {
     // A result counted while the request reads its first new part: a later step of the same
     // request that read the record again would read this part too.
     let once = true;
-    store.beforeGetStream = async () => {
+    store.beforeRead = async () => {
       if (!once) return;
       once = false;
       await writer.recordResult(run.runId, { key: meanwhile, status: 'ok', top1: { index: 0, label: 'class 0', probability: 0.6 }, degenerate: false });
     };
     store.resetCounts();
     const res = await app.inject({ method: 'GET', url: `/api/runs/${run.runId}/images?q=during` });
-    store.beforeGetStream = null;
+    store.beforeRead = null;
     expect(res.statusCode, res.body).toBe(200);
     expect((res.json() as { items: RunManifestLine[] }).items.map((l) => l.key)).toEqual(before);
-    expect(store.counts.getStream, 'the two parts counted before the request').toBe(2);
+    expect(store.reads, 'the two parts counted before the request').toBe(2);
   });
 
   it('polls of a live run never list its parts again while results keep coming, and show every new line', async () => {
@@ -154,7 +154,7 @@ describe('dashboard reads of a live run\'s part files', () => {
       const seen = await poll();
       expect(store.counts.listPages, `round ${round}: LISTs of the parts folder`).toBe(0);
       // The two new parts, at most once by each of the two requests that read parts (run, gallery).
-      expect(store.counts.getStream, `round ${round}: parts read`).toBeLessThanOrEqual(4);
+      expect(store.reads, `round ${round}: parts read`).toBeLessThanOrEqual(4);
       const counted = seen.detail.run.done + seen.detail.run.failed;
       expect(seen.detail.analytics.ok + seen.detail.analytics.failed, 'analytics count every counted image').toBe(counted);
       expect(seen.gallery.total).toBe(counted);
