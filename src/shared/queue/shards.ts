@@ -70,6 +70,17 @@ export function shardOfJob(jobId: string, shards: number): number {
   return shards <= 1 ? 0 : crc16(jobId) % shards;
 }
 
+/**
+ * Entries each shard's BullMQ event stream is trimmed to (approximately: whole stream nodes), in
+ * place of BullMQ's 10,000. Every job writes to the stream as it is added (two entries), started
+ * and completed (with its return value), and nothing in the project reads it: there is no
+ * QueueEvents; progress, counts, failures and bull-board read the run records and BullMQ's job
+ * lists. The default kept 1.8 MB of entries per shard for no reader (0.2 MB now;
+ * docs/benchmarks.md, "Enqueue: where a key's time goes"). A QueueEvents
+ * listener of an operator's own still receives every event live; it can look back this far.
+ */
+export const QUEUE_EVENTS_MAX_LEN = 1000;
+
 type BulkJob<T> = { name: string; data: T; opts?: JobsOptions };
 
 /** The audit queue's shards as one queue: adds route by job id, reads look in the right shard or sum. */
@@ -82,7 +93,10 @@ export class QueueShards<T = unknown> {
     connection: RedisConnection,
     options: Omit<QueueOptions, 'connection' | 'prefix'> = {},
   ) {
-    this.queues = Array.from({ length: shardCount(keySpace) }, (_, i) => new Queue<T>(name, { ...options, connection, prefix: shardPrefix(keySpace, i) }));
+    // BullMQ keeps the stream length in the queue's meta hash, written by every Queue that opens:
+    // every process opens the queue here, so they all write the same value.
+    const streams = { events: { maxLen: QUEUE_EVENTS_MAX_LEN } };
+    this.queues = Array.from({ length: shardCount(keySpace) }, (_, i) => new Queue<T>(name, { streams, ...options, connection, prefix: shardPrefix(keySpace, i) }));
   }
 
   /** The shard that holds (or will hold) job `jobId`. */
