@@ -7,7 +7,7 @@
  *                             [--engine tfjs|onnx] [--backend auto|wasm|cpu|node|node-gpu]
  *                             [--image-size 320x240] [--max-batch-delay-ms 50] [--prefetch N]
  *                             [--engine-images 64] [--intra-op-threads N] [--no-engine-thread]
- *                             [--object-requests direct|sdk] [--record]
+ *                             [--object-requests direct|sdk] [--max-side N|full] [--record]
  *
  * Everything is real and local: a `redis-server` child, s3rver in a child process, the producer
  * library (`enqueueRun`) and the production `PipelineWorker` in this process, wired as
@@ -26,11 +26,11 @@
  * `--record` appends the results as a section of docs/benchmarks.md.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ClientRequest } from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance, constants as perfConstants } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import sharp from 'sharp';
@@ -86,6 +86,8 @@ interface BenchOptions {
   imageHeight: number;
   /** How the store sends object GET/PUT/HEAD (S3StoreOptions.objectRequests); `sdk` is the path before direct requests. */
   objectRequests: 'direct' | 'sdk';
+  /** The run's `--max-side` as given (a number or `full`); default the enqueue default. */
+  maxSide?: string;
   record: boolean;
 }
 
@@ -131,6 +133,7 @@ function parseArgs(argv: string[]): BenchOptions {
       case '--engine': o.engine = value(i++, flag); break;
       case '--backend': o.backend = value(i++, flag); break;
       case '--record': o.record = true; break;
+      case '--max-side': o.maxSide = value(i++, flag); break;
       case '--no-engine-thread': o.engineThread = false; break;
       case '--object-requests': {
         const v = value(i++, flag);
@@ -228,9 +231,14 @@ async function timeEngine(engine: Engine, inputs: PreprocessedImage[], batchSize
   return { imgPerSec: (inputs.length * 1000) / ms, cpuMsPerImg: (cpu.user + cpu.system) / 1000 / inputs.length };
 }
 
-/** Commands redis-server has run so far (INFO commandstats), this one included. */
-async function redisCommandCount(redis: { info(section: string): Promise<string> }): Promise<number> {
-  return [...(await redis.info('commandstats')).matchAll(/calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+/** Commands redis-server has run so far by name (INFO commandstats), this one included. */
+async function redisCommandCounts(redis: { info(section: string): Promise<string> }): Promise<Record<string, number>> {
+  return Object.fromEntries([...(await redis.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
+}
+
+/** The commands run between two `redisCommandCounts`, by name. */
+function redisCommandsBetween(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, n]) => [k, n - (before[k] ?? 0)]).filter(([, n]) => (n as number) > 0));
 }
 
 /** `5.0 (GET 1.0, HEAD 1.0, PUT 3.0)`. */
@@ -238,6 +246,43 @@ function perImage(counts: Record<string, number>, images: number): string {
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
   const parts = Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)).map(([m, n]) => `${m} ${(n / images).toFixed(2)}`);
   return `${(total / images).toFixed(2)} (${parts.join(', ')})`;
+}
+
+/** CPU ms of each thread of this process so far (Linux /proc; empty elsewhere), by thread id, with its name. */
+function threadCpu(): Map<string, { name: string; ms: number }> {
+  const out = new Map<string, { name: string; ms: number }>();
+  const dir = '/proc/self/task';
+  if (!existsSync(dir)) return out;
+  const tick = 1000 / 100; // USER_HZ
+  for (const tid of readdirSync(dir)) {
+    try {
+      const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { name, ms: (Number(fields[11]) + Number(fields[12])) * tick });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+/** `main 30.1, libvips 5.2 (4 threads), ...`: CPU ms per image by thread over a phase, the main thread apart. */
+function threadCpuPerImage(before: Map<string, { name: string; ms: number }>, after: Map<string, { name: string; ms: number }>, images: number): string {
+  const main = String(process.pid);
+  const groups = new Map<string, { ms: number; threads: number }>();
+  const deltas = [...after].map(([tid, { name, ms }]) => ({ tid, name, d: ms - (before.get(tid)?.ms ?? 0) }));
+  // Threads cannot be named from JavaScript: the engine's worker thread is taken to be the busiest unnamed one.
+  const engine = deltas.filter((t) => t.tid !== main && t.name === 'node').sort((a, b) => b.d - a.d)[0]?.tid;
+  for (const { tid, name, d } of deltas) {
+    if (d <= 0) continue;
+    const key = tid === main ? 'main thread' : tid === engine ? 'busiest other (engine thread)' : name === 'node' ? 'other unnamed (libuv pool, V8)' : name;
+    const g = groups.get(key) ?? { ms: 0, threads: 0 };
+    g.ms += d;
+    g.threads += 1;
+    groups.set(key, g);
+  }
+  return [...groups].sort((a, b) => b[1].ms - a[1].ms).map(([k, g]) => `${k} ${(g.ms / images).toFixed(1)}${k === 'main thread' ? '' : ` (${g.threads} threads)`}`).join('; ');
 }
 
 function percentile(xs: number[], q: number): number {
@@ -299,6 +344,17 @@ async function main(): Promise<void> {
     await Promise.all([redis, bull, producerBull].map((c) => waitForRedis(c, redisServer.url, CONFIG_DEFAULTS.redisWaitMs)));
     const runs = new RunStore(redis, ks, { store });
     const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client) };
+    // The end of the run is taken from the finalizer call (worker or producer) rather than by polling
+    // the run record: a poll every few ms is CPU of this process that no worker spends.
+    let finalized = (): void => undefined;
+    const finalizedSignal = new Promise<void>((resolve) => (finalized = resolve));
+    const finalizeAndSignal = async (runId: string, deps: FinalizerDeps): ReturnType<typeof finalizeRun> => {
+      try {
+        return await finalizeRun(runId, deps);
+      } finally {
+        finalized();
+      }
+    };
     const worker = new PipelineWorker(
       {
         engine: workerEngine,
@@ -311,7 +367,7 @@ async function main(): Promise<void> {
         keySpace: ks,
         queueName,
         logger: silentLogger(),
-        finalizeRun: (runId) => finalizeRun(runId, finalizerDeps),
+        finalizeRun: (runId) => finalizeAndSignal(runId, finalizerDeps),
         sweepUnfinalized: () => sweepUnfinalized(finalizerDeps),
       },
       { batchSize: o.batchSize, prefetch: o.prefetch, maxBatchDelayMs: o.maxBatchDelayMs, workerId: 'bench-worker', heartbeatIntervalMs: 1_000 },
@@ -329,6 +385,7 @@ async function main(): Promise<void> {
     const queue = new Queue<AuditJobPayload>(queueName, { connection: producerBull, prefix: bullPrefix(ks) });
     releases.push(() => queue.close());
     const producerRuns = new RunStore(producerBull, ks, { store });
+    const request = parseEnqueueRequest(`s3://${bucket}/photos/`, { output: `s3://${bucket}/out/`, runId: 'bench-run', ...(o.maxSide ? { maxSide: o.maxSide } : {}) });
     log(`pushing ${o.images} images through S3 → Redis → worker → S3 ...`);
     // Every HTTP request this process starts (S3 through the SDK or direct), by method, and every
     // command Redis runs (worker and producer), over the pipeline phase.
@@ -338,15 +395,31 @@ async function main(): Promise<void> {
       s3Requests[method] = (s3Requests[method] ?? 0) + 1;
     };
     subscribe('http.client.request.start', countRequest);
-    const redisCalls0 = await redisCommandCount(redis);
+    const redisCalls0 = await redisCommandCounts(redis);
+    // Garbage collections of this thread over the pipeline phase, major (mark-compact) apart.
+    const gc = { major: 0, majorMs: 0, minor: 0, minorMs: 0 };
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const major = ((e as PerformanceEntry & { detail?: { kind?: number } }).detail)?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR;
+        if (major) {
+          gc.major++;
+          gc.majorMs += e.duration;
+        } else {
+          gc.minor++;
+          gc.minorMs += e.duration;
+        }
+      }
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
+    const threads0 = threadCpu();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    const enqueued = await enqueueRun(parseEnqueueRequest(`s3://${bucket}/photos/`, { output: `s3://${bucket}/out/`, runId: 'bench-run' }), {
+    const enqueued = await enqueueRun(request, {
       store,
       queue,
       runs: producerRuns,
       redis: producerBull,
-      finalize: (id) => finalizeRun(id, { ...finalizerDeps, runs: producerRuns, redis: producerBull }),
+      finalize: (id) => finalizeAndSignal(id, { ...finalizerDeps, runs: producerRuns, redis: producerBull }),
     });
     const enqueueMs = performance.now() - t0;
     for (;;) {
@@ -355,12 +428,18 @@ async function main(): Promise<void> {
         if (run.done !== o.images) throw new Error(`the run completed with ${run.done} ok and ${run.failed} failed of ${o.images}`);
         break;
       }
-      await new Promise((r) => setTimeout(r, 25));
+      // Until the finalizer signals; a slow poll as well, should the sweeper finalize the run instead.
+      await Promise.race([finalizedSignal, new Promise((r) => setTimeout(r, 1_000))]);
     }
     const pipelineMs = performance.now() - t0;
     const pipelineCpu = process.cpuUsage(cpu0);
+    const threadsPerImage = threadCpuPerImage(threads0, threadCpu(), o.images);
+    gcObserver.disconnect();
     unsubscribe('http.client.request.start', countRequest);
-    const redisCommands = (await redisCommandCount(redis)) - redisCalls0 - 1;
+    const redisByName = redisCommandsBetween(redisCalls0, await redisCommandCounts(redis));
+    redisByName.info -= 1; // the count's own INFO
+    const redisCommands = Object.values(redisByName).reduce((a, b) => a + b, 0);
+    const redisTop = Object.entries(redisByName).sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, n]) => `${k} ${(n / o.images).toFixed(1)}`).join(', ');
     const pipelineRate = (o.images * 1000) / pipelineMs;
     log(`  pipeline: ${pipelineRate.toFixed(2)} img/s; timing the engine alone again ...`);
     const engineAfter = await timeEngine(engine, inputs, o.batchSize);
@@ -392,7 +471,7 @@ async function main(): Promise<void> {
     const lines = [
       `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; S3 object requests ${o.objectRequests}; batch size ${o.batchSize}, prefetch ${worker.options.prefetch}, max batch delay ${worker.options.maxBatchDelayMs} ms`,
       `machine: ${machine}; load average at the start ${loadAtStart}, at the end ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`,
-      `images: ${o.images} JPEGs ${o.imageWidth}x${o.imageHeight} (${(bytes.reduce((a, b) => a + b.length, 0) / o.images / 1024).toFixed(1)} KiB mean)`,
+      `images: ${o.images} JPEGs ${o.imageWidth}x${o.imageHeight} (${(bytes.reduce((a, b) => a + b.length, 0) / o.images / 1024).toFixed(1)} KiB mean); overlay max side ${request.options.maxSide ?? 'none (original size)'}`,
       '',
       '| measure | value |',
       '|---|---|',
@@ -403,8 +482,10 @@ async function main(): Promise<void> {
       `| steady state (middle 80% of completions) | ${steadyRate.toFixed(2)} img/s, ratio ${(steadyRate / engineRate).toFixed(3)} |`,
       `| CPU time per image in this process: pipeline / engine alone | ${pipelineCpuMs.toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
       `| CPU outside the engine per image (pipeline − engine alone) | **${(pipelineCpuMs - engineCpuMs).toFixed(1)} ms** |`,
+      `| CPU ms per image by thread (pipeline phase) | ${threadsPerImage} |`,
+      `| garbage collection on the main thread (pauses; concurrent marking runs on other threads) | ${gc.major} major, ${gc.majorMs.toFixed(0)} ms; ${gc.minor} minor, ${gc.minorMs.toFixed(0)} ms; ${((gc.majorMs + gc.minorMs) / o.images).toFixed(2)} ms per image |`,
       `| S3 requests per image (all of this process's, listing and finalizer included) | ${perImage(s3Requests, o.images)} |`,
-      `| Redis commands per image (worker and producer, as redis-server counts them) | ${(redisCommands / o.images).toFixed(1)} |`,
+      `| Redis commands per image (worker and producer, as redis-server counts them) | ${(redisCommands / o.images).toFixed(1)} (${redisTop}) |`,
       `| engine batches | ${batchSizes.length}, mean size ${meanBatch.toFixed(2)} |`,
       `| worker engine busy (sum of batch times / end-to-end wall) | ${((100 * engineBusyMs) / pipelineMs).toFixed(1)}% |`,
       '',
