@@ -17,7 +17,7 @@ import type { PreprocessMode } from '../../shared/preprocessing.js';
 import { CENTER_CROP_RESIZE_RATIO, IMAGENET_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESS_DEFINITIONS, PREPROCESS_MODES } from '../../shared/preprocessing.js';
 import type { PreprocessedImage } from '../engine/engine.js';
 import type { RgbImage } from './resize.js';
-import { centerCropOffset, cropRgb, resizeBilinearPil, resizeNearestPil, shorterSideSize } from './resize.js';
+import { centerCropOffset, cropRgb, nearestSourceIndices, resizeBilinearPil, resizeNearestPil, shorterSideSize } from './resize.js';
 
 export { IMAGENET_MEAN_BGR } from '../../shared/preprocessing.js';
 
@@ -77,7 +77,6 @@ export function fitToModel(image: RgbImage, options: Pick<PreprocessOptions, 'wi
  */
 export function preprocess(image: RgbImage, options: Partial<PreprocessOptions> = {}, into?: Float32Array): PreprocessedImage {
   const opts = resolvePreprocessOptions(options);
-  const fitted = fitToModel(image, opts);
   const pixels = opts.width * opts.height;
   const out = into ?? new Float32Array(pixels * 3);
   if (out.length !== pixels * 3) throw new RangeError(`preprocess destination holds ${out.length} floats, expected ${pixels * 3}`);
@@ -86,16 +85,34 @@ export function preprocess(image: RgbImage, options: Partial<PreprocessOptions> 
   // with the reference library's float32 rounding.
   const [lutR, lutG, lutB] = channelTables(opts.mode);
   const bgr = PREPROCESS_DEFINITIONS[opts.mode].channels === 'bgr';
+  // Keras' default geometry (the whole image, PIL NEAREST) reads the source pixels it samples
+  // directly, the same pixels `resizeNearestPil` copies out, without the intermediate image.
+  const direct = !opts.centerCrop && opts.resize === 'nearest';
+  const fitted = direct ? image : fitToModel(image, opts);
   const src = fitted.data;
-  for (let i = 0, end = pixels * 3; i < end; i += 3) {
-    const r = lutR[src[i]];
-    const g = lutG[src[i + 1]];
-    const b = lutB[src[i + 2]];
-    out[i] = bgr ? b : r;
-    out[i + 1] = g;
-    out[i + 2] = bgr ? r : b;
+  const srcStride = fitted.width * 3;
+  const ys = direct ? nearestSourceIndices(fitted.height, opts.height) : identityIndices(opts.height);
+  const xs = direct ? nearestSourceIndices(fitted.width, opts.width) : identityIndices(opts.width);
+  for (let x = 0; x < xs.length; x++) xs[x] *= 3;
+  for (let y = 0, o = 0; y < opts.height; y++) {
+    const row = ys[y] * srcStride;
+    for (let x = 0; x < opts.width; x++, o += 3) {
+      const i = row + xs[x];
+      const r = lutR[src[i]];
+      const g = lutG[src[i + 1]];
+      const b = lutB[src[i + 2]];
+      out[o] = bgr ? b : r;
+      out[o + 1] = g;
+      out[o + 2] = bgr ? r : b;
+    }
   }
   return { data: out, height: opts.height, width: opts.width };
+}
+
+function identityIndices(n: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = i;
+  return out;
 }
 
 const tables = new Map<PreprocessMode, readonly [Float32Array, Float32Array, Float32Array]>();

@@ -105,3 +105,19 @@ describe(`PIL ${reference.pillow} parity`, () => {
     });
   }
 });
+
+describe('the default geometry samples the source directly', () => {
+  it('equals PIL NEAREST into an intermediate image, then the value map, for shrinking, enlarging and odd sizes', () => {
+    for (const [w, h, ow, oh] of [[320, 240, 224, 224], [1601, 1199, 224, 224], [7, 5, 224, 224], [224, 224, 224, 224], [300, 100, 37, 61]] as const) {
+      const data = new Uint8Array(w * h * 3);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+      const image = { data, width: w, height: h };
+      for (const mode of ['caffe', 'torch'] as const) {
+        const direct = preprocess(image, { width: ow, height: oh, resize: 'nearest', mode });
+        // The two-step path: an explicit NEAREST image, whose size matches, so no resize happens in preprocess.
+        const twoStep = preprocess(resizeNearestPil(image, ow, oh), { width: ow, height: oh, resize: 'nearest', mode });
+        expect(Buffer.from(direct.data.buffer).equals(Buffer.from(twoStep.data.buffer)), `${w}x${h} -> ${ow}x${oh} ${mode}`).toBe(true);
+      }
+    }
+  });
+});
