@@ -25,6 +25,7 @@ import type { RgbImage } from '../image/resize.js';
 import sharp from 'sharp';
 import type { ClassLabel } from '../model/labels.js';
 import { DEFAULT_SERVED_MODEL } from '../model/model-card.js';
+import type { InputBufferPool } from './input-pool.js';
 import type { Lease, PixelBudget } from './pixel-budget.js';
 import { encodePredictionDocument, predictionDocumentOf } from './prediction-document.js';
 
@@ -56,6 +57,8 @@ export interface ImageCoreDeps {
   decodeOptions?: Partial<DecodeOptions>;
   /** Decoded pixels shared by every image in flight (config `pixelBudget`); none: unbounded. */
   budget?: PixelBudget;
+  /** Model-input buffers reused from image to image (the worker's); none: one new buffer per image. */
+  inputs?: InputBufferPool;
   /** Injected for reproducible documents. Default now. */
   now?: () => Date;
 }
@@ -104,13 +107,15 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
       t = performance.now(); // time in the budget's queue is not decode time
     });
     lap('decode');
-    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize, ...(deps.model ?? DEFAULT_SERVED_MODEL).preprocessing });
+    const into = deps.inputs?.take(engine.inputWidth * engine.inputHeight * 3);
+    const image = preprocess(decoded, { width: engine.inputWidth, height: engine.inputHeight, resize: options.resize, ...(deps.model ?? DEFAULT_SERVED_MODEL).preprocessing }, into);
     lap('preprocess');
     const display = await displayImage(decoded, overlaySize(decoded.width, decoded.height, options.maxSide, options.overlayFormat));
     lease?.shrink(display.width * display.height);
     const source = { format: decoded.format, width: decoded.sourceWidth, height: decoded.sourceHeight };
 
     const { result, timings: inferTimings } = await deps.infer(image, options, seedOf(input.source.key ?? input.source.uri));
+    deps.inputs?.give(image.data); // the engine call has answered: nothing reads the input any more
     Object.assign(timings, inferTimings);
     t = performance.now();
     const cam = result.cams[0];

@@ -33,6 +33,7 @@ import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
 import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/engine.js';
 import { LabelMatcher } from '../../shared/audit/label-matcher.js';
+import { InputBufferPool } from '../core/input-pool.js';
 import { PixelBudget } from '../core/pixel-budget.js';
 import type { ClassLabel } from '../model/labels.js';
 import { DEFAULT_SERVED_MODEL, type ServedModel } from '../model/model-card.js';
@@ -148,6 +149,8 @@ export class PipelineWorker {
         model: deps.model ?? DEFAULT_SERVED_MODEL,
         infer: batchedInfer(this.batcher, this.metrics, deps.engine.info.layer),
         budget: this.pixelBudget,
+        // One model input per image the worker holds (batch + prefetch), reused from job to job.
+        inputs: new InputBufferPool(this.options.batchSize + this.options.prefetch),
       },
       uploads: new Semaphore(this.options.uploadConcurrency),
       metrics: this.metrics,

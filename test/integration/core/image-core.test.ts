@@ -13,6 +13,7 @@ import { artifactPaths } from '../../../src/shared/artifacts.js';
 import { LabelMatcher } from '../../../src/shared/audit/label-matcher.js';
 import { DEFAULT_EXPLAIN_OPTIONS, type ExplainOptions } from '../../../src/shared/explain-options.js';
 import { engineRequestOf, explainImage, type ImageCoreDeps } from '../../../src/worker/core/image-core.js';
+import { InputBufferPool } from '../../../src/worker/core/input-pool.js';
 import { PixelBudget } from '../../../src/worker/core/pixel-budget.js';
 import type { Engine } from '../../../src/worker/engine/engine.js';
 import { tinyEngine } from '../pipeline/helpers.js';
@@ -41,7 +42,9 @@ const options: ExplainOptions = { ...DEFAULT_EXPLAIN_OPTIONS };
 describe('the image core', () => {
   it('explains a 65535x1 PNG: the JPEG overlay is clamped to 65500 px, the heatmap keeps the aspect ratio', async () => {
     const png = await sharp({ create: { width: 65_535, height: 1, channels: 3, background: { r: 120, g: 60, b: 30 } } }).png().toBuffer();
-    const out = await explainImage({ bytes: png, source: { uri: 'wide.png' }, options, outputs: artifactPaths('wide', 'jpeg') }, coreDeps());
+    const fullSize: ExplainOptions = { ...options };
+    delete fullSize.maxSide; // --max-side full: the encoder's own limit is what clamps it
+    const out = await explainImage({ bytes: png, source: { uri: 'wide.png' }, options: fullSize, outputs: artifactPaths('wide', 'jpeg') }, coreDeps());
     expect(out.document.source).toMatchObject({ width: 65_535, height: 1, format: 'png' });
     expect([out.rendered.overlay.width, out.rendered.overlay.height]).toEqual([65_500, 1]);
     expect((await sharp(out.rendered.overlay.data).metadata()).format).toBe('jpeg');
@@ -96,5 +99,41 @@ describe('the pixel budget', () => {
     expect([lbig.pixels, budget.inUse, budget.peak]).toEqual([100, 100, 100]);
     lbig.release();
     expect(budget.inUse).toBe(0);
+  });
+});
+
+describe('the model-input pool', () => {
+  it('gives each input back once its engine call answered, reuses it for the next image, and leaves the results as they were', async () => {
+    const jpg = await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+    const other = await sharp({ create: { width: 200, height: 300, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toBuffer();
+    const inputs = new InputBufferPool(2);
+    const seen: Float32Array[] = [];
+    const deps = coreDeps();
+    const pooled: ImageCoreDeps = { ...deps, inputs, infer: (image, o, seed) => (seen.push(image.data), deps.infer(image, o, seed)) };
+    const run = (bytes: Buffer, d: ImageCoreDeps) => explainImage({ bytes, source: { uri: 'x.jpg' }, options, outputs: artifactPaths('x', 'jpeg') }, d);
+    const a = await run(jpg, pooled);
+    expect(inputs.size).toBe(1);
+    const b = await run(other, pooled);
+    expect(seen[1]).toBe(seen[0]); // the second image was preprocessed into the first one's buffer
+    expect(inputs.size).toBe(1);
+    expect(b.document.predictions).toEqual((await run(other, deps)).document.predictions);
+    expect(a.document.predictions).toEqual((await run(jpg, deps)).document.predictions);
+    // A failed engine call keeps its buffer out of the pool.
+    const failing: ImageCoreDeps = { ...pooled, infer: () => Promise.reject(new Error('engine down')) };
+    await expect(run(jpg, failing)).rejects.toThrow('engine down');
+    expect(inputs.size).toBe(0);
+  }, 60_000);
+
+  it('keeps at most its capacity, and only buffers of the asked length are reused', () => {
+    const pool = new InputBufferPool(1);
+    const x = pool.take(12);
+    const y = pool.take(12);
+    pool.give(x);
+    pool.give(y);
+    expect(pool.size).toBe(1);
+    expect(pool.take(6)).not.toBe(x);
+    expect(pool.take(12)).toBe(x);
+    pool.give(new Float32Array(0)); // detached by a transfer: dropped
+    expect(pool.size).toBe(0);
   });
 });
