@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { addModelFlags } from '../shared/model-options.js';
-import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
+import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, MAX_SIDE_HELP, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../shared/explain-options.js';
 import type { EnqueueCliFlags } from './enqueue-cli.js';
 import { ENQUEUE_DEFAULTS } from './enqueue-options.js';
 
@@ -29,7 +29,7 @@ export async function enqueueCommand(): Promise<Command> {
     .option('--colormap <name>', `${COLORMAPS.join('|')} (default: ${d.colormap})`)
     .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
     .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
-    .option('--max-side <px>', "cap on the overlay's longer side (default: original size)")
+    .option('--max-side <px>', MAX_SIDE_HELP)
     .option('--weights <src>', 'the model the run needs, as the workers name it (env GRADCAM_AUDIT_WEIGHTS): its model card, preprocessing and weights fingerprint are recorded, and workers serving another model leave the run\'s jobs (default: none, any worker)'))
     .option('--truth <file>', 'ground truth for the audit: CSV (key,label[,x0,y0,x1,y1]), JSONL ({"key","label","boxes"}) or COCO JSON; a path or s3://bucket/key. Keys match on their tail, labels by class index, wnid or name')
     .option('--truth-format <fmt>', 'csv|jsonl|coco (default: from the file name)')

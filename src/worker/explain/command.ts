@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { addOnnxFlags } from '../engine/onnx/options.js';
 import { addModelFlags } from '../../shared/model-options.js';
-import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
+import { CAM_METHOD_HELP, COLORMAPS, FAITHFULNESS_HELP, DEFAULT_EXPLAIN_OPTIONS, MAX_SIDE_HELP, OVERLAY_FORMATS, RESIZE_MODES, SCORE_MODES } from '../../shared/explain-options.js';
 import type { RawExplainFlags } from './options.js';
 
 const d = DEFAULT_EXPLAIN_OPTIONS;
@@ -28,7 +28,7 @@ export async function explainCommand(): Promise<Command> {
     .option('--colormap <name>', `${COLORMAPS.join('|')} (default: ${d.colormap})`)
     .option('--alpha <a>', `heatmap opacity 0..1 (default: ${d.alpha})`)
     .option('--format <fmt>', `overlay format ${OVERLAY_FORMATS.join('|')} (default: ${d.overlayFormat})`)
-    .option('--max-side <px>', 'cap on the overlay\'s longer side (default: original size)')
+    .option('--max-side <px>', MAX_SIDE_HELP)
     .option('--json', 'print one manifest line per image (JSON Lines, as manifest.jsonl) instead of the human-readable lines'))
     .action(async (images: string[], flags: RawExplainFlags & { json?: boolean }) => {
       const [{ parseExplainFlags }, { runExplain, defaultExplainDeps }, { createLogger }, { loadConfig }] = await Promise.all([

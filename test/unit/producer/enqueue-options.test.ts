@@ -39,7 +39,15 @@ describe('parseEnqueueRequest', () => {
     expect(r).toMatchObject({ runId: 'r-1', derivedRunId: false, model: 'vgg16 v2', dryRun: true });
   });
 
+  it('caps the overlay at 1024 px by default; --max-side full keeps the original size', () => {
+    expect(parseEnqueueRequest('s3://bkt/in', {}).options.maxSide).toBe(1024);
+    expect(parseEnqueueRequest('s3://bkt/in', { maxSide: '2048' }).options.maxSide).toBe(2048);
+    const full = parseEnqueueRequest('s3://bkt/in', { maxSide: 'full' }).options;
+    expect('maxSide' in full).toBe(false);
+  });
+
   it.each([
+    [{ maxSide: 'none' }, '--max-side'],
     [{ topK: '0' }, '--top-k'],
     [{ topK: '2.5' }, '--top-k'],
     [{ targets: 'top2' }, '--targets'],
