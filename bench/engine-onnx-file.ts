@@ -5,7 +5,10 @@
  * change on a shared machine hits every column alike; CPU time per image is reported beside wall
  * time because it stays meaningful when other processes compete for the cores.
  *
- *   npm run bench:engine -- --model resnet50.onnx [--batches 1,8] [--runs 3] [--no-tfjs]
+ *   npm run bench:engine -- --model resnet50.onnx [--batches 1,8] [--runs 3] [--threads N] [--no-tfjs]
+ *
+ * `--threads` sets ONNX Runtime's intra-op threads for both sessions (default: every core). One
+ * thread keeps the two columns comparable on a machine that other jobs share.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -41,10 +44,10 @@ async function timed(batch: number, f: () => Promise<unknown>): Promise<Cell> {
   return { wall: (performance.now() - s) / batch, cpu: (used.user + used.system) / 1000 / batch };
 }
 
-export async function benchOnnxFile(file: string, options: { batches: number[]; runs: number; tfjs: boolean; log: (line: string) => void }): Promise<OnnxFileRow[]> {
+export async function benchOnnxFile(file: string, options: { batches: number[]; runs: number; threads?: number; tfjs: boolean; log: (line: string) => void }): Promise<OnnxFileRow[]> {
   const graph = (await loadModel(file)) as ModelGraph;
   if (!('nodes' in graph)) throw new Error(`${file} is not an ONNX model`);
-  const threads = availableParallelism();
+  const threads = options.threads ?? availableParallelism();
   const runtime = resolveOnnxRuntimeOptions({ cacheDir: null, intraOpThreads: threads });
   const raw = await ort.InferenceSession.create(readFileSync(file), sessionOptions(['cpu'], runtime));
   const fixedBatch = raw.inputMetadata[0]?.isTensor ? raw.inputMetadata[0].shape[0] : undefined;

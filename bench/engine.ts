@@ -11,7 +11,8 @@
  *                           [--model vgg16|small] [--with-onnx]
  *
  * `--model file.onnx` benchmarks a user's ONNX file instead (engine-onnx-file.ts): ONNX Runtime's
- * own forward on the file vs the ONNX engine's Grad-CAM, batch 1 and 8 by default.
+ * own forward on the file vs the ONNX engine's Grad-CAM, batch 1 and 8 by default (`--threads N`:
+ * ONNX Runtime's intra-op threads, default every core).
  */
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
   const model = flag('--model') ?? 'vgg16';
   if (model.toLowerCase().endsWith('.onnx')) {
     const { benchOnnxFile, formatOnnxFileTable } = await import('./engine-onnx-file.js');
-    const rows = await benchOnnxFile(model, { batches: (flag('--batches') ?? '1,8').split(',').map(Number), runs: Number(flag('--runs') ?? '3'), tfjs: !process.argv.includes('--no-tfjs'), log: console.log });
+    const rows = await benchOnnxFile(model, { batches: (flag('--batches') ?? '1,8').split(',').map(Number), runs: Number(flag('--runs') ?? '3'), threads: flag('--threads') ? Number(flag('--threads')) : undefined, tfjs: !process.argv.includes('--no-tfjs'), log: console.log });
     console.log(`machine: ${os.cpus()[0]?.model} x${os.cpus().length}, Node ${process.version}; loadavg ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}\n`);
     console.log(formatOnnxFileTable(rows));
     return;

@@ -45,7 +45,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Engine
   switch (choice) {
     case 'onnx':
     case 'auto': {
-      // The graph compiles every CAM method, so only the model and layer decide; anything the
+      // Every gradient method has the same admission check, so only the model and layer decide; anything the
       // compiler has no backward rule for runs on TF.js (autodiff) instead, with the reason logged,
       // unless only gradient-free methods were asked for (then a forward-only graph serves them).
       // A forced TF.js backend (`--backend wasm`, ...) only means something to TF.js: keep auto there.
@@ -57,7 +57,8 @@ export async function createEngine(options: CreateEngineOptions): Promise<Engine
       if (support.ok) {
         try {
           const { createOnnxEngine } = await import('./onnx/engine.js');
-          const methods = gradientFree ? [...options.methods!] : undefined;
+          // The engine opens a session for the first method it serves, the others on first use.
+          const methods = options.methods ? [...options.methods] : undefined;
           return await createOnnxEngine({ spec: options.spec, layer: options.layer, logger: options.logger, camPost: options.camPost, runtime: options.onnx, methods });
         } catch (err) {
           // An explicit request must fail loudly (e.g. a missing CUDA provider); auto degrades.

@@ -1,10 +1,14 @@
 /**
  * OnnxEngine behaviour beyond numerical parity: batch invariance, input validation, lifecycle.
  */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InvalidInputError } from '../../../src/shared/errors.js';
 import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import type { OnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { diskGraphCache } from '../../../src/worker/engine/onnx/graph-cache.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
 import { randomImages } from './helpers/images.js';
 
@@ -51,6 +55,31 @@ describe('OnnxEngine', () => {
     await expect(engine.predict(randomImages(1, 31, 32))).rejects.toThrow(InvalidInputError);
     await expect(engine.predict(randomImages(1, 31, 32))).rejects.toThrow(/expects 32x32x3/);
     await expect(engine.explain({ images: randomImages(1, 32, 32), targets: { kind: 'indices', indices: [10] }, topK: 1, method: 'gradcam', score: 'prob' })).rejects.toThrow(ConfigError);
+  });
+
+  it('opens one session per gradient method, when that method is first asked for', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'onnx-sessions-'));
+    const graphs = (): string[] => readdirSync(dir).filter((f) => f.endsWith('.onnx'));
+    const lazy = await createOnnxEngine({ spec, cache: diskGraphCache(dir), runtime: { intraOpThreads: 1 }, methods: ['layercam', 'gradcam', 'hirescam'] });
+    try {
+      expect(graphs()).toHaveLength(1); // layercam's, compiled at start-up
+      const images = randomImages(2, 32, 32, 47);
+      const request = { images, targets: { kind: 'top1' as const }, topK: 1, score: 'prob' as const };
+      await lazy.explain({ ...request, method: 'layercam' });
+      await lazy.predict(images);
+      expect(graphs()).toHaveLength(1);
+      const [a, b] = await Promise.all([lazy.explain({ ...request, method: 'gradcam' }), lazy.explain({ ...request, method: 'gradcam' })]);
+      expect(graphs()).toHaveLength(2);
+      expect(a[0].cams[0].grid).toEqual(b[0].cams[0].grid);
+      // Each method's graph matches the engine that serves every method.
+      const all = await engine.explain({ ...request, method: 'gradcam' });
+      a[0].cams[0].grid.forEach((v, i) => expect(Math.abs(v - all[0].cams[0].grid[i])).toBeLessThan(1e-6));
+      await expect(lazy.explain({ ...request, method: 'xgradcam' })).rejects.toThrow(/does not serve CAM method xgradcam \(serves layercam, gradcam, hirescam\)/);
+      expect(graphs()).toHaveLength(2);
+    } finally {
+      await lazy.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('returns nothing for an empty batch and refuses work after dispose', async () => {

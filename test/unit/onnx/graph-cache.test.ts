@@ -36,13 +36,14 @@ describe('ONNX graph cache', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
-  it('keys on weights, layer, graph kind, methods and architecture', () => {
+  it('keys on weights, layer, graph kind, method and architecture', () => {
     const base = graphCacheKey(spec, { layer: 'block2_conv2', kind: 'explain' });
     expect(graphCacheKey(spec, { layer: 'block2_conv2', kind: 'explain' })).toBe(base);
     expect(graphCacheKey({ ...spec, weightsHash: 'other' }, { layer: 'block2_conv2', kind: 'explain' })).not.toBe(base);
     expect(graphCacheKey(spec, { layer: 'block2_conv1', kind: 'explain' })).not.toBe(base);
     expect(graphCacheKey(spec, { layer: 'block2_conv2', kind: 'forward' })).not.toBe(base);
-    expect(graphCacheKey(spec, { layer: 'block2_conv2', kind: 'explain', methods: ['gradcam'] })).not.toBe(base);
+    expect(graphCacheKey(spec, { layer: 'block2_conv2', kind: 'explain', method: 'gradcam' })).toBe(base);
+    expect(graphCacheKey(spec, { layer: 'block2_conv2', kind: 'explain', method: 'layercam' })).not.toBe(base);
     const other = vggShapedSpec({ seed: 21, inputStd: 64, classes: 7 });
     expect(graphCacheKey({ ...other, weightsHash: spec.weightsHash }, { layer: 'block2_conv2', kind: 'explain' })).not.toBe(base);
   });

@@ -54,12 +54,13 @@ describe('layout conversions', () => {
 });
 
 describe('compiled graph interface', () => {
-  it('exposes images/targets/score/method inputs and one CAM output', async () => {
+  it('exposes images/targets/score inputs and one CAM output', async () => {
     const spec = vggShapedSpec({ seed: 4 });
-    const compiled = compileGraph(spec, { layer: 'block2_conv2', kind: 'explain', methods: ['gradcam', 'gradcam++'] });
+    const compiled = compileGraph(spec, { layer: 'block2_conv2', kind: 'explain', method: 'gradcam++' });
+    expect(compiled.method).toBe('gradcam++');
     expect([compiled.camHeight, compiled.camWidth, compiled.numClasses]).toEqual([16, 16, 10]);
     const session = await ort.InferenceSession.create(compiled.bytes);
-    expect([...session.inputNames].sort()).toEqual([GRAPH_IO.images, GRAPH_IO.method, GRAPH_IO.scoreIsProb, GRAPH_IO.targets].sort());
+    expect([...session.inputNames].sort()).toEqual([GRAPH_IO.images, GRAPH_IO.scoreIsProb, GRAPH_IO.targets].sort());
     expect(session.outputNames).toContain(GRAPH_IO.cam);
     expect(session.outputNames).toContain(GRAPH_IO.activation);
     await session.release();

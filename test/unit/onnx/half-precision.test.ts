@@ -113,8 +113,8 @@ describe.each(Object.keys(reference.models))('%s with a float16 trunk', (name) =
 
   it('stores the trunk weights as float16 and keeps the graph interface float32', () => {
     const layer = reference.models[name].target;
-    const full = compileGraph(graph, { layer, kind: 'explain', methods: ['gradcam'] });
-    const half = compileGraph(graph, { layer, kind: 'explain', methods: ['gradcam'], precision: 'fp16' });
+    const full = compileGraph(graph, { layer, kind: 'explain', method: 'gradcam' });
+    const half = compileGraph(graph, { layer, kind: 'explain', method: 'gradcam', precision: 'fp16' });
     expect(half.precision).toBe('fp16');
     interface Value { name?: string; type?: { tensorType?: { elemType?: number } } }
     const decoded = (decodeModel(half.bytes) as { graph: { initializer?: Array<{ dataType?: number }>; input?: Value[]; output?: Value[] } }).graph;

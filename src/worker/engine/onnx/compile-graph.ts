@@ -19,21 +19,20 @@ import { ModelError } from '../../../shared/errors.js';
 import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
 import { splitAtTarget } from '../../model/graph/walker.js';
-import { emitHeadBackward } from './differentiate.js';
+import { emitHeadBackward, type HeadGradient } from './differentiate.js';
 import { forwardEmitter, type Precision } from './emit-forward.js';
 import { GraphBuilder, OPSET } from './graph-builder.js';
 import { TensorDataType } from '../../model/graph/onnx-proto.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 /** Bump when the emitted graph changes, so cached graphs from older code are not reused. */
-export const COMPILER_VERSION = 6;
+export const COMPILER_VERSION = 7;
 
 /** Names of the graph's inputs and outputs (the engine's side of the contract). */
 export const GRAPH_IO = {
   images: 'images',
   targets: 'targets',
   scoreIsProb: 'score_is_prob',
-  method: 'method',
   cam: 'cam',
   logits: 'logits',
   probabilities: 'probabilities',
@@ -60,8 +59,13 @@ export interface CompileOptions {
    * only (no backward, so any head; serves the gradient-free methods).
    */
   kind: 'explain' | 'forward';
-  /** Methods to emit outputs for (explain graphs). Default: every supported method. */
-  methods?: readonly CamMethod[];
+  /**
+   * The gradient method whose CAM formula the graph computes (explain graphs). Default `gradcam`.
+   * One method per graph: selecting among several inside the graph (an `If` on a method input) cost
+   * a fixed 0.15-0.25 ms per run, 2-3% of a MobileNetV3 forward; the engine builds one session per
+   * method it is asked for instead (engine.ts).
+   */
+  method?: CamMethod;
   /** Recorded in the model's producer_version. */
   producerVersion?: string;
   /**
@@ -80,18 +84,18 @@ export interface CompiledGraph {
   camHeight: number;
   camWidth: number;
   numClasses: number;
-  methods: CamMethod[];
+  /** The compiled gradient method (explain graphs), null for a forward-only graph. */
+  method: CamMethod | null;
   precision: Precision;
 }
 
 export function compileGraph(model: ModelInput, options: CompileOptions): CompiledGraph {
   const graph = toModelGraph(model);
-  const methods = [...(options.methods ?? ONNX_CAM_METHODS)];
   const explain = options.kind === 'explain';
-  for (const m of explain ? (methods.length > 0 ? methods : ['gradcam' as const]) : ['eigencam' as const]) {
-    const support = isOnnxSupported(graph, m, options.layer);
-    if (!support.ok) throw new ModelError(`cannot compile ${graph.name} for ONNX: ${support.reason}`);
-  }
+  const method = options.method ?? 'gradcam';
+  if (explain && !ONNX_CAM_METHODS.includes(method)) throw new ModelError(`${method} reads no gradient and is not compiled into the graph (gradient-free/explain.ts runs it)`);
+  const support = isOnnxSupported(graph, explain ? method : 'eigencam', options.layer);
+  if (!support.ok) throw new ModelError(`cannot compile ${graph.name} for ONNX: ${support.reason}`);
   const split = splitAtTarget(graph, options.layer);
   const g = new GraphBuilder();
   const [H, W, C] = graph.inputShape;
@@ -125,16 +129,13 @@ export function compileGraph(model: ModelInput, options: CompileOptions): Compil
     g.output(scores, GRAPH_IO.scores, TensorDataType.FLOAT, ['batch', 'targets']);
     const gradA = emitHeadBackward({ g, graph, split, value: forward.value, poolIndices, n: dims.n, t: dims.t }, grad);
     // max |dS/dA| per (image, target): the shared post-processing tells a vanishing gradient apart.
-    const gradMax = g.op('ReduceMax', [g.op('Abs', [gradA], { name: 'grad_abs' })], {
+    // (A spatially constant gradient is [N,T,K,1,1]: the same maximum, over fewer values.)
+    const gradMax = g.op('ReduceMax', [g.op('Abs', [gradA.grad], { name: 'grad_abs' })], {
       name: 'grad_max_abs',
       attrs: { axes: { ints: [2, 3, 4] }, keepdims: { int: 0 } },
     });
     g.output(gradMax, GRAPH_IO.gradMaxAbs, TensorDataType.FLOAT, ['batch', 'targets']);
-    // ONNX Runtime runs every node whatever is fetched, so the methods are branches of nested
-    // `If` nodes keyed by the `method` input (an index into `methods`): one session, one copy of
-    // the weights, and only the requested formula runs.
-    const method = g.input(GRAPH_IO.method, TensorDataType.INT64, [1]);
-    const cam = emitMethodSelect(g, methods, 0, method, forward.value(split.target), gradA, [h, w]);
+    const cam = emitCam(g, method, forward.value(split.target), gradA, [k, h, w]);
     g.output(cam, GRAPH_IO.cam, TensorDataType.FLOAT, ['batch', 'targets', h, w]);
   }
 
@@ -144,7 +145,7 @@ export function compileGraph(model: ModelInput, options: CompileOptions): Compil
     docString: `${graph.name} ${options.kind} graph, CAM layer ${split.target}, opset ${OPSET}`,
     metadata: { weightsHash: graph.weightsHash, layer: split.target, compilerVersion: String(COMPILER_VERSION), precision },
   });
-  return { bytes, layer: split.target, camHeight: h, camWidth: w, numClasses, methods: explain ? methods : [], precision };
+  return { bytes, layer: split.target, camHeight: h, camWidth: w, numClasses, method: explain ? method : null, precision };
 }
 
 interface BatchDims {
@@ -199,62 +200,46 @@ function emitScoreGradient(
   return { classes, scores, grad };
 }
 
-/** CAM of `methods[index]` if the `method` input equals `index`, else of a later method. */
-function emitMethodSelect(
-  g: GraphBuilder,
-  methods: readonly CamMethod[],
-  index: number,
-  method: string,
-  activation: string,
-  grad: string,
-  [h, w]: [number, number],
-): string {
-  if (index === methods.length - 1) return emitCam(g, methods[index], activation, grad);
-  const branch = (build: (sub: GraphBuilder) => string, name: string): { graph: ReturnType<GraphBuilder['toGraph']> } => {
-    const sub = g.subgraph();
-    sub.output(build(sub), `${name}_out`, TensorDataType.FLOAT, ['batch', 'targets', h, w]);
-    return { graph: sub.toGraph(name) };
-  };
-  const stem = camStem(methods[index]);
-  const cond = g.op('Equal', [method, g.int64([index])], { name: `${stem}_selected` });
-  return g.op('If', [cond], {
-    name: `${stem}_if`,
-    attrs: {
-      then_branch: branch((sub) => emitCam(sub, methods[index], activation, grad), `${stem}_then`),
-      else_branch: branch((sub) => emitMethodSelect(sub, methods, index + 1, method, activation, grad, [h, w]), `${stem}_else`),
-    },
-  });
-}
-
-/** The CAM formulas of design.md §4 on A [N,K,h,w] and G [N,T,K,h,w] → ReLU'd maps [N,T,h,w]. */
-function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: string): string {
+/**
+ * The CAM formula of design.md §4 on A [N,K,h,w] and dS/dA → ReLU'd maps [N,T,h,w]. dS/dA is
+ * [N,T,K,h,w], or [N,T,K,1,1] when it is the same at every position (the target reaches the logits
+ * only through a global average pool: differentiate.ts then skips the broadcast), where spatial
+ * means are the value itself and spatial sums h·w times it.
+ */
+function emitCam(g: GraphBuilder, method: CamMethod, activation: string, gradient: HeadGradient, [k, h, w]: [number, number, number]): string {
   const stem = camStem(method);
+  const grad = gradient.grad;
+  const constant = gradient.spatiallyConstant;
   const a = g.op('Unsqueeze', [activation, g.int64([1])], { name: `${stem}_a` });
   // Constants are created on first use: an unused initializer makes ONNX Runtime log a warning.
   const channels = (): string => g.int64([2]);
   const eps = (): string => g.float([CAM_EPSILON], []);
   const sumSpatial = (v: string, name: string): string => g.op('ReduceSum', [v, g.int64([3, 4])], { name, attrs: { keepdims: { int: 1 } } });
-  const weighted = (weights: string): string =>
-    g.op('ReduceSum', [g.op('Mul', [weights, a], { name: `${stem}_wa` }), channels()], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
+  /** Σ_k weights·A_k. Per-channel weights [N,T,K,1,1]: one MatMul [N,T,K]·[N,K,h·w] (a fifth of Mul + ReduceSum over [N,T,K,h,w] at 960x7x7). */
+  const weighted = (weights: string, perChannel: boolean): string => {
+    if (!perChannel) return g.op('ReduceSum', [g.op('Mul', [weights, a], { name: `${stem}_wa` }), channels()], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
+    const rows = g.op('Reshape', [weights, g.int64([0, 0, k])], { name: `${stem}_w_rows` });
+    const planes = g.op('Reshape', [activation, g.int64([0, k, h * w])], { name: `${stem}_a_planes` });
+    return g.op('Reshape', [g.op('MatMul', [rows, planes], { name: `${stem}_sum` }), g.int64([0, 0, h, w])], { name: `${stem}_map_hw` });
+  };
 
   let map: string;
   switch (method) {
-    case 'gradcam': {
-      const weights = g.op('ReduceMean', [grad], { name: `${stem}_w`, attrs: { axes: { ints: [3, 4] }, keepdims: { int: 1 } } });
-      map = weighted(weights);
+    case 'gradcam':
+      map = weighted(constant ? grad : g.op('ReduceMean', [grad], { name: `${stem}_w`, attrs: { axes: { ints: [3, 4] }, keepdims: { int: 1 } } }), true);
       break;
-    }
     case 'hirescam':
-      map = g.op('ReduceSum', [g.op('Mul', [grad, a], { name: `${stem}_ga` }), channels()], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
+      map = constant ? weighted(grad, true) : g.op('ReduceSum', [g.op('Mul', [grad, a], { name: `${stem}_ga` }), channels()], { name: `${stem}_sum`, attrs: { keepdims: { int: 0 } } });
       break;
     case 'xgradcam': {
-      const num = sumSpatial(g.op('Mul', [grad, a], { name: `${stem}_ga` }), `${stem}_num`);
-      const den = g.op('Add', [sumSpatial(a, `${stem}_asum`), eps()], { name: `${stem}_den` });
-      map = weighted(g.op('Div', [num, den], { name: `${stem}_w` }));
+      const aSum = sumSpatial(a, `${stem}_asum`);
+      const num = constant ? g.op('Mul', [grad, aSum], { name: `${stem}_num` }) : sumSpatial(g.op('Mul', [grad, a], { name: `${stem}_ga` }), `${stem}_num`);
+      const den = g.op('Add', [aSum, eps()], { name: `${stem}_den` });
+      map = weighted(g.op('Div', [num, den], { name: `${stem}_w` }), true);
       break;
     }
     case 'layercam':
-      map = weighted(g.op('Relu', [grad], { name: `${stem}_relu_g` }));
+      map = weighted(g.op('Relu', [grad], { name: `${stem}_relu_g` }), constant);
       break;
     case 'gradcam++': {
       const g2 = g.op('Mul', [grad, grad], { name: `${stem}_g2` });
@@ -264,8 +249,9 @@ function emitCam(g: GraphBuilder, method: CamMethod, activation: string, grad: s
       const alphaRaw = g.op('Div', [g2, den], { name: `${stem}_alpha_raw` });
       const nonzero = g.op('Not', [g.op('Equal', [grad, g.float([0], [])], { name: `${stem}_g0` })], { name: `${stem}_gnz` });
       const alpha = g.op('Where', [nonzero, alphaRaw, g.float([0], [])], { name: `${stem}_alpha` });
-      const weights = sumSpatial(g.op('Mul', [alpha, g.op('Relu', [grad], { name: `${stem}_relu_g` })], { name: `${stem}_ag` }), `${stem}_w`);
-      map = weighted(weights);
+      const terms = g.op('Mul', [alpha, g.op('Relu', [grad], { name: `${stem}_relu_g` })], { name: `${stem}_ag` });
+      const weights = constant ? g.op('Mul', [terms, g.float([h * w], [])], { name: `${stem}_w` }) : sumSpatial(terms, `${stem}_w`);
+      map = weighted(weights, true);
       break;
     }
     case 'eigencam':

@@ -76,21 +76,24 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const methods = (options.methods ?? [...CAM_METHODS]).filter(needsGradient);
   const support = isOnnxSupported(graph, methods[0] ?? 'eigencam', options.layer);
   if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${graph.name}: ${support.reason}`);
-  const compileOptions: CompileOptions = {
-    layer: support.layer,
-    precision: runtime.precision,
-    ...(methods.length > 0 ? { kind: 'explain', methods } : { kind: 'forward' }),
-  };
   const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
+  /** Compile (or reuse from the cache) the graph of one method, or the forward-only graph, and open its session. */
+  const openSession = async (method: CamMethod | null, extra: ort.InferenceSession.SessionOptions = {}): Promise<{ session: ort.InferenceSession; source: GraphSource }> => {
+    const compileOptions: CompileOptions = { layer: support.layer, precision: runtime.precision, ...(method ? { kind: 'explain', method } : { kind: 'forward' }) };
+    const { model, source } = await loadGraph(graph, compileOptions, cache, logger);
+    const opts = { ...sessionOptions(providers, runtime), ...extra };
+    logger.info({ providers, method }, 'creating the ONNX Runtime session');
+    const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+    return { session, source };
+  };
 
-  const { model, source } = await loadGraph(graph, compileOptions, cache, logger);
+  // The first method's session opens now (so a graph or provider problem shows at start-up); the
+  // others when first asked for.
   // Profile the first batch only: it is the one record of where each node ran (see placement.ts).
   const profilePrefix = runtime.checkPlacement ? join(tmpdir(), `gca-ort-placement-${process.pid}-${randomBytes(4).toString('hex')}`) : null;
-  const opts = { ...sessionOptions(providers, runtime), ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}) };
-  logger.info({ providers }, 'creating the ONNX Runtime session');
-  const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+  const { session, source } = await openSession(methods[0] ?? null, profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {});
   logger.info(
-    { engine: 'onnx', providers, threads: runtime.intraOpThreads, precision: runtime.precision, layer: support.layer, cached: source.cached, compileMs: source.compileMs },
+    { engine: 'onnx', providers, threads: runtime.intraOpThreads, precision: runtime.precision, layer: support.layer, method: methods[0] ?? null, cached: source.cached, compileMs: source.compileMs },
     'ONNX Runtime session ready',
   );
   const [h, w, c] = graph.inputShape;
@@ -112,9 +115,31 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     precision: runtime.precision,
   };
   const targetShape: [number, number, number] = [Number(camShape[1]), Number(camShape[2]), Number(camShape[0])];
-  const engine = new OnnxEngine(session, info, [h, w, c], targetShape, methods, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
+  const sessions: MethodSessions = {
+    methods,
+    first: session,
+    open: async (method) => {
+      const opened = await openSession(method);
+      logger.info({ method, cached: opened.source.cached, compileMs: opened.source.compileMs }, `ONNX Runtime session for ${method} ready (one per CAM method in use)`);
+      return opened.session;
+    },
+  };
+  const engine = new OnnxEngine(sessions, info, [h, w, c], targetShape, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
   if (profilePrefix) info.placement = await checkPlacement(engine, session, profilePrefix, providers[0] !== 'cpu', logger);
   return engine;
+}
+
+/**
+ * The engine's sessions: each gradient method has its own graph (compile-graph.ts), opened on first
+ * use. Each holds its own copy of the weights, so an engine asked for k methods holds k copies.
+ */
+export interface MethodSessions {
+  /** Gradient methods the engine serves; empty: `first` is a forward-only graph. */
+  methods: readonly CamMethod[];
+  /** The session of `methods[0]` (or the forward-only one), open from the start; forward passes use it. */
+  first: ort.InferenceSession;
+  /** Open the session of another method. */
+  open: (method: CamMethod) => Promise<ort.InferenceSession>;
 }
 
 /**
@@ -190,20 +215,35 @@ function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions, gp
 export class OnnxEngine implements Engine, ForwardHost {
   private disposed = false;
   readonly numClasses: number;
+  private readonly methods: readonly CamMethod[];
+  /** Method → its session (opening or open). */
+  private readonly opened = new Map<CamMethod, Promise<ort.InferenceSession>>();
 
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly sessions: MethodSessions,
     readonly info: EngineInfo,
     readonly inputShape: [number, number, number],
     /** The target activation `[h, w, channels]`. */
     private readonly targetShape: [number, number, number],
-    /** Gradient methods compiled into the graph; none: a forward-only graph. */
-    private readonly methods: readonly CamMethod[],
     private readonly camPost: CamPostOptions,
     /** Whether the graph came from the cache, and how long compiling took. */
     readonly graphSource: GraphSource,
   ) {
     this.numClasses = info.numClasses;
+    this.methods = sessions.methods;
+    if (this.methods.length > 0) this.opened.set(this.methods[0], Promise.resolve(sessions.first));
+  }
+
+  /** The session of `method`, opened on first use (concurrent first uses share one opening). */
+  private sessionFor(method: CamMethod): Promise<ort.InferenceSession> {
+    let session = this.opened.get(method);
+    if (!session) {
+      session = this.sessions.open(method);
+      this.opened.set(method, session);
+      // A failed opening is not cached: the next request tries again.
+      session.catch(() => this.opened.delete(method));
+    }
+    return session;
   }
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
@@ -212,12 +252,13 @@ export class OnnxEngine implements Engine, ForwardHost {
   }
 
   /**
-   * ForwardHost. An explain graph runs with a top-1 target: the head backward costs ~1% of the conv
-   * stack, far less than keeping a second session (and a second copy of the weights) for forward only.
+   * ForwardHost. The first method's explain graph runs with a top-1 target: the head backward costs
+   * ~1% of the conv stack, far less than keeping a second session (and a second copy of the weights)
+   * for forward only.
    */
   async forward(images: PreprocessedImage[], activations: boolean): Promise<ForwardRows> {
     const fetches: string[] = [GRAPH_IO.logits, GRAPH_IO.probabilities, ...(activations ? [GRAPH_IO.activation] : [])];
-    const out = await this.run(images, images.map(() => [-1]), true, 0, fetches);
+    const out = await this.run(this.sessions.first, images, images.map(() => [-1]), true, fetches);
     const rows: ForwardRows = { probabilities: this.rows(out[GRAPH_IO.probabilities], images.length), logits: this.rows(out[GRAPH_IO.logits], images.length) };
     if (activations) rows.activations = { ...channelsLast(out[GRAPH_IO.activation].data as Float32Array, images.length, this.targetShape), height: this.targetShape[0], width: this.targetShape[1], channels: this.targetShape[2] };
     return rows;
@@ -233,13 +274,14 @@ export class OnnxEngine implements Engine, ForwardHost {
     const n = request.images.length;
     if (!needsGradient(request.method)) return n === 0 ? [] : explainGradientFree(request, this, this.camPost);
     if (!this.methods.includes(request.method)) {
-      const compiled = this.methods.length > 0 ? `compiled: ${this.methods.join(', ')}` : 'a forward-only graph, which serves eigencam and scorecam';
-      throw new ModelError(`the ONNX graph was compiled without CAM method ${request.method} (${compiled})`);
+      const served = this.methods.length > 0 ? `serves ${this.methods.join(', ')}` : 'a forward-only graph, which serves eigencam and scorecam';
+      throw new ModelError(`this ONNX engine does not serve CAM method ${request.method} (${served})`);
     }
     if (n === 0) return [];
     const targetRow = graphTargets(request, this.info.numClasses);
     const camName = GRAPH_IO.cam;
-    const out = await this.run(request.images, request.images.map(() => targetRow), request.score === 'prob', this.methods.indexOf(request.method), [
+    const session = await this.sessionFor(request.method);
+    const out = await this.run(session, request.images, request.images.map(() => targetRow), request.score === 'prob', [
       GRAPH_IO.logits,
       GRAPH_IO.probabilities,
       GRAPH_IO.classes,
@@ -275,20 +317,21 @@ export class OnnxEngine implements Engine, ForwardHost {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.session.release();
+    const opened = await Promise.allSettled([...this.opened.values()]);
+    const sessions = new Set([this.sessions.first, ...opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []))]);
+    await Promise.all([...sessions].map((s) => s.release()));
   }
 
   private async run(
+    session: ort.InferenceSession,
     images: PreprocessedImage[],
     targets: number[][],
     scoreIsProb: boolean,
-    methodIndex: number,
     fetches: string[],
   ): Promise<ort.InferenceSession.ReturnType> {
     if (this.disposed) throw new Error('engine is disposed');
     const [h, w, c] = this.inputShape;
     const size = h * w * c;
-    const batch = new Float32Array(images.length * size);
     images.forEach((img, i) => {
       if (img.height !== h || img.width !== w || img.data.length !== size) {
         throw new InvalidInputError(
@@ -296,17 +339,21 @@ export class OnnxEngine implements Engine, ForwardHost {
           `image ${i} is ${img.width}x${img.height} with ${img.data.length} values; the model expects ${w}x${h}x${c} = ${size} (resize it in preprocessing)`,
         );
       }
-      batch.set(img.data, i * size);
     });
+    // One image is fed as it is (ONNX Runtime only reads inputs); a batch is packed into one array.
+    let batch = images[0].data;
+    if (images.length > 1) {
+      batch = new Float32Array(images.length * size);
+      images.forEach((img, i) => batch.set(img.data, i * size));
+    }
     const t = targets[0].length;
     const feeds: Record<string, ort.Tensor> = { [GRAPH_IO.images]: new ort.Tensor('float32', batch, [images.length, h, w, c]) };
-    // A forward-only graph has no target, score or method inputs.
+    // A forward-only graph has no target or score inputs.
     if (this.methods.length > 0) {
       feeds[GRAPH_IO.targets] = new ort.Tensor('int64', BigInt64Array.from(targets.flat(), (v) => BigInt(v)), [images.length, t]);
       feeds[GRAPH_IO.scoreIsProb] = new ort.Tensor('bool', [scoreIsProb], [1]);
-      feeds[GRAPH_IO.method] = new ort.Tensor('int64', BigInt64Array.of(BigInt(methodIndex)), [1]);
     }
-    return this.session.run(feeds, fetches);
+    return session.run(feeds, fetches);
   }
 
   private rows(tensor: ort.Tensor, n: number): Float32Array[] {

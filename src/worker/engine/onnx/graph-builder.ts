@@ -45,26 +45,10 @@ export class GraphBuilder {
   private readonly initializers: TensorMessage[] = [];
   private readonly inputs: ValueInfoMessage[] = [];
   private readonly outputs: ValueInfoMessage[] = [];
-  private readonly usedNames: Set<string>;
+  private readonly usedNames = new Set<string>();
   private readonly constantCache = new Map<string, string>();
-
-  /**
-   * @param root set for sub-graphs (`If` branches): names stay unique across the whole model and
-   *   constants live in the root graph, whose initializers every sub-graph can see.
-   */
-  constructor(private readonly root?: GraphBuilder) {
-    this.usedNames = root ? root.usedNames : new Set<string>();
-  }
-
-  /** A builder for a sub-graph (e.g. an `If` branch) that may use any value of this graph. */
-  subgraph(): GraphBuilder {
-    return new GraphBuilder(this.root ?? this);
-  }
-
-  /** This builder's nodes and outputs as a sub-graph, for a GRAPH attribute. */
-  toGraph(name: string): GraphMessage {
-    return { name, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs };
-  }
+  /** Values exposed as graph outputs under another name: renamed everywhere when serialised. */
+  private readonly renames = new Map<string, string>();
 
   /** Declare a graph input. */
   input(name: string, elemType: TensorDataTypeValue, dims: Dim[]): string {
@@ -73,11 +57,17 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Expose an existing value as a graph output under `name` (an Identity node renames it). */
+  /**
+   * Expose an existing value as a graph output under `name`. A node's output is renamed (ONNX
+   * Runtime runs an Identity to a graph output as a copy: 20 µs for a 960x7x7 activation); a graph
+   * input, or a value already exposed, gets an Identity.
+   */
   output(value: string, name: string, elemType: TensorDataTypeValue, dims: Dim[]): string {
     if (value !== name) {
       this.claim(name);
-      this.nodes.push({ name: `${name}_out`, opType: 'Identity', input: [value], output: [name], attribute: [] });
+      const produced = this.nodes.some((n) => n.output.includes(value));
+      if (produced && !this.renames.has(value) && !this.outputs.some((o) => o.name === value)) this.renames.set(value, name);
+      else this.nodes.push({ name: `${name}_out`, opType: 'Identity', input: [value], output: [name], attribute: [] });
     }
     this.outputs.push(valueInfo(name, elemType, dims));
     return name;
@@ -122,7 +112,6 @@ export class GraphBuilder {
 
   /** Constants live in the root graph, once per (type, shape, values). */
   private smallConstant(stem: string, dataType: TensorDataTypeValue, values: number[], dims: number[], encode: () => ArrayBufferView): string {
-    if (this.root) return this.root.smallConstant(stem, dataType, values, dims, encode);
     const key = `${stem}:${dims.join('x')}:${values.join(',')}`;
     const cached = this.constantCache.get(key);
     if (cached) return cached;
@@ -151,6 +140,7 @@ export class GraphBuilder {
 
   /** Serialise as an ONNX model. */
   toBytes(meta: { graphName: string; producerVersion: string; docString?: string; metadata?: Record<string, string> }): Uint8Array {
+    const rename = (v: string): string => this.renames.get(v) ?? v;
     return encodeModel({
       irVersion: IR_VERSION,
       opsetImport: [{ domain: '', version: OPSET }],
@@ -160,7 +150,7 @@ export class GraphBuilder {
       metadataProps: Object.entries(meta.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: meta.graphName,
-        node: this.nodes,
+        node: this.renames.size === 0 ? this.nodes : this.nodes.map((n) => ({ ...n, input: n.input.map(rename), output: n.output.map(rename) })),
         initializer: this.initializers,
         input: this.inputs,
         output: this.outputs,

@@ -1,7 +1,7 @@
 /**
  * On-disk cache of compiled ONNX graphs, keyed by a content hash of everything that shapes the
  * graph: the weights hash, the architecture (nodes and constant shapes), the CAM layer, the graph
- * kind and methods, and the compiler version. A worker restart then skips compilation (VGG16:
+ * kind and method, and the compiler version. A worker restart then skips compilation (VGG16:
  * several seconds and a second 553 MB copy of the weights).
  */
 import { createHash } from 'node:crypto';
@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
 import { COMPILER_VERSION, type CompileOptions } from './compile-graph.js';
-import { ONNX_CAM_METHODS } from './support.js';
 
 /** sha256 over the graph's inputs. Changing any of them yields another file. */
 export function graphCacheKey(model: ModelInput, options: CompileOptions): string {
@@ -25,7 +24,7 @@ export function graphCacheKey(model: ModelInput, options: CompileOptions): strin
     architecture,
     layer: options.layer,
     kind: options.kind,
-    methods: options.kind === 'explain' ? [...(options.methods ?? ONNX_CAM_METHODS)] : [],
+    method: options.kind === 'explain' ? (options.method ?? 'gradcam') : null,
     precision: options.precision ?? 'fp32',
   };
   return createHash('sha256').update(JSON.stringify(key)).digest('hex');
