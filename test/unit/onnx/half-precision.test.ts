@@ -5,12 +5,9 @@
  * nodes through casts, so every node's output is rounded to float16 as on a GPU; the speed of fp16
  * is a GPU matter (bench:gpu).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CamMethod } from '../../../src/shared/explain-options.js';
 import { FP16_PARITY, FP32_PARITY, parityTolerance } from '../../../src/worker/doctor/engine-checks.js';
-import type { PreprocessedImage } from '../../../src/worker/engine/engine.js';
 import { compileGraph } from '../../../src/worker/engine/onnx/compile-graph.js';
 import { createOnnxEngine, type OnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import { float16Bits, float16Value } from '../../../src/worker/model/graph/float16.js';
@@ -18,6 +15,7 @@ import { parseOnnxFlags } from '../../../src/worker/engine/onnx/options.js';
 import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 import { decodeModel, TensorDataType } from '../../../src/worker/model/graph/onnx-proto.js';
 import { loadModel } from '../../../src/worker/model/source.js';
+import { ONNX_FIXTURES_DIR as DIR, REFERENCE_METHODS as METHODS, normalised, pytorchReference as reference, referenceImages as images } from './helpers/pytorch-reference.js';
 
 describe('float16Bits', () => {
   // Exhaustive loops collect mismatches and assert once: one expect() per value would dominate the time.
@@ -85,21 +83,6 @@ describe('flags', () => {
   });
 });
 
-const DIR = join(import.meta.dirname, '../../fixtures/onnx');
-interface Reference {
-  images: number[][];
-  height: number;
-  width: number;
-  models: Record<string, { file: string; target: string; results: Array<{ probabilities: number[]; logits: number[]; top1: number; cams: Record<string, number[]> }> }>;
-}
-const reference = JSON.parse(readFileSync(join(DIR, 'reference.json'), 'utf8')) as Reference;
-const images: PreprocessedImage[] = reference.images.map((d) => ({ data: Float32Array.from(d), height: reference.height, width: reference.width }));
-const METHODS: CamMethod[] = ['gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam'];
-
-function normalised(map: readonly number[]): number[] {
-  const max = Math.max(...map);
-  return map.map((v) => (max > 0 ? v / max : 0));
-}
 
 describe.each(Object.keys(reference.models))('%s with a float16 trunk', (name) => {
   let graph: ModelGraph;

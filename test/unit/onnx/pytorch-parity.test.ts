@@ -4,32 +4,17 @@
  * scores, top-1 and an explicit class within 1e-3 (maps normalised by their max, as the engines
  * return them), on both engines; batch of all images at once, so batch invariance is covered too.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CamMethod, ScoreMode } from '../../../src/shared/explain-options.js';
-import type { Engine, PreprocessedImage } from '../../../src/worker/engine/engine.js';
+import type { ScoreMode } from '../../../src/shared/explain-options.js';
+import type { Engine } from '../../../src/worker/engine/engine.js';
 import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import { createTfjsEngine } from '../../../src/worker/engine/tfjs/engine.js';
 import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 import { loadModel } from '../../../src/worker/model/source.js';
+import { ONNX_FIXTURES_DIR as DIR, REFERENCE_METHODS as METHODS, normalised, pytorchReference as reference, referenceImages as images } from './helpers/pytorch-reference.js';
 
-const DIR = join(import.meta.dirname, '../../fixtures/onnx');
-interface Reference {
-  images: number[][];
-  height: number;
-  width: number;
-  models: Record<string, { file: string; target: string; camHeight: number; camWidth: number; results: Array<{ probabilities: number[]; logits: number[]; top1: number; cams: Record<string, number[]> }> }>;
-}
-const reference = JSON.parse(readFileSync(join(DIR, 'reference.json'), 'utf8')) as Reference;
-const images: PreprocessedImage[] = reference.images.map((d) => ({ data: Float32Array.from(d), height: reference.height, width: reference.width }));
-const METHODS: CamMethod[] = ['gradcam', 'gradcam++', 'hirescam', 'xgradcam', 'layercam'];
 const SCORES: ScoreMode[] = ['logit', 'prob'];
-
-function normalised(map: readonly number[]): number[] {
-  const max = Math.max(...map);
-  return map.map((v) => (max > 0 ? v / max : 0));
-}
 
 async function checkParity(engine: Engine, name: string): Promise<void> {
   const ref = reference.models[name];
