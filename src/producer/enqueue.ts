@@ -181,16 +181,6 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     log.info({ runId, added }, 'completed run reopened for new images');
   };
 
-  /** Wait until `n` more images fit under --max-backlog; false when detached (stop listing here). */
-  const roomFor = async (n: number): Promise<boolean> => {
-    for (;;) {
-      const backlog = await deps.runs.backlog(runId);
-      if (backlog === 0 || backlog + n <= maxBacklog) return true;
-      if (request.detach) return false;
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
-  };
-
   // A run whose forward listing reached the end once is re-listed whole (new images may sort
   // anywhere); otherwise the listing continues after the run's cursor.
   const rescan = record.listed;
@@ -212,6 +202,19 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     // as an unhandled rejection; awaiting it below still throws.
     chunk.catch(() => undefined);
     inFlight.push(chunk);
+  };
+  /** Wait until `n` more images fit under --max-backlog; false when detached (stop listing here). */
+  const roomFor = async (n: number): Promise<boolean> => {
+    for (;;) {
+      const backlog = await deps.runs.backlog(runId);
+      if (backlog === 0 || backlog + n <= maxBacklog) return true;
+      if (request.detach) return false;
+      // The last page's images count in the backlog, but their jobs wait for the next page's
+      // registration: add them before waiting, or under a backlog of less than two pages nothing
+      // would be left for the workers to drain and the wait would never end.
+      addDeferred();
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
   };
   let stopped = false;
   try {

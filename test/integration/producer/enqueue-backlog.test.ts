@@ -3,7 +3,7 @@
  * listing resumes from the run's cursor. The listing is generated (src/dev/synthetic-listing.ts) so
  * 50k keys need no 50k objects.
  */
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { syntheticKey, syntheticListing } from '../../../src/dev/synthetic-listing.js';
 import { parseEnqueueRequest } from '../../../src/producer/enqueue-options.js';
@@ -59,6 +59,30 @@ describe('enqueue under --max-backlog', { timeout: 240_000 }, () => {
     const again = await enqueueRun(req(true), deps());
     expect(again).toMatchObject({ paused: true, counts: { added: 0 } });
     expect(await queued()).toBe(5000);
+  });
 
+  it('keeps listing with a backlog under two pages: the last page\'s jobs are added before waiting for room', async () => {
+    // A page's jobs are added after the next page is registered; a producer that waited for room
+    // first held back the very jobs whose results make room, and never finished.
+    const small = syntheticListing(b.store, { bucket: b.bucket, prefix: 'few/', count: 60 });
+    let peak = 0;
+    const worker = new Worker<AuditJobPayload>(
+      t.queueName,
+      async (job) => {
+        peak = Math.max(peak, await runs.backlog('small'));
+        await runs.recordResult(job.data.runId, { key: job.data.source.key, status: 'ok', top1: { index: 1, label: 'x', probability: 0.5 }, degenerate: false });
+      },
+      { connection: t.redis.duplicate(), prefix: bullPrefix({ prefix: t.prefix }), concurrency: 4 },
+    );
+    try {
+      const req = parseEnqueueRequest(`s3://${b.bucket}/few/`, { runId: 'small', output: `s3://${b.bucket}/out/small/`, maxBacklog: '15' });
+      const stuck = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('enqueue still waiting for room after 30 s')), 30_000).unref());
+      const result = await Promise.race([enqueueRun(req, { ...deps(), store: small, pageSize: 10 }), stuck]);
+      expect(result.counts.added).toBe(60);
+      expect(result.run).toMatchObject({ total: 60, enqueueComplete: true });
+      expect(peak).toBeLessThanOrEqual(15);
+    } finally {
+      await worker.close();
+    }
   });
 });
