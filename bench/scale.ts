@@ -11,7 +11,7 @@
  * millions of objects sets the pace. Redis is a fresh local redis-server per size, or with `--redis
  * cluster` a fresh three-master Redis Cluster (startRedisCluster) with the queue in `--shards`
  * shards, one BullMQ Worker per shard; a cluster's memory is the sum over its masters (of each
- * master's own peak, for the peak). Reported per Redis and size,
+ * master's own peak, for the peak), and each master's own figures are listed too. Reported per Redis and size,
  * side by side: Redis `used_memory_peak` and `used_memory` at the end (and of the empty server),
  * keys/s enqueued (paced by the workers once the backlog is full), jobs/s completed, the
  * finalizer's seconds and memory (run by the bench once every result is counted, alone), part
@@ -74,13 +74,18 @@ interface Row {
   manifestOk: boolean;
   manifestMb: number;
   wallSec: number;
+  /** Each master's own used_memory peak / at the end, MB ("-" on one server: the totals are its own). */
+  perMasterMb: string;
 }
 
-async function redisMemory(redis: RedisConnection): Promise<{ used: number; peak: number }> {
+async function redisMemory(redis: RedisConnection): Promise<{ used: number; peak: number; perMaster: Array<{ node: string; used: number; peak: number }> }> {
   const nodes = 'nodes' in redis ? (redis as Cluster).nodes('master') : [redis];
   const infos = await Promise.all(nodes.map((n) => n.info('memory')));
   const field = (info: string, name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-  return { used: infos.reduce((a, i) => a + field(i, 'used_memory'), 0), peak: infos.reduce((a, i) => a + field(i, 'used_memory_peak'), 0) };
+  const perMaster = nodes
+    .map((n, i) => ({ node: `${n.options.host ?? '?'}:${n.options.port ?? '?'}`, used: field(infos[i] as string, 'used_memory'), peak: field(infos[i] as string, 'used_memory_peak') }))
+    .sort((a, b) => (a.node < b.node ? -1 : 1));
+  return { used: perMaster.reduce((a, m) => a + m.used, 0), peak: perMaster.reduce((a, m) => a + m.peak, 0), perMaster };
 }
 
 /**
@@ -183,7 +188,7 @@ async function runSize(mode: string, keys: number): Promise<Row> {
     memPeak = Math.max(memPeak, mem());
     if (out.status !== 'written') throw new Error(`finalizer did not write the manifest at ${keys} keys: ${out.status}`);
     const wallSec = (performance.now() - started) / 1000;
-    const { used: end, peak } = await redisMemory(redis);
+    const { used: end, peak, perMaster } = await redisMemory(redis);
 
     const r = s3.requests;
     return {
@@ -201,6 +206,7 @@ async function runSize(mode: string, keys: number): Promise<Row> {
       manifestOk: checked.result.ok && res.counts.added === keys,
       manifestMb: round(checked.result.bytes / MB),
       wallSec: round(wallSec),
+      perMasterMb: perMaster.length > 1 ? perMaster.map((m) => `${round(m.peak / MB)} / ${round(m.used / MB)}`).join('; ') : '-',
     };
   } finally {
     await Promise.all(workers.map((w) => w.close()));
@@ -230,11 +236,11 @@ async function main(): Promise<void> {
   const first = flat[0] as Row;
   const last = flat.at(-1) as Row;
   const header =
-    '| Redis | images | Redis used_memory peak MB (empty server) | Redis at the end MB | enqueue keys/s | jobs/s completed | finalizer s | finalizer memory MB | part files | manifest MB | S3 requests per 1,000 images | manifest: each key once, sorted | wall s |';
-  const rule = `|${'---|'.repeat(13)}`;
+    '| Redis | images | Redis used_memory peak MB (empty server) | Redis at the end MB | enqueue keys/s | jobs/s completed | finalizer s | finalizer memory MB | part files | manifest MB | S3 requests per 1,000 images | manifest: each key once, sorted | wall s | per master: peak / end MB |';
+  const rule = `|${'---|'.repeat(14)}`;
   const lines = rows.map(
     (r) =>
-      `| ${r.redis} | ${r.keys.toLocaleString('en')} | ${r.peakMb} (${r.baseMb}) | ${r.endMb} | ${r.enqueueKeysPerSec.toLocaleString('en')} | ${r.jobsPerSec.toLocaleString('en')} | ${r.finalizeSec} | ${r.finalizeMemMb} | ${r.parts.toLocaleString('en')} | ${r.manifestMb} | ${r.requestsPer1k} | ${r.manifestOk ? 'yes' : 'NO'} | ${r.wallSec} |`,
+      `| ${r.redis} | ${r.keys.toLocaleString('en')} | ${r.peakMb} (${r.baseMb}) | ${r.endMb} | ${r.enqueueKeysPerSec.toLocaleString('en')} | ${r.jobsPerSec.toLocaleString('en')} | ${r.finalizeSec} | ${r.finalizeMemMb} | ${r.parts.toLocaleString('en')} | ${r.manifestMb} | ${r.requestsPer1k} | ${r.manifestOk ? 'yes' : 'NO'} | ${r.wallSec} | ${r.perMasterMb} |`,
   );
   const growth = flat.length > 1 ? round(last.peakMb / first.peakMb) : 1;
   const verdict = flat.length > 1 ? `Redis peak at ${last.keys.toLocaleString('en')} / at ${first.keys.toLocaleString('en')} images: ${growth}x (${Math.abs(growth - 1) <= 0.2 ? 'flat, within 20 %' : 'NOT flat: more than 20 % apart'})` : '';
