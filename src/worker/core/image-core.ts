@@ -128,7 +128,8 @@ export async function explainImage(input: ImageCoreInput, deps: ImageCoreDeps): 
 
     // The overlay and heatmap show the first target (top-1 by default); the document has every target.
     const [overlay, heatmap] = await Promise.all([
-      renderOverlay(display, cam, { colormap: options.colormap, alpha: options.alpha, format: options.overlayFormat, maxSide: options.maxSide }),
+      // The display pixels are the core's own (the decode or its resized copy) and unused after this.
+      renderOverlay(display, cam, { colormap: options.colormap, alpha: options.alpha, format: options.overlayFormat, maxSide: options.maxSide, reuseImage: true }),
       renderHeatmap(cam, { size: heatmapSize(source.width, source.height, Math.max(engine.inputWidth, engine.inputHeight)) }),
     ]);
     lap('render');

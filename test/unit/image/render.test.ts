@@ -228,6 +228,19 @@ describe('the overlay composed by the fused JS pass (small overlays)', () => {
     });
   }
 
+  it('writes over the image only when the caller gives its pixels up (reuseImage), with the same overlay', async () => {
+    const rand = mulberry32(321);
+    const pixels = Uint8Array.from({ length: 320 * 240 * 3 }, () => Math.floor(rand() * 256));
+    const kept = { data: pixels.slice(), width: 320, height: 240 };
+    const given = { data: pixels.slice(), width: 320, height: 240 };
+    const [a, b] = [await renderOverlay(kept, cam, { format: 'png' }), await renderOverlay(given, cam, { format: 'png', reuseImage: true })];
+    expect(Buffer.compare(a.data, b.data)).toBe(0);
+    expect(Buffer.compare(Buffer.from(kept.data), Buffer.from(pixels))).toBe(0); // untouched by default
+    const overlay = await overlayPixels({ data: pixels.slice(), width: 320, height: 240 }, cam);
+    expect(Buffer.compare(Buffer.from(given.data), Buffer.from(overlay.data))).toBe(0); // the overlay, in place
+    expect(() => resolveRenderOptions({ reuseImage: 'yes' as unknown as boolean })).toThrow(/reuseImage/);
+  });
+
   it('hits colormap bin edges exactly: a map of values on and next to every edge', async () => {
     // Every value k/256 and its float32 neighbours: the fixed-point sum lands on a bin edge, where
     // only the exact recomputation gives the reference's bin.
