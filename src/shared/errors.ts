@@ -91,6 +91,18 @@ export class ForeignJobError extends AuditError {
 }
 
 /**
+ * A job of an image its run takes no result for (neither pending nor failed): it was never
+ * enqueued into the run, or its result is already counted and this is a second delivery of its
+ * job (BullMQ hands a stalled job out again when the worker holding it died after recording). The
+ * worker tells the two apart by the image's stored outputs (image-job.ts).
+ */
+export class NotPendingJobError extends ForeignJobError {
+  constructor(message: string) {
+    super('NOT_IN_RUN', message);
+  }
+}
+
+/**
  * A job whose run needs another model (weights, preprocessing, labels or target layer) than the one
  * this worker serves. Not the job's fault and not the worker's: the job is left in the queue for a
  * worker that serves the run's model (docs/architecture.md, "Which worker serves a run").

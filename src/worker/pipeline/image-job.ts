@@ -14,7 +14,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { AuditError, describeError, ForeignJobError, InvalidInputError, isRetryable, ModelMismatchError, toError } from '../../shared/errors.js';
+import { AuditError, describeError, ForeignJobError, InvalidInputError, isRetryable, ModelMismatchError, NotPendingJobError, toError } from '../../shared/errors.js';
 import { COMPLETION_ARTIFACT, mapArtifactPaths } from '../../shared/artifacts.js';
 import type { Logger } from '../../shared/logger.js';
 import { failedLineOf, IMAGE_MANIFEST_SCHEMA, manifestLineOf, type ImageManifest, type RunManifestLine } from '../../shared/manifest.js';
@@ -100,6 +100,16 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
     return await runStages(job, payload, ctx, log);
   } catch (err) {
     const error = toError(err);
+    if (error instanceof NotPendingJobError) {
+      // A second delivery of a job whose result is already counted: its outputs say so. Nothing to
+      // record (the count is done); the job completes instead of failing as a stranger's.
+      const stored = await storedOutputs(payload, ctx);
+      if (stored) {
+        ctx.metrics.processed.inc({ outcome: 'skipped' });
+        log.info('the image already has its result in the run (a job delivered again); nothing to do');
+        return { status: 'skipped', key: payload.source.key, prediction: stored.prediction };
+      }
+    }
     if (error instanceof ForeignJobError) throw rejectForeign(error, ctx, log);
     if (error instanceof ModelMismatchError) throw await leaveForMatchingWorker(job, token, error, ctx, log);
     const attempts = job.opts.attempts ?? 1;
@@ -122,6 +132,29 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
   }
 }
 
+/** Where a job's outputs go, and the hash of what they are made from (source version aside). */
+function outputsOf(payload: AuditJobPayload, ctx: ImageJobContext) {
+  const { engine } = ctx;
+  const keys = outputKeysFor(payload.output.prefix, payload.source.key, payload.options.overlayFormat);
+  const out = payload.output.bucket;
+  const uris = mapArtifactPaths(keys, (key) => formatS3Uri({ bucket: out, key }));
+  const outputsHash = outputsHashFor(payload.options, { modelName: engine.info.modelName, weightsHash: engine.info.weightsHash, layer: engine.info.layer }, payload.truth);
+  return { keys, out, uris, outputsHash, prediction: uris.prediction };
+}
+
+/**
+ * The job's outputs as stored, when they were made from this source version (ETag), options and
+ * truth with today's document schema; null otherwise (outputs of an older schema are made again,
+ * so every line carries today's fields).
+ */
+async function storedOutputs(payload: AuditJobPayload, ctx: ImageJobContext): Promise<(ReturnType<typeof outputsOf> & { previous: ImageManifest }) | null> {
+  const o = outputsOf(payload, ctx);
+  const existing = await ctx.store.head(o.out, o.keys[COMPLETION_ARTIFACT]);
+  if (!existing || existing.metadata[META_SOURCE_ETAG] !== payload.source.etag || existing.metadata[META_OPTIONS_HASH] !== o.outputsHash) return null;
+  const previous = JSON.parse((await ctx.store.get(o.out, o.keys[COMPLETION_ARTIFACT])).body.toString('utf8')) as ImageManifest;
+  return previous.schema === IMAGE_MANIFEST_SCHEMA ? { ...o, previous } : null;
+}
+
 async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ctx: ImageJobContext, log: Logger): Promise<ImageJobResult> {
   const { engine, store, metrics } = ctx;
   const options = payload.options;
@@ -131,23 +164,15 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
       `the run asks for target layer "${options.layer}" but this worker serves "${engine.info.layer}"; start workers with --layer ${options.layer}`,
     );
   }
-  const keys = outputKeysFor(payload.output.prefix, payload.source.key, options.overlayFormat);
-  const out = payload.output.bucket;
-  const uris = mapArtifactPaths(keys, (key) => formatS3Uri({ bucket: out, key }));
-  const outputsHash = outputsHashFor(options, { modelName: engine.info.modelName, weightsHash: engine.info.weightsHash, layer: engine.info.layer }, payload.truth);
-
   // Idempotency: outputs made from the same source version, options and truth are reused as they are.
-  const existing = await store.head(out, keys[COMPLETION_ARTIFACT]);
-  if (existing && existing.metadata[META_SOURCE_ETAG] === payload.source.etag && existing.metadata[META_OPTIONS_HASH] === outputsHash) {
-    const previous = JSON.parse((await store.get(out, keys[COMPLETION_ARTIFACT])).body.toString('utf8')) as ImageManifest;
-    // Outputs of an older document schema are made again, so every line carries today's fields.
-    if (previous.schema === IMAGE_MANIFEST_SCHEMA) {
-      await recordSuccess(payload, manifestLineOf(payload.source.key, previous), ctx);
-      metrics.processed.inc({ outcome: 'skipped' });
-      log.debug('outputs exist for this source ETag, options and truth; nothing to do');
-      return { status: 'skipped', key: payload.source.key, prediction: uris.prediction };
-    }
+  const stored = await storedOutputs(payload, ctx);
+  if (stored) {
+    await recordSuccess(payload, manifestLineOf(payload.source.key, stored.previous), ctx);
+    metrics.processed.inc({ outcome: 'skipped' });
+    log.debug('outputs exist for this source ETag, options and truth; nothing to do');
+    return { status: 'skipped', key: payload.source.key, prediction: stored.prediction };
   }
+  const { keys, out, uris, outputsHash } = outputsOf(payload, ctx);
 
   let t = performance.now();
   const source = await store.get(payload.source.bucket, payload.source.key, { maxBytes: ctx.maxSourceBytes });

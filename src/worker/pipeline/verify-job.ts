@@ -8,7 +8,7 @@
  * A job that is the run's but needs another model than this worker serves is a different matter:
  * `ModelMismatchError`, and the job is left for a worker that serves the run's model.
  */
-import { ForeignJobError, ModelMismatchError } from '../../shared/errors.js';
+import { ForeignJobError, ModelMismatchError, NotPendingJobError } from '../../shared/errors.js';
 import { modelMismatch, type ModelIdentity } from '../../shared/model-setup.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
 import type { RunRecord, RunStore } from '../../shared/queue/run-store.js';
@@ -67,14 +67,16 @@ export class RunRecordCache {
 
 /**
  * The whole check a worker runs before a job's first S3 request. With `served` (the identity of
- * the worker's model), a job of a run that needs another model throws ModelMismatchError.
+ * the worker's model), a job of a run that needs another model throws ModelMismatchError. An
+ * image that takes no result throws NotPendingJobError, which the worker turns into a skip when
+ * the image's outputs are stored (a second delivery of a job whose result is counted).
  */
 export async function verifyJob(payload: AuditJobPayload, deps: { cache: RunRecordCache; runs: RunStore; served?: ModelIdentity }): Promise<RunRecord> {
   const run = await deps.cache.get(payload.runId);
   verifyJobAgainstRun(payload, run);
   verifyServedModel(run, deps.served);
   if (!(await deps.runs.isEnqueued(run.id, payload.source.key))) {
-    throw new ForeignJobError('NOT_IN_RUN', `${formatS3Uri({ bucket: payload.source.bucket, key: payload.source.key })} was never enqueued into run ${run.id}`);
+    throw new NotPendingJobError(`${formatS3Uri({ bucket: payload.source.bucket, key: payload.source.key })} takes no result in run ${run.id}: never enqueued into it, and no outputs of this source version and options are stored`);
   }
   return run;
 }

@@ -3,7 +3,8 @@
  * access). Workers check every job against its run record before touching S3: a job whose source
  * lies outside the run's source prefix, whose output or options differ from the run's, that names
  * an unknown run, or whose image was never listed into the run, fails permanently, is never read,
- * writes nothing and moves none of the run's counters.
+ * writes nothing and moves none of the run's counters. A second delivery of a job whose result is
+ * already counted is no stranger's: it completes as a skip.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
@@ -70,6 +71,21 @@ describe('workers verify each job against its run record', () => {
       expect(done?.attemptsMade, forged[i]?.why).toBe(1); // permanent: no retries
       expect(done?.failedReason, forged[i]?.why).toMatch(forged[i]!.code);
     }
+
+    // A second delivery of a job whose result is counted (BullMQ offers a stalled job again when the
+    // worker that held it died after recording it): its outputs are stored, so it completes as a
+    // skip instead of failing as a stranger's, and nothing moves.
+    const head = await b.store.head(b.bucket, 'in/a.png');
+    const again: AuditJobPayload = { ...legit('in/a.png'), source: { bucket: b.bucket, key: 'in/a.png', etag: head?.etag ?? '', size: head?.size ?? 0 } };
+    const [redelivered] = await h.queue.addBulk([{ name: JOB_NAME, data: again, opts: jobOptionsFor('again', 'in/a.png') }]);
+    const deadline = Date.now() + 30_000;
+    while (!['completed', 'failed'].includes(await redelivered!.getState())) {
+      if (Date.now() > deadline) throw new Error(`the second delivery did not end in time: ${await redelivered!.getState()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const ended = await h.queue.getJob(String(redelivered!.id));
+    expect(ended?.failedReason).toBeUndefined();
+    expect(ended?.returnvalue).toMatchObject({ status: 'skipped', key: 'in/a.png' });
 
     const after = await h.runs.requireRun(runId);
     expect(after).toMatchObject({ total: 2, done: 2, failed: 0, state: 'completed' });
