@@ -31,6 +31,7 @@ import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/eng
 import type { ClassLabel } from '../model/labels.js';
 import type { ServedModel } from '../model/model-card.js';
 import { leaveForMatchingWorker } from './model-mismatch.js';
+import { FOREIGN_JOB_MESSAGE } from './verify-job.js';
 import type { Arrival, BatchInfo, DynamicBatcher } from './batcher.js';
 import { batchKeyFor, outputsHashFor } from './job-keys.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -269,7 +270,7 @@ function assertRecorded(outcome: RecordOutcome, payload: AuditJobPayload): void 
 function rejectForeign(error: ForeignJobError, ctx: ImageJobContext, log: Logger): UnrecoverableError {
   ctx.metrics.rejected.inc({ reason: error.code });
   const reason = describeError(error);
-  log.warn({ err: reason }, 'job rejected: it does not belong to the run it names');
+  log.warn({ err: reason }, FOREIGN_JOB_MESSAGE);
   return new UnrecoverableError(reason);
 }
 

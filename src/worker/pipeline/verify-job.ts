@@ -16,6 +16,9 @@ import { stableHash, stableStringify } from '../../shared/stable-json.js';
 import { isWithinPrefix } from '../../shared/storage/output-keys.js';
 import { formatS3Uri, parseS3Uri } from '../../shared/storage/uri.js';
 
+/** What a worker logs (warn) for each job it rejects as not its run's. */
+export const FOREIGN_JOB_MESSAGE = 'job rejected: it does not belong to the run it names';
+
 /** Throws ForeignJobError naming the first check `payload` fails against `run` (null: no such run). */
 export function verifyJobAgainstRun(payload: AuditJobPayload, run: RunRecord | null): asserts run is RunRecord {
   if (!run) throw new ForeignJobError('UNKNOWN_RUN', `job names run "${payload.runId}", which does not exist (never created, deleted, or lost with Redis data); re-enqueue the source to process it`);

@@ -26,6 +26,7 @@ import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { MANIFEST_FILE, SUMMARY_FILE } from '../../../src/shared/run-finalizer.js';
 import type { RunSummary } from '../../../src/shared/manifest.js';
 import { Semaphore } from '../../../src/shared/semaphore.js';
+import { FOREIGN_JOB_MESSAGE } from '../../../src/worker/pipeline/verify-job.js';
 import type { ObjectStore } from '../../../src/shared/storage/object-store.js';
 import { parseS3Uri } from '../../../src/shared/storage/uri.js';
 import { Cluster, type CliProcess } from '../../helpers/cluster.js';
@@ -427,6 +428,8 @@ async function checkThumbnails(baseUrl: string, runId: string, images: readonly 
  * Error lines in the workers' logs. Connection errors while Redis restarts are expected (the
  * workers reconnect); anything else at error level, a lost job lock above all (a worker whose
  * event loop was blocked past the lock duration, so another worker took its jobs), is a defect.
+ * So is a job rejected as not its run's: the run adds only its own jobs (a stalled job offered
+ * again after its killed worker recorded it once showed up here).
  */
 function workerLogProblems(workers: readonly CliProcess[]): string[] {
   const expected = /ECONNREFUSED|ECONNRESET|EPIPE|Connection is closed|Socket closed unexpectedly/;
@@ -434,6 +437,8 @@ function workerLogProblems(workers: readonly CliProcess[]): string[] {
   for (const w of workers) {
     const errors = w.logs.filter((l) => (l.level ?? 0) >= 50 && !((l.level ?? 0) < 60 && expected.test(JSON.stringify(l.err ?? ''))));
     if (errors.length) problems.push(`worker ${w.name} logged ${errors.length} error(s), e.g. ${errors.slice(0, 3).map((l) => `${l.msg ?? ''} ${JSON.stringify(l.err ?? '')}`.slice(0, 300)).join(' | ')}`);
+    const rejected = w.logs.filter((l) => l.msg === FOREIGN_JOB_MESSAGE);
+    if (rejected.length) problems.push(`worker ${w.name} rejected ${rejected.length} of the run's own job(s) as foreign, e.g. ${rejected.slice(0, 3).map((l) => JSON.stringify(l.err ?? '').slice(0, 300)).join(' | ')}`);
   }
   return problems;
 }
