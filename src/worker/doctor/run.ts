@@ -6,6 +6,7 @@
 import type { AppConfig } from '../../shared/config.js';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { keySpaceOf } from '../../shared/queue/keys.js';
 import { parseKerasArchitecture, type KerasArchitecture } from '../../shared/model-options.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { Engine } from '../engine/engine.js';
@@ -122,7 +123,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
     if (options.offline) {
       checks.push({ name: 'redis', status: 'skip', summary: '--offline' }, { name: 's3', status: 'skip', summary: '--offline' });
     } else {
-      const [redis, s3] = await Promise.all([redisCheck(deps.config.redisUrl), s3Check(deps.config.s3, options.source)]);
+      const [redis, s3] = await Promise.all([redisCheck(deps.config.redisUrl, { keySpace: keySpaceOf(deps.config) }), s3Check(deps.config.s3, options.source)]);
       checks.push(redis, s3);
     }
     return buildReport(checks);

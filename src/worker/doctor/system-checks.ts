@@ -7,10 +7,14 @@ import { createRequire } from 'node:module';
 import { availableParallelism, totalmem } from 'node:os';
 import { ListBucketsCommand } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
-import type { AppConfig } from '../../shared/config.js';
+import { redact, type AppConfig } from '../../shared/config.js';
 import { describeError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
+import { Redis } from 'ioredis';
+import type { KeySpace } from '../../shared/queue/keys.js';
+import { createRedis, isClusterUrl, waitForRedis, type RedisConnection } from '../../shared/queue/redis.js';
+import { CLUSTER_SLOTS, keySlot, shardCount, shardPrefix } from '../../shared/queue/shards.js';
+import { parseClusterUrl } from '../../shared/redis-target.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { parseS3Uri } from '../../shared/storage/uri.js';
 import type { ProviderEnvironment, ProviderSelection } from '../engine/onnx/providers.js';
@@ -81,12 +85,14 @@ export async function tfjsCheck(probe: () => Promise<{ chosen: string; device: s
  * Redis at the configured URL: reachable, its version, and the eviction policy BullMQ needs
  * (`noeviction`; anything else may drop queued jobs under memory pressure).
  */
-export async function redisCheck(url: string, timeoutMs = 5_000): Promise<CheckResult> {
+export async function redisCheck(url: string, options: { keySpace?: KeySpace; timeoutMs?: number } = {}): Promise<CheckResult> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
   const redis = createRedis(url, { role: 'client', name: 'gca-doctor', maxReconnectDelayMs: 500 });
   redis.on('error', () => undefined);
   const where = redactUrl(url);
   try {
     await waitForRedis(redis, url, timeoutMs);
+    if (isClusterUrl(url)) return await clusterCheck(redis, url, where, options.keySpace, timeoutMs);
     const info = await redis.info('server');
     const version = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
     let policy: string;
@@ -101,7 +107,7 @@ export async function redisCheck(url: string, timeoutMs = 5_000): Promise<CheckR
     }
     return { name: 'redis', status: 'ok', summary: `${where}: Redis ${version}, maxmemory-policy noeviction`, details };
   } catch (err) {
-    return { name: 'redis', status: 'fail', summary: `${where}: ${describeError(err)} (set REDIS_URL)`, details: { url: where } };
+    return { name: 'redis', status: 'fail', summary: `${where}: ${describeError(err)} (set ${isClusterUrl(url) ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL'})`, details: { url: where } };
   } finally {
     redis.disconnect();
   }
@@ -165,15 +171,98 @@ export function maskKeyId(id: string): string {
   return id.length <= 8 ? `${id.slice(0, 2)}…` : `${id.slice(0, 4)}…${id.slice(-4)}`;
 }
 
-/** A Redis URL without its password. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(unparseable REDIS_URL)';
+/** One master of a cluster as the doctor saw it over its own connection. */
+interface MasterFacts {
+  node: string;
+  /** Slots it serves, per CLUSTER SLOTS. */
+  slots: number;
+  reachable: boolean;
+  error?: string;
+  state?: string;
+  version?: string;
+  maxmemoryPolicy?: string;
+}
+
+/**
+ * A Redis Cluster: every master the slot map names answers on its own connection, each says
+ * `cluster_state:ok`, the masters' ranges cover all 16,384 slots, every master evicts nothing
+ * (`noeviction`), and where each queue shard's hash tag lands (N shards on fewer masters than
+ * they could use put the queue's load on fewer cores than intended: shards.ts places them for
+ * equal contiguous slot ranges).
+ */
+async function clusterCheck(redis: RedisConnection, url: string, where: string, ks: KeySpace | undefined, timeoutMs: number): Promise<CheckResult> {
+  const target = parseClusterUrl(url);
+  type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]];
+  const ranges = (await redis.call('CLUSTER', 'SLOTS')) as SlotRange[];
+  const owners = ranges.map(([from, to, [host, port]]) => ({ from, to, node: `${host}:${port}` }));
+  const slotsOf = new Map<string, number>();
+  for (const r of owners) slotsOf.set(r.node, (slotsOf.get(r.node) ?? 0) + r.to - r.from + 1);
+  const masters: MasterFacts[] = await Promise.all(
+    [...slotsOf].sort(([a], [b]) => (a < b ? -1 : 1)).map(async ([node, slots]) => {
+      const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
+      // Its own connection, not the cluster client's: that one may answer through another node.
+      const one = new Redis({
+        host,
+        port,
+        lazyConnect: true,
+        connectTimeout: timeoutMs,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        ...(target.username ? { username: target.username } : {}),
+        ...(target.password !== undefined ? { password: target.password } : {}),
+        ...(target.tls ? { tls: {} } : {}),
+      });
+      one.on('error', () => undefined);
+      try {
+        await one.connect();
+        const [info, server] = await Promise.all([one.call('CLUSTER', 'INFO') as Promise<string>, one.info('server')]);
+        let policy: string;
+        try {
+          policy = ((await one.call('CONFIG', 'GET', 'maxmemory-policy')) as string[])[1] ?? 'unknown';
+        } catch {
+          policy = 'unknown (CONFIG GET is disabled)';
+        }
+        return { node, slots, reachable: true, state: /cluster_state:(\w+)/.exec(info)?.[1] ?? 'unknown', version: /redis_version:(\S+)/.exec(server)?.[1] ?? 'unknown', maxmemoryPolicy: policy };
+      } catch (err) {
+        return { node, slots, reachable: false, error: describeError(err) };
+      } finally {
+        one.disconnect();
+      }
+    }),
+  );
+  const covered = [...slotsOf.values()].reduce((a, n) => a + n, 0);
+  const ownerOf = (slot: number): string => owners.find((r) => slot >= r.from && slot <= r.to)?.node ?? 'no master';
+  const shardList = ks ? Array.from({ length: shardCount(ks) }, (_, i) => shardPrefix(ks, i)) : [];
+  const shards = shardList.map((prefix) => ({ prefix, slot: keySlot(prefix), master: ownerOf(keySlot(prefix)) }));
+  const details = { url: where, masters, slotsCovered: covered, shards };
+
+  const problems: string[] = [];
+  for (const m of masters) {
+    if (!m.reachable) problems.push(`master ${m.node} unreachable (${m.error})`);
+    else if (m.state !== 'ok') problems.push(`master ${m.node} reports cluster_state:${m.state}`);
   }
+  if (covered < CLUSTER_SLOTS) problems.push(`only ${covered} of ${CLUSTER_SLOTS} slots are served`);
+  for (const s of shards) if (s.master === 'no master') problems.push(`queue shard ${s.prefix} (slot ${s.slot}) has no master`);
+  const placement = shards.map((s) => `${s.prefix}→${s.master}`).join(', ');
+  if (problems.length > 0) {
+    return { name: 'redis', status: 'fail', summary: `${where}: ${problems.join('; ')}${placement ? `; queue shards ${placement}` : ''}`, details };
+  }
+  const warnings: string[] = [];
+  const evicting = masters.filter((m) => m.maxmemoryPolicy !== 'noeviction');
+  if (evicting.length > 0) warnings.push(`maxmemory-policy ${evicting.map((m) => `${m.maxmemoryPolicy} on ${m.node}`).join(', ')}; BullMQ needs noeviction on every master or queued jobs can be evicted`);
+  const used = new Set(shards.map((s) => s.master)).size;
+  const possible = Math.min(shards.length, masters.length);
+  if (used < possible) warnings.push(`the ${shards.length} queue shards sit on ${used} of ${masters.length} masters (slot ranges not equal and contiguous?): the queue's load is not spread`);
+  const versions = [...new Set(masters.map((m) => m.version))].join('/');
+  const head = `${where}: Redis Cluster ${versions}, ${masters.length} masters reachable, cluster_state ok, ${CLUSTER_SLOTS} slots served`;
+  const shardText = placement ? `; queue shards ${placement}` : '';
+  if (warnings.length > 0) return { name: 'redis', status: 'warn', summary: `${head}; ${warnings.join('; ')}${shardText}`, details };
+  return { name: 'redis', status: 'ok', summary: `${head}, maxmemory-policy noeviction on all${shardText}`, details };
+}
+
+/** A Redis URL without its password (a `redis+cluster://` URL, which URL cannot parse, included). */
+export function redactUrl(url: string): string {
+  return redact(url).replace(/\/$/, '');
 }
 
 /** A logger that keeps the TF.js backend chooser's reasons for the backends it skipped (debug lines). */

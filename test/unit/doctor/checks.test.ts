@@ -32,6 +32,7 @@ describe('doctor checks', () => {
     expect(maskKeyId('S3RVER')).toBe('S3…');
     expect(redactUrl('redis://default:hunter2@redis.internal:6379/0')).toBe('redis://default:***@redis.internal:6379/0');
     expect(redactUrl('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
+    expect(redactUrl('redis+cluster://app:hunter2@10.0.0.1:6379,10.0.0.2:6379')).toBe('redis+cluster://app:***@10.0.0.1:6379,10.0.0.2:6379');
   });
 
   it('measures parity as the largest probability and CAM differences, and counts top-1 disagreements', () => {
