@@ -8,8 +8,10 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { COMMAND_LOADERS } from '../../../src/commands.js';
-import { DEFAULTS, ENV_VARS } from '../../../src/shared/config.js';
+import { DEFAULTS, ENV_VARS, loadConfig } from '../../../src/shared/config.js';
 import { bullPrefix } from '../../../src/shared/queue/contract.js';
+import { keySpaceOf } from '../../../src/shared/queue/keys.js';
+import { shardCount } from '../../../src/shared/queue/shards.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
 import { hostPolicyFor, parseAllowedHost } from '../../../src/dashboard/host-policy.js';
 import { PIPELINE_DEFAULTS } from '../../../src/worker/pipeline/options.js';
@@ -331,5 +333,68 @@ describe('Kubernetes manifests and KEDA', () => {
     expect(api.activationTargetValue).toBeDefined();
     // Prioritized jobs live in a sorted set, not the wait list: the dashboard endpoint counts them.
     expect(queue.keys.prioritized).toBe(`${DEFAULTS.keyPrefix}:${DEFAULTS.queueName}:prioritized`);
+  });
+});
+
+describe('Kubernetes on a Redis Cluster (deploy/k8s/redis-cluster)', () => {
+  const base: Obj[] = readdirSync(new URL('deploy/k8s/', ROOT))
+    .filter((f) => f.endsWith('.yaml'))
+    .flatMap((f) => parseAllDocuments(read(`deploy/k8s/${f}`)).map((d) => d.toJS() as Obj));
+  const docs: Obj[] = readdirSync(new URL('deploy/k8s/redis-cluster/', ROOT))
+    .filter((f) => f.endsWith('.yaml'))
+    .flatMap((f) => parseAllDocuments(read(`deploy/k8s/redis-cluster/${f}`)).map((d) => d.toJS() as Obj));
+  const find = (from: Obj[], kind: string, name: string): Obj => {
+    const d = from.find((x) => x.kind === kind && obj(x.metadata).name === name);
+    if (!d) throw new Error(`no ${kind} ${name}`);
+    return d;
+  };
+  const env = obj(find(docs, 'Secret', 'gradcam-audit').stringData) as Record<string, string>;
+  // What every pod reading that Secret will run with (the key layout the code derives from it).
+  const config = loadConfig(env);
+  const ks = keySpaceOf(config);
+
+  const queues: Queue[] = [];
+  afterAll(async () => {
+    await Promise.all(queues.map((q) => q.close()));
+  });
+
+  it('configures a cluster through the Secret every pod reads: known keys, cluster nodes, queue shards', () => {
+    for (const key of Object.keys(env)) expect(Object.keys(ENV_VARS), `secret key ${key}`).toContain(key);
+    expect(config.redisUrl).toMatch(/^redis\+cluster:\/\/:change-me@redis-cluster-0\./);
+    expect(ks.cluster).toBe(true);
+    expect(shardCount(ks)).toBeGreaterThan(1);
+    // The same Secret name the Deployments read, so they run on the cluster unchanged.
+    for (const d of base.filter((x) => x.kind === 'Deployment')) {
+      const c = (obj(obj(obj(d.spec).template).spec).containers as Obj[])[0] as Obj;
+      expect((c.envFrom as Obj[]).map((e) => obj(e.secretRef).name)).toContain(obj(find(docs, 'Secret', 'gradcam-audit').metadata).name);
+    }
+  });
+
+  it('scales on every shard\'s wait list, exactly as BullMQ names it, on the cluster the pods use, and on the dashboard\'s total', () => {
+    const so = find(docs, 'ScaledObject', 'gradcam-audit-worker');
+    const spec = obj(so.spec);
+    const baseSpec = obj(find(base, 'ScaledObject', 'gradcam-audit-worker').spec);
+    for (const k of ['scaleTargetRef', 'minReplicaCount', 'maxReplicaCount', 'pollingInterval', 'cooldownPeriod']) expect(spec[k], k).toEqual(baseSpec[k]);
+    const triggers = spec.triggers as Obj[];
+    const lists = triggers.filter((t) => t.type === 'redis-cluster').map((t) => obj(t.metadata));
+    const wait = Array.from({ length: shardCount(ks) }, (_, i) => {
+      const q = new Queue(config.queueName, { prefix: bullPrefix(ks, i), connection: { host: '127.0.0.1', port: 1, lazyConnect: true } });
+      queues.push(q);
+      return q.keys.wait;
+    });
+    expect(lists.map((l) => l.listName)).toEqual(wait);
+    const nodes = env.REDIS_CLUSTER_NODES?.split(',') ?? [];
+    const baseRedis = obj((baseSpec.triggers as Obj[]).find((t) => t.type === 'redis')?.metadata);
+    for (const l of lists) {
+      expect(String(l.addresses).split(',').map((a) => a.trim())).toEqual(nodes);
+      // A run's images spread evenly over the shards: each list's target is its share of the single queue's.
+      expect(Number(l.listLength)).toBe(Math.floor(Number(baseRedis.listLength) / shardCount(ks)));
+      expect(l.activationListLength).toBeDefined();
+    }
+    for (const t of triggers.filter((x) => x.type === 'redis-cluster')) {
+      const auth = find(docs, 'TriggerAuthentication', obj(t.authenticationRef).name as string);
+      for (const ref of obj(auth.spec).secretTargetRef as Obj[]) expect(Object.keys(obj(find(docs, 'Secret', ref.name as string).stringData))).toContain(ref.key);
+    }
+    expect(triggers.find((t) => t.type === 'metrics-api')).toEqual((baseSpec.triggers as Obj[]).find((t) => t.type === 'metrics-api'));
   });
 });
