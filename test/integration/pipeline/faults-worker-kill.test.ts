@@ -66,14 +66,16 @@ describe('fault: a worker is killed mid-batch', { timeout: 90_000 }, () => {
     // The survivor's stalled checker moved the victim's jobs back to the queue and then ran them.
     const stalled = survivor.logs.filter((l) => l.msg === 'job stalled (its worker stopped renewing the lock); it goes back to the queue');
     expect(stalled.length).toBeGreaterThan(0);
+    // Nothing half done or failed is left behind; each job ran to completion once in BullMQ's books.
+    // Polled: the run counts a job's result just before BullMQ moves that job to completed.
+    await expect
+      .poll(() => h.queue.getJobCounts('active', 'waiting', 'delayed', 'failed', 'completed'))
+      .toMatchObject({ active: 0, waiting: 0, delayed: 0, failed: 0, completed: IMAGES });
     const recovered = await Promise.all(stalled.map(async (l) => h.queue.getJob(String(l.jobId))));
     for (const job of recovered) {
       expect(job?.stalledCounter).toBeGreaterThanOrEqual(1);
       expect(await job?.getState()).toBe('completed');
     }
-    // Nothing half done or failed is left behind; each job ran to completion once in BullMQ's books.
-    const counts = await h.queue.getJobCounts('active', 'waiting', 'delayed', 'failed', 'completed');
-    expect(counts).toMatchObject({ active: 0, waiting: 0, delayed: 0, failed: 0, completed: IMAGES });
     const jobIds = new Set(keys.map((k) => jobIdFor('kill-run', k)));
     expect(recovered.every((j) => j !== undefined && jobIds.has(String(j.id)))).toBe(true);
 

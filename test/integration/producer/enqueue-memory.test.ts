@@ -11,7 +11,7 @@ import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 
 const REAL_KEYS = 200;
-const PASSES = 100; // 20,000 keys enqueued
+const PASSES = 50; // 10,000 keys enqueued
 
 describe('enqueue memory', { timeout: 150_000 }, () => {
   let t: TestRedis;
@@ -33,7 +33,7 @@ describe('enqueue memory', { timeout: 150_000 }, () => {
     await b.cleanup();
   });
 
-  it('keeps retained heap flat while 20k keys stream from S3 listing pages into BullMQ', async () => {
+  it('keeps retained heap flat while 10k keys stream from S3 listing pages into BullMQ', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
@@ -57,16 +57,20 @@ describe('enqueue memory', { timeout: 150_000 }, () => {
     expect(res.counts.added).toBe(REAL_KEYS * PASSES);
     expect(await queue.getWaitingCount()).toBe(REAL_KEYS * PASSES);
 
-    // Compare the retained heap of the first and last quarters: an enqueue that kept per-key state
-    // (even a Set of the keys, ~80 B each) would grow by ~1 MB between them; a streaming one does not.
-    const q = Math.floor(samples.length / 4);
-    const mean = (xs: typeof samples) => xs.reduce((s, x) => s + x.heap, 0) / xs.length;
-    const early = mean(samples.slice(q, 2 * q));
-    const late = mean(samples.slice(3 * q));
-    console.log(`enqueue of ${res.counts.added} keys: retained heap ${(early / 2 ** 20).toFixed(2)} MiB (2nd quarter) -> ${(late / 2 ** 20).toFixed(2)} MiB (last quarter), ${res.keysPerSecond} keys/s`);
-    expect(late - early).toBeLessThan(0.5 * 2 ** 20);
+    // Growth over the second half of the run (the first half includes warm-up: compiled code and
+    // connection buffers, ~2 MiB that levels off by mid-run). The slope is Theil-Sen (the median of
+    // all pairwise slopes), so one sample taken mid-GC-cycle cannot move it. An enqueue that kept
+    // per-key state (even a Set of the keys) grows ~0.6 MiB over this half (measured with one added
+    // deliberately); a streaming one stays within ~0.05 MiB.
+    const half = samples.slice(Math.floor(samples.length / 2)).map((x) => x.heap);
+    const slopes: number[] = [];
+    for (let i = 0; i < half.length; i++) for (let j = i + 1; j < half.length; j++) slopes.push((half[j] - half[i]) / (j - i));
+    slopes.sort((x, y) => x - y);
+    const growth = slopes[Math.floor(slopes.length / 2)] * (half.length - 1);
+    console.log(`enqueue of ${res.counts.added} keys: retained heap grew ${(growth / 2 ** 20).toFixed(2)} MiB over the second half, ${res.keysPerSecond} keys/s`);
+    expect(growth).toBeLessThan(0.35 * 2 ** 20);
     expect(Math.max(...samples.map((s) => s.heap))).toBeLessThan(16 * 2 ** 20);
-    // What this proves is memory, not speed: 20k jobs take ~45 s at load 20 and ran past 60 s at
+    // What this proves is memory, not speed: 20k jobs took ~45 s at load 20 and ran past 60 s at
     // load 30 on two shared cores, so the budget is sized for a loaded machine.
   }, 180_000);
 });
