@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
+const ISOLATED_UNIT_FILES = ['test/unit/engine/backend.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/global.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
@@ -19,5 +20,22 @@ export default defineConfig({
       // The SDK warns on every process that Node 20 support ends in 2027; tests need no reminder.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
+    projects: [
+      {
+        // Unit test files share their worker processes: each file evaluating the same module graph
+        // (TF.js, ONNX Runtime, sharp, the AWS SDK) in a fresh process cost more than their tests.
+        // Measured on test/unit at load 14-17: 157 -> 88 s wall, 96 -> 55 CPU-seconds. A unit test
+        // must therefore leave no process-wide state behind (backends, env, listeners, temp files).
+        // backend.test.ts registers a stand-in native TF.js backend, so it runs alone.
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], exclude: [...ISOLATED_UNIT_FILES], isolate: false },
+      },
+      {
+        // Integration and end-to-end files start servers, child processes and fault proxies, and
+        // set process-wide state: each keeps a process of its own.
+        extends: true,
+        test: { name: 'isolated', include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts', ...ISOLATED_UNIT_FILES] },
+      },
+    ],
   },
 });

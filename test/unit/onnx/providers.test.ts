@@ -102,6 +102,13 @@ describe('selectProviders(explicit list)', () => {
 describe('node placement', () => {
   it('reads the provider of every executed node from ORT’s profile of the first batch, and removes the trace', async () => {
     const spec = vggShapedSpec({ seed: 3 });
+    // Traces this engine leaves: files of this process's prefix that were not there before (unit test
+    // files share a process, one after another).
+    const traces = (() => {
+      const mine = (): string[] => readdirSync(tmpdir()).filter((f) => f.startsWith(`gca-ort-placement-${process.pid}-`));
+      const before = new Set(mine());
+      return () => mine().filter((f) => !before.has(f));
+    })();
     const engine = await createOnnxEngine({ spec, cache: null, runtime: { intraOpThreads: 1 } });
     try {
       const p = engine.info.placement;
@@ -110,13 +117,13 @@ describe('node placement', () => {
       // At least the four convs of the two blocks and the dense layers ran, all on the CPU.
       expect(p?.nodesByProvider.CPUExecutionProvider).toBeGreaterThan(10);
       expect(p?.computeOnCpu).toBe(0);
-      expect(readdirSync(tmpdir()).filter((f) => f.startsWith(`gca-ort-placement-${process.pid}-`))).toEqual([]);
+      expect(traces()).toEqual([]);
       // Profiling is off after the first batch: later runs write no trace.
       await engine.predict([{ data: new Float32Array(32 * 32 * 3), height: 32, width: 32 }]);
     } finally {
       await engine.dispose();
     }
-    expect(readdirSync(tmpdir()).filter((f) => f.startsWith(`gca-ort-placement-${process.pid}-`))).toEqual([]);
+    expect(traces()).toEqual([]);
   });
 
   it('flags compute nodes that fell back to the CPU under a GPU provider, and the copies they cost', () => {

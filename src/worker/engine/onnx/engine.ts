@@ -26,7 +26,7 @@ import { diskGraphCache, graphCacheKey } from './graph-cache.js';
 import type { GraphCache } from './graph-cache.js';
 import { resolveOnnxRuntimeOptions } from './options.js';
 import type { ExecutionProvider, OnnxRuntimeOptions } from './options.js';
-import { describePlacement, readProfile, summarizePlacement } from './placement.js';
+import { describePlacement, readProfile, removeProfile, summarizePlacement } from './placement.js';
 import type { NodePlacement } from './placement.js';
 import { defaultProviderEnvironment, selectProviders } from './providers.js';
 import type { ProviderEnvironment } from './providers.js';
@@ -161,6 +161,14 @@ async function checkPlacement(engine: OnnxEngine, session: ort.InferenceSession,
     return placement;
   } catch (err) {
     logger.warn({ err }, 'could not read ONNX Runtime node placement; continuing without the report');
+    // A failed first batch leaves the profiler on; stop it so the trace is written now, not at
+    // release, and delete it: no trace may outlive this check.
+    try {
+      session.endProfiling();
+    } catch {
+      // already stopped
+    }
+    removeProfile(prefix);
     return undefined;
   }
 }

@@ -69,15 +69,26 @@ export function summarizePlacement(events: unknown, gpuRequested: boolean): Node
  * `<prefix>_<date>_<time>.json`).
  */
 export function readProfile(prefix: string): unknown {
-  const dir = dirname(prefix);
-  const stem = `${basename(prefix)}_`;
-  const files = readdirSync(dir).filter((f) => f.startsWith(stem) && f.endsWith('.json'));
+  const files = profileFiles(prefix);
   if (files.length === 0) throw new Error(`ONNX Runtime wrote no profile for ${prefix}`);
   try {
-    return JSON.parse(readFileSync(`${dir}/${files.sort().at(-1)}`, 'utf8'));
+    return JSON.parse(readFileSync(files.sort().at(-1) as string, 'utf8'));
   } finally {
-    for (const f of files) rmSync(`${dir}/${f}`, { force: true });
+    removeProfile(prefix);
   }
+}
+
+/** Delete every trace ONNX Runtime wrote under `prefix` (also after a failed first batch). */
+export function removeProfile(prefix: string): void {
+  for (const f of profileFiles(prefix)) rmSync(f, { force: true });
+}
+
+function profileFiles(prefix: string): string[] {
+  const dir = dirname(prefix);
+  const stem = `${basename(prefix)}_`;
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(stem) && f.endsWith('.json'))
+    .map((f) => `${dir}/${f}`);
 }
 
 /** One line for logs: `CUDAExecutionProvider 52, CPUExecutionProvider 3 (Shape x2, Reshape)`. */

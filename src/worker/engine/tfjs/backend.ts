@@ -65,7 +65,9 @@ let pending: Promise<ActiveBackend> | null = null;
  */
 export async function initBackend(choice: BackendChoice = 'auto', deps: BackendDeps = defaultBackendDeps()): Promise<ActiveBackend> {
   if (pending) await pending.catch(() => undefined);
-  if (active && (choice === 'auto' || choice === active.choice)) return active;
+  // TF.js's global backend is the truth: another module may have switched it since (a reference
+  // computation in the same process), and then the remembered choice must be activated again.
+  if (active && (choice === 'auto' || choice === active.choice) && tf.getBackend() === active.name) return active;
   pending = pick(choice, deps);
   active = await pending;
   deps.logger.info({ backend: active.name, device: active.device }, 'tfjs backend ready');

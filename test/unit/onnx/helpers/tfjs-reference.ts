@@ -17,10 +17,10 @@ export interface ReferenceResult {
   camWidth: number;
 }
 
-let ready: Promise<void> | undefined;
-export function useCpuBackend(): Promise<void> {
-  ready ??= tf.setBackend('cpu').then(() => tf.ready());
-  return ready;
+/** The references run on TF.js's pure-JS backend, whatever another test file in this process chose. */
+export async function useCpuBackend(): Promise<void> {
+  if (tf.getBackend() !== 'cpu') await tf.setBackend('cpu');
+  await tf.ready();
 }
 
 function applyLayer(layer: LayerSpec, x: tf.Tensor): tf.Tensor {
