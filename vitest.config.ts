@@ -1,6 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-const ISOLATED_UNIT_FILES = ['test/unit/engine/backend.test.ts'];
+/** Files that change process-wide state on purpose: backend.test.ts registers a stand-in native TF.js backend. */
+const ISOLATED_FILES = ['test/unit/engine/backend.test.ts'];
 
 export default defineConfig({
   test: {
@@ -22,19 +23,17 @@ export default defineConfig({
     },
     projects: [
       {
-        // Unit test files share their worker processes: each file evaluating the same module graph
-        // (TF.js, ONNX Runtime, sharp, the AWS SDK) in a fresh process cost more than their tests.
-        // Measured on test/unit at load 14-17: 157 -> 88 s wall, 96 -> 55 CPU-seconds. A unit test
-        // must therefore leave no process-wide state behind (backends, env, listeners, temp files).
-        // backend.test.ts registers a stand-in native TF.js backend, so it runs alone.
+        // Test files share their worker processes, one file after another: each file evaluating the
+        // same module graph (TF.js, ONNX Runtime, sharp, BullMQ, the AWS SDK) in a fresh process cost
+        // more than many of their tests. Measured at load 10-18: test/unit 96 -> 54 CPU-seconds,
+        // integration and e2e 361 -> 313. So a test file must leave no process-wide state behind
+        // (TF.js backends, env, listeners, timers, temp files, open connections).
         extends: true,
-        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], exclude: [...ISOLATED_UNIT_FILES], isolate: false },
+        test: { name: 'shared', include: ['test/**/*.test.ts'], exclude: [...ISOLATED_FILES], isolate: false },
       },
       {
-        // Integration and end-to-end files start servers, child processes and fault proxies, and
-        // set process-wide state: each keeps a process of its own.
         extends: true,
-        test: { name: 'isolated', include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts', ...ISOLATED_UNIT_FILES] },
+        test: { name: 'isolated', include: [...ISOLATED_FILES] },
       },
     ],
   },
