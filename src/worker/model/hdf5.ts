@@ -21,11 +21,11 @@ import { ModelError, NotFoundError } from '../../shared/errors.js';
 import type { Architecture, LayerShapeInfo, LayerWeights } from './architecture.js';
 import { buildModelSpec, describeLayers, product, sameShape } from './architecture.js';
 import type { ModelInput } from './graph/from-sequential.js';
-import { graphFromKeras, kerasWeightLookup } from './graph/from-keras.js';
+import { graphFromKeras, kerasWeightLookup, type KerasWeightLookup } from './graph/from-keras.js';
 import type { KerasTopology } from './keras-config.js';
 import { parseKerasTopology } from './keras-config.js';
 import type { KerasArchitecture } from '../../shared/model-options.js';
-import { applicationTopology } from './applications/index.js';
+import { applicationTopology, positionalLayerAliases } from './applications/index.js';
 import type { ModelSpec } from './spec.js';
 import { vgg16Architecture } from './vgg16.js';
 
@@ -138,7 +138,11 @@ export async function readKerasModel(path: string, options: ReadKerasModelOption
         read: () => hdf5Call(path, `read ${layer.name}/${d.name}`, () => readFloat32(runtime, d.dataset, d.shape, sliceBytes, `${path}: layer "${layer.name}"`)),
       })),
     );
-    return graphFromKeras(topology.model, kerasWeightLookup(entries), { source: options.source ?? path, kerasVersion: stringAttr(opened, 'keras_version') ?? stringAttr(root, 'keras_version') });
+    const byName = kerasWeightLookup(entries);
+    // A named layout may call a layer what the file calls by another session-numbered name.
+    const aliases = named && topology === named ? positionalLayerAliases(named.model, stringList(root, 'layer_names', path)) : new Map<string, string>();
+    const lookup: KerasWeightLookup = (layer) => byName(layer) ?? (aliases.has(layer) ? byName(aliases.get(layer)!) : undefined);
+    return graphFromKeras(topology.model, lookup, { source: options.source ?? path, kerasVersion: stringAttr(opened, 'keras_version') ?? stringAttr(root, 'keras_version') });
   });
 }
 

@@ -22,7 +22,8 @@ import { resolveTarget, shapeOf } from '../../../src/worker/model/graph/walker.j
 import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 import { loadModel } from '../../../src/worker/model/source.js';
 // Registers Keras' Normalization with TF.js Layers (EfficientNet's input normalisation).
-import { applicationModel, saveWeightsOnlyH5, seedWeights } from './helpers/keras-functional.js';
+import { applicationModel, kerasLayerWeights, saveWeightsOnlyH5, seedWeights } from './helpers/keras-functional.js';
+import { writeKerasModelHdf5 } from '../../../scripts/weights/write-keras-hdf5.js';
 
 /**
  * `numeric`: the input size of the check against TF.js Layers' predict, or 0 to skip it (it checks
@@ -92,6 +93,40 @@ describe.each(LAYOUTS)('keras.applications layout $name', ({ name, params, targe
     } finally {
       await Promise.all(engines.map((e) => e.dispose()));
       model.dispose();
+    }
+  });
+});
+
+describe('weights-only layer names that differ from the layout', () => {
+  it("reads EfficientNetB0's normalization layer by position when the file numbers it (normalization_2)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gca-app-renamed-'));
+    const size = 32;
+    const model = await applicationModel('efficientnetb0', [size, size, 3], 5);
+    try {
+      seedWeights(model, 5);
+      const layers = kerasLayerWeights(model).map((l) => (l.name === 'normalization' ? { ...l, name: 'normalization_2' } : l));
+      expect(layers.find((l) => l.name === 'normalization_2')?.weights.length).toBeGreaterThan(0);
+      const path = join(dir, 'renamed.h5');
+      await writeKerasModelHdf5(path, { modelConfig: null, layers });
+      const graph = (await loadModel(path, {}, { kerasArchitecture: 'efficientnetb0', inputSize: [size, size] })) as ModelGraph;
+      const rand = mulberry32(13);
+      const data = Float32Array.from({ length: size * size * 3 }, () => rand() * 255);
+      const x = tf.tensor4d(data, [1, size, size, 3]);
+      const want = (model.predict(x) as tf.Tensor2D).arraySync()[0];
+      x.dispose();
+      const engine = await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } });
+      try {
+        const [got] = await engine.predict([{ data, height: size, width: size }]);
+        got.forEach((p, k) => expect(Math.abs(p - want[k]), `class ${k}`).toBeLessThan(1e-4));
+      } finally {
+        await engine.dispose();
+      }
+      // Without a layer at that position (one layer fewer) the name is still required, and said.
+      await writeKerasModelHdf5(path, { modelConfig: null, layers: layers.filter((l) => l.name !== 'rescaling') });
+      await expect(loadModel(path, {}, { kerasArchitecture: 'efficientnetb0', inputSize: [size, size] })).rejects.toThrow(/normalization/);
+    } finally {
+      model.dispose();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
