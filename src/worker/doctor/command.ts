@@ -3,17 +3,16 @@
  * Redis and S3 clients) are imported when the command runs.
  */
 import { Command } from 'commander';
-import { MODEL_FLAG_HELP } from '../../shared/model-options.js';
+import { addModelFlags } from '../../shared/model-options.js';
 import { addOnnxFlags } from '../engine/onnx/options.js';
 import type { RawDoctorFlags } from './run.js';
 
 export async function doctorCommand(): Promise<Command> {
-  return addOnnxFlags(new Command('doctor')
+  const command = new Command('doctor')
     .description('Check what this machine will do: Node, engines and providers, GPU, the model on the chosen engine (parity with a CPU path, img/s), Redis and S3; exits 1 when the setup cannot work')
-    .option('--weights <src>', 'model to check, as for worker (env GRADCAM_AUDIT_WEIGHTS; default: the bundled demo model)')
-    .option('--labels <file>', 'class labels for a non-ImageNet head')
-    .option('--layer <name>', 'target layer (default: as the worker picks it)')
-    .option(MODEL_FLAG_HELP.architecture[0], MODEL_FLAG_HELP.architecture[1])
+    .option('--weights <src>', 'model to check, as for worker (env GRADCAM_AUDIT_WEIGHTS; default: the bundled demo model)');
+  // The model flags and model card as explain and worker take them: the parity images get the model's own preprocessing.
+  return addOnnxFlags(addModelFlags(command)
     .option('--engine <name>', 'auto|tfjs|onnx (default: auto)')
     .option('--backend <name>', 'TF.js backend: auto|node-gpu|node|wasm|cpu (default: auto)')
     .option('--require-gpu', 'fail unless the engine computes on a GPU (env GRADCAM_AUDIT_REQUIRE_GPU)')

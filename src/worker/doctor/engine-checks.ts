@@ -18,6 +18,8 @@ import type { ModelInput } from '../model/graph/from-sequential.js';
 import { toModelGraph } from '../model/graph/from-sequential.js';
 import { numClassesOf } from '../model/graph/walker.js';
 import type { CheckResult } from './report.js';
+import type { ModelSetup } from '../../shared/model-setup.js';
+import type { ModelPreprocessing } from '../../shared/preprocessing.js';
 
 /**
  * fp32 parity tolerances between two engines or providers: max absolute difference of any class
@@ -40,12 +42,16 @@ export function parityTolerance(info: Pick<EngineInfo, 'precision'>): { probabil
 /** The two bundled images the doctor runs through the model (one shape, one photo). */
 export const PARITY_IMAGES = Object.freeze([join(PACKAGE_ROOT, 'samples', 'synthetic', '00-circle.png'), join(PACKAGE_ROOT, 'samples', 'photos', 'chelsea-cat.jpg')]);
 
-/** Decode and preprocess the parity images for this engine's input; a fixed gradient when a file is missing. */
-export async function parityInputs(engine: Engine, files: readonly string[] = PARITY_IMAGES): Promise<PreprocessedImage[]> {
+/**
+ * Decode and preprocess the parity images for this engine's input with the model's own
+ * preprocessing (a model trained on [-1, 1] inputs would agree with its reference on caffe inputs
+ * too, but on inputs it never sees); a fixed gradient when a file is missing.
+ */
+export async function parityInputs(engine: Engine, preprocessing: ModelPreprocessing, files: readonly string[] = PARITY_IMAGES): Promise<PreprocessedImage[]> {
   const { inputWidth: width, inputHeight: height } = engine.info;
   return Promise.all(
     files.map(async (file, n) => {
-      if (existsSync(file)) return preprocess(await decodeImage(await readFile(file), {}, file), { width, height });
+      if (existsSync(file)) return preprocess(await decodeImage(await readFile(file), {}, file), { width, height, mode: preprocessing.mode, centerCrop: preprocessing.centerCrop });
       const data = new Float32Array(width * height * 3);
       for (let i = 0; i < data.length; i++) data[i] = ((i * (n + 7)) % 255) - 120;
       return { data, height, width };
@@ -53,13 +59,14 @@ export async function parityInputs(engine: Engine, files: readonly string[] = PA
   );
 }
 
-export function modelCheck(spec: ModelInput, weights: string, labels: number | null): CheckResult {
+export function modelCheck(spec: ModelInput, weights: string, labels: number | null, setup?: Pick<ModelSetup, 'preprocessing' | 'preprocessFrom'>): CheckResult {
   const classes = lastDenseUnits(spec);
+  const preprocess = setup ? `, preprocess ${setup.preprocessing.mode}${setup.preprocessing.centerCrop ? ' + center crop' : ''} (${setup.preprocessFrom})` : '';
   return {
     name: 'model',
     status: 'ok',
-    summary: `${spec.name} from ${weights} (sha256 ${spec.weightsHash.replace(/^sha256:/, '').slice(0, 12)}…), input ${spec.inputShape[1]}x${spec.inputShape[0]}, ${classes ?? '?'} classes${labels === null ? ', no labels' : ''}`,
-    details: { name: spec.name, weights, weightsHash: spec.weightsHash, inputShape: spec.inputShape, classes },
+    summary: `${spec.name} from ${weights} (sha256 ${spec.weightsHash.replace(/^sha256:/, '').slice(0, 12)}…), input ${spec.inputShape[1]}x${spec.inputShape[0]}, ${classes ?? '?'} classes${labels === null ? ', no labels' : ''}${preprocess}`,
+    details: { name: spec.name, weights, weightsHash: spec.weightsHash, inputShape: spec.inputShape, classes, ...(setup ? { preprocessing: setup.preprocessing, preprocessFrom: setup.preprocessFrom } : {}) },
   };
 }
 

@@ -7,7 +7,8 @@ import type { AppConfig } from '../../shared/config.js';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { keySpaceOf } from '../../shared/queue/keys.js';
-import { parseKerasArchitecture, type KerasArchitecture } from '../../shared/model-options.js';
+import { parseModelOptionFlags, type ModelOptions, type RawModelOptionFlags } from '../../shared/model-options.js';
+import type { ModelSetup } from '../../shared/model-setup.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { Engine } from '../engine/engine.js';
 import { createEngine, parseEngineChoice, type EngineChoice } from '../engine/factory.js';
@@ -24,12 +25,13 @@ import { engineCheck, modelCheck, parityCheck, parityInputs, speedCheck } from '
 import { buildReport, type CheckResult, type DoctorReport } from './report.js';
 import { gpuCheck, nodeCheck, onnxCheck, reasonCollector, redactUrl, redisCheck, s3Check, tfjsCheck } from './system-checks.js';
 
-export interface DoctorOptions {
+/**
+ * The model flags (`--preprocess`, `--center-crop`, `--labels`, `--layer`, `--architecture`) are
+ * resolved with the model card and the format's defaults as `explain` and `worker` resolve them
+ * (`resolveModelSetup`), so the parity images get the model's own preprocessing.
+ */
+export interface DoctorOptions extends ModelOptions {
   weights: string;
-  labels?: string;
-  layer?: string;
-  /** Layout of a Keras weights-only .h5 (`--architecture`). */
-  architecture?: KerasArchitecture;
   engine: EngineChoice;
   backend: BackendChoice;
   onnx: Partial<OnnxRuntimeOptions>;
@@ -45,15 +47,14 @@ export interface DoctorOptions {
 export interface DoctorDeps {
   config: AppConfig;
   loadSpec: ModelLoader;
+  /** Flags + model card + format defaults; default: the model card beside the weights, read as the worker reads it. */
+  resolveSetup?: (weights: string, flags: ModelOptions) => Promise<ModelSetup>;
   providers?: ProviderEnvironment;
   logger?: Logger;
 }
 
-export interface RawDoctorFlags extends RawOnnxFlags {
+export interface RawDoctorFlags extends RawOnnxFlags, RawModelOptionFlags {
   weights?: string;
-  labels?: string;
-  layer?: string;
-  architecture?: string;
   engine?: string;
   backend?: string;
   requireGpu?: boolean;
@@ -68,10 +69,8 @@ export function parseDoctorFlags(flags: RawDoctorFlags, defaultWeights: string, 
   if (!Number.isInteger(batch) || batch < 1 || batch > 256) throw new ConfigError('--batch', `expected an integer from 1 to 256, got "${flags.batch}"`);
   if (flags.source !== undefined && !flags.source.startsWith('s3://')) throw new ConfigError('--source', `expected s3://BUCKET/PREFIX, got "${flags.source}"`);
   return {
+    ...parseModelOptionFlags(flags),
     weights: flags.weights ?? env.GRADCAM_AUDIT_WEIGHTS ?? defaultWeights,
-    labels: flags.labels,
-    layer: flags.layer,
-    architecture: flags.architecture === undefined ? undefined : parseKerasArchitecture(flags.architecture),
     engine: parseEngineChoice(flags.engine ?? 'auto'),
     backend: parseBackendChoice(flags.backend ?? 'auto'),
     onnx: parseOnnxFlags(flags),
@@ -93,16 +92,18 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
   let reference: { engine: Engine; label: string } | null = null;
   try {
     let spec: ModelInput;
+    let setup: ModelSetup;
     try {
-      spec = await deps.loadSpec(options.weights, { architecture: options.architecture });
+      setup = await (deps.resolveSetup ?? cardReader(deps.config))(options.weights, modelOptionsOf(options));
+      spec = await deps.loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
     } catch (err) {
       checks.push({ name: 'model', status: 'fail', summary: `${options.weights}: ${describeError(err)}` });
       return finish();
     }
-    const labels = await loadLabels({ numClasses: lastUnits(spec), file: options.labels }).catch(() => null);
-    checks.push(modelCheck(spec, options.weights, labels?.labels ? labels.labels.length : null));
+    const labels = await loadLabels({ numClasses: lastUnits(spec), given: setup.labels ?? undefined }).catch(() => null);
+    checks.push(modelCheck(spec, options.weights, labels?.labels ? labels.labels.length : null, setup));
     try {
-      engine = await createEngine({ spec, engine: options.engine, backend: options.backend, layer: options.layer, onnx: options.onnx, logger });
+      engine = await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx: options.onnx, logger });
     } catch (err) {
       checks.push({ name: 'engine', status: 'fail', summary: `no engine can run ${spec.name}: ${describeError(err)}` });
       return finish();
@@ -110,7 +111,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
     checks.push(engineCheck(engine));
     checks.push(gpuCheck(onnx.selection?.gpus ?? [], engine.info.accelerator, options.requireGpu));
     reference = await cpuReference(engine, spec, options, logger);
-    const images = await parityInputs(engine);
+    const images = await parityInputs(engine, setup.preprocessing);
     checks.push(await parityCheck(engine, reference, images));
     checks.push(await speedCheck(engine, images, options.batch));
   } finally {
@@ -176,4 +177,23 @@ async function probeTfjs(): Promise<{ chosen: string; device: string; unavailabl
 
 function lastUnits(spec: ModelInput): number {
   return numClassesOf(toModelGraph(spec));
+}
+
+/** The model flags of the doctor's options, as `resolveModelSetup` takes them. */
+function modelOptionsOf(o: DoctorOptions): ModelOptions {
+  const { preprocess, centerCrop, labels, layer, architecture } = o;
+  return Object.fromEntries(Object.entries({ preprocess, centerCrop, labels, layer, architecture }).filter(([, v]) => v !== undefined)) as ModelOptions;
+}
+
+/** The model card beside the weights (S3 only when the weights are there), as explain and the worker read it. */
+function cardReader(config: AppConfig): (weights: string, flags: ModelOptions) => Promise<ModelSetup> {
+  return async (weights, flags) => {
+    const { configuredModelFiles, resolveSetup } = await import('../model/model-card.js');
+    const { files, release } = await configuredModelFiles(weights, config.s3);
+    try {
+      return await resolveSetup(weights, flags, files);
+    } finally {
+      release();
+    }
+  };
 }

@@ -5,7 +5,12 @@
  * reason and exit 1, and a disagreeing engine fails the parity check.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
+import { configuredModelLoader } from '../../../src/worker/model/configured-loader.js';
+import { applicationModel, saveWeightsOnlyH5, seedWeights } from '../../unit/model/helpers/keras-functional.js';
 import { threadpoolSizeFor } from '../../../bin/threadpool.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_LABELS, DEMO_MODEL } from '../../../src/demo/options.js';
@@ -56,7 +61,7 @@ describe('gradcam-audit doctor', () => {
       createEngine({ spec: vggShapedSpec({ seed: 2, inputStd: 64 }), engine: 'onnx', onnx: { cacheDir: null, checkPlacement: false } }),
     ]);
     try {
-      const check = await parityCheck(a, { engine: other, label: 'different weights' }, await parityInputs(a));
+      const check = await parityCheck(a, { engine: other, label: 'different weights' }, await parityInputs(a, { mode: 'caffe', centerCrop: false }));
       expect(check.status).toBe('fail');
       expect(check.summary).toMatch(/disagree: max \|Δp\|/);
     } finally {
@@ -64,6 +69,41 @@ describe('gradcam-audit doctor', () => {
       await other.dispose();
     }
   });
+
+  it("reads --architecture and the preprocessing from the model card, and feeds the parity check the model's own preprocessing", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gca-doctor-card-'));
+    const model = await applicationModel('mobilenetv2', [32, 32, 3], 4);
+    try {
+      seedWeights(model, 11);
+      const weights = await saveWeightsOnlyH5(model, join(dir, 'net.h5'));
+      await writeFile(join(dir, 'net.model.json'), JSON.stringify({ architecture: 'mobilenetv2', inputSize: [32, 32] }));
+      const deps = { config: loadConfig(serviceEnv()), loadSpec: configuredModelLoader(s3Options()) };
+      const run = (flags: Record<string, string>) => runDoctor(parseDoctorFlags({ weights, offline: true, batch: '1', onnxCacheDir: 'off', ...flags }, DEMO_MODEL, {}), deps);
+      const report = await run({});
+      expect(status(report), report.checks.find((c) => c.name === 'model')?.summary).toMatchObject({ model: 'ok', engine: 'ok', parity: 'ok' });
+      const modelCheck = report.checks.find((c) => c.name === 'model')!;
+      // keras.applications' MobileNetV2 preprocess_input maps pixels to [-1, 1].
+      expect(modelCheck.details).toMatchObject({ name: 'mobilenetv2_1.00_224', preprocessing: { mode: 'tf', centerCrop: false }, preprocessFrom: 'default' });
+      expect(modelCheck.summary).toContain('preprocess tf (default)');
+      const flagged = await run({ preprocess: 'raw' });
+      expect(flagged.checks.find((c) => c.name === 'model')?.details).toMatchObject({ preprocessing: { mode: 'raw' }, preprocessFrom: 'flag' });
+      // The inputs themselves: [-1, 1] for tf, caffe's mean-subtracted BGR far outside it.
+      const engine = await createEngine({ spec: vggShapedSpec({ seed: 1, inputStd: 64 }), engine: 'onnx', onnx: { cacheDir: null, checkPlacement: false } });
+      try {
+        const range = (xs: { data: Float32Array }[]) => xs.reduce(([lo, hi], x) => [Math.min(lo, ...x.data), Math.max(hi, ...x.data)], [Infinity, -Infinity]);
+        const [tfLo, tfHi] = range(await parityInputs(engine, { mode: 'tf', centerCrop: false }));
+        expect(tfLo).toBeGreaterThanOrEqual(-1);
+        expect(tfHi).toBeLessThanOrEqual(1);
+        const [caffeLo, caffeHi] = range(await parityInputs(engine, { mode: 'caffe', centerCrop: false }));
+        expect(caffeHi - caffeLo).toBeGreaterThan(100);
+      } finally {
+        await engine.dispose();
+      }
+    } finally {
+      model.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('exits 1 with the reason when Redis is unreachable, S3 has no credentials and a GPU is required', async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, ...serviceEnv(), REDIS_URL: 'redis://127.0.0.1:1', GRADCAM_AUDIT_REQUIRE_GPU: 'true', LOG_LEVEL: 'warn' };
