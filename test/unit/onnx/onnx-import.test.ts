@@ -14,6 +14,7 @@ import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 import { importOnnx } from '../../../src/worker/model/graph/onnx-import.js';
 import { TensorDataType } from '../../../src/worker/model/graph/onnx-proto.js';
 import { SUPPORTED_OPS } from '../../../src/worker/model/graph/ops.js';
+import { BATCH, foldShapeNode } from '../../../src/worker/model/graph/shape-folding.js';
 import { resolveTarget, splitAtTarget } from '../../../src/worker/model/graph/walker.js';
 import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 import { loadModel } from '../../../src/worker/model/source.js';
@@ -127,5 +128,46 @@ describe('importOnnx', () => {
     g.output(g.op('Relu', [x]), 'y', TensorDataType.FLOAT, ['n', 10]);
     await expect(importOnnx(g.toBytes({ graphName: 'flat', producerVersion: 'test' }), { source: 'flat.onnx' })).rejects.toThrow(/input x has shape \[\?, 10\]; an image classifier's input is 4-D/);
     await expect(importOnnx(Uint8Array.from([1, 2, 3, 4, 5]), { source: 'junk.onnx' })).rejects.toThrow(ModelError);
+  });
+});
+
+describe('run-time reshape targets (dynamic-batch exports)', () => {
+  it('folds x.view(x.size(0), -1) (Shape → Gather → Unsqueeze → Concat → Reshape) and both engines match ONNX Runtime on the file', async () => {
+    const file = join(DIR, 'view-head.onnx');
+    const graph = (await loadModel(file)) as ModelGraph;
+    expect(graph.nodes.map((n) => n.op)).not.toContain('Shape');
+    expect(graph.nodes.map((n) => n.op)).not.toContain('Gather');
+    expect(graph.nodes.find((n) => n.op === 'Reshape')?.attrs.shape).toEqual({ ints: [0, -1] });
+    const images = Array.from({ length: 3 }, (_, i) => {
+      const rand = mulberry32(20 + i);
+      return { data: Float32Array.from({ length: 16 * 16 * 3 }, () => rand() * 2 - 1), height: 16, width: 16 };
+    });
+    // The file itself, NCHW, at batch 3.
+    const raw = await ort.InferenceSession.create(readFileSync(file));
+    const nchw = new Float32Array(3 * 3 * 16 * 16);
+    images.forEach((img, n) => img.data.forEach((v, i) => (nchw[n * 768 + (i % 3) * 256 + Math.floor(i / 3)] = v)));
+    const logits = (await raw.run({ input: new ort.Tensor('float32', nchw, [3, 3, 16, 16]) })).logits.data as Float32Array;
+    await raw.release();
+    const onnx = await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } });
+    const tfjs = await createTfjsEngine({ spec: graph, backend: 'cpu' });
+    try {
+      const request = { images, targets: { kind: 'top1' as const }, topK: 1, method: 'gradcam' as const, score: 'logit' as const };
+      const [a, b] = [await onnx.explain(request), await tfjs.explain(request)];
+      a.forEach((r, n) => r.logits!.forEach((v, k) => expect(Math.abs(v - logits[n * 5 + k])).toBeLessThan(1e-5)));
+      a.forEach((r, n) => r.cams[0].grid.forEach((v, k) => expect(Math.abs(v - b[n].cams[0].grid[k])).toBeLessThan(1e-4)));
+      expect(a.map((r) => r.cams[0].classIndex)).toEqual(b.map((r) => r.cams[0].classIndex));
+    } finally {
+      await onnx.dispose();
+      await tfjs.dispose();
+    }
+  });
+
+  it('refuses shape arithmetic on the run-time batch, naming the node', () => {
+    const constants = { s: { dtype: 'int64' as const, dims: [2], data: [BATCH, 12] }, two: { dtype: 'int64' as const, dims: [1], data: [2] } };
+    const mul = { name: 'double_batch', op: 'Mul', inputs: ['s', 'two'], outputs: ['y'], attrs: {} };
+    expect(() => foldShapeNode(mul, constants, new Map())).toThrow(/node "double_batch" \(Mul\) computes with the batch size at run time/);
+    // Without the batch, the same arithmetic folds (C·H·W of a flatten written out).
+    const chw = { ...constants, s: { dtype: 'int64' as const, dims: [2], data: [6, 12] } };
+    expect(foldShapeNode(mul, chw, new Map())).toEqual([{ dtype: 'int64', dims: [2], data: [12, 24] }]);
   });
 });

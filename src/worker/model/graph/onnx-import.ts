@@ -15,6 +15,7 @@ import { AttributeType, TensorDataType, readModel } from './onnx-proto.js';
 import type { Shape } from './ops.js';
 import { SUPPORTED_OPS, nodeOutputShapes, unsupportedOp, windowOut } from './ops.js';
 import { topologicalOrder } from './walker.js';
+import { BATCH, SHAPE_ONLY_OPS, dependsOnBatch, foldShapeNode } from './shape-folding.js';
 
 export interface OnnxImportOptions {
   /** Where the file came from, for provenance and error messages. */
@@ -84,7 +85,7 @@ export async function importOnnx(bytes: Uint8Array, options: OnnxImportOptions):
     outputs: n.output ?? [],
     attrs: Object.fromEntries((n.attribute ?? []).flatMap((a) => toAttr(a))),
   }));
-  for (const node of named) if (!SUPPORTED_OPS.includes(node.op)) throw unsupportedOp(node);
+  for (const node of named) if (!SUPPORTED_OPS.includes(node.op) && !SHAPE_ONLY_OPS.includes(node.op)) throw unsupportedOp(node);
   const ordered = topologicalOrder(named, [input.name, ...Object.keys(constants)]);
 
   const shapes = new Map<string, Shape>(Object.entries(constants).map(([k, c]) => [k, c.dims]));
@@ -97,6 +98,21 @@ export async function importOnnx(bytes: Uint8Array, options: OnnxImportOptions):
       shapes.set(raw.outputs[0], constants[raw.inputs[0]].dims);
       continue;
     }
+    // Shape arithmetic (a dynamic-batch export's Shape → Gather → Concat → Reshape) folds to constants.
+    const folded = foldShapeNode(raw, constants, shapes);
+    if (folded) {
+      raw.outputs.forEach((v, i) => {
+        constants[v] = folded[i];
+        shapes.set(v, folded[i].dims);
+      });
+      continue;
+    }
+    if (SHAPE_ONLY_OPS.includes(raw.op)) throw new ModelError(`${label}: node "${raw.name}" (${raw.op}) computes a value at run time from non-constant inputs; only shape computations with static dimensions (the batch aside) are supported`);
+    raw.inputs.forEach((v, i) => {
+      if (dependsOnBatch(constants[v]) && !(raw.op === 'Reshape' && i === 1)) {
+        throw new ModelError(`${label}: node "${raw.name}" (${raw.op}) reads the batch size at run time; only reshapes that keep the batch are supported (export with a fixed batch, or flatten with torch.flatten(x, 1))`);
+      }
+    });
     const node = canonical(raw, opset, constants, shapes, batch);
     const outShapes = nodeOutputShapes(node, node.inputs.map((v) => (v === '' ? [] : shapes.get(v)!)), { constants });
     node.outputs.forEach((v, i) => shapes.set(v, outShapes[i]));
@@ -256,6 +272,9 @@ function canonical(node: GraphNode, opset: number, constants: Record<string, Con
       // A file exported at batch 1 (no dynamic axes) bakes the batch into reshape targets; the
       // engines batch freely, so "the input's batch" (0) replaces it.
       if (batch !== null && shape[0] === batch && x?.[0] === 1 && attrInt(node, 'allowzero', 0) === 0) shape[0] = 0;
+      // A dynamic-batch export's folded target (shape-folding.ts) starts with the batch: the same.
+      if (shape[0] === BATCH && attrInt(node, 'allowzero', 0) === 0) shape[0] = 0;
+      if (shape.includes(BATCH)) throw new ModelError(`${where}: its target shape puts the run-time batch size on axis ${shape.indexOf(BATCH)}; only reshapes that keep the batch first are supported`);
       attrs.shape = { ints: shape };
       inputs = [inputs[0]];
       break;
