@@ -330,6 +330,18 @@ describe('encoded outputs', () => {
     for (let i = 0; i < data.length; i++) expect(data[i]).toBe(Math.round(Math.min(Math.max(up[i], 0), 1) * 255));
   });
 
+  it('heatmap levels are those of the reference upsample at every shape: both axes, one axis, shrinking, out-of-range values', async () => {
+    const rand = mulberry32(77);
+    const wild = { grid: Float32Array.from({ length: 14 * 14 }, () => rand() * 1.4 - 0.2), width: 14, height: 14 };
+    for (const [w, h] of [[224, 168], [168, 224], [224, 14], [14, 200], [10, 7], [3, 40], [1, 1]] as const) {
+      const heat = await renderHeatmap(wild, { size: { width: w, height: h } });
+      const data = await sharp(heat.data).toColourspace('b-w').raw().toBuffer();
+      const up = resizeGridBilinear(wild.grid, 14, 14, w, h);
+      const expected = Buffer.from(Array.from(up, (v) => (v > 0 ? Math.round(Math.min(v, 1) * 255) : 0)));
+      expect([w, h, Buffer.compare(data, expected)]).toEqual([w, h, 0]);
+    }
+  });
+
   it('never writes NaN or out-of-range heatmap pixels', async () => {
     const heat = await renderHeatmap({ grid: Float32Array.from([Number.NaN, -1, 0.5, 2]), width: 2, height: 2 });
     expect(Array.from(await sharp(heat.data).toColourspace('b-w').raw().toBuffer())).toEqual([0, 0, 128, 255]);
