@@ -16,8 +16,10 @@ import {
   asRenderError,
   blendColormapped,
   blendRgb,
+  DEFAULT_RENDER_OPTIONS,
   ENCODER_MAX_SIDE,
   heatmapSize,
+  JPEG_OPTIMISE_CODING,
   OVERLAY_JS_MAX_PIXELS,
   overlayComposer,
   overlayPixels,
@@ -300,6 +302,18 @@ describe('encoded outputs', () => {
       expect(capped.mimeType).toBe(`image/${format}`);
     });
   }
+
+  it('JPEG overlay decodes to the same pixels as the same encode with optimised Huffman tables', async () => {
+    const rand = mulberry32(4242);
+    const image = { data: Uint8Array.from({ length: 160 * 120 * 3 }, () => Math.floor(rand() * 256)), width: 160, height: 120 };
+    const encoded = await renderOverlay(image, cam, { format: 'jpeg' });
+    const blended = await overlayPixels(image, cam, { format: 'jpeg' });
+    const optimised = await sharp(blended.data, { raw: { width: 160, height: 120, channels: 3 } }).jpeg({ quality: DEFAULT_RENDER_OPTIONS.jpegQuality, optimiseCoding: true }).toBuffer();
+    expect(JPEG_OPTIMISE_CODING).toBe(false);
+    expect(encoded.data.length).toBeGreaterThan(optimised.length); // standard tables: the cheaper, larger encode
+    const [a, b] = await Promise.all([sharp(encoded.data).raw().toBuffer(), sharp(optimised).raw().toBuffer()]);
+    expect(Buffer.compare(a, b)).toBe(0);
+  });
 
   it('PNG overlay round-trips the blended pixels losslessly', async () => {
     const image = solid(50, 30, [0, 128, 255]);
