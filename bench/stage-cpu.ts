@@ -5,7 +5,10 @@
  * its own. The pipeline benchmark measures the sum with I/O and queue work; this one says which
  * stage to cut.
  *
- *   npx tsx bench/stage-cpu.ts [--rounds 20] [--max-side N]
+ *   npx tsx bench/stage-cpu.ts [--rounds 20] [--max-side N] [--display-kernel lanczos3|cubic|linear|nearest]
+ *
+ * `--display-kernel` prices another libvips kernel for the display resize (the core uses the default,
+ * lanczos3).
  */
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
@@ -20,6 +23,7 @@ function arg(name: string): string | undefined {
 }
 const rounds = Number(arg('rounds') ?? 20);
 const maxSide = arg('max-side') === undefined ? undefined : Number(arg('max-side'));
+const kernel = (arg('display-kernel') ?? 'lanczos3') as 'lanczos3' | 'cubic' | 'linear' | 'nearest' | 'mitchell' | 'lanczos2';
 
 async function jpeg(width: number, height: number): Promise<Buffer> {
   const data = Buffer.alloc(width * height * 3);
@@ -58,7 +62,7 @@ for (const [w, h] of [[320, 240], [1600, 1200]] as const) {
     let display = decoded as { data: Uint8Array; width: number; height: number };
     if (size.width !== decoded.width) {
       await timed('display resize', t, async () => {
-        const data = await sharp(decoded.data, { raw: { width: decoded.width, height: decoded.height, channels: 3 } }).resize(size.width, size.height, { fit: 'fill' }).raw().toBuffer();
+        const data = await sharp(decoded.data, { raw: { width: decoded.width, height: decoded.height, channels: 3 } }).resize(size.width, size.height, { fit: 'fill', kernel }).raw().toBuffer();
         display = { data, width: size.width, height: size.height };
       });
     }
@@ -67,6 +71,6 @@ for (const [w, h] of [[320, 240], [1600, 1200]] as const) {
   }
   const ms = performance.now() - t0;
   const sum = [...totals.values()].reduce((a, b) => a + b, 0) / rounds;
-  console.log(`${w}x${h} (${(bytes.length / 1024).toFixed(0)} KiB), max side ${maxSide ?? 'none'}: ${sum.toFixed(2)} ms CPU per image over ${rounds} rounds (${(ms / (rounds + 2)).toFixed(1)} ms wall)`);
+  console.log(`${w}x${h} (${(bytes.length / 1024).toFixed(0)} KiB), max side ${maxSide ?? 'none'}, display kernel ${kernel}: ${sum.toFixed(2)} ms CPU per image over ${rounds} rounds (${(ms / (rounds + 2)).toFixed(1)} ms wall)`);
   for (const [k, v] of totals) console.log(`  ${k.padEnd(16)} ${(v / rounds).toFixed(2)} ms`);
 }
