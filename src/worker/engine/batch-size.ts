@@ -3,7 +3,9 @@
  * an 80 GB GPU does not run VGG16 in batches of 16 and one on an 8 GB GPU does not run out of memory.
  *
  * The estimate is an upper bound: every activation of one image's forward pass held at once (as
- * if ONNX Runtime's memory planner reused nothing), plus the weights once. The Grad-CAM head's
+ * if ONNX Runtime's memory planner reused nothing), plus the weights still to be loaded: free memory
+ * is read once the engine holds its first copy, and the ONNX engine opens one more session (one
+ * more copy) per CAM method it is asked for, up to its cap (`weightsStillToLoad`). The Grad-CAM head's
  * backward touches only the head's small tensors and the target map, which that sum already
  * counts. A fraction of the free memory (`headroom`) is left for the provider's workspace
  * (cuDNN algorithms, TensorRT tactics) and fragmentation. Powers of two keep batches aligned with
@@ -45,10 +47,22 @@ export function modelMemory(model: ModelInput, bytesPerValue = 4): { activationB
   return { activationBytesPerImage: activations * bytesPerValue, weightsBytes: weights * bytesPerValue };
 }
 
+/**
+ * Bytes of weights the engine may still load after free memory was read with one copy loaded. The
+ * ONNX engine holds one session, each with its own copy, per gradient method in use, at most
+ * `maxSessions` (onnx/session-pool.ts); the TF.js engine (`sessions` null) holds one copy.
+ */
+export function weightsStillToLoad(weightsBytes: number, sessions: { maxSessions: number; gradientMethods: number } | null): number {
+  if (!sessions) return 0;
+  const copies = Math.max(1, Math.min(sessions.maxSessions, sessions.gradientMethods));
+  return (copies - 1) * weightsBytes;
+}
+
 export interface AutoBatchInput {
   /** Free memory of the GPU the engine runs on; null on the CPU or where it cannot be read. */
   freeBytes: number | null;
   activationBytesPerImage: number;
+  /** Weights not yet in GPU memory when `freeBytes` was read (`weightsStillToLoad`). */
   weightsBytes: number;
 }
 

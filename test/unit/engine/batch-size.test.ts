@@ -3,7 +3,7 @@
  * shapes, and the largest power-of-two batch that fits a share of the GPU's free memory.
  */
 import { describe, expect, it } from 'vitest';
-import { AUTO_BATCH, autoBatchSize, modelMemory } from '../../../src/worker/engine/batch-size.js';
+import { AUTO_BATCH, autoBatchSize, modelMemory, weightsStillToLoad } from '../../../src/worker/engine/batch-size.js';
 import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 
 const zeros = (dims: number[]) => ({ dtype: 'float32' as const, dims, data: new Float32Array(dims.reduce((a, d) => a * d, 1)) });
@@ -44,6 +44,24 @@ describe('batch size auto', () => {
     // 1 GiB free: 614 - 528 = 86 MiB -> 1 image.
     expect(autoBatchSize({ freeBytes: 1024 * MiB, ...vgg }).batchSize).toBe(1);
     expect(autoBatchSize({ freeBytes: 512 * MiB, ...vgg })).toMatchObject({ batchSize: 1, reason: expect.stringMatching(/barely fits/) });
+  });
+
+  it('counts one more weights copy per ONNX method session the engine may still open, up to its cap', () => {
+    const MiB = 2 ** 20;
+    const w = 528 * MiB;
+    // One copy is loaded when free memory is read; the default cap of 2 adds one, a cap of 5 four.
+    expect(weightsStillToLoad(w, { maxSessions: 2, gradientMethods: 5 })).toBe(w);
+    expect(weightsStillToLoad(w, { maxSessions: 5, gradientMethods: 5 })).toBe(4 * w);
+    // A cap above the methods served: no more copies than methods; a cap of 1: none.
+    expect(weightsStillToLoad(w, { maxSessions: 8, gradientMethods: 3 })).toBe(2 * w);
+    expect(weightsStillToLoad(w, { maxSessions: 1, gradientMethods: 5 })).toBe(0);
+    // TF.js: one copy, already loaded.
+    expect(weightsStillToLoad(w, null)).toBe(0);
+    // 8 GiB free, VGG16 with a cap of 2: 8192 x 0.6 - 528 = 4387 MiB -> 71 fit -> 64;
+    // with a cap of 5, 4915 - 2112 = 2803 MiB -> 45 fit -> 32.
+    const act = 61 * MiB;
+    expect(autoBatchSize({ freeBytes: 8192 * MiB, activationBytesPerImage: act, weightsBytes: weightsStillToLoad(w, { maxSessions: 2, gradientMethods: 5 }) }).batchSize).toBe(64);
+    expect(autoBatchSize({ freeBytes: 8192 * MiB, activationBytesPerImage: act, weightsBytes: weightsStillToLoad(w, { maxSessions: 5, gradientMethods: 5 }) })).toMatchObject({ batchSize: 32, reason: expect.stringMatching(/- 2112 MiB weights .* 45 fit, batch 32$/) });
   });
 
   it('uses the CPU default where there is no GPU memory to size for', () => {

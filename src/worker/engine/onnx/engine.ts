@@ -1,6 +1,7 @@
 /**
- * The ONNX Runtime engine: one session over a graph that computes logits, probabilities and the
- * CAMs of every requested target in a single run (see compile-graph.ts). TypeScript only packs
+ * The ONNX Runtime engine: per CAM method, one session over a graph that computes logits,
+ * probabilities and the CAMs of every requested target in a single run (see compile-graph.ts); at
+ * most `maxSessions` of them open (session-pool.ts). TypeScript only packs
  * inputs, unpacks outputs and applies the post-processing shared with the TF.js engine.
  */
 import { randomBytes } from 'node:crypto';
@@ -31,6 +32,8 @@ import type { NodePlacement } from './placement.js';
 import { defaultProviderEnvironment, selectProviders } from './providers.js';
 import type { ProviderEnvironment } from './providers.js';
 import { isOnnxSupported } from './support.js';
+import { SessionPool } from './session-pool.js';
+import type { SessionPoolStats } from './session-pool.js';
 import { explainGradientFree } from '../gradient-free/explain.js';
 import { measureFaithfulness } from '../faithfulness.js';
 import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
@@ -43,9 +46,10 @@ export interface OnnxEngineOptions {
   /** Runtime settings; defaults in `defaultOnnxRuntimeOptions()`. */
   runtime?: Partial<OnnxRuntimeOptions>;
   /**
-   * Methods the engine must serve. The gradient ones are compiled into the graph (branches of an
-   * `If`: only the requested one runs); with none of them, the graph is forward-only and runs any
-   * head, differentiable or not. The gradient-free methods are always served. Default: every method.
+   * Methods the engine must serve. Each gradient one gets its own graph and session, opened on
+   * first use, at most `runtime.maxSessions` open at once (session-pool.ts); with none of them, the
+   * graph is forward-only and runs any head, differentiable or not. The gradient-free methods are
+   * always served. Default: every method.
    */
   methods?: CamMethod[];
   logger?: Logger;
@@ -118,6 +122,8 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const sessions: MethodSessions = {
     methods,
     first: session,
+    maxSessions: runtime.maxSessions,
+    logger,
     open: async (method) => {
       const opened = await openSession(method);
       logger.info({ method, cached: opened.source.cached, compileMs: opened.source.compileMs }, `ONNX Runtime session for ${method} ready (one per CAM method in use)`);
@@ -131,15 +137,18 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
 
 /**
  * The engine's sessions: each gradient method has its own graph (compile-graph.ts), opened on first
- * use. Each holds its own copy of the weights, so an engine asked for k methods holds k copies.
+ * use. Each holds its own copy of the weights, so at most `maxSessions` are open (session-pool.ts).
  */
 export interface MethodSessions {
   /** Gradient methods the engine serves; empty: `first` is a forward-only graph. */
   methods: readonly CamMethod[];
-  /** The session of `methods[0]` (or the forward-only one), open from the start; forward passes use it. */
+  /** The session of `methods[0]` (or the forward-only one), open from the start. */
   first: ort.InferenceSession;
-  /** Open the session of another method. */
+  /** Open the session of a method (again, after an eviction). */
   open: (method: CamMethod) => Promise<ort.InferenceSession>;
+  /** Most method sessions open at once (`OnnxRuntimeOptions.maxSessions`). */
+  maxSessions: number;
+  logger: Logger;
 }
 
 /**
@@ -224,8 +233,8 @@ export class OnnxEngine implements Engine, ForwardHost {
   private disposed = false;
   readonly numClasses: number;
   private readonly methods: readonly CamMethod[];
-  /** Method → its session (opening or open). */
-  private readonly opened = new Map<CamMethod, Promise<ort.InferenceSession>>();
+  /** The gradient methods' sessions; null for a forward-only graph (`sessions.first` alone). */
+  private readonly pool: SessionPool<ort.InferenceSession> | null;
 
   constructor(
     private readonly sessions: MethodSessions,
@@ -239,19 +248,13 @@ export class OnnxEngine implements Engine, ForwardHost {
   ) {
     this.numClasses = info.numClasses;
     this.methods = sessions.methods;
-    if (this.methods.length > 0) this.opened.set(this.methods[0], Promise.resolve(sessions.first));
+    this.pool = this.methods.length > 0 ? new SessionPool(sessions.open, sessions.maxSessions, sessions.logger) : null;
+    this.pool?.adopt(this.methods[0], sessions.first);
   }
 
-  /** The session of `method`, opened on first use (concurrent first uses share one opening). */
-  private sessionFor(method: CamMethod): Promise<ort.InferenceSession> {
-    let session = this.opened.get(method);
-    if (!session) {
-      session = this.sessions.open(method);
-      this.opened.set(method, session);
-      // A failed opening is not cached: the next request tries again.
-      session.catch(() => this.opened.delete(method));
-    }
-    return session;
+  /** Open method sessions, how many were opened and evicted so far, runs in flight. */
+  sessionStats(): SessionPoolStats {
+    return this.pool ? this.pool.stats() : { open: [], opened: 1, evicted: 0, inFlight: 0 };
   }
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
@@ -260,13 +263,14 @@ export class OnnxEngine implements Engine, ForwardHost {
   }
 
   /**
-   * ForwardHost. The first method's explain graph runs with a top-1 target: the head backward costs
-   * ~1% of the conv stack, far less than keeping a second session (and a second copy of the weights)
-   * for forward only.
+   * ForwardHost. The most recently used method's explain graph runs with a top-1 target (any
+   * method's graph computes the same logits and activations): the head backward costs ~1% of the
+   * conv stack, far less than keeping a session (and a copy of the weights) for forward only.
    */
   async forward(images: PreprocessedImage[], activations: boolean): Promise<ForwardRows> {
     const fetches: string[] = [GRAPH_IO.logits, GRAPH_IO.probabilities, ...(activations ? [GRAPH_IO.activation] : [])];
-    const out = await this.run(this.sessions.first, images, images.map(() => [-1]), true, fetches);
+    const runOn = (session: ort.InferenceSession): Promise<ort.InferenceSession.ReturnType> => this.run(session, images, images.map(() => [-1]), true, fetches);
+    const out = this.pool ? await this.pool.use(this.pool.mostRecent() ?? this.methods[0], runOn) : await runOn(this.sessions.first);
     const rows: ForwardRows = { probabilities: this.rows(out[GRAPH_IO.probabilities], images.length), logits: this.rows(out[GRAPH_IO.logits], images.length) };
     if (activations) rows.activations = { ...channelsLast(out[GRAPH_IO.activation].data as Float32Array, images.length, this.targetShape), height: this.targetShape[0], width: this.targetShape[1], channels: this.targetShape[2] };
     return rows;
@@ -288,15 +292,17 @@ export class OnnxEngine implements Engine, ForwardHost {
     if (n === 0) return [];
     const targetRow = graphTargets(request, this.info.numClasses);
     const camName = GRAPH_IO.cam;
-    const session = await this.sessionFor(request.method);
-    const out = await this.run(session, request.images, request.images.map(() => targetRow), request.score === 'prob', [
-      GRAPH_IO.logits,
-      GRAPH_IO.probabilities,
-      GRAPH_IO.classes,
-      GRAPH_IO.scores,
-      GRAPH_IO.gradMaxAbs,
-      camName,
-    ]);
+    const pool = this.pool as SessionPool<ort.InferenceSession>; // methods is non-empty here
+    const out = await pool.use(request.method, (session) =>
+      this.run(session, request.images, request.images.map(() => targetRow), request.score === 'prob', [
+        GRAPH_IO.logits,
+        GRAPH_IO.probabilities,
+        GRAPH_IO.classes,
+        GRAPH_IO.scores,
+        GRAPH_IO.gradMaxAbs,
+        camName,
+      ]),
+    );
     const probs = this.rows(out[GRAPH_IO.probabilities], n);
     const logits = this.rows(out[GRAPH_IO.logits], n);
     const classes = out[GRAPH_IO.classes].data as BigInt64Array;
@@ -325,9 +331,8 @@ export class OnnxEngine implements Engine, ForwardHost {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    const opened = await Promise.allSettled([...this.opened.values()]);
-    const sessions = new Set([this.sessions.first, ...opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []))]);
-    await Promise.all([...sessions].map((s) => s.release()));
+    if (this.pool) await this.pool.dispose();
+    else await this.sessions.first.release();
   }
 
   private async run(

@@ -41,6 +41,14 @@ export interface OnnxRuntimeOptions {
    * through casts), so it is for GPU nodes. Default `fp32`.
    */
   precision: OnnxPrecision;
+  /**
+   * Most gradient-method sessions open at once. Each method has its own graph and session, and each
+   * session holds a copy of the weights (VGG16: about 0.55 GB), so a worker serving runs of every
+   * method would otherwise hold five. Past the cap, the least recently used idle session is
+   * released and reopens on demand (session-pool.ts; from the graph cache when enabled). Default 2:
+   * a run uses one method, so a worker alternating between two runs' methods never reopens.
+   */
+  maxSessions: number;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -56,6 +64,7 @@ export function defaultOnnxRuntimeOptions(): OnnxRuntimeOptions {
     cacheDir: defaultCacheDir(),
     checkPlacement: true,
     precision: 'fp32',
+    maxSessions: 2,
   };
 }
 
@@ -72,6 +81,7 @@ export function resolveOnnxRuntimeOptions(partial: Partial<OnnxRuntimeOptions> =
     throw new ConfigError('--onnx-threads', `expected a positive integer, got ${String(o.intraOpThreads)}`);
   }
   if (!(PRECISIONS as readonly string[]).includes(o.precision)) throw new ConfigError('--onnx-precision', `expected ${PRECISIONS.join(' or ')}, got "${String(o.precision)}"`);
+  if (!Number.isInteger(o.maxSessions) || o.maxSessions < 1) throw new ConfigError('--onnx-max-sessions', `expected a positive integer, got ${String(o.maxSessions)}`);
   if (!Number.isInteger(o.deviceId) || o.deviceId < 0) throw new ConfigError('--device-id', `expected a non-negative integer, got ${String(o.deviceId)}`);
   return o;
 }
@@ -88,6 +98,7 @@ export interface RawOnnxFlags {
   onnxThreads?: string;
   onnxCacheDir?: string;
   onnxPrecision?: string;
+  onnxMaxSessions?: string;
 }
 
 export const ONNX_FLAG_HELP = Object.freeze({
@@ -95,6 +106,7 @@ export const ONNX_FLAG_HELP = Object.freeze({
   threads: ['--onnx-threads <n>', 'ONNX Runtime intra-op threads (default: the cores available; the worker leaves one of them to its event loop)'],
   cacheDir: ['--onnx-cache-dir <dir>', 'compiled-graph cache ("off" disables it; default: ~/.cache/gradcam-audit/onnx)'],
   precision: ['--onnx-precision <type>', 'fp32|fp16: element type of the layers up to the CAM layer; fp16 is for GPU providers (tensor cores), the head and the CAM stay fp32 (default: fp32)'],
+  maxSessions: ['--onnx-max-sessions <n>', 'most CAM-method sessions open at once, each with its own copy of the weights; the least recently used idle one is released past it and reopens when asked for (default: 2)'],
 } as const);
 
 /** The ONNX runtime flags, declared once for every command that builds an engine. */
@@ -112,6 +124,10 @@ export function parseOnnxFlags(flags: RawOnnxFlags): Partial<OnnxRuntimeOptions>
     partial.intraOpThreads = Number(flags.onnxThreads);
   }
   if (flags.onnxCacheDir !== undefined) partial.cacheDir = flags.onnxCacheDir === 'off' ? null : flags.onnxCacheDir;
+  if (flags.onnxMaxSessions !== undefined) {
+    if (!/^\d+$/.test(flags.onnxMaxSessions.trim())) throw new ConfigError('--onnx-max-sessions', `expected a positive integer, got "${flags.onnxMaxSessions}"`);
+    partial.maxSessions = Number(flags.onnxMaxSessions);
+  }
   if (flags.onnxPrecision !== undefined) partial.precision = flags.onnxPrecision.trim() as OnnxPrecision;
   // Validate now so a bad flag fails before any model is loaded.
   resolveOnnxRuntimeOptions(partial);

@@ -1,0 +1,140 @@
+/**
+ * The open ONNX Runtime sessions of one engine, one per gradient CAM method (compile-graph.ts
+ * compiles one graph per method), at most `maxSessions` of them. Each session holds its own copy of
+ * the weights (VGG16: about 0.55 GB), so an engine asked for every method would otherwise hold five.
+ *
+ * Past the cap, the least recently used session with no run in flight is released; a session under
+ * a running batch is never released (ONNX Runtime frees its buffers on release), so while every
+ * open session is busy the pool stays over the cap and trims when a run ends. An evicted method
+ * reopens on its next use, from the compiled-graph cache when there is one (graph-cache.ts).
+ */
+import type { CamMethod } from '../../../shared/explain-options.js';
+import type { Logger } from '../../../shared/logger.js';
+
+/** What the pool needs of a session: to be released. (ort.InferenceSession in the engine.) */
+export interface Releasable {
+  release(): Promise<void>;
+}
+
+/** The pool's own accounting, for logs, metrics and tests. */
+export interface SessionPoolStats {
+  /** Methods whose session is open or opening, least recently used first. */
+  open: CamMethod[];
+  /** Sessions opened so far, the first one included. */
+  opened: number;
+  /** Sessions released to stay within the cap (dispose not counted). */
+  evicted: number;
+  /** Runs in flight, over all sessions. */
+  inFlight: number;
+}
+
+interface Entry<S> {
+  session: Promise<S>;
+  /** Set once opened: only an opened session can be evicted. */
+  ready: S | null;
+  inFlight: number;
+  lastUsed: number;
+}
+
+export class SessionPool<S extends Releasable> {
+  private readonly entries = new Map<CamMethod, Entry<S>>();
+  private clock = 0;
+  private opened = 0;
+  private evicted = 0;
+  private loggedEviction = false;
+  private disposed = false;
+
+  constructor(
+    private readonly open: (method: CamMethod) => Promise<S>,
+    private readonly maxSessions: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Register a session opened elsewhere (the engine's first, opened at start-up). */
+  adopt(method: CamMethod, session: S): void {
+    this.opened++;
+    this.entries.set(method, { session: Promise.resolve(session), ready: session, inFlight: 0, lastUsed: ++this.clock });
+  }
+
+  /**
+   * Run `fn` on the session of `method`, opening it if needed (concurrent first uses share one
+   * opening). The session is pinned while `fn` runs.
+   */
+  async use<T>(method: CamMethod, fn: (session: S) => Promise<T>): Promise<T> {
+    if (this.disposed) throw new Error('engine is disposed');
+    let entry = this.entries.get(method);
+    if (!entry) {
+      const created: Entry<S> = { session: this.open(method), ready: null, inFlight: 0, lastUsed: 0 };
+      this.entries.set(method, created);
+      this.opened++;
+      created.session.then(
+        (s) => {
+          created.ready = s;
+        },
+        // A failed opening is not kept: the next request tries again.
+        () => {
+          if (this.entries.get(method) === created) this.entries.delete(method);
+        },
+      );
+      entry = created;
+    }
+    entry.inFlight++;
+    entry.lastUsed = ++this.clock;
+    try {
+      const session = await entry.session;
+      entry.ready = session;
+      // Opening may have taken the pool over the cap; the oldest idle session goes now.
+      await this.trim();
+      return await fn(session);
+    } finally {
+      entry.inFlight--;
+      await this.trim();
+    }
+  }
+
+  /** The most recently used open method, if any (forward passes run on any method's graph). */
+  mostRecent(): CamMethod | null {
+    let best: [CamMethod, number] | null = null;
+    for (const [m, e] of this.entries) if (!best || e.lastUsed > best[1]) best = [m, e.lastUsed];
+    return best ? best[0] : null;
+  }
+
+  stats(): SessionPoolStats {
+    const open = [...this.entries].sort((a, b) => a[1].lastUsed - b[1].lastUsed).map(([m]) => m);
+    const inFlight = [...this.entries.values()].reduce((n, e) => n + e.inFlight, 0);
+    return { open, opened: this.opened, evicted: this.evicted, inFlight };
+  }
+
+  /** Release idle sessions, least recently used first, until within the cap or none is idle. */
+  private async trim(): Promise<void> {
+    while (!this.disposed && this.entries.size > this.maxSessions) {
+      let victim: [CamMethod, Entry<S>] | null = null;
+      for (const [m, e] of this.entries) {
+        if (e.inFlight === 0 && e.ready && (!victim || e.lastUsed < victim[1].lastUsed)) victim = [m, e];
+      }
+      if (!victim) return;
+      const [method, entry] = victim;
+      this.entries.delete(method);
+      this.evicted++;
+      const fields = { method, maxSessions: this.maxSessions, open: [...this.entries.keys()], evicted: this.evicted };
+      if (!this.loggedEviction) {
+        // Once per engine at info: a worker alternating between more methods than the cap would
+        // otherwise log every batch. Later evictions are counted (stats) and logged at debug.
+        this.loggedEviction = true;
+        this.logger.info(fields, `released the ONNX Runtime session of ${method} (at most ${this.maxSessions} open, --onnx-max-sessions); it reopens when next asked for`);
+      } else {
+        this.logger.debug(fields, `released the ONNX Runtime session of ${method}`);
+      }
+      await (entry.ready as S).release();
+    }
+  }
+
+  /** Release every session, waiting for those still opening. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const settled = await Promise.allSettled([...this.entries.values()].map((e) => e.session));
+    this.entries.clear();
+    await Promise.all(settled.flatMap((o) => (o.status === 'fulfilled' ? [o.value.release()] : [])));
+  }
+}

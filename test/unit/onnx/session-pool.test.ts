@@ -1,0 +1,128 @@
+/**
+ * The cap on open method sessions (OnnxRuntimeOptions.maxSessions), with real ONNX Runtime
+ * sessions on a small VGG-shaped model: eviction releases the least recently used idle session,
+ * never one under a running batch, and an evicted method reopens with the same results.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CamMethod } from '../../../src/shared/explain-options.js';
+import type { EngineImageResult } from '../../../src/worker/engine/engine.js';
+import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import type { OnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { diskGraphCache } from '../../../src/worker/engine/onnx/graph-cache.js';
+import { parseOnnxFlags, resolveOnnxRuntimeOptions } from '../../../src/worker/engine/onnx/options.js';
+import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
+import { randomImages } from './helpers/images.js';
+
+const spec = vggShapedSpec({ seed: 17, inputStd: 64 });
+const images = randomImages(4, 32, 32, 53);
+const request = (method: CamMethod, imgs = images) => ({ images: imgs, targets: { kind: 'topk' as const }, topK: 2, method, score: 'logit' as const });
+
+function capture(): { logger: pino.Logger; lines: () => Array<{ level: number; msg: string; method?: string }> } {
+  const out: string[] = [];
+  const stream = new Writable({ write: (chunk: Buffer, _e, cb) => (out.push(chunk.toString()), cb()) });
+  return { logger: pino({ level: 'info' }, stream), lines: () => out.map((l) => JSON.parse(l) as { level: number; msg: string; method?: string }) };
+}
+
+function expectSame(actual: EngineImageResult[], expected: EngineImageResult[]): void {
+  expect(actual).toHaveLength(expected.length);
+  actual.forEach((r, i) => {
+    expect(r.cams.map((c) => c.classIndex)).toEqual(expected[i].cams.map((c) => c.classIndex));
+    r.cams.forEach((cam, j) => cam.grid.forEach((v, k) => expect(Math.abs(v - expected[i].cams[j].grid[k])).toBeLessThan(1e-6)));
+  });
+}
+
+let dir: string;
+let reference: OnnxEngine;
+const expected = new Map<CamMethod, EngineImageResult[]>();
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'onnx-pool-'));
+  // Every method open at once: the results each capped engine must reproduce.
+  reference = await createOnnxEngine({ spec, cache: null, runtime: { intraOpThreads: 1, maxSessions: 5, checkPlacement: false } });
+  for (const m of ['gradcam', 'hirescam', 'layercam'] as const) expected.set(m, await reference.explain(request(m)));
+});
+afterAll(async () => {
+  await reference.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const capped = (maxSessions: number, methods: CamMethod[], logger?: pino.Logger) =>
+  createOnnxEngine({ spec, cache: diskGraphCache(dir), runtime: { intraOpThreads: 1, maxSessions, checkPlacement: false }, methods, logger });
+
+describe('ONNX method sessions: at most maxSessions open', () => {
+  it('defaults to 2, so one method per run never evicts, and refuses a cap below 1', () => {
+    expect(resolveOnnxRuntimeOptions().maxSessions).toBe(2);
+    expect(() => resolveOnnxRuntimeOptions({ maxSessions: 0 })).toThrow(/--onnx-max-sessions/);
+    expect(parseOnnxFlags({ onnxMaxSessions: '3' }).maxSessions).toBe(3);
+    expect(() => parseOnnxFlags({ onnxMaxSessions: 'two' })).toThrow(/--onnx-max-sessions.*positive integer.*"two"/);
+  });
+
+  it('with a cap of 1, two methods alternating release and reopen each other and give the same maps every time', async () => {
+    const { logger, lines } = capture();
+    const engine = await capped(1, ['gradcam', 'hirescam'], logger);
+    try {
+      expect(engine.sessionStats()).toMatchObject({ open: ['gradcam'], opened: 1, evicted: 0 });
+      const order: CamMethod[] = ['gradcam', 'hirescam', 'gradcam', 'hirescam', 'hirescam', 'gradcam'];
+      for (const method of order) {
+        expectSame(await engine.explain(request(method)), expected.get(method) as EngineImageResult[]);
+        // Only the session just used is left open: the other one was released.
+        expect(engine.sessionStats()).toMatchObject({ open: [method], inFlight: 0 });
+      }
+      // Every switch of method opened one session and released one; a repeat opened nothing.
+      expect(engine.sessionStats()).toMatchObject({ opened: 5, evicted: 4 });
+      // Forward passes run on the open session and open nothing.
+      expect((await engine.predict(images)).map((p) => Array.from(p))).toEqual(expected.get('gradcam')?.map((r) => Array.from(r.probabilities)));
+      expect(engine.sessionStats()).toMatchObject({ opened: 5, evicted: 4 });
+      // One info line for the first eviction, not one per batch.
+      const info = lines().filter((l) => l.level === 30 && l.msg.startsWith('released the ONNX Runtime session'));
+      expect(info).toHaveLength(1);
+      expect(info[0]).toMatchObject({ method: 'gradcam' });
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('keeps a session under a running batch open past the cap, and releases it once the batch ends', async () => {
+    const engine = await capped(1, ['gradcam', 'hirescam']);
+    try {
+      const big = randomImages(16, 32, 32, 59);
+      const gradcamRef = await reference.explain(request('gradcam', big));
+      // gradcam's batch is in flight while hirescam opens: gradcam may not be released under it.
+      const running = engine.explain(request('gradcam', big));
+      const other = engine.explain(request('hirescam'));
+      const [a, b] = await Promise.all([running, other]);
+      expectSame(a, gradcamRef);
+      expectSame(b, expected.get('hirescam') as EngineImageResult[]);
+      const stats = engine.sessionStats();
+      expect(stats.inFlight).toBe(0);
+      expect(stats.open).toHaveLength(1);
+      expect(stats.evicted).toBe(1);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('concurrent calls on one method are not disturbed by the eviction of another', async () => {
+    const engine = await capped(2, ['gradcam', 'hirescam', 'layercam']);
+    try {
+      await engine.explain(request('hirescam'));
+      expect(engine.sessionStats()).toMatchObject({ open: ['gradcam', 'hirescam'], evicted: 0 });
+      await engine.explain(request('gradcam')); // hirescam is now the least recently used
+      const calls = [
+        ...Array.from({ length: 4 }, () => engine.explain(request('gradcam'))),
+        engine.explain(request('layercam')),
+        ...Array.from({ length: 4 }, () => engine.explain(request('gradcam'))),
+      ];
+      const results = await Promise.all(calls);
+      results.forEach((r, i) => expectSame(r, expected.get(i === 4 ? 'layercam' : 'gradcam') as EngineImageResult[]));
+      expect(engine.sessionStats()).toMatchObject({ evicted: 1, inFlight: 0 });
+      expect(engine.sessionStats().open.sort()).toEqual(['gradcam', 'layercam']);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
