@@ -18,7 +18,7 @@ import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
 import { createDashboard } from '../../../src/dashboard/server.js';
-import { cleanupBucket } from './harness.js';
+import { cleanupBucket, WHOLE_PAGES } from './harness.js';
 import { seedRun, type SeedImage } from './seed.js';
 import { ObservedStore, type StoreStep } from '../../helpers/observed-store.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
@@ -70,7 +70,7 @@ describe(`dashboard reads while the finalizer replaces part files by the manifes
     queue = new Queue(t.queueName, { connection: queueConnection });
     const runs = new RunStore(t.redis, { prefix: t.prefix }, { store, ...(cached ? { partCache: new PartCache(DASHBOARD_DEFAULTS.partCacheBytes) } : {}) });
     // The finalizer runs inside a read: a request must wait for it here, whatever the machine's load.
-    app = await createDashboard({ runs, redis: t.redis, keySpace: { prefix: t.prefix }, store, queue, logger: silentLogger() }, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, partWaitMs: 120_000 });
+    app = await createDashboard({ runs, redis: t.redis, keySpace: { prefix: t.prefix }, store, queue, logger: silentLogger() }, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, ...WHOLE_PAGES });
   });
 
   afterAll(async () => {

@@ -15,7 +15,7 @@ import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { connectDashboard, type DashboardConnections } from '../../../src/dashboard/connections.js';
 import { DASHBOARD_DEFAULTS } from '../../../src/dashboard/options.js';
 import { createDashboard } from '../../../src/dashboard/server.js';
-import { cleanupBucket } from './harness.js';
+import { cleanupBucket, WHOLE_PAGES } from './harness.js';
 import { createSeedRun, type SeededRun } from './seed.js';
 import { ObservedStore } from '../../helpers/observed-store.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
@@ -49,7 +49,7 @@ describe('dashboard reads of a live run\'s part files', () => {
     for await (const page of b.store.listPages(b.bucket, `${run.outputPrefix}_parts/`)) parts += page.length;
     store = new ObservedStore(b.store);
     conns = await connectDashboard(loadConfig({}, { redisUrl: t.url, keyPrefix: t.prefix, queueName: t.queueName }), store, silentLogger());
-    app = await createDashboard(conns.deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' } });
+    app = await createDashboard(conns.deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, ...WHOLE_PAGES });
   });
 
   afterAll(async () => {

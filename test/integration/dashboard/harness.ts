@@ -28,6 +28,13 @@ export interface DashboardHarness {
   close(): Promise<void>;
 }
 
+/**
+ * Dashboard options for tests that assert a page's whole content: wait for every part file however
+ * loaded the machine. The production default answers after 1 s from the parts already read (the
+ * subject of stalled-part.test.ts), which on a loaded CI machine can be a partial page.
+ */
+export const WHOLE_PAGES: Partial<DashboardOptions> = { partWaitMs: 120_000 };
+
 export async function startHarness(options: Partial<DashboardOptions> = {}): Promise<DashboardHarness> {
   const t = await testRedis();
   const b = await testBucket();
@@ -35,7 +42,7 @@ export async function startHarness(options: Partial<DashboardOptions> = {}): Pro
   const queue = new Queue(t.queueName, { connection: queueConnection });
   const runs = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
   const deps: DashboardDeps = { runs, redis: t.redis, keySpace: { prefix: t.prefix }, store: b.store, queue, logger: silentLogger() };
-  const app = await createDashboard(deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, port: 0, ...options });
+  const app = await createDashboard(deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, port: 0, ...WHOLE_PAGES, ...options });
   return {
     t,
     b,
