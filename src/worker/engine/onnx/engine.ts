@@ -254,7 +254,7 @@ export class OnnxEngine implements Engine, ForwardHost {
 
   /** Open method sessions, how many were opened and evicted so far, runs in flight. */
   sessionStats(): SessionPoolStats {
-    return this.pool ? this.pool.stats() : { open: [], opened: 1, evicted: 0, inFlight: 0 };
+    return this.pool ? this.pool.stats() : { open: [], opened: 1, evicted: 0, inFlight: 0, peakLive: 1 };
   }
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {

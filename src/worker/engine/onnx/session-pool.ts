@@ -3,8 +3,8 @@
  * compiles one graph per method), at most `maxSessions` of them. Each session holds its own copy of
  * the weights (VGG16: about 0.55 GB), so an engine asked for every method would otherwise hold five.
  *
- * Past the cap, the least recently used session with no run in flight is released; a session under
- * a running batch is never released (ONNX Runtime frees its buffers on release), so while every
+ * Past the cap, the least recently used session with no run in flight is released, before the new
+ * one opens (so a swap never holds cap + 1 copies at once); a session under a running batch is never released (ONNX Runtime frees its buffers on release), so while every
  * open session is busy the pool stays over the cap and trims when a run ends. An evicted method
  * reopens on its next use, from the compiled-graph cache when there is one (graph-cache.ts).
  */
@@ -26,6 +26,8 @@ export interface SessionPoolStats {
   evicted: number;
   /** Runs in flight, over all sessions. */
   inFlight: number;
+  /** Most sessions alive (opened and not yet released) at any one time. */
+  peakLive: number;
 }
 
 interface Entry<S> {
@@ -41,6 +43,8 @@ export class SessionPool<S extends Releasable> {
   private clock = 0;
   private opened = 0;
   private evicted = 0;
+  private live = 0;
+  private peakLive = 0;
   private loggedEviction = false;
   private disposed = false;
 
@@ -53,6 +57,7 @@ export class SessionPool<S extends Releasable> {
   /** Register a session opened elsewhere (the engine's first, opened at start-up). */
   adopt(method: CamMethod, session: S): void {
     this.opened++;
+    this.countLive(1);
     this.entries.set(method, { session: Promise.resolve(session), ready: session, inFlight: 0, lastUsed: ++this.clock });
   }
 
@@ -64,12 +69,15 @@ export class SessionPool<S extends Releasable> {
     if (this.disposed) throw new Error('engine is disposed');
     let entry = this.entries.get(method);
     if (!entry) {
-      const created: Entry<S> = { session: this.open(method), ready: null, inFlight: 0, lastUsed: 0 };
+      // Room first: the least recently used idle session is released before this one loads.
+      const room = this.evictIdle(this.maxSessions - 1);
+      const created: Entry<S> = { session: room.then(() => this.open(method)), ready: null, inFlight: 0, lastUsed: 0 };
       this.entries.set(method, created);
       this.opened++;
       created.session.then(
         (s) => {
           created.ready = s;
+          this.countLive(1);
         },
         // A failed opening is not kept: the next request tries again.
         () => {
@@ -102,17 +110,32 @@ export class SessionPool<S extends Releasable> {
   stats(): SessionPoolStats {
     const open = [...this.entries].sort((a, b) => a[1].lastUsed - b[1].lastUsed).map(([m]) => m);
     const inFlight = [...this.entries.values()].reduce((n, e) => n + e.inFlight, 0);
-    return { open, opened: this.opened, evicted: this.evicted, inFlight };
+    return { open, opened: this.opened, evicted: this.evicted, inFlight, peakLive: this.peakLive };
+  }
+
+  private countLive(delta: number): void {
+    this.live += delta;
+    this.peakLive = Math.max(this.peakLive, this.live);
   }
 
   /** Release idle sessions, least recently used first, until within the cap or none is idle. */
-  private async trim(): Promise<void> {
-    while (!this.disposed && this.entries.size > this.maxSessions) {
+  private trim(): Promise<void> {
+    return this.evictIdle(this.maxSessions);
+  }
+
+  /**
+   * Take idle sessions out of the pool, least recently used first, until at most `limit` remain or
+   * none is idle, and release them. The choice is synchronous, so concurrent callers never pick
+   * the same session or miss one another's entries.
+   */
+  private evictIdle(limit: number): Promise<void> {
+    const releases: Array<Promise<void>> = [];
+    while (!this.disposed && this.entries.size > limit) {
       let victim: [CamMethod, Entry<S>] | null = null;
       for (const [m, e] of this.entries) {
         if (e.inFlight === 0 && e.ready && (!victim || e.lastUsed < victim[1].lastUsed)) victim = [m, e];
       }
-      if (!victim) return;
+      if (!victim) break;
       const [method, entry] = victim;
       this.entries.delete(method);
       this.evicted++;
@@ -125,8 +148,9 @@ export class SessionPool<S extends Releasable> {
       } else {
         this.logger.debug(fields, `released the ONNX Runtime session of ${method}`);
       }
-      await (entry.ready as S).release();
+      releases.push((entry.ready as S).release().then(() => this.countLive(-1)));
     }
+    return Promise.all(releases).then(() => undefined);
   }
 
   /** Release every session, waiting for those still opening. Idempotent. */
