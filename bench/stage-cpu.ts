@@ -66,7 +66,7 @@ for (const [w, h] of [[320, 240], [1600, 1200]] as const) {
         display = { data, width: size.width, height: size.height };
       });
     }
-    await timed('overlay', t, () => renderOverlay(display, cam, { maxSide }));
+    await timed('overlay', t, () => renderOverlay(display, cam, { maxSide, reuseImage: true }));
     await timed('heatmap', t, () => renderHeatmap(cam, { size: heatmapSize(w, h, 224) }));
   }
   const ms = performance.now() - t0;

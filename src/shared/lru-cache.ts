@@ -20,6 +20,11 @@ export class LruCache<V extends { byteLength: number }> {
     return value;
   }
 
+  /** Whether `key` is cached, without making it the most recent (a look, not a use). */
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+
   set(key: string, value: V): void {
     if (value.byteLength > this.maxBytes) return;
     const old = this.map.get(key);

@@ -35,7 +35,7 @@
  * the lines read so far (the run's counters come from Redis either way) and shows the late part
  * once it arrives.
  */
-import { NotFoundError, TransientError } from '../errors.js';
+import { TransientError } from '../errors.js';
 import { LruCache } from '../lru-cache.js';
 import { Semaphore } from '../semaphore.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
@@ -112,6 +112,13 @@ interface CachedPart {
   byteLength: number;
 }
 
+/**
+ * Which failed part reads `withAttempts` sends again, besides attempts that timed out: none. The S3
+ * store has already retried 5xx and throttling with backoff before it reports a TransientError, so
+ * another immediate round would only multiply requests to a busy server.
+ */
+const ONLY_TIMED_OUT = (): boolean => false;
+
 export class PartCache {
   private readonly lru: LruCache<CachedPart>;
   private readonly listings = new Map<string, Listing>();
@@ -157,7 +164,7 @@ export class PartCache {
     const hit = this.listings.get(id);
     if (hit && hit.stamp === stamp) return hit.parts;
     const relist = (): Promise<ObjectSummary[]> =>
-      withAttempts(`listing s3://${bucket}/${prefix}`, (signal) => listParts(store, bucket, prefix, signal), this.reads, (err) => err instanceof TransientError);
+      withAttempts(`listing s3://${bucket}/${prefix}`, (signal) => listParts(store, bucket, prefix, signal), this.reads, ONLY_TIMED_OUT);
     const base = this.complete.get(id);
     let parts: Promise<ObjectSummary[]>;
     if (index && base && base.index.basis === index.basis) {
@@ -204,8 +211,9 @@ export class PartCache {
   /**
    * The part's lines, from memory when this version of it was read before. With a deadline, a part
    * that is not read by then yields nothing (`deadline.missed` counts it; its read goes on), and so
-   * does one whose reads failed (the next reader tries again); a part that is gone (NotFoundError:
-   * the finalizer deleted it) throws either way, so the reader turns to the manifest.
+   * does one whose reads were given up as transient (the next reader tries again); a part that is
+   * gone (NotFoundError: the finalizer deleted it, so the reader turns to the manifest) or that
+   * cannot be read or parsed throws either way.
    */
   async *read(store: ObjectStore, bucket: string, part: ObjectSummary, deadline?: ReadDeadline): AsyncGenerator<PartEntry> {
     if (!cacheable(part)) {
@@ -224,7 +232,9 @@ export class PartCache {
         () => null,
         (err: unknown) => err,
       );
-      if (failed instanceof NotFoundError) throw failed;
+      // A part that is gone, unreadable or not a part file is an error of the request, as without a
+      // deadline; only a read still in flight or given up as transient is left for the next poll.
+      if (failed !== null && !(failed instanceof TransientError)) throw failed;
       if (late || failed !== null) {
         deadline.missed += 1;
         return;
@@ -244,7 +254,7 @@ export class PartCache {
       if (!cacheable(part)) continue;
       budget -= part.size * HEAP_FACTOR;
       if (budget < 0) return;
-      if (this.lru.get(partId(bucket, part)) === undefined) this.fetch(store, bucket, part).catch(() => undefined);
+      if (!this.lru.has(partId(bucket, part))) this.fetch(store, bucket, part).catch(() => undefined);
     }
   }
 
@@ -260,7 +270,7 @@ export class PartCache {
         `reading s3://${bucket}/${part.key}`,
         (signal) => store.get(bucket, part.key, { signal, maxBytes: MAX_CACHED_PART_BYTES }),
         this.reads,
-        (err) => err instanceof TransientError,
+        ONLY_TIMED_OUT,
       );
       const read = { entries: parsePart(object.body), byteLength: part.size * HEAP_FACTOR };
       this.lru.set(id, read);

@@ -104,7 +104,8 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
     if (error instanceof NotPendingJobError) {
       // A second delivery of a job whose result is already counted: its outputs say so. Nothing to
       // record (the count is done); the job completes instead of failing as a stranger's.
-      const stored = await storedOutputs(payload, ctx);
+      // A failed look leaves the job to the error it had.
+      const stored = await storedOutputs(payload, ctx).catch(() => null);
       if (stored) {
         ctx.metrics.processed.inc({ outcome: 'skipped' });
         log.info('the image already has its result in the run (a job delivered again); nothing to do');

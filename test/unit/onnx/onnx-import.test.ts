@@ -170,4 +170,16 @@ describe('run-time reshape targets (dynamic-batch exports)', () => {
     const chw = { ...constants, s: { dtype: 'int64' as const, dims: [2], data: [6, 12] } };
     expect(foldShapeNode(mul, chw, new Map())).toEqual([{ dtype: 'int64', dims: [2], data: [12, 24] }]);
   });
+
+  it('folds only int64 casts of a shape, and gives a constant its own first axis', () => {
+    const constants = { s: { dtype: 'int64' as const, dims: [2], data: [6, 12] }, w: { dtype: 'float32' as const, dims: [3, 4], data: new Float32Array(12) } };
+    const cast = (to: number) => ({ name: 'to_scale', op: 'Cast', inputs: ['s'], outputs: ['y'], attrs: { to: { int: to } } });
+    expect(foldShapeNode(cast(7), constants, new Map())).toEqual([{ dtype: 'int64', dims: [2], data: [6, 12] }]);
+    // A float cast (a dynamic interpolate's scales) would come out labelled int64.
+    expect(() => foldShapeNode(cast(1), constants, new Map())).toThrow(/node "to_scale" \(Cast\): casts a shape to ONNX element type 1/);
+    const shapeOf = (input: string) => ({ name: `shape_${input}`, op: 'Shape', inputs: [input], outputs: ['y'], attrs: {} });
+    const shapes = new Map([['w', [3, 4]], ['x', [1, 8, 5, 5]]]);
+    expect(foldShapeNode(shapeOf('w'), constants, shapes)).toEqual([{ dtype: 'int64', dims: [2], data: [3, 4] }]);
+    expect(foldShapeNode(shapeOf('x'), constants, shapes)).toEqual([{ dtype: 'int64', dims: [4], data: [BATCH, 8, 5, 5] }]);
+  });
 });

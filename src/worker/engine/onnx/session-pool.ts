@@ -100,9 +100,14 @@ export class SessionPool<S extends Releasable> {
     }
   }
 
-  /** The most recently used open method, if any (forward passes run on any method's graph). */
+  /**
+   * The most recently used open method, if any (forward passes run on any method's graph). One
+   * still opening is passed over while another is open: a forward pass need not wait for it.
+   */
   mostRecent(): CamMethod | null {
     let best: [CamMethod, number] | null = null;
+    for (const [m, e] of this.entries) if (e.ready && (!best || e.lastUsed > best[1])) best = [m, e.lastUsed];
+    if (best) return best[0];
     for (const [m, e] of this.entries) if (!best || e.lastUsed > best[1]) best = [m, e.lastUsed];
     return best ? best[0] : null;
   }
@@ -148,7 +153,13 @@ export class SessionPool<S extends Releasable> {
       } else {
         this.logger.debug(fields, `released the ONNX Runtime session of ${method}`);
       }
-      releases.push((entry.ready as S).release().then(() => this.countLive(-1)));
+      // A failed release only loses memory: it must not fail the batch that triggered the trim.
+      releases.push(
+        (entry.ready as S)
+          .release()
+          .catch((err: unknown) => this.logger.warn({ err, method }, `releasing the ONNX Runtime session of ${method} failed`))
+          .finally(() => this.countLive(-1)),
+      );
     }
     return Promise.all(releases).then(() => undefined);
   }

@@ -11,6 +11,9 @@ import type { ConstTensor, GraphNode } from './ir.js';
 import { attrInt, attrInts } from './ir.js';
 import type { Shape } from './ops.js';
 
+/** ONNX TensorProto.DataType INT64. */
+const ONNX_INT64 = 7;
+
 /** Stands for the run-time batch size inside folded shape values. */
 export const BATCH = -(2 ** 40);
 
@@ -37,7 +40,8 @@ export function foldShapeNode(node: GraphNode, constants: Record<string, ConstTe
   if (node.op === 'Shape') {
     const shape = shapes.get(node.inputs[0]);
     if (!shape) return null;
-    const full = [BATCH, ...shape.slice(1)];
+    // A constant's first axis is its own, not the batch.
+    const full = node.inputs[0] in constants ? [...shape] : [BATCH, ...shape.slice(1)];
     const rank = full.length;
     const clamp = (v: number): number => Math.min(Math.max(v < 0 ? v + rank : v, 0), rank);
     return [int64(full.slice(clamp(attrInt(node, 'start', 0)), clamp(attrInt(node, 'end', rank))))];
@@ -48,8 +52,13 @@ export function foldShapeNode(node: GraphNode, constants: Record<string, ConstTe
   const x = ints[0]!;
   const dims = inputs[0].dims;
   switch (node.op) {
-    case 'Cast':
+    case 'Cast': {
+      // Only int64 shape arithmetic folds; a cast to another type (float scales of a dynamic
+      // interpolate) would be mislabelled here.
+      const to = attrInt(node, 'to', ONNX_INT64);
+      if (to !== ONNX_INT64) throw new ModelError(`${where}: casts a shape to ONNX element type ${to}; only int64 shape arithmetic is folded`);
       return [int64([...x], dims)];
+    }
     case 'Gather': {
       if (dims.length !== 1 || attrInt(node, 'axis', 0) !== 0) throw new ModelError(`${where}: only gathers from a 1-D shape are folded`);
       const idx = inputs[1]!;
