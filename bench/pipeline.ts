@@ -285,6 +285,25 @@ function threadCpuPerImage(before: Map<string, { name: string; ms: number }>, af
   return [...groups].sort((a, b) => b[1].ms - a[1].ms).map(([k, g]) => `${k} ${(g.ms / images).toFixed(1)}${k === 'main thread' ? '' : ` (${g.threads} threads)`}`).join('; ');
 }
 
+/**
+ * The engine within the steady-state window [from, to]: the share of the window its batches ran
+ * (each batch's overlap with the window) and the mean size of the batches that ended in it.
+ */
+function steadyEngine(spans: ReadonlyArray<{ start: number; end: number; size: number }>, from: number, to: number): { busy: number; meanBatch: number; batches: number } {
+  if (!(to > from)) return { busy: Number.NaN, meanBatch: Number.NaN, batches: 0 };
+  let busyMs = 0;
+  let images = 0;
+  let batches = 0;
+  for (const s of spans) {
+    busyMs += Math.max(0, Math.min(s.end, to) - Math.max(s.start, from));
+    if (s.end >= from && s.end <= to) {
+      images += s.size;
+      batches++;
+    }
+  }
+  return { busy: busyMs / (to - from), meanBatch: batches ? images / batches : Number.NaN, batches };
+}
+
 function percentile(xs: number[], q: number): number {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -346,13 +365,18 @@ async function main(): Promise<void> {
     const finalizerDeps: FinalizerDeps = { runs, redis, upload: s3StreamUploader(store.client) };
     // The end of the run is taken from the finalizer call (worker or producer) rather than by polling
     // the run record: a poll every few ms is CPU of this process that no worker spends.
+    // Re-armed after each call: a finalize that fails (the run not completed) must not leave a
+    // settled signal behind, or the wait below would spin on the run record.
     let finalized = (): void => undefined;
-    const finalizedSignal = new Promise<void>((resolve) => (finalized = resolve));
+    const armSignal = (): Promise<void> => new Promise<void>((resolve) => (finalized = resolve));
+    let finalizedSignal = armSignal();
     const finalizeAndSignal = async (runId: string, deps: FinalizerDeps): ReturnType<typeof finalizeRun> => {
       try {
         return await finalizeRun(runId, deps);
       } finally {
-        finalized();
+        const settle = finalized;
+        finalizedSignal = armSignal();
+        settle();
       }
     };
     const worker = new PipelineWorker(
@@ -376,8 +400,15 @@ async function main(): Promise<void> {
     worker.batcher.on('batch', (e) => batchSizes.push(e.size));
     // Time the engine spent computing batches: if it is busy nearly all of the run, no image ever
     // waited on I/O and the pipeline is compute-bound, whatever else competes for the cores.
+    // Each batch's span on the wall clock (the prediction documents' `createdAt` clock), so the
+    // steady-state window below can be cut out of them.
     let engineBusyMs = 0;
-    worker.batcher.on('batchDone', (e) => (engineBusyMs += e.runMs));
+    const batchSpans: Array<{ start: number; end: number; size: number }> = [];
+    worker.batcher.on('batchDone', (e) => {
+      engineBusyMs += e.runMs;
+      const end = Date.now();
+      batchSpans.push({ start: end - e.runMs, end, size: e.size });
+    });
     await worker.start();
     releases.push(() => worker.stop(10_000));
 
@@ -465,6 +496,7 @@ async function main(): Promise<void> {
     const lo = Math.floor(0.1 * finishedAt.length);
     const hi = Math.ceil(0.9 * finishedAt.length) - 1;
     const steadyRate = hi > lo ? ((hi - lo) * 1000) / (finishedAt[hi] - finishedAt[lo]) : Number.NaN;
+    const steady = steadyEngine(batchSpans, finishedAt[lo] ?? 0, finishedAt[hi] ?? 0);
     const meanBatch = batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length);
     const cpus = os.cpus();
     const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
@@ -488,6 +520,7 @@ async function main(): Promise<void> {
       `| Redis commands per image (worker and producer, as redis-server counts them) | ${(redisCommands / o.images).toFixed(1)} (${redisTop}) |`,
       `| engine batches | ${batchSizes.length}, mean size ${meanBatch.toFixed(2)} |`,
       `| worker engine busy (sum of batch times / end-to-end wall) | ${((100 * engineBusyMs) / pipelineMs).toFixed(1)}% |`,
+      `| steady state (middle 80% of completions): engine busy (goal ≥ 90%), mean batch (goal ≥ 7.5 of 8) | **${(100 * steady.busy).toFixed(1)}%**, **${steady.meanBatch.toFixed(2)}** over ${steady.batches} batches |`,
       '',
       '| stage (ms per image, from prediction JSON timings) | p50 | p90 | max |',
       '|---|---|---|---|',
