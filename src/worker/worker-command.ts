@@ -25,16 +25,21 @@ export async function workerCommand(): Promise<Command> {
     .option('--worker-id <id>', 'id in heartbeats, logs and manifests (default: <host>-<pid>)')
     .option('--lock-duration-ms <ms>', 'BullMQ job lock duration (default: max(60000, 10x a measured batch))')
     .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers (default: 30000)')
-    .option('--max-stalled-count <n>', 'times a job may be taken over from a dead worker before it fails, so an image that kills every worker stops (default: 2)'))
+    .option('--max-stalled-count <n>', 'times a job may be taken over from a dead worker before it fails, so an image that kills every worker stops (default: 2)')
+    .option('--processes <n|auto>', 'worker processes to run and supervise on this machine, each with its own event loop and engine session, ids <worker-id>-<i> and metrics ports <port>+i; auto: one per two cores beyond the first when an NVIDIA GPU is visible, else 1 (env GRADCAM_AUDIT_PROCESSES; default: 1)'))
     .action(async (flags: RawWorkerFlags) => {
-      const [{ runWorkerCommand }, { createLogger }, { loadConfig }] = await Promise.all([
+      const [{ runWorkerCommand, runWorkerGroup }, { createLogger }, { loadConfig }, { processSlot, slotted }] = await Promise.all([
         import('./pipeline/run-worker.js'),
         import('../shared/logger.js'),
         import('../shared/config.js'),
+        import('./pipeline/worker-processes.js'),
       ]);
       const config = loadConfig();
-      const logger = createLogger({ level: config.logLevel, base: { component: 'worker', ...(flags.workerId ? { workerId: flags.workerId } : {}) } });
-      await runWorkerCommand(flags, config, logger);
+      const slot = processSlot();
+      const workerId = slotted(slot, flags.workerId, undefined).workerId;
+      const logger = createLogger({ level: config.logLevel, base: { component: 'worker', ...(workerId ? { workerId } : {}), ...(slot ? { process: slot.index } : {}) } });
+      // A child of a `--processes` group runs as one worker; otherwise the flag decides.
+      if (slot || !(await runWorkerGroup(flags, config, logger))) await runWorkerCommand(flags, config, logger);
       // Native addons and the wasm runtime may keep handles open; the drain is complete, so leave.
       logger.flush(() => process.exit(process.exitCode ?? 0));
     });

@@ -38,6 +38,7 @@ import { startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
 import { defaultWorkerId, PIPELINE_DEFAULTS, resolvePipelineOptions, s3SocketsFor, workerEngineThreads } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
+import { parseProcesses, PROCESS_ENV, processCores, processSlot, slotted, superviseWorkers } from './worker-processes.js';
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
 
@@ -69,6 +70,7 @@ export interface RawWorkerFlags extends RawOnnxFlags, RawModelOptionFlags {
   maxStalledCount?: string;
   engineThread?: string;
   requireGpu?: boolean;
+  processes?: string;
 }
 
 export interface WorkerCommandOptions {
@@ -122,6 +124,8 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
   }
   const int = (flag: string, v: string | undefined, min: number, max: number): number | undefined => (v === undefined ? undefined : parseIntInRange(flag, v, min, max));
   const metricsPortRaw = flags.metricsPort ?? env[WORKER_ENV.metricsPort];
+  // A process of a `--processes` group: its own worker id and metrics port (worker-processes.ts).
+  const own = slotted(processSlot(env), flags.workerId, int('--metrics-port', metricsPortRaw, 0, 65535));
   return {
     weights,
     model: parseModelOptionFlags(flags),
@@ -129,7 +133,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     backend: parseBackendChoice(flags.backend ?? 'auto'),
     engineThread: parseEnum('--engine-thread', flags.engineThread ?? 'auto', ENGINE_THREAD_MODES),
     onnx: parseOnnxFlags(flags),
-    metricsPort: int('--metrics-port', metricsPortRaw, 0, 65535),
+    metricsPort: own.metricsPort,
     metricsHost: flags.metricsHost ?? env[WORKER_ENV.metricsHost] ?? '127.0.0.1',
     requireGpu: flags.requireGpu ?? parseBool(WORKER_ENV.requireGpu, env[WORKER_ENV.requireGpu]) ?? false,
     autoBatchSize: flags.batchSize?.trim() === 'auto',
@@ -142,7 +146,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
       lockDurationMs: int('--lock-duration-ms', flags.lockDurationMs, 1_000, 3_600_000),
       stalledIntervalMs: int('--stalled-interval-ms', flags.stalledIntervalMs, 500, 3_600_000),
       maxStalledCount: int('--max-stalled-count', flags.maxStalledCount, 0, 100),
-      workerId: flags.workerId,
+      workerId: own.workerId,
     },
   };
 }
@@ -197,7 +201,7 @@ export async function startWorker(
     const spec = await loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
     logger.info({ model: spec.name, weightsHash: spec.weightsHash, ms: Math.round(performance.now() - loadStarted) }, `model loaded: ${spec.name}; building the engine`);
     const thread = await useEngineThread(options.engineThread);
-    const onnx = { intraOpThreads: workerEngineThreads(availableParallelism()), ...options.onnx };
+    const onnx = { intraOpThreads: workerEngineThreads(processCores()), ...options.onnx };
     const engine = thread
       ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logLevel: config.logLevel }, onFatal)
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logger });
@@ -221,7 +225,10 @@ export async function startWorker(
     if (options.autoBatchSize) {
       // Read after the engine loaded: its first weights copy and workspace are already in use, so
       // only the copies of the method sessions it may still open are counted (batch-size.ts).
-      const free = engine.info.accelerator === 'gpu' ? await gpuFreeBytes(options.onnx.deviceId ?? 0) : null;
+      // The processes of a `--processes` group share the GPU: each counts on its share of what is free.
+      const sharing = processSlot()?.count ?? 1;
+      const freeOnGpu = engine.info.accelerator === 'gpu' ? await gpuFreeBytes(options.onnx.deviceId ?? 0) : null;
+      const free = freeOnGpu === null ? null : Math.floor(freeOnGpu / sharing);
       const bytesPerValue = engine.info.precision === 'fp16' ? 2 : 4;
       const memory = modelMemory(spec, bytesPerValue);
       // The worker's engine serves every method (createEngine without `methods`).
@@ -310,6 +317,21 @@ function startingHeartbeat(workerId: string, options: WorkerCommandOptions): Wor
     version: PACKAGE_VERSION,
     status: 'starting',
   };
+}
+
+/**
+ * `--processes N` with N > 1: supervise N worker processes (worker-processes.ts) and set the exit
+ * code; false when this process should run as the one worker itself. Flags are checked here first,
+ * so a bad flag fails once, not in every child.
+ */
+export async function runWorkerGroup(flags: RawWorkerFlags, _config: AppConfig, logger: Logger, env: Record<string, string | undefined> = process.env): Promise<boolean> {
+  const processes = await parseProcesses(flags.processes ?? env[PROCESS_ENV.processes], async () => ({ cores: availableParallelism(), gpus: (await listNvidiaGpus()).length }));
+  if (processes <= 1) return false;
+  const options = parseWorkerFlags(flags, env);
+  const drainMs = options.pipeline.drainTimeoutMs ?? PIPELINE_DEFAULTS.drainTimeoutMs;
+  // Each child drains within --drain-timeout-ms and then releases its connections and engine.
+  process.exitCode = await superviseWorkers({ processes, stopGraceMs: drainMs + 10_000, logger });
+  return true;
 }
 
 /** The CLI action: run until SIGTERM/SIGINT, drain, exit 0. */

@@ -87,4 +87,28 @@ describe('gradcam-audit worker (child process)', () => {
     expect(run.done).toBe(counts.completed);
     expect(await listWorkers(t.redis, { prefix: t.prefix })).toEqual([]);
   });
+  it('--processes 2: two workers with their own ids, one restarted after it is killed, both drained on SIGTERM', async () => {
+    const group = cluster.start('group', ['worker', '--weights', modelJson, '--processes', '2', '--worker-id', 'grp', '--batch-size', '2', '--max-batch-delay-ms', '50'], {
+      GRADCAM_AUDIT_PREFIX: t.prefix,
+      GRADCAM_AUDIT_QUEUE: t.queueName,
+      LOG_LEVEL: 'info',
+    });
+    const ready = (id: string, n = 1) => (l: { msg?: string; workerId?: unknown }) => l.msg === 'worker ready' && l.workerId === id && group.logs.filter((x) => x.msg === 'worker ready' && x.workerId === id).length >= n;
+    await Promise.all([group.waitForLog(ready('grp-0'), 120_000), group.waitForLog(ready('grp-1'), 120_000)]);
+    expect((await listWorkers(t.redis, { prefix: t.prefix })).map((w) => w.workerId).sort()).toEqual(['grp-0', 'grp-1']);
+
+    // A worker process that dies is started again by the group; the other keeps serving.
+    const second = group.logs.find((l) => l.msg === 'worker process 2 of 2 started');
+    process.kill(Number(second?.pid), 'SIGKILL');
+    await group.waitForLog((l) => l.msg === 'worker process 2 of 2 exited unexpectedly' && l.signal === 'SIGKILL', 30_000);
+    await group.waitForLog(ready('grp-1', 2), 120_000);
+
+    const runId = await h.enqueue(`s3://${b.bucket}/in/`, { runId: 'grp-run' });
+    await expect.poll(async () => (await h.runs.requireRun(runId)).done, { timeout: 60_000, interval: 200 }).toBe(IMAGES);
+
+    group.kill('SIGTERM');
+    expect((await group.exited).code).toBe(0);
+    expect(group.logs.filter((l) => l.msg === 'worker stopped').map((l) => l.workerId).sort()).toEqual(['grp-0', 'grp-1']);
+    expect(await listWorkers(t.redis, { prefix: t.prefix })).toEqual([]);
+  });
 });
