@@ -83,11 +83,16 @@ export function installApi(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/healthz', { schema: { querystring: NO_QUERY } }, async () => ({ ok: true }));
 
   // Queue depth for autoscalers (KEDA metrics-api): BullMQ keeps prioritized jobs in a sorted set
-  // outside the wait list, so a list-length trigger alone under-counts the backlog.
+  // outside the wait list, so a list-length trigger alone under-counts the backlog. `demand` is what
+  // the workers must stay up for: the backlog, retries waiting out their backoff (delayed), and
+  // active jobs. An active job holds a worker, and a run's last job holds it for the whole
+  // finalization (minutes to hours at 10M+ images): scaled to zero on the backlog alone, the
+  // worker would be stopped mid-finalization.
   app.get('/api/queue', { schema: { querystring: NO_QUERY } }, async () => {
     const counts = await deps.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
     const n = (k: string): number => counts[k] ?? 0;
-    return { name: deps.queue.name, backlog: n('waiting') + n('prioritized'), counts };
+    const backlog = n('waiting') + n('prioritized');
+    return { name: deps.queue.name, backlog, demand: backlog + n('delayed') + n('active'), counts };
   });
 
   app.get<{ Querystring: { limit?: number } }>('/api/runs', { schema: { querystring: object({ limit: int(1, 1000) }) } }, async (req) => {

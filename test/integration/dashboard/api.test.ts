@@ -1,3 +1,4 @@
+import { Worker } from 'bullmq';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeHeartbeat, type WorkerHeartbeat } from '../../../src/shared/queue/heartbeat.js';
@@ -41,6 +42,27 @@ describe('dashboard JSON API against a real Redis and S3', () => {
     expect(body.backlog).toBe(before.backlog + 3);
     for (const id of ['plain-1', 'prio-1', 'prio-2']) await (await h.queue.getJob(id))?.remove();
     expect(((await get('/api/queue')).json() as { backlog: number }).backlog).toBe(before.backlog);
+  });
+
+  it('counts active and delayed jobs in the demand the workers must stay up for (the KEDA trigger), not in the backlog', async () => {
+    const before = (await get('/api/queue')).json() as { backlog: number; demand: number };
+    await h.queue.add('explain', { k: 1 }, { jobId: 'demand-active' });
+    await h.queue.add('explain', { k: 2 }, { jobId: 'demand-delayed', delay: 60_000 });
+    // A worker takes the first job (it is active now, as a run's last job is while it finalizes).
+    const worker = new Worker(h.queue.name, null, { connection: h.queue.opts.connection, autorun: false });
+    try {
+      const taken = await worker.getNextJob('demand-token');
+      expect(taken?.id).toBe('demand-active');
+      const body = (await get('/api/queue')).json() as { backlog: number; demand: number; counts: Record<string, number> };
+      expect(body.counts.active).toBeGreaterThanOrEqual(1);
+      expect(body.backlog).toBe(before.backlog);
+      expect(body.demand).toBe(before.demand + 2);
+      await taken?.moveToCompleted('done', 'demand-token', false);
+    } finally {
+      await worker.close();
+      for (const id of ['demand-active', 'demand-delayed']) await (await h.queue.getJob(id))?.remove();
+    }
+    expect(((await get('/api/queue')).json() as { demand: number }).demand).toBe(before.demand);
   });
 
   it('lists runs with progress, rates and ETA', async () => {

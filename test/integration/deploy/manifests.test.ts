@@ -310,7 +310,7 @@ describe('Kubernetes manifests and KEDA', () => {
     expect(Object.keys(obj(find('Secret', 'gradcam-audit').stringData))).toContain('DASHBOARD_TOKEN');
   });
 
-  it('scales the worker Deployment on waiting + prioritized jobs, from zero, with an activation threshold', () => {
+  it('scales the worker Deployment on waiting, prioritized, delayed and active jobs, from zero, with an activation threshold', () => {
     const so = find('ScaledObject', 'gradcam-audit-worker');
     const spec = obj(so.spec);
     expect(obj(spec.scaleTargetRef).name).toBe('gradcam-audit-worker');
@@ -325,6 +325,8 @@ describe('Kubernetes manifests and KEDA', () => {
     expect(url.hostname.split('.')[0]).toBe('gradcam-audit-dashboard');
     expect(Number(url.port)).toBe(DASHBOARD_DEFAULTS.port);
     expect(url.pathname).toBe('/api/queue');
+    // Active jobs keep a worker up: a run's last job holds one while the run finalizes.
+    expect(api.valueLocation).toBe('demand');
     // The dashboard answers that host name (it refuses unknown Host headers against DNS rebinding).
     const dash = find('Deployment', 'gradcam-audit-dashboard');
     const args = ((obj(obj(obj(dash.spec).template).spec).containers as Obj[])[0] as Obj).args as string[];
