@@ -18,6 +18,7 @@ import { isOnnxSupported } from '../engine/onnx/support.js';
 import { parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend.js';
 import type { ModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
+import { loadHintsOf, resolveConfiguredModel } from '../model/model-card.js';
 import type { ModelInput } from '../model/graph/from-sequential.js';
 import { toModelGraph } from '../model/graph/from-sequential.js';
 import { numClassesOf } from '../model/graph/walker.js';
@@ -95,7 +96,7 @@ export async function runDoctor(options: DoctorOptions, deps: DoctorDeps): Promi
     let setup: ModelSetup;
     try {
       setup = await (deps.resolveSetup ?? cardReader(deps.config))(options.weights, modelOptionsOf(options));
-      spec = await deps.loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
+      spec = await deps.loadSpec(options.weights, loadHintsOf(setup));
     } catch (err) {
       checks.push({ name: 'model', status: 'fail', summary: `${options.weights}: ${describeError(err)}` });
       return finish();
@@ -187,13 +188,5 @@ function modelOptionsOf(o: DoctorOptions): ModelOptions {
 
 /** The model card beside the weights (S3 only when the weights are there), as explain and the worker read it. */
 function cardReader(config: AppConfig): (weights: string, flags: ModelOptions) => Promise<ModelSetup> {
-  return async (weights, flags) => {
-    const { configuredModelFiles, resolveSetup } = await import('../model/model-card.js');
-    const { files, release } = await configuredModelFiles(weights, config.s3);
-    try {
-      return await resolveSetup(weights, flags, files);
-    } finally {
-      release();
-    }
-  };
+  return async (weights, flags) => (await resolveConfiguredModel(weights, flags, config.s3)).setup;
 }

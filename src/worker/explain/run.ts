@@ -17,7 +17,7 @@ import { failedLineOf, manifestLineOf, type ImageManifest, type RunManifestLine 
 import type { ModelOptions } from '../../shared/model-options.js';
 import type { ModelSetup } from '../../shared/model-setup.js';
 import { describePreprocessing } from '../../shared/preprocessing.js';
-import { modelProvenanceOf } from '../model/model-card.js';
+import { loadHintsOf, modelProvenanceOf, resolveConfiguredModel } from '../model/model-card.js';
 import { explainImage, engineRequestOf, writeArtifacts, type ImageCoreDeps } from '../core/image-core.js';
 import type { Engine, EngineImageResult } from '../engine/engine.js';
 import { createEngine } from '../engine/factory.js';
@@ -81,16 +81,7 @@ export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
       return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body }, options);
     },
     createEngine,
-    resolveSetup: async (weights, flags) => {
-      const { configuredModelFiles, resolveSetup } = await import('../model/model-card.js');
-      const { loadConfig } = await import('../../shared/config.js');
-      const { files, release } = await configuredModelFiles(weights, () => loadConfig().s3);
-      try {
-        return await resolveSetup(weights, flags, files);
-      } finally {
-        release();
-      }
-    },
+    resolveSetup: async (weights, flags) => (await resolveConfiguredModel(weights, flags, () => loadConfig().s3)).setup,
     loadLabels: (numClasses, given) => loadLabels({ numClasses, given }),
     report: (line) => process.stdout.write(`${line}\n`),
     now: () => new Date(),
@@ -105,7 +96,7 @@ export async function runExplain(options: ExplainCommandOptions, deps: ExplainDe
   await mkdir(options.out, { recursive: true });
 
   const setup = await deps.resolveSetup(options.weights, options);
-  const spec = await deps.loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
+  const spec = await deps.loadSpec(options.weights, loadHintsOf(setup));
   const engine = await deps.createEngine({ spec, engine: options.engine, layer: setup.layer, backend: options.backend, logger, onnx: options.onnx, methods: [options.method] });
   const outcomes = new Array<ExplainImageOutcome>(inputs.length);
   try {

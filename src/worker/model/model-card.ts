@@ -9,6 +9,7 @@ import type { ModelProvenance } from '../../shared/manifest.js';
 import type { ModelOptions } from '../../shared/model-options.js';
 import type { ModelPreprocessing } from '../../shared/preprocessing.js';
 import { modelIdentityOf, resolveModelSetup, type ModelIdentity, type ModelSetup } from '../../shared/model-setup.js';
+import type { ModelLoadHints } from './configured-loader.js';
 
 export interface ResolvedModel {
   setup: ModelSetup;
@@ -26,15 +27,43 @@ export async function resolveModel(weights: string, flags: ModelOptions, files: 
   return { setup, identity: await modelIdentityOf(setup, files) };
 }
 
+/** The S3 settings, or how to read them: `explain` reads the configuration only for an s3:// model. */
+export type S3Settings = AppConfig['s3'] | (() => AppConfig['s3']);
+
 /**
  * Model files with S3 access only when the model needs it (the AWS SDK is loaded lazily).
  * `release` destroys the S3 client, if one was made.
  */
-export async function configuredModelFiles(weights: string, s3: AppConfig['s3'] | (() => AppConfig['s3']), extra: ModelFileDeps = {}): Promise<{ files: ModelFiles; release: () => void }> {
+export async function configuredModelFiles(weights: string, s3: S3Settings, extra: ModelFileDeps = {}): Promise<{ files: ModelFiles; release: () => void }> {
   if (!weights.startsWith('s3://')) return { files: modelFiles(extra), release: () => undefined };
   const { S3ObjectStore } = await import('../../shared/storage/s3-store.js');
   const store = S3ObjectStore.fromConfig(typeof s3 === 'function' ? s3() : s3);
   return { files: modelFiles({ ...extra, store }), release: () => store.destroy() };
+}
+
+/**
+ * The model's setup (flags, then its card, then the format's defaults: `resolveModelSetup`) read
+ * with S3 from the configuration, and its identity when `identity` is set (`worker`, `doctor` for
+ * runs to match; `explain` has none and skips hashing the weights). The one way every command
+ * resolves its model, so they cannot disagree on what the same flags and card mean.
+ */
+export async function resolveConfiguredModel(weights: string, flags: ModelOptions, s3: S3Settings, want: { identity: true }): Promise<ResolvedModel>;
+export async function resolveConfiguredModel(weights: string, flags: ModelOptions, s3: S3Settings, want?: { identity: false }): Promise<{ setup: ModelSetup }>;
+export async function resolveConfiguredModel(weights: string, flags: ModelOptions, s3: S3Settings, want: { identity: boolean } = { identity: false }): Promise<{ setup: ModelSetup; identity?: ModelIdentity }> {
+  const { files, release } = await configuredModelFiles(weights, s3);
+  try {
+    return want.identity ? await resolveModel(weights, flags, files) : { setup: await resolveSetup(weights, flags, files) };
+  } finally {
+    release();
+  }
+}
+
+/** What loading the weights needs of the setup: the Keras layout (flag, then card) and the card's input size. */
+export function loadHintsOf(setup: ModelSetup): ModelLoadHints {
+  const hints: ModelLoadHints = {};
+  if (setup.architecture !== undefined) hints.architecture = setup.architecture;
+  if (setup.inputSize !== undefined) hints.inputSize = setup.inputSize;
+  return hints;
 }
 
 /** What a worker tells each job about its model: how to preprocess, what to record, what it is. */

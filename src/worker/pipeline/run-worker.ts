@@ -28,7 +28,7 @@ import { workerStartupReport } from '../doctor/run.js';
 import { listDriverGpus } from '../engine/onnx/providers.js';
 import { configuredModelLoader, type ModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
-import { configuredModelFiles, resolveModel, servedModelOf, type ResolvedModel } from '../model/model-card.js';
+import { loadHintsOf, resolveConfiguredModel, servedModelOf } from '../model/model-card.js';
 import { parseModelOptionFlags, type ModelOptions, type RawModelOptionFlags } from '../../shared/model-options.js';
 import { modelKeyOf } from '../../shared/model-setup.js';
 import { describePreprocessing } from '../../shared/preprocessing.js';
@@ -192,13 +192,13 @@ export async function startWorker(
     const loadStarted = performance.now();
     // The model card and identity first: a bad card or an unknown preprocessing fails in
     // milliseconds, before a large download.
-    const resolved = await resolveServedModel(options.weights, options.model, config);
+    const resolved = await resolveConfiguredModel(options.weights, options.model, config.s3, { identity: true });
     const { setup, identity } = resolved;
     logger.info(
       { preprocess: describePreprocessing(setup.preprocessing), preprocessFrom: setup.preprocessFrom, card: setup.card?.uri ?? null, layer: setup.layer ?? null, labels: setup.labels?.source ?? null, fingerprint: identity.fingerprint, modelKey: modelKeyOf(identity) },
       'model setup resolved; this worker serves runs that name this model (or none)',
     );
-    const spec = await loadSpec(options.weights, { architecture: setup.architecture, inputSize: setup.inputSize });
+    const spec = await loadSpec(options.weights, loadHintsOf(setup));
     logger.info({ model: spec.name, weightsHash: spec.weightsHash, ms: Math.round(performance.now() - loadStarted) }, `model loaded: ${spec.name}; building the engine`);
     const thread = await useEngineThread(options.engineThread);
     const onnx = { intraOpThreads: workerEngineThreads(processCores()), ...options.onnx };
@@ -279,15 +279,6 @@ export async function startWorker(
   } catch (err) {
     await releaseAll();
     throw err;
-  }
-}
-
-async function resolveServedModel(weights: string, flags: ModelOptions, config: AppConfig): Promise<ResolvedModel> {
-  const { files, release } = await configuredModelFiles(weights, config.s3);
-  try {
-    return await resolveModel(weights, flags, files);
-  } finally {
-    release();
   }
 }
 
