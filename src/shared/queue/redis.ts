@@ -8,7 +8,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { redact } from '../config.js';
 import { TransientError } from '../errors.js';
-import { isClusterUrl, parseClusterUrl } from '../redis-target.js';
+import { isClusterUrl, parseClusterUrl, type ClusterTarget } from '../redis-target.js';
 
 export { isClusterUrl } from '../redis-target.js';
 
@@ -49,15 +49,36 @@ export function createRedis(url: string, options: RedisFactoryOptions): RedisCon
     // A failover moves slots: follow MOVED/ASK and retry while the cluster elects a new master.
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 300,
-    redisOptions: {
-      connectionName: options.name,
-      maxRetriesPerRequest: redisOptions.maxRetriesPerRequest,
-      ...(target.username ? { username: target.username } : {}),
-      ...(target.password !== undefined ? { password: target.password } : {}),
-      ...(target.tls ? { tls: {} } : {}),
-    },
+    redisOptions: { connectionName: options.name, maxRetriesPerRequest: redisOptions.maxRetriesPerRequest, ...clusterNodeAuth(target) },
   };
   return new Cluster(target.nodes, clusterOptions);
+}
+
+/** What every connection to a node of the cluster carries: the cluster URL's credentials and TLS. */
+function clusterNodeAuth(target: ClusterTarget): Pick<RedisOptions, 'username' | 'password' | 'tls'> {
+  return {
+    ...(target.username ? { username: target.username } : {}),
+    ...(target.password !== undefined ? { password: target.password } : {}),
+    ...(target.tls ? { tls: {} } : {}),
+  };
+}
+
+/**
+ * One node of the cluster at `url` on a connection of its own, authenticated as the cluster client's
+ * node connections are (a check that asks each master about itself cannot go through the `Cluster`
+ * client, which may answer from another node). It fails fast: connect with `connect()`, within
+ * `connectTimeoutMs`; no reconnects and no command retries.
+ */
+export function createClusterNodeRedis(url: string, node: { host: string; port: number }, options: { connectTimeoutMs: number }): Redis {
+  return new Redis({
+    host: node.host,
+    port: node.port,
+    lazyConnect: true,
+    connectTimeout: options.connectTimeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    ...clusterNodeAuth(parseClusterUrl(url)),
+  });
 }
 
 /**

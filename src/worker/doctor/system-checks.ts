@@ -10,11 +10,9 @@ import { pino } from 'pino';
 import { redact, type AppConfig } from '../../shared/config.js';
 import { describeError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { Redis } from 'ioredis';
 import type { KeySpace } from '../../shared/queue/keys.js';
-import { createRedis, isClusterUrl, waitForRedis, type RedisConnection } from '../../shared/queue/redis.js';
+import { createClusterNodeRedis, createRedis, isClusterUrl, waitForRedis, type RedisConnection } from '../../shared/queue/redis.js';
 import { CLUSTER_SLOTS, keySlot, shardCount, shardPrefix } from '../../shared/queue/shards.js';
-import { parseClusterUrl } from '../../shared/redis-target.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { parseS3Uri } from '../../shared/storage/uri.js';
 import type { ProviderEnvironment, ProviderSelection } from '../engine/onnx/providers.js';
@@ -95,12 +93,7 @@ export async function redisCheck(url: string, options: { keySpace?: KeySpace; ti
     if (isClusterUrl(url)) return await clusterCheck(redis, url, where, options.keySpace, timeoutMs);
     const info = await redis.info('server');
     const version = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
-    let policy: string;
-    try {
-      policy = ((await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as string[])[1] ?? 'unknown';
-    } catch {
-      policy = 'unknown (CONFIG GET is disabled)';
-    }
+    const policy = await maxmemoryPolicyOf(redis);
     const details = { url: where, version, maxmemoryPolicy: policy };
     if (policy !== 'noeviction') {
       return { name: 'redis', status: 'warn', summary: `${where}: Redis ${version}, maxmemory-policy ${policy}; BullMQ needs noeviction or queued jobs can be evicted`, details };
@@ -171,6 +164,15 @@ export function maskKeyId(id: string): string {
   return id.length <= 8 ? `${id.slice(0, 2)}…` : `${id.slice(0, 4)}…${id.slice(-4)}`;
 }
 
+/** The server's `maxmemory-policy`; managed services often disable CONFIG, which is said rather than failed. */
+async function maxmemoryPolicyOf(redis: RedisConnection): Promise<string> {
+  try {
+    return ((await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as string[])[1] ?? 'unknown';
+  } catch {
+    return 'unknown (CONFIG GET is disabled)';
+  }
+}
+
 /** One master of a cluster as the doctor saw it over its own connection. */
 interface MasterFacts {
   node: string;
@@ -191,7 +193,6 @@ interface MasterFacts {
  * equal contiguous slot ranges).
  */
 async function clusterCheck(redis: RedisConnection, url: string, where: string, ks: KeySpace | undefined, timeoutMs: number): Promise<CheckResult> {
-  const target = parseClusterUrl(url);
   type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]];
   const ranges = (await redis.call('CLUSTER', 'SLOTS')) as SlotRange[];
   const owners = ranges.map(([from, to, [host, port]]) => ({ from, to, node: `${host}:${port}` }));
@@ -201,27 +202,12 @@ async function clusterCheck(redis: RedisConnection, url: string, where: string, 
     [...slotsOf].sort(([a], [b]) => (a < b ? -1 : 1)).map(async ([node, slots]) => {
       const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
       // Its own connection, not the cluster client's: that one may answer through another node.
-      const one = new Redis({
-        host,
-        port,
-        lazyConnect: true,
-        connectTimeout: timeoutMs,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-        ...(target.username ? { username: target.username } : {}),
-        ...(target.password !== undefined ? { password: target.password } : {}),
-        ...(target.tls ? { tls: {} } : {}),
-      });
+      const one = createClusterNodeRedis(url, { host, port }, { connectTimeoutMs: timeoutMs });
       one.on('error', () => undefined);
       try {
         await one.connect();
         const [info, server] = await Promise.all([one.call('CLUSTER', 'INFO') as Promise<string>, one.info('server')]);
-        let policy: string;
-        try {
-          policy = ((await one.call('CONFIG', 'GET', 'maxmemory-policy')) as string[])[1] ?? 'unknown';
-        } catch {
-          policy = 'unknown (CONFIG GET is disabled)';
-        }
+        const policy = await maxmemoryPolicyOf(one);
         return { node, slots, reachable: true, state: /cluster_state:(\w+)/.exec(info)?.[1] ?? 'unknown', version: /redis_version:(\S+)/.exec(server)?.[1] ?? 'unknown', maxmemoryPolicy: policy };
       } catch (err) {
         return { node, slots, reachable: false, error: describeError(err) };
