@@ -57,25 +57,27 @@ describe('OnnxEngine', () => {
     await expect(engine.explain({ images: randomImages(1, 32, 32), targets: { kind: 'indices', indices: [10] }, topK: 1, method: 'gradcam', score: 'prob' })).rejects.toThrow(ConfigError);
   });
 
-  it('opens one session per gradient method, when that method is first asked for', async () => {
+  it('compiles every method\'s graph at creation and opens one session per gradient method, when that method is first asked for', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'onnx-sessions-'));
     const graphs = (): string[] => readdirSync(dir).filter((f) => f.endsWith('.onnx'));
     const lazy = await createOnnxEngine({ spec, cache: diskGraphCache(dir), runtime: { intraOpThreads: 1 }, methods: ['layercam', 'gradcam', 'hirescam'] });
     try {
-      expect(graphs()).toHaveLength(1); // layercam's, compiled at start-up
+      expect(graphs()).toHaveLength(3); // every method's, compiled at start-up
+      expect(lazy.sessionStats().open).toEqual(['layercam']); // only the first method's session is open
       const images = randomImages(2, 32, 32, 47);
       const request = { images, targets: { kind: 'top1' as const }, topK: 1, score: 'prob' as const };
       await lazy.explain({ ...request, method: 'layercam' });
       await lazy.predict(images);
-      expect(graphs()).toHaveLength(1);
+      expect(lazy.sessionStats()).toMatchObject({ open: ['layercam'], opened: 1 });
       const [a, b] = await Promise.all([lazy.explain({ ...request, method: 'gradcam' }), lazy.explain({ ...request, method: 'gradcam' })]);
-      expect(graphs()).toHaveLength(2);
+      expect(lazy.sessionStats()).toMatchObject({ open: ['layercam', 'gradcam'], opened: 2 });
       expect(a[0].cams[0].grid).toEqual(b[0].cams[0].grid);
       // Each method's graph matches the engine that serves every method.
       const all = await engine.explain({ ...request, method: 'gradcam' });
       a[0].cams[0].grid.forEach((v, i) => expect(Math.abs(v - all[0].cams[0].grid[i])).toBeLessThan(1e-6));
       await expect(lazy.explain({ ...request, method: 'xgradcam' })).rejects.toThrow(/does not serve CAM method xgradcam \(serves layercam, gradcam, hirescam\)/);
-      expect(graphs()).toHaveLength(2);
+      expect(graphs()).toHaveLength(3);
+      expect(lazy.graphStats()).toMatchObject({ compiled: 3, dir, temporary: false });
     } finally {
       await lazy.dispose();
       rmSync(dir, { recursive: true, force: true });

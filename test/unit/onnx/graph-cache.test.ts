@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CAM_METHODS, needsGradient } from '../../../src/shared/explain-options.js';
 import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import { graphCacheKey, diskGraphCache } from '../../../src/worker/engine/onnx/graph-cache.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
@@ -22,7 +23,8 @@ describe('ONNX graph cache', () => {
     const first = await createOnnxEngine({ spec, runtime: { cacheDir: dir, intraOpThreads: 1 } });
     expect(first.graphSource.cached).toBe(false);
     expect(first.graphSource.path).not.toBeNull();
-    expect(readdirSync(dir).filter((f) => f.endsWith('.onnx'))).toHaveLength(1);
+    // One graph per gradient method, all compiled at creation (method-graphs.ts).
+    expect(readdirSync(dir).filter((f) => f.endsWith('.onnx'))).toHaveLength(CAM_METHODS.filter(needsGradient).length);
     const a = await first.explain(request);
     await first.dispose();
 

@@ -15,16 +15,16 @@ import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
 import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
-import type { ModelGraph } from '../../model/graph/ir.js';
 import { numClassesOf } from '../../model/graph/walker.js';
 import { DEFAULT_CAM_POST_OPTIONS, postProcessCam } from '../cam-post.js';
 import type { CamPostOptions } from '../cam-post.js';
 import type { CamMap, Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine.js';
 import { validateRequest } from '../targets.js';
-import { GRAPH_IO, compileGraph } from './compile-graph.js';
-import type { CompileOptions } from './compile-graph.js';
-import { diskGraphCache, graphCacheKey } from './graph-cache.js';
+import { GRAPH_IO } from './compile-graph.js';
+import { diskGraphCache } from './graph-cache.js';
 import type { GraphCache } from './graph-cache.js';
+import { MethodGraphs } from './method-graphs.js';
+import type { GraphSource, GraphStats } from './method-graphs.js';
 import { resolveOnnxRuntimeOptions } from './options.js';
 import type { ExecutionProvider, OnnxRuntimeOptions } from './options.js';
 import { describePlacement, readProfile, removeProfile, summarizePlacement } from './placement.js';
@@ -46,8 +46,9 @@ export interface OnnxEngineOptions {
   /** Runtime settings; defaults in `defaultOnnxRuntimeOptions()`. */
   runtime?: Partial<OnnxRuntimeOptions>;
   /**
-   * Methods the engine must serve. Each gradient one gets its own graph and session, opened on
-   * first use, at most `runtime.maxSessions` open at once (session-pool.ts); with none of them, the
+   * Methods the engine must serve. Each gradient one gets its own graph, compiled when the engine
+   * is created (method-graphs.ts), and its own session, opened on first use, at most
+   * `runtime.maxSessions` open at once (session-pool.ts); with none of them, the
    * graph is forward-only and runs any head, differentiable or not. The gradient-free methods are
    * always served. Default: every method.
    */
@@ -58,13 +59,6 @@ export interface OnnxEngineOptions {
   /** Test seams. */
   cache?: GraphCache | null;
   providerEnvironment?: ProviderEnvironment;
-}
-
-/** How the graph was obtained, for logs and benchmarks. */
-export interface GraphSource {
-  cached: boolean;
-  path: string | null;
-  compileMs: number;
 }
 
 export async function createOnnxEngine(options: OnnxEngineOptions): Promise<OnnxEngine> {
@@ -81,10 +75,11 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   const support = isOnnxSupported(graph, methods[0] ?? 'eigencam', options.layer);
   if (!support.ok) throw new ModelError(`the ONNX engine cannot run ${graph.name}: ${support.reason}`);
   const cache = options.cache !== undefined ? options.cache : runtime.cacheDir ? diskGraphCache(runtime.cacheDir) : null;
-  /** Compile (or reuse from the cache) the graph of one method, or the forward-only graph, and open its session. */
+  // Every graph the engine may serve is compiled now, so serving never compiles (method-graphs.ts).
+  const graphs = await MethodGraphs.create(graph, methods.length > 0 ? methods : [null], { layer: support.layer, precision: runtime.precision }, cache, logger);
+  /** Open the session of one method, or of the forward-only graph, on its compiled graph. */
   const openSession = async (method: CamMethod | null, extra: ort.InferenceSession.SessionOptions = {}): Promise<{ session: ort.InferenceSession; source: GraphSource }> => {
-    const compileOptions: CompileOptions = { layer: support.layer, precision: runtime.precision, ...(method ? { kind: 'explain', method } : { kind: 'forward' }) };
-    const { model, source } = await loadGraph(graph, compileOptions, cache, logger);
+    const { model, source } = await graphs.model(method);
     const opts = { ...sessionOptions(providers, runtime), ...extra };
     logger.info({ providers, method }, 'creating the ONNX Runtime session');
     const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
@@ -95,7 +90,14 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
   // others when first asked for.
   // Profile the first batch only: it is the one record of where each node ran (see placement.ts).
   const profilePrefix = runtime.checkPlacement ? join(tmpdir(), `gca-ort-placement-${process.pid}-${randomBytes(4).toString('hex')}`) : null;
-  const { session, source } = await openSession(methods[0] ?? null, profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {});
+  let session: ort.InferenceSession;
+  try {
+    ({ session } = await openSession(methods[0] ?? null, profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}));
+  } catch (err) {
+    await graphs.dispose();
+    throw err;
+  }
+  const source = graphs.source(methods[0] ?? null);
   logger.info(
     { engine: 'onnx', providers, threads: runtime.intraOpThreads, precision: runtime.precision, layer: support.layer, method: methods[0] ?? null, cached: source.cached, compileMs: source.compileMs },
     'ONNX Runtime session ready',
@@ -130,13 +132,13 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
       return opened.session;
     },
   };
-  const engine = new OnnxEngine(sessions, info, [h, w, c], targetShape, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
+  const engine = new OnnxEngine(sessions, graphs, info, [h, w, c], targetShape, options.camPost ?? DEFAULT_CAM_POST_OPTIONS, source);
   if (profilePrefix) info.placement = await checkPlacement(engine, session, profilePrefix, providers[0] !== 'cpu', logger);
   return engine;
 }
 
 /**
- * The engine's sessions: each gradient method has its own graph (compile-graph.ts), opened on first
+ * The engine's sessions: each gradient method has its own graph (compiled at creation), opened on first
  * use. Each holds its own copy of the weights, so at most `maxSessions` are open (session-pool.ts).
  */
 export interface MethodSessions {
@@ -182,36 +184,6 @@ async function checkPlacement(engine: OnnxEngine, session: ort.InferenceSession,
   }
 }
 
-/** Compile, or reuse the cached graph. Returns a file path (cache) or the bytes (no cache). */
-export async function loadGraph(
-  spec: ModelGraph,
-  compileOptions: CompileOptions,
-  cache: GraphCache | null,
-  logger: Logger,
-): Promise<{ model: string | Uint8Array; source: GraphSource }> {
-  const key = graphCacheKey(spec, compileOptions);
-  if (cache) {
-    const hit = await cache.lookup(key);
-    if (hit) {
-      logger.debug({ path: hit }, 'ONNX graph cache hit');
-      return { model: hit, source: { cached: true, path: hit, compileMs: 0 } };
-    }
-  }
-  const started = performance.now();
-  const compiled = compileGraph(spec, compileOptions);
-  const compileMs = performance.now() - started;
-  logger.info({ layer: compileOptions.layer, kind: compileOptions.kind, bytes: compiled.bytes.length, compileMs: Math.round(compileMs) }, 'compiled ONNX graph');
-  if (!cache) return { model: compiled.bytes, source: { cached: false, path: null, compileMs } };
-  try {
-    const path = await cache.store(key, compiled.bytes);
-    return { model: path, source: { cached: false, path, compileMs } };
-  } catch (err) {
-    // A read-only or full cache must not stop the worker: run from memory and say why.
-    logger.warn({ err }, 'could not write the ONNX graph cache; continuing without it');
-    return { model: compiled.bytes, source: { cached: false, path: null, compileMs } };
-  }
-}
-
 export function sessionOptions(providers: ExecutionProvider[], runtime: OnnxRuntimeOptions): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: providers.map((p) => (p === 'cpu' ? 'cpu' : { name: p, deviceId: runtime.deviceId })),
@@ -238,18 +210,24 @@ export class OnnxEngine implements Engine, ForwardHost {
 
   constructor(
     private readonly sessions: MethodSessions,
+    private readonly graphs: MethodGraphs,
     readonly info: EngineInfo,
     readonly inputShape: [number, number, number],
     /** The target activation `[h, w, channels]`. */
     private readonly targetShape: [number, number, number],
     private readonly camPost: CamPostOptions,
-    /** Whether the graph came from the cache, and how long compiling took. */
+    /** Whether the first method's graph came from the cache, and how long compiling it took. */
     readonly graphSource: GraphSource,
   ) {
     this.numClasses = info.numClasses;
     this.methods = sessions.methods;
     this.pool = this.methods.length > 0 ? new SessionPool(sessions.open, sessions.maxSessions, sessions.logger) : null;
     this.pool?.adopt(this.methods[0], sessions.first);
+  }
+
+  /** Graphs compiled by this engine and where they are (all of them at creation: serving never compiles). */
+  graphStats(): GraphStats {
+    return this.graphs.stats();
   }
 
   /** Open method sessions, how many were opened and evicted so far, runs in flight. */
@@ -331,8 +309,13 @@ export class OnnxEngine implements Engine, ForwardHost {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.pool) await this.pool.dispose();
-    else await this.sessions.first.release();
+    try {
+      if (this.pool) await this.pool.dispose();
+      else await this.sessions.first.release();
+    } finally {
+      // After the sessions: a session may still be reading its graph file.
+      await this.graphs.dispose();
+    }
   }
 
   private async run(

@@ -5,7 +5,8 @@
  * several seconds and a second 553 MB copy of the weights).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
@@ -31,6 +32,8 @@ export function graphCacheKey(model: ModelInput, options: CompileOptions): strin
 }
 
 export interface GraphCache {
+  /** The directory of the graph files. */
+  readonly dir: string;
   /** The cached file's path, or null on a miss. */
   lookup(key: string): Promise<string | null>;
   /** Store bytes under `key` atomically and return the path. */
@@ -40,6 +43,7 @@ export interface GraphCache {
 export function diskGraphCache(dir: string): GraphCache {
   const pathOf = (key: string): string => join(dir, `${key}.onnx`);
   return {
+    dir,
     async lookup(key) {
       try {
         // Only whole files ever get this name (write-then-rename), so a non-empty file is complete.
@@ -63,4 +67,22 @@ export function diskGraphCache(dir: string): GraphCache {
       return pathOf(key);
     },
   };
+}
+
+/** A graph cache private to one engine, in a directory of its own that `remove` deletes. */
+export interface TemporaryGraphCache {
+  cache: GraphCache;
+  remove(): Promise<void>;
+}
+
+/**
+ * With the cache off (`--onnx-cache-dir off`) the engine still compiles every method's graph at
+ * creation (method-graphs.ts), and keeps them on disk here rather than in memory: each graph holds
+ * a copy of the weights (VGG16: 553 MB each, 2.2 GB for the four methods not yet open), and memory
+ * is what `--onnx-max-sessions` exists to save. Under the OS temporary directory (`TMPDIR`), named
+ * for the process so a leftover of a killed process says whose it was.
+ */
+export async function temporaryGraphCache(): Promise<TemporaryGraphCache> {
+  const dir = await mkdtemp(join(tmpdir(), `gca-onnx-graphs-${process.pid}-`));
+  return { cache: diskGraphCache(dir), remove: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -6,7 +6,7 @@
  * Past the cap, the least recently used session with no run in flight is released, before the new
  * one opens (so a swap never holds cap + 1 copies at once); a session under a running batch is never released (ONNX Runtime frees its buffers on release), so while every
  * open session is busy the pool stays over the cap and trims when a run ends. An evicted method
- * reopens on its next use, from the compiled-graph cache when there is one (graph-cache.ts).
+ * reopens on its next use, from the graph compiled when the engine was created (method-graphs.ts).
  */
 import type { CamMethod } from '../../../shared/explain-options.js';
 import type { Logger } from '../../../shared/logger.js';
