@@ -16,14 +16,11 @@ import { decodeImage } from '../src/worker/image/decode.js';
 import { preprocess } from '../src/worker/image/preprocess.js';
 import { heatmapSize, overlaySize, renderHeatmap, renderOverlay } from '../src/worker/image/render.js';
 import { mulberry32 } from '../src/worker/model/random-weights.js';
+import { cpuMs, flag, textFlag } from './measure.js';
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-const rounds = Number(arg('rounds') ?? 20);
-const maxSide = arg('max-side') === undefined ? undefined : Number(arg('max-side'));
-const kernel = (arg('display-kernel') ?? 'lanczos3') as 'lanczos3' | 'cubic' | 'linear' | 'nearest' | 'mitchell' | 'lanczos2';
+const rounds = flag('--rounds', 20);
+const maxSide = textFlag('--max-side') === undefined ? undefined : flag('--max-side', 0);
+const kernel = (textFlag('--display-kernel') ?? 'lanczos3') as 'lanczos3' | 'cubic' | 'linear' | 'nearest' | 'mitchell' | 'lanczos2';
 
 async function jpeg(width: number, height: number): Promise<Buffer> {
   const data = Buffer.alloc(width * height * 3);
@@ -43,10 +40,9 @@ const rand = mulberry32(14);
 const cam = { grid: Float32Array.from({ length: 14 * 14 }, () => rand()), width: 14, height: 14 };
 
 async function timed(label: string, totals: Map<string, number>, f: () => Promise<unknown> | unknown): Promise<void> {
-  const c0 = process.cpuUsage();
+  const c0 = cpuMs();
   await f();
-  const c = process.cpuUsage(c0);
-  totals.set(label, (totals.get(label) ?? 0) + (c.user + c.system) / 1000);
+  totals.set(label, (totals.get(label) ?? 0) + cpuMs() - c0);
 }
 
 for (const [w, h] of [[320, 240], [1600, 1200]] as const) {
