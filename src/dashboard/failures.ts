@@ -48,9 +48,10 @@ export async function listFailures(runs: RunStore, queue: JobLookup, runId: stri
   const failed: RunManifestLine[] = [];
   for await (const chunk of runs.scanFailed(runId)) failed.push(...chunk);
   failed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const epoch = (await runs.getRun(runId))?.epoch ?? '';
   const items = await Promise.all(
     failed.slice(offset, offset + limit).map(async (line): Promise<FailureView> => {
-      const jobId = jobIdFor(runId, line.key);
+      const jobId = jobIdFor(runId, epoch, line.key);
       const job = await queue.getJob(jobId);
       const c = await classifyFailure(job);
       return {
@@ -86,13 +87,15 @@ export async function retryFailures(runs: RunStore, queue: JobLookup, runId: str
     targets = keys;
   }
   const outcome: RetryOutcome = { retried: [], skipped: [] };
+  // The failed images are the current epoch's: a run created afresh starts with none.
+  const epoch = (await runs.getRun(runId))?.epoch ?? '';
   for (const key of targets) {
     const line = await runs.getResult(runId, key);
     if (!line || line.status !== 'failed') {
       outcome.skipped.push({ key, reason: line ? 'the image did not fail' : 'no such image in this run' });
       continue;
     }
-    const job = await queue.getJob(jobIdFor(runId, key));
+    const job = await queue.getJob(jobIdFor(runId, epoch, key));
     const c = await classifyFailure(job);
     if (!c.retryable || !job) {
       outcome.skipped.push({ key, reason: c.reason ?? 'not retryable' });

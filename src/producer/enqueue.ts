@@ -6,9 +6,10 @@
  * grow with the number of keys.
  *
  * Idempotence has two layers. The run's key registry makes a re-enqueue count nothing twice, and
- * deterministic job ids make BullMQ itself ignore a job it already holds. Keys that are registered
- * but have no result yet are offered to BullMQ again: if a previous enqueue died between
- * registering a page and adding its jobs, those images would otherwise never run.
+ * deterministic job ids (per run epoch, contract.ts) make BullMQ itself ignore a job it already
+ * holds. Keys that are registered but have no result yet are offered to BullMQ again: if a previous
+ * enqueue died between registering a page and adding its jobs, or their jobs finished without a
+ * result, those images would otherwise never run.
  */
 import type { JobsOptions } from 'bullmq';
 import type { RedisConnection } from '../shared/queue/redis.js';
@@ -31,10 +32,15 @@ import type { TruthLookup } from './truth/truth-index.js';
 /** Folders a run writes under its output prefix (the artifact table). */
 const OUTPUT_FOLDERS = ARTIFACT_FOLDERS;
 
-/** The part of a BullMQ `Queue<AuditJobPayload>` enqueue uses. */
+/** The part of a BullMQ `Queue<AuditJobPayload>` (or `QueueShards`) enqueue uses. */
 export interface JobSink {
   addBulk(jobs: Array<{ name: string; data: AuditJobPayload; opts?: JobsOptions }>): Promise<unknown>;
+  getJobState(jobId: string): Promise<string>;
+  remove(jobId: string): Promise<number>;
 }
+
+/** BullMQ states of a job that will not run again by itself: its record only blocks a new add. */
+const FINISHED_JOB_STATES: ReadonlySet<string> = new Set(['completed', 'failed']);
 
 export interface EnqueueCounts {
   /** Objects listed under the prefix. */
@@ -163,13 +169,13 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
           ...(request.modelIdentity ? { model: request.modelIdentity } : {}),
           ...(t ? { truth: t } : {}),
         } satisfies AuditJobPayload,
-        opts: jobOptionsFor(runId, o.key),
+        opts: jobOptionsFor(runId, record.epoch, o.key),
       };
     });
 
   // Images registered by an earlier enqueue that died before its addBulk (or whose jobs were lost)
   // are offered again; deterministic job ids make that a no-op for live jobs. Bounded by the backlog.
-  if (!created) for await (const page of deps.runs.scanPending(runId)) await deps.queue.addBulk(jobsOf(page));
+  if (!created) for await (const page of deps.runs.scanPending(runId)) await reoffer(deps.queue, jobsOf(page));
 
   const reopen = async (added: number): Promise<void> => {
     if (added === 0 || reopened) return;
@@ -277,6 +283,19 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   }
   if (scan.counts.matched === 0) log.warn({ runId, source: formatS3Uri(request.source), listed: scan.counts.listed }, 'no images matched: the run completes empty');
   return scan.result(await deps.runs.requireRun(runId), created, finalized);
+}
+
+/**
+ * Add jobs of images still pending. A job of the same id that completed or failed without its
+ * image taking a result (a worker that died between its job's end and the count, a job rejected
+ * while the run record was missing) would make BullMQ ignore the add, and the run would wait
+ * forever: its record is removed first. A job that is waiting, delayed or active is left alone.
+ */
+async function reoffer(queue: JobSink, jobs: Array<{ name: string; data: AuditJobPayload; opts: JobsOptions }>): Promise<void> {
+  const ids = jobs.map((j) => String(j.opts.jobId));
+  const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
+  await Promise.all(ids.flatMap((id, i) => (FINISHED_JOB_STATES.has(states[i] as string) ? [queue.remove(id)] : [])));
+  await queue.addBulk(jobs);
 }
 
 /**

@@ -194,7 +194,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
   it('retries a retryable failure from the failures table', async () => {
     const run = await createSeedRun(h.seed, 'run-e2e-retry', ['flaky.png']);
     const key = run.keys[0]!;
-    await h.queue.add(JOB_NAME, { runId: run.runId, key }, jobOptionsFor(run.runId, key, { ...DEFAULT_JOB_POLICY, attempts: 1 }));
+    await h.queue.add(JOB_NAME, { runId: run.runId, key }, jobOptionsFor(run.runId, run.epoch, key, { ...DEFAULT_JOB_POLICY, attempts: 1 }));
     // A real BullMQ worker fails the job with a transient error and records it, as the pipeline does.
     const connection = new Redis(h.t.url, { maxRetriesPerRequest: null });
     const recorded = new Promise<void>((resolve) => {
@@ -217,7 +217,7 @@ describe.skipIf(!hasChromium)('dashboard in Chromium', () => {
     await row.waitFor();
     expect(await row.innerText()).toContain('TRANSIENT: S3 request failed with HTTP 503');
     await row.getByRole('button', { name: 'Retry' }).click();
-    await expect.poll(async () => (await h.queue.getJob(jobIdFor(run.runId, key)))?.getState()).toBe('waiting');
+    await expect.poll(async () => (await h.queue.getJob(jobIdFor(run.runId, run.epoch, key)))?.getState()).toBe('waiting');
     await page.close();
   });
 

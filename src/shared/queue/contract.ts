@@ -44,13 +44,18 @@ export function newRunId(now = new Date()): string {
 }
 
 /**
- * Deterministic job id for (run, source key). BullMQ ids must not contain ':' (its key separator)
- * and must not be all digits (those are reserved for auto ids). The key is hashed because keys may
- * contain any character; 128 bits make collisions irrelevant at any bucket size.
+ * Deterministic job id for (run, epoch, source key): `<runId>.<epoch>.<digest>`. BullMQ ignores an
+ * add whose id it already holds in any state, kept completed and failed records included, so the
+ * id carries the run's epoch (RunRecord.epoch, new whenever the run record is created afresh): a
+ * run deleted (or lost) and enqueued again gets ids no record of its old jobs can block. Within
+ * one epoch the id is stable, which makes re-offering a live job a no-op. BullMQ ids must not
+ * contain ':' (its key separator) and must not be all digits (reserved for auto ids); run ids and
+ * epochs use neither ':' nor '.'. The key is hashed because keys may contain any character; 128
+ * bits make collisions irrelevant at any bucket size.
  */
-export function jobIdFor(runId: string, sourceKey: string): string {
+export function jobIdFor(runId: string, epoch: string, sourceKey: string): string {
   const digest = createHash('sha256').update(runId).update('\0').update(sourceKey, 'utf8').digest('base64url').slice(0, 22);
-  return `${runId}.${digest}`;
+  return `${runId}.${epoch}.${digest}`;
 }
 
 export interface JobPolicy {
@@ -59,8 +64,9 @@ export interface JobPolicy {
   /** Base of the exponential backoff in ms. Default 2000. */
   backoffMs: number;
   /**
-   * Completed job records kept (the newest, for bull-board). A bound, not an age: kept records are
-   * Redis memory per image, and the run's own registry already makes re-enqueues no-ops.
+   * Completed job records kept (the newest, for bull-board). A bound, not an age: a record (about
+   * 1 KB with its payload) per image finished in a window would make Redis memory follow the run's
+   * size instead of its backlog, and the run's own registry already makes re-enqueues no-ops.
    */
   keepCompletedCount: number;
   /** Failed job records are kept this long (s): the failures list and its retries need them. */
@@ -74,9 +80,9 @@ export const DEFAULT_JOB_POLICY: Readonly<JobPolicy> = Object.freeze({
   keepFailedSeconds: 14 * 24 * 3600,
 });
 
-export function jobOptionsFor(runId: string, sourceKey: string, policy: JobPolicy = DEFAULT_JOB_POLICY): JobsOptions {
+export function jobOptionsFor(runId: string, epoch: string, sourceKey: string, policy: JobPolicy = DEFAULT_JOB_POLICY): JobsOptions {
   return {
-    jobId: jobIdFor(runId, sourceKey),
+    jobId: jobIdFor(runId, epoch, sourceKey),
     attempts: policy.attempts,
     // Jitter spreads retries of a whole failed batch so they do not hit S3 in lockstep.
     backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },

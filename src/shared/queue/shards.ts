@@ -117,6 +117,15 @@ export class QueueShards<T = unknown> {
     return this.forJob(jobId).getJob(jobId);
   }
 
+  async getJobState(jobId: string): Promise<string> {
+    return this.forJob(jobId).getJobState(jobId);
+  }
+
+  /** 1 when removed, 0 when the job is locked (active) or absent (BullMQ's `Queue.remove`). */
+  async remove(jobId: string): Promise<number> {
+    return this.forJob(jobId).remove(jobId);
+  }
+
   /** Counts summed over the shards. */
   async getJobCounts(...types: JobType[]): Promise<Record<string, number>> {
     const all = await Promise.all(this.queues.map((q) => q.getJobCounts(...types)));

@@ -270,7 +270,7 @@ export async function runChaos(partial: Partial<ChaosConfig>, services: ChaosSer
       const seconds = (Date.now() - roundStarted) / 1000;
       report.push({ runId, output, seconds, ok: run.done, failed: run.failed });
       log(`${elapsed()}: ${runId} completed in ${seconds.toFixed(1)} s (${run.done} ok, ${run.failed} failed); ${workerKills} kills so far`);
-      problems.push(...(await checkRun(services.store, queue, runId, output, expected)));
+      problems.push(...(await checkRun(services.store, queue, (await runs.requireRun(runId)).epoch, runId, output, expected)));
       problems.push(...(await checkThumbnails(dashboardUrl, runId, images, keys)));
     }
   };
@@ -368,7 +368,7 @@ async function dashboardAddress(p: CliProcess, timeoutMs: number): Promise<strin
  * for, summary.json's counts equal to the manifest's, each ok line's outputs stored, and each
  * failure permanent at its first attempt (a bad file is never retried as if S3 had failed).
  */
-async function checkRun(store: ObjectStore, queue: Queue, runId: string, output: string, expected: ReadonlyMap<string, ChaosImage>): Promise<string[]> {
+async function checkRun(store: ObjectStore, queue: Queue, epoch: string, runId: string, output: string, expected: ReadonlyMap<string, ChaosImage>): Promise<string[]> {
   const problems: string[] = [];
   const lines = await readRunManifest(store, output);
   const counts = new Map<string, number>();
@@ -403,7 +403,7 @@ async function checkRun(store: ObjectStore, queue: Queue, runId: string, output:
       continue;
     }
     if (image.expect !== 'ok' && !(line.error ?? '').startsWith(`${image.expect}: `)) problems.push(`${runId}: ${line.key} should fail with ${image.expect}, says: ${line.error ?? ''}`);
-    const job = await queue.getJob(jobIdFor(runId, line.key));
+    const job = await queue.getJob(jobIdFor(runId, epoch, line.key));
     if (job && job.attemptsMade !== 1) problems.push(`${runId}: ${line.key} failed after ${job.attemptsMade} attempts (a permanent failure must not be retried): ${line.error ?? ''}`);
   }
   return problems;

@@ -198,7 +198,7 @@ describe('dashboard JSON API against a real Redis and S3', () => {
   it('never serves a stale gallery page after a new result (the key cache is stamped by the run counters)', async () => {
     const before = (await get('/api/runs/run-api-2/images?status=ok')).json() as ImagesPage;
     expect((await get('/api/runs/run-api-2/images?status=ok')).json()).toEqual(before);
-    await finishImage(h.seed, { runId: 'run-api-2', sourcePrefix: 'photos/run-api-2/', outputPrefix: 'gradcam-audit/run-api-2/', keys: [] }, { name: 'b.png', status: 'ok', cls: 1, probability: 0.4 });
+    await finishImage(h.seed, { runId: 'run-api-2', epoch: (await h.seed.runs.requireRun('run-api-2')).epoch, sourcePrefix: 'photos/run-api-2/', outputPrefix: 'gradcam-audit/run-api-2/', keys: [] }, { name: 'b.png', status: 'ok', cls: 1, probability: 0.4 });
     const after = (await get('/api/runs/run-api-2/images?status=ok')).json() as ImagesPage;
     expect(after.total).toBe(before.total + 1);
     expect(after.items.map((i) => i.key)).toContain('photos/run-api-2/b.png');

@@ -124,8 +124,8 @@ describe('bull-board is read-only unless --queue-admin', () => {
   it('refuses job adding, editing and queue actions even from its own pages, and still shows the queue', async () => {
     const own = { ...JSON_TYPE, origin: base, 'sec-fetch-site': 'same-origin' };
     const q = encodeURIComponent(h.queue.name);
-    const job = await h.queue.add(JOB_NAME, { runId: 'r' }, jobOptionsFor('r', 'k.jpg', DEFAULT_JOB_POLICY));
-    expect(job.id).toBe(jobIdFor('r', 'k.jpg'));
+    const job = await h.queue.add(JOB_NAME, { runId: 'r' }, jobOptionsFor('r', 'e1', 'k.jpg', DEFAULT_JOB_POLICY));
+    expect(job.id).toBe(jobIdFor('r', 'e1', 'k.jpg'));
     const add = await send(base, 'POST', `/queues/api/queues/${q}/add`, own, jobBody);
     expect(add.status, add.body).toBe(405);
     expect((await send(base, 'PATCH', `/queues/api/queues/${q}/${job.id}/update-data`, own, '{"jobData":{"runId":"other"}}')).status).toBe(405);

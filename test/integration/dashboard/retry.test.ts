@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { describeError, InvalidInputError, TransientError } from '../../../src/shared/errors.js';
-import { DEFAULT_JOB_POLICY, JOB_NAME, jobOptionsFor } from '../../../src/shared/queue/contract.js';
+import { DEFAULT_JOB_POLICY, JOB_NAME, jobIdFor, jobOptionsFor } from '../../../src/shared/queue/contract.js';
 import { startHarness, type DashboardHarness } from './harness.js';
 import { createSeedRun, finishImage } from './seed.js';
 
@@ -39,7 +39,7 @@ describe('failures and the retry action on real BullMQ jobs', () => {
     const run = await createSeedRun(h.seed, 'run-retry', ['flaky.png', 'corrupt.jpg']);
     const [flakyKey, corruptKey] = run.keys as [string, string];
     const policy = { ...DEFAULT_JOB_POLICY, attempts: 2, backoffMs: 10 };
-    for (const key of run.keys) await h.queue.add(JOB_NAME, { runId: run.runId, key }, jobOptionsFor(run.runId, key, policy));
+    for (const key of run.keys) await h.queue.add(JOB_NAME, { runId: run.runId, key }, jobOptionsFor(run.runId, run.epoch, key, policy));
 
     let s3Healthy = false;
     let finalFailures = 0;
@@ -92,7 +92,7 @@ describe('failures and the retry action on real BullMQ jobs', () => {
     await retriedCompleted;
     const detail = (await h.app.inject({ method: 'GET', url: '/api/runs/run-retry' })).json() as { run: { done: number; failed: number } };
     expect(detail.run).toMatchObject({ done: 1, failed: 1 });
-    expect(await (await h.queue.getJob(corruptKeyJobId(run.runId, corruptKey)))?.getState()).toBe('failed');
+    expect(await (await h.queue.getJob(jobIdFor(run.runId, run.epoch, corruptKey)))?.getState()).toBe('failed');
 
     // Retrying the same key again is refused with a reason: it is no longer a failure.
     const again = await h.app.inject({ method: 'POST', url: '/api/runs/run-retry/retry', payload: { keys: [flakyKey] } });
@@ -101,7 +101,3 @@ describe('failures and the retry action on real BullMQ jobs', () => {
     expect(badBody.statusCode).toBe(400);
   });
 });
-
-function corruptKeyJobId(runId: string, key: string): string {
-  return jobOptionsFor(runId, key).jobId as string;
-}

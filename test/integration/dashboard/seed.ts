@@ -33,6 +33,8 @@ export interface SeedImage {
 
 export interface SeededRun {
   runId: string;
+  /** The run record's epoch: part of its job ids. */
+  epoch: string;
   sourcePrefix: string;
   outputPrefix: string;
   keys: string[];
@@ -47,7 +49,7 @@ export interface SeedTarget {
 /** Create the run and register all its images as enqueued; nothing finished yet. */
 export async function createSeedRun(target: SeedTarget, runId: string, names: string[], sourcePrefix = `photos/${runId}/`): Promise<SeededRun> {
   const outputPrefix = `gradcam-audit/${runId}/`;
-  await target.runs.createRun({
+  const { record } = await target.runs.createRun({
     id: runId,
     source: `s3://${target.bucket}/${sourcePrefix}`,
     output: `s3://${target.bucket}/${outputPrefix}`,
@@ -55,9 +57,9 @@ export async function createSeedRun(target: SeedTarget, runId: string, names: st
     model: 'vgg16',
   });
   const keys = names.map((n) => sourcePrefix + n);
-  await target.runs.addJobs(runId, keys.map((key) => ({ key, jobId: jobIdFor(runId, key) })));
+  await target.runs.addJobs(runId, keys.map((key) => ({ key })));
   await target.runs.finishEnqueue(runId);
-  return { runId, sourcePrefix, outputPrefix, keys };
+  return { runId, epoch: record.epoch, sourcePrefix, outputPrefix, keys };
 }
 
 /** A predicted class as the seeded objects show it. */
@@ -152,7 +154,7 @@ async function putImageObjects(target: SeedTarget, run: SeededRun, key: string, 
     metrics: { top1Prob: probability },
     timings: { download: 3, decode: 2, infer: 80, render: 5, upload: 4 },
     units: PREDICTION_UNITS,
-    run: { runId: run.runId, workerId: 'test-worker', jobId: jobIdFor(run.runId, key) },
+    run: { runId: run.runId, workerId: 'test-worker', jobId: jobIdFor(run.runId, run.epoch, key) },
     createdAt: now.toISOString(),
   };
   await target.store.put(target.bucket, out.overlay, overlay, { contentType: 'image/jpeg' });

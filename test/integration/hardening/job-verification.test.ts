@@ -60,7 +60,7 @@ describe('workers verify each job against its run record', () => {
       { why: 'never listed into the run', data: legit('in/late.png'), code: /^NOT_IN_RUN: .*in\/late\.png/ },
       { why: 'an unknown run', data: { ...legit('in/a.png'), runId: 'no-such-run' }, code: /^UNKNOWN_RUN: .*no-such-run/ },
     ];
-    const jobs = await h.queue.addBulk(forged.map((f, i) => ({ name: JOB_NAME, data: f.data, opts: jobOptionsFor(`forged${i}`, f.data.source.key) })));
+    const jobs = await h.queue.addBulk(forged.map((f, i) => ({ name: JOB_NAME, data: f.data, opts: jobOptionsFor(`forged${i}`, 'e1', f.data.source.key) })));
     for (const [i, job] of jobs.entries()) {
       const deadline = Date.now() + 30_000;
       while ((await job.getState()) !== 'failed') {
@@ -77,7 +77,7 @@ describe('workers verify each job against its run record', () => {
     // skip instead of failing as a stranger's, and nothing moves.
     const head = await b.store.head(b.bucket, 'in/a.png');
     const again: AuditJobPayload = { ...legit('in/a.png'), source: { bucket: b.bucket, key: 'in/a.png', etag: head?.etag ?? '', size: head?.size ?? 0 } };
-    const [redelivered] = await h.queue.addBulk([{ name: JOB_NAME, data: again, opts: jobOptionsFor('again', 'in/a.png') }]);
+    const [redelivered] = await h.queue.addBulk([{ name: JOB_NAME, data: again, opts: jobOptionsFor('again', 'e1', 'in/a.png') }]);
     const deadline = Date.now() + 30_000;
     while (!['completed', 'failed'].includes(await redelivered!.getState())) {
       if (Date.now() > deadline) throw new Error(`the second delivery did not end in time: ${await redelivered!.getState()}`);

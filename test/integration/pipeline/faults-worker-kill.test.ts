@@ -76,7 +76,7 @@ describe('fault: a worker is killed mid-batch', { timeout: 90_000 }, () => {
       expect(job?.stalledCounter).toBeGreaterThanOrEqual(1);
       expect(await job?.getState()).toBe('completed');
     }
-    const jobIds = new Set(keys.map((k) => jobIdFor('kill-run', k)));
+    const jobIds = new Set(keys.map((k) => jobIdFor('kill-run', run.epoch, k)));
     expect(recovered.every((j) => j !== undefined && jobIds.has(String(j.id)))).toBe(true);
 
     const lines = await expectExactlyOnce(b.store, output, keys);

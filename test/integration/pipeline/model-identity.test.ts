@@ -64,7 +64,7 @@ describe('model identity: workers only serve runs of their model', () => {
     const runId = await h.enqueue(`s3://${b.bucket}/in/`, { output: `s3://${b.bucket}/out/`, runId: 'needs-a', weights: weightsA() });
     const run = await h.runs.requireRun(runId);
     expect(run.modelIdentity).toEqual(modelA.identity);
-    const job = await h.queue.getJob(jobIdFor(runId, IMAGES[0]));
+    const job = await h.queue.getJob(jobIdFor(runId, run.epoch, IMAGES[0]));
     expect(job?.data.model).toEqual(modelA.identity);
 
     const deadline = Date.now() + 15_000;
@@ -73,12 +73,12 @@ describe('model identity: workers only serve runs of their model', () => {
     const still = await h.runs.requireRun(runId);
     expect(still).toMatchObject({ done: 0, failed: 0, state: expect.not.stringMatching(/completed/) });
     for (const key of IMAGES) {
-      const j = await h.queue.getJob(jobIdFor(runId, key));
+      const j = await h.queue.getJob(jobIdFor(runId, run.epoch, key));
       expect(['delayed', 'waiting', 'active']).toContain(await j?.getState());
       expect(j?.attemptsMade).toBe(0);
       expect(await b.store.head(b.bucket, outputKeysFor('out/', key, 'jpeg').prediction)).toBeNull();
     }
-    const logs = await h.queue.getJobLogs(jobIdFor(runId, IMAGES[0]));
+    const logs = await h.queue.getJobLogs(jobIdFor(runId, run.epoch, IMAGES[0]));
     expect(logs.logs.join('\n')).toMatch(/handed back: run needs-a: the run needs another model than this worker serves: weights .*a\.h5 "model-a" \(etag:.*\) vs .*b\.h5 .*; preprocess "raw" vs "caffe"; centerCrop true vs false/);
     expect(workerB.stats).toMatchObject({ processed: 0, failed: 0 });
 

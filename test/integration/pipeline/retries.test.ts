@@ -29,16 +29,18 @@ describe('pipeline worker retries and locks', () => {
     await t?.cleanup();
   });
 
+  const jobIdIn = async (runId: string, key: string): Promise<string> => jobIdFor(runId, (await h.runs.requireRun(runId)).epoch, key);
+
   /** A run with the given keys, its jobs added through the queue contract directly. */
   async function runWith(runId: string, keys: string[], attempts: number, edit: (p: AuditJobPayload) => AuditJobPayload = (p) => p, options = { ...DEFAULT_EXPLAIN_OPTIONS }): Promise<void> {
-    await h.runs.createRun({ id: runId, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/${runId}/`, options });
-    await h.runs.addJobs(runId, keys.map((key) => ({ key, jobId: jobIdFor(runId, key) })));
+    const { record } = await h.runs.createRun({ id: runId, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/${runId}/`, options });
+    await h.runs.addJobs(runId, keys.map((key) => ({ key })));
     const etag = (await b.store.head(b.bucket, 'in/x.png'))?.etag ?? '';
     await h.queue.addBulk(
       keys.map((key) => ({
         name: JOB_NAME,
         data: edit({ v: PAYLOAD_VERSION, runId, source: { bucket: b.bucket, key, etag, size: 1 }, output: { bucket: b.bucket, prefix: `${runId}/` }, options }),
-        opts: jobOptionsFor(runId, key, { ...DEFAULT_JOB_POLICY, attempts, backoffMs: 50 }),
+        opts: jobOptionsFor(runId, record.epoch, key, { ...DEFAULT_JOB_POLICY, attempts, backoffMs: 50 }),
       })),
     );
     await h.runs.finishEnqueue(runId);
@@ -54,7 +56,7 @@ describe('pipeline worker retries and locks', () => {
       expect(run).toMatchObject({ total: 1, done: 0, failed: 1 });
       const result = await h.runs.getResult('transient', 'in/x.png');
       expect(result?.error).toMatch(/^TRANSIENT: S3 request for s3:\/\/.* failed/);
-      const job = await h.queue.getJob(jobIdFor('transient', 'in/x.png'));
+      const job = await h.queue.getJob(await jobIdIn('transient', 'in/x.png'));
       expect(job?.attemptsMade).toBe(3); // every attempt was used: it was retried, not failed at once
       expect(await job?.getState()).toBe('failed');
     } finally {
@@ -72,7 +74,7 @@ describe('pipeline worker retries and locks', () => {
       await Promise.all([h.waitForRun('foreign', 20_000), h.waitForRun('layer', 20_000)]);
       expect((await h.runs.getResult('foreign', 'in/x.png'))?.error).toMatch(/^BAD_PAYLOAD: job payload has version 99, this worker reads version 1/);
       expect((await h.runs.getResult('layer', 'in/x.png'))?.error).toMatch(/^LAYER_MISMATCH: .*"block9_conv9".*--layer block9_conv9/);
-      for (const runId of ['foreign', 'layer']) expect((await h.queue.getJob(jobIdFor(runId, 'in/x.png')))?.attemptsMade).toBe(1);
+      for (const runId of ['foreign', 'layer']) expect((await h.queue.getJob(await jobIdIn(runId, 'in/x.png')))?.attemptsMade).toBe(1);
     } finally {
       await worker.stop(2_000);
     }
@@ -96,7 +98,7 @@ describe('pipeline worker retries and locks', () => {
       await runWith('slow', ['in/x.png'], 1);
       const run = await h.waitForRun('slow', 30_000);
       expect(run).toMatchObject({ done: 1, failed: 0 });
-      const job = await h.queue.getJob(jobIdFor('slow', 'in/x.png'));
+      const job = await h.queue.getJob(await jobIdIn('slow', 'in/x.png'));
       expect(await job?.getState()).toBe('completed');
       expect(job?.stalledCounter ?? 0).toBe(0);
       expect(job?.attemptsStarted).toBe(1);

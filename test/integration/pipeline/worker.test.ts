@@ -72,7 +72,7 @@ describe('pipeline worker against real Redis and S3', () => {
       const m = JSON.parse(prediction.body.toString('utf8')) as ImageManifest;
       expect(m.schema).toBe(IMAGE_MANIFEST_SCHEMA);
       expect(m.source).toMatchObject({ bucket: b.bucket, key, etag: source?.etag, format: 'png', height: 36 });
-      expect(m.run).toEqual({ runId, workerId: worker.options.workerId, jobId: jobIdFor(runId, key) });
+      expect(m.run).toEqual({ runId, workerId: worker.options.workerId, jobId: jobIdFor(runId, run.epoch, key) });
       expect(m.outputs.overlay).toBe(`s3://${b.bucket}/${keys.overlay}`);
       expect(m.predictions).toHaveLength(5);
       expect(m.targets[0].gridHeight).toBe(16); // 32x32 input, one 2x2 pool before the last conv layer (block2_conv2)
@@ -106,7 +106,7 @@ describe('pipeline worker against real Redis and S3', () => {
     const result = await h.runs.getResult(runId, BAD);
     expect(result?.status).toBe('failed');
     expect(result?.error).toMatch(/^NOT_AN_IMAGE: .*not-an-image\.png/);
-    const job = await h.queue.getJob(jobIdFor(runId, BAD));
+    const job = await h.queue.getJob(jobIdFor(runId, (await h.runs.requireRun(runId)).epoch, BAD));
     expect(await job?.getState()).toBe('failed');
     expect(job?.attemptsMade).toBe(1); // of 6 allowed: no retry for a permanent error
     expect(job?.failedReason).toMatch(/NOT_AN_IMAGE/);

@@ -1,4 +1,5 @@
-import { Queue } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseEnqueueRequest, type EnqueueFlags } from '../../../src/producer/enqueue-options.js';
 import { enqueueRun, type EnqueueDeps } from '../../../src/producer/enqueue.js';
@@ -64,7 +65,7 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
     const jobs = await queue.getJobs(['waiting']);
     expect(jobs.map((j) => j.data.source.key).sort()).toEqual([...expected].sort());
     const cat = jobs.find((j) => j.data.source.key === 'photos/a b/c+d%20e.png');
-    expect(cat?.id).toBe(jobIdFor(res.runId, 'photos/a b/c+d%20e.png'));
+    expect(cat?.id).toBe(jobIdFor(res.runId, res.run?.epoch ?? '', 'photos/a b/c+d%20e.png'));
     expect(cat?.data).toMatchObject({ v: 1, runId: res.runId, source: { bucket: b.bucket, size: 'bytes of photos/a b/c+d%20e.png'.length }, output: { bucket: b.bucket, prefix: `gradcam-audit/${res.runId}/` }, options: { topK: 3, method: 'gradcam++' } });
     expect(cat?.data.source.etag).toMatch(/^[0-9a-f]{32}$/);
   });
@@ -87,13 +88,72 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
 
   it('re-offers registered keys whose jobs were lost, without duplicating live ones', async () => {
     const first = await enqueueRun(request(), deps());
-    const lost = await queue.getJob(jobIdFor(first.runId, 'photos/cat.jpg'));
+    const lost = await queue.getJob(jobIdFor(first.runId, first.run?.epoch ?? '', 'photos/cat.jpg'));
     await lost?.remove(); // as if the previous enqueue died between registering and addBulk
     const again = await enqueueRun(request(), deps());
     expect(again.counts.added).toBe(0);
     expect(again.run?.total).toBe(first.counts.matched);
     expect((await jobCount()).waiting).toBe(first.counts.matched);
-    expect(await queue.getJob(jobIdFor(first.runId, 'photos/cat.jpg'))).toBeDefined();
+    expect(await queue.getJob(jobIdFor(first.runId, first.run?.epoch ?? '', 'photos/cat.jpg'))).toBeDefined();
+  });
+
+  /** A real BullMQ worker takes one job and runs `processor` on it (throwing fails the job). */
+  const runOneJob = async (processor: (job: Job<AuditJobPayload>) => Promise<void>): Promise<void> => {
+    const connection = new Redis(t.url, { maxRetriesPerRequest: null });
+    const worker = new Worker<AuditJobPayload>(queue.name, processor, { connection, prefix: bullPrefix({ prefix: t.prefix }) });
+    await new Promise((r) => {
+      worker.once('completed', r);
+      worker.once('failed', r);
+    });
+    await worker.close();
+    connection.disconnect();
+  };
+  const ONE = 'photos/deep/x/y/z.GIF';
+
+  it('gives a run deleted and enqueued again new jobs, though BullMQ keeps the old run\'s job records', async () => {
+    const req = request({ runId: 'redo' }, 'photos/deep/');
+    const first = await enqueueRun(req, deps());
+    // The image fails for good and is recorded, as the pipeline does; its failed job record is kept.
+    await runOneJob(async (job) => {
+      await runs.recordResult('redo', { key: job.data.source.key, status: 'failed', error: 'CORRUPT_IMAGE: bad' });
+      throw new UnrecoverableError('CORRUPT_IMAGE: bad');
+    });
+    expect(await jobCount()).toMatchObject({ waiting: 0, failed: 1 });
+    // docs/operations.md, "Retention": delete the run's Redis state, then run the same enqueue.
+    await runs.deleteRun('redo');
+    const second = await enqueueRun(req, deps());
+    expect(second).toMatchObject({ created: true, counts: { added: 1 }, run: { state: 'queued', total: 1 } });
+    expect(second.run?.epoch).not.toBe(first.run?.epoch);
+    expect(await jobCount()).toMatchObject({ waiting: 1, failed: 1 });
+    const [job] = await queue.getJobs(['waiting']);
+    expect(job?.id).toBe(jobIdFor('redo', second.run?.epoch ?? '', ONE));
+    // The new job runs and the run completes.
+    await runOneJob(async (j) => void (await runs.recordResult('redo', { key: j.data.source.key, status: 'failed', error: 'CORRUPT_IMAGE: bad' })));
+    expect(await runs.requireRun('redo')).toMatchObject({ done: 0, failed: 1, total: 1 });
+  });
+
+  it('re-offers a pending image whose job finished without a result, failed or completed', async () => {
+    const req = request({ runId: 'stuck' }, 'photos/deep/');
+    const first = await enqueueRun(req, deps());
+    const id = jobIdFor('stuck', first.run?.epoch ?? '', ONE);
+    // The job fails without the image taking a result (e.g. rejected while its run record was missing).
+    await runOneJob(async () => {
+      throw new UnrecoverableError('UNKNOWN_RUN');
+    });
+    expect(await runs.backlog('stuck')).toBe(1);
+    const again = await enqueueRun(req, deps());
+    expect(again.counts).toMatchObject({ added: 0, known: 1 });
+    expect(await jobCount()).toMatchObject({ waiting: 1, failed: 0 });
+    expect(await queue.getJobState(id)).toBe('waiting');
+    // The same for a job that completed without a result; a waiting job is left as it is.
+    await runOneJob(async () => undefined);
+    expect(await jobCount()).toMatchObject({ waiting: 0, completed: 1 });
+    await enqueueRun(req, deps());
+    expect(await jobCount()).toMatchObject({ waiting: 1, completed: 0 });
+    const waiting = await queue.getJob(id);
+    await enqueueRun(req, deps());
+    expect((await queue.getJob(id))?.timestamp).toBe(waiting?.timestamp);
+    expect(await jobCount()).toMatchObject({ waiting: 1 });
   });
 
   it('never enqueues its own outputs when they live inside the source prefix', async () => {

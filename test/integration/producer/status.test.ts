@@ -2,7 +2,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readStatus, watchStatus } from '../../../src/producer/status.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import { NotFoundError } from '../../../src/shared/errors.js';
-import { jobIdFor } from '../../../src/shared/queue/contract.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
@@ -23,7 +22,7 @@ describe('status against a real Redis', () => {
 
   async function startRun(id: string, keys: string[]): Promise<void> {
     await runs.createRun({ id, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/${id}/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } });
-    await runs.addJobs(id, keys.map((key) => ({ key, jobId: jobIdFor(id, key) })));
+    await runs.addJobs(id, keys.map((key) => ({ key })));
     await runs.finishEnqueue(id);
   }
 

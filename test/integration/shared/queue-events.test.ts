@@ -19,7 +19,7 @@ describe('queue event stream', () => {
   it('is trimmed to QUEUE_EVENTS_MAX_LEN entries, not BullMQ\'s 10,000, whoever opened the queue', async () => {
     // Each add writes two entries ("added", "waiting"): 3,000 jobs are 6,000, which BullMQ's default keeps.
     for (let i = 0; i < 3000; i += 500) {
-      await queue.addBulk(Array.from({ length: 500 }, (_, j) => ({ name: JOB_NAME, data: { n: i + j }, opts: jobOptionsFor('run-ev', `k/${i + j}`) })));
+      await queue.addBulk(Array.from({ length: 500 }, (_, j) => ({ name: JOB_NAME, data: { n: i + j }, opts: jobOptionsFor('run-ev', 'e1', `k/${i + j}`) })));
     }
     const events = `${shardPrefix({ prefix: t.prefix }, 0)}:${t.queueName}:events`;
     const length = await t.redis.xlen(events);

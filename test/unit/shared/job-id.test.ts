@@ -3,12 +3,14 @@ import { jobIdFor, jobOptionsFor, newRunId, validateRunId } from '../../../src/s
 import { ConfigError } from '../../../src/shared/errors.js';
 
 describe('job ids', () => {
-  it('are deterministic for (run, key) and distinct across runs and keys', () => {
-    expect(jobIdFor('run1', 'a/b.jpg')).toBe(jobIdFor('run1', 'a/b.jpg'));
-    expect(jobIdFor('run1', 'a/b.jpg')).not.toBe(jobIdFor('run2', 'a/b.jpg'));
-    expect(jobIdFor('run1', 'a/b.jpg')).not.toBe(jobIdFor('run1', 'a/b.jpeg'));
+  it('are deterministic for (run, epoch, key) and distinct across runs, epochs and keys', () => {
+    expect(jobIdFor('run1', 'e1', 'a/b.jpg')).toBe(jobIdFor('run1', 'e1', 'a/b.jpg'));
+    expect(jobIdFor('run1', 'e1', 'a/b.jpg')).not.toBe(jobIdFor('run2', 'e1', 'a/b.jpg'));
+    expect(jobIdFor('run1', 'e1', 'a/b.jpg')).not.toBe(jobIdFor('run1', 'e1', 'a/b.jpeg'));
+    // A run created afresh (deleted or lost, then enqueued again) never reuses an old run's ids.
+    expect(jobIdFor('run1', 'e1', 'a/b.jpg')).not.toBe(jobIdFor('run1', 'e2', 'a/b.jpg'));
     // The separator keeps ('ab','c') and ('a','bc') apart.
-    expect(jobIdFor('ab', 'c')).not.toBe(jobIdFor('a', 'bc'));
+    expect(jobIdFor('ab', 'e', 'c')).not.toBe(jobIdFor('a', 'e', 'bc'));
   });
 
   it('are valid BullMQ ids for any key: no ":" and never all digits', () => {
@@ -16,7 +18,8 @@ describe('job ids', () => {
     const ids = new Set<string>();
     for (const key of keys) {
       for (const run of ['123', 'r', validateRunId('2026-run_1')]) {
-        const id = jobIdFor(run, key);
+        // An epoch as createRun makes them: base-36 milliseconds and 6 hex digits.
+        const id = jobIdFor(run, 'mil3x0ab12cd34', key);
         expect(id).not.toContain(':');
         expect(/^\d+$/.test(id)).toBe(false);
         expect(id.length).toBeLessThan(100);
@@ -27,8 +30,8 @@ describe('job ids', () => {
   });
 
   it('carries retry policy with jittered exponential backoff', () => {
-    const o = jobOptionsFor('r', 'k');
-    expect(o.jobId).toBe(jobIdFor('r', 'k'));
+    const o = jobOptionsFor('r', 'e', 'k');
+    expect(o.jobId).toBe(jobIdFor('r', 'e', 'k'));
     expect(o.attempts).toBeGreaterThan(1);
     expect(o.backoff).toMatchObject({ type: 'exponential' });
   });

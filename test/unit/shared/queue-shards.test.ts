@@ -36,9 +36,9 @@ describe('queue shards', () => {
 
   it('spreads one run\'s jobs evenly over the shards, each job always to the same shard', () => {
     const counts = [0, 0, 0, 0];
-    for (let i = 0; i < 8000; i++) counts[shardOfJob(jobIdFor('run-1', `in/img-${i}.png`), 4)]! += 1;
+    for (let i = 0; i < 8000; i++) counts[shardOfJob(jobIdFor('run-1', 'mil3x0ab12cd34', `in/img-${i}.png`), 4)]! += 1;
     for (const c of counts) expect(Math.abs(c - 2000)).toBeLessThan(200);
-    const id = jobIdFor('run-1', 'in/a.png');
+    const id = jobIdFor('run-1', 'mil3x0ab12cd34', 'in/a.png');
     expect(shardOfJob(id, 4)).toBe(shardOfJob(id, 4));
     expect(shardOfJob(id, 1)).toBe(0);
   });
