@@ -76,13 +76,14 @@ export class TransientError extends AuditError {
 
 /**
  * A queue job that does not belong to the run it names: an unknown (or lost) run, or a source,
- * output, options or image that differ from what the run recorded. Never retried, never counted in
- * the run: anyone who can write to the queue could have added it.
+ * output, options or image that differ from what the run recorded; or one that could not be checked
+ * at all (UNVERIFIED: a malformed payload, or a check that kept failing). Never retried, never
+ * counted in the run: anyone who can write to the queue could have added it.
  */
 export class ForeignJobError extends AuditError {
   readonly retryable = false;
   constructor(
-    readonly code: 'UNKNOWN_RUN' | 'NOT_IN_RUN',
+    readonly code: 'UNKNOWN_RUN' | 'NOT_IN_RUN' | 'UNVERIFIED',
     message: string,
     options?: ErrorOptionsWithCause,
   ) {

@@ -7,10 +7,11 @@
  * is in the engine, the next images download and decode and the previous ones render and upload.
  * Each image fails alone: its errors never reach its batch-mates.
  *
- * Failure semantics: a permanent error (bad image, missing object, access denied, bad payload) is
- * recorded as the image's result and thrown as BullMQ's `UnrecoverableError` (no retries). A
- * transient one (S3 5xx, network, Redis) is thrown as is, so BullMQ retries it with backoff; on the
- * last attempt it is recorded as failed first.
+ * Failure semantics: a permanent error (bad image, missing object, access denied) is recorded as
+ * the image's result and thrown as BullMQ's `UnrecoverableError` (no retries). A transient one (S3
+ * 5xx, network, Redis) is thrown as is, so BullMQ retries it with backoff; on the last attempt it
+ * is recorded as failed first. Only a job checked against its run (verifyJob) records anything: one
+ * that fails before or in its check (a malformed payload, a foreign job) fails unrecorded.
  */
 import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, type Job } from 'bullmq';
@@ -19,7 +20,6 @@ import { COMPLETION_ARTIFACT, mapArtifactPaths } from '../../shared/artifacts.js
 import type { Logger } from '../../shared/logger.js';
 import { failedLineOf, IMAGE_MANIFEST_SCHEMA, manifestLineOf, type ImageManifest, type RunManifestLine } from '../../shared/manifest.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
-import { PAYLOAD_VERSION } from '../../shared/queue/contract.js';
 import type { RecordOutcome, RunStore } from '../../shared/queue/run-store.js';
 import type { ObjectStore } from '../../shared/storage/object-store.js';
 import { outputKeysFor } from '../../shared/storage/output-keys.js';
@@ -31,7 +31,7 @@ import type { Engine, EngineImageResult, PreprocessedImage } from '../engine/eng
 import type { ClassLabel } from '../model/labels.js';
 import type { ServedModel } from '../model/model-card.js';
 import { leaveForMatchingWorker } from './model-mismatch.js';
-import { FOREIGN_JOB_MESSAGE } from './verify-job.js';
+import { assertPayloadVersion, FOREIGN_JOB_MESSAGE, validatePayload } from './verify-job.js';
 import type { Arrival, BatchInfo, DynamicBatcher } from './batcher.js';
 import { batchKeyFor, outputsHashFor } from './job-keys.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -95,9 +95,15 @@ export function engineBatchRunner(engine: Engine, batchSize: number): (key: stri
 export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobContext, token?: string): Promise<ImageJobResult> {
   const payload = job.data;
   const log = ctx.logger.child({ jobId: job.id, runId: payload?.runId, key: payload?.source?.key, attempt: job.attemptsMade + 1 });
+  // Whatever a job says is only believed once verifyJob has checked it against its run: until then
+  // it may be anyone's (a malformed or forged payload, or one whose check could not run), and a
+  // failure recorded on its word would land in a run it does not belong to.
+  let verified = false;
   try {
     validatePayload(payload);
     await ctx.verifyJob(payload);
+    verified = true;
+    assertPayloadVersion(payload);
     return await runStages(job, payload, ctx, log);
   } catch (err) {
     const error = toError(err);
@@ -117,6 +123,12 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
     const attempts = job.opts.attempts ?? 1;
     const lastAttempt = job.attemptsMade + 1 >= attempts;
     const permanent = !isRetryable(error) || error instanceof UnrecoverableError;
+    if ((permanent || lastAttempt) && !verified) {
+      // Never checked: it ends here, recorded nowhere. If it was the run's after all (its check
+      // failed for a transient reason on the last attempt), the worker's failed-job backstop
+      // checks it again and records the failure then.
+      throw rejectForeign(new ForeignJobError('UNVERIFIED', `job was not checked against its run: ${describeError(error)}`, { cause: error }), ctx, log);
+    }
     if (permanent || lastAttempt) {
       const reason = describeError(error);
       try {
@@ -250,11 +262,7 @@ async function recordSuccess(payload: AuditJobPayload, line: RunManifestLine, ct
   if (outcome.complete && outcome.counted) await ctx.onRunComplete(payload.runId);
 }
 
-async function recordFailure(payload: AuditJobPayload | undefined, reason: string, code: string, ctx: ImageJobContext): Promise<void> {
-  if (!payload?.runId || typeof payload.source?.key !== 'string') {
-    ctx.metrics.failed.inc({ reason: code });
-    return; // nothing to attribute it to
-  }
+async function recordFailure(payload: AuditJobPayload, reason: string, code: string, ctx: ImageJobContext): Promise<void> {
   const outcome = await ctx.runs.recordResult(payload.runId, failedLineOf(payload.source.key, reason));
   assertRecorded(outcome, payload);
   ctx.metrics.failed.inc({ reason: code });
@@ -278,19 +286,4 @@ function rejectForeign(error: ForeignJobError, ctx: ImageJobContext, log: Logger
 function codeOf(err: Error): string {
   if (err instanceof AuditError) return err.code;
   return err.name || 'Error';
-}
-
-/** A malformed payload never heals: fail it with a message that names the field. */
-function validatePayload(p: AuditJobPayload | undefined): asserts p is AuditJobPayload {
-  const bad = (what: string): never => {
-    throw new InvalidInputError('BAD_PAYLOAD', `job payload ${what}; was it enqueued by a different gradcam-audit version?`);
-  };
-  if (!p || typeof p !== 'object') bad('is not an object');
-  else {
-    if (p.v !== PAYLOAD_VERSION) bad(`has version ${String(p.v)}, this worker reads version ${PAYLOAD_VERSION}`);
-    if (typeof p.runId !== 'string' || p.runId === '') bad('has no runId');
-    if (!p.source || typeof p.source.bucket !== 'string' || typeof p.source.key !== 'string') bad('has no source bucket/key');
-    if (!p.output || typeof p.output.bucket !== 'string' || typeof p.output.prefix !== 'string') bad('has no output bucket/prefix');
-    if (!p.options || typeof p.options !== 'object') bad('has no options');
-  }
 }

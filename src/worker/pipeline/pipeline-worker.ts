@@ -44,7 +44,7 @@ import { WorkerMetrics } from './metrics.js';
 import type { PipelineOptions } from './options.js';
 import { lockDurationFor, resolvePipelineOptions } from './options.js';
 import { Semaphore } from './semaphore.js';
-import { RunRecordCache, verifyJob } from './verify-job.js';
+import { payloadProblem, RunRecordCache, verifyJob } from './verify-job.js';
 
 export interface PipelineWorkerDeps {
   engine: Engine;
@@ -159,7 +159,12 @@ export class PipelineWorker {
       maxSourceBytes: this.options.maxSourceBytes,
       handBackDelayMs: this.options.handBackDelayMs,
       provenanceRecorded: new Set(),
-      verifyJob: (payload) => verifyJob(payload, { cache: this.runCache, runs: deps.runs, served: deps.model?.identity }),
+      // A run is marked started by its first job that passed the check, never on a job's word.
+      verifyJob: async (payload) => {
+        const run = await verifyJob(payload, { cache: this.runCache, runs: deps.runs, served: deps.model?.identity });
+        await this.markStarted(payload.runId);
+        return run;
+      },
       onRunComplete: async (runId) => {
         try {
           const outcome = await deps.finalizeRun(runId, this.lockDurationMs);
@@ -277,15 +282,17 @@ export class PipelineWorker {
     return { clean, abandoned, ms };
   }
 
+  private async markStarted(runId: string): Promise<void> {
+    if (this.runsStarted.has(runId)) return;
+    this.runsStarted.add(runId);
+    await this.deps.runs.markStarted(runId).catch((err: unknown) => this.deps.logger.warn({ runId, err: describeError(err) }, 'could not record the run start'));
+  }
+
   private async process(job: Job<AuditJobPayload>, token?: string): Promise<ImageJobResult> {
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
     let arrival: Arrival | undefined;
     try {
-      if (!this.runsStarted.has(job.data.runId)) {
-        this.runsStarted.add(job.data.runId);
-        await this.deps.runs.markStarted(job.data.runId).catch((err: unknown) => this.deps.logger.warn({ runId: job.data.runId, err: describeError(err) }, 'could not record the run start'));
-      }
       // Announce the image to the batcher, so a batch waits for it rather than starting half
       // full (batcher.ts); settled by its submit, or below if it never reaches the engine.
       arrival = this.batcher.expect();
@@ -312,7 +319,8 @@ export class PipelineWorker {
    * a failure the processor already recorded changes nothing.
    */
   private async onFailed(job: Job<AuditJobPayload> | undefined, err: Error): Promise<void> {
-    if (!job?.data?.runId || typeof job.data.source?.key !== 'string') return;
+    // A payload the worker cannot read is no evidence about the run it names: nothing to record.
+    if (!job || payloadProblem(job.data) !== null) return;
     try {
       if (!(await job.isFailed())) return; // it will be retried
       // A job that is not its run's (or was rejected as such) never reaches the run's books.

@@ -8,9 +8,9 @@
  * A job that is the run's but needs another model than this worker serves is a different matter:
  * `ModelMismatchError`, and the job is left for a worker that serves the run's model.
  */
-import { ForeignJobError, ModelMismatchError, NotPendingJobError } from '../../shared/errors.js';
+import { ForeignJobError, InvalidInputError, ModelMismatchError, NotPendingJobError } from '../../shared/errors.js';
 import { modelMismatch, type ModelIdentity } from '../../shared/model-setup.js';
-import type { AuditJobPayload } from '../../shared/queue/contract.js';
+import { PAYLOAD_VERSION, type AuditJobPayload } from '../../shared/queue/contract.js';
 import type { RunRecord, RunStore } from '../../shared/queue/run-store.js';
 import { stableHash, stableStringify } from '../../shared/stable-json.js';
 import { isWithinPrefix } from '../../shared/storage/output-keys.js';
@@ -18,6 +18,40 @@ import { formatS3Uri, parseS3Uri } from '../../shared/storage/uri.js';
 
 /** What a worker logs (warn) for each job it rejects as not its run's. */
 export const FOREIGN_JOB_MESSAGE = 'job rejected: it does not belong to the run it names';
+
+/**
+ * What keeps a job's payload from being checked against its run (a missing or mistyped field the
+ * check reads), or null. A malformed payload never heals, and says nothing trustworthy about the run
+ * it names.
+ */
+export function payloadProblem(p: unknown): string | null {
+  if (!p || typeof p !== 'object') return 'is not an object';
+  const q = p as Partial<AuditJobPayload>;
+  if (typeof q.runId !== 'string' || q.runId === '') return 'has no runId';
+  if (!q.source || typeof q.source.bucket !== 'string' || typeof q.source.key !== 'string') return 'has no source bucket/key';
+  if (!q.output || typeof q.output.bucket !== 'string' || typeof q.output.prefix !== 'string') return 'has no output bucket/prefix';
+  if (!q.options || typeof q.options !== 'object') return 'has no options';
+  return null;
+}
+
+/** Throws InvalidInputError BAD_PAYLOAD naming the field `payloadProblem` finds. */
+export function validatePayload(p: unknown): asserts p is AuditJobPayload {
+  const problem = payloadProblem(p);
+  if (problem !== null) throw badPayload(problem);
+}
+
+/**
+ * Throws InvalidInputError BAD_PAYLOAD for a payload of another version. Checked after the job was
+ * verified, so a job that is its run's in every field (enqueued by another gradcam-audit version)
+ * fails with its result recorded, and its run can still complete.
+ */
+export function assertPayloadVersion(p: AuditJobPayload): void {
+  if (p.v !== PAYLOAD_VERSION) throw badPayload(`has version ${String(p.v)}, this worker reads version ${PAYLOAD_VERSION}`);
+}
+
+function badPayload(problem: string): InvalidInputError {
+  return new InvalidInputError('BAD_PAYLOAD', `job payload ${problem}; was it enqueued by a different gradcam-audit version?`);
+}
 
 /** Throws ForeignJobError naming the first check `payload` fails against `run` (null: no such run). */
 export function verifyJobAgainstRun(payload: AuditJobPayload, run: RunRecord | null): asserts run is RunRecord {

@@ -7,6 +7,10 @@
  * already counted is no stranger's: it completes as a skip.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Job } from 'bullmq';
+import { silentLogger } from '../../../src/shared/logger.js';
+import { processImageJob, type ImageJobContext } from '../../../src/worker/pipeline/image-job.js';
+import { WorkerMetrics } from '../../../src/worker/pipeline/metrics.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../../../src/shared/explain-options.js';
 import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../../../src/shared/queue/contract.js';
 import type { Engine } from '../../../src/worker/engine/engine.js';
@@ -95,5 +99,89 @@ describe('workers verify each job against its run record', () => {
     // Nothing was written anywhere: not under the run's output, not under the forged one.
     expect(await snapshotObjects(b.store, b.bucket, 'out/')).toEqual(outputsBefore);
     expect((await snapshotObjects(b.store, b.bucket, 'elsewhere/')).size).toBe(1);
+  });
+});
+
+/**
+ * A job that cannot be checked against its run (a malformed payload, or a check that kept failing)
+ * (or that fails its check) may be anyone's: it fails without writing a failure into the run it names, without marking that
+ * run started, and without finalizing it. Its image stays pending for its real job.
+ */
+describe('jobs that were never verified record nothing', () => {
+  let t: TestRedis;
+  let b: TestBucket;
+  let h: PipelineHarness;
+  let engine: Engine;
+  let runId: string;
+
+  beforeAll(async () => {
+    [t, b, engine] = await Promise.all([testRedis(), testBucket(), tinyEngine()]);
+    h = pipelineHarness(t, b);
+    await b.store.put(b.bucket, 'in/a.png', await sampleImage(1), { contentType: 'image/png' });
+    // A run whose one image is pending: its real job is removed before any worker sees it.
+    runId = await h.enqueue(`s3://${b.bucket}/in/`, { runId: 'victim', output: `s3://${b.bucket}/out/` });
+    await h.queue.drain();
+  });
+
+  afterAll(async () => {
+    await h?.close();
+    await engine?.dispose();
+    await b?.cleanup();
+    await t?.cleanup();
+  });
+
+  async function expectUntouched(): Promise<void> {
+    const run = await h.runs.requireRun(runId);
+    expect(run).toMatchObject({ total: 1, done: 0, failed: 0 });
+    expect(run.state).not.toBe('completed');
+    expect(run.startedAt).toBeUndefined();
+    expect(await h.runs.getResult(runId, 'in/a.png')).toBeNull();
+  }
+
+  it('a malformed payload naming a pending image of a real run fails alone', async () => {
+    await h.startWorker(engine, { batchSize: 1, maxBatchDelayMs: 10 });
+    const right = { v: PAYLOAD_VERSION, runId, source: { bucket: b.bucket, key: 'in/a.png', etag: 'e', size: 1 }, output: { bucket: b.bucket, prefix: 'out/' }, options: { ...DEFAULT_EXPLAIN_OPTIONS } };
+    const malformed = [
+      // What a hand-written job looks like: another version, no options, another output.
+      { v: PAYLOAD_VERSION + 1, runId, source: { bucket: b.bucket, key: 'in/a.png' }, output: { bucket: 'elsewhere', prefix: '' } },
+      { ...right, output: undefined },
+      // Another version, and not the run's: its check fails before its version is looked at.
+      { ...right, v: PAYLOAD_VERSION + 1, output: { bucket: b.bucket, prefix: 'elsewhere/' } },
+    ] as unknown as AuditJobPayload[];
+    const reasons = [/^UNVERIFIED: .*BAD_PAYLOAD: job payload has no options/, /^UNVERIFIED: .*BAD_PAYLOAD: job payload has no output/, /^NOT_IN_RUN: .*output/];
+    const jobs = await h.queue.addBulk(malformed.map((data, i) => ({ name: JOB_NAME, data, opts: jobOptionsFor(`malformed${i}`, 'in/a.png') })));
+    for (const job of jobs) {
+      const deadline = Date.now() + 20_000;
+      while ((await job.getState()) !== 'failed') {
+        if (Date.now() > deadline) throw new Error(`job ${job.id} not failed in time: ${await job.getState()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100)); // the worker's failed-job backstop runs after the job fails
+    await expectUntouched();
+    for (const [i, job] of jobs.entries()) {
+      const done = await h.queue.getJob(String(job.id));
+      expect(done?.attemptsMade).toBe(1);
+      expect(done?.failedReason).toMatch(reasons[i]!);
+    }
+  });
+
+  it('a job whose check fails transiently on its last attempt is not recorded on its word', async () => {
+    const recorded: string[] = [];
+    const ctx = {
+      runs: h.runs,
+      logger: silentLogger(),
+      metrics: new WorkerMetrics({ queueDepth: async () => 0 }),
+      verifyJob: async () => {
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
+      },
+      onRunComplete: async (id: string) => void recorded.push(id),
+    } as unknown as ImageJobContext;
+    const data: AuditJobPayload = { v: PAYLOAD_VERSION, runId, source: { bucket: b.bucket, key: 'in/a.png', etag: 'e', size: 1 }, output: { bucket: b.bucket, prefix: 'out/' }, options: { ...DEFAULT_EXPLAIN_OPTIONS } };
+    const job = { id: 'last', attemptsMade: 5, opts: { attempts: 6 }, data } as unknown as Job<AuditJobPayload>;
+    const err = await processImageJob(job, ctx).catch((e: Error) => e);
+    await expectUntouched();
+    expect(recorded).toEqual([]);
+    expect(err).toMatchObject({ name: 'UnrecoverableError', message: expect.stringMatching(/^UNVERIFIED: .*ECONNREFUSED/) });
   });
 });
