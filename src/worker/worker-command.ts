@@ -26,9 +26,9 @@ export async function workerCommand(): Promise<Command> {
     .option('--lock-duration-ms <ms>', 'BullMQ job lock duration (default: max(60000, 10x a measured batch))')
     .option('--stalled-interval-ms <ms>', 'how often to look for jobs of dead workers (default: 30000)')
     .option('--max-stalled-count <n>', 'times a job may be taken over from a dead worker before it fails, so an image that kills every worker stops (default: 2)')
-    .option('--processes <n|auto>', 'worker processes to run and supervise on this machine, each with its own event loop and engine session, ids <worker-id>-<i> and metrics ports <port>+i; auto: one per two cores beyond the first when an NVIDIA GPU is visible, else 1 (env GRADCAM_AUDIT_PROCESSES; default: 1)'))
+    .option('--processes <n|auto>', 'worker processes to run and supervise on this machine, each with its own event loop and engine session, ids <worker-id>-<i>, their metrics summed on --metrics-port; auto: one per two cores beyond the first when an NVIDIA GPU is visible, else 1 (env GRADCAM_AUDIT_PROCESSES; default: 1)'))
     .action(async (flags: RawWorkerFlags) => {
-      const [{ runWorkerCommand, runWorkerGroup }, { createLogger }, { loadConfig }, { processSlot, slotted }] = await Promise.all([
+      const [{ runWorkerCommand, runWorkerGroup }, { createLogger }, { loadConfig }, { processSlot, slottedWorkerId }] = await Promise.all([
         import('./pipeline/run-worker.js'),
         import('../shared/logger.js'),
         import('../shared/config.js'),
@@ -36,7 +36,7 @@ export async function workerCommand(): Promise<Command> {
       ]);
       const config = loadConfig();
       const slot = processSlot();
-      const workerId = slotted(slot, flags.workerId, undefined).workerId;
+      const workerId = slottedWorkerId(slot, flags.workerId);
       const logger = createLogger({ level: config.logLevel, base: { component: 'worker', ...(workerId ? { workerId } : {}), ...(slot ? { process: slot.index } : {}) } });
       // A child of a `--processes` group runs as one worker; otherwise the flag decides.
       if (slot || !(await runWorkerGroup(flags, config, logger))) await runWorkerCommand(flags, config, logger);

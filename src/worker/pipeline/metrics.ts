@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
 export const STAGES = ['download', 'decode', 'queue_wait', 'infer', 'render', 'upload'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -97,6 +97,8 @@ export class WorkerMetrics {
       name: 'gradcam_audit_queue_depth',
       help: 'Jobs waiting in the queue (waiting + prioritized + delayed), cached for a couple of seconds',
       registers,
+      // Every process of a `--processes` group reads the same queue: its total is one reading.
+      aggregator: 'max',
       async collect() {
         const value = await readDepth();
         if (value !== null) this.set(value);
@@ -117,8 +119,14 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** What the metrics server serves: a registry, or anything that renders like one. */
+export interface MetricsSource {
+  contentType: string;
+  metrics(): Promise<string>;
+}
+
 /** Serve `GET /metrics` (Prometheus text) and `GET /healthz`. */
-export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<MetricsServer> {
+export async function startMetricsServer(registry: MetricsSource, host: string, port: number): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/metrics') {
@@ -158,5 +166,82 @@ export async function startMetricsServer(registry: Registry, host: string, port:
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/**
+ * The metrics of a `--processes` group, served by its supervisor on the one metrics port: each
+ * child answers a request over its IPC channel with its registry as JSON, and the supervisor
+ * aggregates them as prom-client does for the cluster module (counters and histograms summed,
+ * the queue depth its maximum). A child that does not answer in time (starting, restarting) is
+ * left out of that scrape.
+ */
+export const METRICS_MESSAGE = Object.freeze({ request: 'gradcam-audit:metrics?', reply: 'gradcam-audit:metrics' });
+
+type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
+
+interface MetricsRequest {
+  type: typeof METRICS_MESSAGE.request;
+  id: number;
+}
+interface MetricsReply {
+  type: typeof METRICS_MESSAGE.reply;
+  id: number;
+  metrics: MetricsJson;
+}
+
+/** In a child: answer the supervisor's metrics requests. Returns the function that stops answering. */
+export function answerMetricsRequests(registry: Registry, channel: Pick<NodeJS.Process, 'on' | 'off' | 'send'> = process): () => void {
+  const onMessage = (message: unknown): void => {
+    const m = message as Partial<MetricsRequest> | null;
+    if (m?.type !== METRICS_MESSAGE.request || typeof m.id !== 'number') return;
+    const id = m.id;
+    void registry.getMetricsAsJSON().then(
+      (metrics) => channel.send?.({ type: METRICS_MESSAGE.reply, id, metrics } satisfies MetricsReply),
+      () => undefined, // a failed collection leaves this process out of the scrape
+    );
+  };
+  channel.on('message', onMessage);
+  return () => channel.off('message', onMessage);
+}
+
+/** A child as the supervisor sees it for metrics. */
+export interface MetricsChild {
+  send(message: MetricsRequest): boolean;
+  on(event: 'message', listener: (message: unknown) => void): unknown;
+  off(event: 'message', listener: (message: unknown) => void): unknown;
+}
+
+/** In the supervisor: the group's metrics, gathered from `children()` at each scrape. */
+export function groupMetrics(children: () => MetricsChild[], timeoutMs = 2_000): MetricsSource {
+  let next = 0;
+  const ask = (child: MetricsChild): Promise<MetricsJson | null> =>
+    new Promise((resolve) => {
+      const id = ++next;
+      const onMessage = (message: unknown): void => {
+        const m = message as Partial<MetricsReply> | null;
+        if (m?.type !== METRICS_MESSAGE.reply || m.id !== id || !Array.isArray(m.metrics)) return;
+        finish(m.metrics);
+      };
+      const timer = setTimeout(() => finish(null), timeoutMs);
+      const finish = (value: MetricsJson | null): void => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        resolve(value);
+      };
+      child.on('message', onMessage);
+      try {
+        if (!child.send({ type: METRICS_MESSAGE.request, id })) finish(null);
+      } catch {
+        finish(null); // the channel closed: the child is exiting
+      }
+    });
+  const contentType = new Registry().contentType;
+  return {
+    contentType,
+    async metrics() {
+      const answers = (await Promise.all(children().map(ask))).filter((m): m is MetricsJson => m !== null);
+      return AggregatorRegistry.aggregate(answers).metrics();
+    },
   };
 }

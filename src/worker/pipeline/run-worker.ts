@@ -34,11 +34,11 @@ import { modelKeyOf } from '../../shared/model-setup.js';
 import { describePreprocessing } from '../../shared/preprocessing.js';
 import { createThreadedEngine } from './engine-thread.js';
 import type { MetricsServer } from './metrics.js';
-import { startMetricsServer } from './metrics.js';
+import { answerMetricsRequests, startMetricsServer } from './metrics.js';
 import type { PipelineOptions } from './options.js';
 import { defaultWorkerId, PIPELINE_DEFAULTS, resolvePipelineOptions, s3SocketsFor, workerEngineThreads } from './options.js';
 import { PipelineWorker } from './pipeline-worker.js';
-import { parseProcesses, PROCESS_ENV, processCores, processSlot, slotted, superviseWorkers } from './worker-processes.js';
+import { parseProcesses, PROCESS_ENV, processCores, processSlot, slottedWorkerId, superviseWorkers } from './worker-processes.js';
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
 
@@ -90,6 +90,8 @@ export interface WorkerCommandOptions {
   onnx: Partial<OnnxRuntimeOptions>;
   /** Undefined: no metrics server. 0: any free port (logged). */
   metricsPort?: number;
+  /** A process of a `--processes` group whose supervisor serves the metrics: answer it over IPC. */
+  groupMetrics?: boolean;
   /**
    * Default 127.0.0.1: metrics are not for the world unless asked (`--metrics-host 0.0.0.0`, or
    * GRADCAM_AUDIT_METRICS_HOST, which the container images set so Prometheus can scrape them).
@@ -124,8 +126,9 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
   }
   const int = (flag: string, v: string | undefined, min: number, max: number): number | undefined => (v === undefined ? undefined : parseIntInRange(flag, v, min, max));
   const metricsPortRaw = flags.metricsPort ?? env[WORKER_ENV.metricsPort];
-  // A process of a `--processes` group: its own worker id and metrics port (worker-processes.ts).
-  const own = slotted(processSlot(env), flags.workerId, int('--metrics-port', metricsPortRaw, 0, 65535));
+  // A process of a `--processes` group has its own worker id; its supervisor serves the metrics port.
+  const slot = processSlot(env);
+  const metricsPort = int('--metrics-port', metricsPortRaw, 0, 65535);
   return {
     weights,
     model: parseModelOptionFlags(flags),
@@ -133,7 +136,8 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
     backend: parseBackendChoice(flags.backend ?? 'auto'),
     engineThread: parseEnum('--engine-thread', flags.engineThread ?? 'auto', ENGINE_THREAD_MODES),
     onnx: parseOnnxFlags(flags),
-    metricsPort: own.metricsPort,
+    metricsPort: slot ? undefined : metricsPort,
+    groupMetrics: slot !== null && metricsPort !== undefined,
     metricsHost: flags.metricsHost ?? env[WORKER_ENV.metricsHost] ?? '127.0.0.1',
     requireGpu: flags.requireGpu ?? parseBool(WORKER_ENV.requireGpu, env[WORKER_ENV.requireGpu]) ?? false,
     autoBatchSize: flags.batchSize?.trim() === 'auto',
@@ -146,7 +150,7 @@ export function parseWorkerFlags(flags: RawWorkerFlags, env: Record<string, stri
       lockDurationMs: int('--lock-duration-ms', flags.lockDurationMs, 1_000, 3_600_000),
       stalledIntervalMs: int('--stalled-interval-ms', flags.stalledIntervalMs, 500, 3_600_000),
       maxStalledCount: int('--max-stalled-count', flags.maxStalledCount, 0, 100),
-      workerId: own.workerId,
+      workerId: slottedWorkerId(slot, flags.workerId),
     },
   };
 }
@@ -265,6 +269,10 @@ export async function startWorker(
       releases.push(() => (metricsServer as MetricsServer).close());
       logger.info({ url: `http://${metricsServer.host}:${metricsServer.port}/metrics` }, 'metrics server listening');
     }
+    if (options.groupMetrics && process.send) {
+      const stopAnswering = answerMetricsRequests(worker.metrics.registry);
+      releases.push(async () => stopAnswering());
+    }
     await worker.start();
     let done: Promise<void> | null = null;
     return {
@@ -321,7 +329,8 @@ export async function runWorkerGroup(flags: RawWorkerFlags, _config: AppConfig, 
   const options = parseWorkerFlags(flags, env);
   const drainMs = options.pipeline.drainTimeoutMs ?? PIPELINE_DEFAULTS.drainTimeoutMs;
   // Each child drains within --drain-timeout-ms and then releases its connections and engine.
-  process.exitCode = await superviseWorkers({ processes, stopGraceMs: drainMs + 10_000, logger });
+  const metrics = options.metricsPort === undefined ? {} : { metrics: { host: options.metricsHost, port: options.metricsPort } };
+  process.exitCode = await superviseWorkers({ processes, stopGraceMs: drainMs + 10_000, logger, ...metrics });
   return true;
 }
 

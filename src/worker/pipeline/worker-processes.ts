@@ -10,9 +10,9 @@
  * that share it must run inside the pod: this supervisor is that.
  *
  * Each child runs the same command line with `GRADCAM_AUDIT_PROCESS_INDEX`/`_COUNT` set, which
- * gives it its worker id (`<id>-<index>`), its metrics port (`<port> + index`), its share of the
- * cores (engine threads, libuv threadpool) and its share of the GPU's free memory for
- * `--batch-size auto`. A child that exits unexpectedly is started again after a backoff; a crash
+ * gives it its worker id (`<id>-<index>`), its share of the cores (engine threads, libuv
+ * threadpool) and its share of the GPU's free memory for `--batch-size auto`. The supervisor serves
+ * `--metrics-port`: the children's metrics aggregated (metrics.ts, `groupMetrics`). A child that exits unexpectedly is started again after a backoff; a crash
  * loop, or a child that fails on its configuration (exit code 2: every child would), stops them all
  * and exits non-zero, so the orchestrator sees it. SIGTERM/SIGINT go to every child, which drain as
  * a single worker does; the supervisor exits once they all have. Should the supervisor die without
@@ -23,6 +23,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from '../../shared/logger.js';
 import { parseIntInRange } from '../../shared/config.js';
 import { ConfigError } from '../../shared/errors.js';
+import { groupMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 
 /** Environment a child runs with (and how a process knows it is one). */
 export const PROCESS_ENV = Object.freeze({
@@ -78,14 +79,9 @@ export function processCores(slot: ProcessSlot | null = processSlot(), cores = a
   return Math.max(1, Math.floor(cores / (slot?.count ?? 1)));
 }
 
-/** A child's worker id, metrics port and share of the GPU's free memory. */
-export function slotted(slot: ProcessSlot | null, workerId: string | undefined, metricsPort: number | undefined): { workerId: string | undefined; metricsPort: number | undefined } {
-  if (!slot) return { workerId, metricsPort };
-  return {
-    workerId: workerId === undefined ? undefined : `${workerId}-${slot.index}`,
-    // 0 stays 0 (each child picks a free port and logs it).
-    metricsPort: metricsPort === undefined || metricsPort === 0 ? metricsPort : metricsPort + slot.index,
-  };
+/** A child's worker id: `<id>-<index>` (the default id, `<host>-<pid>`, is unique already). */
+export function slottedWorkerId(slot: ProcessSlot | null, workerId: string | undefined): string | undefined {
+  return slot && workerId !== undefined ? `${workerId}-${slot.index}` : workerId;
 }
 
 export interface SupervisorOptions {
@@ -101,6 +97,8 @@ export interface SupervisorOptions {
   maxCrashes?: number;
   crashWindowMs?: number;
   logger: Logger;
+  /** Serve the group's metrics (every child's, aggregated) here; none: no metrics server. */
+  metrics?: { host: string; port: number };
   /** Stops the group as SIGTERM does. */
   stop?: AbortSignal;
   /** Stop on this process's SIGTERM/SIGINT. Default true (false where the host owns its signals). */
@@ -223,12 +221,18 @@ export async function superviseWorkers(options: SupervisorOptions): Promise<numb
   const onStop = (): void => onSignal('SIGTERM');
   options.stop?.addEventListener('abort', onStop, { once: true });
   logger.info({ processes, cores }, `starting ${processes} worker processes`);
+  let metricsServer: MetricsServer | null = null;
   try {
+    if (options.metrics) {
+      metricsServer = await startMetricsServer(groupMetrics(running), options.metrics.host, options.metrics.port);
+      logger.info({ url: `http://${metricsServer.host}:${metricsServer.port}/metrics`, processes }, 'metrics server listening');
+    }
     for (let i = 0; i < processes; i++) start(i);
     if (options.stop?.aborted) onStop();
     return await done;
   } finally {
     options.stop?.removeEventListener('abort', onStop);
+    await metricsServer?.close();
     if (handleSignals) {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);

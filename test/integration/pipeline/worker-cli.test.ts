@@ -87,8 +87,10 @@ describe('gradcam-audit worker (child process)', () => {
     expect(run.done).toBe(counts.completed);
     expect(await listWorkers(t.redis, { prefix: t.prefix })).toEqual([]);
   });
-  it('--processes 2: two workers with their own ids, one restarted after it is killed, both drained on SIGTERM', async () => {
-    const group = cluster.start('group', ['worker', '--weights', modelJson, '--processes', '2', '--worker-id', 'grp', '--batch-size', '2', '--max-batch-delay-ms', '50'], {
+  it('--processes 2: two workers with their own ids and one metrics port, one restarted after it is killed, both drained on SIGTERM', async () => {
+    // Jobs the test above left waiting would be counted by whichever process takes them.
+    await h.queue.drain(true);
+    const group = cluster.start('group', ['worker', '--weights', modelJson, '--processes', '2', '--worker-id', 'grp', '--batch-size', '2', '--max-batch-delay-ms', '50', '--metrics-port', '0'], {
       GRADCAM_AUDIT_PREFIX: t.prefix,
       GRADCAM_AUDIT_QUEUE: t.queueName,
       LOG_LEVEL: 'info',
@@ -105,6 +107,13 @@ describe('gradcam-audit worker (child process)', () => {
 
     const runId = await h.enqueue(`s3://${b.bucket}/in/`, { runId: 'grp-run' });
     await expect.poll(async () => (await h.runs.requireRun(runId)).done, { timeout: 60_000, interval: 200 }).toBe(IMAGES);
+    // The supervisor's port serves both processes' metrics, summed.
+    const url = String(group.logs.find((l) => l.msg === 'metrics server listening')?.url);
+    const processed = async (): Promise<number> => {
+      const text = await (await fetch(url)).text();
+      return [...text.matchAll(/^gradcam_audit_images_processed_total\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    };
+    await expect.poll(processed, { timeout: 20_000, interval: 200 }).toBe(IMAGES);
 
     group.kill('SIGTERM');
     expect((await group.exited).code).toBe(0);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/shared/logger.js';
-import { autoProcesses, parseProcesses, processCores, processSlot, slotted, superviseWorkers, type SupervisorOptions } from '../../../src/worker/pipeline/worker-processes.js';
+import { autoProcesses, parseProcesses, processCores, processSlot, slottedWorkerId, superviseWorkers, type SupervisorOptions } from '../../../src/worker/pipeline/worker-processes.js';
 
 const CHILD = fileURLToPath(new URL('../../fixtures/processes/child.mjs', import.meta.url));
 
@@ -38,11 +38,11 @@ describe('worker process rules', () => {
     expect(() => processSlot({ GRADCAM_AUDIT_PROCESS_INDEX: 'x', GRADCAM_AUDIT_PROCESS_COUNT: '2' })).toThrow(/GRADCAM_AUDIT_PROCESS_INDEX/);
   });
 
-  it('gives each process its id, metrics port and share of the cores', () => {
+  it('gives each process its id and share of the cores', () => {
     const slot = { index: 2, count: 4 };
-    expect(slotted(slot, 'gpu-a', 9400)).toEqual({ workerId: 'gpu-a-2', metricsPort: 9402 });
-    expect(slotted(slot, undefined, 0)).toEqual({ workerId: undefined, metricsPort: 0 });
-    expect(slotted(null, 'gpu-a', 9400)).toEqual({ workerId: 'gpu-a', metricsPort: 9400 });
+    expect(slottedWorkerId(slot, 'gpu-a')).toBe('gpu-a-2');
+    expect(slottedWorkerId(slot, undefined)).toBeUndefined();
+    expect(slottedWorkerId(null, 'gpu-a')).toBe('gpu-a');
     expect(processCores(slot, 16)).toBe(4);
     expect(processCores(slot, 3)).toBe(1);
     expect(processCores(null, 16)).toBe(16);
@@ -94,6 +94,27 @@ describe('superviseWorkers (real child processes)', () => {
     await expect(exit).resolves.toBe(0);
     const after = await events();
     expect(after.filter((e) => 'drained' in e).map((e) => e.drained).sort()).toEqual([0, 1, 2]);
+  });
+
+  it('serves the group metrics on one port: counters summed, the queue depth its maximum', async () => {
+    const stop = new AbortController();
+    const logs: Array<Record<string, unknown>> = [];
+    const logger = { info: (o: Record<string, unknown>, msg: string) => logs.push({ ...o, msg }), warn: () => undefined, error: () => undefined } as unknown as SupervisorOptions['logger'];
+    const exit = run('serve', 3, { stop: stop.signal, metrics: { host: '127.0.0.1', port: 0 }, logger });
+    await waitFor((e) => e.filter((x) => 'started' in x).length === 3);
+    const url = String(logs.find((l) => l.msg === 'metrics server listening')?.url);
+    let text = '';
+    // A child answers once it has set up its channel: poll until all three are in the sum.
+    await expect
+      .poll(async () => {
+        text = await (await fetch(url)).text();
+        return /gradcam_audit_images_processed_total\{outcome="ok"\} (\d+)/.exec(text)?.[1];
+      }, { timeout: 20_000, interval: 100 })
+      .toBe('6');
+    expect(text).toMatch(/^gradcam_audit_queue_depth 12$/m);
+    stop.abort();
+    await expect(exit).resolves.toBe(0);
+    await expect(fetch(url)).rejects.toThrow();
   });
 
   it('starts a process that exits unexpectedly again, and the others keep serving', async () => {
