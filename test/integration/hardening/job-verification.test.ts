@@ -149,7 +149,7 @@ describe('jobs that were never verified record nothing', () => {
       { ...right, v: PAYLOAD_VERSION + 1, output: { bucket: b.bucket, prefix: 'elsewhere/' } },
     ] as unknown as AuditJobPayload[];
     const reasons = [/^UNVERIFIED: .*BAD_PAYLOAD: job payload has no options/, /^UNVERIFIED: .*BAD_PAYLOAD: job payload has no output/, /^NOT_IN_RUN: .*output/];
-    const jobs = await h.queue.addBulk(malformed.map((data, i) => ({ name: JOB_NAME, data, opts: jobOptionsFor(`malformed${i}`, 'in/a.png') })));
+    const jobs = await h.queue.addBulk(malformed.map((data, i) => ({ name: JOB_NAME, data, opts: jobOptionsFor(`malformed${i}`, 'e1', 'in/a.png') })));
     for (const job of jobs) {
       const deadline = Date.now() + 20_000;
       while ((await job.getState()) !== 'failed') {
