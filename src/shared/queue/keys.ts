@@ -61,6 +61,11 @@ export const runKeys = (ks: KeySpace, runId: string) => {
 
 /** Sorted set of run ids scored by creation time (ms). Touched alone, so it needs no tag. */
 export const runsIndexKey = (ks: KeySpace): string => `${ks.prefix}:runs`;
+/**
+ * String: the rank in the runs index where the sweep for unfinalized runs reads next
+ * (RunStore.findUnfinalized), shared by every worker's sweep. Touched alone, so it needs no tag.
+ */
+export const sweepCursorKey = (ks: KeySpace): string => `${ks.prefix}:runs:sweep`;
 
 /** Sorted set of worker ids scored by last heartbeat (ms); hash of worker id -> heartbeat JSON. */
 export const workersIndexKey = (ks: KeySpace): string => (ks.cluster ? `${ks.prefix}:{workers}` : `${ks.prefix}:workers`);

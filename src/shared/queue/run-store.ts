@@ -18,7 +18,7 @@ import type { ModelIdentity } from '../model-setup.js';
 import { stableHash } from '../stable-json.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
-import { runKeys, runsIndexKey, type KeySpace } from './keys.js';
+import { runKeys, runsIndexKey, sweepCursorKey, type KeySpace } from './keys.js';
 import type { IndexedParts, PartCache, ReadDeadline } from './part-cache.js';
 import { compareKeys, listParts, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
 
@@ -789,9 +789,22 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     return (await this.cmd().gcaUpdateRun(this.keys(runId).record, mode, ...args)) === 1;
   }
 
-  /** Runs that have every result but no manifest yet (their finalizer died, or none was triggered). */
+  /**
+   * Runs that have every result but no manifest yet (their finalizer died, or none was triggered),
+   * among the newest `limit` runs and the next `limit` of a walk over the whole runs index, so a
+   * call reads at most 2 * `limit` records however many runs there are, and a run whose finalizer
+   * died behind any number of newer runs is found within one pass of the walk. The walk goes
+   * oldest first (new runs join at its end, so its position keeps its meaning) and its position is
+   * kept in Redis (keys.ts `sweepCursorKey`), shared by every worker's sweep. A run deleted
+   * meanwhile shifts the ranks after it: a run may then be skipped, for that pass only.
+   */
   async findUnfinalized(limit = 100): Promise<RunRecord[]> {
-    const runs = await this.listRuns(limit);
+    const cursorKey = sweepCursorKey(this.ks);
+    const from = Number(await this.redis.get(cursorKey)) || 0;
+    const [newest, walked] = await Promise.all([this.listRunIds(limit), this.redis.zrange(runsIndexKey(this.ks), String(from), String(from + limit - 1))]);
+    await this.redis.set(cursorKey, String(walked.length < limit ? 0 : from + limit));
+    const ids = [...new Set([...newest, ...walked])];
+    const runs = (await Promise.all(ids.map((id) => this.getRun(id)))).filter((r): r is RunRecord => r !== null);
     const candidates = runs.filter((r) => r.state !== 'completed' && r.enqueueComplete && r.done + r.failed >= r.total);
     const out: RunRecord[] = [];
     for (const r of candidates) {

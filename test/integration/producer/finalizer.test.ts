@@ -127,6 +127,23 @@ describe('finalizeRun against a real Redis and S3', () => {
     expect(await sweepUnfinalized(deps())).toEqual([]);
   });
 
+  it('the sweeper finds a run whose finalizer died behind more newer runs than one sweep reads', async () => {
+    // 250 runs, oldest first; the one at rank 120 has every result (none: an empty run) and no
+    // manifest. Each sweep reads the newest 100 and the next 100 of its walk over the whole index.
+    const base = Date.UTC(2026, 0, 1);
+    for (let i = 0; i < 250; i++) {
+      const id = i === 120 ? 'stuck' : `r${i}`;
+      await runs.createRun({ id, source: `s3://${b.bucket}/in/${id}/`, output: `s3://${b.bucket}/out/${id}/`, options: { ...DEFAULT_EXPLAIN_OPTIONS } }, new Date(base + i * 1000));
+    }
+    await runs.finishEnqueue('stuck');
+    expect(await runs.requireRun('stuck')).toMatchObject({ state: 'queued', enqueueComplete: true, total: 0 });
+    expect(await sweepUnfinalized(deps())).toEqual([]); // newest 100 and ranks 0-99
+    expect(await sweepUnfinalized(deps())).toEqual([{ runId: 'stuck', outcome: 'written' }]); // ranks 100-199
+    expect((await runs.requireRun('stuck')).state).toBe('completed');
+    // The walk wraps around: the next passes find nothing more to do.
+    for (let i = 0; i < 3; i++) expect(await sweepUnfinalized(deps())).toEqual([]);
+  });
+
   it('survives a takeover: a finalizer whose lock expired mid-write and its successor both write complete manifests', async () => {
     const keys = await completeRun('fin4', 300);
     const lockKey = runs.keys('fin4').finalizer;
