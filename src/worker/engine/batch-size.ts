@@ -3,13 +3,15 @@
  * an 80 GB GPU does not run VGG16 in batches of 16 and one on an 8 GB GPU does not run out of memory.
  *
  * The estimate is an upper bound: every activation of one image's forward pass held at once (as
- * if ONNX Runtime's memory planner reused nothing), plus the weights still to be loaded: free memory
- * is read once the engine holds its first copy, and the ONNX engine opens one more session (one
- * more copy) per CAM method it is asked for, up to its cap (`weightsStillToLoad`). The Grad-CAM head's
- * backward touches only the head's small tensors and the target map, which that sum already
- * counts. A fraction of the free memory (`headroom`) is left for the provider's workspace
- * (cuDNN algorithms, TensorRT tactics) and fragmentation. Powers of two keep batches aligned with
- * the kernels' tile sizes and make the choice easy to read in logs.
+ * if ONNX Runtime's memory planner reused nothing), for every model session the engine may hold at
+ * once (`EngineInfo.sessions`: the ONNX engine opens one session per CAM method in use, up to its
+ * cap), since each session has its own weights copy and its own memory arena, which keeps the
+ * largest batch's activations after the batch ends. Free memory is read once the engine holds its
+ * first session, so the weights of the others are still to load. The Grad-CAM head's backward
+ * touches only the head's small tensors and the target map, which that sum already counts. A
+ * fraction of the free memory (`headroom`) is left for the provider's workspace (cuDNN
+ * algorithms, TensorRT tactics) and fragmentation. Powers of two keep batches aligned with the
+ * kernels' tile sizes and make the choice easy to read in logs.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -47,23 +49,22 @@ export function modelMemory(model: ModelInput, bytesPerValue = 4): { activationB
   return { activationBytesPerImage: activations * bytesPerValue, weightsBytes: weights * bytesPerValue };
 }
 
-/**
- * Bytes of weights the engine may still load after free memory was read with one copy loaded. The
- * ONNX engine holds one session, each with its own copy, per gradient method in use, at most
- * `maxSessions` (onnx/session-pool.ts); the TF.js engine (`sessions` null) holds one copy.
- */
-export function weightsStillToLoad(weightsBytes: number, sessions: { maxSessions: number; gradientMethods: number } | null): number {
-  if (!sessions) return 0;
-  const copies = Math.max(1, Math.min(sessions.maxSessions, sessions.gradientMethods));
-  return (copies - 1) * weightsBytes;
+/** Bytes of weights still to load once free memory was read with one session's copy loaded. */
+export function weightsStillToLoad(weightsBytes: number, sessions: number): number {
+  return (Math.max(1, sessions) - 1) * weightsBytes;
 }
 
 export interface AutoBatchInput {
   /** Free memory of the GPU the engine runs on; null on the CPU or where it cannot be read. */
   freeBytes: number | null;
   activationBytesPerImage: number;
-  /** Weights not yet in GPU memory when `freeBytes` was read (`weightsStillToLoad`). */
+  /** One copy of the weights (`modelMemory`). */
   weightsBytes: number;
+  /**
+   * Sessions the engine may hold at once (`EngineInfo.sessions`, 1 when absent): each adds a weights
+   * copy (but the first, loaded when `freeBytes` was read) and an activation arena of its own.
+   */
+  sessions: number;
 }
 
 export interface AutoBatchChoice {
@@ -75,13 +76,16 @@ export interface AutoBatchChoice {
 export function autoBatchSize(input: AutoBatchInput, limits: typeof AUTO_BATCH = AUTO_BATCH): AutoBatchChoice {
   if (input.freeBytes === null) return { batchSize: limits.cpu, reason: `no GPU memory to size for: ${limits.cpu}, the CPU default` };
   const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
-  const budget = input.freeBytes * limits.headroom - input.weightsBytes;
-  const fits = Math.floor(budget / input.activationBytesPerImage);
+  const sessions = Math.max(1, input.sessions);
+  const weights = weightsStillToLoad(input.weightsBytes, sessions);
+  const budget = input.freeBytes * limits.headroom - weights;
+  // Every session's arena may hold a full batch's activations at once.
+  const fits = Math.floor(budget / (input.activationBytesPerImage * sessions));
   let batch = 1;
   while (batch * 2 <= Math.min(fits, limits.max)) batch *= 2;
   const reason =
-    `${mib(input.freeBytes)} free x ${limits.headroom} headroom - ${mib(input.weightsBytes)} weights = ${mib(Math.max(0, budget))} ` +
-    `for at most ${mib(input.activationBytesPerImage)} of activations per image: ${Math.max(0, fits)} fit, batch ${batch}` +
+    `${mib(input.freeBytes)} free x ${limits.headroom} headroom - ${mib(weights)} weights (${sessions - 1} more session(s)) = ${mib(Math.max(0, budget))} ` +
+    `for at most ${mib(input.activationBytesPerImage)} of activations per image in each of ${sessions} session(s): ${Math.max(0, fits)} fit, batch ${batch}` +
     (fits > limits.max ? ` (capped at ${limits.max})` : fits < 1 ? ' (the model barely fits; expect out-of-memory errors)' : '');
   return { batchSize: batch, reason };
 }

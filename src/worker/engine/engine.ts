@@ -73,6 +73,13 @@ export interface EngineInfo {
   weightsHash: string;
   /** Element type of the layers up to the CAM layer (ONNX `--onnx-precision`); absent: float32. */
   precision?: 'fp32' | 'fp16';
+  /**
+   * Most model sessions the engine holds at once, each with its own copy of the weights and its own
+   * activation memory (ONNX Runtime gives every session its own arena): for the ONNX engine, one
+   * per gradient method served up to `--onnx-max-sessions` (onnx/session-pool.ts `sessionsAtOnce`);
+   * absent: one (TF.js). `--batch-size auto` sizes for all of them (batch-size.ts).
+   */
+  sessions?: number;
   /** ONNX Runtime: where the nodes of the first batch ran, per execution provider (onnx/placement.ts). */
   placement?: NodePlacement;
 }

@@ -8,7 +8,6 @@ import { ConfigError, describeError } from '../../shared/errors.js';
 import type { AppConfig } from '../../shared/config.js';
 import { parseEnum, parseIntInRange } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
-import { CAM_METHODS, needsGradient } from '../../shared/explain-options.js';
 import { removeHeartbeat, writeHeartbeat, type WorkerHeartbeat } from '../../shared/queue/heartbeat.js';
 import { keySpaceOf } from '../../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
@@ -18,10 +17,10 @@ import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type Fin
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
-import { AUTO_BATCH, autoBatchSize, gpuFreeBytes, modelMemory, weightsStillToLoad } from '../engine/batch-size.js';
+import { AUTO_BATCH, autoBatchSize, gpuFreeBytes, modelMemory } from '../engine/batch-size.js';
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
-import { parseOnnxFlags, resolveOnnxRuntimeOptions, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
+import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
 import type { BackendChoice } from '../engine/tfjs/backend.js';
 import { listNvidiaGpus, parseBackendChoice } from '../engine/tfjs/backend.js';
 import { workerStartupReport } from '../doctor/run.js';
@@ -227,19 +226,18 @@ export async function startWorker(
 
     const pipelineOptions = { ...options.pipeline };
     if (options.autoBatchSize) {
-      // Read after the engine loaded: its first weights copy and workspace are already in use, so
-      // only the copies of the method sessions it may still open are counted (batch-size.ts).
+      // Read after the engine loaded: its first weights copy and workspace are already in use; the
+      // sessions it may still open, and every session's activations, are counted (batch-size.ts).
       // The processes of a `--processes` group share the GPU: each counts on its share of what is free.
       const sharing = processSlot()?.count ?? 1;
       const freeOnGpu = engine.info.accelerator === 'gpu' ? await gpuFreeBytes(options.onnx.deviceId ?? 0) : null;
       const free = freeOnGpu === null ? null : Math.floor(freeOnGpu / sharing);
       const bytesPerValue = engine.info.precision === 'fp16' ? 2 : 4;
       const memory = modelMemory(spec, bytesPerValue);
-      // The worker's engine serves every method (createEngine without `methods`).
-      const sessions = engine.info.engine === 'onnx' ? { maxSessions: resolveOnnxRuntimeOptions(onnx).maxSessions, gradientMethods: CAM_METHODS.filter(needsGradient).length } : null;
-      const choice = autoBatchSize({ freeBytes: free, activationBytesPerImage: memory.activationBytesPerImage, weightsBytes: weightsStillToLoad(memory.weightsBytes, sessions) });
+      const sessions = engine.info.sessions ?? 1;
+      const choice = autoBatchSize({ freeBytes: free, ...memory, sessions });
       pipelineOptions.batchSize = choice.batchSize;
-      logger.info({ batchSize: choice.batchSize, methodSessions: sessions?.maxSessions ?? null }, `--batch-size auto: ${choice.reason}`);
+      logger.info({ batchSize: choice.batchSize, sessions }, `--batch-size auto: ${choice.reason}`);
     }
 
     const runs = new RunStore(redis, ks, { store });

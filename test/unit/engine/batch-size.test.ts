@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AUTO_BATCH, autoBatchSize, modelMemory, weightsStillToLoad } from '../../../src/worker/engine/batch-size.js';
+import { sessionsAtOnce } from '../../../src/worker/engine/onnx/session-pool.js';
 import type { ModelGraph } from '../../../src/worker/model/graph/ir.js';
 
 const zeros = (dims: number[]) => ({ dtype: 'float32' as const, dims, data: new Float32Array(dims.reduce((a, d) => a * d, 1)) });
@@ -35,36 +36,43 @@ describe('batch size auto', () => {
 
   it('takes the largest power of two that fits the headroom share of free memory', () => {
     const MiB = 2 ** 20;
-    // VGG16-sized: 61 MiB of activations per image, 528 MiB of weights.
-    const vgg = { activationBytesPerImage: 61 * MiB, weightsBytes: 528 * MiB };
-    // 8 GiB free: 8192 x 0.6 - 528 = 4387 MiB -> 71 images fit -> 64.
-    expect(autoBatchSize({ freeBytes: 8192 * MiB, ...vgg })).toMatchObject({ batchSize: 64, reason: expect.stringMatching(/71 fit, batch 64$/) });
+    // VGG16-sized: 61 MiB of activations per image, 528 MiB of weights, one session (loaded).
+    const vgg = { activationBytesPerImage: 61 * MiB, weightsBytes: 528 * MiB, sessions: 1 };
+    // 8 GiB free: 8192 x 0.6 = 4915 MiB -> 80 images fit -> 64.
+    expect(autoBatchSize({ freeBytes: 8192 * MiB, ...vgg })).toMatchObject({ batchSize: 64, reason: expect.stringMatching(/80 fit, batch 64$/) });
     // 80 GiB free: hundreds fit, capped.
     expect(autoBatchSize({ freeBytes: 80 * 1024 * MiB, ...vgg })).toMatchObject({ batchSize: AUTO_BATCH.max, reason: expect.stringMatching(/capped at 128/) });
-    // 1 GiB free: 614 - 528 = 86 MiB -> 1 image.
-    expect(autoBatchSize({ freeBytes: 1024 * MiB, ...vgg }).batchSize).toBe(1);
-    expect(autoBatchSize({ freeBytes: 512 * MiB, ...vgg })).toMatchObject({ batchSize: 1, reason: expect.stringMatching(/barely fits/) });
+    // 1 GiB free: 614 MiB -> 10 images -> 8.
+    expect(autoBatchSize({ freeBytes: 1024 * MiB, ...vgg }).batchSize).toBe(8);
+    expect(autoBatchSize({ freeBytes: 64 * MiB, ...vgg })).toMatchObject({ batchSize: 1, reason: expect.stringMatching(/barely fits/) });
   });
 
-  it('counts one more weights copy per ONNX method session the engine may still open, up to its cap', () => {
+  it('counts the weights copy and the activation arena of every session the engine may hold at once', () => {
     const MiB = 2 ** 20;
     const w = 528 * MiB;
-    // One copy is loaded when free memory is read; the default cap of 2 adds one, a cap of 5 four.
-    expect(weightsStillToLoad(w, { maxSessions: 2, gradientMethods: 5 })).toBe(w);
-    expect(weightsStillToLoad(w, { maxSessions: 5, gradientMethods: 5 })).toBe(4 * w);
-    // A cap above the methods served: no more copies than methods; a cap of 1: none.
-    expect(weightsStillToLoad(w, { maxSessions: 8, gradientMethods: 3 })).toBe(2 * w);
-    expect(weightsStillToLoad(w, { maxSessions: 1, gradientMethods: 5 })).toBe(0);
-    // TF.js: one copy, already loaded.
-    expect(weightsStillToLoad(w, null)).toBe(0);
-    // 8 GiB free, VGG16 with a cap of 2: 8192 x 0.6 - 528 = 4387 MiB -> 71 fit -> 64;
-    // with a cap of 5, 4915 - 2112 = 2803 MiB -> 45 fit -> 32.
-    const act = 61 * MiB;
-    expect(autoBatchSize({ freeBytes: 8192 * MiB, activationBytesPerImage: act, weightsBytes: weightsStillToLoad(w, { maxSessions: 2, gradientMethods: 5 }) }).batchSize).toBe(64);
-    expect(autoBatchSize({ freeBytes: 8192 * MiB, activationBytesPerImage: act, weightsBytes: weightsStillToLoad(w, { maxSessions: 5, gradientMethods: 5 }) })).toMatchObject({ batchSize: 32, reason: expect.stringMatching(/- 2112 MiB weights .* 45 fit, batch 32$/) });
+    // One copy is loaded when free memory is read; each further session adds one.
+    expect(weightsStillToLoad(w, 1)).toBe(0);
+    expect(weightsStillToLoad(w, 2)).toBe(w);
+    expect(weightsStillToLoad(w, 5)).toBe(4 * w);
+    // The ONNX engine's sessions at once: one per gradient method served, up to the cap; a
+    // forward-only graph (no gradient method) is one session.
+    expect(sessionsAtOnce(2, 5)).toBe(2);
+    expect(sessionsAtOnce(5, 5)).toBe(5);
+    expect(sessionsAtOnce(8, 3)).toBe(3);
+    expect(sessionsAtOnce(1, 5)).toBe(1);
+    expect(sessionsAtOnce(2, 0)).toBe(1);
+    // 8 GiB free, VGG16 (61 MiB of activations per image). Every session keeps its own arena, so
+    // each image of the batch counts once per session.
+    const vgg = { freeBytes: 8192 * MiB, activationBytesPerImage: 61 * MiB, weightsBytes: w };
+    // One session (TF.js, or a cap of 1): 4915 MiB / 61 -> 80 fit -> 64.
+    expect(autoBatchSize({ ...vgg, sessions: 1 }).batchSize).toBe(64);
+    // The default cap of 2: 4915 - 528 = 4387 MiB / (2 x 61) -> 35 fit -> 32.
+    expect(autoBatchSize({ ...vgg, sessions: 2 })).toMatchObject({ batchSize: 32, reason: expect.stringMatching(/- 528 MiB weights \(1 more session\(s\)\) = 4387 MiB .* in each of 2 session\(s\): 35 fit, batch 32$/) });
+    // A cap of 5 with every method: 4915 - 2112 = 2803 MiB / (5 x 61) -> 9 fit -> 8.
+    expect(autoBatchSize({ ...vgg, sessions: 5 })).toMatchObject({ batchSize: 8, reason: expect.stringMatching(/- 2112 MiB weights .* 9 fit, batch 8$/) });
   });
 
   it('uses the CPU default where there is no GPU memory to size for', () => {
-    expect(autoBatchSize({ freeBytes: null, activationBytesPerImage: 1, weightsBytes: 1 })).toMatchObject({ batchSize: AUTO_BATCH.cpu });
+    expect(autoBatchSize({ freeBytes: null, activationBytesPerImage: 1, weightsBytes: 1, sessions: 2 })).toMatchObject({ batchSize: AUTO_BATCH.cpu });
   });
 });

@@ -44,6 +44,7 @@ beforeAll(async () => {
   // Every method open at once: the results each capped engine must reproduce.
   reference = await createOnnxEngine({ spec, cache: null, runtime: { intraOpThreads: 1, maxSessions: 5, checkPlacement: false } });
   for (const m of ['gradcam', 'hirescam', 'layercam'] as const) expected.set(m, await reference.explain(request(m)));
+  expect(reference.info.sessions).toBe(5); // every gradient method, each with its own session
 });
 afterAll(async () => {
   await reference.dispose();
@@ -65,6 +66,8 @@ describe('ONNX method sessions: at most maxSessions open', () => {
     const { logger, lines } = capture();
     const engine = await capped(1, ['gradcam', 'hirescam'], logger);
     try {
+      // What --batch-size auto sizes for (batch-size.ts): one session at once.
+      expect(engine.info.sessions).toBe(1);
       expect(engine.sessionStats()).toMatchObject({ open: ['gradcam'], opened: 1, evicted: 0 });
       const order: CamMethod[] = ['gradcam', 'hirescam', 'gradcam', 'hirescam', 'hirescam', 'gradcam'];
       for (const method of order) {
@@ -112,6 +115,7 @@ describe('ONNX method sessions: at most maxSessions open', () => {
   it('concurrent calls on one method are not disturbed by the eviction of another', async () => {
     const engine = await capped(2, ['gradcam', 'hirescam', 'layercam']);
     try {
+      expect(engine.info.sessions).toBe(2);
       await engine.explain(request('hirescam'));
       expect(engine.sessionStats()).toMatchObject({ open: ['gradcam', 'hirescam'], evicted: 0 });
       await engine.explain(request('gradcam')); // hirescam is now the least recently used

@@ -32,7 +32,7 @@ import type { NodePlacement } from './placement.js';
 import { defaultProviderEnvironment, selectProviders } from './providers.js';
 import type { ProviderEnvironment } from './providers.js';
 import { isOnnxSupported } from './support.js';
-import { SessionPool } from './session-pool.js';
+import { SessionPool, sessionsAtOnce } from './session-pool.js';
 import type { SessionPoolStats } from './session-pool.js';
 import { explainGradientFree } from '../gradient-free/explain.js';
 import { measureFaithfulness } from '../faithfulness.js';
@@ -119,6 +119,7 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     numClasses,
     weightsHash: graph.weightsHash,
     precision: runtime.precision,
+    sessions: sessionsAtOnce(runtime.maxSessions, methods.length),
   };
   const targetShape: [number, number, number] = [Number(camShape[1]), Number(camShape[2]), Number(camShape[0])];
   const sessions: MethodSessions = {

@@ -30,6 +30,14 @@ export interface SessionPoolStats {
   peakLive: number;
 }
 
+/**
+ * Most sessions an engine with `methods` gradient methods (0: a forward-only graph, one session)
+ * holds at once under a cap of `maxSessions`: what `--batch-size auto` must leave memory for.
+ */
+export function sessionsAtOnce(maxSessions: number, methods: number): number {
+  return Math.max(1, Math.min(maxSessions, methods));
+}
+
 interface Entry<S> {
   session: Promise<S>;
   /** Set once opened: only an opened session can be evicted. */
