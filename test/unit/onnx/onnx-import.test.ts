@@ -15,7 +15,7 @@ import { importOnnx } from '../../../src/worker/model/graph/onnx-import.js';
 import { TensorDataType } from '../../../src/worker/model/graph/onnx-proto.js';
 import { SUPPORTED_OPS } from '../../../src/worker/model/graph/ops.js';
 import { BATCH, foldShapeNode } from '../../../src/worker/model/graph/shape-folding.js';
-import { resolveTarget, splitAtTarget } from '../../../src/worker/model/graph/walker.js';
+import { graphFacts, resolveTarget, splitAtTarget } from '../../../src/worker/model/graph/walker.js';
 import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 import { loadModel } from '../../../src/worker/model/source.js';
 import { randomImages } from './helpers/images.js';
@@ -181,5 +181,43 @@ describe('run-time reshape targets (dynamic-batch exports)', () => {
     const shapes = new Map([['w', [3, 4]], ['x', [1, 8, 5, 5]]]);
     expect(foldShapeNode(shapeOf('w'), constants, shapes)).toEqual([{ dtype: 'int64', dims: [2], data: [3, 4] }]);
     expect(foldShapeNode(shapeOf('x'), constants, shapes)).toEqual([{ dtype: 'int64', dims: [4], data: [BATCH, 8, 5, 5] }]);
+  });
+});
+
+describe('Resize given sizes (F.interpolate(x, size=...))', () => {
+  it('keeps the sizes (7 → 61 bilinear, 27 → 117 nearest; as scales d / x both lose a row) and both engines match ONNX Runtime on the file', async () => {
+    const file = join(DIR, 'resize-sizes.onnx');
+    const graph = (await loadModel(file)) as ModelGraph;
+    const resizes = graph.nodes.filter((n) => n.op === 'Resize');
+    expect(resizes.map((n) => n.attrs.sizes)).toEqual([{ ints: [61, 61] }, { ints: [117, 117] }]);
+    const shapes = graphFacts(graph).shapes;
+    expect(resizes.map((n) => shapes.get(n.outputs[0]))).toEqual([
+      [1, 6, 61, 61],
+      [1, 8, 117, 117],
+    ]);
+    const images = Array.from({ length: 3 }, (_, i) => {
+      const rand = mulberry32(40 + i);
+      return { data: Float32Array.from({ length: 14 * 14 * 3 }, () => rand() * 2 - 1), height: 14, width: 14 };
+    });
+    // The file itself, NCHW, at batch 3.
+    const raw = await ort.InferenceSession.create(readFileSync(file));
+    const nchw = new Float32Array(3 * 3 * 14 * 14);
+    images.forEach((img, n) => img.data.forEach((v, i) => (nchw[n * 588 + (i % 3) * 196 + Math.floor(i / 3)] = v)));
+    const logits = (await raw.run({ input: new ort.Tensor('float32', nchw, [3, 3, 14, 14]) })).logits.data as Float32Array;
+    await raw.release();
+    const onnx = await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } });
+    const tfjs = await createTfjsEngine({ spec: graph, backend: 'cpu' });
+    try {
+      const request = { images, targets: { kind: 'top1' as const }, topK: 1, method: 'gradcam' as const, score: 'logit' as const };
+      const [a, b] = [await onnx.explain(request), await tfjs.explain(request)];
+      for (const [results, engine] of [[a, 'onnx'], [b, 'tfjs']] as const) {
+        results.forEach((r, n) => r.logits!.forEach((v, k) => expect(Math.abs(v - logits[n * 5 + k]), `${engine} image ${n} class ${k}`).toBeLessThan(1e-5)));
+        expect(results.map((r) => [r.cams[0].height, r.cams[0].width])).toEqual([[117, 117], [117, 117], [117, 117]]);
+      }
+      a.forEach((r, n) => r.cams[0].grid.forEach((v, k) => expect(Math.abs(v - b[n].cams[0].grid[k])).toBeLessThan(1e-4)));
+    } finally {
+      await onnx.dispose();
+      await tfjs.dispose();
+    }
   });
 });

@@ -26,7 +26,7 @@ import { TensorDataType } from '../../model/graph/onnx-proto.js';
 import { ONNX_CAM_METHODS, isOnnxSupported } from './support.js';
 
 /** Bump when the emitted graph changes, so cached graphs from older code are not reused. */
-export const COMPILER_VERSION = 7;
+export const COMPILER_VERSION = 8;
 
 /** Names of the graph's inputs and outputs (the engine's side of the contract). */
 export const GRAPH_IO = {

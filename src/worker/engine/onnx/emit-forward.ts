@@ -1,7 +1,8 @@
 /**
  * Write graph-IR nodes back as ONNX nodes of the compiler's opset. The IR keeps axes, pads, clip
- * bounds, reshape targets and resize scales as attributes whatever the source opset; opset 17
- * wants several of them as inputs, and has no Gelu, so those are re-expressed here, and only here.
+ * bounds, reshape targets and resize scales or sizes as attributes whatever the source opset;
+ * opset 17 wants several of them as inputs, and has no Gelu, so those are re-expressed here, and
+ * only here.
  */
 import type { ConstTensor, GraphNode } from '../../model/graph/ir.js';
 import { attrFloat, attrInts, attrString } from '../../model/graph/ir.js';
@@ -85,8 +86,18 @@ export function forwardEmitter(g: GraphBuilder, constants: Record<string, ConstT
         outs = one('Identity', [inputs[0]]);
         break;
       case 'Resize': {
-        const scales = (node.attrs.scales as { floats: number[] }).floats;
-        outs = one('Resize', [inputs[0], '', g.float(scales)], plainAttrs(node, ['scales']));
+        const attrs = plainAttrs(node, ['scales', 'sizes']);
+        const sizes = attrInts(node, 'sizes');
+        if (!sizes) {
+          outs = one('Resize', [inputs[0], '', g.float((node.attrs.scales as { floats: number[] }).floats)], attrs);
+          break;
+        }
+        // Sizes, not scales d / x: ONNX Runtime then gives exactly these sizes and maps coordinates
+        // by f32(d / x), as on the source file. Opset 17 wants all four sizes, so the run-time
+        // batch and the channels come from the input's shape.
+        const batchChannels = g.op('Shape', [inputs[0]], { name: `${stem}_nc`, attrs: { start: { int: 0 }, end: { int: 2 } } });
+        const full = g.op('Concat', [batchChannels, g.int64(sizes)], { name: `${stem}_sizes`, attrs: { axis: { int: 0 } } });
+        outs = one('Resize', [inputs[0], '', '', full], attrs);
         break;
       }
       case 'Gelu': {

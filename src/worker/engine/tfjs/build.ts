@@ -17,6 +17,7 @@ import { toModelGraph } from '../../model/graph/from-sequential.js';
 import type { GraphNode, ModelGraph } from '../../model/graph/ir.js';
 import { attrFloat, attrInt, attrInts, attrString } from '../../model/graph/ir.js';
 import { clipBounds, normalizeAxis, windowOut } from '../../model/graph/ops.js';
+import { nearestFloorSources, resizeGeometry } from '../../model/graph/resize-geometry.js';
 import { graphFacts, resolveTarget, splitAtTarget } from '../../model/graph/walker.js';
 import { maxPoolFirstTie } from './max-pool-first.js';
 
@@ -87,23 +88,35 @@ const P2L = [0, 2, 3, 1];
 /** Stand-in for −∞ in max-pool padding (TF.js pads must be finite on some backends). */
 const MIN_FLOAT = -3.4e38;
 
-/** Ops this engine runs (the graph's op set, less `Pad` in `edge` mode). */
-export function tfjsProblem(node: GraphNode): string | null {
+/** Ops this engine runs: the graph's op set, less `Pad` in `edge` mode and some Resize forms (`shapes` from `graphFacts`). */
+export function tfjsProblem(node: GraphNode, shapes: Map<string, number[]>): string | null {
   if (node.op === 'Pad' && attrString(node, 'mode', 'constant') === 'edge') return `node "${node.name}": Pad mode "edge" is not supported by the TF.js engine`;
-  if (node.op === 'Resize' && resizeKind(node) === null) {
-    return `node "${node.name}": Resize ${attrString(node, 'mode', 'nearest')}/${attrString(node, 'coordinate_transformation_mode', 'half_pixel')} with scales ${JSON.stringify((node.attrs.scales as { floats: number[] } | undefined)?.floats)} is not supported by the TF.js engine (nearest/asymmetric/floor and linear/half_pixel at integer scales are)`;
+  if (node.op === 'Resize') {
+    const input = shapes.get(node.inputs[0])!;
+    if (resizeKind(node, input) !== null) return null;
+    const { size } = resizeGeometry(node, input);
+    const target = attrInts(node, 'sizes') ? `sizes ${size.join('x')}` : `scales ${JSON.stringify((node.attrs.scales as { floats: number[] }).floats)}`;
+    return `node "${node.name}": Resize ${attrString(node, 'mode', 'nearest')}/${attrString(node, 'coordinate_transformation_mode', 'half_pixel')} of ${input[2]}x${input[3]} with ${target} is not supported by the TF.js engine (it runs nearest/asymmetric/floor, and linear/half_pixel given sizes or integer scales)`;
   }
   return null;
 }
 
-/** The TF.js resize that computes a Resize node exactly, or null: integer scales only. */
-function resizeKind(node: GraphNode): 'nearest' | 'bilinear' | null {
-  const scales = (node.attrs.scales as { floats: number[] } | undefined)?.floats ?? [];
-  if (!scales.slice(2).every((v) => Number.isInteger(v) && v >= 1)) return null;
+/**
+ * How this engine computes a Resize node as ONNX Runtime does, or null:
+ * - nearest/asymmetric/floor: a gather of ONNX Runtime's own source rows and columns
+ *   (resize-geometry.ts), at any scale;
+ * - linear/half_pixel: TF.js' half-pixel bilinear maps by input / output, ONNX Runtime by the scale,
+ *   which is the same when the node gives sizes (scale = output / input) or integer scales.
+ *   pytorch_half_pixel is half_pixel except for an output length 1 (it reads position 0 there).
+ */
+function resizeKind(node: GraphNode, input: number[]): 'nearest' | 'bilinear' | null {
+  const { size, scale, bySize } = resizeGeometry(node, input);
   const mode = attrString(node, 'mode', 'nearest');
   const coordinates = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
   if (mode === 'nearest' && coordinates === 'asymmetric' && attrString(node, 'nearest_mode', 'round_prefer_floor') === 'floor') return 'nearest';
-  if (mode === 'linear' && (coordinates === 'half_pixel' || coordinates === 'pytorch_half_pixel')) return 'bilinear';
+  if (mode !== 'linear' || !(bySize || scale.every((v) => Number.isInteger(v) && v >= 1))) return null;
+  if (coordinates === 'half_pixel') return 'bilinear';
+  if (coordinates === 'pytorch_half_pixel' && size.every((d, i) => d > 1 || input[i + 2] === 1)) return 'bilinear';
   return null;
 }
 
@@ -113,7 +126,7 @@ export function compileModel(model: ModelInput, layer?: string, tuning: CompileT
   const split = splitAtTarget(graph, layer);
   const facts = graphFacts(graph);
   for (const node of [...split.trunk, ...split.head]) {
-    const problem = tfjsProblem(node);
+    const problem = tfjsProblem(node, facts.shapes);
     if (problem) throw new ModelError(problem);
   }
   const owned: tf.Tensor[] = [];
@@ -212,7 +225,8 @@ type Prepared =
   | { kind: 'none' }
   | { kind: 'conv'; filters: tf.Tensor4D[]; depthwise: boolean; bias: tf.Tensor1D | null }
   | { kind: 'affine'; scale: tf.Tensor1D; shift: tf.Tensor1D }
-  | { kind: 'dense'; matMul: (x: tf.Tensor2D) => tf.Tensor2D; bias: tf.Tensor | null };
+  | { kind: 'dense'; matMul: (x: tf.Tensor2D) => tf.Tensor2D; bias: tf.Tensor | null }
+  | { kind: 'gather'; rows: tf.Tensor1D; cols: tf.Tensor1D };
 
 function floatData(graph: ModelGraph, name: string, node: GraphNode): Float32Array {
   const c = graph.constants[name];
@@ -264,6 +278,12 @@ function prepare(node: GraphNode, graph: ModelGraph, keep: <T extends tf.Tensor>
           ? denseWithTransposedGrad(kernel, keep(tf.transpose(kernel)))
           : (x: tf.Tensor2D): tf.Tensor2D => tf.matMul(x, kernel, false, transB);
       return { kind: 'dense', matMul, bias };
+    }
+    case 'Resize': {
+      const input = graphFacts(graph).shapes.get(node.inputs[0])!;
+      if (resizeKind(node, input) !== 'nearest') return { kind: 'none' };
+      const [rows, cols] = nearestFloorSources(node, input).map((sources) => keep(tf.tensor1d(sources, 'int32')));
+      return { kind: 'gather', rows, cols };
     }
     default:
       return { kind: 'none' };
@@ -503,10 +523,9 @@ function runNode(node: GraphNode, inputs: Array<Value | undefined>, prep: Prepar
     case 'Resize': {
       const t = channelsLast(x) as tf.Tensor4D;
       const out = shapes.get(node.outputs[0])!;
-      const size: [number, number] = [out[2], out[3]];
-      // ONNX nearest/asymmetric/floor: source pixel floor(i / s), TF.js' nearest without half-pixel centres.
-      if (resizeKind(node) === 'nearest') return [{ t: tf.image.resizeNearestNeighbor(t, size, false, false), nhwc: true }];
-      return [{ t: tf.image.resizeBilinear(t, size, false, true), nhwc: true }];
+      // Nearest: ONNX Runtime's source rows and columns (prepared), not TF.js' own rounding.
+      if (prep.kind === 'gather') return [{ t: tf.gather(tf.gather(t, prep.rows, 1), prep.cols, 2), nhwc: true }];
+      return [{ t: tf.image.resizeBilinear(t, [out[2], out[3]], false, true), nhwc: true }];
     }
     case 'LayerNormalization': {
       const t = plain(x);

@@ -4,9 +4,10 @@
  * Keras/TF.js sequential models) produce it; `walker.ts` is the one place that orders it, infers
  * its shapes, finds the Grad-CAM target and splits it there.
  *
- * Attributes are canonical whatever the source opset: axes, pads, clip bounds and reshape targets
- * are attributes (not inputs), `auto_pad` is resolved into explicit `pads`, and a fixed batch
- * size of the source file has been made dynamic. That keeps every consumer to one form per op.
+ * Attributes are canonical whatever the source opset: axes, pads, clip bounds, reshape targets and
+ * resize targets (`scales`, or `sizes` as output height and width) are attributes (not inputs),
+ * `auto_pad` is resolved into explicit `pads`, and a fixed batch size of the source file has been
+ * made dynamic. That keeps every consumer to one form per op.
  */
 
 /** An attribute value, tagged by ONNX attribute type (so it can be written back exactly). */

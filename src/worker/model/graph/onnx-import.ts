@@ -109,7 +109,8 @@ export async function importOnnx(bytes: Uint8Array, options: OnnxImportOptions):
     }
     if (SHAPE_ONLY_OPS.includes(raw.op)) throw new ModelError(`${label}: node "${raw.name}" (${raw.op}) computes a value at run time from non-constant inputs; only shape computations with static dimensions (the batch aside) are supported`);
     raw.inputs.forEach((v, i) => {
-      if (dependsOnBatch(constants[v]) && !(raw.op === 'Reshape' && i === 1)) {
+      // A Reshape target or Resize sizes (opset 11+) may carry the batch: canonical() replaces it.
+      if (dependsOnBatch(constants[v]) && !(raw.op === 'Reshape' && i === 1) && !(raw.op === 'Resize' && i === 3 && opset >= 11)) {
         throw new ModelError(`${label}: node "${raw.name}" (${raw.op}) reads the batch size at run time; only reshapes that keep the batch are supported (export with a fixed batch, or flatten with torch.flatten(x, 1))`);
       }
     });
@@ -244,16 +245,20 @@ function canonical(node: GraphNode, opset: number, constants: Record<string, Con
       break;
     }
     case 'Resize': {
-      // Opset 10: (X, scales); 11+: (X, roi, scales, sizes). Scales become an attribute, sizes scales.
+      // Opset 10: (X, scales); 11+: (X, roi, scales, sizes). Either becomes an attribute as given:
+      // sizes stay sizes, since scales d / x would lose them (floor(7 · f32(61 / 7)) is 60).
       const [scalesIn, sizesIn] = opset < 11 ? [inputs[1], undefined] : [inputs[2], inputs[3]];
-      let scales = scalesIn ? ints(scalesIn, 'scales') : undefined;
-      if (!scales || scales.length === 0) {
+      const scales = scalesIn ? ints(scalesIn, 'scales') : undefined;
+      if (scales && scales.length > 0) {
+        attrs.scales = { floats: scales };
+      } else {
         const sizes = ints(sizesIn, 'sizes');
         const x = shapes.get(inputs[0]);
         if (!sizes || !x) throw new ModelError(`${where}: neither scales nor sizes are given`);
-        scales = sizes.map((d, i) => (i === 0 ? 1 : d / x[i]));
+        // The batch entry is the export's batch (or the run-time batch marker): the engines batch freely.
+        if (sizes.length !== 4 || sizes[1] !== x[1]) throw new ModelError(`${where}: sizes [${sizes.join(', ')}] must keep the ${x[1]} channels of a 4-D input; only spatial resizes are supported`);
+        attrs.sizes = { ints: sizes.slice(2) };
       }
-      attrs.scales = { floats: scales };
       inputs = [inputs[0]];
       break;
     }

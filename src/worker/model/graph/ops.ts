@@ -8,6 +8,7 @@
 import { ModelError } from '../../../shared/errors.js';
 import type { GraphNode, ModelGraph } from './ir.js';
 import { attrFloat, attrInt, attrInts } from './ir.js';
+import { resizeGeometry } from './resize-geometry.js';
 
 export type Shape = number[];
 
@@ -154,10 +155,8 @@ const SHAPE_RULES: Record<string, ShapeRule> = {
     return [[...a.slice(0, -1), b[1]]];
   },
   Resize: (node, [x]) => {
-    const [n, c, h, w] = need(node, x, 4);
-    const scales = (node.attrs.scales as { floats: number[] } | undefined)?.floats;
-    if (!scales || scales.length !== 4 || scales[0] !== 1 || scales[1] !== 1) throw new ModelError(`node ${node.name} (Resize): only constant spatial scales are supported`);
-    return [[n, c, Math.floor(h * scales[2]), Math.floor(w * scales[3])]];
+    const [n, c] = need(node, x, 4);
+    return [[n, c, ...resizeGeometry(node, x).size]];
   },
   Pad: (node, [x]) => {
     const pads = attrInts(node, 'pads') ?? [];

@@ -3,8 +3,9 @@
  * `x.view(x.size(0), -1)` as Shape → Gather → Unsqueeze → Concat → Reshape: the target shape is
  * computed at run time although only its batch entry varies. Shapes here are static except the
  * batch, so these chains fold to constants in which the batch is a marker (`BATCH`); a Reshape
- * target that starts with it becomes 0 ("the input's batch", onnx-import.ts), and any other use of
- * the batch (arithmetic on it, a shape read by a non-Reshape op) is refused by name.
+ * target that starts with it becomes 0 ("the input's batch", onnx-import.ts), Resize sizes keep only
+ * their spatial entries, and any other use of the batch (arithmetic on it, a shape read by another
+ * op) is refused by name.
  */
 import { ModelError } from '../../../shared/errors.js';
 import type { ConstTensor, GraphNode } from './ir.js';
@@ -17,11 +18,14 @@ const ONNX_INT64 = 7;
 /** Stands for the run-time batch size inside folded shape values. */
 export const BATCH = -(2 ** 40);
 
-/** Ops that only ever compute shapes here: folded, never run (not in SUPPORTED_OPS). */
-export const SHAPE_ONLY_OPS: readonly string[] = ['Shape', 'Gather', 'Cast'];
+/**
+ * Ops that only ever compute shapes here: folded, never run (not in SUPPORTED_OPS). Slice is one
+ * because `F.interpolate(x, size=...)` exports its Resize sizes as Shape → Slice → Concat.
+ */
+export const SHAPE_ONLY_OPS: readonly string[] = ['Shape', 'Gather', 'Cast', 'Slice'];
 
 /** Integer ops folded when every input is an int64 constant. */
-const FOLDABLE = new Set([...SHAPE_ONLY_OPS, 'Unsqueeze', 'Squeeze', 'Concat', 'Slice', 'Mul', 'Div', 'Add', 'Sub']);
+const FOLDABLE = new Set([...SHAPE_ONLY_OPS, 'Unsqueeze', 'Squeeze', 'Concat', 'Mul', 'Div', 'Add', 'Sub']);
 
 const int64 = (data: number[], dims: number[] = [data.length]): ConstTensor => ({ dtype: 'int64', dims, data });
 
