@@ -8,7 +8,6 @@ import {
   encodeModel,
   type AttributeMessage,
   type DimMessage,
-  type GraphMessage,
   type NodeMessage,
   type TensorDataTypeValue,
   type TensorMessage,
@@ -27,8 +26,7 @@ export type Attr =
   | { ints: number[] }
   | { float: number }
   | { floats: number[] }
-  | { string: string }
-  | { graph: GraphMessage };
+  | { string: string };
 
 export type Dim = number | string;
 
@@ -185,7 +183,6 @@ function toAttribute(name: string, value: Attr): AttributeMessage {
   if ('ints' in value) return { name, type: AttributeType.INTS, ints: value.ints };
   if ('float' in value) return { name, type: AttributeType.FLOAT, f: value.float };
   if ('floats' in value) return { name, type: AttributeType.FLOATS, floats: value.floats };
-  if ('graph' in value) return { name, type: AttributeType.GRAPH, g: value.graph };
   return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
 }
 
