@@ -96,7 +96,7 @@ export interface ListingDeps {
 export interface EnqueueDeps extends ListingDeps {
   queue: JobSink;
   runs: RunStore;
-  /** RunStore's connection; reads results of already-known keys and reopens completed runs. */
+  /** RunStore's connection. */
   redis: RedisConnection;
   /** Writes manifest + summary when the run is complete right after enqueueing. */
   finalize: (runId: string) => Promise<FinalizeOutcome>;
@@ -148,11 +148,9 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     },
     scan.now(),
   );
-  const keys = deps.runs.keys(runId);
   const output = { bucket: request.output.bucket, prefix: request.output.key };
   const maxBacklog = request.maxBacklog;
   const pollMs = deps.backlogPollMs ?? ENQUEUE_DEFAULTS.backlogPollMs;
-  let reopened = record.state !== 'completed';
 
   const jobsOf = (images: readonly PendingImage[]) =>
     images.map((o) => {
@@ -176,16 +174,6 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   // Images registered by an earlier enqueue that died before its addBulk (or whose jobs were lost)
   // are offered again; deterministic job ids make that a no-op for live jobs. Bounded by the backlog.
   if (!created) for await (const page of deps.runs.scanPending(runId)) await reoffer(deps.queue, jobsOf(page));
-
-  const reopen = async (added: number): Promise<void> => {
-    if (added === 0 || reopened) return;
-    // New images in a completed run: its manifest is stale. Reopen it so the last new result
-    // triggers a fresh finalization (the permanent lock of the old one would block it).
-    await deps.redis.multi().del(keys.finalizer).hdel(keys.record, 'finishedAt').exec();
-    await deps.runs.updateRun(runId, { state: 'enqueuing' });
-    reopened = true;
-    log.info({ runId, added }, 'completed run reopened for new images');
-  };
 
   // A run whose forward listing reached the end once is re-listed whole (new images may sort
   // anywhere); otherwise the listing continues after the run's cursor.
@@ -252,7 +240,9 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
         }
         cursor = last;
         const fresh = candidates.filter((_, i) => reg.states[i] === 'new');
-        await reopen(fresh.length);
+        // New images in a finalizing or completed run reopen it in the same step that registers
+        // them (RunStore.registerPage), so the last new result triggers a fresh finalization.
+        if (reg.reopened) log.info({ runId, added: fresh.length }, 'finalizing or completed run reopened for new images');
         if (truth) for (const o of fresh) truthCounts[truth.lookup(o.key) ? 'matched' : 'missing']++;
         scan.counts.added += fresh.length;
         scan.counts.known += images.length - fresh.length;

@@ -3,10 +3,17 @@
  * `manifest.jsonl` (one line per source image, sorted by key) and `summary.json` to the run's output
  * prefix, then marks the run completed.
  *
- * Exactly one writer: the RunStore finalizer lock (SET NX PX). The lock is renewed while writing, so
- * a slow upload of a huge manifest does not let a second process start. If the writer dies, its lock
- * expires and `sweepUnfinalized` (run periodically by workers) finishes the job; both would write
- * the same complete content, so even a late takeover never produces a wrong manifest.
+ * Exactly one writer: the RunStore finalizer lock (SET NX PX), taken only while the run is complete.
+ * The lock is renewed while writing, so a slow upload of a huge manifest does not let a second
+ * process start. If the writer dies, its lock expires and `sweepUnfinalized` (run periodically by
+ * workers) finishes the job.
+ *
+ * Results can still change while the lock is held: a retried failure that succeeds, or new images
+ * a re-enqueue registers. The first moves the run's generation (RunRecord.generation), the second
+ * reopens the run and deletes the lock. A finalizer merges the parts as of one generation and
+ * publishes (seals the manifest, marks the run completed) only in a Redis step that checks its lock
+ * and that generation; when the generation moved it merges again, so the last manifest written is
+ * always one of the current generation.
  *
  * The lines are in the run's part files (shared/queue/result-parts.ts), each sorted by key. The
  * finalizer compacts them to at most `fanIn` parts, k-way merges those into the manifest (one line
@@ -16,10 +23,13 @@
  * Steps, in the order that keeps every crash recoverable:
  *   1. a reopened run's previous manifest is copied in as the oldest part;
  *   2. parts are compacted and merged into manifest.jsonl; the line count must equal the counters;
- *   3. `manifestWritten` is set: from now on the manifest is a source of the run's lines;
- *   4. the parts (and their index in Redis) are deleted and summary.json is written;
+ *   3. the manifest is sealed (`manifestWritten`, if lock and generation hold): from now on it is
+ *      a source of the run's lines;
+ *   4. the parts the merge read (and the part index in Redis) are deleted, never a part stored
+ *      after the listing, and summary.json is written;
  *   5. `analyse` runs on the written manifest (audit.json, metrics.parquet, report.html) and its
- *      outcome is added to summary.json; then the run is marked completed.
+ *      outcome is added to summary.json; then the run is marked completed (if lock and generation
+ *      still hold; else back to step 1).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -30,8 +40,8 @@ import type { RedisConnection } from './queue/redis.js';
 import { ConfigError, describeError, TransientError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { RUN_SUMMARY_SCHEMA, type RunAnalysisRecord, type RunManifestLine, type RunSummary } from './manifest.js';
-import { MANIFEST_PART, allPartsPrefix, compactParts, deleteObjects, entriesAsBody, listPartKeys, mergeSorted, readPart, type StreamUploader } from './queue/result-parts.js';
-import type { RunRecord, RunStore } from './queue/run-store.js';
+import { MANIFEST_PART, allPartsPrefix, compactParts, deleteObjects, entriesAsBody, listMergedParts, mergeSorted, readPart, type StreamUploader } from './queue/result-parts.js';
+import type { FinalizerStep, RunRecord, RunStore } from './queue/run-store.js';
 import { runTiming } from './run-stats.js';
 import type { ObjectStore } from './storage/object-store.js';
 import { joinKey, parseS3Uri } from './storage/uri.js';
@@ -73,7 +83,10 @@ export interface FinalizerDeps {
   upload: StreamUploader;
   logger?: Logger;
   now?: () => Date;
-  /** Lock owner id. Default `<host>:<pid>:<random>`. */
+  /**
+   * Lock owner id of this finalization. Default a fresh `defaultOwner()` per call: an id shared by
+   * two finalizations at once (a worker's sweep and a job's) lets each pass the other's lock checks.
+   */
   owner?: string;
   /**
    * Finalizer lock lifetime, renewed every third of it while writing: how long a finalizer that
@@ -84,6 +97,12 @@ export interface FinalizerDeps {
   lockTtlMs?: number;
   /** Part files merged at once (streams open together). Default 64. */
   fanIn?: number;
+  /**
+   * Merges one finalization makes while results keep changing under it (each change moves the
+   * run's generation); then it gives the lock back and leaves the run to the sweep. Default
+   * `DEFAULT_FINALIZER_PASSES`.
+   */
+  maxPasses?: number;
   /**
    * The run's analysis, run after manifest.jsonl (merged, sorted by key) and summary.json are
    * written (workers and enqueue pass `s3RunAnalyser`). Without it a run ends with no audit files.
@@ -97,7 +116,14 @@ export type FinalizeOutcome =
   | { status: 'claimed-elsewhere' }
   | { status: 'already-completed' }
   /** Results are still missing (or enqueueing continues): nothing to do yet. */
-  | { status: 'incomplete'; done: number; failed: number; total: number };
+  | { status: 'incomplete'; done: number; failed: number; total: number }
+  /**
+   * The lock was lost while writing: new images reopened the run (their last result finalizes it
+   * again), or another process took over an expired lock. What this call wrote is superseded.
+   */
+  | { status: 'superseded' }
+  /** Results changed during each of `passes` merges: the lock is given back, the sweep retries. */
+  | { status: 'unsettled'; passes: number };
 
 // Compare-and-delete / compare-and-extend: only the owner may release or renew its lock.
 const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
@@ -106,13 +132,19 @@ const RENEW_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.c
 export const DEFAULT_FAN_IN = 64;
 
 /**
+ * A result counted during a merge costs one more merge; results changing during three merges in a
+ * row mean retries are still streaming in, and the sweep finalizes the run later.
+ */
+export const DEFAULT_FINALIZER_PASSES = 3;
+
+/**
  * 60 s, the floor of a worker's job lock. It was 10 minutes, which left a run whose finalizer was
  * killed in "finalizing" for 10 minutes (seen in the chaos run).
  */
 export const DEFAULT_FINALIZER_LOCK_MS = 60_000;
 
 export function defaultOwner(): string {
-  return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  return `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}`;
 }
 
 export function isRunComplete(run: RunRecord): boolean {
@@ -122,65 +154,101 @@ export function isRunComplete(run: RunRecord): boolean {
 /** Write the run's manifest and summary if it is complete and no other process does. */
 export async function finalizeRun(runId: string, deps: FinalizerDeps): Promise<FinalizeOutcome> {
   const log = deps.logger ?? silentLogger();
-  const now = deps.now ?? (() => new Date());
   const owner = deps.owner ?? defaultOwner();
   const ttl = deps.lockTtlMs ?? DEFAULT_FINALIZER_LOCK_MS;
+  const maxPasses = deps.maxPasses ?? DEFAULT_FINALIZER_PASSES;
   const lockKey = deps.runs.keys(runId).finalizer;
-  const store = deps.runs.objectStore;
-  if (!store) throw new ConfigError('finalizer', 'the RunStore needs an object store to read the part files');
+  if (!deps.runs.objectStore) throw new ConfigError('finalizer', 'the RunStore needs an object store to read the part files');
 
   const before = await deps.runs.requireRun(runId);
   if (before.state === 'completed') return { status: 'already-completed' };
-  if (!isRunComplete(before)) return { status: 'incomplete', done: before.done, failed: before.failed, total: before.total };
-  if (!(await deps.runs.claimFinalizer(runId, owner, ttl))) return { status: 'claimed-elsewhere' };
+  if (!isRunComplete(before)) return incomplete(before);
+  const claim = await deps.runs.claimFinalizer(runId, owner, ttl);
+  if (claim === 'completed') return { status: 'already-completed' };
+  if (claim === 'held') return { status: 'claimed-elsewhere' };
+  if (claim !== 'claimed') return incomplete(await deps.runs.requireRun(runId));
 
   const renew = setInterval(() => {
     deps.redis.eval(RENEW_LOCK, 1, lockKey, owner, String(ttl)).catch((err: unknown) => log.warn({ runId, err: describeError(err) }, 'finalizer lock renewal failed'));
   }, Math.max(1000, Math.floor(ttl / 3)));
   renew.unref();
+  const release = () => deps.redis.eval(RELEASE_LOCK, 1, lockKey, owner).catch(() => undefined);
   try {
-    // Re-read after claiming: counters are final now, and the summary must match the manifest.
-    const run = await deps.runs.requireRun(runId);
-    const src = deps.runs.resultSources(run);
-    const out = parseS3Uri(run.output, `output of run ${runId}`);
-    const summaryKey = joinKey(out.key, SUMMARY_FILE);
-    const started = Date.now();
-
-    const tally = await mergeManifest(store, deps, run, src);
-    if (tally.lines !== run.done + run.failed) {
-      // Counters move only after a batch's part file is stored, so this means data was deleted
-      // under us; refuse to publish a summary that contradicts the manifest.
-      throw new TransientError(`run ${runId}: manifest has ${tally.lines} lines but the run counted ${run.done + run.failed} results`);
+    for (let pass = 1; pass <= maxPasses; pass++) {
+      // Re-read after claiming: the counters and the generation this pass merges, from one read.
+      const run = await deps.runs.requireRun(runId);
+      if (!isRunComplete(run)) {
+        // New images since the claim (their registration reopened the run and took the lock).
+        await release();
+        return incomplete(run);
+      }
+      const outcome = await writePass(deps, run, owner);
+      if (outcome !== 'lock-lost' && outcome !== 'generation-moved') return outcome;
+      if (outcome === 'lock-lost') {
+        log.info({ runId }, 'finalizer lock lost while writing (the run was reopened or taken over); this manifest is superseded');
+        return { status: 'superseded' };
+      }
+      log.info({ runId, pass, generation: run.generation }, 'results changed while finalizing; merging again');
     }
-    await deps.runs.updateRun(runId, { manifestWritten: '1' });
-    // Only the lock holder deletes: a finalizer whose lock expired mid-write leaves the parts to its
-    // successor, which may still be reading them.
-    if ((await deps.redis.get(lockKey)) === owner) {
-      const left = await deleteObjects(store, src.bucket, await listPartKeys(store, src.bucket, allPartsPrefix(out.key)));
-      // The index named the parts just deleted; readers list afresh (the manifest holds their lines).
-      await deps.runs.dropPartIndex(runId);
-      if (left.length > 0) log.warn({ runId, left: left.length, first: left[0] }, 'some part files could not be deleted; they are harmless and go with the next finalization');
-    }
-
-    const finishedAt = now();
-    let summary = buildSummary(run, tally, finishedAt);
-    const writeSummary = () => deps.upload(out.bucket, summaryKey, Readable.from([Buffer.from(`${JSON.stringify(summary, null, 2)}\n`)]), 'application/json');
-    await writeSummary();
-    const analysis = await analyseRun(deps, run);
-    if (analysis !== undefined) {
-      summary = { ...summary, analysis };
-      await writeSummary();
-    }
-    await deps.runs.markCompleted(runId, owner, finishedAt);
-    log.info({ runId, lines: tally.lines, ms: Date.now() - started, manifest: `s3://${src.bucket}/${src.manifestKey}` }, 'run finalized');
-    return { status: 'written', summary, manifestKey: src.manifestKey, summaryKey };
+    log.warn({ runId, passes: maxPasses }, 'results kept changing while finalizing; lock given back, the sweep finalizes the run later');
+    await release();
+    return { status: 'unsettled', passes: maxPasses };
   } catch (err) {
     // Give the lock back at once so the sweeper can retry without waiting for the TTL.
-    await deps.redis.eval(RELEASE_LOCK, 1, lockKey, owner).catch(() => undefined);
+    await release();
     throw err;
   } finally {
     clearInterval(renew);
   }
+}
+
+function incomplete(run: RunRecord): FinalizeOutcome {
+  return { status: 'incomplete', done: run.done, failed: run.failed, total: run.total };
+}
+
+/** Steps 1-5 for the run's generation as of `run`; a step that finds lock or generation gone says so. */
+async function writePass(deps: FinalizerDeps, run: RunRecord, owner: string): Promise<FinalizeOutcome | Exclude<FinalizerStep, 'done'>> {
+  const log = deps.logger ?? silentLogger();
+  const now = deps.now ?? (() => new Date());
+  const store = deps.runs.objectStore as ObjectStore;
+  const runId = run.id;
+  const src = deps.runs.resultSources(run);
+  const out = parseS3Uri(run.output, `output of run ${runId}`);
+  const summaryKey = joinKey(out.key, SUMMARY_FILE);
+  const started = Date.now();
+
+  const { tally, read } = await mergeManifest(store, deps, run, src);
+  if (tally.lines !== run.done + run.failed) {
+    // A result counted during the merge may add a line; otherwise counters move only after a
+    // batch's part file is stored, so this means data was deleted under us: refuse to publish a
+    // summary that contradicts the manifest.
+    if ((await deps.runs.requireRun(runId)).generation !== run.generation) return 'generation-moved';
+    throw new TransientError(`run ${runId}: manifest has ${tally.lines} lines but the run counted ${run.done + run.failed} results`);
+  }
+  // Only the lock holder of the current generation deletes: a finalizer whose lock expired
+  // mid-write leaves the parts to its successor, which may still be reading them, and a part
+  // counted after this pass's listing holds a line this manifest lacks.
+  const sealed = await deps.runs.sealManifest(runId, owner, run.generation);
+  if (sealed !== 'done') return sealed;
+  const merged = await listMergedParts(store, src.bucket, allPartsPrefix(out.key), src.partsPrefix, read);
+  const left = await deleteObjects(store, src.bucket, merged);
+  // The index named the parts just deleted; readers list afresh (the manifest holds their lines).
+  await deps.runs.dropPartIndex(runId);
+  if (left.length > 0) log.warn({ runId, left: left.length, first: left[0] }, 'some part files could not be deleted; they are harmless and go with the next finalization');
+
+  const finishedAt = now();
+  let summary = buildSummary(run, tally, finishedAt);
+  const writeSummary = () => deps.upload(out.bucket, summaryKey, Readable.from([Buffer.from(`${JSON.stringify(summary, null, 2)}\n`)]), 'application/json');
+  await writeSummary();
+  const analysis = await analyseRun(deps, run);
+  if (analysis !== undefined) {
+    summary = { ...summary, analysis };
+    await writeSummary();
+  }
+  const completed = await deps.runs.markCompleted(runId, owner, run.generation, finishedAt);
+  if (completed !== 'done') return completed;
+  log.info({ runId, lines: tally.lines, ms: Date.now() - started, manifest: `s3://${src.bucket}/${src.manifestKey}` }, 'run finalized');
+  return { status: 'written', summary, manifestKey: src.manifestKey, summaryKey };
 }
 
 /**
@@ -200,28 +268,32 @@ async function analyseRun(deps: FinalizerDeps, run: RunRecord): Promise<RunAnaly
   }
 }
 
-/** Steps 1-2: the run's parts (and previous manifest) merged into manifest.jsonl, tallied on the way. */
+/**
+ * Steps 1-2: the run's parts (and previous manifest) merged into manifest.jsonl, tallied on the
+ * way; `read` names the input parts merged.
+ */
 async function mergeManifest(
   store: ObjectStore,
   deps: FinalizerDeps,
   run: RunRecord,
   src: { bucket: string; partsPrefix: string; manifestKey: string },
-): Promise<Tally> {
+): Promise<{ tally: Tally; read: Set<string> }> {
   if (run.manifestWritten) {
     // The manifest is about to be overwritten: read it as a part, never while it is being written.
     await deps.upload(src.bucket, `${src.partsPrefix}${MANIFEST_PART}`, (await store.getStream(src.bucket, src.manifestKey)).stream, 'application/x-ndjson');
   }
-  // The counters are final while the lock is held: where a key has an ok and a failed line, the
-  // manifest keeps the one that was counted, so summary.json and the run record agree.
+  // Where a key has an ok and a failed line, the manifest keeps the one that was counted, so
+  // summary.json and the run record agree. A result counted during the merge moves the
+  // generation, and this manifest is then never sealed.
   const choose = deps.runs.lineChooser(run.id);
-  const parts = await compactParts(store, deps.upload, src.bucket, src.partsPrefix, deps.fanIn ?? DEFAULT_FAN_IN, choose);
+  const { inputs, parts } = await compactParts(store, deps.upload, src.bucket, src.partsPrefix, deps.fanIn ?? DEFAULT_FAN_IN, choose);
   const tally = new Tally();
   const merged = mergeSorted(
     parts.map((p) => readPart(store, src.bucket, p)),
     choose,
   );
   await deps.upload(src.bucket, src.manifestKey, entriesAsBody(merged, (e) => tally.add(e.line)), 'application/x-ndjson');
-  return tally;
+  return { tally, read: new Set(inputs) };
 }
 
 /** What summary.json needs, accumulated while streaming: bounded by the number of classes. */

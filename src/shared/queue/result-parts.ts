@@ -24,7 +24,7 @@ export function partsPrefix(outputKey: string, epoch: string): string {
   return `${outputKey}_parts/${epoch}/`;
 }
 
-/** Every epoch's parts: what the finalizer deletes once the manifest is written. */
+/** Every epoch's parts; those of other epochs than the run's go once its manifest is sealed. */
 export function allPartsPrefix(outputKey: string): string {
   return `${outputKey}_parts/`;
 }
@@ -251,9 +251,30 @@ export function entriesAsBody(entries: AsyncIterable<PartEntry>, onEntry?: (e: P
 /** Folder of the finalizer's intermediate merges inside a parts folder; never an input part. */
 const MERGE_FOLDER = 'merge/';
 
+/** A part workers (or a reopened run's manifest) left in the epoch folder `prefix`: a finalizer's input. */
+function isInputPart(key: string, prefix: string): boolean {
+  return key.startsWith(prefix) && !key.startsWith(`${prefix}${MERGE_FOLDER}`);
+}
+
 /** The parts workers (and a reopened run's manifest) left: the finalizer's inputs. */
 export async function listInputParts(store: ObjectStore, bucket: string, prefix: string): Promise<string[]> {
-  return (await listPartKeys(store, bucket, prefix)).filter((k) => !k.startsWith(`${prefix}${MERGE_FOLDER}`));
+  return (await listPartKeys(store, bucket, prefix)).filter((k) => isInputPart(k, prefix));
+}
+
+/**
+ * What a finalizer whose manifest holds the lines of the inputs `read` (of the epoch folder
+ * `prefix`) deletes under `allPrefix`: those inputs, every intermediate merge, and the parts of
+ * other epochs (a lost record's, never counted again). Never an input it did not read: a result
+ * stored after its listing is in no manifest yet, and its part is its only copy.
+ */
+export async function listMergedParts(store: ObjectStore, bucket: string, allPrefix: string, prefix: string, read: ReadonlySet<string>): Promise<string[]> {
+  return (await listPartKeys(store, bucket, allPrefix)).filter((k) => !isInputPart(k, prefix) || read.has(k));
+}
+
+/** What `compactParts` did: the inputs it listed and the parts the final merge opens. */
+export interface Compaction {
+  inputs: string[];
+  parts: string[];
 }
 
 /**
@@ -261,10 +282,11 @@ export async function listInputParts(store: ObjectStore, bucket: string, prefix:
  * never holds more than `fanIn` streams open. Each level reads and writes every line once; the
  * number of levels is ceil(log_fanIn(parts)) - 1. Intermediate parts go to `merge/` and no input is
  * deleted here: a finalizer that lost its lock may still be reading them. The finalizer deletes
- * the whole parts folder once the manifest is written.
+ * the inputs it merged once its manifest is sealed (`listMergedParts`).
  */
-export async function compactParts(store: ObjectStore, upload: StreamUploader, bucket: string, prefix: string, fanIn: number, choose: LineChooser = preferLine): Promise<string[]> {
-  let parts = await listInputParts(store, bucket, prefix);
+export async function compactParts(store: ObjectStore, upload: StreamUploader, bucket: string, prefix: string, fanIn: number, choose: LineChooser = preferLine): Promise<Compaction> {
+  const inputs = await listInputParts(store, bucket, prefix);
+  let parts = inputs;
   for (let level = 1; parts.length > fanIn; level++) {
     const next: string[] = [];
     for (let i = 0; i < parts.length; i += fanIn) {
@@ -277,7 +299,7 @@ export async function compactParts(store: ObjectStore, upload: StreamUploader, b
     }
     parts = next;
   }
-  return parts;
+  return { inputs, parts };
 }
 
 /**

@@ -60,6 +60,12 @@ export interface RunRecord {
   manifestWritten: boolean;
   /** Where the run's part index stood (keys.ts `parts`); absent only in records built by hand. */
   partIndex?: PartIndexPosition;
+  /**
+   * Moves whenever the run's results change under a finalizer: a result counted while the run is
+   * `finalizing` or `completed`, or new images registered then. A finalizer merges the parts as of
+   * one generation and publishes only while it is still current (`sealManifest`, `markCompleted`).
+   */
+  generation: number;
 }
 
 /** The run's part index as of a record read; see `RunStore.partsIndexedFrom`. */
@@ -117,13 +123,22 @@ export type KeyState = 'new' | 'pending' | 'failed' | 'recorded';
 export interface RegisterOutcome {
   status: 'ok' | 'unknown-run' | 'cursor-moved';
   states: KeyState[];
+  /** New images reopened a run that was finalizing or completed (see REGISTER_PAGE). */
+  reopened: boolean;
 }
 
-// KEYS: record, pending, failed, recent. ARGV: mode, expected cursor, new cursor, then pairs of
-// key and pending value (size and ETag, what a re-offered job needs). Returns
+// KEYS: record, pending, failed, recent, finalizer. ARGV: mode, expected cursor, new cursor, then
+// pairs of key and pending value (size and ETag, what a re-offered job needs). Returns
 // {status, state per key}: status -1 unknown run, -2 cursor moved (another feeder registered this
-// page); state 0 new, 1 pending, 2 failed, 3 recorded during a re-listing. Only new keys count
-// towards `total`, so a re-enqueue adds nothing twice.
+// page), 1 registered and reopened the run, 0 registered; state 0 new, 1 pending, 2 failed, 3
+// recorded during a re-listing. Only new keys count towards `total`, so a re-enqueue adds nothing
+// twice.
+//
+// New keys in a run that is finalizing or completed make its manifest stale: the run reopens in
+// the same step (back to enqueuing, as a fresh enqueue; the finalizer lock goes, so the finalizer
+// at work publishes nothing, and the last new result triggers a fresh finalization). Reopening
+// anywhere else left a window in which the finalizer wrote a manifest without the new images and
+// marked the run completed.
 const REGISTER_PAGE = `
 if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return {-1} end
 local mode = ARGV[1]
@@ -145,7 +160,17 @@ for i = 4, #ARGV, 2 do
   end
   out[#out + 1] = st
 end
-if fresh > 0 then redis.call('HINCRBY', KEYS[1], 'total', fresh) end
+if fresh > 0 then
+  redis.call('HINCRBY', KEYS[1], 'total', fresh)
+  local st = redis.call('HGET', KEYS[1], 'state')
+  if st == 'finalizing' or st == 'completed' then
+    redis.call('HSET', KEYS[1], 'state', 'enqueuing')
+    redis.call('HDEL', KEYS[1], 'finishedAt')
+    redis.call('HINCRBY', KEYS[1], 'gen', 1)
+    redis.call('DEL', KEYS[5])
+    out[1] = 1
+  end
+end
 if mode == 'forward' then redis.call('HSET', KEYS[1], 'cursor', ARGV[3]) end
 return out
 `;
@@ -168,7 +193,8 @@ return out
 // the part's index entry ('' when no part was written), the index's cap, then per result: key,
 // status, degenerate, failed line ('' for ok), throughput bucket. The part file with these lines
 // is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades a `failed`
-// (a manual retry; a completed run then reopens so its manifest is written again). Nothing is
+// (a manual retry; a completed run then reopens so its manifest is written again; a run being
+// finalized moves to its next generation, so its finalizer merges again). Nothing is
 // written when the epoch differs: the run was lost and recreated, and the part file of this batch
 // lies under the old epoch.
 //
@@ -226,9 +252,12 @@ end
 if counted > 0 then
   redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[2])
   local st = redis.call('HGET', KEYS[1], 'state')
-  if upgraded and st == 'completed' then
+  if st == 'finalizing' then
+    redis.call('HINCRBY', KEYS[1], 'gen', 1)
+  elseif upgraded and st == 'completed' then
     redis.call('HSET', KEYS[1], 'state', 'running')
     redis.call('HDEL', KEYS[1], 'finishedAt')
+    redis.call('HINCRBY', KEYS[1], 'gen', 1)
     redis.call('DEL', KEYS[5])
   elseif st == 'queued' or st == 'enqueuing' then
     if redis.call('HGET', KEYS[1], 'enqueueComplete') == '1' then redis.call('HSET', KEYS[1], 'state', 'running') end
@@ -250,6 +279,36 @@ end
 return 1
 `;
 
+// KEYS: record, finalizer. ARGV: owner, lock ms. The finalizer lock is taken only for a run that
+// is complete (enqueueing finished, every image has a result) and not completed, in the same step
+// that checks it: a check before the claim let new images registered in between go unmerged.
+// Returns 1 claimed, 0 held by another process, -1 incomplete, -2 completed, -3 unknown run.
+const CLAIM_FINALIZER = `
+local v = redis.call('HMGET', KEYS[1], 'id', 'state', 'enqueueComplete', 'done', 'failed', 'total')
+if not v[1] then return -3 end
+if v[2] == 'completed' then return -2 end
+if v[3] ~= '1' or tonumber(v[4] or '0') + tonumber(v[5] or '0') < tonumber(v[6] or '0') then return -1 end
+if not redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'finalizing')
+return 1
+`;
+
+// KEYS: record, finalizer. ARGV: owner, generation, then what to do when both still hold. What a
+// finalizer publishes stands only while its lock is its own (a sweeper takes over an expired one;
+// a registration of new images deletes it) and the run's results are those of the generation it
+// merged. Returns 1 done, 0 lock lost, -1 generation moved.
+const FINALIZER_STEP = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'gen') or '0') ~= ARGV[2] then return -1 end
+if ARGV[3] == 'seal' then
+  redis.call('HSET', KEYS[1], 'manifestWritten', '1')
+else
+  redis.call('PERSIST', KEYS[2])
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'finishedAt', ARGV[4])
+end
+return 1
+`;
+
 /** Tries at reading a run's lines while its finalizer replaces parts by the manifest. */
 const SOURCE_ATTEMPTS = 4;
 
@@ -264,6 +323,12 @@ export interface ResultBatching {
 }
 
 export const DEFAULT_RESULT_BATCHING: Readonly<ResultBatching> = Object.freeze({ maxLines: 500, maxDelayMs: 25 });
+
+/** What `claimFinalizer` found. */
+export type FinalizerClaim = 'claimed' | 'held' | 'incomplete' | 'completed' | 'unknown-run';
+
+/** What a finalizer step (`sealManifest`, `markCompleted`) found: done, or why not. */
+export type FinalizerStep = 'done' | 'lock-lost' | 'generation-moved';
 
 export interface RunStoreOptions {
   /** Where part files are written and read (the runs' output buckets). Required to record results. */
@@ -310,10 +375,12 @@ export class RunStore {
     this.partCache = options.partCache;
     this.partIndexLength = options.partIndexLength ?? DEFAULT_PART_INDEX_LENGTH;
     if (!Number.isInteger(this.partIndexLength) || this.partIndexLength < 1) throw new ConfigError('RunStore', `partIndexLength must be a positive integer, got ${this.partIndexLength}`);
-    redis.defineCommand('gcaRegisterPage', { numberOfKeys: 4, lua: REGISTER_PAGE });
+    redis.defineCommand('gcaRegisterPage', { numberOfKeys: 5, lua: REGISTER_PAGE });
     redis.defineCommand('gcaCheckKeys', { numberOfKeys: 3, lua: CHECK_KEYS });
     redis.defineCommand('gcaCommitResults', { numberOfKeys: 7, lua: COMMIT_RESULTS });
     redis.defineCommand('gcaUpdateRun', { numberOfKeys: 1, lua: UPDATE_RUN });
+    redis.defineCommand('gcaClaimFinalizer', { numberOfKeys: 2, lua: CLAIM_FINALIZER });
+    redis.defineCommand('gcaFinalizerStep', { numberOfKeys: 2, lua: FINALIZER_STEP });
   }
 
   keys(runId: string): ReturnType<typeof runKeys> {
@@ -398,11 +465,11 @@ export class RunStore {
     const last = mode.kind === 'forward' ? mode.last : '';
     const pairs: string[] = [];
     for (const e of entries) pairs.push(e.key, `${e.size}\t${e.etag}`);
-    const out = (await this.cmd().gcaRegisterPage(k.record, k.pending, k.failed, k.recent, mode.kind, after, last, ...pairs)) as number[];
-    if (out[0] === -1) return { status: 'unknown-run', states: [] };
-    if (out[0] === -2) return { status: 'cursor-moved', states: [] };
+    const out = (await this.cmd().gcaRegisterPage(k.record, k.pending, k.failed, k.recent, k.finalizer, mode.kind, after, last, ...pairs)) as number[];
+    if (out[0] === -1) return { status: 'unknown-run', states: [], reopened: false };
+    if (out[0] === -2) return { status: 'cursor-moved', states: [], reopened: false };
     const names: KeyState[] = ['new', 'pending', 'failed', 'recorded'];
-    return { status: 'ok', states: out.slice(1).map((s) => names[s] as KeyState) };
+    return { status: 'ok', states: out.slice(1).map((s) => names[s] as KeyState), reopened: out[0] === 1 };
   }
 
   /** Register source keys for a run; returns the indices of entries that were not known before. */
@@ -765,22 +832,40 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
   }
 
   /**
-   * Try to become the one process that writes the run's manifest. The lock expires (`ttlMs`) so a
-   * finalizer that dies mid-write does not block the run forever; a sweeper may claim it again.
+   * Try to become the one process that writes the run's manifest: only a complete run that is not
+   * completed can be claimed (CLAIM_FINALIZER). The lock expires (`ttlMs`) so a finalizer that
+   * dies mid-write does not block the run forever; a sweeper may claim it again. `owner` must be
+   * unique per finalization, not per process: two finalizations in one process sharing an id
+   * would each take the other's lock for its own.
    */
-  async claimFinalizer(runId: string, owner: string, ttlMs: number): Promise<boolean> {
-    const ok = await this.redis.set(this.keys(runId).finalizer, owner, 'PX', ttlMs, 'NX');
-    if (ok === 'OK') await this.updateRun(runId, { state: 'finalizing' });
-    return ok === 'OK';
+  async claimFinalizer(runId: string, owner: string, ttlMs: number): Promise<FinalizerClaim> {
+    const k = this.keys(runId);
+    const r = Number(await this.cmd().gcaClaimFinalizer(k.record, k.finalizer, owner, String(ttlMs)));
+    const claims: Record<number, FinalizerClaim> = { 1: 'claimed', 0: 'held', [-1]: 'incomplete', [-2]: 'completed', [-3]: 'unknown-run' };
+    return claims[r] ?? 'held';
   }
 
-  /** The manifest is written: the run is completed and the finalizer lock becomes permanent. */
-  async markCompleted(runId: string, owner: string, now = new Date()): Promise<void> {
+  /**
+   * The manifest of `generation` is written: from now on it is a source of the run's lines
+   * (`manifestWritten`), so the parts it merged may go. Done only while `owner` holds the lock and
+   * the generation is still the run's.
+   */
+  async sealManifest(runId: string, owner: string, generation: number): Promise<FinalizerStep> {
+    return this.finalizerStep(runId, owner, generation, 'seal', '');
+  }
+
+  /**
+   * The manifest and summary are written: the run is completed and the finalizer lock becomes
+   * permanent, in one step with the check that `owner` holds the lock and `generation` is current.
+   */
+  async markCompleted(runId: string, owner: string, generation: number, now = new Date()): Promise<FinalizerStep> {
+    return this.finalizerStep(runId, owner, generation, 'complete', now.toISOString());
+  }
+
+  private async finalizerStep(runId: string, owner: string, generation: number, step: 'seal' | 'complete', nowIso: string): Promise<FinalizerStep> {
     const k = this.keys(runId);
-    const holder = await this.redis.get(k.finalizer);
-    if (holder !== owner) return; // someone else took over after our lock expired
-    await this.redis.persist(k.finalizer);
-    await this.updateRun(runId, { state: 'completed', finishedAt: now.toISOString() });
+    const r = Number(await this.cmd().gcaFinalizerStep(k.record, k.finalizer, owner, String(generation), step, nowIso));
+    return r === 1 ? 'done' : r === 0 ? 'lock-lost' : 'generation-moved';
   }
 
   /** Set fields of an existing run record; false (and nothing written) when the run does not exist. */
@@ -830,6 +915,8 @@ interface RunStoreCommands {
   gcaCheckKeys(...args: string[]): Promise<unknown>;
   gcaCommitResults(...args: string[]): Promise<unknown>;
   gcaUpdateRun(...args: string[]): Promise<unknown>;
+  gcaClaimFinalizer(...args: string[]): Promise<unknown>;
+  gcaFinalizerStep(...args: string[]): Promise<unknown>;
 }
 
 function parseRun(h: Record<string, string>): RunRecord {
@@ -862,5 +949,6 @@ function parseRun(h: Record<string, string>): RunRecord {
       seq: num(h.partSeq),
       basis: `${h.manifestWritten === '1' ? 1 : 0}/${num(h.done) - num(h.indexedDone)}/${num(h.failed) - num(h.indexedFailed)}`,
     },
+    generation: num(h.gen),
   };
 }

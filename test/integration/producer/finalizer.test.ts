@@ -173,7 +173,9 @@ describe('finalizeRun against a real Redis and S3', () => {
     while ((await t.redis.exists(lockKey)) === 1) await new Promise((r) => setTimeout(r, 25));
     const bOutcome = finalizeRun('fin4', deps({ owner: 'B', upload: gated(async () => releaseA()) }));
     const [ra, rb] = await Promise.all([a, bOutcome]);
-    expect(ra.status).toBe('written');
+    // A's manifest is complete too, but A lost its lock: it publishes nothing (no seal, no
+    // deletion, no completion) and says so.
+    expect(ra.status).toBe('superseded');
     expect(rb.status).toBe('written');
     expect(rb.status === 'written' && rb.summary.counts.total).toBe(300);
     const lines = await readManifest('fin4');

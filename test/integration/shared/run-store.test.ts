@@ -72,9 +72,14 @@ describe('RunStore against a real Redis', () => {
     const o = await store.recordResult('r3', { key: 'x.jpg', status: 'failed', error: 'TRANSIENT: S3 503' });
     expect(o.complete).toBe(true);
     const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claimFinalizer('r3', `owner-${i}`, 60_000)));
-    expect(claims.filter(Boolean)).toHaveLength(1);
-    const owner = `owner-${claims.indexOf(true)}`;
-    await store.markCompleted('r3', owner);
+    expect(claims.filter((c) => c === 'claimed')).toHaveLength(1);
+    expect(claims.filter((c) => c === 'held')).toHaveLength(9);
+    const owner = `owner-${claims.indexOf('claimed')}`;
+    const { generation } = await store.requireRun('r3');
+    expect(await store.markCompleted('r3', 'owner-x', generation)).toBe('lock-lost');
+    expect(await store.markCompleted('r3', owner, generation + 1)).toBe('generation-moved');
+    expect((await store.requireRun('r3')).state).toBe('finalizing');
+    expect(await store.markCompleted('r3', owner, generation)).toBe('done');
     expect((await store.requireRun('r3')).state).toBe('completed');
     expect(await store.findUnfinalized()).toEqual([]);
 

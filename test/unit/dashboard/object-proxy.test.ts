@@ -22,6 +22,7 @@ const run = (source: string, output: string): RunRecord => ({
   cursor: '',
   listed: true,
   manifestWritten: false,
+  generation: 0,
 });
 
 describe('resolveRunObject', () => {

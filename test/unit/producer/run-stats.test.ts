@@ -11,7 +11,7 @@ function run(over: Partial<RunRecord> = {}): RunRecord {
   return {
     id: 'r1', source: 's3://b/in/', output: 's3://b/out/', options: { ...DEFAULT_EXPLAIN_OPTIONS }, optionsHash: '', model: '', state: 'running',
     total: 1000, done: 0, failed: 0, degenerate: 0, enqueueComplete: true, createdAt: iso(T0 - 600_000),
-    epoch: 'e1', cursor: '', listed: true, manifestWritten: false, ...over,
+    epoch: 'e1', cursor: '', listed: true, manifestWritten: false, generation: 0, ...over,
   };
 }
 
