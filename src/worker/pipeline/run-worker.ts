@@ -13,7 +13,7 @@ import { keySpaceOf } from '../../shared/queue/keys.js';
 import { createRedis, waitForRedis } from '../../shared/queue/redis.js';
 import { RunStore } from '../../shared/queue/run-store.js';
 import { s3RunAnalyser } from '../../shared/audit/s3-analysis.js';
-import { defaultOwner, finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../shared/run-finalizer.js';
+import { finalizeRun, s3StreamUploader, sweepUnfinalized, type FinalizerDeps } from '../../shared/run-finalizer.js';
 import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import { raceTimeout } from '../../shared/timeout.js';
 import { PACKAGE_VERSION } from '../../shared/version.js';
@@ -242,7 +242,8 @@ export async function startWorker(
 
     const runs = new RunStore(redis, ks, { store });
     const upload = s3StreamUploader(store.client);
-    const finalizerDeps: FinalizerDeps = { runs, redis, upload, logger, owner: defaultOwner(), analyse: s3RunAnalyser(store, upload, logger) };
+    // No `owner`: each finalization (a job's, the sweep's) takes the lock under an id of its own.
+    const finalizerDeps: FinalizerDeps = { runs, redis, upload, logger, analyse: s3RunAnalyser(store, upload, logger) };
     const worker = new PipelineWorker(
       {
         engine,
