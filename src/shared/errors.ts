@@ -68,6 +68,18 @@ export class ModelError extends AuditError {
   readonly retryable = false;
 }
 
+/**
+ * The engine was disposed (the worker is shutting down) before this call reached it. Retryable:
+ * the image is not at fault, and another worker (or this one restarted) can compute it.
+ */
+export class EngineDisposedError extends AuditError {
+  readonly code = 'ENGINE_DISPOSED';
+  readonly retryable = true;
+  constructor(message = 'the engine is disposed: it computes nothing more', options?: ErrorOptionsWithCause) {
+    super(message, options);
+  }
+}
+
 /** A transient failure of a dependency (S3 5xx after SDK retries, network reset, Redis down). */
 export class TransientError extends AuditError {
   readonly code = 'TRANSIENT';

@@ -10,7 +10,7 @@
  * time in practice (the batcher runs one batch at a time), but ids make concurrent calls safe.
  */
 import { Worker } from 'node:worker_threads';
-import { ConfigError, InvalidInputError, ModelError } from '../../shared/errors.js';
+import { ConfigError, EngineDisposedError, InvalidInputError, ModelError } from '../../shared/errors.js';
 import type { Engine, EngineImageResult, EngineInfo, EngineRequest, PreprocessedImage } from '../engine/engine.js';
 import type { EngineThreadInit, FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
 import { buffersOf } from './engine-thread-protocol.js';
@@ -120,7 +120,7 @@ class ThreadedEngine implements Engine {
       ]);
     } finally {
       clearTimeout(timer);
-      this.fail(new Error('engine disposed'));
+      this.fail(new EngineDisposedError());
       await this.worker.terminate();
     }
   }
@@ -162,6 +162,7 @@ function fromWire(e: WireError): Error {
   let err: Error;
   if (e.name === 'InvalidInputError') err = new InvalidInputError(e.code ?? 'INVALID_INPUT', e.message);
   else if (e.name === 'ModelError') err = new ModelError(e.message);
+  else if (e.name === 'EngineDisposedError') err = new EngineDisposedError(e.message);
   else if (e.name === 'ConfigError') err = new ConfigError(e.message.split(':')[0] ?? 'engine', e.message.slice(e.message.indexOf(':') + 1).trim());
   else if (e.name === 'RangeError') err = new RangeError(e.message);
   else if (e.name === 'TypeError') err = new TypeError(e.message);

@@ -1,7 +1,8 @@
 /**
  * The cap on open method sessions (OnnxRuntimeOptions.maxSessions), with real ONNX Runtime
  * sessions on a small VGG-shaped model: eviction releases the least recently used idle session,
- * never one under a running batch, and an evicted method reopens with the same results.
+ * never one under a running batch, and an evicted method reopens with the same results; dispose
+ * waits (bounded) for the batches in flight.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,12 +10,16 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as ort from 'onnxruntime-node';
+import { EngineDisposedError, isRetryable } from '../../../src/shared/errors.js';
 import type { CamMethod } from '../../../src/shared/explain-options.js';
 import type { EngineImageResult } from '../../../src/worker/engine/engine.js';
-import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
+import { GRAPH_IO, compileGraph } from '../../../src/worker/engine/onnx/compile-graph.js';
+import { createOnnxEngine, sessionOptions } from '../../../src/worker/engine/onnx/engine.js';
 import type { OnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import { diskGraphCache } from '../../../src/worker/engine/onnx/graph-cache.js';
 import { parseOnnxFlags, resolveOnnxRuntimeOptions } from '../../../src/worker/engine/onnx/options.js';
+import { SessionPool } from '../../../src/worker/engine/onnx/session-pool.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
 import { randomImages } from './helpers/images.js';
 
@@ -131,5 +136,68 @@ describe('ONNX method sessions: at most maxSessions open', () => {
     } finally {
       await engine.dispose();
     }
+  });
+});
+
+describe('ONNX method sessions: dispose', () => {
+  const big = randomImages(64, 32, 32, 71);
+
+  it('waits for the batches in flight before releasing their sessions, and refuses later calls with EngineDisposedError', async () => {
+    const gradcamRef = await reference.explain(request('gradcam', big));
+    const engine = await capped(2, ['gradcam', 'hirescam']);
+    // A forward-only engine (gradient-free methods only) holds its one session the same way.
+    const forwardOnly = await createOnnxEngine({ spec, cache: diskGraphCache(dir), runtime: { intraOpThreads: 1, checkPlacement: false }, methods: ['eigencam'] });
+    const events: string[] = [];
+    const running = engine.explain(request('gradcam', big)).then((r) => (events.push('batch'), r));
+    const forward = forwardOnly.predict(big).then((r) => (events.push('forward batch'), r));
+    expect(engine.sessionStats().inFlight).toBe(1);
+    const disposed = Promise.all([engine.dispose(), forwardOnly.dispose()]).then(() => events.push('disposed'));
+    // Once dispose has begun, nothing new is accepted, whatever the method.
+    await expect(engine.explain(request('hirescam'))).rejects.toThrow(EngineDisposedError);
+    await expect(engine.predict(images)).rejects.toThrow(EngineDisposedError);
+    await expect(forwardOnly.predict(images)).rejects.toThrow(/engine is disposed/);
+    const [result, probabilities] = await Promise.all([running, forward, disposed]);
+    // Both batches ended before dispose did, with the results of an engine left alone.
+    expect(events).toHaveLength(3);
+    expect(events[2]).toBe('disposed');
+    expectSame(result, gradcamRef);
+    expect(probabilities.map((p) => Array.from(p))).toEqual(gradcamRef.map((r) => Array.from(r.probabilities)));
+    expect(engine.sessionStats()).toMatchObject({ inFlight: 0, live: 0, open: [] });
+    expect(forwardOnly.sessionStats()).toMatchObject({ inFlight: 0, live: 0 });
+    const err = await engine.explain(request('gradcam')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EngineDisposedError);
+    // Retryable: the image is not at fault, another worker computes it.
+    expect(isRetryable(err)).toBe(true);
+  });
+
+  it('past its wait, returns with a warning and releases a session still under a batch when that batch ends', async () => {
+    const { logger, lines } = capture();
+    // The pool itself, on a real session, with a batch the test holds open past the wait.
+    const graph = compileGraph(spec, { layer: reference.info.layer, kind: 'explain', method: 'gradcam' }).bytes;
+    const options = sessionOptions(['cpu'], resolveOnnxRuntimeOptions({ intraOpThreads: 1 }));
+    const pool = new SessionPool(() => ort.InferenceSession.create(graph, options), { maxSessions: 2, disposeWaitMs: 20 }, logger);
+    let go!: () => void;
+    const gate = new Promise<void>((resolve) => (go = resolve));
+    const feeds = {
+      [GRAPH_IO.images]: new ort.Tensor('float32', Float32Array.from(images.flatMap((i) => Array.from(i.data))), [images.length, 32, 32, 3]),
+      [GRAPH_IO.targets]: new ort.Tensor('int64', new BigInt64Array(images.length).fill(-1n), [images.length, 1]),
+      [GRAPH_IO.scoreIsProb]: new ort.Tensor('bool', [true], [1]),
+    };
+    const running = pool.use('gradcam', async (session) => {
+      await gate;
+      return session.run(feeds, [GRAPH_IO.probabilities]);
+    });
+    await pool.dispose();
+    expect(lines().filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
+      'ONNX Runtime sessions still under 1 batch(es) after 20 ms of dispose (gradcam); each is released when its batch ends',
+    ]);
+    expect(pool.stats()).toMatchObject({ inFlight: 1, live: 1 });
+    await expect(pool.use('gradcam', () => Promise.resolve(null))).rejects.toThrow(EngineDisposedError);
+    go();
+    const out = await running;
+    // The batch ran on its session to the end, and the session was released after it.
+    const expectedProbabilities = expected.get('gradcam')?.flatMap((r) => Array.from(r.probabilities)) ?? [];
+    Array.from(out[GRAPH_IO.probabilities].data as Float32Array).forEach((p, i) => expect(Math.abs(p - expectedProbabilities[i])).toBeLessThan(1e-6));
+    expect(pool.stats()).toMatchObject({ inFlight: 0, live: 0, open: [] });
   });
 });

@@ -33,7 +33,7 @@ import { defaultProviderEnvironment, selectProviders } from './providers.js';
 import type { ProviderEnvironment } from './providers.js';
 import { isOnnxSupported } from './support.js';
 import { SessionPool, sessionsAtOnce } from './session-pool.js';
-import type { SessionPoolStats } from './session-pool.js';
+import type { SessionKey, SessionPoolStats } from './session-pool.js';
 import { explainGradientFree } from '../gradient-free/explain.js';
 import { measureFaithfulness } from '../faithfulness.js';
 import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
@@ -56,6 +56,8 @@ export interface OnnxEngineOptions {
   logger?: Logger;
   /** Degenerate-map thresholds; defaults in `DEFAULT_CAM_POST_OPTIONS`. */
   camPost?: CamPostOptions;
+  /** Longest wait of `dispose` for batches in flight (session-pool.ts); default `SESSION_POOL_DEFAULTS.disposeWaitMs`. */
+  disposeWaitMs?: number;
   /** Test seams. */
   cache?: GraphCache | null;
   providerEnvironment?: ProviderEnvironment;
@@ -127,8 +129,9 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     first: session,
     maxSessions: runtime.maxSessions,
     logger,
+    disposeWaitMs: options.disposeWaitMs,
     open: async (method) => {
-      const opened = await openSession(method);
+      const opened = await openSession(method === 'forward' ? null : method);
       logger.info({ method, cached: opened.source.cached, compileMs: opened.source.compileMs }, `ONNX Runtime session for ${method} ready (one per CAM method in use)`);
       return opened.session;
     },
@@ -147,10 +150,12 @@ export interface MethodSessions {
   methods: readonly CamMethod[];
   /** The session of `methods[0]` (or the forward-only one), open from the start. */
   first: ort.InferenceSession;
-  /** Open the session of a method (again, after an eviction). */
-  open: (method: CamMethod) => Promise<ort.InferenceSession>;
+  /** Open the session of a method (again, after an eviction); `forward`: the forward-only graph's. */
+  open: (method: SessionKey) => Promise<ort.InferenceSession>;
   /** Most method sessions open at once (`OnnxRuntimeOptions.maxSessions`). */
   maxSessions: number;
+  /** Longest wait of dispose for batches in flight; default `SESSION_POOL_DEFAULTS.disposeWaitMs`. */
+  disposeWaitMs?: number;
   logger: Logger;
 }
 
@@ -203,11 +208,13 @@ function deviceName(provider: ExecutionProvider, runtime: OnnxRuntimeOptions, gp
 }
 
 export class OnnxEngine implements Engine, ForwardHost {
-  private disposed = false;
+  private disposing: Promise<void> | null = null;
   readonly numClasses: number;
   private readonly methods: readonly CamMethod[];
-  /** The gradient methods' sessions; null for a forward-only graph (`sessions.first` alone). */
-  private readonly pool: SessionPool<ort.InferenceSession> | null;
+  /** The gradient methods' sessions, or the forward-only graph's one (`forward`). */
+  private readonly pool: SessionPool<ort.InferenceSession>;
+  /** The key of the session open from the start. */
+  private readonly firstKey: SessionKey;
 
   constructor(
     private readonly sessions: MethodSessions,
@@ -222,8 +229,11 @@ export class OnnxEngine implements Engine, ForwardHost {
   ) {
     this.numClasses = info.numClasses;
     this.methods = sessions.methods;
-    this.pool = this.methods.length > 0 ? new SessionPool(sessions.open, sessions.maxSessions, sessions.logger) : null;
-    this.pool?.adopt(this.methods[0], sessions.first);
+    this.firstKey = this.methods[0] ?? 'forward';
+    // A forward-only engine has one session, never evicted: the pool still pins it under runs, so
+    // that dispose waits for them.
+    this.pool = new SessionPool(sessions.open, { maxSessions: sessions.maxSessions, disposeWaitMs: sessions.disposeWaitMs }, sessions.logger);
+    this.pool.adopt(this.firstKey, sessions.first);
   }
 
   /** Graphs compiled by this engine and where they are (all of them at creation: serving never compiles). */
@@ -233,7 +243,7 @@ export class OnnxEngine implements Engine, ForwardHost {
 
   /** Open method sessions, how many were opened and evicted so far, runs in flight. */
   sessionStats(): SessionPoolStats {
-    return this.pool ? this.pool.stats() : { open: [], opened: 1, evicted: 0, inFlight: 0, peakLive: 1 };
+    return this.pool.stats();
   }
 
   async predict(images: PreprocessedImage[]): Promise<Float32Array[]> {
@@ -249,7 +259,7 @@ export class OnnxEngine implements Engine, ForwardHost {
   async forward(images: PreprocessedImage[], activations: boolean): Promise<ForwardRows> {
     const fetches: string[] = [GRAPH_IO.logits, GRAPH_IO.probabilities, ...(activations ? [GRAPH_IO.activation] : [])];
     const runOn = (session: ort.InferenceSession): Promise<ort.InferenceSession.ReturnType> => this.run(session, images, images.map(() => [-1]), true, fetches);
-    const out = this.pool ? await this.pool.use(this.pool.mostRecent() ?? this.methods[0], runOn) : await runOn(this.sessions.first);
+    const out = await this.pool.use(this.pool.mostRecent() ?? this.firstKey, runOn);
     const rows: ForwardRows = { probabilities: this.rows(out[GRAPH_IO.probabilities], images.length), logits: this.rows(out[GRAPH_IO.logits], images.length) };
     if (activations) rows.activations = { ...channelsLast(out[GRAPH_IO.activation].data as Float32Array, images.length, this.targetShape), height: this.targetShape[0], width: this.targetShape[1], channels: this.targetShape[2] };
     return rows;
@@ -271,8 +281,7 @@ export class OnnxEngine implements Engine, ForwardHost {
     if (n === 0) return [];
     const targetRow = graphTargets(request, this.info.numClasses);
     const camName = GRAPH_IO.cam;
-    const pool = this.pool as SessionPool<ort.InferenceSession>; // methods is non-empty here
-    const out = await pool.use(request.method, (session) =>
+    const out = await this.pool.use(request.method, (session) =>
       this.run(session, request.images, request.images.map(() => targetRow), request.score === 'prob', [
         GRAPH_IO.logits,
         GRAPH_IO.probabilities,
@@ -307,16 +316,17 @@ export class OnnxEngine implements Engine, ForwardHost {
     });
   }
 
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    try {
-      if (this.pool) await this.pool.dispose();
-      else await this.sessions.first.release();
-    } finally {
-      // After the sessions: a session may still be reading its graph file.
-      await this.graphs.dispose();
-    }
+  /** Refuse new work, wait (bounded) for the batches in flight, release the sessions. Idempotent. */
+  dispose(): Promise<void> {
+    this.disposing ??= (async () => {
+      try {
+        await this.pool.dispose();
+      } finally {
+        // After the sessions: a session may still be reading its graph file.
+        await this.graphs.dispose();
+      }
+    })();
+    return this.disposing;
   }
 
   private async run(
@@ -326,7 +336,6 @@ export class OnnxEngine implements Engine, ForwardHost {
     scoreIsProb: boolean,
     fetches: string[],
   ): Promise<ort.InferenceSession.ReturnType> {
-    if (this.disposed) throw new Error('engine is disposed');
     const [h, w, c] = this.inputShape;
     const size = h * w * c;
     images.forEach((img, i) => {

@@ -7,9 +7,34 @@
  * one opens (so a swap never holds cap + 1 copies at once); a session under a running batch is never released (ONNX Runtime frees its buffers on release), so while every
  * open session is busy the pool stays over the cap and trims when a run ends. An evicted method
  * reopens on its next use, from the graph compiled when the engine was created (method-graphs.ts).
+ *
+ * `dispose` refuses new work at once (`EngineDisposedError`) and waits for the batches in flight
+ * before releasing their sessions: ONNX Runtime frees a session's buffers on release, under a run
+ * still reading them. The wait is bounded (`disposeWaitMs`); past it, dispose returns and a session
+ * still under a batch is released when that batch ends.
  */
+import { EngineDisposedError } from '../../../shared/errors.js';
 import type { CamMethod } from '../../../shared/explain-options.js';
 import type { Logger } from '../../../shared/logger.js';
+
+/** A session of the pool: a gradient method's, or the forward-only graph's (no gradient method served). */
+export type SessionKey = CamMethod | 'forward';
+
+export const SESSION_POOL_DEFAULTS = Object.freeze({
+  /**
+   * Longest wait of `dispose` for batches in flight. A VGG16 batch of 64 takes seconds on a GPU and
+   * about a minute on 2 CPU cores; past this, shutdown goes on and the batch's session is released
+   * when it ends.
+   */
+  disposeWaitMs: 10_000,
+});
+
+export interface SessionPoolOptions {
+  /** Most sessions open at once (`OnnxRuntimeOptions.maxSessions`). */
+  maxSessions: number;
+  /** Default `SESSION_POOL_DEFAULTS.disposeWaitMs`. */
+  disposeWaitMs?: number;
+}
 
 /** What the pool needs of a session: to be released. (ort.InferenceSession in the engine.) */
 export interface Releasable {
@@ -19,13 +44,15 @@ export interface Releasable {
 /** The pool's own accounting, for logs, metrics and tests. */
 export interface SessionPoolStats {
   /** Methods whose session is open or opening, least recently used first. */
-  open: CamMethod[];
+  open: SessionKey[];
   /** Sessions opened so far, the first one included. */
   opened: number;
   /** Sessions released to stay within the cap (dispose not counted). */
   evicted: number;
   /** Runs in flight, over all sessions. */
   inFlight: number;
+  /** Sessions alive now (opened and not yet released). */
+  live: number;
   /** Most sessions alive (opened and not yet released) at any one time. */
   peakLive: number;
 }
@@ -47,7 +74,7 @@ interface Entry<S> {
 }
 
 export class SessionPool<S extends Releasable> {
-  private readonly entries = new Map<CamMethod, Entry<S>>();
+  private readonly entries = new Map<SessionKey, Entry<S>>();
   private clock = 0;
   private opened = 0;
   private evicted = 0;
@@ -55,15 +82,22 @@ export class SessionPool<S extends Releasable> {
   private peakLive = 0;
   private loggedEviction = false;
   private disposed = false;
+  /** Set by dispose: the runs in flight, and a wake-up for dispose when the last one ends. */
+  private drained: (() => void) | null = null;
+  private readonly maxSessions: number;
+  private readonly disposeWaitMs: number;
 
   constructor(
-    private readonly open: (method: CamMethod) => Promise<S>,
-    private readonly maxSessions: number,
+    private readonly open: (method: SessionKey) => Promise<S>,
+    options: SessionPoolOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.maxSessions = options.maxSessions;
+    this.disposeWaitMs = options.disposeWaitMs ?? SESSION_POOL_DEFAULTS.disposeWaitMs;
+  }
 
   /** Register a session opened elsewhere (the engine's first, opened at start-up). */
-  adopt(method: CamMethod, session: S): void {
+  adopt(method: SessionKey, session: S): void {
     this.opened++;
     this.countLive(1);
     this.entries.set(method, { session: Promise.resolve(session), ready: session, inFlight: 0, lastUsed: ++this.clock });
@@ -71,10 +105,11 @@ export class SessionPool<S extends Releasable> {
 
   /**
    * Run `fn` on the session of `method`, opening it if needed (concurrent first uses share one
-   * opening). The session is pinned while `fn` runs.
+   * opening). The session is pinned while `fn` runs. After `dispose`: `EngineDisposedError`; a call
+   * that came before it runs to the end (dispose waits for it).
    */
-  async use<T>(method: CamMethod, fn: (session: S) => Promise<T>): Promise<T> {
-    if (this.disposed) throw new Error('engine is disposed');
+  async use<T>(method: SessionKey, fn: (session: S) => Promise<T>): Promise<T> {
+    if (this.disposed) throw new EngineDisposedError();
     let entry = this.entries.get(method);
     if (!entry) {
       // Room first: the least recently used idle session is released before this one loads.
@@ -104,7 +139,8 @@ export class SessionPool<S extends Releasable> {
       return await fn(session);
     } finally {
       entry.inFlight--;
-      await this.trim();
+      if (this.disposed) await this.afterDispose(method, entry);
+      else await this.trim();
     }
   }
 
@@ -112,8 +148,8 @@ export class SessionPool<S extends Releasable> {
    * The most recently used open method, if any (forward passes run on any method's graph). One
    * still opening is passed over while another is open: a forward pass need not wait for it.
    */
-  mostRecent(): CamMethod | null {
-    let best: [CamMethod, number] | null = null;
+  mostRecent(): SessionKey | null {
+    let best: [SessionKey, number] | null = null;
     for (const [m, e] of this.entries) if (e.ready && (!best || e.lastUsed > best[1])) best = [m, e.lastUsed];
     if (best) return best[0];
     for (const [m, e] of this.entries) if (!best || e.lastUsed > best[1]) best = [m, e.lastUsed];
@@ -123,7 +159,7 @@ export class SessionPool<S extends Releasable> {
   stats(): SessionPoolStats {
     const open = [...this.entries].sort((a, b) => a[1].lastUsed - b[1].lastUsed).map(([m]) => m);
     const inFlight = [...this.entries.values()].reduce((n, e) => n + e.inFlight, 0);
-    return { open, opened: this.opened, evicted: this.evicted, inFlight, peakLive: this.peakLive };
+    return { open, opened: this.opened, evicted: this.evicted, inFlight, live: this.live, peakLive: this.peakLive };
   }
 
   private countLive(delta: number): void {
@@ -144,7 +180,7 @@ export class SessionPool<S extends Releasable> {
   private evictIdle(limit: number): Promise<void> {
     const releases: Array<Promise<void>> = [];
     while (!this.disposed && this.entries.size > limit) {
-      let victim: [CamMethod, Entry<S>] | null = null;
+      let victim: [SessionKey, Entry<S>] | null = null;
       for (const [m, e] of this.entries) {
         if (e.inFlight === 0 && e.ready && (!victim || e.lastUsed < victim[1].lastUsed)) victim = [m, e];
       }
@@ -172,12 +208,61 @@ export class SessionPool<S extends Releasable> {
     return Promise.all(releases).then(() => undefined);
   }
 
-  /** Release every session, waiting for those still opening. Idempotent. */
+  /**
+   * Refuse new work, wait (at most `disposeWaitMs`) for the runs in flight, and release every
+   * session. A session still under a run past the wait is released when that run ends. Idempotent.
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    const settled = await Promise.allSettled([...this.entries.values()].map((e) => e.session));
-    this.entries.clear();
-    await Promise.all(settled.flatMap((o) => (o.status === 'fulfilled' ? [o.value.release()] : [])));
+    const inFlight = (): number => [...this.entries.values()].reduce((n, e) => n + e.inFlight, 0);
+    if (inFlight() > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const drained = new Promise<boolean>((resolve) => {
+        this.drained = () => resolve(true);
+        timer = setTimeout(() => resolve(false), this.disposeWaitMs);
+      });
+      const inTime = await drained;
+      clearTimeout(timer);
+      this.drained = null;
+      if (!inTime) {
+        const busy = [...this.entries].filter(([, e]) => e.inFlight > 0).map(([m]) => m);
+        this.logger.warn(
+          { busy, inFlight: inFlight(), disposeWaitMs: this.disposeWaitMs },
+          `ONNX Runtime sessions still under ${inFlight()} batch(es) after ${this.disposeWaitMs} ms of dispose (${busy.join(', ')}); each is released when its batch ends`,
+        );
+      }
+    }
+    // Sessions still opening are waited for: an opening cannot be cancelled, and its session must
+    // be released too.
+    const idle = [...this.entries].filter(([, e]) => e.inFlight === 0);
+    for (const [m] of idle) this.entries.delete(m);
+    await this.releaseAll(idle);
+  }
+
+  /** A run ended after dispose: release its session if it was the last run on it, wake dispose if none is left. */
+  private async afterDispose(method: SessionKey, entry: Entry<S>): Promise<void> {
+    if (entry.inFlight > 0) return;
+    const remaining = [...this.entries.values()].reduce((n, e) => n + e.inFlight, 0);
+    if (remaining === 0) this.drained?.();
+    // While dispose waits it releases this session itself; past its wait, this run releases it.
+    if (this.drained === null && this.entries.get(method) === entry) {
+      this.entries.delete(method);
+      await this.releaseAll([[method, entry]]);
+    }
+  }
+
+  private async releaseAll(entries: Array<[SessionKey, Entry<S>]>): Promise<void> {
+    const settled = await Promise.allSettled(entries.map(([, e]) => e.session));
+    await Promise.all(
+      settled.map((o, i) =>
+        o.status === 'fulfilled'
+          ? o.value
+              .release()
+              .catch((err: unknown) => this.logger.warn({ err, method: entries[i][0] }, `releasing the ONNX Runtime session of ${entries[i][0]} failed`))
+              .finally(() => this.countLive(-1))
+          : Promise.resolve(),
+      ),
+    );
   }
 }

@@ -13,7 +13,7 @@ import type { ModelInput } from '../../model/graph/from-sequential.js';
 import { toModelGraph } from '../../model/graph/from-sequential.js';
 import type { ScoreMode } from '../../../shared/explain-options.js';
 import { needsGradient } from '../../../shared/explain-options.js';
-import { InvalidInputError } from '../../../shared/errors.js';
+import { EngineDisposedError, InvalidInputError } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
 import { DEFAULT_CAM_POST_OPTIONS, postProcessCam } from '../cam-post.js';
@@ -110,7 +110,7 @@ export class TfjsEngine implements Engine, ForwardHost {
     const model = this.model;
     validateRequest(request, model.numClasses);
     if (request.images.length === 0) return [];
-    if (this.disposed) throw new Error('engine is disposed');
+    if (this.disposed) throw new EngineDisposedError();
     if (!needsGradient(request.method)) return explainGradientFree(request, this, this.camPost);
     const b = request.images.length;
     const c = model.numClasses;
@@ -177,7 +177,7 @@ export class TfjsEngine implements Engine, ForwardHost {
 
   /** ForwardHost: logits and probabilities of every row, and on request the target activation (channels-last). */
   async forward(images: PreprocessedImage[], activations: boolean): Promise<ForwardRows> {
-    if (this.disposed) throw new Error('engine is disposed');
+    if (this.disposed) throw new EngineDisposedError();
     const x = this.toBatch(images);
     const { target: a, extras } = this.model.features(x);
     x.dispose();
