@@ -4,7 +4,10 @@
  * S3 follows the AWS SDK's own conventions so that existing deployments need nothing new.
  */
 import { ConfigError } from './errors.js';
-import { clusterUrlFromNodes, isClusterUrl, parseClusterUrl } from './redis-target.js';
+import { clusterUrlFromNodes, isClusterUrl, parseClusterUrl, redact } from './redis-target.js';
+
+/** Credentials out of URLs before they reach a message or a log line (one rule: redis-target.ts). */
+export { redact };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -191,17 +194,6 @@ export function parseNumberInRange(name: string, value: string, min: number, max
 export function parseEnum<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if ((allowed as readonly string[]).includes(value)) return value as T;
   throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${value}"`);
-}
-
-/** Hide the password part of a URL before it reaches a message or a log line. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
-  }
 }
 
 /**

@@ -14,7 +14,23 @@ export interface ClusterTarget {
   tls: boolean;
 }
 
-const CLUSTER_URL_RE = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]+)\/?$/;
+// The userinfo runs to the last '@' (a password may hold '@', '/', '?', '#'); the node list after it
+// holds none of those, so no part of a password can be read as a host.
+const CLUSTER_URL_RE = /^(rediss?)\+cluster:\/\/(?:(.*)@)?([^/?#@]+)\/?$/;
+
+/**
+ * `text` (a URL, or a message or log line that quotes URLs) with every URL's credentials hidden: all
+ * between `://` and the last '@' before the next whitespace or quote, the user name aside (kept when
+ * it stands before a ':'). Works on text, not on parsed URLs, because the URLs that need it most are
+ * the ones no parser accepts: a `redis+cluster://` node list, a password holding '@' or '/'.
+ */
+export function redact(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s"'<>]*)@/gi, (_all, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    const user = colon < 0 ? '' : userinfo.slice(0, colon);
+    return colon < 0 || /[@/?#]/.test(user) ? `${scheme}***@` : `${scheme}${user}:***@`;
+  });
+}
 
 export function isClusterUrl(url: string): boolean {
   return /^rediss?\+cluster:\/\//.test(url);
@@ -27,7 +43,10 @@ export function parseClusterNodes(value: string, what: string): ClusterTarget['n
     .map((s) => s.trim())
     .filter((s) => s !== '')
     .map((s) => {
-      const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(s);
+      // No '@' or '/' in a host: what holds one is part of a URL's credentials, never a node (and
+      // is not quoted back).
+      if (/[@/]/.test(s)) throw new ConfigError(what, 'a node is host:port, without "@" or "/"; a password goes in REDIS_URL (redis+cluster://user:password@host:port,...)');
+      const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]@/]+):(\d{1,5})$/.exec(s);
       const port = m ? Number(m[2]) : NaN;
       if (!m || port < 1 || port > 65535) throw new ConfigError(what, `expected host:port entries separated by commas, such as 10.0.0.1:6379,10.0.0.2:6379; got "${s}"`);
       return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port };
@@ -39,7 +58,7 @@ export function parseClusterNodes(value: string, what: string): ClusterTarget['n
 /** Parse a `redis+cluster://` URL; `what` names the setting in errors. */
 export function parseClusterUrl(url: string, what = 'REDIS_URL'): ClusterTarget {
   const m = CLUSTER_URL_RE.exec(url);
-  if (!m) throw new ConfigError(what, `expected redis+cluster://[user:password@]host:port,host:port,..., got "${url.replace(/\/\/[^@/]*@/, '//***@')}"`);
+  if (!m) throw new ConfigError(what, `expected redis+cluster://[user:password@]host:port,host:port,..., got "${redact(url)}"`);
   const [, scheme, userinfo, hosts] = m as unknown as [string, string, string | undefined, string];
   const target: ClusterTarget = { nodes: parseClusterNodes(hosts, what), tls: scheme === 'rediss' };
   if (userinfo) {

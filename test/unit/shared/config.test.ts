@@ -50,6 +50,29 @@ describe('loadConfig', () => {
     expect(redact('redis://:s3cret@host:6379')).not.toContain('s3cret');
   });
 
+  it('hides a password that holds "@" or "/", in cluster URLs too, and in URLs quoted inside messages', () => {
+    for (const [url, shown] of [
+      ['redis+cluster://default:p@ssw0rd@h1:6379,h2:6379', 'redis+cluster://default:***@h1:6379,h2:6379'],
+      ['redis://default:p@ssw0rd@h1:6379', 'redis://default:***@h1:6379'],
+      ['redis+cluster://:pa/ss@h1:6379,h2:6379', 'redis+cluster://:***@h1:6379,h2:6379'],
+      ['redis://default:Zk3/q+9Xw==@10.0.0.1:6379/0', 'redis://default:***@10.0.0.1:6379/0'],
+      ['connect to "redis://u:p@ss@h:1" failed', 'connect to "redis://u:***@h:1" failed'],
+      ['redis://127.0.0.1:6379', 'redis://127.0.0.1:6379'],
+    ]) expect(redact(url as string)).toBe(shown);
+    // A cluster URL the parser refuses is quoted without its password.
+    for (const REDIS_URL of ['redis+cluster://default:Zk3/q+9Xw==@10.0.0.1:6379/extra', 'redis+cluster://default:p@ssw0rd@h1:6379/x,h2:6379']) {
+      const err = configErrorOf(() => loadConfig({ REDIS_URL }));
+      expect(err.message).toMatch(/^REDIS_URL: expected redis\+cluster:/);
+      expect(err.message).not.toMatch(/Zk3|q\+9Xw|ssw0rd/);
+    }
+    // The password runs to the last '@'; a node host never holds '@' or '/'.
+    expect(parseClusterUrl(loadConfig({ REDIS_URL: 'redis+cluster://default:Zk3/q+9Xw==@10.0.0.1:6379,10.0.0.2:6379' }).redisUrl)).toMatchObject({ username: 'default', password: 'Zk3/q+9Xw==', nodes: [{ host: '10.0.0.1' }, { host: '10.0.0.2' }] });
+    expect(parseClusterUrl('redis+cluster://u:p@ss@h1:6379')).toMatchObject({ password: 'p@ss', nodes: [{ host: 'h1', port: 6379 }] });
+    const nodes = configErrorOf(() => loadConfig({ REDIS_CLUSTER_NODES: 'u:s3cret@h1:6379' })).message;
+    expect(nodes).toMatch(/^REDIS_CLUSTER_NODES: a node is host:port, without "@"/);
+    expect(nodes).not.toContain('s3cret');
+  });
+
   it('lets flag overrides win over the environment', () => {
     const c = loadConfig({ REDIS_URL: 'redis://a:1' }, { redisUrl: 'redis://b:2' });
     expect(c.redisUrl).toBe('redis://b:2');
