@@ -115,7 +115,8 @@ export class MemoryObjectStore implements ObjectStore {
     return { body: e.body, etag: e.etag, size: e.body.length, contentType: e.contentType, metadata: e.metadata };
   }
 
-  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+  async getStream(bucket: string, key: string, options: { signal?: AbortSignal } = {}): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+    options.signal?.throwIfAborted();
     const o = await this.get(bucket, key);
     // 64 KiB chunks, like a network stream.
     const chunks: Buffer[] = [];

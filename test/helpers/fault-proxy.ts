@@ -13,15 +13,19 @@ export interface FaultRule {
   match?: (req: { method: string; path: string }) => boolean;
   /**
    * Fault kind. `reset` destroys the socket without a response; `hang` never forwards nor answers
-   * (the request waits until its client gives up or dies, or the proxy closes).
+   * (the request waits until its client gives up or dies, or the proxy closes). `stall` forwards
+   * the request and sends the response's status, headers and first `afterBytes` body bytes, then
+   * nothing more (a response that stops mid-body).
    */
-  kind: 'status500' | 'status503' | 'reset' | 'delay' | 'hang';
+  kind: 'status500' | 'status503' | 'reset' | 'delay' | 'hang' | 'stall';
   /** Probability of hitting a matching request (0..1). Default 1. */
   probability?: number;
   /** Hit at most this many requests in total. Default unlimited. */
   limit?: number;
   /** Added latency for `delay` (ms). */
   delayMs?: number;
+  /** Body bytes a `stall` sends before it stops. Default 0. */
+  afterBytes?: number;
 }
 
 export interface FaultProxy {
@@ -39,13 +43,19 @@ export async function startFaultProxy(target: string, options: { rules?: FaultRu
   const stats = { forwarded: 0, injected: 0, byKind: {} as Record<string, number> };
   const sockets = new Set<Socket>();
 
-  const forward = (req: IncomingMessage, res: ServerResponse): void => {
+  /** Forward the request; with `stallAfter`, pass on only that many body bytes of the answer. */
+  const forward = (req: IncomingMessage, res: ServerResponse, stallAfter?: number): void => {
     stats.forwarded += 1;
     const out = request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
+        if (stallAfter === undefined) return void up.pipe(res);
+        let left = stallAfter;
+        up.on('data', (chunk: Buffer) => {
+          if (left > 0) res.write(chunk.subarray(0, left));
+          left -= Math.min(left, chunk.length);
+        });
       },
     );
     out.on('error', () => res.destroy());
@@ -69,6 +79,9 @@ export async function startFaultProxy(target: string, options: { rules?: FaultRu
         req.socket.destroy();
         return;
       case 'hang':
+        return;
+      case 'stall':
+        forward(req, res, rule.afterBytes ?? 0);
         return;
       case 'status500':
       case 'status503': {

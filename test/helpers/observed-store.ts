@@ -32,10 +32,10 @@ export class ObservedStore implements ObjectStore {
     await this.beforeList?.(bucket, prefix);
     yield* this.inner.listPages(bucket, prefix, options);
   }
-  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+  async getStream(bucket: string, key: string, options?: { signal?: AbortSignal }): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
     this.counts.getStream += 1;
     await this.beforeRead?.(bucket, key);
-    return this.inner.getStream(bucket, key);
+    return this.inner.getStream(bucket, key, options);
   }
   async get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
     this.counts.get += 1;

@@ -40,7 +40,7 @@ import { LruCache } from '../lru-cache.js';
 import { Semaphore } from '../semaphore.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 import { raceTimeout, withAttempts, type AttemptLimits } from '../timeout.js';
-import { compareKeys, listParts, parsePart, readPart, type PartEntry } from './result-parts.js';
+import { compareKeys, listParts, parsePart, partLines, type PartEntry } from './result-parts.js';
 import type { PartIndexPosition } from './run-store.js';
 
 /** How parts are read and listed; see the module comment. */
@@ -217,7 +217,7 @@ export class PartCache {
    */
   async *read(store: ObjectStore, bucket: string, part: ObjectSummary, deadline?: ReadDeadline): AsyncGenerator<PartEntry> {
     if (!cacheable(part)) {
-      yield* readPart(store, bucket, part.key);
+      yield* this.stream(store, bucket, part.key);
       return;
     }
     const cached = this.lru.get(partId(bucket, part));
@@ -241,6 +241,21 @@ export class PartCache {
       }
     }
     yield* (await reading).entries;
+  }
+
+  /**
+   * A part too large to keep (a finalizer's merged part) or the run's manifest, streamed line by
+   * line under the bounds of the other part reads: the GET is an attempt as theirs are (aborted
+   * after `attemptTimeoutMs`, sent again up to `attempts` times), and each later chunk must come
+   * within `attemptTimeoutMs`. A stalled read fails its reader with a TransientError naming the
+   * object (the dashboard answers 503) instead of holding the request open. Unlike a small part it
+   * is not left out at the reader's deadline: its lines are not kept, so no later request would
+   * add them, and the first lines may already have been given out.
+   */
+  async *stream(store: ObjectStore, bucket: string, key: string): AsyncGenerator<PartEntry> {
+    const what = `reading s3://${bucket}/${key}`;
+    const { stream } = await withAttempts(what, (signal) => store.getStream(bucket, key, { signal }), this.reads, ONLY_TIMED_OUT);
+    yield* partLines(stream, { idleMs: this.reads.attemptTimeoutMs, what });
   }
 
   /**

@@ -17,7 +17,9 @@ import { createHash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { Readable } from 'node:stream';
 import type { RunManifestLine } from '../manifest.js';
+import { TransientError } from '../errors.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
+import { raceTimeout } from '../timeout.js';
 
 /** Folder of a run's part files under its output prefix; the epoch changes when Redis loses the run. */
 export function partsPrefix(outputKey: string, epoch: string): string {
@@ -101,12 +103,35 @@ export function partBody(lines: readonly RunManifestLine[]): { body: string; ent
  * buffer the whole object ahead of a slow consumer), so a merge of many parts holds one chunk each.
  */
 export async function* readPart(store: ObjectStore, bucket: string, key: string): AsyncGenerator<PartEntry> {
-  const { stream } = await store.getStream(bucket, key);
+  yield* partLines((await store.getStream(bucket, key)).stream);
+}
+
+/** A stream that stops sending is given up after `idleMs` without a chunk; `what` names the read. */
+export interface StallBound {
+  idleMs: number;
+  what: string;
+}
+
+/**
+ * The lines of a part's body stream (see `readPart`). With `stall`, each chunk must arrive within
+ * `stall.idleMs` of being asked for (time spent in the consumer does not count), else the stream is
+ * destroyed and a TransientError says so: a stalled S3 response otherwise never ends.
+ */
+export async function* partLines(stream: Readable, stall?: StallBound): AsyncGenerator<PartEntry> {
   const decoder = new StringDecoder('utf8');
+  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let rest = '';
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const text = rest + decoder.write(chunk);
+    for (;;) {
+      const pending = chunks.next();
+      if (stall && (await raceTimeout(pending, stall.idleMs))) {
+        const err = new TransientError(`${stall.what}: S3 sent nothing for ${stall.idleMs} ms mid-object (a stalled or overloaded S3 server); try again, and check the S3 endpoint if it persists`);
+        stream.destroy(err);
+        throw err;
+      }
+      const next = await pending;
+      if (next.done) break;
+      const text = rest + decoder.write(next.value);
       let start = 0;
       for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
         if (nl > start) yield entryOf(text.slice(start, nl));

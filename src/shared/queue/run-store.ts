@@ -772,7 +772,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       }
       const cache = this.partCache;
       const readers = parts.map((p) => (cache ? cache.read(store, src.bucket, p, deadline) : readPart(store, src.bucket, p.key)));
-      if (now.manifestWritten && now.epoch === run.epoch) readers.push(readPart(store, src.bucket, src.manifestKey));
+      if (now.manifestWritten && now.epoch === run.epoch) readers.push(cache ? cache.stream(store, src.bucket, src.manifestKey) : readPart(store, src.bucket, src.manifestKey));
       return readers;
     }
   }

@@ -59,7 +59,12 @@ export interface ObjectStore {
    */
   listFolders?(bucket: string, prefix: string, options?: Pick<ListOptions, 'pageSize' | 'signal'>): AsyncIterable<FolderPage>;
   get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }): Promise<StoredObject>;
-  getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }>;
+  /**
+   * The object's body as a stream. `signal` aborts the request until the object's answer arrives;
+   * after that the body streams on regardless (destroy the stream to end it), so a per-attempt
+   * timeout does not cut a long body short.
+   */
+  getStream(bucket: string, key: string, options?: { signal?: AbortSignal }): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }>;
   put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions): Promise<{ etag: string }>;
   /** Null when the object does not exist. Throws NotFoundError when the bucket does not. */
   head(bucket: string, key: string): Promise<ObjectHead | null>;

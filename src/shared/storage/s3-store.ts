@@ -148,9 +148,15 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async getStream(bucket: string, key: string): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
+  async getStream(bucket: string, key: string, options: { signal?: AbortSignal } = {}): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
     return this.call(bucket, key, async () => {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      // The SDK would abort the body too if the caller's signal fired while it streams; a signal of
+      // our own follows the caller's only until the answer arrives.
+      const opening = new AbortController();
+      const abort = (): void => opening.abort(options.signal?.reason);
+      if (options.signal?.aborted) abort();
+      options.signal?.addEventListener('abort', abort, { once: true });
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: opening.signal }).finally(() => options.signal?.removeEventListener('abort', abort));
       const stream = out.Body instanceof Readable ? out.Body : Readable.from([]);
       return { stream, etag: stripQuotes(out.ETag), size: out.ContentLength ?? 0, contentType: out.ContentType };
     });
