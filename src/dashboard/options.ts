@@ -80,6 +80,22 @@ export interface DashboardOptions {
   queueAdmin: boolean;
   /** Slow-down of failed sign-ins per client address (see failure-throttle.ts). */
   throttle: ThrottleOptions;
+  /**
+   * Longest a client may take to send one whole request, headers and body, in ms (Node's
+   * `requestTimeout`): a client that trickles a body is cut off instead of holding a connection
+   * and its buffer forever. It covers receiving the request only, so the live event stream's
+   * response runs on. Default 30 s.
+   */
+  requestTimeoutMs: number;
+  /** Connections open at once; the server refuses more (Node's `maxConnections`). Default 1000. */
+  maxConnections: number;
+  /** Largest request body in bytes (JSON actions). Default 256 KiB. */
+  bodyLimitBytes: number;
+  /**
+   * Largest body of the public sign-in form in bytes: it holds a token or a user and password
+   * (at most 4 + 1 + 4 + 2 KiB of fields). Default 16 KiB.
+   */
+  loginBodyLimitBytes: number;
 }
 
 export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Object.freeze({
@@ -101,6 +117,10 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   trustProxy: false,
   queueAdmin: false,
   throttle: THROTTLE_DEFAULTS,
+  requestTimeoutMs: 30_000,
+  maxConnections: 1000,
+  bodyLimitBytes: 256 * 1024,
+  loginBodyLimitBytes: 16 * 1024,
 });
 
 export interface DashboardFlags {

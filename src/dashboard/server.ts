@@ -37,7 +37,8 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   const trusted = options.trustProxy;
   // A hop count trusts that many proxies nearest to us, whatever their addresses.
   const trustProxy = typeof trusted === 'number' ? (_address: string, hop: number) => hop < trusted : trusted;
-  const app = Fastify({ logger: false, trustProxy, bodyLimit: 256 * 1024 });
+  const app = Fastify({ logger: false, trustProxy, bodyLimit: options.bodyLimitBytes, http: requestTimeouts(options.requestTimeoutMs), requestTimeout: options.requestTimeoutMs });
+  app.server.maxConnections = options.maxConnections;
   // JSON bodies only, app-wide: Fastify's default text/plain parser would hand a handler what a
   // cross-site form can send. The login form's urlencoded parser lives in its own scope below.
   app.removeContentTypeParser('text/plain');
@@ -88,7 +89,8 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     });
     type LoginFields = { token?: string; user?: string; password?: string; next?: string };
     const fields = object({ token: str(4096, 0), user: str(1024, 0), password: str(4096, 0), next: str(2048, 0) });
-    login.post<{ Body: LoginFields | undefined }>('/login', { schema: { body: fields, querystring: object({ next: str(2048) }) } }, async (req, reply) => {
+    // Anyone may post here before signing in: the body it buffers is kept small.
+    login.post<{ Body: LoginFields | undefined }>('/login', { bodyLimit: options.loginBodyLimitBytes, schema: { body: fields, querystring: object({ next: str(2048) }) } }, async (req, reply) => {
       // Same wait for right and wrong credentials, so the answer's timing tells a guesser nothing.
       await throttle.admit(req.ip);
       const body = req.body ?? {};
@@ -137,6 +139,16 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
   await mountBullBoard(app, deps.queue instanceof QueueShards ? [...deps.queue.queues] : [deps.queue], { readOnly: !options.queueAdmin });
   installStaticFiles(app, loadStaticFiles());
   return app;
+}
+
+/**
+ * Node's timeouts for receiving a request. Headers must come within the request timeout (Node
+ * refuses a longer headers timeout), and Node checks both only every `connectionsCheckingInterval`
+ * (30 s by default), so the check runs at a quarter of the timeout: a stalled request is cut off
+ * within 1.25 times the timeout rather than up to twice it.
+ */
+function requestTimeouts(requestTimeoutMs: number): { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number } {
+  return { requestTimeout: requestTimeoutMs, headersTimeout: Math.min(60_000, requestTimeoutMs), connectionsCheckingInterval: Math.max(10, Math.min(30_000, Math.round(requestTimeoutMs / 4))) };
 }
 
 /** Memoize an async producer for `ttlMs`; concurrent callers share the pending promise. */
