@@ -93,7 +93,7 @@ export interface RecordOutcome {
   /** False when this image already had its result (a duplicate delivery): nothing was counted. */
   counted: boolean;
   /** Set when nothing was written because the run does not exist (never did, or Redis lost it). */
-  rejected?: 'unknown-run' | 'not-in-run';
+  rejected?: 'unknown-run';
   done: number;
   failed: number;
   total: number;

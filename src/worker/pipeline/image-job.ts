@@ -269,10 +269,13 @@ async function recordFailure(payload: AuditJobPayload, reason: string, code: str
   if (outcome.complete && outcome.counted) await ctx.onRunComplete(payload.runId);
 }
 
-/** The run vanished (Redis data loss) or never had this image: the job is not the run's after all. */
+/**
+ * The run vanished (Redis data loss): the job is not the run's after all. An image the run never
+ * had is refused before any work (`verifyJob`: NotPendingJobError); were one to reach recording, it
+ * would not be counted, like a duplicate delivery.
+ */
 function assertRecorded(outcome: RecordOutcome, payload: AuditJobPayload): void {
   if (outcome.rejected === 'unknown-run') throw new ForeignJobError('UNKNOWN_RUN', `run "${payload.runId}" no longer exists (lost with Redis data?); its result was not recorded`);
-  if (outcome.rejected === 'not-in-run') throw new ForeignJobError('NOT_IN_RUN', `${payload.source.key} was never enqueued into run ${payload.runId}`);
 }
 
 /** A job that is not its run's: never retried, never recorded; BullMQ keeps it as failed with the reason. */

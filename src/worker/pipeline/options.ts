@@ -1,6 +1,15 @@
 /**
  * The pipeline worker's options: one typed object, defaults in one place, validated once at
  * start-up with messages that name the flag at fault.
+ *
+ * The worker's defaults that follow the machine's core count, with their reasons:
+ * - libuv's threadpool (sharp's decodes, resizes and encodes): one thread per core, set by
+ *   `bin/threadpool.js` before anything starts the pool (it cannot be set from here: by the time
+ *   this module loads, the pool may already run);
+ * - the engine's ONNX Runtime intra-op threads (`--onnx-threads`): every core but one
+ *   (`workerEngineThreads`);
+ * - S3 sockets (`s3SocketsFor`) and jobs held (`prefetch`): from the batch size, which is what they
+ *   must cover, not from the cores.
  */
 import { hostname } from 'node:os';
 import { DEFAULTS } from '../../shared/config.js';
@@ -76,18 +85,6 @@ export const PIPELINE_DEFAULTS = Object.freeze({
  * (render, encode, upload, record). The default prefetch is this many batches.
  */
 export const PREFETCH_BATCHES = 2;
-
-/**
- * The worker's defaults that follow the machine's core count, in one place with their reasons:
- *
- * - libuv's threadpool (sharp's decodes, resizes and encodes): one thread per core, set by
- *   `bin/threadpool.js` before anything starts the pool (it cannot be set from here: by the time
- *   this module loads, the pool may already run);
- * - the engine's ONNX Runtime intra-op threads (`--onnx-threads`): every core but one
- *   (`workerEngineThreads`);
- * - S3 sockets (`s3SocketsFor`) and jobs held (`prefetch`): from the batch size, which is what they
- *   must cover, not from the cores.
- */
 
 /**
  * ONNX Runtime intra-op threads for the worker's engine when `--onnx-threads` is not given: every
