@@ -4,7 +4,8 @@
  * dispose deletes. Real ONNX Runtime sessions on a small VGG-shaped model, with a cap of one open
  * session so that methods are evicted and reopened.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import type { CamMethod } from '../../../src/shared/explain-options.js';
 import { createOnnxEngine } from '../../../src/worker/engine/onnx/engine.js';
 import type { OnnxEngineOptions } from '../../../src/worker/engine/onnx/engine.js';
-import { diskGraphCache } from '../../../src/worker/engine/onnx/graph-cache.js';
+import { diskGraphCache, temporaryGraphCache } from '../../../src/worker/engine/onnx/graph-cache.js';
 import { vggShapedSpec } from '../../../src/worker/model/vgg-shaped.js';
 import { randomImages } from './helpers/images.js';
 
@@ -81,6 +82,27 @@ describe('ONNX method graphs: compiled at creation, never while serving', () => 
       expect(second.lines.filter((l) => l.msg === 'compiled ONNX graph')).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('deletes the temporary caches left by processes that are gone, and keeps those of live ones', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'onnx-orphans-'));
+    try {
+      const gone = spawnSync(process.execPath, ['-e', '']).pid;
+      const orphan = join(root, `gca-onnx-graphs-${gone}-aaaaaa`);
+      mkdirSync(orphan);
+      writeFileSync(join(orphan, 'graph.onnx'), 'x');
+      const kept = [join(root, `gca-onnx-graphs-${process.ppid}-bbbbbb`), join(root, `gca-onnx-graphs-${process.pid}-cccccc`), join(root, 'unrelated-1')];
+      for (const dir of kept) mkdirSync(dir);
+      const temporary = await temporaryGraphCache(root);
+      expect(temporary.orphansRemoved).toEqual([orphan]);
+      expect(existsSync(orphan)).toBe(false);
+      for (const dir of kept) expect(existsSync(dir)).toBe(true);
+      expect(temporary.cache.dir.startsWith(join(root, `gca-onnx-graphs-${process.pid}-`))).toBe(true);
+      await temporary.remove();
+      expect(existsSync(temporary.cache.dir)).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -5,7 +5,7 @@
  * several seconds and a second 553 MB copy of the weights).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ModelInput } from '../../model/graph/from-sequential.js';
@@ -73,16 +73,50 @@ export function diskGraphCache(dir: string): GraphCache {
 export interface TemporaryGraphCache {
   cache: GraphCache;
   remove(): Promise<void>;
+  /** Directories of processes that died without disposing their engine, deleted on creation. */
+  orphansRemoved: string[];
 }
+
+const TEMPORARY_PREFIX = 'gca-onnx-graphs-';
 
 /**
  * With the cache off (`--onnx-cache-dir off`) the engine still compiles every method's graph at
  * creation (method-graphs.ts), and keeps them on disk here rather than in memory: each graph holds
- * a copy of the weights (VGG16: 553 MB each, 2.2 GB for the four methods not yet open), and memory
+ * a copy of the weights (VGG16: 528 MiB each, 2.6 GiB for the five gradient methods), and memory
  * is what `--onnx-max-sessions` exists to save. Under the OS temporary directory (`TMPDIR`), named
- * for the process so a leftover of a killed process says whose it was.
+ * for the process: a worker killed before dispose leaves its directory behind, and the next engine
+ * created on the machine deletes those of processes no longer alive (a crash loop would otherwise
+ * fill the disk).
  */
-export async function temporaryGraphCache(): Promise<TemporaryGraphCache> {
-  const dir = await mkdtemp(join(tmpdir(), `gca-onnx-graphs-${process.pid}-`));
-  return { cache: diskGraphCache(dir), remove: () => rm(dir, { recursive: true, force: true }) };
+export async function temporaryGraphCache(root = tmpdir()): Promise<TemporaryGraphCache> {
+  const orphansRemoved = await removeOrphans(root);
+  const dir = await mkdtemp(join(root, `${TEMPORARY_PREFIX}${process.pid}-`));
+  return { cache: diskGraphCache(dir), remove: () => rm(dir, { recursive: true, force: true }), orphansRemoved };
+}
+
+/** Delete the temporary caches of processes that are gone. A live one (or one we cannot tell) is kept. */
+async function removeOrphans(root: string): Promise<string[]> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const pid = new RegExp(`^${TEMPORARY_PREFIX}(\\d+)-`).exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid || isAlive(Number(pid))) continue;
+    const dir = join(root, name);
+    // Another engine may be deleting it at the same moment: force, and never fail creation for it.
+    await rm(dir, { recursive: true, force: true }).then(
+      () => removed.push(dir),
+      () => undefined,
+    );
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

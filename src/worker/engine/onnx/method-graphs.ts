@@ -72,6 +72,9 @@ export class MethodGraphs {
     logger: Logger,
   ): Promise<MethodGraphs> {
     const temporary = cache ? null : await temporaryGraphCache();
+    if (temporary && temporary.orphansRemoved.length > 0) {
+      logger.info({ removed: temporary.orphansRemoved }, `deleted ${temporary.orphansRemoved.length} temporary ONNX graph cache(s) left by processes that are gone`);
+    }
     const graphs = new MethodGraphs(spec, cache ?? (temporary as NonNullable<typeof temporary>).cache, temporary, logger);
     try {
       for (const method of methods) {
