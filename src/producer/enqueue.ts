@@ -11,12 +11,13 @@
  * enqueue died between registering a page and adding its jobs, or their jobs finished without a
  * result, those images would otherwise never run.
  */
-import type { JobsOptions } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { RedisConnection } from '../shared/queue/redis.js';
 import { ConfigError, NotFoundError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
 import { compareKeys, type PartEntry } from '../shared/queue/result-parts.js';
+import { finishedJobIds, type QueueShards } from '../shared/queue/shards.js';
 import type { PendingImage, RegisterMode, RunRecord, RunStore } from '../shared/queue/run-store.js';
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
 import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.js';
@@ -32,15 +33,8 @@ import type { TruthLookup } from './truth/truth-index.js';
 /** Folders a run writes under its output prefix (the artifact table). */
 const OUTPUT_FOLDERS = ARTIFACT_FOLDERS;
 
-/** The part of a BullMQ `Queue<AuditJobPayload>` (or `QueueShards`) enqueue uses. */
-export interface JobSink {
-  addBulk(jobs: Array<{ name: string; data: AuditJobPayload; opts?: JobsOptions }>): Promise<unknown>;
-  getJobState(jobId: string): Promise<string>;
-  remove(jobId: string): Promise<number>;
-}
-
-/** BullMQ states of a job that will not run again by itself: its record only blocks a new add. */
-const FINISHED_JOB_STATES: ReadonlySet<string> = new Set(['completed', 'failed']);
+/** Where enqueue adds jobs: the audit queue, or its shards. */
+export type JobSink = Queue<AuditJobPayload> | QueueShards<AuditJobPayload>;
 
 export interface EnqueueCounts {
   /** Objects listed under the prefix. */
@@ -282,9 +276,8 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
  * forever: its record is removed first. A job that is waiting, delayed or active is left alone.
  */
 async function reoffer(queue: JobSink, jobs: Array<{ name: string; data: AuditJobPayload; opts: JobsOptions }>): Promise<void> {
-  const ids = jobs.map((j) => String(j.opts.jobId));
-  const states = await Promise.all(ids.map((id) => queue.getJobState(id)));
-  await Promise.all(ids.flatMap((id, i) => (FINISHED_JOB_STATES.has(states[i] as string) ? [queue.remove(id)] : [])));
+  const finished = await finishedJobIds(queue, jobs.map((j) => String(j.opts.jobId)));
+  await Promise.all([...finished].map((id) => queue.remove(id)));
   await queue.addBulk(jobs);
 }
 
