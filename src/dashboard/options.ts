@@ -25,6 +25,12 @@ export interface DashboardOptions {
   auth: DashboardAuth;
   /** Interval of the live server-sent events stream in ms. Default 1000 (the UI must update within 2 s). */
   liveIntervalMs: number;
+  /**
+   * Live event streams open at once (one per open page); more are answered 503. Each costs a
+   * connection, a snapshot per interval and, for a client that stopped reading, up to one tick
+   * beyond Node's socket buffer (live.ts). Default 200.
+   */
+  maxLiveStreams: number;
   /** Longer side of gallery thumbnails in pixels. Default 256. */
   thumbnailSize: number;
   /** Thumbnails kept in memory (LRU). Default 512 entries. */
@@ -102,6 +108,7 @@ export const DASHBOARD_DEFAULTS: Readonly<Omit<DashboardOptions, 'auth'>> = Obje
   port: 3000,
   host: '127.0.0.1',
   liveIntervalMs: 1000,
+  maxLiveStreams: 200,
   thumbnailSize: 256,
   thumbnailCacheEntries: 512,
   thumbnailCacheBytes: 32 * 1024 * 1024,

@@ -126,7 +126,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
         return events;
       },
     },
-    options.liveIntervalMs,
+    { intervalMs: options.liveIntervalMs, maxStreams: options.maxLiveStreams },
   );
   // Browsers keep spare connections open (keep-alive, preconnects); close() would wait for them
   // until Node's request timeout, a minute later. In-flight requests get a short grace instead.
