@@ -130,6 +130,11 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
     // The new job runs and the run completes.
     await runOneJob(async (j) => void (await runs.recordResult('redo', { key: j.data.source.key, status: 'failed', error: 'CORRUPT_IMAGE: bad' })));
     expect(await runs.requireRun('redo')).toMatchObject({ done: 0, failed: 1, total: 1 });
+    // Redis loses the run record alone (its other keys and the job records survive): the same.
+    await t.redis.del(runs.keys('redo').record);
+    const third = await enqueueRun(req, deps());
+    expect(third).toMatchObject({ created: true, counts: { added: 1 }, run: { state: 'queued', total: 1 } });
+    expect(await jobCount()).toMatchObject({ waiting: 1, failed: 1, completed: 1 });
   });
 
   it('re-offers a pending image whose job finished without a result, failed or completed', async () => {
