@@ -46,6 +46,9 @@ export interface SeedTarget {
   bucket: string;
 }
 
+/** A plain ok result line (no outputs stored): for tests of reading lines, not of showing images. */
+export const okLine = (key: string): RunManifestLine => ({ key, status: 'ok', top1: { index: 1, label: 'class 1', probability: 0.9 }, degenerate: false });
+
 /** Create the run and register all its images as enqueued; nothing finished yet. */
 export async function createSeedRun(target: SeedTarget, runId: string, names: string[], sourcePrefix = `photos/${runId}/`): Promise<SeededRun> {
   const outputPrefix = `gradcam-audit/${runId}/`;

@@ -6,20 +6,11 @@
  * bound, with the run's counters current, and the stalled part's lines must show once S3 answers
  * again (its read is aborted and sent again).
  */
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectDashboard, type DashboardConnections } from '../../../src/dashboard/connections.js';
 import { DASHBOARD_DEFAULTS, type DashboardOptions } from '../../../src/dashboard/options.js';
-import { createDashboard } from '../../../src/dashboard/server.js';
-import { loadConfig } from '../../../src/shared/config.js';
-import { silentLogger } from '../../../src/shared/logger.js';
 import type { RunManifestLine } from '../../../src/shared/manifest.js';
-import { RunStore } from '../../../src/shared/queue/run-store.js';
-import { S3ObjectStore } from '../../../src/shared/storage/s3-store.js';
-import { startFaultProxy, type FaultProxy } from '../../helpers/fault-proxy.js';
-import { s3Options, services, testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
-import { cleanupBucket } from './harness.js';
-import { createSeedRun, type SeededRun } from './seed.js';
+import { startProxiedDashboard, type ProxiedDashboard } from './harness.js';
+import { createSeedRun, okLine, type SeededRun } from './seed.js';
 
 /** What a poll may take while a part GET hangs: the wait for parts plus generous room for a loaded 2-core machine. */
 const POLL_BOUND_MS = 4000;
@@ -29,44 +20,25 @@ const OPTIONS: Partial<DashboardOptions> = {
   partReads: { ...DASHBOARD_DEFAULTS.partReads, attemptTimeoutMs: 6000 },
 };
 
-const ok = (key: string): RunManifestLine => ({ key, status: 'ok', top1: { index: 1, label: 'class 1', probability: 0.9 }, degenerate: false });
-
 describe('a dashboard poll while a part GET stalls', () => {
-  let t: TestRedis;
-  let b: TestBucket;
-  let proxy: FaultProxy;
-  let proxied: S3ObjectStore;
-  let conns: DashboardConnections;
-  let app: FastifyInstance;
-  let writer: RunStore;
+  let d: ProxiedDashboard;
   let run: SeededRun;
 
   beforeAll(async () => {
-    t = await testRedis();
-    b = await testBucket();
-    proxy = await startFaultProxy(services().s3Endpoint);
-    proxied = S3ObjectStore.fromConfig(s3Options({ endpoint: proxy.url }));
-    writer = new RunStore(t.redis, { prefix: t.prefix }, { store: b.store });
-    run = await createSeedRun({ runs: writer, store: b.store, bucket: b.bucket }, 'stall', ['a.png', 'b.png', 'c.png']);
-    for (const key of run.keys.slice(0, 2)) await writer.recordResult(run.runId, ok(key));
-    const options = { ...DASHBOARD_DEFAULTS, ...OPTIONS, auth: { kind: 'none' } } as DashboardOptions;
-    conns = await connectDashboard(loadConfig({}, { redisUrl: t.url, keyPrefix: t.prefix, queueName: t.queueName }), proxied, silentLogger(), options);
-    app = await createDashboard(conns.deps, options);
+    d = await startProxiedDashboard(OPTIONS, async ({ target }) => {
+      run = await createSeedRun(target, 'stall', ['a.png', 'b.png', 'c.png']);
+      for (const key of run.keys.slice(0, 2)) await target.runs.recordResult(run.runId, okLine(key));
+    });
   });
 
   afterAll(async () => {
-    await app?.close();
-    await conns?.close();
-    await proxy?.close();
-    proxied?.destroy();
-    if (b) await cleanupBucket(b);
-    await t?.cleanup();
+    await d?.close();
   });
 
   /** The run page and a gallery page, as one poll of the live pages asks for them, timed. */
   async function poll() {
     const started = Date.now();
-    const [detail, gallery] = await Promise.all([`/api/runs/${run.runId}`, `/api/runs/${run.runId}/images?limit=24`].map((url) => app.inject({ method: 'GET', url })));
+    const [detail, gallery] = await Promise.all([`/api/runs/${run.runId}`, `/api/runs/${run.runId}/images?limit=24`].map((url) => d.app.inject({ method: 'GET', url })));
     const ms = Date.now() - started;
     expect(detail?.statusCode, detail?.body).toBe(200);
     expect(gallery?.statusCode, gallery?.body).toBe(200);
@@ -83,9 +55,9 @@ describe('a dashboard poll while a part GET stalls', () => {
 
     // GETs of part files hang from now on (listings and other objects pass).
     const partGet = (r: { method: string; path: string }) => r.method === 'GET' && r.path.includes('_parts/') && !r.path.includes('list-type');
-    proxy.setRules([{ kind: 'hang', match: partGet }]);
+    d.proxy.setRules([{ kind: 'hang', match: partGet }]);
     const late = run.keys[2] as string;
-    await writer.recordResult(run.runId, ok(late));
+    await d.writer.recordResult(run.runId, okLine(late));
 
     for (let i = 0; i < 2; i++) {
       const during = await poll();
@@ -94,10 +66,10 @@ describe('a dashboard poll while a part GET stalls', () => {
       expect(during.detail.analytics.ok, 'the lines read so far').toBe(2);
       expect(during.keys).toEqual(run.keys.slice(0, 2));
     }
-    expect(proxy.stats.byKind.hang, 'the part GET reached the proxy and hung').toBeGreaterThanOrEqual(1);
+    expect(d.proxy.stats.byKind.hang, 'the part GET reached the proxy and hung').toBeGreaterThanOrEqual(1);
 
     // S3 answers again: the hung attempt is aborted after attemptTimeoutMs and sent again.
-    proxy.setRules([]);
+    d.proxy.setRules([]);
     const deadline = Date.now() + 3 * (OPTIONS.partReads?.attemptTimeoutMs ?? 0);
     let after = await poll();
     while (after.detail.analytics.ok < 3 && Date.now() < deadline) {
