@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { RedisConnection } from './redis.js';
 import type { ExplainOptions } from '../explain-options.js';
 import type { Provenance, RunManifestLine } from '../manifest.js';
-import { ConfigError, NotFoundError } from '../errors.js';
+import { ConfigError, NotFoundError, TransientError } from '../errors.js';
 import type { ModelIdentity } from '../model-setup.js';
 import { stableHash } from '../stable-json.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
@@ -175,14 +175,15 @@ if mode == 'forward' then redis.call('HSET', KEYS[1], 'cursor', ARGV[3]) end
 return out
 `;
 
-// KEYS: record, pending, failed. ARGV: pairs of key and status. Returns {epoch, output, flag per
-// key}: 1 when the line may be written (the key is pending, or failed and this result is ok), 0
-// when not (a duplicate delivery after its result was counted, a second failure, or never the
-// run's). An unknown run returns {false}.
+// KEYS: record, pending, failed. ARGV: pairs of key and status. Returns {epoch, output, seals,
+// flag per key}: 1 when the line may be written (the key is pending, or failed and this result is
+// ok), 0 when not (a duplicate delivery after its result was counted, a second failure, or never
+// the run's). `seals` counts the manifests sealed so far (COMMIT_RESULTS). An unknown run returns
+// {false}.
 const CHECK_KEYS = `
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'output')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'output', 'seals')
 if not meta[1] then return {false} end
-local out = {meta[1], meta[2]}
+local out = {meta[1], meta[2], meta[3] or '0'}
 for i = 1, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 or (ARGV[i + 1] == 'ok' and redis.call('HEXISTS', KEYS[3], ARGV[i]) == 1) then out[#out + 1] = 1 else out[#out + 1] = 0 end
 end
@@ -190,9 +191,9 @@ return out
 `;
 
 // KEYS: record, pending, failed, throughput, finalizer, recent, parts. ARGV: epoch, nowIso, n,
-// the part's index entry ('' when no part was written), the index's cap, then per result: key,
-// status, degenerate, failed line ('' for ok), throughput bucket. The part file with these lines
-// is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades a `failed`
+// the part's index entry ('' when no part was written), the index's cap, the seals CHECK_KEYS saw,
+// then per result: key, status, degenerate, failed line ('' for ok), throughput bucket. The part
+// file with these lines is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades a `failed`
 // (a manual retry; a completed run then reopens so its manifest is written again; a run being
 // finalized moves to its next generation, so its finalizer merges again). Nothing is
 // written when the epoch differs: the run was lost and recreated, and the part file of this batch
@@ -204,8 +205,14 @@ return out
 // during a rolling upgrade) opens a gap between them, and readers then list the parts instead.
 // A replayed script finds the entry present and takes no new sequence number, so the scores stay
 // 1, 2, 3, ... without holes and a reader can tell a trimmed or deleted index from a complete one.
+//
+// A finalizer that sealed a manifest since CHECK_KEYS may have listed this batch's part (stored
+// before its listing) and deleted it as merged, while the manifest holds the line the run counted
+// then (the failure, for a retry that succeeded). Counting now would count a line no file holds, so
+// nothing is written ({-2}) and the writer stores its lines again (RunStore.recordBatch).
 const COMMIT_RESULTS = `
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {-1, 0, 0, 0, 0} end
+if tonumber(ARGV[3]) > 0 and (redis.call('HGET', KEYS[1], 'seals') or '0') ~= ARGV[6] then return {-2, 0, 0, 0, 0} end
 local rescan = tonumber(redis.call('HGET', KEYS[1], 'rescan') or '0') > 0
 local n = tonumber(ARGV[3])
 local entry = ARGV[4]
@@ -220,7 +227,7 @@ local flags = {}
 local counted = 0
 local upgraded = false
 for i = 0, n - 1 do
-  local b = 6 + 5 * i
+  local b = 7 + 5 * i
   local k, st, deg, fl, bucket = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local c = 0
   if redis.call('HDEL', KEYS[2], k) == 1 then
@@ -302,12 +309,19 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if (redis.call('HGET', KEYS[1], 'gen') or '0') ~= ARGV[2] then return -1 end
 if ARGV[3] == 'seal' then
   redis.call('HSET', KEYS[1], 'manifestWritten', '1')
+  redis.call('HINCRBY', KEYS[1], 'seals', 1)
 else
   redis.call('PERSIST', KEYS[2])
   redis.call('HSET', KEYS[1], 'state', 'completed', 'finishedAt', ARGV[4])
 end
 return 1
 `;
+
+/**
+ * Tries at recording a batch while finalizers seal manifests: a seal between a batch's check and
+ * its count happens only while a run is finalized with a retry in flight, rarely twice in a row.
+ */
+const COMMIT_ATTEMPTS = 4;
 
 /** Tries at reading a run's lines while its finalizer replaces parts by the manifest. */
 const SOURCE_ATTEMPTS = 4;
@@ -569,9 +583,19 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
   /**
    * One batch: which keys may be written (pending or failed) → one part file with their lines →
    * one script that counts them. A crash between the PUT and the count leaves the images pending,
-   * so their jobs run again and count then; the lines written twice merge into one.
+   * so their jobs run again and count then; the lines written twice merge into one. A finalizer
+   * that sealed a manifest in between may have deleted the part (COMMIT_RESULTS): then the batch
+   * is checked, written and committed again, a few times at most before the job is retried.
    */
   private async recordBatch(runId: string, items: readonly QueuedResult[]): Promise<RecordOutcome[]> {
+    for (let attempt = 1; ; attempt++) {
+      const outcomes = await this.tryRecordBatch(runId, items);
+      if (outcomes !== 'sealed-meanwhile') return outcomes;
+      if (attempt >= COMMIT_ATTEMPTS) throw new TransientError(`run ${runId}: a finalizer sealed its manifest during each of ${attempt} attempts at recording a batch`);
+    }
+  }
+
+  private async tryRecordBatch(runId: string, items: readonly QueuedResult[]): Promise<RecordOutcome[] | 'sealed-meanwhile'> {
     const store = this.objectStore as ObjectStore;
     const k = this.keys(runId);
     const keyStatus = items.flatMap((it) => [it.line.key, it.line.status]);
@@ -579,7 +603,8 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     if (!check[0]) return items.map(() => ({ counted: false, rejected: 'unknown-run', done: 0, failed: 0, total: 0, complete: false }));
     const epoch = String(check[0]);
     const out = parseS3Uri(String(check[1]), `output of run ${runId}`);
-    const writable = items.filter((_, i) => check[i + 2] === 1);
+    const seals = String(check[2]);
+    const writable = items.filter((_, i) => check[i + 3] === 1);
     let indexEntry = '';
     if (writable.length > 0) {
       const { body } = partBody(writable.map((it) => it.line));
@@ -587,13 +612,14 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       const { etag } = await store.put(out.bucket, `${partsPrefix(out.key, epoch)}${name}`, body, { contentType: 'application/x-ndjson' });
       indexEntry = `${name}\t${Buffer.byteLength(body)}\t${etag}`;
     }
-    const args: string[] = [epoch, (items[0] as QueuedResult).now.toISOString(), String(writable.length), indexEntry, String(this.partIndexLength)];
+    const args: string[] = [epoch, (items[0] as QueuedResult).now.toISOString(), String(writable.length), indexEntry, String(this.partIndexLength), seals];
     for (const it of writable) {
       const bucket = String(Math.floor(it.now.getTime() / 1000 / THROUGHPUT_BUCKET_SECONDS) * THROUGHPUT_BUCKET_SECONDS);
       args.push(it.line.key, it.line.status, it.line.degenerate ? '1' : '0', it.line.status === 'failed' ? JSON.stringify(it.line) : '', bucket);
     }
     const res = (await this.cmd().gcaCommitResults(k.record, k.pending, k.failed, k.throughput, k.finalizer, k.recent, k.parts, ...args)) as number[];
     const [status, done, failed, total, enqueueComplete] = res as [number, number, number, number, number];
+    if (status === -2) return 'sealed-meanwhile';
     if (status < 0) return items.map(() => ({ counted: false, rejected: 'unknown-run', done: 0, failed: 0, total: 0, complete: false }));
     const complete = enqueueComplete === 1 && done + failed >= total;
     const countedByItem = new Map<QueuedResult, boolean>();

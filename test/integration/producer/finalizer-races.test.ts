@@ -23,6 +23,19 @@ import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../he
 const ok = (key: string): RunManifestLine => ({ key, status: 'ok', top1: { index: 1, label: 'cat', probability: 0.5 }, degenerate: false });
 const failed = (key: string): RunManifestLine => ({ key, status: 'failed', error: 'TRANSIENT: S3 503' });
 
+/** The real S3 store; `afterPut` runs once a part is stored, before its writer counts it. */
+class PausingStore extends ObservedStore {
+  afterPut: ((key: string) => Promise<void>) | null = null;
+
+  override async put(...args: Parameters<ObservedStore['put']>): ReturnType<ObservedStore['put']> {
+    const stored = await super.put(...args);
+    const step = this.afterPut;
+    this.afterPut = null;
+    await step?.(args[1]);
+    return stored;
+  }
+}
+
 /** When, during a finalization, the concurrent writer acts. */
 type Moment = 'merging' | 'deleting-parts' | 'analysing';
 
@@ -32,6 +45,7 @@ describe('finalizeRun while results change under it (real Redis and S3)', () => 
   let store: ObservedStore;
   let runs: RunStore;
   let otherRedis: Redis;
+  let otherStore: PausingStore;
   /** The concurrent writer: another process's RunStore. */
   let other: RunStore;
   beforeEach(async () => {
@@ -40,7 +54,8 @@ describe('finalizeRun while results change under it (real Redis and S3)', () => 
     store = new ObservedStore(b.store);
     runs = new RunStore(t.redis, { prefix: t.prefix }, { store, batching: { maxDelayMs: 1 } });
     otherRedis = new Redis(t.url);
-    other = new RunStore(otherRedis, { prefix: t.prefix }, { store: b.store, batching: { maxDelayMs: 1 } });
+    otherStore = new PausingStore(b.store);
+    other = new RunStore(otherRedis, { prefix: t.prefix }, { store: otherStore, batching: { maxDelayMs: 1 } });
   });
   afterEach(async () => {
     otherRedis.disconnect();
@@ -122,6 +137,26 @@ describe('finalizeRun while results change under it (real Redis and S3)', () => 
       expect(await listPartKeys(b.store, b.bucket, `out/${id}/_parts/`)).toEqual([]);
     });
   }
+
+  it('stores a retried result again when a whole finalization ran between its part and its count', async () => {
+    await runWithFailure('between');
+    // The retry's part is stored before the finalizer lists the parts, and counted only after the
+    // finalizer sealed a manifest (with the failure: the run had not counted the retry) and
+    // deleted the parts it merged, that one included.
+    let first: Awaited<ReturnType<typeof finalizeRun>> | undefined;
+    otherStore.afterPut = async () => {
+      first = await finalizeRun('between', deps());
+    };
+    const retried = await other.recordResult('between', ok('in/c.jpg'));
+    expect(first?.status).toBe('written');
+    expect(retried).toMatchObject({ counted: true, complete: true, done: 3, failed: 0 });
+    // The count reopened the completed run; its result completes it again (as a worker does).
+    expect((await runs.requireRun('between')).state).toBe('running');
+    expect((await finalizeRun('between', deps())).status).toBe('written');
+    expect((await manifest('between')).find((l) => l.key === 'in/c.jpg')?.status).toBe('ok');
+    expect((await summary('between')).counts).toEqual({ total: 3, ok: 3, failed: 0 });
+    expect(await listPartKeys(b.store, b.bucket, 'out/between/_parts/')).toEqual([]);
+  });
 
   it('gives the lock back when results keep changing, and the sweep finalizes the run', async () => {
     await runWithFailure('unsettled');
