@@ -25,6 +25,7 @@
  *
  * `--record` appends the results as a section of docs/benchmarks.md.
  */
+import { sourceImage } from './measure.js';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ClientRequest } from 'node:http';
@@ -33,7 +34,6 @@ import { join } from 'node:path';
 import { PerformanceObserver, performance, constants as perfConstants } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
-import sharp from 'sharp';
 import { startRedisServer, startS3rver } from '../src/dev/local-services.js';
 import { enqueueRun } from '../src/producer/enqueue.js';
 import { parseEnqueueRequest } from '../src/producer/enqueue-options.js';
@@ -195,23 +195,6 @@ async function modelSpec(o: BenchOptions): Promise<{ spec: ModelSpec; label: str
   }
 }
 
-/** A distinct photo-like JPEG per index: smooth gradients plus a few shapes, so decode does real work. */
-async function sourceImage(i: number, width: number, height: number): Promise<Buffer> {
-  const data = Buffer.alloc(width * height * 3);
-  const cx = (i * 37) % width;
-  const cy = (i * 53) % height;
-  const r = 20 + (i % 40);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const p = (y * width + x) * 3;
-      const inside = (x - cx) ** 2 + (y - cy) ** 2 < r * r;
-      data[p] = inside ? 230 : (x * 255) / width;
-      data[p + 1] = inside ? (i * 29) % 256 : (y * 255) / height;
-      data[p + 2] = ((x ^ y) + i * 7) & 0xff;
-    }
-  }
-  return sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 88 }).toBuffer();
-}
 
 interface EngineTiming {
   imgPerSec: number;

@@ -16,25 +16,11 @@ import { decodeImage } from '../src/worker/image/decode.js';
 import { preprocess } from '../src/worker/image/preprocess.js';
 import { heatmapSize, overlaySize, renderHeatmap, renderOverlay } from '../src/worker/image/render.js';
 import { mulberry32 } from '../src/worker/model/random-weights.js';
-import { cpuMs, flag, textFlag } from './measure.js';
+import { cpuMs, flag, sourceImage, textFlag } from './measure.js';
 
 const rounds = flag('--rounds', 20);
 const maxSide = textFlag('--max-side') === undefined ? undefined : flag('--max-side', 0);
 const kernel = (textFlag('--display-kernel') ?? 'lanczos3') as 'lanczos3' | 'cubic' | 'linear' | 'nearest' | 'mitchell' | 'lanczos2';
-
-async function jpeg(width: number, height: number): Promise<Buffer> {
-  const data = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const p = (y * width + x) * 3;
-      const inside = (x - width / 3) ** 2 + (y - height / 2) ** 2 < (height / 4) ** 2;
-      data[p] = inside ? 230 : (x * 255) / width;
-      data[p + 1] = inside ? 90 : (y * 255) / height;
-      data[p + 2] = (x ^ y) & 0xff;
-    }
-  }
-  return sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 88 }).toBuffer();
-}
 
 const rand = mulberry32(14);
 const cam = { grid: Float32Array.from({ length: 14 * 14 }, () => rand()), width: 14, height: 14 };
@@ -46,7 +32,7 @@ async function timed(label: string, totals: Map<string, number>, f: () => Promis
 }
 
 for (const [w, h] of [[320, 240], [1600, 1200]] as const) {
-  const bytes = await jpeg(w, h);
+  const bytes = await sourceImage(0, w, h);
   const totals = new Map<string, number>();
   const t0 = performance.now();
   for (let r = 0; r < rounds + 2; r++) {
