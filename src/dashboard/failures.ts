@@ -79,18 +79,27 @@ export interface RetryOutcome {
  * worker's result upgrades the run's `failed` line to `ok` and the run is finalized again.
  */
 export async function retryFailures(runs: RunStore, queue: JobLookup, runId: string, keys: string[] | undefined): Promise<RetryOutcome> {
+  // The failed lines of the named keys in one batched lookup: one per key read the run's lines up
+  // to each key (on a finished run, the manifest up to it: 78 MB per key at 200k images).
+  const lines = new Map<string, RunManifestLine>();
   let targets: string[];
   if (keys === undefined) {
     targets = [];
-    for await (const chunk of runs.scanFailed(runId)) for (const line of chunk) targets.push(line.key);
+    for await (const chunk of runs.scanFailed(runId)) {
+      for (const line of chunk) {
+        targets.push(line.key);
+        lines.set(line.key, line);
+      }
+    }
   } else {
     targets = keys;
+    for (const [key, line] of await runs.getResults(runId, targets)) lines.set(key, line);
   }
   const outcome: RetryOutcome = { retried: [], skipped: [] };
   // The failed images are the current epoch's: a run created afresh starts with none.
   const epoch = (await runs.getRun(runId))?.epoch ?? '';
   for (const key of targets) {
-    const line = await runs.getResult(runId, key);
+    const line = lines.get(key);
     if (!line || line.status !== 'failed') {
       outcome.skipped.push({ key, reason: line ? 'the image did not fail' : 'no such image in this run' });
       continue;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { NotFoundError } from '../shared/errors.js';
 import { compareKeys } from '../shared/queue/result-parts.js';
-import type { FolderPage, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from '../shared/storage/object-store.js';
+import type { FolderPage, GetOptions, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from '../shared/storage/object-store.js';
 import type { StreamUploader } from '../shared/queue/result-parts.js';
 
 interface Entry {
@@ -108,11 +108,12 @@ export class MemoryObjectStore implements ObjectStore {
     }
   }
 
-  async get(bucket: string, key: string): Promise<StoredObject> {
+  async get(bucket: string, key: string, options: GetOptions = {}): Promise<StoredObject> {
     this.requests.get++;
     const e = this.bucket(bucket).get(key);
     if (!e) throw new NotFoundError(`s3://${bucket}/${key} does not exist`);
-    return { body: e.body, etag: e.etag, size: e.body.length, contentType: e.contentType, metadata: e.metadata };
+    const body = options.range ? e.body.subarray(options.range.start, options.range.end) : e.body;
+    return { body, etag: e.etag, size: body.length, contentType: e.contentType, metadata: e.metadata };
   }
 
   async getStream(bucket: string, key: string, options: { signal?: AbortSignal } = {}): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {

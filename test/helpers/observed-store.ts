@@ -4,13 +4,15 @@
  * or a read starts (to place a real concurrent action, e.g. the finalizer, at an exact moment).
  */
 import type { Readable } from 'node:stream';
-import type { ListOptions, ObjectStore, ObjectSummary, PutOptions } from '../../src/shared/storage/object-store.js';
+import type { GetOptions, ListOptions, ObjectStore, ObjectSummary, PutOptions } from '../../src/shared/storage/object-store.js';
 
 export type StoreStep = (bucket: string, keyOrPrefix: string) => Promise<void>;
 
 export class ObservedStore implements ObjectStore {
   /** Calls per method: listPages counts listings (not pages), getStream and get count reads. */
   readonly counts = { listPages: 0, getStream: 0, get: 0 };
+  /** Bytes read per object key (whole objects, ranges and streams alike). */
+  readonly bytesRead = new Map<string, number>();
   /** Runs before each listing starts. */
   beforeList: StoreStep | null = null;
   /** Runs before each read (get or getStream) is sent. */
@@ -25,6 +27,7 @@ export class ObservedStore implements ObjectStore {
 
   resetCounts(): void {
     for (const k of Object.keys(this.counts) as Array<keyof ObservedStore['counts']>) this.counts[k] = 0;
+    this.bytesRead.clear();
   }
 
   async *listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]> {
@@ -35,12 +38,19 @@ export class ObservedStore implements ObjectStore {
   async getStream(bucket: string, key: string, options?: { signal?: AbortSignal }): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
     this.counts.getStream += 1;
     await this.beforeRead?.(bucket, key);
-    return this.inner.getStream(bucket, key, options);
+    const got = await this.inner.getStream(bucket, key, options);
+    this.countBytes(key, got.size);
+    return got;
   }
-  async get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }) {
+  async get(bucket: string, key: string, options?: GetOptions) {
     this.counts.get += 1;
     await this.beforeRead?.(bucket, key);
-    return this.inner.get(bucket, key, options);
+    const got = await this.inner.get(bucket, key, options);
+    this.countBytes(key, got.body.length);
+    return got;
+  }
+  private countBytes(key: string, bytes: number): void {
+    this.bytesRead.set(key, (this.bytesRead.get(key) ?? 0) + bytes);
   }
   put(bucket: string, key: string, body: Buffer | Uint8Array | string | Readable, options: PutOptions) {
     return this.inner.put(bucket, key, body, options);

@@ -40,7 +40,8 @@ import { LruCache } from '../lru-cache.js';
 import { Semaphore } from '../semaphore.js';
 import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 import { raceTimeout, withAttempts, type AttemptLimits } from '../timeout.js';
-import { compareKeys, listParts, parsePart, partLines, type PartEntry } from './result-parts.js';
+import { blockOf, blockRange, buildManifestIndex, type ManifestIndex } from './manifest-index.js';
+import { boundedChunks, compareKeys, listParts, parsePart, partLines, type PartEntry } from './result-parts.js';
 import type { PartIndexPosition } from './run-store.js';
 
 /** How parts are read and listed; see the module comment. */
@@ -107,6 +108,24 @@ const MAX_LISTINGS = 256;
 /** Parsed lines take about this many times their bytes on the heap (text, object, key). */
 const HEAP_FACTOR = 4;
 
+/** Manifest indexes kept (one per finished run looked at); each is small (manifest-index.ts). */
+const MAX_MANIFEST_INDEXES = 256;
+/**
+ * Blocks of a manifest read by ranged GETs for one lookup at most; a lookup that needs more (a
+ * retry of hundreds of keys spread over the run) streams the manifest once instead.
+ */
+const MAX_RANGED_READS = 32;
+
+interface IndexedManifest {
+  index: ManifestIndex;
+  /** The run's record stamp under which `index.etag` was last seen to be the manifest's. */
+  stamp: string;
+  byteLength: number;
+}
+
+/** A ranged read of a manifest found another version than the index's (the run was finalized again). */
+class ManifestChangedError extends Error {}
+
 interface CachedPart {
   entries: PartEntry[];
   byteLength: number;
@@ -128,6 +147,9 @@ export class PartCache {
   private readonly reading = new Map<string, Promise<CachedPart>>();
   private readonly reads: PartReads;
   private readonly gets: Semaphore;
+  private readonly manifests = new LruCache<IndexedManifest>(MAX_MANIFEST_INDEXES, Number.MAX_SAFE_INTEGER);
+  /** Manifest indexes being built, each once: concurrent first lookups of a run share one read. */
+  private readonly indexing = new Map<string, Promise<ManifestIndex>>();
 
   /** `maxBytes`: estimated heap the parsed parts may take together. */
   constructor(
@@ -259,6 +281,100 @@ export class PartCache {
   }
 
   /**
+   * The manifest's lines of `keys` (distinct, in key order), in key order; keys without a line are
+   * absent. A sealed manifest never changes while its run's record stays the same (`stamp`: a
+   * finalization changes it), so its index is built once per version (manifest-index.ts; one
+   * streamed read, shared by concurrent callers) and each lookup after that reads only the blocks
+   * of its keys (one ranged GET of about 64 KiB per block, none for a block still in memory), or
+   * the manifest once when more than `MAX_RANGED_READS` blocks are needed. Under another stamp the
+   * index is first checked against the manifest's ETag (a HEAD). A ranged read that finds another
+   * version builds the index again, once.
+   */
+  async *manifestLines(store: ObjectStore, bucket: string, key: string, stamp: string, keys: readonly string[]): AsyncGenerator<PartEntry> {
+    for (let attempt = 1; ; attempt++) {
+      const index = await this.manifestIndex(store, bucket, key, stamp, attempt > 1);
+      let found: PartEntry[];
+      try {
+        found = await this.linesOf(store, bucket, key, index, keys);
+      } catch (err) {
+        if (!(err instanceof ManifestChangedError)) throw err;
+        if (attempt >= 2) throw new TransientError(`s3://${bucket}/${key} changed while it was read (the run is being finalized again); try again`);
+        continue;
+      }
+      yield* found;
+      return;
+    }
+  }
+
+  private manifestIndex(store: ObjectStore, bucket: string, key: string, stamp: string, stale: boolean): Promise<ManifestIndex> {
+    const id = `${bucket}\0${key}`;
+    const known = stale ? undefined : this.manifests.get(id);
+    if (known && known.stamp === stamp) return Promise.resolve(known.index);
+    const building = this.indexing.get(id);
+    if (building) return building;
+    const what = `reading s3://${bucket}/${key}`;
+    const build = (async (): Promise<ManifestIndex> => {
+      if (known && (await store.head(bucket, key))?.etag === known.index.etag) {
+        known.stamp = stamp;
+        return known.index;
+      }
+      const { stream, etag } = await withAttempts(what, (signal) => store.getStream(bucket, key, { signal }), this.reads, ONLY_TIMED_OUT);
+      const index = await buildManifestIndex(boundedChunks(stream, { idleMs: this.reads.attemptTimeoutMs, what }), etag);
+      this.manifests.set(id, { index, stamp, byteLength: index.byteLength });
+      return index;
+    })();
+    this.indexing.set(id, build);
+    const done = (): void => void this.indexing.delete(id);
+    build.then(done, done);
+    return build;
+  }
+
+  private async linesOf(store: ObjectStore, bucket: string, key: string, index: ManifestIndex, keys: readonly string[]): Promise<PartEntry[]> {
+    const wanted = new Set(keys);
+    const blocks = [...new Set(keys.map((k) => blockOf(index, k)).filter((b) => b >= 0))];
+    const uncached = blocks.filter((b) => !this.lru.has(blockId(bucket, key, index, b)));
+    let entries: PartEntry[];
+    if (uncached.length > MAX_RANGED_READS) {
+      entries = [];
+      const what = `reading s3://${bucket}/${key}`;
+      const { stream, etag } = await withAttempts(what, (signal) => store.getStream(bucket, key, { signal }), this.reads, ONLY_TIMED_OUT);
+      if (etag !== index.etag) {
+        stream.destroy();
+        throw new ManifestChangedError();
+      }
+      const last = keys[keys.length - 1] as string;
+      for await (const e of partLines(stream, { idleMs: this.reads.attemptTimeoutMs, what })) {
+        if (wanted.has(e.key)) entries.push(e);
+        if (compareKeys(e.key, last) >= 0) break;
+      }
+      return entries;
+    }
+    const read = await Promise.all(blocks.map((b) => this.block(store, bucket, key, index, b)));
+    return read.flatMap((block) => block.entries.filter((e) => wanted.has(e.key)));
+  }
+
+  /** One block of a manifest, from memory or a ranged GET (shared as `fetch` shares part reads). */
+  private block(store: ObjectStore, bucket: string, key: string, index: ManifestIndex, block: number): Promise<CachedPart> {
+    const id = blockId(bucket, key, index, block);
+    const cached = this.lru.get(id);
+    if (cached) return Promise.resolve(cached);
+    let reading = this.reading.get(id);
+    if (reading) return reading;
+    const range = blockRange(index, block);
+    reading = this.gets.run(async () => {
+      const object = await withAttempts(`reading s3://${bucket}/${key} bytes ${range.start}-${range.end - 1}`, (signal) => store.get(bucket, key, { signal, range }), this.reads, ONLY_TIMED_OUT);
+      if (object.etag !== index.etag) throw new ManifestChangedError();
+      const read = { entries: parsePart(object.body), byteLength: object.body.length * HEAP_FACTOR };
+      this.lru.set(id, read);
+      return read;
+    });
+    this.reading.set(id, reading);
+    const done = (): void => void this.reading.delete(id);
+    reading.then(done, done);
+    return reading;
+  }
+
+  /**
    * Start reading the listed parts that are not in memory, oldest first, as far as the cache's byte
    * budget goes (more would only push out what was read first). Errors are left to the readers,
    * which ask again.
@@ -305,6 +421,11 @@ export class PartCache {
 /** Parts small enough to keep, with an ETag that names their version. */
 function cacheable(part: ObjectSummary): boolean {
   return part.size <= MAX_CACHED_PART_BYTES && part.etag !== '';
+}
+
+/** A manifest block, named by the manifest's version (ETag) and the block's first byte. */
+function blockId(bucket: string, key: string, index: ManifestIndex, block: number): string {
+  return `${bucket}\0${key}\0${index.etag}\0@${index.offsets[block] ?? 0}`;
 }
 
 function partId(bucket: string, part: ObjectSummary): string {

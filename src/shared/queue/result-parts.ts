@@ -113,14 +113,32 @@ export interface StallBound {
 }
 
 /**
- * The lines of a part's body stream (see `readPart`). With `stall`, each chunk must arrive within
- * `stall.idleMs` of being asked for (time spent in the consumer does not count), else the stream is
- * destroyed and a TransientError says so: a stalled S3 response otherwise never ends.
+ * The lines of a part's body stream (see `readPart`), under `stall` as `boundedChunks` reads them.
  */
 export async function* partLines(stream: Readable, stall?: StallBound): AsyncGenerator<PartEntry> {
   const decoder = new StringDecoder('utf8');
-  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let rest = '';
+  for await (const chunk of boundedChunks(stream, stall)) {
+    const text = rest + decoder.write(chunk);
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+      if (nl > start) yield entryOf(text.slice(start, nl));
+      start = nl + 1;
+    }
+    rest = text.slice(start);
+  }
+  rest += decoder.end();
+  if (rest !== '') yield entryOf(rest);
+}
+
+/**
+ * A body stream's chunks, pulled one at a time. With `stall`, each chunk must arrive within
+ * `stall.idleMs` of being asked for (time spent in the consumer does not count), else the stream is
+ * destroyed and a TransientError says so: a stalled S3 response otherwise never ends. The stream is
+ * destroyed however the reader stops.
+ */
+export async function* boundedChunks(stream: Readable, stall?: StallBound): AsyncGenerator<Buffer> {
+  const chunks = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   try {
     for (;;) {
       const pending = chunks.next();
@@ -130,17 +148,9 @@ export async function* partLines(stream: Readable, stall?: StallBound): AsyncGen
         throw err;
       }
       const next = await pending;
-      if (next.done) break;
-      const text = rest + decoder.write(next.value);
-      let start = 0;
-      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-        if (nl > start) yield entryOf(text.slice(start, nl));
-        start = nl + 1;
-      }
-      rest = text.slice(start);
+      if (next.done) return;
+      yield next.value;
     }
-    rest += decoder.end();
-    if (rest !== '') yield entryOf(rest);
   } finally {
     stream.destroy();
   }

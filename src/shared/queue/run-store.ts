@@ -637,23 +637,17 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     return p?.[1] === 1 || f?.[1] === 1;
   }
 
-  /** The result line of one image: a failure from Redis, else from the run's parts or manifest. */
+  /** The result line of one image: a failure from Redis, else from the run's parts or manifest (see `getResults`). */
   async getResult(runId: string, sourceKey: string): Promise<RunManifestLine | null> {
-    const failed = await this.redis.hget(this.keys(runId).failed, sourceKey);
-    if (failed) return JSON.parse(failed) as RunManifestLine;
-    const run = await this.getRun(runId);
-    if (!run || !this.objectStore) return null;
-    for await (const e of this.resultEntries(run)) {
-      if (e.key === sourceKey) return e.line;
-      if (compareKeys(e.key, sourceKey) > 0) break; // lines come in key order
-    }
-    return null;
+    return (await this.getResults(runId, [sourceKey])).get(sourceKey) ?? null;
   }
 
   /**
    * The result lines of several images at once (a gallery page): failures from Redis in one call,
    * the others from one merged read of the run's parts that stops past the greatest key asked for.
-   * One `getResult` per key would read every part once per key. Keys without a result are absent.
+   * One `getResult` per key would read every part once per key. A sealed manifest is not read up to
+   * the greatest key: with a part cache, only the blocks holding the keys are (`PartCache.manifestLines`),
+   * so a lookup on a finished run reads about 64 KiB, not the manifest. Keys without a result are absent.
    * Given the run's record instead of its id, reads the parts as of that record (see `asOf`). With
    * a deadline, leaves out the parts the part cache has not read by then (see `PartCache.read`).
    */
@@ -670,8 +664,9 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
     });
     const record = wanted.size > 0 ? await this.asOf(run) : null;
     if (!record || !this.objectStore) return found;
-    const last = [...wanted].reduce((a, b) => (compareKeys(a, b) >= 0 ? a : b));
-    for await (const e of this.resultEntries(record, deadline)) {
+    const keys = [...wanted].sort(compareKeys);
+    const last = keys[keys.length - 1] as string;
+    for await (const e of this.resultEntries(record, deadline, keys)) {
       if (wanted.has(e.key)) found.set(e.key, e.line);
       if (compareKeys(e.key, last) >= 0) break; // lines come in key order
     }
@@ -757,12 +752,12 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * the run's sources as they are now (the manifest). Lines come in key order, so nothing is
    * yielded twice or skipped.
    */
-  private async *resultEntries(run: RunRecord, deadline?: ReadDeadline): AsyncGenerator<PartEntry> {
+  private async *resultEntries(run: RunRecord, deadline?: ReadDeadline, only?: readonly string[]): AsyncGenerator<PartEntry> {
     let current = run;
     let last: string | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        for await (const e of mergeSorted(await this.currentSources(current, deadline), this.lineChooser(run.id))) {
+        for await (const e of mergeSorted(await this.currentSources(current, deadline, only), this.lineChooser(run.id))) {
           if (last !== undefined && compareKeys(e.key, last) <= 0) continue;
           last = e.key;
           yield e;
@@ -783,8 +778,10 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
    * Readers of the run's parts (and manifest). The record is read again after the listing: if the
    * manifest was written meanwhile, the listing may have missed parts already deleted, and the
    * manifest holds their lines; a new epoch (the run was lost and recreated) means other parts.
+   * With `only` (distinct keys in key order), the manifest gives only their lines, looked up in
+   * its index (`PartCache.manifestLines`) when there is a part cache; the parts are read whole.
    */
-  private async currentSources(run: RunRecord, deadline?: ReadDeadline): Promise<AsyncIterable<PartEntry>[]> {
+  private async currentSources(run: RunRecord, deadline?: ReadDeadline, only?: readonly string[]): Promise<AsyncIterable<PartEntry>[]> {
     const store = this.objectStore as ObjectStore;
     for (let attempt = 1; ; attempt++) {
       const src = this.resultSources(run);
@@ -798,7 +795,13 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       }
       const cache = this.partCache;
       const readers = parts.map((p) => (cache ? cache.read(store, src.bucket, p, deadline) : readPart(store, src.bucket, p.key)));
-      if (now.manifestWritten && now.epoch === run.epoch) readers.push(cache ? cache.stream(store, src.bucket, src.manifestKey) : readPart(store, src.bucket, src.manifestKey));
+      if (now.manifestWritten && now.epoch === run.epoch) {
+        // Finalizing again changes the counters or `finishedAt` (markCompleted), so the index of the
+        // manifest is checked against its ETag then.
+        const sealed = `${now.epoch}/${now.done}/${now.failed}/${now.finishedAt ?? ''}`;
+        if (cache && only) readers.push(cache.manifestLines(store, src.bucket, src.manifestKey, sealed, only));
+        else readers.push(cache ? cache.stream(store, src.bucket, src.manifestKey) : readPart(store, src.bucket, src.manifestKey));
+      }
       return readers;
     }
   }

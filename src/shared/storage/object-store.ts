@@ -34,6 +34,19 @@ export interface PutOptions {
   contentLength?: number;
 }
 
+/** Bytes `start` (inclusive) to `end` (exclusive) of an object. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface GetOptions {
+  signal?: AbortSignal;
+  /** Refuse (InvalidInputError TOO_LARGE) a body larger than this. */
+  maxBytes?: number;
+  range?: ByteRange;
+}
+
 export interface ListOptions {
   /** Keys per page (ListObjectsV2 MaxKeys). Default 1000, the S3 maximum. */
   pageSize?: number;
@@ -58,7 +71,12 @@ export interface ObjectStore {
    * wrapper that rewrites listings) without it is listed sequentially.
    */
   listFolders?(bucket: string, prefix: string, options?: Pick<ListOptions, 'pageSize' | 'signal'>): AsyncIterable<FolderPage>;
-  get(bucket: string, key: string, options?: { signal?: AbortSignal; maxBytes?: number }): Promise<StoredObject>;
+  /**
+   * The object read whole, or only the bytes of `range` (an HTTP Range GET; `size` is then the
+   * range's length and `etag` still the whole object's, so a reader of ranges can tell that the
+   * object changed between them).
+   */
+  get(bucket: string, key: string, options?: GetOptions): Promise<StoredObject>;
   /**
    * The object's body as a stream. `signal` aborts the request until the object's answer arrives;
    * after that the body streams on regardless (destroy the stream to end it), so a per-attempt

@@ -18,7 +18,7 @@ import {
 import { Readable } from 'node:stream';
 import type { S3Config } from '../config.js';
 import { AccessDeniedError, CredentialsError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
-import type { FolderPage, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
+import type { FolderPage, GetOptions, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
 import { S3ObjectRequests } from './s3-object-requests.js';
 import { formatS3Uri } from './uri.js';
 
@@ -128,16 +128,18 @@ export class S3ObjectStore implements ObjectStore {
     } while (continuationToken);
   }
 
-  async get(bucket: string, key: string, options: { signal?: AbortSignal; maxBytes?: number } = {}): Promise<StoredObject> {
+  async get(bucket: string, key: string, options: GetOptions = {}): Promise<StoredObject> {
     return this.call(bucket, key, async () => {
-      const route = await this.objects?.route(bucket);
+      // Ranges go through the SDK: the direct requests read whole objects only.
+      const route = options.range ? undefined : await this.objects?.route(bucket);
       if (route && this.objects) {
         const got = await this.objects.get(route, key, options);
         if ('tooLarge' in got) throw tooLarge(bucket, key, got.tooLarge, options.maxBytes ?? 0);
         this.knownBuckets.add(bucket);
         return got;
       }
-      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: options.signal });
+      const range = options.range && `bytes=${options.range.start}-${options.range.end - 1}`;
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(range ? { Range: range } : {}) }), { abortSignal: options.signal });
       const size = out.ContentLength ?? 0;
       if (options.maxBytes !== undefined && size > options.maxBytes) {
         (out.Body as Readable | undefined)?.destroy?.();
