@@ -6,6 +6,7 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { AuditError } from '../shared/errors.js';
+import { DECODE_TIMEOUT_SECONDS } from '../shared/image-types.js';
 import { validateRunId } from '../shared/queue/contract.js';
 import { QueueShards } from '../shared/queue/shards.js';
 import { installApi } from './api.js';
@@ -50,6 +51,7 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     cacheBytes: options.thumbnailCacheBytes,
     maxSourceBytes: options.maxThumbnailSourceBytes,
     concurrency: options.thumbnailConcurrency,
+    decodeTimeoutSeconds: DECODE_TIMEOUT_SECONDS,
   });
   const now = deps.now ?? Date.now;
 

@@ -26,6 +26,8 @@ export interface ThumbnailOptions {
   maxSourceBytes: number;
   /** Thumbnails decoded at once; each holds its source object in memory. */
   concurrency: number;
+  /** Abort a thumbnail's decode after this many seconds (the dashboard gives `DECODE_TIMEOUT_SECONDS`, the worker's). */
+  decodeTimeoutSeconds: number;
 }
 
 export class Thumbnailer {
@@ -83,6 +85,8 @@ export class Thumbnailer {
       return await sharp(body, { limitInputPixels: MAX_IMAGE_PIXELS, animated: false, autoOrient: true })
         .resize(this.options.size, this.options.size, { fit: 'inside', withoutEnlargement: true, fastShrinkOnLoad: true })
         .webp({ quality: 78 })
+        // A decode slot held for ever by a crafted image would stall every later thumbnail.
+        .timeout({ seconds: this.options.decodeTimeoutSeconds })
         .toBuffer();
     } catch (err) {
       return refuse((err as Error).message, err);

@@ -36,5 +36,11 @@ export const DECODABLE_FORMATS: readonly DecodableFormat[] = Object.freeze([...n
  */
 export const MAX_IMAGE_PIXELS = 100_000_000;
 
+/**
+ * Longest a decode may run (libvips' timeout), in seconds: the worker's default and the dashboard's
+ * thumbnails alike. A crafted image can keep a decoder busy far longer than any real one takes.
+ */
+export const DECODE_TIMEOUT_SECONDS = 30;
+
 /** Largest source object read into memory for decoding, in bytes: 100 MiB. */
 export const MAX_SOURCE_BYTES = 100 * 1024 * 1024;

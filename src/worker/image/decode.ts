@@ -15,7 +15,7 @@
 import sharp from 'sharp';
 import type { Metadata, SharpOptions } from 'sharp';
 import { InvalidInputError } from '../../shared/errors.js';
-import { DECODABLE_FORMATS, MAX_IMAGE_PIXELS, type DecodableFormat } from '../../shared/image-types.js';
+import { DECODABLE_FORMATS, DECODE_TIMEOUT_SECONDS, MAX_IMAGE_PIXELS, type DecodableFormat } from '../../shared/image-types.js';
 import { cmykToRgbPil } from './cmyk.js';
 
 /** Formats the decoder accepts (sharp's `metadata().format` names), from the one table of image types. */
@@ -60,7 +60,7 @@ export interface DecodeOptions {
    * bytes before marker", which PIL silently accepts, do not.
    */
   failOn: 'truncated' | 'error' | 'warning';
-  /** Abort a decode that runs longer than this many seconds. Default 30. */
+  /** Abort a decode that runs longer than this many seconds. Default `DECODE_TIMEOUT_SECONDS` (30). */
   timeoutSeconds: number;
   /** Accepted formats. Default all of `DECODABLE_FORMATS`. */
   formats: readonly DecodableFormat[];
@@ -83,7 +83,7 @@ export const DEFAULT_DECODE_OPTIONS: Readonly<DecodeOptions> = Object.freeze({
   autoOrient: true,
   colour: 'pil',
   failOn: 'error',
-  timeoutSeconds: 30,
+  timeoutSeconds: DECODE_TIMEOUT_SECONDS,
   formats: DECODABLE_FORMATS,
   maxDecodedPixels: MAX_DECODED_PIXELS,
 });
