@@ -44,8 +44,10 @@ export interface DashboardOptions {
   /** Page size cap of list endpoints. Default 200. */
   maxPageSize: number;
   /**
-   * Estimated heap for parsed result part files, which a live run's pages re-read on every poll
+   * Estimated heap for parsed result part files, which a live run's pages re-read on every poll,
+   * and for the blocks of finished runs' manifests that per-image requests looked up
    * (shared/queue/part-cache.ts). Default 64 MiB: about 16 MiB of part files, some 50,000 lines.
+   * The manifests' indexes are kept apart (under 1 MiB per 1M images, 256 runs).
    */
   partCacheBytes: number;
   /**
