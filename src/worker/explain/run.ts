@@ -29,7 +29,7 @@ import { DynamicBatcher } from '../pipeline/batcher.js';
 import { batchKeyFor } from '../pipeline/job-keys.js';
 import { loadConfig } from '../../shared/config.js';
 import { PixelBudget } from '../core/pixel-budget.js';
-import type { ModelLoader } from '../model/configured-loader.js';
+import { configuredModelLoader, type ModelLoader } from '../model/configured-loader.js';
 import { expandInputs } from './inputs.js';
 import type { ExplainCommandOptions } from './options.js';
 import { outputNamesFor } from './output-names.js';
@@ -71,15 +71,7 @@ export interface ExplainSummary {
 export async function defaultExplainDeps(logger: Logger): Promise<ExplainDeps> {
   return {
     logger,
-    loadSpec: async (source, hints = {}) => {
-      const { loadModel } = await import('../model/source.js');
-      const options = { kerasArchitecture: hints.architecture, inputSize: hints.inputSize };
-      if (!source.startsWith('s3://')) return loadModel(source, {}, options);
-      // Only an s3:// source needs the storage layer (and the AWS SDK).
-      const { S3ObjectStore } = await import('../../shared/storage/s3-store.js');
-      const store = S3ObjectStore.fromConfig(loadConfig().s3);
-      return loadModel(source, { getObject: async (bucket, key) => (await store.get(bucket, key)).body }, options);
-    },
+    loadSpec: configuredModelLoader(() => loadConfig().s3),
     createEngine,
     resolveSetup: async (weights, flags) => (await resolveConfiguredModel(weights, flags, () => loadConfig().s3)).setup,
     loadLabels: (numClasses, given) => loadLabels({ numClasses, given }),

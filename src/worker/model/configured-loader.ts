@@ -3,7 +3,6 @@
  * and credentials. One place for the worker and the doctor.
  */
 import type { AppConfig } from '../../shared/config.js';
-import { S3ObjectStore } from '../../shared/storage/s3-store.js';
 import type { KerasArchitecture } from '../../shared/model-options.js';
 import type { ModelInput } from './graph/from-sequential.js';
 
@@ -18,12 +17,18 @@ export interface ModelLoadHints {
 /** Loads the model a command serves; the worker, `explain` and the doctor take one, so tests can inject theirs. */
 export type ModelLoader = (source: string, hints?: ModelLoadHints) => Promise<ModelInput>;
 
-export function configuredModelLoader(s3: AppConfig['s3']): ModelLoader {
+/**
+ * @param s3 the S3 settings, or a function that reads them: read (and the storage layer with the AWS
+ *   SDK imported) only for an s3:// source, so `explain` on local files never pays for either.
+ */
+export function configuredModelLoader(s3: AppConfig['s3'] | (() => AppConfig['s3'])): ModelLoader {
   return async (source, hints = {}) => {
     const { loadModel } = await import('./source.js');
     const options = { kerasArchitecture: hints.architecture, inputSize: hints.inputSize };
     if (!source.startsWith('s3://')) return loadModel(source, {}, options);
-    const store = S3ObjectStore.fromConfig(s3);
+    const { S3ObjectStore } = await import('../../shared/storage/s3-store.js');
+    // HEAD first: a copy cached from the same ETag is reused instead of downloaded again.
+    const store = S3ObjectStore.fromConfig(typeof s3 === 'function' ? s3() : s3);
     try {
       return await loadModel(
         source,
