@@ -6,6 +6,7 @@
 import { s3RunAnalyser } from '../shared/audit/s3-analysis.js';
 import { loadConfig } from '../shared/config.js';
 import { describePreprocessing } from '../shared/preprocessing.js';
+import { InterruptedError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { finalizeRun, s3StreamUploader } from '../shared/run-finalizer.js';
 import { connectProducer, openStore } from './connections.js';
@@ -33,6 +34,18 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
       result = await enqueueRun(request, { store, logger, onProgress: (p) => progress.update(p) });
     } else {
       const conn = await connectProducer(config, `gca-enqueue-${process.pid}`, { store });
+      // Ctrl-C or a pod's SIGTERM stops the listing between pages, so the enqueue ends its
+      // re-listing lease and waits for its chunks in flight before the process goes (best effort:
+      // the lease's expiry is what guarantees a killed producer costs Redis nothing). A second
+      // signal exits at once.
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (stop.signal.aborted) process.exit(signal === 'SIGINT' ? 130 : 143);
+        logger.warn({ signal }, 'stopping after the current page; send the signal again to exit at once');
+        stop.abort(new InterruptedError(`enqueue of run ${request.runId} stopped by ${signal}; run the same command again to continue`));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         const upload = s3StreamUploader(store.client);
         const finalizerDeps = { runs: conn.runs, redis: conn.redis, upload, logger, analyse: s3RunAnalyser(store, upload, logger) };
@@ -44,8 +57,11 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
           finalize: (id) => finalizeRun(id, finalizerDeps),
           logger,
           onProgress: (p) => progress.update(p),
+          signal: stop.signal,
         });
       } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         await conn.close();
       }
     }

@@ -13,7 +13,7 @@
  */
 import type { JobsOptions, Queue } from 'bullmq';
 import type { RedisConnection } from '../shared/queue/redis.js';
-import { ConfigError, NotFoundError } from '../shared/errors.js';
+import { ConfigError, NotFoundError, RescanLeaseExpiredError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
 import { compareKeys, type PartEntry } from '../shared/queue/result-parts.js';
@@ -96,6 +96,12 @@ export interface EnqueueDeps extends ListingDeps {
   finalize: (runId: string) => Promise<FinalizeOutcome>;
   /** How often a full backlog is checked again. Default `ENQUEUE_DEFAULTS.backlogPollMs`. */
   backlogPollMs?: number;
+  /**
+   * Stops the enqueue between pages (the CLI's SIGINT/SIGTERM): it rejects with the signal's reason
+   * after ending its re-listing lease and waiting for the chunks in flight, so running it again
+   * resumes cleanly.
+   */
+  signal?: AbortSignal;
 }
 
 /** Enqueue (or, with `request.dryRun`, only count) the images under the request's source prefix. */
@@ -173,7 +179,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   // anywhere); otherwise the listing continues after the run's cursor.
   const rescan = record.listed;
   let cursor = record.cursor;
-  const done = rescan ? await openDoneKeys(deps.runs, runId) : undefined;
+  const done = rescan ? await openDoneKeys(deps.runs, runId, log) : undefined;
   const maxInFlight = deps.chunksInFlight ?? ENQUEUE_DEFAULTS.chunksInFlight;
   const inFlight: Array<Promise<unknown>> = [];
   // The last registered page's new images, whose jobs are not built yet: building a page's jobs
@@ -194,6 +200,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   /** Wait until `n` more images fit under --max-backlog; false when detached (stop listing here). */
   const roomFor = async (n: number): Promise<boolean> => {
     for (;;) {
+      deps.signal?.throwIfAborted();
       const backlog = await deps.runs.backlog(runId);
       if (backlog === 0 || backlog + n <= maxBacklog) return true;
       if (request.detach) return false;
@@ -211,6 +218,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
     for (let follow = true; follow && !stopped; ) {
       follow = false;
       for await (const { images, last } of scan.pages(rescan ? undefined : cursor || undefined)) {
+        deps.signal?.throwIfAborted();
         while (inFlight.length >= maxInFlight) await inFlight.shift();
         scan.progress();
         let candidates: PendingImage[] = images;
@@ -222,11 +230,14 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
           stopped = true;
           break;
         }
-        const mode: RegisterMode = rescan ? { kind: 'rescan' } : { kind: 'forward', after: cursor, last };
+        const mode: RegisterMode = done ? { kind: 'rescan', lease: done.lease } : { kind: 'forward', after: cursor, last };
         const registering = deps.runs.registerPage(runId, candidates, mode);
         addDeferred();
         const reg = await registering;
         if (reg.status === 'unknown-run') throw new NotFoundError(`run ${runId} vanished from Redis while enqueueing; run the same enqueue again`);
+        if (reg.status === 'lease-expired') {
+          throw new RescanLeaseExpiredError(`the re-listing of run ${runId} lost its lease (no renewal reached Redis within ${deps.runs.rescanLeaseMs} ms); nothing was counted twice; run the same enqueue again`);
+        }
         if (reg.status === 'cursor-moved') {
           cursor = (await deps.runs.requireRun(runId)).cursor;
           follow = true;
@@ -284,12 +295,33 @@ async function reoffer(queue: JobSink, jobs: Array<{ name: string; data: AuditJo
 /**
  * Keys the run already has a line for, asked in listing order: a merge-join against the run's
  * parts and manifest (sorted by key), so a re-listing needs no per-key state. Taken after
- * `beginRescan`, so anything counted later is in the run's `recent` set instead. A key asked out of
- * order (a listing not in S3's order) restarts the merge: slower, never wrong.
+ * `beginRescan`, so anything counted later is in the run's `recent` set instead, for as long as
+ * the lease is renewed: a timer renews it three times per lease period, and `close` ends it. A
+ * lease that lapses anyway (the process stalled, Redis unreachable) makes the next registration
+ * fail rather than trust a `recent` set with holes. A key asked out of order (a listing not in S3's
+ * order) restarts the merge: slower, never wrong.
  */
-async function openDoneKeys(runs: RunStore, runId: string): Promise<{ has(key: string): Promise<boolean>; close(): Promise<void> }> {
-  await runs.beginRescan(runId);
-  const run = await runs.requireRun(runId);
+async function openDoneKeys(runs: RunStore, runId: string, log: Logger): Promise<{ lease: string; has(key: string): Promise<boolean>; close(): Promise<void> }> {
+  const lease = (await runs.beginRescan(runId)) ?? '';
+  // Renewals run on their own clock, not per page: one page may wait on S3 or --max-backlog for
+  // longer than a lease. unref: a producer that fails elsewhere still exits; its lease then expires.
+  const renewal = setInterval(() => {
+    runs.renewRescan(runId, lease).then(
+      (live) => {
+        if (!live) log.warn({ runId }, 're-listing lease expired; the next page registration stops this enqueue');
+      },
+      (err: unknown) => log.warn({ runId, err }, 're-listing lease not renewed; retried at the next tick'),
+    );
+  }, Math.floor(runs.rescanLeaseMs / 3));
+  renewal.unref();
+  let run: RunRecord;
+  try {
+    run = await runs.requireRun(runId);
+  } catch (err) {
+    clearInterval(renewal);
+    await runs.endRescan(runId, lease);
+    throw err;
+  }
   let it: AsyncIterator<PartEntry> | undefined;
   let current: PartEntry | undefined;
   let last: string | undefined;
@@ -304,9 +336,14 @@ async function openDoneKeys(runs: RunStore, runId: string): Promise<{ has(key: s
       while (current && compareKeys(current.key, key) < 0) current = (await it.next()).value as PartEntry | undefined;
       return current?.key === key;
     },
+    lease,
     async close() {
-      await it?.return?.();
-      await runs.endRescan(runId);
+      clearInterval(renewal);
+      try {
+        await it?.return?.();
+      } finally {
+        await runs.endRescan(runId, lease);
+      }
     },
   };
 }

@@ -125,6 +125,23 @@ export class ModelMismatchError extends AuditError {
   readonly retryable = true;
 }
 
+/**
+ * A re-listing's lease on its run ran out before the re-listing ended (the producer stalled longer
+ * than the lease, or Redis was unreachable for that long): results counted since may be missing
+ * from the run's `recent` set, so the re-listing registers nothing more. Nothing was counted twice;
+ * running the same enqueue again starts a fresh re-listing.
+ */
+export class RescanLeaseExpiredError extends AuditError {
+  readonly code = 'RESCAN_LEASE_EXPIRED';
+  readonly retryable = true;
+}
+
+/** The process was asked to stop (SIGINT, SIGTERM) and stopped cleanly before finishing. */
+export class InterruptedError extends AuditError {
+  readonly code = 'INTERRUPTED';
+  readonly retryable = true;
+}
+
 /** Coerce anything thrown into an Error, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value;

@@ -43,6 +43,12 @@ export const runKeys = (ks: KeySpace, runId: string) => {
      */
     recent: `${base}:recent`,
     /**
+     * Sorted set: one lease per re-listing under way (a random token), scored by its expiry in ms of
+     * Redis's clock. `recent` is written only while one is unexpired: a producer that dies
+     * mid-re-listing stops costing memory once its lease runs out (RunStore.beginRescan).
+     */
+    rescans: `${base}:rescans`,
+    /**
      * Sorted set: the run's most recently stored part files, member `<name>\t<bytes>\t<ETag>`,
      * scored by the run's part sequence (`partSeq` in the record: 1, 2, 3, ... in the order the
      * parts were counted). Lets a reader that listed the parts once add the new ones without

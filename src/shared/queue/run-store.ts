@@ -105,8 +105,11 @@ export interface RecordOutcome {
 export type RegisterMode =
   /** The forward listing: `after` must equal the run's cursor, which moves to `last`. */
   | { kind: 'forward'; after: string; last: string }
-  /** A re-listing of a run whose listing ended: keys counted during it (the `recent` set) are known. */
-  | { kind: 'rescan' }
+  /**
+   * A re-listing of a run whose listing ended, under the lease `beginRescan` returned: keys counted
+   * during it (the `recent` set) are known. Refused once the lease has expired.
+   */
+  | { kind: 'rescan'; lease: string }
   /** Register as given (tests, seeding). */
   | { kind: 'plain' };
 
@@ -121,18 +124,30 @@ export interface PendingImage {
 export type KeyState = 'new' | 'pending' | 'failed' | 'recorded';
 
 export interface RegisterOutcome {
-  status: 'ok' | 'unknown-run' | 'cursor-moved';
+  status: 'ok' | 'unknown-run' | 'cursor-moved' | 'lease-expired';
   states: KeyState[];
   /** New images reopened a run that was finalizing or completed (see REGISTER_PAGE). */
   reopened: boolean;
 }
 
-// KEYS: record, pending, failed, recent, finalizer. ARGV: mode, expected cursor, new cursor, then
-// pairs of key and pending value (size and ETag, what a re-offered job needs). Returns
-// {status, state per key}: status -1 unknown run, -2 cursor moved (another feeder registered this
-// page), 1 registered and reopened the run, 0 registered; state 0 new, 1 pending, 2 failed, 3
-// recorded during a re-listing. Only new keys count towards `total`, so a re-enqueue adds nothing
-// twice.
+// Sets `now` to Redis's clock in ms: every rescan lease is dated by the one clock of the server
+// that holds it, never by the clocks of the producers and workers. (Redis 7 replicates a script's
+// effects, so a script may read TIME and then write.)
+const NOW_MS = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`;
+
+// KEYS: record, pending, failed, recent, finalizer, rescans. ARGV: mode, expected cursor, new
+// cursor, rescan lease, then pairs of key and pending value (size and ETag, what a re-offered job
+// needs). Returns {status, state per key}: status -1 unknown run, -2 cursor moved (another feeder
+// registered this page), -3 the rescan lease has expired, 1 registered and reopened the run, 0
+// registered; state 0 new, 1 pending, 2 failed, 3 recorded during a re-listing. Only new keys count
+// towards `total`, so a re-enqueue adds nothing twice.
+//
+// A re-listing may trust `recent` only if its lease never lapsed since it took its snapshot of the
+// parts: results counted while no lease was live are in neither. A lease is only ever extended
+// while live (RENEW_RESCAN), so one live now was live all along.
 //
 // New keys in a run that is finalizing or completed make its manifest stale: the run reopens in
 // the same step (back to enqueuing, as a fresh enqueue; the finalizer lock goes, so the finalizer
@@ -145,10 +160,14 @@ local mode = ARGV[1]
 if mode == 'forward' then
   local cur = redis.call('HGET', KEYS[1], 'cursor') or ''
   if cur ~= ARGV[2] then return {-2} end
+elseif mode == 'rescan' then
+  ${NOW_MS}
+  local expiry = redis.call('ZSCORE', KEYS[6], ARGV[4])
+  if not expiry or tonumber(expiry) <= now then return {-3} end
 end
 local out = {0}
 local fresh = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local k = ARGV[i]
   local st = 0
   if redis.call('HEXISTS', KEYS[2], k) == 1 then st = 1
@@ -190,7 +209,7 @@ end
 return out
 `;
 
-// KEYS: record, pending, failed, throughput, finalizer, recent, parts. ARGV: epoch, nowIso, n,
+// KEYS: record, pending, failed, throughput, finalizer, recent, parts, rescans. ARGV: epoch, nowIso, n,
 // the part's index entry ('' when no part was written), the index's cap, the seals CHECK_KEYS saw,
 // then per result: key, status, degenerate, failed line ('' for ok), throughput bucket. The part
 // file with these lines is already in S3. A key is counted when it leaves `pending`, or when an `ok` upgrades a `failed`
@@ -210,10 +229,16 @@ return out
 // before its listing) and deleted it as merged, while the manifest holds the line the run counted
 // then (the failure, for a retry that succeeded). Counting now would count a line no file holds, so
 // nothing is written ({-2}) and the writer stores its lines again (RunStore.recordBatch).
+//
+// A counted key goes into `recent` only while a re-listing holds an unexpired lease (`rescans`);
+// when every lease there has expired (their producers died), both sets go, so Redis never keeps
+// a key per counted image beyond the re-listings under way.
 const COMMIT_RESULTS = `
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return {-1, 0, 0, 0, 0} end
 if tonumber(ARGV[3]) > 0 and (redis.call('HGET', KEYS[1], 'seals') or '0') ~= ARGV[6] then return {-2, 0, 0, 0, 0} end
-local rescan = tonumber(redis.call('HGET', KEYS[1], 'rescan') or '0') > 0
+${NOW_MS}
+local rescan = redis.call('ZCOUNT', KEYS[8], now + 1, '+inf') > 0
+if not rescan and redis.call('EXISTS', KEYS[8]) == 1 then redis.call('DEL', KEYS[8], KEYS[6]) end
 local n = tonumber(ARGV[3])
 local entry = ARGV[4]
 if entry ~= '' and not redis.call('ZSCORE', KEYS[7], entry) then
@@ -283,6 +308,39 @@ if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
 for i = 2, #ARGV, 2 do
   if ARGV[1] == 'nx' then redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
+return 1
+`;
+
+// KEYS: record, rescans, recent. ARGV: lease token, lease ms. Returns 1, or 0 for an unknown run.
+// Expired leases are pruned; with none live left, `recent` (kept for re-listings that died) is
+// dropped, as is the `rescan` counter of earlier versions, which a killed re-listing left up.
+const BEGIN_RESCAN = `
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+${NOW_MS}
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[3]) end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HDEL', KEYS[1], 'rescan')
+return 1
+`;
+
+// KEYS: rescans. ARGV: lease token, lease ms. Extends a live lease (never shortens it: a renewal
+// resent after a reconnect may arrive late); an expired or removed one stays lost. Returns 1 live, 0 lost.
+const RENEW_RESCAN = `
+${NOW_MS}
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expiry or tonumber(expiry) <= now then return 0 end
+local renewed = now + tonumber(ARGV[2])
+if renewed > tonumber(expiry) then redis.call('ZADD', KEYS[1], renewed, ARGV[1]) end
+return 1
+`;
+
+// KEYS: rescans, recent. ARGV: lease token. Removes only its own lease, so ending twice (a resend
+// after a reconnect) is harmless; the last live lease to go takes `recent` with it.
+const END_RESCAN = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+${NOW_MS}
+if redis.call('ZCOUNT', KEYS[1], now + 1, '+inf') == 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
 return 1
 `;
 
@@ -358,9 +416,17 @@ export interface RunStoreOptions {
    * parts cover even a fast run, at about 100 bytes an entry. Default `DEFAULT_PART_INDEX_LENGTH`.
    */
   partIndexLength?: number;
+  /**
+   * How long a re-listing's lease lasts unless renewed (`beginRescan`): the longest a producer that
+   * died mid-re-listing keeps every counted image in `recent`, and the longest a live one may go
+   * without reaching Redis before its re-listing is abandoned. Default `DEFAULT_RESCAN_LEASE_MS`.
+   */
+  rescanLeaseMs?: number;
 }
 
 export const DEFAULT_PART_INDEX_LENGTH = 1000;
+/** One minute: at ~60 B a key, a dead re-listing under a fast run costs a few MB at most. */
+export const DEFAULT_RESCAN_LEASE_MS = 60_000;
 
 interface QueuedResult {
   line: RunManifestLine;
@@ -375,6 +441,7 @@ export class RunStore {
   private readonly writerId: string;
   private readonly partCache: PartCache | undefined;
   private readonly partIndexLength: number;
+  readonly rescanLeaseMs: number;
   private seq = 0;
   private readonly batches = new Map<string, { items: QueuedResult[]; timer: NodeJS.Timeout }>();
 
@@ -389,9 +456,14 @@ export class RunStore {
     this.partCache = options.partCache;
     this.partIndexLength = options.partIndexLength ?? DEFAULT_PART_INDEX_LENGTH;
     if (!Number.isInteger(this.partIndexLength) || this.partIndexLength < 1) throw new ConfigError('RunStore', `partIndexLength must be a positive integer, got ${this.partIndexLength}`);
-    redis.defineCommand('gcaRegisterPage', { numberOfKeys: 5, lua: REGISTER_PAGE });
+    this.rescanLeaseMs = options.rescanLeaseMs ?? DEFAULT_RESCAN_LEASE_MS;
+    if (!Number.isInteger(this.rescanLeaseMs) || this.rescanLeaseMs < 3) throw new ConfigError('RunStore', `rescanLeaseMs must be an integer of at least 3, got ${this.rescanLeaseMs}`);
+    redis.defineCommand('gcaRegisterPage', { numberOfKeys: 6, lua: REGISTER_PAGE });
     redis.defineCommand('gcaCheckKeys', { numberOfKeys: 3, lua: CHECK_KEYS });
-    redis.defineCommand('gcaCommitResults', { numberOfKeys: 7, lua: COMMIT_RESULTS });
+    redis.defineCommand('gcaCommitResults', { numberOfKeys: 8, lua: COMMIT_RESULTS });
+    redis.defineCommand('gcaBeginRescan', { numberOfKeys: 3, lua: BEGIN_RESCAN });
+    redis.defineCommand('gcaRenewRescan', { numberOfKeys: 1, lua: RENEW_RESCAN });
+    redis.defineCommand('gcaEndRescan', { numberOfKeys: 2, lua: END_RESCAN });
     redis.defineCommand('gcaUpdateRun', { numberOfKeys: 1, lua: UPDATE_RUN });
     redis.defineCommand('gcaClaimFinalizer', { numberOfKeys: 2, lua: CLAIM_FINALIZER });
     redis.defineCommand('gcaFinalizerStep', { numberOfKeys: 2, lua: FINALIZER_STEP });
@@ -413,7 +485,7 @@ export class RunStore {
       // slot (keys.ts), so this MULTI is valid on a cluster; the runs index is written on its own.
       await this.redis
         .multi()
-        .del(k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder, k.parts)
+        .del(k.pending, k.failed, k.recent, k.rescans, k.throughput, k.finalizer, k.feeder, k.parts)
         .hset(key, {
           source: run.source,
           output: run.output,
@@ -477,11 +549,13 @@ export class RunStore {
     const k = this.keys(runId);
     const after = mode.kind === 'forward' ? mode.after : '';
     const last = mode.kind === 'forward' ? mode.last : '';
+    const lease = mode.kind === 'rescan' ? mode.lease : '';
     const pairs: string[] = [];
     for (const e of entries) pairs.push(e.key, `${e.size}\t${e.etag}`);
-    const out = (await this.cmd().gcaRegisterPage(k.record, k.pending, k.failed, k.recent, k.finalizer, mode.kind, after, last, ...pairs)) as number[];
+    const out = (await this.cmd().gcaRegisterPage(k.record, k.pending, k.failed, k.recent, k.finalizer, k.rescans, mode.kind, after, last, lease, ...pairs)) as number[];
     if (out[0] === -1) return { status: 'unknown-run', states: [], reopened: false };
     if (out[0] === -2) return { status: 'cursor-moved', states: [], reopened: false };
+    if (out[0] === -3) return { status: 'lease-expired', states: [], reopened: false };
     const names: KeyState[] = ['new', 'pending', 'failed', 'recorded'];
     return { status: 'ok', states: out.slice(1).map((s) => names[s] as KeyState), reopened: out[0] === 1 };
   }
@@ -499,23 +573,27 @@ export class RunStore {
   }
 
   /**
-   * A re-listing starts: from now on, keys counted are remembered (the `recent` set) until the last
-   * concurrent re-listing ends. A producer killed mid-re-listing leaves the count up; the next
-   * enqueue's `endRescan` brings it back.
+   * A re-listing starts: from now on, keys counted are remembered (the `recent` set) while its lease
+   * (or another re-listing's) is live. Returns the lease, to be renewed (`renewRescan`) well within
+   * `rescanLeaseMs` and ended (`endRescan`); null for an unknown run. A producer that dies without
+   * ending it costs nothing once the lease has expired: no counter is left behind.
    */
-  async beginRescan(runId: string): Promise<void> {
-    await this.redis.eval(`if redis.call('HEXISTS', KEYS[1], 'id') == 1 then redis.call('HINCRBY', KEYS[1], 'rescan', 1) end`, 1, this.keys(runId).record);
+  async beginRescan(runId: string): Promise<string | null> {
+    const k = this.keys(runId);
+    const lease = randomBytes(12).toString('hex');
+    const ok = await this.cmd().gcaBeginRescan(k.record, k.rescans, k.recent, lease, String(this.rescanLeaseMs));
+    return ok === 1 ? lease : null;
   }
 
-  async endRescan(runId: string): Promise<void> {
+  /** Extend a live lease by `rescanLeaseMs` from now; false when it has expired (or ended): it stays lost. */
+  async renewRescan(runId: string, lease: string): Promise<boolean> {
+    return (await this.cmd().gcaRenewRescan(this.keys(runId).rescans, lease, String(this.rescanLeaseMs))) === 1;
+  }
+
+  /** End a re-listing's lease. Idempotent: it removes only this lease. */
+  async endRescan(runId: string, lease: string): Promise<void> {
     const k = this.keys(runId);
-    await this.redis.eval(
-      `if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return end
-if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEYS[1], 'rescan') redis.call('DEL', KEYS[2]) end`,
-      2,
-      k.record,
-      k.recent,
-    );
+    await this.cmd().gcaEndRescan(k.rescans, k.recent, lease);
   }
 
   /** Images registered and still without a result: the run's backlog in Redis. */
@@ -617,7 +695,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
       const bucket = String(Math.floor(it.now.getTime() / 1000 / THROUGHPUT_BUCKET_SECONDS) * THROUGHPUT_BUCKET_SECONDS);
       args.push(it.line.key, it.line.status, it.line.degenerate ? '1' : '0', it.line.status === 'failed' ? JSON.stringify(it.line) : '', bucket);
     }
-    const res = (await this.cmd().gcaCommitResults(k.record, k.pending, k.failed, k.throughput, k.finalizer, k.recent, k.parts, ...args)) as number[];
+    const res = (await this.cmd().gcaCommitResults(k.record, k.pending, k.failed, k.throughput, k.finalizer, k.recent, k.parts, k.rescans, ...args)) as number[];
     const [status, done, failed, total, enqueueComplete] = res as [number, number, number, number, number];
     if (status === -2) return 'sealed-meanwhile';
     if (status < 0) return items.map(() => ({ counted: false, rejected: 'unknown-run', done: 0, failed: 0, total: 0, complete: false }));
@@ -930,7 +1008,7 @@ if redis.call('HINCRBY', KEYS[1], 'rescan', -1) <= 0 then redis.call('HDEL', KEY
   /** Delete a run's Redis state; outputs in S3 are untouched. */
   async deleteRun(runId: string): Promise<void> {
     const k = this.keys(runId);
-    await this.redis.del(k.record, k.pending, k.failed, k.recent, k.throughput, k.finalizer, k.feeder, k.parts);
+    await this.redis.del(k.record, k.pending, k.failed, k.recent, k.rescans, k.throughput, k.finalizer, k.feeder, k.parts);
     await this.redis.zrem(runsIndexKey(this.ks), runId);
   }
 
@@ -943,6 +1021,9 @@ interface RunStoreCommands {
   gcaRegisterPage(...args: string[]): Promise<unknown>;
   gcaCheckKeys(...args: string[]): Promise<unknown>;
   gcaCommitResults(...args: string[]): Promise<unknown>;
+  gcaBeginRescan(...args: string[]): Promise<unknown>;
+  gcaRenewRescan(...args: string[]): Promise<unknown>;
+  gcaEndRescan(...args: string[]): Promise<unknown>;
   gcaUpdateRun(...args: string[]): Promise<unknown>;
   gcaClaimFinalizer(...args: string[]): Promise<unknown>;
   gcaFinalizerStep(...args: string[]): Promise<unknown>;
