@@ -29,6 +29,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { DEFAULT_RETRY_DELAY_BASE, isClockSkewError, isServerError, isThrottlingError, isTransientError, MAXIMUM_RETRY_DELAY, THROTTLING_RETRY_DELAY_BASE } from '@smithy/core/retry';
 import type { ObjectHead, PutOptions, StoredObject } from './object-store.js';
@@ -71,6 +72,8 @@ interface Response {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
+  /** Bytes received before a body sent without a Content-Length passed `maxBytes` (then dropped). */
+  overLimit?: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -104,7 +107,7 @@ export class S3ObjectRequests {
     return route;
   }
 
-  async get(route: ObjectRoute, key: string, options: { signal?: AbortSignal; maxBytes?: number }): Promise<StoredObject | { tooLarge: number }> {
+  async get(route: ObjectRoute, key: string, options: { signal?: AbortSignal; maxBytes?: number }): Promise<StoredObject | { tooLarge: { size: number; announced: boolean } }> {
     const res = await this.send(route, 'GET', key, {}, undefined, options);
     const tooLarge = tooLargeOf(res, options.maxBytes);
     if (tooLarge !== undefined) return { tooLarge };
@@ -269,6 +272,10 @@ function readResponse(res: http.IncomingMessage, method: string, maxBytes: numbe
       resolve({ status, headers, body: EMPTY });
       return;
     }
+    if (ok && length === undefined) {
+      readCapped(res, maxBytes).then((r) => resolve('overLimit' in r ? { status, headers, body: EMPTY, overLimit: r.overLimit } : { status, headers, body: r.body }), reject);
+      return;
+    }
     const limit = ok ? Infinity : MAX_ERROR_BODY_BYTES;
     const sized = ok && length !== undefined ? Buffer.allocUnsafe(length) : null;
     const chunks: Buffer[] = [];
@@ -295,9 +302,38 @@ function readResponse(res: http.IncomingMessage, method: string, maxBytes: numbe
   });
 }
 
-function tooLargeOf(res: Response, maxBytes: number | undefined): number | undefined {
+/**
+ * A body sent without a Content-Length (chunked: a proxy, an S3-compatible server), read whole
+ * unless it passes `maxBytes`: then the stream is destroyed at once, and what came so far is
+ * reported, so a limit holds whether or not the size was announced. Used by both GET paths.
+ */
+export function readCapped(stream: Readable, maxBytes: number | undefined): Promise<{ body: Buffer } | { overLimit: number }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (maxBytes !== undefined && received > maxBytes) {
+        stream.off('data', onData);
+        stream.off('error', reject);
+        stream.on('error', () => undefined); // the destroy below may surface as an error later
+        stream.destroy();
+        resolve({ overLimit: received });
+        return;
+      }
+      chunks.push(chunk);
+    };
+    stream.on('data', onData);
+    stream.on('error', reject);
+    stream.on('end', () => resolve({ body: Buffer.concat(chunks) }));
+  });
+}
+
+/** Bytes of a response above `maxBytes`, announced (Content-Length) or counted (`overLimit`); undefined within it. */
+function tooLargeOf(res: Response, maxBytes: number | undefined): { size: number; announced: boolean } | undefined {
+  if (res.overLimit !== undefined) return { size: res.overLimit, announced: false };
   const length = Number(res.headers['content-length']);
-  return maxBytes !== undefined && length > maxBytes ? length : undefined;
+  return maxBytes !== undefined && length > maxBytes ? { size: length, announced: true } : undefined;
 }
 
 /** S3's XML error (`<Code>`, `<Message>`); a body-less answer (HEAD) is named after its status. */

@@ -19,7 +19,7 @@ import { Readable } from 'node:stream';
 import type { S3Config } from '../config.js';
 import { AccessDeniedError, CredentialsError, InvalidInputError, NotFoundError, TransientError, toError } from '../errors.js';
 import type { FolderPage, GetOptions, ListOptions, ObjectHead, ObjectStore, ObjectSummary, PutOptions, StoredObject } from './object-store.js';
-import { S3ObjectRequests } from './s3-object-requests.js';
+import { readCapped, S3ObjectRequests } from './s3-object-requests.js';
 import { formatS3Uri } from './uri.js';
 
 export interface S3StoreOptions extends S3Config {
@@ -140,12 +140,18 @@ export class S3ObjectStore implements ObjectStore {
       }
       const range = options.range && `bytes=${options.range.start}-${options.range.end - 1}`;
       const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(range ? { Range: range } : {}) }), { abortSignal: options.signal });
-      const size = out.ContentLength ?? 0;
-      if (options.maxBytes !== undefined && size > options.maxBytes) {
+      const size = out.ContentLength;
+      if (options.maxBytes !== undefined && size !== undefined && size > options.maxBytes) {
         (out.Body as Readable | undefined)?.destroy?.();
-        throw tooLarge(bucket, key, size, options.maxBytes);
+        throw tooLarge(bucket, key, { size, announced: true }, options.maxBytes);
       }
-      const body = out.Body ? Buffer.from(await out.Body.transformToByteArray()) : Buffer.alloc(0);
+      let body: Buffer = Buffer.alloc(0);
+      if (out.Body instanceof Readable) {
+        // Without a Content-Length the limit is counted as the body arrives (readCapped).
+        const read = await readCapped(out.Body, options.maxBytes);
+        if ('overLimit' in read) throw tooLarge(bucket, key, { size: read.overLimit, announced: false }, options.maxBytes ?? 0);
+        body = read.body;
+      } else if (out.Body) body = Buffer.from(await out.Body.transformToByteArray());
       return { body, etag: stripQuotes(out.ETag), size: body.length, contentType: out.ContentType, metadata: out.Metadata ?? {} };
     });
   }
@@ -258,8 +264,9 @@ function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
 }
 
-function tooLarge(bucket: string, key: string, size: number, maxBytes: number): InvalidInputError {
-  return new InvalidInputError('TOO_LARGE', `${formatS3Uri({ bucket, key })} is ${size} bytes, above the ${maxBytes}-byte limit`);
+/** `announced`: the size is the object's Content-Length; otherwise the bytes received before the read was cut off. */
+function tooLarge(bucket: string, key: string, { size, announced }: { size: number; announced: boolean }, maxBytes: number): InvalidInputError {
+  return new InvalidInputError('TOO_LARGE', `${formatS3Uri({ bucket, key })} is ${announced ? '' : 'at least '}${size} bytes, above the ${maxBytes}-byte limit`);
 }
 
 function noSuchBucket(bucket: string): NotFoundError {

@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../../src/shared/errors.js';
@@ -107,6 +109,48 @@ describe('S3ObjectStore against a real S3 server', () => {
   it('refuses oversized objects before reading them', async () => {
     await tb.store.put(tb.bucket, 'big.bin', Buffer.alloc(10_000), { contentType: 'application/octet-stream' });
     await expect(tb.store.get(tb.bucket, 'big.bin', { maxBytes: 1000 })).rejects.toThrow(/above the 1000-byte limit/);
+  });
+
+  it('holds maxBytes for a body sent without a Content-Length too, on both GET paths', async () => {
+    // An S3-compatible endpoint (or a proxy) that streams objects chunked: 16 MiB, or 100 bytes.
+    let sent = 0;
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'image/jpeg', ETag: '"abc"', 'Transfer-Encoding': 'chunked' });
+      if (req.url?.includes('small')) return void res.end(Buffer.alloc(100, 7));
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      let n = 0;
+      const send = (): void => {
+        while (n < 256 && !res.destroyed) {
+          n++;
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', send);
+        }
+        res.end();
+      };
+      send();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const objectRequests of ['direct', 'sdk'] as const) {
+        const store = S3ObjectStore.fromConfig(s3Options({ endpoint, maxAttempts: 1, objectRequests }));
+        try {
+          sent = 0;
+          const outcome = await store.get('bucket1', 'big.jpg', { maxBytes: 1024 }).then(
+            (o) => `read ${o.body.length} bytes`,
+            (e: Error & { code?: string }) => `${e.code}: ${e.message}`,
+          );
+          expect(outcome, objectRequests).toMatch(/^TOO_LARGE: s3:\/\/bucket1\/big\.jpg is at least \d+ bytes, above the 1024-byte limit$/);
+          expect(sent, `${objectRequests}: bytes the server got out before the read was cut off`).toBeLessThan(16 * 1024 * 1024);
+          expect((await store.get('bucket1', 'small.jpg', { maxBytes: 1024 })).body, objectRequests).toEqual(Buffer.alloc(100, 7));
+        } finally {
+          store.destroy();
+        }
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('surfaces an unreachable endpoint as a retryable error', async () => {
