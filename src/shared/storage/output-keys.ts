@@ -8,6 +8,12 @@
  * `%00`, dot-only segments become `%dotN` (not `%2E`: URL parsers treat `%2e%2e` as `..`), and
  * control characters are percent-escaped. Spaces, `+`
  * and unicode stay as they are: S3 handles them and users recognise their file names.
+ *
+ * A key whose outputs would pass S3's key length limit is stored under `%long/<sha256 of the key>`
+ * instead. Escaping never yields that first segment (every `%` it writes is followed by two hex
+ * digits or `dot`), so no source key, however it is named, shares a long key's outputs. (Until
+ * this rule the folder was `_long/`, which the source key `_long/<sha256>` escaped to as well; only
+ * over-long keys' outputs moved, and theirs are made again at the new place on the next run.)
  */
 import { createHash } from 'node:crypto';
 import { artifactPaths, COMPLETION_ARTIFACT, mapArtifactPaths, type ArtifactPaths } from '../artifacts.js';
@@ -48,6 +54,9 @@ export function unescapeKeyPath(escaped: string): string {
     .join('/');
 }
 
+/** The first segment of an over-long key's outputs: one that escapeKeySegment never produces. */
+const LONG_KEY_FOLDER = '%long';
+
 /**
  * Deterministic output keys for one source key. Over-long keys fall back to a hash so they still
  * fit S3's limit; the prediction manifest keeps the original key.
@@ -56,7 +65,7 @@ export function outputKeysFor(outputPrefix: string, sourceKey: string, format: O
   let rel = escapeKeyPath(sourceKey);
   const longest = Math.max(...Object.values(artifactPaths(rel, format)).map((p) => Buffer.byteLength(joinKey(outputPrefix, p), 'utf8')));
   if (longest > MAX_KEY_BYTES - 8) {
-    rel = `_long/${createHash('sha256').update(sourceKey).digest('hex')}`;
+    rel = `${LONG_KEY_FOLDER}/${createHash('sha256').update(sourceKey).digest('hex')}`;
   }
   return mapArtifactPaths(artifactPaths(rel, format), (p) => joinKey(outputPrefix, p));
 }

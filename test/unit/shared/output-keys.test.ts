@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { escapeKeyPath, isWithinPrefix, MAX_KEY_BYTES, outputKeysFor, unescapeKeyPath } from '../../../src/shared/storage/output-keys.js';
 
@@ -40,7 +41,16 @@ describe('outputKeysFor', () => {
     const long = `${'d/'.repeat(300)}${'x'.repeat(600)}.jpg`;
     const out = outputKeysFor(PREFIX, long, 'png');
     expect(Buffer.byteLength(out.prediction)).toBeLessThanOrEqual(MAX_KEY_BYTES);
-    expect(out.prediction).toMatch(/predictions\/_long\/[0-9a-f]{64}\.json$/);
+    expect(out.prediction).toMatch(/predictions\/%long\/[0-9a-f]{64}\.json$/);
     expect(outputKeysFor(PREFIX, long, 'png')).toEqual(out);
+  });
+
+  it('gives a long key\'s outputs a place no source key escapes to, whatever it is named', () => {
+    const long = `${'a'.repeat(1100)}.jpg`;
+    const hash = createHash('sha256').update(long).digest('hex');
+    const hashed = outputKeysFor(PREFIX, long, 'jpeg');
+    for (const planted of [`_long/${hash}`, `%long/${hash}`, `%25long/${hash}`]) {
+      expect(outputKeysFor(PREFIX, planted, 'jpeg').overlay, planted).not.toBe(hashed.overlay);
+    }
   });
 });
