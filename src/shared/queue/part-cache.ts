@@ -287,8 +287,8 @@ export class PartCache {
    * streamed read, shared by concurrent callers) and each lookup after that reads only the blocks
    * of its keys (one ranged GET of about 64 KiB per block, none for a block still in memory), or
    * the manifest once when more than `MAX_RANGED_READS` blocks are needed. Under another stamp the
-   * index is first checked against the manifest's ETag (a HEAD). A ranged read that finds another
-   * version builds the index again, once.
+   * index is first checked against the manifest's ETag (a ranged read of its first block). A
+   * ranged read that finds another version builds the index again, once.
    */
   async *manifestLines(store: ObjectStore, bucket: string, key: string, stamp: string, keys: readonly string[]): AsyncGenerator<PartEntry> {
     for (let attempt = 1; ; attempt++) {
@@ -314,9 +314,16 @@ export class PartCache {
     if (building) return building;
     const what = `reading s3://${bucket}/${key}`;
     const build = (async (): Promise<ManifestIndex> => {
-      if (known && (await store.head(bucket, key))?.etag === known.index.etag) {
-        known.stamp = stamp;
-        return known.index;
+      if (known) {
+        // The version check is a ranged read of the first block (bounded as every read here is;
+        // a HEAD takes no signal), whose ETag says whether the index still holds.
+        try {
+          await this.gets.run(() => this.readBlock(store, bucket, key, known.index, 0));
+          known.stamp = stamp;
+          return known.index;
+        } catch (err) {
+          if (!(err instanceof ManifestChangedError)) throw err;
+        }
       }
       const { stream, etag } = await withAttempts(what, (signal) => store.getStream(bucket, key, { signal }), this.reads, ONLY_TIMED_OUT);
       const index = await buildManifestIndex(boundedChunks(stream, { idleMs: this.reads.attemptTimeoutMs, what }), etag);
@@ -360,18 +367,21 @@ export class PartCache {
     if (cached) return Promise.resolve(cached);
     let reading = this.reading.get(id);
     if (reading) return reading;
-    const range = blockRange(index, block);
-    reading = this.gets.run(async () => {
-      const object = await withAttempts(`reading s3://${bucket}/${key} bytes ${range.start}-${range.end - 1}`, (signal) => store.get(bucket, key, { signal, range }), this.reads, ONLY_TIMED_OUT);
-      if (object.etag !== index.etag) throw new ManifestChangedError();
-      const read = { entries: parsePart(object.body), byteLength: object.body.length * HEAP_FACTOR };
-      this.lru.set(id, read);
-      return read;
-    });
+    reading = this.gets.run(() => this.readBlock(store, bucket, key, index, block));
     this.reading.set(id, reading);
     const done = (): void => void this.reading.delete(id);
     reading.then(done, done);
     return reading;
+  }
+
+  /** A ranged GET of the block, into the cache; ManifestChangedError when the manifest is another version. */
+  private async readBlock(store: ObjectStore, bucket: string, key: string, index: ManifestIndex, block: number): Promise<CachedPart> {
+    const range = blockRange(index, block);
+    const object = await withAttempts(`reading s3://${bucket}/${key} bytes ${range.start}-${range.end - 1}`, (signal) => store.get(bucket, key, { signal, range }), this.reads, ONLY_TIMED_OUT);
+    if (object.etag !== index.etag) throw new ManifestChangedError();
+    const read = { entries: parsePart(object.body), byteLength: object.body.length * HEAP_FACTOR };
+    this.lru.set(blockId(bucket, key, index, block), read);
+    return read;
   }
 
   /**

@@ -58,6 +58,8 @@ export interface RunRecord {
   listed: boolean;
   /** manifest.jsonl holds lines of this epoch (a reopened run merges it with the new parts). */
   manifestWritten: boolean;
+  /** Manifests sealed so far (FINALIZER_STEP 'seal'): moves with every new version of manifest.jsonl. */
+  seals?: number;
   /** Where the run's part index stood (keys.ts `parts`); absent only in records built by hand. */
   partIndex?: PartIndexPosition;
   /**
@@ -874,9 +876,9 @@ export class RunStore {
       const cache = this.partCache;
       const readers = parts.map((p) => (cache ? cache.read(store, src.bucket, p, deadline) : readPart(store, src.bucket, p.key)));
       if (now.manifestWritten && now.epoch === run.epoch) {
-        // Finalizing again changes the counters or `finishedAt` (markCompleted), so the index of the
-        // manifest is checked against its ETag then.
-        const sealed = `${now.epoch}/${now.done}/${now.failed}/${now.finishedAt ?? ''}`;
+        // Each new version of the manifest is sealed (`seals` moves) before the parts it merged
+        // go, so under another count the index of the manifest is checked against its ETag.
+        const sealed = `${now.epoch}/${now.seals ?? 0}/${now.done}/${now.failed}`;
         if (cache && only) readers.push(cache.manifestLines(store, src.bucket, src.manifestKey, sealed, only));
         else readers.push(cache ? cache.stream(store, src.bucket, src.manifestKey) : readPart(store, src.bucket, src.manifestKey));
       }
@@ -1052,6 +1054,7 @@ function parseRun(h: Record<string, string>): RunRecord {
     finishedAt: h.finishedAt,
     provenance: h.provenance ? (JSON.parse(h.provenance) as Partial<Provenance>) : undefined,
     epoch: h.epoch ?? '',
+    seals: num(h.seals),
     cursor: h.cursor ?? '',
     listed: h.listed === '1',
     manifestWritten: h.manifestWritten === '1',

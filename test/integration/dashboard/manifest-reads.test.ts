@@ -42,8 +42,9 @@ describe("dashboard reads of a finished run's manifest", () => {
     const body = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
     manifestBytes = Buffer.byteLength(body);
     await b.store.put(b.bucket, manifestKey, body, { contentType: 'application/x-ndjson' });
-    // As markCompleted leaves a finalized run: sealed, completed, a new finishedAt.
-    await writer.updateRun(run.runId, { manifestWritten: '1', state: 'completed', finishedAt: new Date(Date.now() + Math.random() * 1000).toISOString() });
+    // As the finalizer's seal step leaves it (FINALIZER_STEP 'seal'); completion comes later.
+    await writer.updateRun(run.runId, { manifestWritten: '1' });
+    await t.redis.hincrby(writer.keys(run.runId).record, 'seals', 1);
   };
   const manifestRead = (): number => store.bytesRead.get(manifestKey) ?? 0;
   const image = async (key: string): Promise<RunManifestLine> => {
@@ -60,6 +61,7 @@ describe("dashboard reads of a finished run's manifest", () => {
     run = await createSeedRun({ runs: writer, store: b.store, bucket: b.bucket }, 'sealed', names);
     manifestKey = `${run.outputPrefix}manifest.jsonl`;
     await sealManifest(run.keys.map((key, i) => lineOf(key, i)));
+    await writer.updateRun(run.runId, { state: 'completed', finishedAt: new Date().toISOString() });
     store = new ObservedStore(b.store);
     conns = await connectDashboard(loadConfig({}, { redisUrl: t.url, keyPrefix: t.prefix, queueName: t.queueName }), store, silentLogger());
     app = await createDashboard(conns.deps, { ...DASHBOARD_DEFAULTS, auth: { kind: 'none' }, ...WHOLE_PAGES });
@@ -94,10 +96,19 @@ describe("dashboard reads of a finished run's manifest", () => {
     for (const key of spread) await image(key);
     expect(manifestRead(), 'the same keys again').toBe(0);
 
+    // The record moved (a count), the manifest did not: one check of its first block, no new index.
+    const record = writer.keys(run.runId).record;
+    await t.redis.hincrby(record, 'failed', 1);
+    store.resetCounts();
+    expect((await image(spread[3] as string)).key).toBe(spread[3]);
+    expect(manifestRead(), 'a version check after the record moved').toBeLessThanOrEqual(MANIFEST_BLOCK_BYTES + 1024);
+    await t.redis.hincrby(record, 'failed', -1);
+
     const missing = await app.inject({ method: 'GET', url: `/api/runs/${run.runId}/image?key=${encodeURIComponent(`${run.sourcePrefix}zz.png`)}` });
     expect(missing.statusCode).toBe(404);
 
-    // Finalized again (a retried image): another version of the manifest, another finishedAt.
+    // Finalized again (a retried image): another version of the manifest, read as soon as it is
+    // sealed, before the run is marked completed (the parts it merged are deleted in between).
     const changed = run.keys[1234] as string;
     await sealManifest(run.keys.map((key, i) => (key === changed ? lineOf(key, i, 'relabelled') : lineOf(key, i))));
     expect((await image(changed)).top1?.label).toBe('relabelled');
