@@ -116,13 +116,18 @@ export interface RunManifestLine {
   error?: string;
 }
 
-/** An ok image's manifest line, from its prediction document: one derivation for every host. */
-export function manifestLineOf(key: string, doc: ImageManifest): RunManifestLine {
+/**
+ * An ok image's manifest line, from its prediction document: one derivation for every host.
+ * `outputs` comes from the caller, who knows where the image's outputs are by the one rule
+ * (outputKeysFor), never from the document: a stored document is only as trustworthy as whoever could write to the output bucket, and the run's analysis reads the
+ * objects a line names.
+ */
+export function manifestLineOf(key: string, doc: ImageManifest, outputs: ArtifactPaths): RunManifestLine {
   const top = doc.predictions[0];
   const line: RunManifestLine = { key, status: 'ok' };
   if (top) line.top1 = { index: top.index, probability: top.probability, ...(top.label !== undefined ? { label: top.label } : {}) };
   line.degenerate = doc.targets.some((t) => t.degenerate !== null);
-  line.outputs = doc.outputs;
+  line.outputs = outputs;
   if (doc.truth) line.truth = doc.truth;
   // A document from before metrics existed (an idempotent re-run over old outputs) has none.
   if (doc.metrics) line.metrics = doc.metrics;

@@ -163,7 +163,7 @@ async function explainOne(input: string, names: OutputNames, core: ImageCoreDeps
     const what = top ? `${top.label ?? `class ${top.index}`} (${top.index}) p=${top.probability.toFixed(4)}` : 'no prediction';
     const flags = doc.targets.filter((c) => c.degenerate).map((c) => ` [class ${c.classIndex} degenerate: ${c.degenerate}]`).join('');
     deps.report(`ok      ${input} -> ${files.overlay}  ${what}${flags}`);
-    return { input, status: 'ok', document: doc, files: Object.values(files), line: manifestLineOf(input, doc) };
+    return { input, status: 'ok', document: doc, files: Object.values(files), line: manifestLineOf(input, doc, doc.outputs) };
   } catch (err) {
     const error = err instanceof AuditError ? describeError(err) : ((err as Error)?.message ?? String(err));
     deps.report(`FAILED  ${input}: ${error}`);

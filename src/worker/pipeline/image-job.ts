@@ -181,7 +181,7 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
   // Idempotency: outputs made from the same source version, options and truth are reused as they are.
   const stored = await storedOutputs(payload, ctx);
   if (stored) {
-    await recordSuccess(payload, manifestLineOf(payload.source.key, stored.previous), ctx);
+    await recordSuccess(payload, manifestLineOf(payload.source.key, stored.previous, stored.uris), ctx);
     metrics.processed.inc({ outcome: 'skipped' });
     log.debug('outputs exist for this source ETag, options and truth; nothing to do');
     return { status: 'skipped', key: payload.source.key, prediction: stored.prediction };
@@ -231,7 +231,7 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
     await ctx.runs.setProvenanceOnce(payload.runId, provenanceOf(engine.info, options, ctx.weightsSource, PACKAGE_VERSION, ctx.model.provenance));
     ctx.provenanceRecorded.add(payload.runId);
   }
-  await recordSuccess(payload, manifestLineOf(payload.source.key, core.document), ctx);
+  await recordSuccess(payload, manifestLineOf(payload.source.key, core.document, uris), ctx);
   metrics.processed.inc({ outcome: 'ok' });
   log.debug({ timings: core.document.timings }, 'image done');
   return { status: 'ok', key: payload.source.key, prediction: uris.prediction };

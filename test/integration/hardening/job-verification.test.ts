@@ -100,6 +100,21 @@ describe('workers verify each job against its run record', () => {
     expect(await snapshotObjects(b.store, b.bucket, 'out/')).toEqual(outputsBefore);
     expect((await snapshotObjects(b.store, b.bucket, 'elsewhere/')).size).toBe(1);
   });
+
+  it('records a reused image\'s outputs where its keys are, not where its stored document says', async () => {
+    // Whoever can write to the output bucket rewrites a stored document's outputs, keeping the
+    // metadata that makes it reusable; the run's analysis would read what a line names.
+    const docKey = 'out/predictions/in/b.png.json';
+    const head = await b.store.head(b.bucket, docKey);
+    const stored = await b.store.get(b.bucket, docKey);
+    const doc = JSON.parse(stored.body.toString('utf8'));
+    const own = doc.outputs;
+    doc.outputs = { ...own, overlay: `s3://${secret.bucket}/private/x.png` };
+    await b.store.put(b.bucket, docKey, JSON.stringify(doc), { contentType: 'application/json', metadata: head!.metadata });
+    const runId = await h.enqueue(`s3://${b.bucket}/in/b`, { runId: 'reuse', output: `s3://${b.bucket}/out/` });
+    await h.waitForRun(runId);
+    expect((await h.runs.getResult(runId, 'in/b.png'))?.outputs).toEqual(own);
+  });
 });
 
 /**
