@@ -28,6 +28,23 @@ function seeded(n: number, seed: number, scale = 0.3): Float32Array {
 }
 
 /** A tf2onnx-style file: NHWC input, SAME_UPPER strided conv, GAP, Gemm, Softmax output. */
+/** Three random HWC images of `side`², and the logits ONNX Runtime gives for them running `file` itself (NCHW). */
+async function fileLogitsAtBatch3(file: string, side: number, seed: number): Promise<{ images: Array<{ data: Float32Array; height: number; width: number }>; logits: Float32Array }> {
+  const images = Array.from({ length: 3 }, (_, i) => {
+    const rand = mulberry32(seed + i);
+    return { data: Float32Array.from({ length: side * side * 3 }, () => rand() * 2 - 1), height: side, width: side };
+  });
+  const raw = await ort.InferenceSession.create(readFileSync(file));
+  const plane = side * side;
+  const nchw = new Float32Array(3 * 3 * plane);
+  images.forEach((img, n) => img.data.forEach((v, i) => (nchw[n * 3 * plane + (i % 3) * plane + Math.floor(i / 3)] = v)));
+  try {
+    return { images, logits: (await raw.run({ input: new ort.Tensor('float32', nchw, [3, 3, side, side]) })).logits.data as Float32Array };
+  } finally {
+    await raw.release();
+  }
+}
+
 function tf2onnxStyle(): Uint8Array {
   const g = new GraphBuilder();
   const x = g.input('image', TensorDataType.FLOAT, ['unk', 9, 9, 3]);
@@ -138,16 +155,8 @@ describe('run-time reshape targets (dynamic-batch exports)', () => {
     expect(graph.nodes.map((n) => n.op)).not.toContain('Shape');
     expect(graph.nodes.map((n) => n.op)).not.toContain('Gather');
     expect(graph.nodes.find((n) => n.op === 'Reshape')?.attrs.shape).toEqual({ ints: [0, -1] });
-    const images = Array.from({ length: 3 }, (_, i) => {
-      const rand = mulberry32(20 + i);
-      return { data: Float32Array.from({ length: 16 * 16 * 3 }, () => rand() * 2 - 1), height: 16, width: 16 };
-    });
     // The file itself, NCHW, at batch 3.
-    const raw = await ort.InferenceSession.create(readFileSync(file));
-    const nchw = new Float32Array(3 * 3 * 16 * 16);
-    images.forEach((img, n) => img.data.forEach((v, i) => (nchw[n * 768 + (i % 3) * 256 + Math.floor(i / 3)] = v)));
-    const logits = (await raw.run({ input: new ort.Tensor('float32', nchw, [3, 3, 16, 16]) })).logits.data as Float32Array;
-    await raw.release();
+    const { images, logits } = await fileLogitsAtBatch3(file, 16, 20);
     const onnx = await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } });
     const tfjs = await createTfjsEngine({ spec: graph, backend: 'cpu' });
     try {
@@ -195,16 +204,8 @@ describe('Resize given sizes (F.interpolate(x, size=...))', () => {
       [1, 6, 61, 61],
       [1, 8, 117, 117],
     ]);
-    const images = Array.from({ length: 3 }, (_, i) => {
-      const rand = mulberry32(40 + i);
-      return { data: Float32Array.from({ length: 14 * 14 * 3 }, () => rand() * 2 - 1), height: 14, width: 14 };
-    });
     // The file itself, NCHW, at batch 3.
-    const raw = await ort.InferenceSession.create(readFileSync(file));
-    const nchw = new Float32Array(3 * 3 * 14 * 14);
-    images.forEach((img, n) => img.data.forEach((v, i) => (nchw[n * 588 + (i % 3) * 196 + Math.floor(i / 3)] = v)));
-    const logits = (await raw.run({ input: new ort.Tensor('float32', nchw, [3, 3, 14, 14]) })).logits.data as Float32Array;
-    await raw.release();
+    const { images, logits } = await fileLogitsAtBatch3(file, 14, 40);
     const onnx = await createOnnxEngine({ spec: graph, cache: null, runtime: { intraOpThreads: 1 } });
     const tfjs = await createTfjsEngine({ spec: graph, backend: 'cpu' });
     try {
