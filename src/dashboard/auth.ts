@@ -131,14 +131,12 @@ export function installAuth(app: FastifyInstance, gate: AuthGate, throttle: Fail
     if (PUBLIC_PATHS.has(path)) return;
     if (gate.hasSession(request)) return;
     if (request.headers.authorization !== undefined) {
-      await throttle.admit(request.ip);
-      if (gate.check(request)) {
+      if (await throttle.attempt(request.ip, () => gate.check(request))) {
         // Browsers resend basic credentials on every request; a session cookie lets the next ones
         // take the fast path instead of each paying the throttle of a crowded address.
         if (gate.mode === 'basic') void reply.header('Set-Cookie', sessionCookie(gate, request));
         return;
       }
-      throttle.fail(request.ip);
     }
     if (gate.mode === 'basic') void reply.header('WWW-Authenticate', 'Basic realm="gradcam-audit", charset="UTF-8"');
     const wantsHtml = request.method === 'GET' && (request.headers.accept ?? '').includes('text/html') && !path.startsWith('/api/');

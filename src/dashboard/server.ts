@@ -14,7 +14,7 @@ import { createAuthGate, installAuth, SESSION_COOKIE, sessionCookie } from './au
 import { BULL_BOARD_BASE, mountBullBoard } from './bull-board.js';
 import { RunComparisons } from './comparisons.js';
 import type { DashboardDeps } from './deps.js';
-import { FailureThrottle } from './failure-throttle.js';
+import { FailureThrottle, SignInBusyError } from './failure-throttle.js';
 import { AnalyticsCache, ImageQueryCache } from './gallery.js';
 import { hostPolicyFor } from './host-policy.js';
 import { installLiveStream } from './live.js';
@@ -62,6 +62,10 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
       const status = STATUS_BY_CODE[err.code] ?? 400;
       return reply.code(status).send({ error: err.code, message: err.message });
     }
+    if (err instanceof SignInBusyError) {
+      void reply.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)));
+      return reply.code(429).send({ error: 'BUSY', message: err.message });
+    }
     if (isRedisUnavailable(err)) {
       return reply.code(503).send({ error: 'TRANSIENT', message: 'Redis is unavailable; the dashboard reconnects by itself (check REDIS_URL and the Redis server)' });
     }
@@ -94,10 +98,8 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
     // Anyone may post here before signing in: the body it buffers is kept small.
     login.post<{ Body: LoginFields | undefined }>('/login', { bodyLimit: options.loginBodyLimitBytes, schema: { body: fields, querystring: object({ next: str(2048) }) } }, async (req, reply) => {
       // Same wait for right and wrong credentials, so the answer's timing tells a guesser nothing.
-      await throttle.admit(req.ip);
       const body = req.body ?? {};
-      if (!gate.login(body)) {
-        throttle.fail(req.ip);
+      if (!(await throttle.attempt(req.ip, () => gate.login(body) !== null))) {
         return reply.redirect('/login?failed=1', 303);
       }
       void reply.header('Set-Cookie', sessionCookie(gate, req));

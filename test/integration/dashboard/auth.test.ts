@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/shared/errors.js';
+import { THROTTLE_DEFAULTS } from '../../../src/dashboard/failure-throttle.js';
 import { resolveDashboardOptions } from '../../../src/dashboard/options.js';
 import { CLI_BIN } from '../../helpers/cluster.js';
 import { serviceEnv } from '../../helpers/services.js';
@@ -135,7 +136,7 @@ describe('token auth on every route', () => {
 
 describe('guessing credentials', () => {
   // Small delays keep the test fast; the rule is the same as with the defaults (10 free, 250 ms doubling to 5 s).
-  const throttle = { freeFailures: 3, windowMs: 60_000, baseDelayMs: 200, maxDelayMs: 800 };
+  const throttle = { ...THROTTLE_DEFAULTS, freeFailures: 3, windowMs: 60_000, baseDelayMs: 200, maxDelayMs: 800 };
   const timed = async <T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> => {
     const t0 = performance.now();
     const value = await fn();
@@ -210,6 +211,78 @@ describe('guessing credentials', () => {
     } finally {
       await behind.close();
       await plain.close();
+    }
+  });
+
+  const bearer = (h: DashboardHarness, remoteAddress: string, token: string) => h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress, headers: { authorization: `Bearer ${token}` } });
+
+  it('counts an IPv6 /64 as one client and an IPv4-mapped address as the IPv4 client it maps', async () => {
+    const h = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle: { ...throttle, baseDelayMs: 100, maxDelayMs: 400 } });
+    try {
+      // Four failures, each from another address of one /64 (a host can use all 2^64 of them).
+      for (const a of ['2001:db8:1:2::1', '2001:db8:1:2::2', '2001:db8:1:2:ab::3', '2001:DB8:1:2:0:0:0:4']) expect((await bearer(h, a, 'nope')).statusCode).toBe(401);
+      const samePrefix = await timed(() => bearer(h, '2001:db8:1:2:ffff:ffff:ffff:9', TOKEN));
+      expect(samePrefix.value.statusCode).toBe(200);
+      expect(samePrefix.ms).toBeGreaterThanOrEqual(190);
+      const otherPrefix = await timed(() => bearer(h, '2001:db8:1:3::1', TOKEN));
+      expect(otherPrefix.value.statusCode).toBe(200);
+      expect(otherPrefix.ms).toBeLessThan(150);
+      // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; both spellings are one client.
+      for (const a of ['::ffff:192.0.2.5', '192.0.2.5', '::FFFF:192.0.2.5', '192.0.2.5']) expect((await bearer(h, a, 'nope')).statusCode).toBe(401);
+      const mapped = await timed(() => bearer(h, '::ffff:192.0.2.5', TOKEN));
+      expect(mapped.value.statusCode).toBe(200);
+      expect(mapped.ms).toBeGreaterThanOrEqual(190);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('lets one client have one credential check in flight: concurrent guesses queue and pay each wait in turn', async () => {
+    const h = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle: { ...throttle, freeFailures: 1, baseDelayMs: 100, maxDelayMs: 400 } });
+    try {
+      expect((await bearer(h, '203.0.113.20', 'nope')).statusCode).toBe(401);
+      // Waits 100, 200, 400 ms one after another; checked side by side they would all take 100 ms.
+      const burst = await timed(() => Promise.all([0, 1, 2].map((i) => bearer(h, '203.0.113.20', `nope-${i}`))));
+      expect(burst.value.map((r) => r.statusCode)).toEqual([401, 401, 401]);
+      expect(burst.ms).toBeGreaterThanOrEqual(680);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses every credential check with 429 once all clients together spent the failure budget; sessions keep working', async () => {
+    const h = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle: { ...throttle, globalFailures: 4 } });
+    try {
+      const login = await h.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` });
+      const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+      // One failure from each of four prefixes: no client is past its free failures.
+      for (let i = 1; i <= 4; i++) expect((await bearer(h, `198.51.100.${i}`, 'nope')).statusCode).toBe(401);
+      const busy = await bearer(h, '198.51.100.50', TOKEN);
+      expect(busy.statusCode).toBe(429);
+      expect(Number(busy.headers['retry-after'])).toBeGreaterThan(0);
+      const form = await h.app.inject({ method: 'POST', url: '/login', remoteAddress: '198.51.100.51', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${TOKEN}` });
+      expect(form.statusCode).toBe(429);
+      expect((await h.app.inject({ method: 'GET', url: '/api/runs', remoteAddress: '198.51.100.50', headers: { cookie } })).statusCode).toBe(200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('drops the oldest client window when too many are tracked, keeping the others', async () => {
+    const h = await startHarness({ auth: { kind: 'token', token: TOKEN }, throttle: { ...throttle, freeFailures: 1, baseDelayMs: 100, maxDelayMs: 100, maxTrackedClients: 3 } });
+    try {
+      expect((await bearer(h, '192.0.2.1', 'nope')).statusCode).toBe(401);
+      expect((await bearer(h, '192.0.2.2', 'nope')).statusCode).toBe(401);
+      expect((await bearer(h, '192.0.2.3', 'nope')).statusCode).toBe(401);
+      // A fourth client: only the oldest window (192.0.2.1) goes.
+      expect((await bearer(h, '192.0.2.4', 'nope')).statusCode).toBe(401);
+      const kept = await timed(() => bearer(h, '192.0.2.2', TOKEN));
+      expect(kept.value.statusCode).toBe(200);
+      expect(kept.ms).toBeGreaterThanOrEqual(90);
+      const dropped = await timed(() => bearer(h, '192.0.2.1', TOKEN));
+      expect(dropped.ms).toBeLessThan(60);
+    } finally {
+      await h.close();
     }
   });
 });

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { FailureThrottle } from '../../../src/dashboard/failure-throttle.js';
+import { FailureThrottle, THROTTLE_DEFAULTS } from '../../../src/dashboard/failure-throttle.js';
 
 describe('FailureThrottle', () => {
   it('delays credential checks past the free failures, doubling up to the bound, per address and window', () => {
     let t = 0;
-    const throttle = new FailureThrottle({ freeFailures: 3, windowMs: 60_000, baseDelayMs: 100, maxDelayMs: 1000 }, () => t);
+    const throttle = new FailureThrottle({ ...THROTTLE_DEFAULTS, freeFailures: 3, windowMs: 60_000, baseDelayMs: 100, maxDelayMs: 1000 }, () => t);
     const delays: number[] = [];
     for (let i = 0; i < 10; i++) {
       delays.push(throttle.delayFor('1.2.3.4'));
