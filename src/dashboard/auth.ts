@@ -5,8 +5,9 @@
  *   - `Authorization: Bearer <token>` (token mode) or `Authorization: Basic …` (basic mode), for
  *     scripts and for browsers that answer the basic-auth prompt;
  *   - the `gca_session` cookie set by the login form, because EventSource and <img> cannot send
- *     headers. The cookie carries an expiry and an HMAC under a key that is random per process, so
- *     it never contains the secret and a restart logs everybody out.
+ *     headers. The cookie carries an expiry, a random session id and an HMAC under a key that is
+ *     random per process, so it never contains the secret and a restart logs everybody out.
+ *     Sign-out revokes the cookie in this process (see `revoke`), so a copy of it stops working too.
  * Secrets never reach a log line: the logger redacts `authorization`, and this module logs nothing.
  */
 import { createHmac, randomBytes, timingSafeEqual, createHash } from 'node:crypto';
@@ -15,6 +16,13 @@ import type { FailureThrottle } from './failure-throttle.js';
 import type { DashboardAuth } from './options.js';
 
 export const SESSION_COOKIE = 'gca_session';
+
+/**
+ * Signed-out sessions remembered at once until they would have expired anyway. Past it the session
+ * key is replaced, which ends every session: forgetting a revocation would revive a signed-out
+ * cookie, so the bound errs towards signing people out. Only signed-in users can add entries.
+ */
+const MAX_REVOKED_SESSIONS = 10_000;
 
 /** Paths reachable without credentials: the login form, its stylesheet and script, and the liveness probe. */
 const PUBLIC_PATHS = new Set(['/login', '/static/style.css', '/static/login.js', '/healthz']);
@@ -26,24 +34,29 @@ export interface AuthGate {
   hasSession(request: FastifyRequest): boolean;
   /** Verify what the login form posted; returns a cookie value on success. */
   login(fields: { token?: string; user?: string; password?: string }): string | null;
-  /** A new session cookie value (expiry + HMAC). */
+  /** A new session cookie value (expiry + id + HMAC). */
   issueSession(): string;
+  /** End the session whose cookie `request` carries, for this and every copy of the cookie. */
+  revoke(request: FastifyRequest): void;
   readonly sessionTtlSeconds: number;
   readonly mode: DashboardAuth['kind'];
 }
 
 export function createAuthGate(auth: DashboardAuth, sessionTtlSeconds: number, now: () => number = Date.now): AuthGate {
-  const sessionKey = randomBytes(32);
-  const sign = (expiry: string): string => createHmac('sha256', sessionKey).update(expiry).digest('base64url');
+  let sessionKey = randomBytes(32);
+  const sign = (payload: string): string => createHmac('sha256', sessionKey).update(payload).digest('base64url');
+  /** Revoked session ids with the expiry after which their cookies fail anyway. */
+  const revoked = new Map<string, number>();
 
-  const validSession = (cookie: string | undefined): boolean => {
-    if (!cookie) return false;
-    const dot = cookie.indexOf('.');
-    if (dot <= 0) return false;
-    const expiry = cookie.slice(0, dot);
-    if (!/^\d{1,15}$/.test(expiry) || Number(expiry) < now()) return false;
-    return safeEqual(cookie.slice(dot + 1), sign(expiry));
+  /** The cookie's session id and expiry when it is valid, else undefined. */
+  const session = (cookie: string | undefined): { id: string; expiry: number } | undefined => {
+    const m = /^(\d{1,15})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]+)$/.exec(cookie ?? '');
+    if (!m?.[1] || !m[2] || !m[3]) return undefined;
+    const expiry = Number(m[1]);
+    if (expiry < now() || !safeEqual(m[3], sign(`${m[1]}.${m[2]}`)) || revoked.has(m[2])) return undefined;
+    return { id: m[2], expiry };
   };
+  const validSession = (cookie: string | undefined): boolean => session(cookie) !== undefined;
 
   const validHeader = (header: string | undefined): boolean => {
     if (!header) return false;
@@ -86,8 +99,20 @@ export function createAuthGate(auth: DashboardAuth, sessionTtlSeconds: number, n
       return ok ? this.issueSession() : null;
     },
     issueSession() {
-      const expiry = String(now() + sessionTtlSeconds * 1000);
-      return `${expiry}.${sign(expiry)}`;
+      const payload = `${now() + sessionTtlSeconds * 1000}.${randomBytes(16).toString('base64url')}`;
+      return `${payload}.${sign(payload)}`;
+    },
+    revoke(request) {
+      const s = session(readCookie(request.headers.cookie, SESSION_COOKIE));
+      if (!s) return;
+      const t = now();
+      for (const [id, expiry] of revoked) if (expiry < t) revoked.delete(id);
+      if (revoked.size >= MAX_REVOKED_SESSIONS) {
+        sessionKey = randomBytes(32);
+        revoked.clear();
+        return;
+      }
+      revoked.set(s.id, s.expiry);
     },
   };
 }

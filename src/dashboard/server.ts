@@ -108,7 +108,9 @@ export async function createDashboard(deps: DashboardDeps, options: DashboardOpt
       return reply.redirect(sameOriginPath(body.next, `${req.protocol}://${req.host}`), 303);
     });
   });
-  app.post('/logout', { schema: { querystring: object({}) } }, async (_req, reply) => {
+  app.post('/logout', { schema: { querystring: object({}) } }, async (req, reply) => {
+    // Clearing the cookie alone would leave any copy of it valid until it expires.
+    gate.revoke(req);
     void reply.header('Set-Cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
     return reply.redirect('/login', 303);
   });

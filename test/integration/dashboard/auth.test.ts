@@ -116,12 +116,29 @@ describe('token auth on every route', () => {
 
     // A forged or tampered cookie is refused.
     const [name, value] = cookie.split('=') as [string, string];
-    const tampered = `${name}=${Number(value.split('.')[0]) + 1000}.${value.split('.')[1]}`;
+    const tampered = `${name}=${value.replace(/^\d+/, (expiry) => String(Number(expiry) + 1000))}`;
     expect((await fetch(`${base}/api/runs`, { headers: { cookie: tampered } })).status).toBe(401);
 
     // The login form never redirects off-site.
     const offsite = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: TOKEN, next: '//evil.example/' }).toString() });
     expect(offsite.headers.get('location')).toBe('/');
+  });
+
+  it('ends the session on logout: a copy of the cookie taken before is refused after it, other sessions stay', async () => {
+    const signIn = async (): Promise<string> => {
+      const login = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${TOKEN}` });
+      return (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+    };
+    const copied = await signIn();
+    const other = await signIn();
+    expect(copied).not.toBe(other);
+    expect((await fetch(`${base}/api/runs`, { headers: { cookie: copied } })).status).toBe(200);
+    const logout = await fetch(`${base}/logout`, { method: 'POST', redirect: 'manual', headers: { cookie: copied } });
+    expect(logout.status).toBe(303);
+    expect(logout.headers.get('set-cookie')).toContain('Max-Age=0');
+    expect((await fetch(`${base}/api/runs`, { headers: { cookie: copied } })).status).toBe(401);
+    expect((await fetch(`${base}/api/events`, { headers: { cookie: copied } })).status).toBe(401);
+    expect((await fetch(`${base}/api/runs`, { headers: { cookie: other } })).status).toBe(200);
   });
 
   it('keeps the login form and liveness probe public, with security headers everywhere', async () => {
