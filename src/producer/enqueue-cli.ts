@@ -55,6 +55,7 @@ export async function runEnqueueCli(source: string, flags: EnqueueCliFlags): Pro
           runs: conn.runs,
           redis: conn.redis,
           finalize: (id) => finalizeRun(id, finalizerDeps),
+          spill: { upload },
           logger,
           onProgress: (p) => progress.update(p),
           signal: stop.signal,

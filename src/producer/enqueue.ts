@@ -16,7 +16,7 @@ import type { RedisConnection } from '../shared/queue/redis.js';
 import { ConfigError, NotFoundError, RescanLeaseExpiredError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
-import { compareKeys, type PartEntry } from '../shared/queue/result-parts.js';
+import { compareKeys, type MergeSpill, type PartEntry } from '../shared/queue/result-parts.js';
 import { finishedJobIds, type QueueShards } from '../shared/queue/shards.js';
 import type { PendingImage, RegisterMode, RunRecord, RunStore } from '../shared/queue/run-store.js';
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
@@ -102,6 +102,13 @@ export interface EnqueueDeps extends ListingDeps {
    * resumes cleanly.
    */
   signal?: AbortSignal;
+  /**
+   * Where a re-listing's check of done keys writes its intermediate merges, so it holds at most
+   * `spill.fanIn` of the run's parts open (`mergeBounded`). Without it every part is open at once:
+   * fine for a few parts (tests, the demo), gigabytes for a run of millions of images. The CLI
+   * always passes one.
+   */
+  spill?: MergeSpill;
 }
 
 /** Enqueue (or, with `request.dryRun`, only count) the images under the request's source prefix. */
@@ -179,7 +186,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   // anywhere); otherwise the listing continues after the run's cursor.
   const rescan = record.listed;
   let cursor = record.cursor;
-  const done = rescan ? await openDoneKeys(deps.runs, runId, log) : undefined;
+  const done = rescan ? await openDoneKeys(deps.runs, runId, log, deps.spill) : undefined;
   const maxInFlight = deps.chunksInFlight ?? ENQUEUE_DEFAULTS.chunksInFlight;
   const inFlight: Array<Promise<unknown>> = [];
   // The last registered page's new images, whose jobs are not built yet: building a page's jobs
@@ -301,7 +308,7 @@ async function reoffer(queue: JobSink, jobs: Array<{ name: string; data: AuditJo
  * fail rather than trust a `recent` set with holes. A key asked out of order (a listing not in S3's
  * order) restarts the merge: slower, never wrong.
  */
-async function openDoneKeys(runs: RunStore, runId: string, log: Logger): Promise<{ lease: string; has(key: string): Promise<boolean>; close(): Promise<void> }> {
+async function openDoneKeys(runs: RunStore, runId: string, log: Logger, spill?: MergeSpill): Promise<{ lease: string; has(key: string): Promise<boolean>; close(): Promise<void> }> {
   const lease = (await runs.beginRescan(runId)) ?? '';
   // Renewals run on their own clock, not per page: one page may wait on S3 or --max-backlog for
   // longer than a lease. unref: a producer that fails elsewhere still exits; its lease then expires.
@@ -329,7 +336,7 @@ async function openDoneKeys(runs: RunStore, runId: string, log: Logger): Promise
     async has(key) {
       if (!it || (last !== undefined && compareKeys(key, last) < 0)) {
         await it?.return?.();
-        it = runs.resultLines(run)[Symbol.asyncIterator]();
+        it = runs.resultLines(run, spill)[Symbol.asyncIterator]();
         current = (await it.next()).value as PartEntry | undefined;
       }
       last = key;

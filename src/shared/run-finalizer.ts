@@ -40,7 +40,7 @@ import type { RedisConnection } from './queue/redis.js';
 import { ConfigError, describeError, TransientError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { RUN_SUMMARY_SCHEMA, type RunAnalysisRecord, type RunManifestLine, type RunSummary } from './manifest.js';
-import { MANIFEST_PART, allPartsPrefix, compactParts, deleteObjects, entriesAsBody, listMergedParts, mergeSorted, readPart, type StreamUploader } from './queue/result-parts.js';
+import { DEFAULT_FAN_IN, MANIFEST_PART, allPartsPrefix, compactParts, deleteObjects, entriesAsBody, listMergedParts, mergeSorted, readPart, type StreamUploader } from './queue/result-parts.js';
 import type { FinalizerStep, RunRecord, RunStore } from './queue/run-store.js';
 import { runTiming } from './run-stats.js';
 import type { ObjectStore } from './storage/object-store.js';
@@ -95,7 +95,7 @@ export interface FinalizerDeps {
    * without renewing). Default `DEFAULT_FINALIZER_LOCK_MS`.
    */
   lockTtlMs?: number;
-  /** Part files merged at once (streams open together). Default 64. */
+  /** Part files merged at once (streams open together). Default `DEFAULT_FAN_IN`. */
   fanIn?: number;
   /**
    * Merges one finalization makes while results keep changing under it (each change moves the
@@ -129,7 +129,6 @@ export type FinalizeOutcome =
 const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 const RENEW_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 
-export const DEFAULT_FAN_IN = 64;
 
 /**
  * A result counted during a merge costs one more merge; results changing during three merges in a

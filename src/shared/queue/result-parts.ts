@@ -13,7 +13,7 @@
  * manifest. The finalizer's rule also asks the run's counters which of an ok and a failed line
  * counted (RunStore.lineChooser).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { Readable } from 'node:stream';
 import type { RunManifestLine } from '../manifest.js';
@@ -306,35 +306,96 @@ export async function listMergedParts(store: ObjectStore, bucket: string, allPre
   return (await listPartKeys(store, bucket, allPrefix)).filter((k) => !isInputPart(k, prefix) || read.has(k));
 }
 
+/**
+ * Streams a bounded merge opens at once by default: the finalizer's compaction and a re-listing's
+ * check of done keys (`mergeBounded`). Each open part holds about one read buffer.
+ */
+export const DEFAULT_FAN_IN = 64;
+
 /** What `compactParts` did: the inputs it listed and the parts the final merge opens. */
 export interface Compaction {
   inputs: string[];
   parts: string[];
 }
 
+/** A sorted source of a multi-level merge: a name (for intermediate names) and a way to open it. */
+export interface MergeSource {
+  name: string;
+  open(): AsyncIterable<PartEntry>;
+}
+
+/**
+ * Merge groups of `fanIn` sources into one part each under `folder` until at most `fanIn` remain,
+ * so no merge ever holds more than `fanIn` streams open. Each level reads and writes every line
+ * once; the number of levels is ceil(log_fanIn(sources)) - 1. Groups are merged one after the
+ * other, so at most `fanIn` sources are open at any time. Returns the sources of the final merge;
+ * `written` gets each intermediate's name before its upload starts, so a caller that deletes them
+ * knows them even when a merge fails.
+ */
+async function compactSources(store: ObjectStore, upload: StreamUploader, bucket: string, folder: string, sources: readonly MergeSource[], fanIn: number, choose: LineChooser, written: string[] = []): Promise<MergeSource[]> {
+  let current = [...sources];
+  for (let level = 1; current.length > fanIn; level++) {
+    const next: MergeSource[] = [];
+    for (let i = 0; i < current.length; i += fanIn) {
+      const group = current.slice(i, i + fanIn);
+      // Named by its inputs: two finalizers merging the same group write the same object.
+      const digest = createHash('sha256').update(group.map((s) => s.name).join('\n')).digest('hex').slice(0, 24);
+      const merged = `${folder}L${level}-${String(i / fanIn).padStart(8, '0')}-${digest}.jsonl`;
+      written.push(merged);
+      await upload(bucket, merged, entriesAsBody(mergeSorted(group.map((s) => s.open()), choose)), 'application/x-ndjson');
+      next.push({ name: merged, open: () => readPart(store, bucket, merged) });
+    }
+    current = next;
+  }
+  return current;
+}
+
 /**
  * Merge groups of `fanIn` parts into one part each until at most `fanIn` remain, so the final merge
- * never holds more than `fanIn` streams open. Each level reads and writes every line once; the
- * number of levels is ceil(log_fanIn(parts)) - 1. Intermediate parts go to `merge/` and no input is
- * deleted here: a finalizer that lost its lock may still be reading them. The finalizer deletes
- * the inputs it merged once its manifest is sealed (`listMergedParts`).
+ * never holds more than `fanIn` streams open (`compactSources`). Intermediate parts go to `merge/`
+ * and no input is deleted here: a finalizer that lost its lock may still be reading them. The
+ * finalizer deletes the inputs it merged once its manifest is sealed (`listMergedParts`).
  */
 export async function compactParts(store: ObjectStore, upload: StreamUploader, bucket: string, prefix: string, fanIn: number, choose: LineChooser = preferLine): Promise<Compaction> {
   const inputs = await listInputParts(store, bucket, prefix);
-  let parts = inputs;
-  for (let level = 1; parts.length > fanIn; level++) {
-    const next: string[] = [];
-    for (let i = 0; i < parts.length; i += fanIn) {
-      const group = parts.slice(i, i + fanIn);
-      // Named by its inputs: two finalizers merging the same group write the same object.
-      const digest = createHash('sha256').update(group.join('\n')).digest('hex').slice(0, 24);
-      const merged = `${prefix}${MERGE_FOLDER}L${level}-${String(i / fanIn).padStart(8, '0')}-${digest}.jsonl`;
-      await upload(bucket, merged, entriesAsBody(mergeSorted(group.map((k) => readPart(store, bucket, k)), choose)), 'application/x-ndjson');
-      next.push(merged);
-    }
-    parts = next;
+  const sources = inputs.map((k) => ({ name: k, open: () => readPart(store, bucket, k) }));
+  const compacted = await compactSources(store, upload, bucket, `${prefix}${MERGE_FOLDER}`, sources, fanIn, choose);
+  return { inputs, parts: compacted.map((s) => s.name) };
+}
+
+/** Where a bounded merge writes its intermediate parts, and how many streams it may open at once. */
+export interface MergeSpill {
+  upload: StreamUploader;
+  /** Streams open at once at most. Default `DEFAULT_FAN_IN`. */
+  fanIn?: number;
+}
+
+/**
+ * `mergeSorted` with at most `fanIn` streams open at any time: more sources are first compacted
+ * (`compactSources`) into a folder of their own, `<output>_parts/_scan-<random>/` (`parts` is the
+ * run's `allPartsPrefix`), deleted when the merge ends however it ends. Outside every epoch's
+ * folder, so no reader of the run's parts lists them and no finalizer merges them; under
+ * `_parts/`, so a finalizer deletes what a killed process left (`listMergedParts`). A finalizer
+ * that deletes them mid-merge has sealed the manifest first: the reader's NotFoundError retry then
+ * reads that. Memory is O(fanIn), not O(sources): a merge that opened every part of a run with
+ * 625,000 parts held gigabytes before its first line.
+ */
+export async function* mergeBounded(store: ObjectStore, bucket: string, parts: string, sources: ReadonlyArray<AsyncIterable<PartEntry>>, spill: MergeSpill, choose: LineChooser = preferLine): AsyncGenerator<PartEntry> {
+  const fanIn = spill.fanIn ?? DEFAULT_FAN_IN;
+  if (!Number.isInteger(fanIn) || fanIn < 2) throw new RangeError(`fanIn must be an integer of at least 2, got ${fanIn}`);
+  if (sources.length <= fanIn) {
+    yield* mergeSorted(sources, choose);
+    return;
   }
-  return { inputs, parts };
+  const folder = `${parts}_scan-${randomBytes(8).toString('hex')}/`;
+  const written: string[] = [];
+  try {
+    const named = sources.map((s, i) => ({ name: String(i), open: () => s }));
+    const compacted = await compactSources(store, spill.upload, bucket, folder, named, fanIn, choose, written);
+    yield* mergeSorted(compacted.map((s) => s.open()), choose);
+  } finally {
+    await deleteObjects(store, bucket, written);
+  }
 }
 
 /**

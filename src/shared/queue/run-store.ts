@@ -20,7 +20,7 @@ import type { ObjectStore, ObjectSummary } from '../storage/object-store.js';
 import { joinKey, parseS3Uri } from '../storage/uri.js';
 import { runKeys, runsIndexKey, sweepCursorKey, type KeySpace } from './keys.js';
 import type { IndexedParts, PartCache, ReadDeadline } from './part-cache.js';
-import { compareKeys, listParts, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type PartEntry } from './result-parts.js';
+import { allPartsPrefix, compareKeys, listParts, mergeBounded, mergeSorted, partBody, partName, partsPrefix, preferLine, readPart, type LineChooser, type MergeSpill, type PartEntry } from './result-parts.js';
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
 
@@ -819,9 +819,13 @@ export class RunStore {
     };
   }
 
-  /** The run's lines in key order, one per key (parts and manifest merged), for merge-joins. */
-  async *resultLines(run: RunRecord): AsyncGenerator<PartEntry> {
-    yield* this.resultEntries(run);
+  /**
+   * The run's lines in key order, one per key (parts and manifest merged), for merge-joins (a
+   * re-listing's check of done keys). With `spill`, at most `spill.fanIn` parts are open at once
+   * (`mergeBounded`); without it every part is, about 12 KB of heap each before the first line.
+   */
+  async *resultLines(run: RunRecord, spill?: MergeSpill): AsyncGenerator<PartEntry> {
+    yield* this.resultEntries(run, undefined, undefined, spill);
   }
 
   /**
@@ -832,12 +836,16 @@ export class RunStore {
    * the run's sources as they are now (the manifest). Lines come in key order, so nothing is
    * yielded twice or skipped.
    */
-  private async *resultEntries(run: RunRecord, deadline?: ReadDeadline, only?: readonly string[]): AsyncGenerator<PartEntry> {
+  private async *resultEntries(run: RunRecord, deadline?: ReadDeadline, only?: readonly string[], spill?: MergeSpill): AsyncGenerator<PartEntry> {
     let current = run;
     let last: string | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        for await (const e of mergeSorted(await this.currentSources(current, deadline, only), this.lineChooser(run.id))) {
+        const sources = await this.currentSources(current, deadline, only);
+        const choose = this.lineChooser(run.id);
+        const out = parseS3Uri(current.output, `output of run ${run.id}`);
+        const lines = spill ? mergeBounded(this.objectStore as ObjectStore, out.bucket, allPartsPrefix(out.key), sources, spill, choose) : mergeSorted(sources, choose);
+        for await (const e of lines) {
           if (last !== undefined && compareKeys(e.key, last) <= 0) continue;
           last = e.key;
           yield e;
