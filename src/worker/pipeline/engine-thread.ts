@@ -15,9 +15,18 @@ import type { Engine, EngineImageResult, EngineInfo, EngineRequest, Preprocessed
 import type { EngineThreadInit, FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
 import { buffersOf } from './engine-thread-protocol.js';
 import { modelWeights } from '../model/graph/from-sequential.js';
+import { SESSION_POOL_DEFAULTS } from '../engine/onnx/session-pool.js';
 
-/** How long `dispose` waits for the thread to release the engine before terminating it. */
-const DISPOSE_WAIT_MS = 1_000;
+/** Time for the thread to answer once the engine's own dispose has returned (message passing, releases). */
+const DISPOSE_REPLY_MARGIN_MS = 2_000;
+
+/**
+ * How long `dispose` waits for the thread to release the engine before terminating it: the
+ * engine's own bounded wait for batches in flight (the ONNX session pool's, which the thread's
+ * engine uses with its default) plus a margin. Terminating sooner would kill a batch that the
+ * engine's dispose is still letting finish, and with it the thread's ONNX Runtime sessions.
+ */
+export const THREAD_DISPOSE_WAIT_MS = SESSION_POOL_DEFAULTS.disposeWaitMs + DISPOSE_REPLY_MARGIN_MS;
 
 interface Pending {
   resolve: (value: FromEngineThread) => void;
@@ -110,12 +119,12 @@ class ThreadedEngine implements Engine {
     this.disposing = true;
     let timer: NodeJS.Timeout | undefined;
     try {
-      // A batch still computing (abandoned at the end of a drain) would delay the reply: the
-      // thread is terminated after a short wait either way.
+      // The engine's dispose waits (bounded) for a batch still computing; a thread that does not
+      // answer even then (a TF.js batch holds its event loop) is terminated.
       await Promise.race([
         this.call({ type: 'dispose', id: this.nextId++ }),
         new Promise((resolve) => {
-          timer = setTimeout(resolve, DISPOSE_WAIT_MS);
+          timer = setTimeout(resolve, THREAD_DISPOSE_WAIT_MS);
         }),
       ]);
     } finally {
