@@ -9,7 +9,14 @@ export function threadpoolSizeFor(cores) {
   return Math.min(64, Math.max(4, Math.floor(cores)));
 }
 
-/** Sets UV_THREADPOOL_SIZE when the environment does not choose; must run before the pool is first used. */
+/**
+ * Sets UV_THREADPOOL_SIZE when the environment does not choose; must run before the pool is first
+ * used. A process of a `worker --processes N` group (GRADCAM_AUDIT_PROCESS_COUNT, set by its
+ * supervisor) takes its share of the cores, as its engine threads do (`processCores` in
+ * src/worker/pipeline/worker-processes.ts).
+ */
 export function sizeThreadpool(env = process.env, cores = availableParallelism()) {
-  env.UV_THREADPOOL_SIZE ??= String(threadpoolSizeFor(cores));
+  const group = Number(env.GRADCAM_AUDIT_PROCESS_COUNT);
+  const share = Number.isInteger(group) && group > 1 ? Math.max(1, Math.floor(cores / group)) : cores;
+  env.UV_THREADPOOL_SIZE ??= String(threadpoolSizeFor(share));
 }

@@ -163,9 +163,8 @@ export async function superviseWorkers(options: SupervisorOptions): Promise<numb
     const env: NodeJS.ProcessEnv = {
       ...baseEnv,
       [PROCESS_ENV.index]: String(index),
+      // The child's command (bin/threadpool.js) sizes its libuv threadpool to its share from this.
       [PROCESS_ENV.count]: String(processes),
-      // Each child's libuv threadpool (sharp) sized to its share of the cores, unless chosen.
-      UV_THREADPOOL_SIZE: baseEnv.UV_THREADPOOL_SIZE ?? String(Math.min(64, Math.max(4, processCores({ index, count: processes }, cores)))),
     };
     const child = spawn(command.file, command.args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
     children[index] = child;

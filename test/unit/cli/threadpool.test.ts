@@ -14,4 +14,13 @@ describe('libuv threadpool sizing', () => {
     sizeThreadpool(chosen, 16);
     expect(chosen.UV_THREADPOOL_SIZE).toBe('3');
   });
+
+  it('gives a process of a --processes group its share of the cores', () => {
+    const child: NodeJS.ProcessEnv = { GRADCAM_AUDIT_PROCESS_COUNT: '2' };
+    sizeThreadpool(child, 16);
+    expect(child.UV_THREADPOOL_SIZE).toBe('8');
+    const small: NodeJS.ProcessEnv = { GRADCAM_AUDIT_PROCESS_COUNT: '7' };
+    sizeThreadpool(small, 16);
+    expect(small.UV_THREADPOOL_SIZE).toBe('4');
+  });
 });
