@@ -236,9 +236,8 @@ export function groupMetrics(children: () => MetricsChild[], timeoutMs = 2_000):
         finish(null); // the channel closed: the child is exiting
       }
     });
-  const contentType = new Registry().contentType;
   return {
-    contentType,
+    contentType: Registry.PROMETHEUS_CONTENT_TYPE,
     async metrics() {
       const answers = (await Promise.all(children().map(ask))).filter((m): m is MetricsJson => m !== null);
       return AggregatorRegistry.aggregate(answers).metrics();
