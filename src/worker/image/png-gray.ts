@@ -46,6 +46,17 @@ function filterRows(levels: Uint8Array, width: number, height: number, filter: P
   const stride = width + 1;
   const out = Buffer.allocUnsafe(stride * height);
   const type = PNG_FILTER[filter];
+  if (type === PNG_FILTER.sub) {
+    // The heatmap's filter, without the per-byte dispatch below (a third of the encode's CPU).
+    for (let y = 0; y < height; y++) {
+      const o = y * stride;
+      const row = y * width;
+      out[o] = type;
+      out[o + 1] = levels[row];
+      for (let x = 1; x < width; x++) out[o + 1 + x] = (levels[row + x] - levels[row + x - 1]) & 0xff;
+    }
+    return out;
+  }
   for (let y = 0; y < height; y++) {
     const o = y * stride;
     const row = y * width;
@@ -53,15 +64,12 @@ function filterRows(levels: Uint8Array, width: number, height: number, filter: P
     out[o] = type;
     for (let x = 0; x < width; x++) {
       const v = levels[row + x];
-      const a = x > 0 ? levels[row + x - 1] : 0;
+      const a = x > 0 ? levels[row + x - 1] : 0; // the left neighbour (Average, Paeth)
       const b = y > 0 ? levels[prev + x] : 0;
       let p: number;
       switch (type) {
         case 0:
           p = 0;
-          break;
-        case 1:
-          p = a;
           break;
         case 2:
           p = b;
