@@ -17,6 +17,7 @@ import type { Metadata, SharpOptions } from 'sharp';
 import { InvalidInputError } from '../../shared/errors.js';
 import { DECODABLE_FORMATS, DECODE_TIMEOUT_SECONDS, MAX_IMAGE_PIXELS, type DecodableFormat } from '../../shared/image-types.js';
 import { cmykToRgbPil } from './cmyk.js';
+import { readJpegHeader } from './jpeg-header.js';
 
 /** Formats the decoder accepts (sharp's `metadata().format` names), from the one table of image types. */
 export { DECODABLE_FORMATS, type DecodableFormat };
@@ -133,8 +134,22 @@ export async function readImageHeader(bytes: Uint8Array, options: Partial<Decode
   return header;
 }
 
+/** What the decoder reads of sharp's metadata. */
+type HeaderFacts = Pick<Metadata, 'format' | 'width' | 'height' | 'orientation' | 'space' | 'hasAlpha'>;
+
+/**
+ * A plain JPEG's facts read in JS (jpeg-header.ts), as sharp's `metadata()` reports them, without
+ * a sharp call; null for anything else, which libvips reads.
+ */
+function fastHeader(bytes: Uint8Array, opts: DecodeOptions): HeaderFacts | null {
+  if (!opts.formats.includes('jpeg')) return null;
+  const jpeg = readJpegHeader(bytes);
+  if (jpeg === null) return null;
+  return { format: 'jpeg', width: jpeg.width, height: jpeg.height, orientation: jpeg.orientation, space: jpeg.components === 1 ? 'b-w' : 'srgb', hasAlpha: false };
+}
+
 /** Decode or refuse, on the header alone (see the order of checks above). */
-async function checkHeader(bytes: Uint8Array, opts: DecodeOptions, source: string | undefined): Promise<{ header: ImageHeader; meta: Metadata; where: string }> {
+async function checkHeader(bytes: Uint8Array, opts: DecodeOptions, source: string | undefined): Promise<{ header: ImageHeader; meta: HeaderFacts; where: string }> {
   const where = source ? `${source}: ` : '';
   if (bytes.length === 0) throw new InvalidInputError(DECODE_ERROR_CODES.empty, `${where}file is empty (0 bytes)`);
 
@@ -147,9 +162,9 @@ async function checkHeader(bytes: Uint8Array, opts: DecodeOptions, source: strin
   }
 
   // Header only. The pixel limit is ours to enforce below with a better message, so lift sharp's.
-  let meta: Metadata;
+  let meta: HeaderFacts;
   try {
-    meta = await sharp(bytes, { limitInputPixels: false, failOn: opts.failOn }).metadata();
+    meta = fastHeader(bytes, opts) ?? (await sharp(bytes, { limitInputPixels: false, failOn: opts.failOn }).metadata());
   } catch (err) {
     const message = errorMessage(err);
     if (/unsupported image format/i.test(message)) {
