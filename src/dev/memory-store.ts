@@ -108,6 +108,13 @@ export class MemoryObjectStore implements ObjectStore {
     }
   }
 
+  async hasObjects(bucket: string, prefix: string): Promise<boolean> {
+    this.requests.list++;
+    const keys = this.sortedKeys(bucket);
+    const first = keys[MemoryObjectStore.lowerBound(keys, prefix, true)];
+    return first !== undefined && first.startsWith(prefix);
+  }
+
   async get(bucket: string, key: string, options: GetOptions = {}): Promise<StoredObject> {
     this.requests.get++;
     const e = this.bucket(bucket).get(key);

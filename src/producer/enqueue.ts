@@ -13,17 +13,17 @@
  */
 import type { JobsOptions, Queue } from 'bullmq';
 import type { RedisConnection } from '../shared/queue/redis.js';
-import { ConfigError, NotFoundError, RescanLeaseExpiredError } from '../shared/errors.js';
+import { ConfigError, describeError, NotFoundError, RescanLeaseExpiredError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { JOB_NAME, PAYLOAD_VERSION, jobOptionsFor, type AuditJobPayload } from '../shared/queue/contract.js';
 import { compareKeys, type MergeSpill, type PartEntry } from '../shared/queue/result-parts.js';
 import { finishedJobIds, type QueueShards } from '../shared/queue/shards.js';
-import type { PendingImage, RegisterMode, RunRecord, RunStore } from '../shared/queue/run-store.js';
+import type { OutputsAtEnqueue, PendingImage, RegisterMode, RunRecord, RunStore } from '../shared/queue/run-store.js';
 import type { FinalizeOutcome } from '../shared/run-finalizer.js';
 import type { ObjectStore, ObjectSummary } from '../shared/storage/object-store.js';
 import { ARTIFACT_FOLDERS } from '../shared/artifacts.js';
 import { modelMismatch } from '../shared/model-setup.js';
-import { formatS3Uri, parseS3Prefix } from '../shared/storage/uri.js';
+import { formatS3Uri, parseS3Prefix, type S3Location } from '../shared/storage/uri.js';
 import { ENQUEUE_DEFAULTS, type EnqueueRequest } from './enqueue-options.js';
 import { fanOutListing } from './fan-out-listing.js';
 import { createKeyFilter, type KeyFilter, type KeyVerdict } from './key-filter.js';
@@ -144,6 +144,11 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   // that run exactly as it was.
   const existing = await deps.runs.getRun(runId);
   if (existing) assertSameRun(existing, request);
+  // Listed before the record is written, so before this enqueue adds or re-offers any job: what the
+  // prefix held until then is in the answer. What appears after it is written by this run's own
+  // jobs (or a concurrent run's into the same prefix), which skipping the look only makes again
+  // (image-job.ts, `looksForStoredOutputs`).
+  const outputsAtEnqueue = await listOutputPrefix(deps.store, request.output, runId, log, deps.signal);
   const { record, created } = await deps.runs.createRun(
     {
       id: runId,
@@ -152,6 +157,7 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
       options: request.options,
       model: request.model,
       ...(request.modelIdentity ? { modelIdentity: request.modelIdentity } : {}),
+      outputsAtEnqueue,
     },
     scan.now(),
   );
@@ -285,6 +291,23 @@ async function enqueue(request: EnqueueRequest, deps: EnqueueDeps): Promise<Enqu
   }
   if (scan.counts.matched === 0) log.warn({ runId, source: formatS3Uri(request.source), listed: scan.counts.listed }, 'no images matched: the run completes empty');
   return scan.result(await deps.runs.requireRun(runId), created, finalized);
+}
+
+/**
+ * Whether the run's output prefix may hold outputs already (RunRecord `outputsAtEnqueue`): one
+ * listing of at most one key. On 'empty' the run's workers skip each image's look for stored
+ * outputs (a HEAD) on its first attempt, which on a first audit would always miss. A listing that
+ * fails (a policy that allows PUT but not LIST, a missing bucket, S3 down after the SDK's retries)
+ * does not stop the enqueue: the answer is then 'may-exist', and workers look as they always did.
+ */
+async function listOutputPrefix(store: ObjectStore, output: S3Location, runId: string, log: Logger, signal?: AbortSignal): Promise<OutputsAtEnqueue> {
+  try {
+    return (await store.hasObjects(output.bucket, output.key, signal ? { signal } : {})) ? 'may-exist' : 'empty';
+  } catch (err) {
+    signal?.throwIfAborted();
+    log.warn({ runId, output: formatS3Uri(output), err: describeError(err) }, 'could not list the output prefix; workers will look for stored outputs of every image (one HEAD each)');
+    return 'may-exist';
+  }
 }
 
 /**

@@ -10,7 +10,9 @@ export type StoreStep = (bucket: string, keyOrPrefix: string) => Promise<void>;
 
 export class ObservedStore implements ObjectStore {
   /** Calls per method: listPages counts listings (not pages), getStream and get count reads. */
-  readonly counts = { listPages: 0, getStream: 0, get: 0 };
+  readonly counts = { listPages: 0, hasObjects: 0, getStream: 0, get: 0, head: 0 };
+  /** HEADs per object key. */
+  readonly heads = new Map<string, number>();
   /** Bytes read per object key (whole objects, ranges and streams alike). */
   readonly bytesRead = new Map<string, number>();
   /** Runs before each listing starts. */
@@ -28,12 +30,18 @@ export class ObservedStore implements ObjectStore {
   resetCounts(): void {
     for (const k of Object.keys(this.counts) as Array<keyof ObservedStore['counts']>) this.counts[k] = 0;
     this.bytesRead.clear();
+    this.heads.clear();
   }
 
   async *listPages(bucket: string, prefix: string, options?: ListOptions): AsyncIterable<ObjectSummary[]> {
     this.counts.listPages += 1;
     await this.beforeList?.(bucket, prefix);
     yield* this.inner.listPages(bucket, prefix, options);
+  }
+  // Not a listing for `beforeList`: the steps placed there wait for listings of parts and sources.
+  async hasObjects(bucket: string, prefix: string, options?: Pick<ListOptions, 'signal'>): Promise<boolean> {
+    this.counts.hasObjects += 1;
+    return this.inner.hasObjects(bucket, prefix, options);
   }
   async getStream(bucket: string, key: string, options?: { signal?: AbortSignal }): Promise<{ stream: Readable; etag: string; size: number; contentType?: string }> {
     this.counts.getStream += 1;
@@ -56,6 +64,8 @@ export class ObservedStore implements ObjectStore {
     return this.inner.put(bucket, key, body, options);
   }
   head(bucket: string, key: string) {
+    this.counts.head += 1;
+    this.heads.set(key, (this.heads.get(key) ?? 0) + 1);
     return this.inner.head(bucket, key);
   }
   exists(bucket: string, key: string) {

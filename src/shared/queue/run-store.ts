@@ -24,6 +24,14 @@ import { allPartsPrefix, compareKeys, listParts, mergeBounded, mergeSorted, part
 
 export type RunState = 'enqueuing' | 'queued' | 'running' | 'finalizing' | 'completed';
 
+/**
+ * What the producer found under a run's output prefix when it enqueued the run (RunRecord
+ * `outputsAtEnqueue`): 'empty' when every enqueue of the run listed it and found no object there,
+ * 'may-exist' once one found objects or could not list it. Only ever moves from 'empty' to
+ * 'may-exist' while the run lives (`createRun`).
+ */
+export type OutputsAtEnqueue = 'empty' | 'may-exist';
+
 export interface RunRecord {
   id: string;
   /** s3:// URI of the source prefix. */
@@ -63,6 +71,12 @@ export interface RunRecord {
   /** Where the run's part index stood (keys.ts `parts`); absent only in records built by hand. */
   partIndex?: PartIndexPosition;
   /**
+   * Whether outputs may lie under the output prefix from before this run's jobs wrote any: on
+   * 'empty', workers skip the look for stored outputs on a job's first attempt (image-job.ts).
+   * Absent in runs created by an older version or without a listing (`NewRun`): unknown, so they look.
+   */
+  outputsAtEnqueue?: OutputsAtEnqueue;
+  /**
    * Moves whenever the run's results change under a finalizer: a result counted while the run is
    * `finalizing` or `completed`, or new images registered then. A finalizer merges the parts as of
    * one generation and publishes only while it is still current (`sealManifest`, `markCompleted`).
@@ -89,6 +103,8 @@ export interface NewRun {
   options: ExplainOptions;
   model?: string;
   modelIdentity?: ModelIdentity;
+  /** What a listing of the output prefix found just before this enqueue; absent: not listed (unknown). */
+  outputsAtEnqueue?: OutputsAtEnqueue;
 }
 
 export interface RecordOutcome {
@@ -504,11 +520,17 @@ export class RunStore {
           createdAt: now.toISOString(),
           epoch: `${now.getTime().toString(36)}${randomBytes(3).toString('hex')}`,
           cursor: '',
+          ...(run.outputsAtEnqueue ? { outputsAtEnqueue: run.outputsAtEnqueue } : {}),
         })
         .exec();
     } else {
-      // A re-enqueue reopens listing; counters and pending keys stay.
-      await this.updateRun(run.id, { enqueueComplete: '0' });
+      // A re-enqueue reopens listing; counters and pending keys stay. Outputs found now make the
+      // run's 'may-exist' for good; finding none never undoes that (NX: it only fills in a run that
+      // has no answer yet, one created by an older version). An older listing that found nothing
+      // cannot hide objects a concurrent enqueue of the same run found either.
+      const may = run.outputsAtEnqueue === 'may-exist';
+      await this.updateRun(run.id, { enqueueComplete: '0', ...(may ? { outputsAtEnqueue: 'may-exist' } : {}) });
+      if (run.outputsAtEnqueue === 'empty') await this.updateRun(run.id, { outputsAtEnqueue: 'empty' }, 'nx');
     }
     // A re-enqueue (NX) keeps the creation time, and repairs an index entry that a crash between
     // the record and this write left out.
@@ -1071,5 +1093,7 @@ function parseRun(h: Record<string, string>): RunRecord {
       basis: `${h.manifestWritten === '1' ? 1 : 0}/${num(h.done) - num(h.indexedDone)}/${num(h.failed) - num(h.indexedFailed)}`,
     },
     generation: num(h.gen),
+    // Anything else (absent, or a value this version does not know) is doubt: workers keep looking.
+    ...(h.outputsAtEnqueue === 'empty' || h.outputsAtEnqueue === 'may-exist' ? { outputsAtEnqueue: h.outputsAtEnqueue } : {}),
   };
 }

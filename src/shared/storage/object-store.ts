@@ -72,6 +72,11 @@ export interface ObjectStore {
    */
   listFolders?(bucket: string, prefix: string, options?: Pick<ListOptions, 'pageSize' | 'signal'>): AsyncIterable<FolderPage>;
   /**
+   * Whether any object's key starts with `prefix`: one ListObjectsV2 with MaxKeys 1, however many
+   * objects there are. Throws NotFoundError when the bucket does not exist.
+   */
+  hasObjects(bucket: string, prefix: string, options?: Pick<ListOptions, 'signal'>): Promise<boolean>;
+  /**
    * The object read whole, or only the bytes of `range` (an HTTP Range GET; `size` is then the
    * range's length and `etag` still the whole object's, so a reader of ranges can tell that the
    * object changed between them).

@@ -128,6 +128,11 @@ export class S3ObjectStore implements ObjectStore {
     } while (continuationToken);
   }
 
+  async hasObjects(bucket: string, prefix: string, options: Pick<ListOptions, 'signal'> = {}): Promise<boolean> {
+    const out = await this.call(bucket, prefix, () => this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1 }), { abortSignal: options.signal }));
+    return (out.Contents ?? []).length > 0;
+  }
+
   async get(bucket: string, key: string, options: GetOptions = {}): Promise<StoredObject> {
     return this.call(bucket, key, async () => {
       // Ranges go through the SDK: the direct requests read whole objects only.

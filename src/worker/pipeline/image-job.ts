@@ -1,6 +1,7 @@
 /**
  * One queue job = one source image, through the stages
- *   idempotency check → download → the image core (decode + preprocess → dynamic batch → engine →
+ *   idempotency check (skipped on a first attempt when the run's output prefix was empty at
+ *   enqueue) → download → the image core (decode + preprocess → dynamic batch → engine →
  *   metrics → render) → upload → record result (→ finalize the run when it was the last one).
  *
  * Every job runs this function concurrently with the others the worker holds, so while one batch
@@ -20,7 +21,7 @@ import { COMPLETION_ARTIFACT, mapArtifactPaths } from '../../shared/artifacts.js
 import type { Logger } from '../../shared/logger.js';
 import { failedLineOf, IMAGE_MANIFEST_SCHEMA, manifestLineOf, type ImageManifest, type RunManifestLine } from '../../shared/manifest.js';
 import type { AuditJobPayload } from '../../shared/queue/contract.js';
-import type { RecordOutcome, RunStore } from '../../shared/queue/run-store.js';
+import type { RecordOutcome, RunRecord, RunStore } from '../../shared/queue/run-store.js';
 import type { ObjectStore } from '../../shared/storage/object-store.js';
 import { outputKeysFor } from '../../shared/storage/output-keys.js';
 import { formatS3Uri } from '../../shared/storage/uri.js';
@@ -73,8 +74,33 @@ export interface ImageJobContext {
   onRunComplete: (runId: string) => Promise<void>;
   /** Runs whose provenance this process already recorded. */
   provenanceRecorded: Set<string>;
-  /** Checks the job against its run record before anything is read; throws ForeignJobError (verify-job.ts). */
-  verifyJob: (payload: AuditJobPayload) => Promise<unknown>;
+  /**
+   * Checks the job against its run record before anything is read; throws ForeignJobError
+   * (verify-job.ts). Returns what the stages need of the run record it checked against.
+   */
+  verifyJob: (payload: AuditJobPayload) => Promise<JobRun>;
+}
+
+/** What a job's stages read from its run's record: whether to look for stored outputs (`looksForStoredOutputs`). */
+export type JobRun = Pick<RunRecord, 'outputsAtEnqueue'>;
+
+/**
+ * Whether a job looks for stored outputs (one HEAD of its prediction document) before making them.
+ * It does unless its run's output prefix held no object when the run was enqueued (every enqueue of
+ * the run found it empty) and this is the job's first attempt: then the look could only find outputs
+ * this same run wrote, and would miss on every image of a first audit.
+ *
+ * Skipping it is never wrong, only at worst work done twice. Outputs found while the prefix was
+ * 'empty' at enqueue can only come from this run's own deliveries (a stalled job that BullMQ
+ * offers again, with attemptsMade unchanged; a job re-offered by a re-enqueue, against a run record
+ * up to RunRecordCache's TTL old) or from another run writing into the same prefix at the same
+ * time. Making such an image again overwrites its outputs whole, and the run store counts each image
+ * once however many deliveries record it (RunStore.recordResult), so the manifest holds one line
+ * per image either way. A retried job (attemptsMade > 0) looks: its earlier attempt may have written
+ * outputs. So does any doubt: a run record without the answer (a run created by an older version).
+ */
+export function looksForStoredOutputs(run: JobRun, attemptsMade: number): boolean {
+  return run.outputsAtEnqueue !== 'empty' || attemptsMade > 0;
 }
 
 export interface ImageJobResult {
@@ -101,10 +127,10 @@ export async function processImageJob(job: Job<AuditJobPayload>, ctx: ImageJobCo
   let verified = false;
   try {
     validatePayload(payload);
-    await ctx.verifyJob(payload);
+    const run = await ctx.verifyJob(payload);
     verified = true;
     assertPayloadVersion(payload);
-    return await runStages(job, payload, ctx, log);
+    return await runStages(job, payload, run, ctx, log);
   } catch (err) {
     const error = toError(err);
     if (error instanceof NotPendingJobError) {
@@ -169,7 +195,7 @@ async function storedOutputs(payload: AuditJobPayload, ctx: ImageJobContext): Pr
   return previous.schema === IMAGE_MANIFEST_SCHEMA ? { ...o, previous } : null;
 }
 
-async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ctx: ImageJobContext, log: Logger): Promise<ImageJobResult> {
+async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, run: JobRun, ctx: ImageJobContext, log: Logger): Promise<ImageJobResult> {
   const { engine, store, metrics } = ctx;
   const options = payload.options;
   if (options.layer !== undefined && options.layer !== engine.info.layer) {
@@ -178,8 +204,9 @@ async function runStages(job: Job<AuditJobPayload>, payload: AuditJobPayload, ct
       `the run asks for target layer "${options.layer}" but this worker serves "${engine.info.layer}"; start workers with --layer ${options.layer}`,
     );
   }
-  // Idempotency: outputs made from the same source version, options and truth are reused as they are.
-  const stored = await storedOutputs(payload, ctx);
+  // Idempotency: outputs made from the same source version, options and truth are reused as they
+  // are, unless none can be there but this run's own (`looksForStoredOutputs`).
+  const stored = looksForStoredOutputs(run, job.attemptsMade) ? await storedOutputs(payload, ctx) : null;
   if (stored) {
     await recordSuccess(payload, manifestLineOf(payload.source.key, stored.previous, stored.uris), ctx);
     metrics.processed.inc({ outcome: 'skipped' });

@@ -77,17 +77,22 @@ export function verifyServedModel(run: RunRecord, served: ModelIdentity | undefi
   if (reason !== null) throw new ModelMismatchError(`run ${run.id}: ${reason}`);
 }
 
+/** How long a worker trusts a run record it read (RunRecordCache). */
+export const RUN_RECORD_CACHE_TTL_MS = 5_000;
+
 /**
  * Run records for verification, cached briefly: every image of a batch names the same run, and what
  * is checked (source, output, options) never changes for a run. Unknown runs are not cached, so a
- * run created a moment later is seen at once.
+ * run created a moment later is seen at once. The one field that does change and that jobs read,
+ * `outputsAtEnqueue` (a re-enqueue that finds outputs), is then seen up to the TTL late, which
+ * costs at most images made again (image-job.ts, `looksForStoredOutputs`).
  */
 export class RunRecordCache {
   private readonly entries = new Map<string, { at: number; run: RunRecord }>();
 
   constructor(
     private readonly runs: RunStore,
-    private readonly ttlMs = 5_000,
+    private readonly ttlMs = RUN_RECORD_CACHE_TTL_MS,
     private readonly now: () => number = Date.now,
   ) {}
 

@@ -52,6 +52,10 @@ describe('fault: S3 answers 500/503 and resets connections', { timeout: 90_000 }
     const worker = await startCliWorker(cluster, { id: 's3-faults', modelJson: model.modelJson, env, args: ['--batch-size', '4', '--max-batch-delay-ms', '100'] });
 
     const output = `s3://${b.bucket}/out/`;
+    // An object already under the output prefix: the run records that outputs may exist there, so
+    // its workers keep the HEAD probes whose connections the rules above drop. (Into an empty
+    // prefix, a job's first attempt makes none.)
+    await b.store.put(b.bucket, 'out/README.txt', 'outputs of the s3-faults run', { contentType: 'text/plain' });
     const enqueued = await enqueueCli(cluster, `s3://${b.bucket}/in/`, env, ['--output', output, '--run-id', 's3-run']);
     expect(enqueued.enqueue.counts.added).toBe(IMAGES);
 

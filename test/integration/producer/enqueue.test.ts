@@ -1,5 +1,7 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseEnqueueRequest, type EnqueueFlags } from '../../../src/producer/enqueue-options.js';
 import { enqueueRun, type EnqueueDeps } from '../../../src/producer/enqueue.js';
@@ -7,7 +9,9 @@ import type { AuditJobPayload } from '../../../src/shared/queue/contract.js';
 import { bullPrefix, jobIdFor } from '../../../src/shared/queue/contract.js';
 import { RunStore } from '../../../src/shared/queue/run-store.js';
 import { finalizeRun, s3StreamUploader } from '../../../src/shared/run-finalizer.js';
-import { NotFoundError } from '../../../src/shared/errors.js';
+import { AccessDeniedError, NotFoundError } from '../../../src/shared/errors.js';
+import type { ObjectStore } from '../../../src/shared/storage/object-store.js';
+import { ObservedStore } from '../../helpers/observed-store.js';
 import { testBucket, testRedis, type TestBucket, type TestRedis } from '../../helpers/services.js';
 
 // Keys a real bucket holds: images at several depths and cases, non-images, console folder
@@ -203,6 +207,45 @@ describe('enqueueRun against a real Redis, S3 and BullMQ', () => {
     const manifest = await b.store.get(b.bucket, `gradcam-audit/${res.runId}/manifest.jsonl`);
     expect(manifest.body.length).toBe(0);
     expect(await b.store.exists(b.bucket, `gradcam-audit/${res.runId}/summary.json`)).toBe(true);
+  });
+
+  it('records whether the output prefix held objects at each enqueue, and once they may exist keeps it so', async () => {
+    const observed = new ObservedStore(b.store);
+    const at = (res: { run: { outputsAtEnqueue?: string } | null }) => res.run?.outputsAtEnqueue;
+    const out = { output: `s3://${b.bucket}/results/` };
+    // A first audit: nothing under the output prefix. One listing of it per enqueue, nothing more.
+    const first = await enqueueRun(request({ ...out, runId: 'flag' }), { ...deps(), store: observed });
+    expect(at(first)).toBe('empty');
+    expect(observed.counts.hasObjects).toBe(1);
+    expect(await runs.requireRun('flag')).toMatchObject({ outputsAtEnqueue: 'empty' });
+    // Still nothing there: a re-enqueue keeps 'empty'.
+    expect(at(await enqueueRun(request({ ...out, runId: 'flag' }), deps()))).toBe('empty');
+    // Outputs appeared (written by this run's workers): a re-enqueue turns the flag.
+    await b.store.put(b.bucket, 'results/predictions/photos/cat.jpg.json', '{}', { contentType: 'application/json' });
+    expect(at(await enqueueRun(request({ ...out, runId: 'flag' }), deps()))).toBe('may-exist');
+    // Gone again (deleted by hand): the run keeps 'may-exist' for as long as it lives.
+    await b.store.delete(b.bucket, 'results/predictions/photos/cat.jpg.json');
+    expect(at(await enqueueRun(request({ ...out, runId: 'flag' }), deps()))).toBe('may-exist');
+    expect(await runs.requireRun('flag')).toMatchObject({ outputsAtEnqueue: 'may-exist' });
+    // A new run into a prefix holding any object at all starts as 'may-exist'.
+    await b.store.put(b.bucket, 'results/manifest.jsonl', '', { contentType: 'application/x-ndjson' });
+    expect(at(await enqueueRun(request({ ...out, runId: 'second' }), deps()))).toBe('may-exist');
+  });
+
+  it('enqueues when the output prefix cannot be listed, recording that outputs may exist, with one warning naming the prefix', async () => {
+    const lines: Array<{ level: number; msg: string; output?: string; err?: string }> = [];
+    const logger = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString()) as (typeof lines)[number]), cb()) }));
+    // A policy that grants PUT but not LIST on the output bucket.
+    const denied = Object.create(b.store) as ObjectStore;
+    denied.hasObjects = async () => {
+      throw new AccessDeniedError(`access denied to s3://${b.bucket}/denied/ (AccessDenied); check the credentials and bucket policy`);
+    };
+    const res = await enqueueRun(request({ output: `s3://${b.bucket}/denied/`, runId: 'denied' }), { ...deps(), store: denied, logger });
+    expect(res.counts.added).toBe(IMAGES.length);
+    expect(res.run).toMatchObject({ outputsAtEnqueue: 'may-exist', enqueueComplete: true });
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ output: `s3://${b.bucket}/denied/`, err: expect.stringMatching(/ACCESS_DENIED/), msg: expect.stringMatching(/could not list the output prefix/) });
   });
 
   it('fails clearly on a missing bucket and on a run id reused with other arguments', async () => {

@@ -34,6 +34,26 @@ describe('RunStore against a real Redis', () => {
     expect(await store.listRunIds()).toEqual(['r1']);
   });
 
+  it('keeps what enqueues found under the output prefix: may-exist for good, empty only where nothing says otherwise', async () => {
+    const at = async (id: string) => (await store.requireRun(id)).outputsAtEnqueue;
+    // Created with an answer, it is recorded; re-enqueues finding the prefix empty leave it.
+    await store.createRun({ ...newRun('e'), outputsAtEnqueue: 'empty' });
+    await store.createRun({ ...newRun('e'), outputsAtEnqueue: 'empty' });
+    expect(await at('e')).toBe('empty');
+    await store.createRun({ ...newRun('e'), outputsAtEnqueue: 'may-exist' });
+    expect(await at('e')).toBe('may-exist');
+    await store.createRun({ ...newRun('e'), outputsAtEnqueue: 'empty' });
+    expect(await at('e')).toBe('may-exist');
+    // A run created without one (an older version's producer) has none: workers treat it as doubt.
+    await store.createRun(newRun('old'));
+    expect(await at('old')).toBeUndefined();
+    await t.redis.hset(store.keys('odd').record, 'id', 'odd', 'outputsAtEnqueue', 'unheard-of');
+    expect(await at('odd')).toBeUndefined();
+    // A re-enqueue by this version fills it in.
+    await store.createRun({ ...newRun('old'), outputsAtEnqueue: 'empty' });
+    expect(await at('old')).toBe('empty');
+  });
+
   it('counts each image exactly once under concurrent increments from many connections', async () => {
     await store.createRun(newRun('r2'));
     const keys = Array.from({ length: 200 }, (_, i) => `img-${i}.jpg`);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../../src/shared/errors.js';
@@ -48,6 +49,25 @@ describe('S3ObjectStore against a real S3 server', () => {
     expect(small).toEqual([...Array<number>(10).fill(97), 1050 - 970]);
     expect(smallKeys).toEqual(keys);
   }, 120_000);
+
+  it('tells whether a prefix holds any object with one listing of at most one key', async () => {
+    await Promise.all(['has/a/1.jpg', 'has/a/2.jpg', 'has/b.jpg'].map((k) => tb.store.put(tb.bucket, k, Buffer.from(k), { contentType: 'image/jpeg' })));
+    const paths: string[] = [];
+    const seen = (message: unknown): void => void paths.push(String((message as { request: http.ClientRequest }).request.path));
+    subscribe('http.client.request.start', seen);
+    try {
+      expect(await tb.store.hasObjects(tb.bucket, 'has/')).toBe(true);
+      expect(await tb.store.hasObjects(tb.bucket, 'has/a/')).toBe(true);
+      expect(await tb.store.hasObjects(tb.bucket, 'has/a/2')).toBe(true);
+      expect(await tb.store.hasObjects(tb.bucket, 'has/c/')).toBe(false);
+      expect(await tb.store.hasObjects(tb.bucket, 'hasnt/')).toBe(false);
+    } finally {
+      unsubscribe('http.client.request.start', seen);
+    }
+    expect(paths).toHaveLength(5);
+    for (const p of paths) expect(p).toMatch(/[?&]max-keys=1(&|$)/);
+    await expect(tb.store.hasObjects(uniqueName('missing'), 'x/')).rejects.toThrow(NotFoundError);
+  });
 
   it('round-trips binary buffers and streams byte for byte, with ETags', async () => {
     const buf = randomBytes(300_000);
