@@ -268,6 +268,40 @@ function threadCpuPerImage(before: Map<string, { name: string; ms: number }>, af
   return [...groups].sort((a, b) => b[1].ms - a[1].ms).map(([k, g]) => `${k} ${(g.ms / images).toFixed(1)}${k === 'main thread' ? '' : ` (${g.threads} threads)`}`).join('; ');
 }
 
+/** Process CPU (all threads) and each thread's, at a wall-clock time (Date.now(), as documents' createdAt). */
+interface CpuSample {
+  at: number;
+  cpuMs: number;
+  threads: Map<string, { name: string; ms: number }>;
+}
+
+/** Sampling period of the CPU over a run; reading /proc/self/task costs well under 1 ms. */
+const CPU_SAMPLE_MS = 500;
+
+function cpuSample(): CpuSample {
+  const c = process.cpuUsage();
+  return { at: Date.now(), cpuMs: (c.user + c.system) / 1000, threads: threadCpu() };
+}
+
+/**
+ * CPU per image within the steady-state window [from, to]: between the first sample at or after
+ * `from` and the last at or before `to`, over the images completed between those two samples.
+ */
+function steadyCpuOf(samples: readonly CpuSample[], finishedAt: readonly number[], from: number, to: number): { cpuMsPerImg: number; engineThreadMsPerImg: number; images: number; threads: string } {
+  const first = samples.find((s) => s.at >= from);
+  const last = [...samples].reverse().find((s) => s.at <= to);
+  const none = { cpuMsPerImg: Number.NaN, engineThreadMsPerImg: Number.NaN, images: 0 };
+  if (!first || !last || !(last.at > first.at)) return { ...none, threads: 'n/a (window shorter than a sample)' };
+  const images = finishedAt.filter((t) => t > first.at && t <= last.at).length;
+  if (images === 0) return { ...none, threads: 'n/a' };
+  const main = String(process.pid);
+  const engine = [...last.threads]
+    .filter(([tid, t]) => tid !== main && t.name === 'node')
+    .map(([tid, t]) => t.ms - (first.threads.get(tid)?.ms ?? 0))
+    .sort((a, b) => b - a)[0];
+  return { cpuMsPerImg: (last.cpuMs - first.cpuMs) / images, engineThreadMsPerImg: (engine ?? Number.NaN) / images, images, threads: threadCpuPerImage(first.threads, last.threads, images) };
+}
+
 /**
  * The engine within the steady-state window [from, to]: the share of the window its batches ran
  * (each batch's overlap with the window) and the mean size of the batches that ended in it.
@@ -428,6 +462,11 @@ async function main(): Promise<void> {
     const threads0 = threadCpu();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
+    // CPU samples over the run, so the steady-state window's CPU can be read afterwards: a worker
+    // runs for hours, and the whole-run figure also carries start-up (the first compilations of
+    // every code path, the first batch waiting for downloads) and the finalizer's tail.
+    const cpuSamples: CpuSample[] = [cpuSample()];
+    const sampler = setInterval(() => cpuSamples.push(cpuSample()), CPU_SAMPLE_MS);
     const enqueued = await enqueueRun(request, {
       store,
       queue,
@@ -447,6 +486,7 @@ async function main(): Promise<void> {
     }
     const pipelineMs = performance.now() - t0;
     const pipelineCpu = process.cpuUsage(cpu0);
+    clearInterval(sampler);
     const threadsPerImage = threadCpuPerImage(threads0, threadCpu(), o.images);
     gcObserver.disconnect();
     unsubscribe('http.client.request.start', countRequest);
@@ -480,6 +520,7 @@ async function main(): Promise<void> {
     const hi = Math.ceil(0.9 * finishedAt.length) - 1;
     const steadyRate = hi > lo ? ((hi - lo) * 1000) / (finishedAt[hi] - finishedAt[lo]) : Number.NaN;
     const steady = steadyEngine(batchSpans, finishedAt[lo] ?? 0, finishedAt[hi] ?? 0);
+    const steadyCpu = steadyCpuOf(cpuSamples, finishedAt, finishedAt[lo] ?? 0, finishedAt[hi] ?? 0);
     const meanBatch = batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length);
     const cpus = os.cpus();
     const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
@@ -498,6 +539,8 @@ async function main(): Promise<void> {
       `| CPU time per image in this process: pipeline / engine alone | ${pipelineCpuMs.toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
       `| CPU outside the engine per image (pipeline − engine alone) | **${(pipelineCpuMs - engineCpuMs).toFixed(1)} ms** |`,
       `| CPU ms per image by thread (pipeline phase) | ${threadsPerImage} |`,
+      `| steady state (middle 80% of completions, ${steadyCpu.images} images): CPU outside the engine per image, pipeline − engine alone | ${steadyCpu.cpuMsPerImg.toFixed(1)} − ${engineCpuMs.toFixed(1)} = **${(steadyCpu.cpuMsPerImg - engineCpuMs).toFixed(1)} ms** |`,
+      `| steady state: CPU outside the engine thread per image (every other thread; no reference subtracted, so the engine-alone run's ±10% spread stays out) | **${(steadyCpu.cpuMsPerImg - steadyCpu.engineThreadMsPerImg).toFixed(1)} ms**; by thread ${steadyCpu.threads} |`,
       `| garbage collection on the main thread (pauses; concurrent marking runs on other threads) | ${gc.major} major, ${gc.majorMs.toFixed(0)} ms; ${gc.minor} minor, ${gc.minorMs.toFixed(0)} ms; ${((gc.majorMs + gc.minorMs) / o.images).toFixed(2)} ms per image |`,
       `| S3 requests per image (all of this process's, listing and finalizer included) | ${perImage(s3Requests, o.images)} |`,
       `| Redis commands per image (worker and producer, as redis-server counts them) | ${(redisCommands / o.images).toFixed(1)} (${redisTop}) |`,
