@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { camRecordOf } from '../../../src/worker/core/prediction-document.js';
+import { mulberry32 } from '../../../src/worker/model/random-weights.js';
+
+describe('camRecordOf', () => {
+  it('records every grid value to 1e-4, in order, as plain JSON numbers', () => {
+    const rand = mulberry32(5);
+    const grid = Float32Array.from({ length: 56 * 56 }, () => rand());
+    grid[0] = 0;
+    grid[1] = 1;
+    grid[2] = 0.00005; // a tie at the fourth decimal in float32 terms
+    const record = camRecordOf({ classIndex: 3, score: 1.5, height: 56, width: 56, grid, rawMax: 2, rawMean: 0.5, degenerate: null }, null);
+    expect(Array.isArray(record.grid)).toBe(true);
+    expect(record.grid).toHaveLength(56 * 56);
+    // An independent rounding: the decimal string of each value to 4 places, compared within half a unit.
+    record.grid.forEach((v, i) => expect(Math.abs(v - Number(grid[i].toFixed(4)))).toBeLessThanOrEqual(1e-4 + 1e-12));
+    expect(record.grid.slice(0, 2)).toEqual([0, 1]);
+    // Round trip through JSON keeps every value (no holes, no typed-array object).
+    expect(JSON.parse(JSON.stringify(record.grid))).toEqual(record.grid);
+    expect(record.grid.every((v) => Number.isFinite(v) && Math.round(v * 1e4) / 1e4 === v)).toBe(true);
+  });
+});
