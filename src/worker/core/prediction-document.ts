@@ -96,9 +96,24 @@ export function roundTimings(timings: Record<string, number>): Record<string, nu
   return Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 100) / 100]));
 }
 
-/** The document's bytes, as both hosts write them. */
+/**
+ * The document's bytes, as both hosts write them: indented, except each target's grid, which is one
+ * line. Indented, a 56x56 grid was a line per value: 38 instead of 23 KB per document, and 25% more
+ * CPU to encode, for no reader (the dashboard parses it; a person reads the rest of the document).
+ */
 export function encodePredictionDocument(doc: ImageManifest): Buffer {
-  return Buffer.from(`${JSON.stringify(doc, null, 1)}\n`, 'utf8');
+  const token = (i: number): string => `\u0000grid ${i}`;
+  const shell = { ...doc, targets: doc.targets.map((t, i) => ({ ...t, grid: token(i) })) };
+  let text = JSON.stringify(shell, null, 1);
+  for (let i = 0; i < doc.targets.length; i++) {
+    const quoted = JSON.stringify(token(i));
+    const at = text.indexOf(quoted);
+    // A token must stand for its grid alone: should any other string in the document read the same
+    // (a key naming it), the document is written all indented instead.
+    if (at < 0 || text.indexOf(quoted, at + 1) >= 0) return Buffer.from(`${JSON.stringify(doc, null, 1)}\n`, 'utf8');
+    text = text.slice(0, at) + JSON.stringify(doc.targets[i].grid) + text.slice(at + quoted.length);
+  }
+  return Buffer.from(`${text}\n`, 'utf8');
 }
 
 /**
