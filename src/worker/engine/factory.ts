@@ -12,6 +12,7 @@ import type { CamPostOptions } from './cam-post.js';
 import type { BackendChoice } from './tfjs/backend.js';
 import type { OnnxRuntimeOptions } from './onnx/options.js';
 import { isOnnxSupported } from './onnx/support.js';
+import type { NativeGate } from './native-gate.js';
 
 export const ENGINE_CHOICES = ['auto', 'tfjs', 'onnx'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
@@ -33,6 +34,8 @@ export interface CreateEngineOptions {
    * gradient-free, ONNX Runtime runs any model it can run forward, differentiable head or not.
    */
   methods?: readonly CamMethod[];
+  /** The ONNX engine's native calls go through it (native-gate.ts): set where the engine runs in a thread that will be ended. */
+  nativeGate?: NativeGate;
 }
 
 export function parseEngineChoice(value: string, flag = '--engine'): EngineChoice {
@@ -59,7 +62,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Engine
           const { createOnnxEngine } = await import('./onnx/engine.js');
           // The engine opens a session for the first method it serves, the others on first use.
           const methods = options.methods ? [...options.methods] : undefined;
-          return await createOnnxEngine({ spec: options.spec, layer: options.layer, logger: options.logger, camPost: options.camPost, runtime: options.onnx, methods });
+          return await createOnnxEngine({ spec: options.spec, layer: options.layer, logger: options.logger, camPost: options.camPost, runtime: options.onnx, methods, nativeGate: options.nativeGate });
         } catch (err) {
           // An explicit request must fail loudly (e.g. a missing CUDA provider); auto degrades.
           if (choice === 'onnx') throw err;

@@ -6,6 +6,7 @@ import { parentPort } from 'node:worker_threads';
 import type { Engine } from '../engine/engine.js';
 import { createEngine } from '../engine/factory.js';
 import { createLogger } from '../../shared/logger.js';
+import { sharedNativeGate } from '../engine/native-gate.js';
 import type { FromEngineThread, ToEngineThread, WireError } from './engine-thread-protocol.js';
 import { resultBuffers } from './engine-thread-protocol.js';
 
@@ -36,7 +37,8 @@ async function handle(message: ToEngineThread): Promise<void> {
         // The thread logs for itself (stderr is shared): the engine factory explains its choice,
         // e.g. why a model falls back from ONNX Runtime to TF.js.
         const logger = createLogger({ level: logLevel ?? 'info', base: { component: 'engine-thread' } });
-        engine = await createEngine({ spec, engine: choice, backend, layer, onnx, logger });
+        // The main thread ends this thread only through the gate: never inside an ONNX Runtime call.
+        engine = await createEngine({ spec, engine: choice, backend, layer, onnx, logger, nativeGate: sharedNativeGate(message.gate) });
         send({ type: 'ready', info: engine.info });
       } catch (err) {
         send({ type: 'initFailed', error: wire(err) });

@@ -21,7 +21,8 @@ export interface EngineThreadInit {
 }
 
 export type ToEngineThread =
-  | { type: 'init'; init: EngineThreadInit }
+  /** `gate`: the shared state of the engine's native-call gate (native-gate.ts), closed by the main thread before it ends this one. */
+  | { type: 'init'; init: EngineThreadInit; gate: SharedArrayBuffer }
   | { type: 'explain'; id: number; request: EngineRequest }
   | { type: 'predict'; id: number; images: PreprocessedImage[] }
   | { type: 'dispose'; id: number };

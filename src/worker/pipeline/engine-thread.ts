@@ -8,6 +8,11 @@
  * The proxy implements the same `Engine` interface, so the pipeline cannot tell the difference.
  * Results cross as transferred buffers (no copies). Only one call is in flight at a
  * time in practice (the batcher runs one batch at a time), but ids make concurrent calls safe.
+ *
+ * Ending the thread: onnxruntime-node runs a session synchronously on the thread that calls it, so
+ * while a batch computes the thread's event loop is blocked; it answers `dispose` only once the run
+ * has returned, and ending the thread inside the run aborts the whole process (native-gate.ts). The
+ * thread is therefore ended only through the engine's native-call gate: after the run, never in it.
  */
 import { Worker } from 'node:worker_threads';
 import { ConfigError, EngineDisposedError, InvalidInputError, ModelError } from '../../shared/errors.js';
@@ -16,17 +21,33 @@ import type { EngineThreadInit, FromEngineThread, ToEngineThread, WireError } fr
 import { buffersOf } from './engine-thread-protocol.js';
 import { modelWeights } from '../model/graph/from-sequential.js';
 import { SESSION_POOL_DEFAULTS } from '../engine/onnx/session-pool.js';
+import { closeNativeGate, createNativeGateMemory, nativeCallInProgress } from '../engine/native-gate.js';
+import type { Logger } from '../../shared/logger.js';
+import { silentLogger } from '../../shared/logger.js';
 
 /** Time for the thread to answer once the engine's own dispose has returned (message passing, releases). */
 const DISPOSE_REPLY_MARGIN_MS = 2_000;
 
-/**
- * How long `dispose` waits for the thread to release the engine before terminating it: the
- * engine's own bounded wait for batches in flight (the ONNX session pool's, which the thread's
- * engine uses with its default) plus a margin. Terminating sooner would kill a batch that the
- * engine's dispose is still letting finish, and with it the thread's ONNX Runtime sessions.
- */
-export const THREAD_DISPOSE_WAIT_MS = SESSION_POOL_DEFAULTS.disposeWaitMs + DISPOSE_REPLY_MARGIN_MS;
+export const THREADED_ENGINE_DEFAULTS = Object.freeze({
+  /**
+   * How long `dispose` waits for the thread's engine to dispose (and answer) before it stops
+   * waiting: the engine's own bounded wait for batches in flight (the ONNX session pool's, which the
+   * thread's engine uses with its default) plus a margin. Past it, the calls still pending fail with
+   * `EngineDisposedError` and the thread is ended, but only once no ONNX Runtime call is in progress
+   * in it: a native run cannot be interrupted, and ending the thread inside one aborts the process.
+   */
+  disposeWaitMs: SESSION_POOL_DEFAULTS.disposeWaitMs + DISPOSE_REPLY_MARGIN_MS,
+});
+
+/** `THREADED_ENGINE_DEFAULTS.disposeWaitMs`. */
+export const THREAD_DISPOSE_WAIT_MS = THREADED_ENGINE_DEFAULTS.disposeWaitMs;
+
+export interface ThreadedEngineOptions {
+  /** Default `THREADED_ENGINE_DEFAULTS.disposeWaitMs`. */
+  disposeWaitMs?: number;
+  /** Where `dispose` says that it waits for an ONNX Runtime call past its wait. Default: silent. */
+  logger?: Logger;
+}
 
 interface Pending {
   resolve: (value: FromEngineThread) => void;
@@ -39,10 +60,6 @@ function entryUrl(): URL {
   return new URL(`./engine-thread-main.${ext}`, import.meta.url);
 }
 
-/**
- * @param onFatal called once if the thread dies unexpectedly (crash, out of memory): every later
- * call would fail too, so the process should exit and let its supervisor start a fresh one.
- */
 /** tsx's API resolved from this module (an eval'd thread would resolve from the working directory). */
 function tsxApiUrl(): string {
   try {
@@ -52,7 +69,11 @@ function tsxApiUrl(): string {
   }
 }
 
-export async function createThreadedEngine(init: EngineThreadInit, onFatal: (err: Error) => void = () => undefined): Promise<Engine> {
+/**
+ * @param onFatal called once if the thread dies unexpectedly (crash, out of memory): every later
+ * call would fail too, so the process should exit and let its supervisor start a fresh one.
+ */
+export async function createThreadedEngine(init: EngineThreadInit, onFatal: (err: Error) => void = () => undefined, options: ThreadedEngineOptions = {}): Promise<Engine> {
   const url = entryUrl();
   // Built code starts the thread from its .js file. From TypeScript sources (tsx, test runners),
   // the thread first registers tsx's loader for itself (loader hooks are per thread), then imports
@@ -60,12 +81,16 @@ export async function createThreadedEngine(init: EngineThreadInit, onFatal: (err
   const worker = url.pathname.endsWith('.ts')
     ? new Worker(`import(${JSON.stringify(tsxApiUrl())}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true })
     : new Worker(url);
-  const engine = new ThreadedEngine(worker, onFatal);
+  const gate = createNativeGateMemory();
+  const engine = new ThreadedEngine(worker, gate, onFatal, {
+    disposeWaitMs: options.disposeWaitMs ?? THREADED_ENGINE_DEFAULTS.disposeWaitMs,
+    logger: options.logger ?? silentLogger(),
+  });
   // The spec's weights move to the thread: the main thread has no further use for them.
   const transfer = buffersOf(modelWeights(init.spec));
-  const ready = await engine.call({ type: 'init', init }, transfer);
+  const ready = await engine.call({ type: 'init', init, gate }, transfer);
   if (ready.type === 'initFailed') {
-    await worker.terminate();
+    await engine.endThread();
     throw fromWire(ready.error);
   }
   if (ready.type !== 'ready') throw new Error(`engine thread answered ${ready.type} to init`);
@@ -81,10 +106,14 @@ class ThreadedEngine implements Engine {
   private dead: Error | null = null;
 
   private disposing = false;
+  private disposal: Promise<void> | null = null;
 
   constructor(
     private readonly worker: Worker,
+    /** The state of the engine's native-call gate, shared with the thread. */
+    private readonly gate: SharedArrayBuffer,
     private readonly onFatal: (err: Error) => void,
+    private readonly options: Required<ThreadedEngineOptions>,
   ) {
     worker.on('message', (m: FromEngineThread) => this.onMessage(m));
     worker.on('error', (err) => this.fail(err));
@@ -114,24 +143,47 @@ class ThreadedEngine implements Engine {
     return reply.probabilities;
   }
 
-  async dispose(): Promise<void> {
+  /** Idempotent: concurrent callers share one disposal. */
+  dispose(): Promise<void> {
+    this.disposal ??= this.disposeOnce();
+    return this.disposal;
+  }
+
+  private async disposeOnce(): Promise<void> {
     if (this.dead) return;
     this.disposing = true;
     let timer: NodeJS.Timeout | undefined;
     try {
-      // The engine's dispose waits (bounded) for a batch still computing; a thread that does not
-      // answer even then (a TF.js batch holds its event loop) is terminated.
+      // The engine's dispose waits (bounded) for a batch still computing. A thread that does not
+      // answer in time (a TF.js batch, or an ONNX Runtime run, holds its event loop) is ended.
       await Promise.race([
         this.call({ type: 'dispose', id: this.nextId++ }),
         new Promise((resolve) => {
-          timer = setTimeout(resolve, THREAD_DISPOSE_WAIT_MS);
+          timer = setTimeout(resolve, this.options.disposeWaitMs);
         }),
       ]);
     } finally {
       clearTimeout(timer);
       this.fail(new EngineDisposedError());
-      await this.worker.terminate();
+      await this.endThread();
     }
+  }
+
+  /**
+   * End the thread, once no ONNX Runtime call is in progress in it and none can start
+   * (native-gate.ts): terminating it inside one aborts the process when the call returns. The TF.js
+   * engine is not gated: on its wasm and cpu backends a batch is JS and WebAssembly, which
+   * terminate() interrupts safely (tfjs-node's native kernels are not covered).
+   */
+  async endThread(): Promise<void> {
+    if (nativeCallInProgress(this.gate)) {
+      this.options.logger.warn(
+        { disposeWaitMs: this.options.disposeWaitMs },
+        'the engine thread is inside an ONNX Runtime call, which cannot be interrupted; ending the thread once it returns (ending it inside the call would abort the process)',
+      );
+    }
+    await closeNativeGate(this.gate);
+    await this.worker.terminate();
   }
 
   call(message: ToEngineThread, transfer: ArrayBuffer[] = []): Promise<FromEngineThread> {

@@ -206,7 +206,7 @@ export async function startWorker(
     const thread = await useEngineThread(options.engineThread);
     const onnx = { intraOpThreads: workerEngineThreads(processCores()), ...options.onnx };
     const engine = thread
-      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logLevel: config.logLevel }, onFatal)
+      ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logLevel: config.logLevel }, onFatal, { logger })
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logger });
     releases.push(() => engine.dispose());
     logger.info({ ...engine.info, thread }, 'engine ready');

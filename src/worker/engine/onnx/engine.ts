@@ -37,6 +37,8 @@ import type { SessionKey, SessionPoolStats } from './session-pool.js';
 import { explainGradientFree } from '../gradient-free/explain.js';
 import { measureFaithfulness } from '../faithfulness.js';
 import type { ForwardHost, ForwardRows } from '../gradient-free/forward-host.js';
+import { UNGATED } from '../native-gate.js';
+import type { NativeGate } from '../native-gate.js';
 
 export interface OnnxEngineOptions {
   /** The model: a graph, or a sequential Keras spec (converted on entry). */
@@ -58,6 +60,11 @@ export interface OnnxEngineOptions {
   camPost?: CamPostOptions;
   /** Longest wait of `dispose` for batches in flight (session-pool.ts); default `SESSION_POOL_DEFAULTS.disposeWaitMs`. */
   disposeWaitMs?: number;
+  /**
+   * Every call into ONNX Runtime's native code (session create, run, release) goes through it, so
+   * that a thread running this engine is never ended inside one (native-gate.ts). Default: none.
+   */
+  nativeGate?: NativeGate;
   /** Test seams. */
   cache?: GraphCache | null;
   providerEnvironment?: ProviderEnvironment;
@@ -65,6 +72,7 @@ export interface OnnxEngineOptions {
 
 export async function createOnnxEngine(options: OnnxEngineOptions): Promise<OnnxEngine> {
   const logger = options.logger ?? silentLogger();
+  const gate = options.nativeGate ?? UNGATED;
   const runtime = resolveOnnxRuntimeOptions(options.runtime);
   const selection = await selectProviders(runtime.executionProviders, options.providerEnvironment ?? defaultProviderEnvironment(), runtime.deviceId);
   const providers = selection.providers;
@@ -84,7 +92,7 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     const { model, source } = await graphs.model(method);
     const opts = { ...sessionOptions(providers, runtime), ...extra };
     logger.info({ providers, method }, 'creating the ONNX Runtime session');
-    const session = typeof model === 'string' ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+    const session = await gate.through(() => (typeof model === 'string' ? ort.InferenceSession.create(model, opts) : ort.InferenceSession.create(model, opts)));
     return { session, source };
   };
 
@@ -130,6 +138,7 @@ export async function createOnnxEngine(options: OnnxEngineOptions): Promise<Onnx
     maxSessions: runtime.maxSessions,
     logger,
     disposeWaitMs: options.disposeWaitMs,
+    gate,
     open: async (method) => {
       const opened = await openSession(method === 'forward' ? null : method);
       logger.info({ method, cached: opened.source.cached, compileMs: opened.source.compileMs }, `ONNX Runtime session for ${method} ready (one per CAM method in use)`);
@@ -156,6 +165,8 @@ export interface MethodSessions {
   maxSessions: number;
   /** Longest wait of dispose for batches in flight; default `SESSION_POOL_DEFAULTS.disposeWaitMs`. */
   disposeWaitMs?: number;
+  /** The gate of the engine's native calls (native-gate.ts). */
+  gate: NativeGate;
   logger: Logger;
 }
 
@@ -232,7 +243,7 @@ export class OnnxEngine implements Engine, ForwardHost {
     this.firstKey = this.methods[0] ?? 'forward';
     // A forward-only engine has one session, never evicted: the pool still pins it under runs, so
     // that dispose waits for them.
-    this.pool = new SessionPool(sessions.open, { maxSessions: sessions.maxSessions, disposeWaitMs: sessions.disposeWaitMs }, sessions.logger);
+    this.pool = new SessionPool(sessions.open, { maxSessions: sessions.maxSessions, disposeWaitMs: sessions.disposeWaitMs, gate: sessions.gate }, sessions.logger);
     this.pool.adopt(this.firstKey, sessions.first);
   }
 
@@ -359,7 +370,7 @@ export class OnnxEngine implements Engine, ForwardHost {
       feeds[GRAPH_IO.targets] = new ort.Tensor('int64', BigInt64Array.from(targets.flat(), (v) => BigInt(v)), [images.length, t]);
       feeds[GRAPH_IO.scoreIsProb] = new ort.Tensor('bool', [scoreIsProb], [1]);
     }
-    return session.run(feeds, fetches);
+    return this.sessions.gate.through(() => session.run(feeds, fetches));
   }
 
   private rows(tensor: ort.Tensor, n: number): Float32Array[] {

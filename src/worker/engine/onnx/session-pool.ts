@@ -11,11 +11,14 @@
  * `dispose` refuses new work at once (`EngineDisposedError`) and waits for the batches in flight
  * before releasing their sessions: ONNX Runtime frees a session's buffers on release, under a run
  * still reading them. The wait is bounded (`disposeWaitMs`); past it, dispose returns and a session
- * still under a batch is released when that batch ends.
+ * still under a batch is released when that batch ends. ONNX Runtime runs synchronously on the
+ * calling thread, so the bound takes effect between runs, never inside one.
  */
 import { EngineDisposedError } from '../../../shared/errors.js';
 import type { CamMethod } from '../../../shared/explain-options.js';
 import type { Logger } from '../../../shared/logger.js';
+import { UNGATED } from '../native-gate.js';
+import type { NativeGate } from '../native-gate.js';
 
 /** A session of the pool: a gradient method's, or the forward-only graph's (no gradient method served). */
 export type SessionKey = CamMethod | 'forward';
@@ -34,6 +37,8 @@ export interface SessionPoolOptions {
   maxSessions: number;
   /** Default `SESSION_POOL_DEFAULTS.disposeWaitMs`. */
   disposeWaitMs?: number;
+  /** Releases go through it, like the engine's other native calls (native-gate.ts). Default: none. */
+  gate?: NativeGate;
 }
 
 /** What the pool needs of a session: to be released. (ort.InferenceSession in the engine.) */
@@ -86,6 +91,7 @@ export class SessionPool<S extends Releasable> {
   private drained: (() => void) | null = null;
   private readonly maxSessions: number;
   private readonly disposeWaitMs: number;
+  private readonly gate: NativeGate;
 
   constructor(
     private readonly open: (method: SessionKey) => Promise<S>,
@@ -94,6 +100,7 @@ export class SessionPool<S extends Releasable> {
   ) {
     this.maxSessions = options.maxSessions;
     this.disposeWaitMs = options.disposeWaitMs ?? SESSION_POOL_DEFAULTS.disposeWaitMs;
+    this.gate = options.gate ?? UNGATED;
   }
 
   /** Register a session opened elsewhere (the engine's first, opened at start-up). */
@@ -199,8 +206,7 @@ export class SessionPool<S extends Releasable> {
       }
       // A failed release only loses memory: it must not fail the batch that triggered the trim.
       releases.push(
-        (entry.ready as S)
-          .release()
+        this.release(entry.ready as S)
           .catch((err: unknown) => this.logger.warn({ err, method }, `releasing the ONNX Runtime session of ${method} failed`))
           .finally(() => this.countLive(-1)),
       );
@@ -252,13 +258,16 @@ export class SessionPool<S extends Releasable> {
     }
   }
 
+  private release(session: S): Promise<void> {
+    return this.gate.through(() => session.release());
+  }
+
   private async releaseAll(entries: Array<[SessionKey, Entry<S>]>): Promise<void> {
     const settled = await Promise.allSettled(entries.map(([, e]) => e.session));
     await Promise.all(
       settled.map((o, i) =>
         o.status === 'fulfilled'
-          ? o.value
-              .release()
+          ? this.release(o.value)
               .catch((err: unknown) => this.logger.warn({ err, method: entries[i][0] }, `releasing the ONNX Runtime session of ${entries[i][0]} failed`))
               .finally(() => this.countLive(-1))
           : Promise.resolve(),
