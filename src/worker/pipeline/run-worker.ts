@@ -41,7 +41,7 @@ import { parseProcesses, PROCESS_ENV, processCores, processSlot, slottedWorkerId
 
 export const ENGINE_THREAD_MODES = ['auto', 'on', 'off'] as const;
 
-/** Longest wait for each resource released at shutdown (engine thread, metrics server, connections). */
+/** Longest wait for each resource released at shutdown (metrics server, connections; the engine: see `releaseAll`). */
 const RELEASE_STEP_MS = 1_000;
 export type EngineThreadMode = (typeof ENGINE_THREAD_MODES)[number];
 
@@ -182,8 +182,17 @@ export async function startWorker(
     if (await raceTimeout(c.quit(), RELEASE_STEP_MS)) c.disconnect();
   };
   const releases: Array<() => Promise<void>> = [async () => store.destroy(), () => closeRedis(redis), () => closeRedis(bullConnection)];
+  // Steps not cut short: the engine's dispose. Its own wait is bounded (pending calls fail after
+  // THREADED_ENGINE_DEFAULTS.disposeWaitMs), except for an ONNX Runtime run already in progress in
+  // the engine thread: leaving the process before that run returns aborts it (native-gate.ts), so
+  // the worker waits for it (seconds: one batch), and a process that hangs there is the
+  // supervisor's to kill after its grace period, as any other.
+  const uncapped = new Set<() => Promise<void>>();
   const releaseAll = async (): Promise<void> => {
-    for (const release of releases.reverse()) await raceTimeout(release(), RELEASE_STEP_MS);
+    for (const release of releases.reverse()) {
+      if (uncapped.has(release)) await release().catch(() => undefined);
+      else await raceTimeout(release(), RELEASE_STEP_MS);
+    }
   };
   try {
     await waitForRedis(redis, config.redisUrl, config.redisWaitMs);
@@ -208,7 +217,9 @@ export async function startWorker(
     const engine = thread
       ? await createThreadedEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logLevel: config.logLevel }, onFatal, { logger })
       : await createEngine({ spec, engine: options.engine, backend: options.backend, layer: setup.layer, onnx, logger });
-    releases.push(() => engine.dispose());
+    const releaseEngine = (): Promise<void> => engine.dispose();
+    uncapped.add(releaseEngine);
+    releases.push(releaseEngine);
     logger.info({ ...engine.info, thread }, 'engine ready');
     const labels = await loadLabels({ numClasses: engine.info.numClasses, given: setup.labels });
     if (labels.warning) logger.warn(labels.warning);
