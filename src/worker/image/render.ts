@@ -543,7 +543,7 @@ export interface HeatmapOptions {
   /**
    * zlib level of the heatmap's PNG (0..9). Default 1: rows are Sub-filtered (png-gray.ts), so
    * level 1 already writes a smaller file than libvips' unfiltered level 6 (7.0 against 7.5 KB for
-   * a 224x168 map) for 0.7 instead of 1.7 ms of CPU (docs/benchmarks.md).
+   * a 224x168 map) for 0.4 instead of 1.75 ms of CPU (docs/benchmarks.md).
    */
   pngCompressionLevel: number;
   /**

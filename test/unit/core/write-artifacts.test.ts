@@ -9,7 +9,7 @@ import { writeArtifacts, type ImageCoreOutput } from '../../../src/worker/core/i
 
 function output(): ImageCoreOutput {
   const image = (data: string, format: 'jpeg' | 'png') => ({ data: Buffer.from(data), format, mimeType: `image/${format}`, extension: format === 'jpeg' ? 'jpg' : 'png', width: 2, height: 1 });
-  return { document: { schema: 'test', timings: {} } as unknown as ImageManifest, rendered: { overlay: image('overlay', 'jpeg'), heatmap: image('heatmap', 'png') } };
+  return { document: { schema: 'test', targets: [], timings: {} } as unknown as ImageManifest, rendered: { overlay: image('overlay', 'jpeg'), heatmap: image('heatmap', 'png') } };
 }
 
 /** A writer whose writes finish only when the test says so, recording what happened when. */
