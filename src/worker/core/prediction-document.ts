@@ -123,8 +123,9 @@ export function encodePredictionDocument(doc: ImageManifest): Buffer {
  * is written).
  */
 function roundedGrid(grid: Float32Array): number[] {
-  const out = new Array<number>(grid.length);
-  for (let i = 0; i < grid.length; i++) out[i] = Math.round(grid[i] * 1e4) / 1e4;
+  // Pushed, not preallocated: a holey array (`new Array(n)`) takes JSON.stringify's slow path.
+  const out: number[] = [];
+  for (let i = 0; i < grid.length; i++) out.push(Math.round(grid[i] * 1e4) / 1e4);
   return out;
 }
 
