@@ -7,8 +7,9 @@
  * alpha means what it says.
  *
  * Two composers, chosen by output size in one place (`overlayComposer`). Up to
- * `OVERLAY_JS_MAX_PIXELS` the overlay is one fused integer pass in JS (`blendCamFused`: fixed-point
- * upsample, colormap and blend tables, no float per pixel), equal to the reference byte for byte.
+ * `OVERLAY_JS_MAX_PIXELS` the overlay is one fused pass in JS (`blendCamFused`: the vertical
+ * upsample in the reference's own arithmetic, integer colormap and blend tables), equal to the
+ * reference byte for byte.
  * Larger overlays are composed inside libvips (sharp's threadpool, off the event loop): the image is
  * resized there, the CAM is upsampled there (16-bit, bilinear with Pillow's pixel centres and
  * clamped edges), and the colour layer is alpha-composited there, fused with the encoder in one
@@ -148,29 +149,16 @@ export function blendColormapped(image: Uint8Array, values: Float32Array, table:
   return out;
 }
 
-/** Fixed-point bits of the fused pass: horizontally upsampled CAM values and vertical weights. */
-const FUSED_VALUE_BITS = 16;
-const FUSED_WEIGHT_BITS = 14;
-/** A value `v` in [0,1] is `v * 2^FUSED_SUM_BITS` after the vertical pass; its bin is the top 8 bits. */
-const FUSED_SUM_BITS = FUSED_VALUE_BITS + FUSED_WEIGHT_BITS;
-const FUSED_BIN_SHIFT = FUSED_SUM_BITS - 8;
-const FUSED_BIN_MASK = (1 << FUSED_BIN_SHIFT) - 1;
-/**
- * Sums within this many units of a bin edge are recomputed exactly. The fixed-point error is at most
- * half a unit per value (2^13 after weighting) plus half a weight unit per tap times a value below
- * 2^16 (2^15 per tap); 2^17 covers three taps with room. About 6% of the pixels take that path.
- */
-const FUSED_EDGE_MARGIN = 1 << 17;
-
 /**
  * Upsample the CAM and colour-map and blend it over `base` (already at `width`x`height`) in one pass,
- * with integers only per pixel: the CAM is resized horizontally first (Pillow's order, float32, only
- * `cam.height` rows), held as 16-bit fixed point; each output row is then a weighted sum of two or three
- * of those rows with 14-bit weights, whose top 8 bits are the colormap bin (matplotlib's `floor(v*256)`),
- * and the blend reads the same keep/add tables as `blendColormapped`. Sums close enough to a bin edge
- * for the rounding to matter are recomputed exactly as `resizeGridBilinear` computes them, so the
- * result equals `overlayPixelsReference` byte for byte. A CAM with values outside [0,1] (or NaN), which
- * the reference interpolates unclamped, takes the reference path itself.
+ * without a full-size float copy of the map: the CAM is resized horizontally first (Pillow's order,
+ * float32, only `cam.height` rows); each output row is then the weighted sum of two or three of those
+ * rows, in doubles and in the reference's tap order, rounded to float32 as its store does, so the
+ * colormap bin (matplotlib's `floor(v*256)`) and the blend (the keep/add tables of
+ * `blendColormapped`) equal `overlayPixelsReference` byte for byte by construction. An earlier
+ * fixed-point version of this pass had to recompute the sums near a bin edge exactly (about 6% of
+ * the pixels) and cost 5-30% more CPU (docs/benchmarks.md). A CAM with values outside [0,1] (or
+ * NaN), which the reference interpolates unclamped, takes the reference path itself.
  */
 export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, height: number, table: Uint8Array, alpha: number, into?: Uint8Array): Uint8Array {
   if (base.length !== width * height * 3) throw new RangeError(`blend: image has ${base.length} bytes, ${width}x${height} needs ${width * height * 3}`);
@@ -180,8 +168,6 @@ export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, hei
   }
   // Horizontal pass (small): cam.height rows of `width` values, exactly the reference's intermediate.
   const rows = cam.width === width ? cam.grid : resizeGridBilinear(cam.grid, cam.width, cam.height, width, cam.height);
-  const rowsQ = new Int32Array(rows.length);
-  for (let i = 0; i < rows.length; i++) rowsQ[i] = Math.round(rows[i] * (1 << FUSED_VALUE_BITS));
   const taps = cam.height === height ? null : bilinearTaps(cam.height, height);
   const keep = new Int32Array(256);
   for (let v = 0; v < 256; v++) keep[v] = Math.round((1 - alpha) * v * BLEND_ONE);
@@ -191,43 +177,38 @@ export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, hei
   // `into` may be `base` itself: every pixel is read before it is written, at the same index.
   const out = into ?? new Uint8Array(base.length);
   if (out.length !== base.length) throw new RangeError(`blend: destination has ${out.length} bytes, expected ${base.length}`);
-  const wq = new Int32Array(3);
-  const wf = new Float64Array(3);
   for (let y = 0, o = 0; y < height; y++) {
     // This row's taps: rows `first .. first + n - 1` of the intermediate, weights summing to 1.
     let first = y;
     let n = 1;
-    wf[0] = 1;
+    let w0 = 1;
+    let w1 = 0;
+    let w2 = 0;
     if (taps !== null) {
       first = taps.start[y];
       n = taps.count[y];
       if (n > 3) {
-        // Shrinking by more than 2 (a map larger than a tiny overlay): the reference, for this row.
+        // Shrinking by more than 2 (a map larger than a tiny overlay): the general loop, for this row.
         o = blendRowExact(base, out, o, rows, first, n, taps.weights, y * taps.ksize, width, keep, add, half);
         continue;
       }
-      for (let t = 0; t < n; t++) wf[t] = taps.weights[y * taps.ksize + t];
+      const wb = y * taps.ksize;
+      w0 = taps.weights[wb];
+      if (n > 1) w1 = taps.weights[wb + 1];
+      if (n > 2) w2 = taps.weights[wb + 2];
     }
-    for (let t = 0; t < n; t++) wq[t] = Math.round(wf[t] * (1 << FUSED_WEIGHT_BITS));
-    // Missing taps read row `first` with weight 0, so the inner loop has no branches on n.
+    // Missing taps read row `first` with weight 0: adding +0 to a sum of non-negative terms changes
+    // no bit, and the inner loop has no branch on n.
     const r0 = first * width;
     const r1 = n > 1 ? r0 + width : r0;
     const r2 = n > 2 ? r0 + 2 * width : r0;
-    const w0 = wq[0];
-    const w1 = n > 1 ? wq[1] : 0;
-    const w2 = n > 2 ? wq[2] : 0;
     for (let x = 0; x < width; x++, o += 3) {
-      const s = rowsQ[r0 + x] * w0 + rowsQ[r1 + x] * w1 + rowsQ[r2 + x] * w2;
-      const r = s & FUSED_BIN_MASK;
-      let bin: number;
-      if (r < FUSED_EDGE_MARGIN || r > FUSED_BIN_MASK - FUSED_EDGE_MARGIN) {
-        let e = 0;
-        for (let t = 0; t < n; t++) e += rows[(first + t) * width + x] * wf[t];
-        bin = colormapIndex(n === 1 && taps === null ? rows[first * width + x] : Math.fround(e));
-      } else {
-        bin = s >> FUSED_BIN_SHIFT; // below 256: s = 2^30 (v = 1) is within the margin
-      }
-      const t = bin * 3;
+      let e = rows[r0 + x] * w0;
+      e += rows[r1 + x] * w1;
+      e += rows[r2 + x] * w2;
+      const v = Math.fround(e);
+      // colormapIndex(v), inlined; v is within [0,1] here.
+      const t = (v > 0 ? (v >= 1 ? 255 : Math.floor(v * 256)) : 0) * 3;
       out[o] = (keep[base[o]] + add[t] + half) >> BLEND_BITS;
       out[o + 1] = (keep[base[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
       out[o + 2] = (keep[base[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
@@ -284,7 +265,7 @@ export async function overlayPixelsReference(image: RgbImage, cam: CamGrid, opti
 }
 
 /**
- * How an overlay is composed: `js` (the fused integer pass, `blendCamFused`, on the event loop) or
+ * How an overlay is composed: `js` (the fused pass, `blendCamFused`, on the event loop) or
  * `libvips` (upsample and composite on sharp's threadpool). `overlayComposer` picks one by size.
  */
 export type OverlayComposer = 'js' | 'libvips';

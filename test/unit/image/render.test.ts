@@ -206,9 +206,8 @@ describe('the overlay composed in libvips', () => {
 });
 
 describe('the overlay composed by the fused JS pass (small overlays)', () => {
-  // Tolerance: none. The pass upsamples in fixed point, but recomputes exactly (as the reference
-  // does, float32) every value whose fixed-point sum lies close enough to a colormap bin edge for
-  // the rounding to matter, and blends with the reference's own tables: byte for byte.
+  // Tolerance: none. The pass sums the vertical taps in doubles in the reference's order and rounds
+  // to float32 as the reference stores, then blends with the reference's own tables: byte for byte.
   const cases = [
     { w: 333, h: 217, alpha: 0.5, colormap: 'viridis', maxSide: undefined },
     { w: 97, h: 401, alpha: 0.6, colormap: 'inferno', maxSide: undefined },
@@ -244,8 +243,8 @@ describe('the overlay composed by the fused JS pass (small overlays)', () => {
   });
 
   it('hits colormap bin edges exactly: a map of values on and next to every edge', async () => {
-    // Every value k/256 and its float32 neighbours: the fixed-point sum lands on a bin edge, where
-    // only the exact recomputation gives the reference's bin.
+    // Every value k/256 and its float32 neighbours: sums on and next to each bin edge, where any
+    // rounding other than the reference's changes the bin.
     const values: number[] = [];
     for (let k = 0; k <= 256; k++) {
       const v = Math.fround(k / 256);
