@@ -1,7 +1,8 @@
 /**
  * GET, PUT and HEAD of one object, signed by the SDK but sent without its middleware stack.
  *
- * A worker makes five object requests per image (idempotency HEAD, source GET, three output PUTs).
+ * A worker makes up to five object requests per image (idempotency HEAD, which a first audit
+ * skips, source GET, three output PUTs).
  * Through `S3Client.send` each one walks some twenty middlewares (endpoint rules, schema
  * serde, retry, checksums, user agent, logger, …) and costs about 2 ms of CPU; a missing key (the
  * HEAD of every new image) goes through the SDK's error deserialization and costs 5-8 ms (see
