@@ -173,7 +173,11 @@ export async function superviseWorkers(options: SupervisorOptions): Promise<numb
     child.once('exit', (code, signal) => {
       children[index] = null;
       if (stopping) {
-        if (code !== 0) exitCode = Math.max(exitCode, 1);
+        // Ended by the SIGTERM the stop sent, before it had a handler for it: a process still
+        // starting (loading its model), which holds no job yet. A clean stop; SIGKILL after the
+        // grace period, or any other exit, is not.
+        const stoppedWhileStarting = code === null && signal === 'SIGTERM';
+        if (code !== 0 && !stoppedWhileStarting) exitCode = Math.max(exitCode, 1);
         logger.info({ index, code, signal }, `worker process ${index + 1} of ${processes} stopped`);
         finishIfIdle();
         return;

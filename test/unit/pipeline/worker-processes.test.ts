@@ -126,6 +126,17 @@ describe('superviseWorkers (real child processes)', () => {
     await expect(fetch(url)).rejects.toThrow();
   });
 
+  it('a stop that reaches a process still starting (no SIGTERM handler yet) is a clean stop (exit 0)', async () => {
+    const stop = new AbortController();
+    const logs: Array<Record<string, unknown>> = [];
+    const logger = { info: (o: Record<string, unknown>, msg: string) => logs.push({ ...o, msg }), warn: () => undefined, error: () => undefined } as unknown as SupervisorOptions['logger'];
+    const exit = run('slow-start', 1, { stop: stop.signal, logger });
+    await waitFor((e) => e.some((x) => 'booting' in x));
+    stop.abort();
+    await expect(exit).resolves.toBe(0);
+    expect(logs.find((l) => String(l.msg).endsWith('stopped'))).toMatchObject({ code: null, signal: 'SIGTERM' });
+  });
+
   it('starts a process that exits unexpectedly again, and the others keep serving', async () => {
     const stop = new AbortController();
     const exit = run('serve,crash-once', 2, { stop: stop.signal });
