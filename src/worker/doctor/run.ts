@@ -15,7 +15,7 @@ import { createEngine, parseEngineChoice, type EngineChoice } from '../engine/fa
 import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
 import { defaultProviderEnvironment, type ProviderEnvironment } from '../engine/onnx/providers.js';
 import { isOnnxSupported } from '../engine/onnx/support.js';
-import { parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend.js';
+import { parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend-choice.js';
 import type { ModelLoader } from '../model/configured-loader.js';
 import { loadLabels } from '../model/labels.js';
 import { loadHintsOf, resolveConfiguredModel } from '../model/model-card.js';

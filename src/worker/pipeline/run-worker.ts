@@ -21,8 +21,7 @@ import { AUTO_BATCH, autoBatchSize, gpuFreeBytes, modelMemory } from '../engine/
 import type { EngineChoice } from '../engine/factory.js';
 import { createEngine, parseEngineChoice } from '../engine/factory.js';
 import { parseOnnxFlags, type OnnxRuntimeOptions, type RawOnnxFlags } from '../engine/onnx/options.js';
-import type { BackendChoice } from '../engine/tfjs/backend.js';
-import { listNvidiaGpus, parseBackendChoice } from '../engine/tfjs/backend.js';
+import { listNvidiaGpus, parseBackendChoice, type BackendChoice } from '../engine/tfjs/backend-choice.js';
 import { workerStartupReport } from '../doctor/run.js';
 import { listDriverGpus } from '../engine/onnx/providers.js';
 import { configuredModelLoader, type ModelLoader } from '../model/configured-loader.js';

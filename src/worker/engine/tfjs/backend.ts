@@ -8,15 +8,14 @@
  * wasm and 1,300 ms on the pure-JS cpu backend (2-core AMD EPYC, see docs/benchmarks.md).
  */
 import os from 'node:os';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import type { Logger } from '../../../shared/logger.js';
 import { silentLogger } from '../../../shared/logger.js';
 import { ConfigError } from '../../../shared/errors.js';
+import { listNvidiaGpus, type BackendChoice } from './backend-choice.js';
 
-export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+// The flag's values and the GPU listing live apart, without TF.js (backend-choice.ts).
+export { BACKEND_CHOICES, listNvidiaGpus, parseBackendChoice, type BackendChoice } from './backend-choice.js';
 type ConcreteBackend = Exclude<BackendChoice, 'auto'>;
 
 export const AUTO_ORDER: readonly ConcreteBackend[] = ['node-gpu', 'node', 'wasm', 'cpu'];
@@ -39,21 +38,6 @@ export interface BackendDeps {
 
 export function defaultBackendDeps(logger: Logger = silentLogger()): BackendDeps {
   return { logger, listGpus: listNvidiaGpus, importModule: (name) => import(name) };
-}
-
-/** GPUs as `nvidia-smi` names them; empty when the tool or driver is absent. */
-export async function listNvidiaGpus(): Promise<string[]> {
-  try {
-    const { stdout } = await promisify(execFile)('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { timeout: 10_000 });
-    return stdout.split('\n').map((s) => s.trim()).filter((s) => s.length > 0);
-  } catch {
-    return [];
-  }
-}
-
-export function parseBackendChoice(value: string, flag = '--backend'): BackendChoice {
-  if ((BACKEND_CHOICES as readonly string[]).includes(value)) return value as BackendChoice;
-  throw new ConfigError(flag, `expected one of ${BACKEND_CHOICES.join(', ')}, got "${value}"`);
 }
 
 let active: ActiveBackend | null = null;
