@@ -250,13 +250,25 @@ function threadCpu(): Map<string, { name: string; ms: number }> {
   return out;
 }
 
+type ThreadDelta = { tid: string; name: string; d: number };
+
+/** Each thread's CPU ms between two `threadCpu` readings. */
+function threadDeltas(before: Map<string, { name: string; ms: number }>, after: Map<string, { name: string; ms: number }>): ThreadDelta[] {
+  return [...after].map(([tid, { name, ms }]) => ({ tid, name, d: ms - (before.get(tid)?.ms ?? 0) }));
+}
+
+/** Threads cannot be named from JavaScript: the engine's worker thread is taken to be the busiest unnamed one but the main. */
+function engineThreadOf(deltas: readonly ThreadDelta[]): ThreadDelta | undefined {
+  const main = String(process.pid);
+  return deltas.filter((t) => t.tid !== main && t.name === 'node').sort((a, b) => b.d - a.d)[0];
+}
+
 /** `main 30.1, libvips 5.2 (4 threads), ...`: CPU ms per image by thread over a phase, the main thread apart. */
 function threadCpuPerImage(before: Map<string, { name: string; ms: number }>, after: Map<string, { name: string; ms: number }>, images: number): string {
   const main = String(process.pid);
   const groups = new Map<string, { ms: number; threads: number }>();
-  const deltas = [...after].map(([tid, { name, ms }]) => ({ tid, name, d: ms - (before.get(tid)?.ms ?? 0) }));
-  // Threads cannot be named from JavaScript: the engine's worker thread is taken to be the busiest unnamed one.
-  const engine = deltas.filter((t) => t.tid !== main && t.name === 'node').sort((a, b) => b.d - a.d)[0]?.tid;
+  const deltas = threadDeltas(before, after);
+  const engine = engineThreadOf(deltas)?.tid;
   for (const { tid, name, d } of deltas) {
     if (d <= 0) continue;
     const key = tid === main ? 'main thread' : tid === engine ? 'busiest other (engine thread)' : name === 'node' ? 'other unnamed (libuv pool, V8)' : name;
@@ -294,12 +306,8 @@ function steadyCpuOf(samples: readonly CpuSample[], finishedAt: readonly number[
   if (!first || !last || !(last.at > first.at)) return { ...none, threads: 'n/a (window shorter than a sample)' };
   const images = finishedAt.filter((t) => t > first.at && t <= last.at).length;
   if (images === 0) return { ...none, threads: 'n/a' };
-  const main = String(process.pid);
-  const engine = [...last.threads]
-    .filter(([tid, t]) => tid !== main && t.name === 'node')
-    .map(([tid, t]) => t.ms - (first.threads.get(tid)?.ms ?? 0))
-    .sort((a, b) => b - a)[0];
-  return { cpuMsPerImg: (last.cpuMs - first.cpuMs) / images, engineThreadMsPerImg: (engine ?? Number.NaN) / images, images, threads: threadCpuPerImage(first.threads, last.threads, images) };
+  const engine = engineThreadOf(threadDeltas(first.threads, last.threads));
+  return { cpuMsPerImg: (last.cpuMs - first.cpuMs) / images, engineThreadMsPerImg: (engine?.d ?? Number.NaN) / images, images, threads: threadCpuPerImage(first.threads, last.threads, images) };
 }
 
 /**

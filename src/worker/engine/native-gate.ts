@@ -69,13 +69,14 @@ export function nativeCallInProgress(memory: SharedArrayBuffer): boolean {
 /**
  * The owner's side: resolves once no gated call is in progress and none can start. Unbounded on
  * purpose: a native call cannot be interrupted, and ending its thread before it returns aborts the
- * process (see the module comment). Idempotent.
+ * process (see the module comment). Idempotent. `gone` ends the wait: the computing thread has
+ * exited (crashed inside a call, say), so nothing is left to wait for and no count will fall.
  */
-export async function closeNativeGate(memory: SharedArrayBuffer): Promise<void> {
+export async function closeNativeGate(memory: SharedArrayBuffer, gone?: AbortSignal): Promise<void> {
   const state = new Int32Array(memory);
   for (;;) {
     const before = Atomics.compareExchange(state, 0, 0, CLOSED);
-    if (before === 0 || before === CLOSED) return;
-    await sleep(CLOSE_POLL_MS);
+    if (before === 0 || before === CLOSED || gone?.aborted) return;
+    await sleep(CLOSE_POLL_MS, undefined, gone ? { signal: gone } : undefined).catch(() => undefined);
   }
 }

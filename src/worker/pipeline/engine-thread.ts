@@ -107,6 +107,8 @@ class ThreadedEngine implements Engine {
 
   private disposing = false;
   private disposal: Promise<void> | null = null;
+  /** Aborted once the thread has exited: a gated call it died inside will never end. */
+  private readonly exited = new AbortController();
 
   constructor(
     private readonly worker: Worker,
@@ -117,7 +119,10 @@ class ThreadedEngine implements Engine {
   ) {
     worker.on('message', (m: FromEngineThread) => this.onMessage(m));
     worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => this.fail(new Error(`engine thread exited with code ${code}`)));
+    worker.on('exit', (code) => {
+      this.exited.abort();
+      this.fail(new Error(`engine thread exited with code ${code}`));
+    });
   }
 
   get info(): EngineInfo {
@@ -176,13 +181,13 @@ class ThreadedEngine implements Engine {
    * terminate() interrupts safely (tfjs-node's native kernels are not covered).
    */
   async endThread(): Promise<void> {
-    if (nativeCallInProgress(this.gate)) {
+    if (nativeCallInProgress(this.gate) && !this.exited.signal.aborted) {
       this.options.logger.warn(
         { disposeWaitMs: this.options.disposeWaitMs },
         'the engine thread is inside an ONNX Runtime call, which cannot be interrupted; ending the thread once it returns (ending it inside the call would abort the process)',
       );
     }
-    await closeNativeGate(this.gate);
+    await closeNativeGate(this.gate, this.exited.signal);
     await this.worker.terminate();
   }
 

@@ -45,6 +45,20 @@ describe('native-call gate', () => {
     await expect(gate.through(async () => 1)).rejects.toBeInstanceOf(EngineDisposedError);
   });
 
+  it('stops waiting once the computing thread is gone, though its call never ended', async () => {
+    const memory = createNativeGateMemory();
+    const gate = sharedNativeGate(memory);
+    void gate.through(() => new Promise<never>(() => undefined)); // died inside: never settles
+    const gone = new AbortController();
+    let closed = false;
+    const closing = closeNativeGate(memory, gone.signal).then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed).toBe(false);
+    gone.abort();
+    await closing;
+    expect(nativeCallInProgress(memory)).toBe(true); // the count never fell; the wait ended anyway
+  });
+
   it('counts a failed call as ended', async () => {
     const memory = createNativeGateMemory();
     const gate = sharedNativeGate(memory);
