@@ -50,7 +50,7 @@ import { outputKeysFor } from '../src/shared/storage/output-keys.js';
 import { S3ObjectStore } from '../src/shared/storage/s3-store.js';
 import type { Engine, PreprocessedImage } from '../src/worker/engine/engine.js';
 import { createEngine, parseEngineChoice } from '../src/worker/engine/factory.js';
-import { parseBackendChoice } from '../src/worker/engine/tfjs/backend.js';
+import { parseBackendChoice } from '../src/worker/engine/tfjs/backend-choice.js';
 import { decodeImage } from '../src/worker/image/decode.js';
 import { preprocess } from '../src/worker/image/preprocess.js';
 import type { ModelSpec } from '../src/worker/model/spec.js';
