@@ -37,6 +37,7 @@ import { Queue } from 'bullmq';
 import { startRedisServer, startS3rver } from '../src/dev/local-services.js';
 import { enqueueRun } from '../src/producer/enqueue.js';
 import { parseEnqueueRequest } from '../src/producer/enqueue-options.js';
+import { usableCores } from '../src/shared/cores.js';
 import { ConfigError } from '../src/shared/errors.js';
 import { DEFAULTS as CONFIG_DEFAULTS } from '../src/shared/config.js';
 import { DEFAULT_EXPLAIN_OPTIONS } from '../src/shared/explain-options.js';
@@ -365,7 +366,7 @@ async function main(): Promise<void> {
     const { spec, label } = await modelSpec(o);
     const engineChoice = parseEngineChoice(o.engine);
     const backend = parseBackendChoice(o.backend);
-    const onnx = { intraOpThreads: o.intraOpThreads ?? workerEngineThreads(os.availableParallelism()) };
+    const onnx = { intraOpThreads: o.intraOpThreads ?? workerEngineThreads(usableCores()) };
     const engine = await createEngine({ spec, engine: engineChoice, backend, onnx });
     releases.push(() => engine.dispose());
     // The thread takes its spec's weight buffers (transferred), so it gets its own copy.

@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { availableParallelism, totalmem } from 'node:os';
+import { cgroupCpuLimit, coresWithin } from '../../shared/cores.js';
 import { ListBucketsCommand } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import { redact, type AppConfig } from '../../shared/config.js';
@@ -27,8 +28,13 @@ export function nodeCheck(version = process.versions.node): CheckResult {
   // libuv's threadpool bounds how many images sharp decodes and encodes at once; the installed
   // command sets UV_THREADPOOL_SIZE from the core count (bin/threadpool.js), libuv's default is 4.
   const threadpool = process.env.UV_THREADPOOL_SIZE === undefined ? null : Number(process.env.UV_THREADPOOL_SIZE);
-  const where = `Node ${version}, ${process.platform} ${process.arch}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${threadpool ?? '4 (libuv default)'} libuv threads`;
-  const details = { version, platform: process.platform, arch: process.arch, cores: availableParallelism(), memoryBytes: totalmem(), threadpool };
+  // The defaults that follow the cores (engine threads, libuv threads, --processes auto) see the
+  // container's CPU limit too; say so when it is what bounds them.
+  const cpuLimit = cgroupCpuLimit();
+  const cores = coresWithin(availableParallelism(), cpuLimit);
+  const limited = cores < availableParallelism() ? ` (of ${availableParallelism()}: cgroup CPU limit ${cpuLimit})` : '';
+  const where = `Node ${version}, ${process.platform} ${process.arch}, ${cores} cores${limited}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${threadpool ?? '4 (libuv default)'} libuv threads`;
+  const details = { version, platform: process.platform, arch: process.arch, cores, cpuLimit, memoryBytes: totalmem(), threadpool };
   if (major > 24 || (SUPPORTED_NODE_MAJORS as readonly number[]).includes(major)) return { name: 'node', status: 'ok', summary: where, details };
   if (major === 20 && minor >= 19) {
     return { name: 'node', status: 'warn', summary: `${where}: Node 20 reached end of life in April 2026 and the AWS SDK's releases after January 2027 need Node 22; use Node 24 or 22 LTS`, details };

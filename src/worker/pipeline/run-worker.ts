@@ -2,9 +2,10 @@
  * `gradcam-audit worker` wired from flags and the environment: load the model once, connect to
  * Redis and S3, start the pipeline worker and the metrics server, and drain on SIGTERM/SIGINT.
  */
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, describeError } from '../../shared/errors.js';
+import { usableCores } from '../../shared/cores.js';
 import type { AppConfig } from '../../shared/config.js';
 import { parseEnum, parseIntInRange } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
@@ -333,7 +334,7 @@ function startingHeartbeat(workerId: string, options: WorkerCommandOptions): Wor
  * so a bad flag fails once, not in every child.
  */
 export async function runWorkerGroup(flags: RawWorkerFlags, _config: AppConfig, logger: Logger, env: Record<string, string | undefined> = process.env): Promise<boolean> {
-  const processes = await parseProcesses(flags.processes ?? env[PROCESS_ENV.processes], async () => ({ cores: availableParallelism(), gpus: (await listNvidiaGpus()).length }));
+  const processes = await parseProcesses(flags.processes ?? env[PROCESS_ENV.processes], async () => ({ cores: usableCores(), gpus: (await listNvidiaGpus()).length }));
   if (processes <= 1) return false;
   const options = parseWorkerFlags(flags, env);
   const drainMs = options.pipeline.drainTimeoutMs ?? PIPELINE_DEFAULTS.drainTimeoutMs;

@@ -19,10 +19,10 @@
  * that (SIGKILL), each child sees its IPC channel close and drains by itself (src/cli.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import type { Logger } from '../../shared/logger.js';
 import { parseIntInRange } from '../../shared/config.js';
 import { ConfigError } from '../../shared/errors.js';
+import { usableCores } from '../../shared/cores.js';
 import { groupMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 
 /** Environment a child runs with (and how a process knows it is one). */
@@ -75,7 +75,7 @@ export function processSlot(env: Record<string, string | undefined> = process.en
 }
 
 /** The cores this process may use: the machine's, split evenly among a group's processes. */
-export function processCores(slot: ProcessSlot | null = processSlot(), cores = availableParallelism()): number {
+export function processCores(slot: ProcessSlot | null = processSlot(), cores = usableCores()): number {
   return Math.max(1, Math.floor(cores / (slot?.count ?? 1)));
 }
 
@@ -121,7 +121,7 @@ export async function superviseWorkers(options: SupervisorOptions): Promise<numb
   const maxCrashes = options.maxCrashes ?? SUPERVISOR_DEFAULTS.maxCrashes;
   const crashWindowMs = options.crashWindowMs ?? SUPERVISOR_DEFAULTS.crashWindowMs;
   const baseEnv = options.env ?? process.env;
-  const cores = availableParallelism();
+  const cores = usableCores();
 
   const children: Array<ChildProcess | null> = new Array<ChildProcess | null>(processes).fill(null);
   const consecutive = new Array<number>(processes).fill(0);

@@ -1,9 +1,10 @@
 /**
  * Options of the ONNX engine, their defaults in one place, and their validation.
  */
-import { availableParallelism, homedir } from 'node:os';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { usableCores } from '../../../shared/cores.js';
 import { ConfigError } from '../../../shared/errors.js';
 
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;
@@ -21,7 +22,7 @@ export interface OnnxRuntimeOptions {
   executionProviders: ExecutionProvider[] | 'auto';
   /** CUDA / TensorRT device ordinal. Default 0. */
   deviceId: number;
-  /** Intra-op threads. Default: the cores this process may use (`os.availableParallelism()`). */
+  /** Intra-op threads. Default: the cores this process may use (`usableCores()`: affinity and the cgroup CPU limit). */
   intraOpThreads: number;
   /**
    * Directory of compiled graphs, keyed by content hash, so a restart does not recompile.
@@ -60,7 +61,7 @@ export function defaultOnnxRuntimeOptions(): OnnxRuntimeOptions {
   return {
     executionProviders: 'auto',
     deviceId: 0,
-    intraOpThreads: availableParallelism(),
+    intraOpThreads: usableCores(),
     cacheDir: defaultCacheDir(),
     checkPlacement: true,
     precision: 'fp32',
