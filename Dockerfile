@@ -30,6 +30,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# bin/cores.js is compiled against (bin/cores.d.ts) and copied to dist/bin by the build.
+COPY bin ./bin
 RUN npm run build
 
 # ---- prod-deps: runtime dependencies only ----
