@@ -134,20 +134,44 @@ const BLEND_ONE = 1 << BLEND_BITS;
  */
 export function blendColormapped(image: Uint8Array, values: Float32Array, table: Uint8Array, alpha: number): Uint8Array {
   if (image.length !== values.length * 3) throw new RangeError(`blend: image has ${image.length} bytes, ${values.length} CAM values need ${values.length * 3}`);
-  const keep = new Int32Array(256);
-  for (let v = 0; v < 256; v++) keep[v] = Math.round((1 - alpha) * v * BLEND_ONE);
-  const add = new Int32Array(table.length);
-  for (let j = 0; j < table.length; j++) add[j] = Math.round(alpha * table[j] * BLEND_ONE);
-  const half = BLEND_ONE >> 1;
+  const lut = blendTable(table, alpha);
   const out = new Uint8Array(image.length);
   for (let p = 0, o = 0; p < values.length; p++, o += 3) {
-    const t = colormapIndex(values[p]) * 3;
-    out[o] = (keep[image[o]] + add[t] + half) >> BLEND_BITS;
-    out[o + 1] = (keep[image[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
-    out[o + 2] = (keep[image[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
+    const t = colormapIndex(values[p]) * 768;
+    out[o] = lut[t + image[o]];
+    out[o + 1] = lut[t + 256 + image[o + 1]];
+    out[o + 2] = lut[t + 512 + image[o + 2]];
   }
   return out;
 }
+
+/**
+ * The blend of every (colormap entry, image byte) pair, `(keep[b] + add[j] + half) >> BLEND_BITS`
+ * with `keep[b] = round((1 - alpha) * b * 2^16)` and `add[j] = round(alpha * table[j] * 2^16)`, at
+ * `(j << 8) | b` for j = bin * 3 + channel: one load per output byte instead of two loads, an add
+ * and a shift (about 20% less CPU for the overlay pass, docs/benchmarks.md). 192 KiB per colormap
+ * and alpha, built once (about 0.3 ms) and kept: a run uses one of each.
+ */
+function blendTable(table: Uint8Array, alpha: number): Uint8Array {
+  let byAlpha = BLEND_TABLES.get(table);
+  if (!byAlpha) BLEND_TABLES.set(table, (byAlpha = new Map()));
+  let lut = byAlpha.get(alpha);
+  if (lut) return lut;
+  const keep = new Int32Array(256);
+  for (let v = 0; v < 256; v++) keep[v] = Math.round((1 - alpha) * v * BLEND_ONE);
+  const half = BLEND_ONE >> 1;
+  lut = new Uint8Array(table.length << 8);
+  for (let j = 0; j < table.length; j++) {
+    const add = Math.round(alpha * table[j] * BLEND_ONE) + half;
+    for (let b = 0; b < 256; b++) lut[(j << 8) | b] = (keep[b] + add) >> BLEND_BITS;
+  }
+  // Alphas come from flags and options, a handful per process; bound the map all the same.
+  if (byAlpha.size >= 8) byAlpha.clear();
+  byAlpha.set(alpha, lut);
+  return lut;
+}
+
+const BLEND_TABLES = new WeakMap<Uint8Array, Map<number, Uint8Array>>();
 
 /**
  * Upsample the CAM and colour-map and blend it over `base` (already at `width`x`height`) in one pass,
@@ -169,11 +193,7 @@ export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, hei
   // Horizontal pass (small): cam.height rows of `width` values, exactly the reference's intermediate.
   const rows = cam.width === width ? cam.grid : resizeGridBilinear(cam.grid, cam.width, cam.height, width, cam.height);
   const taps = cam.height === height ? null : bilinearTaps(cam.height, height);
-  const keep = new Int32Array(256);
-  for (let v = 0; v < 256; v++) keep[v] = Math.round((1 - alpha) * v * BLEND_ONE);
-  const add = new Int32Array(table.length);
-  for (let j = 0; j < table.length; j++) add[j] = Math.round(alpha * table[j] * BLEND_ONE);
-  const half = BLEND_ONE >> 1;
+  const lut = blendTable(table, alpha);
   // `into` may be `base` itself: every pixel is read before it is written, at the same index.
   const out = into ?? new Uint8Array(base.length);
   if (out.length !== base.length) throw new RangeError(`blend: destination has ${out.length} bytes, expected ${base.length}`);
@@ -189,7 +209,7 @@ export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, hei
       n = taps.count[y];
       if (n > 3) {
         // Shrinking by more than 2 (a map larger than a tiny overlay): the general loop, for this row.
-        o = blendRowExact(base, out, o, rows, first, n, taps.weights, y * taps.ksize, width, keep, add, half);
+        o = blendRowExact(base, out, o, rows, first, n, taps.weights, y * taps.ksize, width, lut);
         continue;
       }
       const wb = y * taps.ksize;
@@ -197,48 +217,48 @@ export function blendCamFused(base: Uint8Array, cam: CamGrid, width: number, hei
       if (n > 1) w1 = taps.weights[wb + 1];
       if (n > 2) w2 = taps.weights[wb + 2];
     }
-    // Missing taps read row `first` with weight 0: adding +0 to a sum of non-negative terms changes
-    // no bit, and the inner loop has no branch on n.
     const r0 = first * width;
-    const r1 = n > 1 ? r0 + width : r0;
-    const r2 = n > 2 ? r0 + 2 * width : r0;
+    if (n < 3) {
+      // One or two taps (every row of an enlarged map): the second reads row `first` with weight 0
+      // when there is one, and adding +0 to a non-negative sum changes no bit.
+      const r1 = n > 1 ? r0 + width : r0;
+      for (let x = 0; x < width; x++, o += 3) {
+        let e = rows[r0 + x] * w0;
+        e += rows[r1 + x] * w1;
+        const v = Math.fround(e);
+        // colormapIndex(v), inlined; v is within [0,1] here, so floor is truncation.
+        const t = (v > 0 ? (v >= 1 ? 255 : (v * 256) | 0) : 0) * 768;
+        out[o] = lut[t + base[o]];
+        out[o + 1] = lut[t + 256 + base[o + 1]];
+        out[o + 2] = lut[t + 512 + base[o + 2]];
+      }
+      continue;
+    }
+    const r1 = r0 + width;
+    const r2 = r1 + width;
     for (let x = 0; x < width; x++, o += 3) {
       let e = rows[r0 + x] * w0;
       e += rows[r1 + x] * w1;
       e += rows[r2 + x] * w2;
       const v = Math.fround(e);
-      // colormapIndex(v), inlined; v is within [0,1] here.
-      const t = (v > 0 ? (v >= 1 ? 255 : Math.floor(v * 256)) : 0) * 3;
-      out[o] = (keep[base[o]] + add[t] + half) >> BLEND_BITS;
-      out[o + 1] = (keep[base[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
-      out[o + 2] = (keep[base[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
+      const t = (v > 0 ? (v >= 1 ? 255 : (v * 256) | 0) : 0) * 768;
+      out[o] = lut[t + base[o]];
+      out[o + 1] = lut[t + 256 + base[o + 1]];
+      out[o + 2] = lut[t + 512 + base[o + 2]];
     }
   }
   return out;
 }
 
 /** One output row of `blendCamFused` computed exactly as the reference does (many vertical taps). */
-function blendRowExact(
-  base: Uint8Array,
-  out: Uint8Array,
-  o: number,
-  rows: Float32Array,
-  first: number,
-  n: number,
-  weights: Float64Array,
-  wBase: number,
-  width: number,
-  keep: Int32Array,
-  add: Int32Array,
-  half: number,
-): number {
+function blendRowExact(base: Uint8Array, out: Uint8Array, o: number, rows: Float32Array, first: number, n: number, weights: Float64Array, wBase: number, width: number, lut: Uint8Array): number {
   for (let x = 0; x < width; x++, o += 3) {
     let e = 0;
     for (let t = 0; t < n; t++) e += rows[(first + t) * width + x] * weights[wBase + t];
-    const t = colormapIndex(Math.fround(e)) * 3;
-    out[o] = (keep[base[o]] + add[t] + half) >> BLEND_BITS;
-    out[o + 1] = (keep[base[o + 1]] + add[t + 1] + half) >> BLEND_BITS;
-    out[o + 2] = (keep[base[o + 2]] + add[t + 2] + half) >> BLEND_BITS;
+    const t = colormapIndex(Math.fround(e)) * 768;
+    out[o] = lut[t + base[o]];
+    out[o + 1] = lut[t + 256 + base[o + 1]];
+    out[o + 2] = lut[t + 512 + base[o + 2]];
   }
   return o;
 }
@@ -545,17 +565,23 @@ export function heatmapSize(imageWidth: number, imageHeight: number, side: numbe
   return { width: Math.max(1, Math.round(imageWidth * scale)), height: Math.max(1, Math.round(imageHeight * scale)) };
 }
 
-/** A value in [0,1] as an 8-bit level; NaN and negatives 0. */
-function level8(v: number): number {
-  return v > 0 ? Math.round(Math.min(v, 1) * 255) : 0;
+/**
+ * A float32 value as an 8-bit level, `round(255 * v)` with Math.round's rounding; NaN and negatives
+ * 0, above 1 255. Every caller passes float32 values (the grid, or sums rounded to float32), for
+ * which `v * 255` is exact and `v * 255 + 0.5` is too wherever it could reach the next integer, so
+ * truncating it rounds as Math.round does (tested near every rounding edge); a third cheaper than
+ * `Math.round(Math.min(v, 1) * 255)` in the heatmap's loop.
+ */
+export function level8(v: number): number {
+  return v > 0 ? (v >= 1 ? 255 : (v * 255 + 0.5) | 0) : 0;
 }
 
 /**
  * The heatmap's 8-bit levels: `level8` of `resizeGridBilinear(grid, …, width, height)`, bit for bit,
  * without its full-size float copy. The horizontal pass is the grid's own rows (a `width`x14 map);
  * the vertical pass accumulates in doubles in the same tap order, rounds to float32 as the
- * reference's store does, and writes the level directly: 0.63 → 0.25 ms of CPU per 224x168 map
- * (docs/benchmarks.md).
+ * reference's store does, and writes the level directly: 0.63 → 0.25 ms of CPU per 224x168 map,
+ * then 0.17 ms with `level8` truncating instead of calling Math.round (docs/benchmarks.md).
  */
 function heatmapLevels(cam: CamGrid, width: number, height: number): Uint8Array {
   const rows = cam.width === width ? cam.grid : resizeGridBilinear(cam.grid, cam.width, cam.height, width, cam.height);
@@ -575,10 +601,8 @@ function heatmapLevels(cam: CamGrid, width: number, height: number): Uint8Array 
       const w0 = weights[base];
       const w1 = weights[base + 1];
       for (let x = 0, i = firstRow; x < width; x++, i++) {
-        let s = 0;
-        s += rows[i] * w0;
-        s += rows[i + width] * w1;
-        gray[outRow + x] = level8(Math.fround(s));
+        // (0 + a) + b, as the general loop sums, is a + b exactly.
+        gray[outRow + x] = level8(Math.fround(rows[i] * w0 + rows[i + width] * w1));
       }
       continue;
     }

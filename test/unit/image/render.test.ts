@@ -26,6 +26,7 @@ import {
   overlayPixelsReference,
   overlaySize,
   renderHeatmap,
+  level8,
   renderOverlay,
   RENDER_ERROR_CODE,
   resolveRenderOptions,
@@ -353,6 +354,31 @@ describe('encoded outputs', () => {
       const expected = Buffer.from(Array.from(up, (v) => (v > 0 ? Math.round(Math.min(v, 1) * 255) : 0)));
       expect([w, h, Buffer.compare(data, expected)]).toEqual([w, h, 0]);
     }
+  });
+
+  it('level8 rounds float32 values as Math.round(255 * v) does, at every rounding edge', () => {
+    const reference = (v: number): number => (v > 0 ? Math.round(Math.min(v, 1) * 255) : 0);
+    // Float32 neighbours of every k/255 and (k + 0.5)/255, where a rounding other than Math.round's
+    // would change the level, plus random float32 values and the specials.
+    const bits = new Uint32Array(1);
+    const asFloat = new Float32Array(bits.buffer);
+    const checked: number[] = [];
+    for (let k = 0; k <= 255; k++) {
+      for (const centre of [k / 255, (k + 0.5) / 255]) {
+        asFloat[0] = centre;
+        const at = bits[0];
+        for (let d = -64; d <= 64; d++) {
+          bits[0] = at + d;
+          checked.push(asFloat[0]);
+        }
+      }
+    }
+    const rand = mulberry32(255);
+    for (let i = 0; i < 100_000; i++) checked.push(Math.fround(rand()));
+    checked.push(0, -0, 1, Math.fround(1 + 2 ** -23), -1, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2 ** -149);
+    const wrong = checked.filter((v) => level8(v) !== reference(v));
+    expect(wrong).toEqual([]);
+    expect(checked.length).toBeGreaterThan(165_000);
   });
 
   it('never writes NaN or out-of-range heatmap pixels', async () => {
