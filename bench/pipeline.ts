@@ -237,18 +237,34 @@ function threadCpu(): Map<string, { name: string; ms: number }> {
   const out = new Map<string, { name: string; ms: number }>();
   const dir = '/proc/self/task';
   if (!existsSync(dir)) return out;
-  const tick = 1000 / 100; // USER_HZ
   for (const tid of readdirSync(dir)) {
-    try {
-      const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { name, ms: (Number(fields[11]) + Number(fields[12])) * tick });
-    } catch {
-      // the thread ended between the listing and the read
-    }
+    const cpu = statCpu(`${dir}/${tid}/stat`);
+    // null: the thread ended between the listing and the read
+    if (cpu) out.set(tid, cpu);
   }
   return out;
+}
+
+/** A /proc `stat` file's name and user + system CPU ms (a process's: all its threads). */
+function statCpu(path: string): { name: string; ms: number } | null {
+  const tick = 1000 / 100; // USER_HZ
+  try {
+    const stat = readFileSync(path, 'utf8');
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { name, ms: (Number(fields[11]) + Number(fields[12])) * tick };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU ms of the local services (s3rver, redis-server) so far. They stand in for S3 and a Redis of
+ * their own but share this machine's cores with the worker, which a deployed worker's never do:
+ * the figure says how much of the cores the goal's "rest" had to share.
+ */
+function servicesCpuMs(services: ReadonlyArray<{ pid?: number }>): number {
+  return services.reduce((sum, s) => sum + (s.pid === undefined ? 0 : (statCpu(`/proc/${s.pid}/stat`)?.ms ?? 0)), 0);
 }
 
 type ThreadDelta = { tid: string; name: string; d: number };
@@ -469,6 +485,8 @@ async function main(): Promise<void> {
     });
     gcObserver.observe({ entryTypes: ['gc'] });
     const threads0 = threadCpu();
+    const services0 = servicesCpuMs([redisServer, s3Server]);
+    const s3rver0 = servicesCpuMs([s3Server]);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     // CPU samples over the run, so the steady-state window's CPU can be read afterwards: a worker
@@ -497,6 +515,8 @@ async function main(): Promise<void> {
     const pipelineCpu = process.cpuUsage(cpu0);
     clearInterval(sampler);
     const threadsPerImage = threadCpuPerImage(threads0, threadCpu(), o.images);
+    const s3rverMs = servicesCpuMs([s3Server]) - s3rver0;
+    const servicesMs = servicesCpuMs([redisServer, s3Server]) - services0;
     gcObserver.disconnect();
     unsubscribe('http.client.request.start', countRequest);
     const redisByName = redisCommandsBetween(redisCalls0, await redisCommandCounts(redis));
@@ -548,6 +568,7 @@ async function main(): Promise<void> {
       `| CPU time per image in this process: pipeline / engine alone | ${pipelineCpuMs.toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
       `| CPU outside the engine per image (pipeline − engine alone) | **${(pipelineCpuMs - engineCpuMs).toFixed(1)} ms** |`,
       `| CPU ms per image by thread (pipeline phase) | ${threadsPerImage} |`,
+      `| CPU ms per image of the local S3 and Redis on the same cores (pipeline phase; a deployed worker's are elsewhere) | ${(servicesMs / o.images).toFixed(1)} (s3rver ${(s3rverMs / o.images).toFixed(1)}, redis-server ${((servicesMs - s3rverMs) / o.images).toFixed(1)}) |`,
       `| steady state (middle 80% of completions, ${steadyCpu.images} images): CPU outside the engine per image, pipeline − engine alone | ${steadyCpu.cpuMsPerImg.toFixed(1)} − ${engineCpuMs.toFixed(1)} = **${(steadyCpu.cpuMsPerImg - engineCpuMs).toFixed(1)} ms** |`,
       `| steady state: CPU outside the engine thread per image (every other thread; no reference subtracted, so the engine-alone run's ±10% spread stays out) | **${(steadyCpu.cpuMsPerImg - steadyCpu.engineThreadMsPerImg).toFixed(1)} ms**; by thread ${steadyCpu.threads} |`,
       `| garbage collection on the main thread (pauses; concurrent marking runs on other threads) | ${gc.major} major, ${gc.majorMs.toFixed(0)} ms; ${gc.minor} minor, ${gc.minorMs.toFixed(0)} ms; ${((gc.majorMs + gc.minorMs) / o.images).toFixed(2)} ms per image |`,

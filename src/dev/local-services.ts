@@ -18,6 +18,8 @@ import { freePort, isPortFree } from './free-port.js';
 
 export interface LocalService {
   url: string;
+  /** The service's process id (benchmarks read its CPU time); undefined for a cluster of several. */
+  pid?: number;
   /** SIGTERM, then SIGKILL after a grace period; resolves when the process has exited. */
   stop(): Promise<void>;
   /** SIGKILL now, synchronously (for a parent's 'exit' handler). */
@@ -208,6 +210,7 @@ export async function startS3rver(directory: string, buckets: string[] = [], opt
 function service(url: string, child: ChildProcess): LocalService {
   return {
     url,
+    ...(child.pid === undefined ? {} : { pid: child.pid }),
     stop: () => stopChild(child),
     kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
