@@ -57,6 +57,7 @@ import { preprocess } from '../src/worker/image/preprocess.js';
 import type { ModelSpec } from '../src/worker/model/spec.js';
 import { randomVgg16Spec, vggShapedSpec } from '../src/worker/model/vgg-shaped.js';
 import { createThreadedEngine } from '../src/worker/pipeline/engine-thread.js';
+import { tuneWorkerHeap } from '../src/worker/pipeline/heap-growth.js';
 import { workerEngineThreads } from '../src/worker/pipeline/options.js';
 import { PipelineWorker } from '../src/worker/pipeline/pipeline-worker.js';
 
@@ -355,6 +356,8 @@ function percentile(xs: number[], q: number): number {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const loadAtStart = os.loadavg().map((v) => v.toFixed(2)).join(' ');
+  // As `gradcam-audit worker` does at start; `node --heap-growing-percent=0 ...` measures V8's own growth.
+  const heapFlag = tuneWorkerHeap() ?? `as given (${process.execArgv.filter((a) => a.includes('growing')).join(' ')})`;
   const dataDir = mkdtempSync(join(os.tmpdir(), 'gca-bench-pipeline-'));
   const releases: Array<() => Promise<unknown>> = [async () => rmSync(dataDir, { recursive: true, force: true })];
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -554,7 +557,7 @@ async function main(): Promise<void> {
     const cpus = os.cpus();
     const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
     const lines = [
-      `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; S3 object requests ${o.objectRequests}; batch size ${o.batchSize}, prefetch ${worker.options.prefetch}, max batch delay ${worker.options.maxBatchDelayMs} ms`,
+      `model: ${label}; engine ${info.engine}/${info.backend} (${info.device}), worker engine ${o.engineThread ? 'in a worker thread' : 'on the main thread'}; S3 object requests ${o.objectRequests}; batch size ${o.batchSize}, prefetch ${worker.options.prefetch}, max batch delay ${worker.options.maxBatchDelayMs} ms; V8 heap growth ${heapFlag}`,
       `machine: ${machine}; load average at the start ${loadAtStart}, at the end ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`,
       `images: ${o.images} JPEGs ${o.imageWidth}x${o.imageHeight} (${(bytes.reduce((a, b) => a + b.length, 0) / o.images / 1024).toFixed(1)} KiB mean); overlay max side ${request.options.maxSide ?? 'none (original size)'}`,
       '',

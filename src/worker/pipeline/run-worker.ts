@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, describeError } from '../../shared/errors.js';
 import { usableCores } from '../../shared/cores.js';
+import { tuneWorkerHeap } from './heap-growth.js';
 import type { AppConfig } from '../../shared/config.js';
 import { parseEnum, parseIntInRange } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
@@ -347,6 +348,9 @@ export async function runWorkerGroup(flags: RawWorkerFlags, _config: AppConfig, 
 /** The CLI action: run until SIGTERM/SIGINT, drain, exit 0. */
 export async function runWorkerCommand(flags: RawWorkerFlags, config: AppConfig, logger: Logger): Promise<void> {
   const options = parseWorkerFlags(flags);
+  // Before the pipeline allocates anything: the worker runs for hours (heap-growth.ts).
+  const heapFlag = tuneWorkerHeap();
+  logger.info({ v8Flag: heapFlag ?? 'the operator\'s own' }, heapFlag ? `V8 heap growth for a long-running worker: ${heapFlag}` : 'V8 heap growth: as given on the command line');
   const loadSpec = configuredModelLoader(config.s3);
   let onFatal: (err: Error) => void = () => undefined;
   const running = await startWorker(options, config, logger, loadSpec, (err) => onFatal(err));

@@ -55,6 +55,8 @@ describe('gradcam-audit worker (child process)', () => {
     const listening = await worker.waitForLog((l) => l.msg === 'metrics server listening', 90_000);
     await worker.waitForLog((l) => l.msg === 'worker ready', 90_000);
     expect(worker.logs.find((l) => l.msg === 'engine ready')).toMatchObject({ thread: true, inputHeight: 32 });
+    // The worker sets V8's heap growth for a long-running process (heap-growth.ts).
+    expect(worker.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('V8 heap growth'))).toMatchObject({ v8Flag: '--heap-growing-percent=300' });
     // The doctor's checks, as far as a worker has them, logged once at start.
     const doctor = worker.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('doctor: ')) as { msg: string; doctor?: Array<{ name: string; status: string }> } | undefined;
     expect(doctor?.msg).toMatch(/^doctor: node (ok|warn), model ok, engine ok, gpu (skip|warn), parity skip, redis ok$/);
