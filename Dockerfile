@@ -30,7 +30,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# bin/cores.js is compiled against (bin/cores.d.ts) and copied to dist/bin by the build.
+# The build compiles against bin/cores.d.ts; dist/bin/cores.js re-exports bin/cores.js.
 COPY bin ./bin
 RUN npm run build
 

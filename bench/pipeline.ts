@@ -260,12 +260,12 @@ function statCpu(path: string): { name: string; ms: number } | null {
 }
 
 /**
- * CPU ms of the local services (s3rver, redis-server) so far. They stand in for S3 and a Redis of
+ * CPU ms of a local service (s3rver, redis-server) so far. They stand in for S3 and a Redis of
  * their own but share this machine's cores with the worker, which a deployed worker's never do:
  * the figure says how much of the cores the goal's "rest" had to share.
  */
-function servicesCpuMs(services: ReadonlyArray<{ pid?: number }>): number {
-  return services.reduce((sum, s) => sum + (s.pid === undefined ? 0 : (statCpu(`/proc/${s.pid}/stat`)?.ms ?? 0)), 0);
+function serviceCpuMs(service: { pid?: number }): number {
+  return service.pid === undefined ? 0 : (statCpu(`/proc/${service.pid}/stat`)?.ms ?? 0);
 }
 
 type ThreadDelta = { tid: string; name: string; d: number };
@@ -488,8 +488,8 @@ async function main(): Promise<void> {
     });
     gcObserver.observe({ entryTypes: ['gc'] });
     const threads0 = threadCpu();
-    const services0 = servicesCpuMs([redisServer, s3Server]);
-    const s3rver0 = servicesCpuMs([s3Server]);
+    const s3rver0 = serviceCpuMs(s3Server);
+    const redis0 = serviceCpuMs(redisServer);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     // CPU samples over the run, so the steady-state window's CPU can be read afterwards: a worker
@@ -518,8 +518,8 @@ async function main(): Promise<void> {
     const pipelineCpu = process.cpuUsage(cpu0);
     clearInterval(sampler);
     const threadsPerImage = threadCpuPerImage(threads0, threadCpu(), o.images);
-    const s3rverMs = servicesCpuMs([s3Server]) - s3rver0;
-    const servicesMs = servicesCpuMs([redisServer, s3Server]) - services0;
+    const s3rverMs = serviceCpuMs(s3Server) - s3rver0;
+    const redisMs = serviceCpuMs(redisServer) - redis0;
     gcObserver.disconnect();
     unsubscribe('http.client.request.start', countRequest);
     const redisByName = redisCommandsBetween(redisCalls0, await redisCommandCounts(redis));
@@ -571,7 +571,7 @@ async function main(): Promise<void> {
       `| CPU time per image in this process: pipeline / engine alone | ${pipelineCpuMs.toFixed(1)} / ${engineCpuMs.toFixed(1)} ms |`,
       `| CPU outside the engine per image (pipeline − engine alone) | **${(pipelineCpuMs - engineCpuMs).toFixed(1)} ms** |`,
       `| CPU ms per image by thread (pipeline phase) | ${threadsPerImage} |`,
-      `| CPU ms per image of the local S3 and Redis on the same cores (pipeline phase; a deployed worker's are elsewhere) | ${(servicesMs / o.images).toFixed(1)} (s3rver ${(s3rverMs / o.images).toFixed(1)}, redis-server ${((servicesMs - s3rverMs) / o.images).toFixed(1)}) |`,
+      `| CPU ms per image of the local S3 and Redis on the same cores (pipeline phase; a deployed worker's are elsewhere) | ${((s3rverMs + redisMs) / o.images).toFixed(1)} (s3rver ${(s3rverMs / o.images).toFixed(1)}, redis-server ${(redisMs / o.images).toFixed(1)}) |`,
       `| steady state (middle 80% of completions, ${steadyCpu.images} images): CPU outside the engine per image, pipeline − engine alone | ${steadyCpu.cpuMsPerImg.toFixed(1)} − ${engineCpuMs.toFixed(1)} = **${(steadyCpu.cpuMsPerImg - engineCpuMs).toFixed(1)} ms** |`,
       `| steady state: CPU outside the engine thread per image (every other thread; no reference subtracted, so the engine-alone run's ±10% spread stays out) | **${(steadyCpu.cpuMsPerImg - steadyCpu.engineThreadMsPerImg).toFixed(1)} ms**; by thread ${steadyCpu.threads} |`,
       `| garbage collection on the main thread (pauses; concurrent marking runs on other threads) | ${gc.major} major, ${gc.majorMs.toFixed(0)} ms; ${gc.minor} minor, ${gc.minorMs.toFixed(0)} ms; ${((gc.majorMs + gc.minorMs) / o.images).toFixed(2)} ms per image |`,

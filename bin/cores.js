@@ -5,7 +5,8 @@
 // 31 worker processes, all throttled into 4 CPUs' worth of time.
 //
 // Plain JavaScript, because bin/threadpool.js sizes libuv's threadpool from it before the TypeScript
-// loader exists; src/shared/cores.ts re-exports it, and the build copies it to dist/bin/.
+// loader exists; src/shared/cores.ts re-exports it, and the build writes dist/bin/cores.js, a
+// re-export of this file, so the compiled code and the launcher load this one module.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
@@ -48,8 +49,7 @@ export function cgroupCpuLimit(read = readText) {
  * @returns {number}
  */
 export function coresWithin(parallelism, limit) {
-  const cores = limit === null ? parallelism : Math.min(parallelism, Math.floor(limit));
-  return Math.max(1, Math.floor(cores));
+  return Math.max(1, Math.floor(limit === null ? parallelism : Math.min(parallelism, limit)));
 }
 
 /** @type {number | undefined} */

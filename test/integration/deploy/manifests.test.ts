@@ -120,8 +120,8 @@ describe('Dockerfile', () => {
     // cores before anything runs), which takes the compiled CLI since the images hold dist/, not src/.
     const entrypoints = read('Dockerfile').match(/^ENTRYPOINT .*$/gm) ?? [];
     expect(entrypoints).toEqual(Array(3).fill('ENTRYPOINT ["node", "bin/gradcam-audit.js"]'));
-    // Three runtime images, and the build stage: the build compiles against bin/cores.d.ts and copies
-    // bin/cores.js to dist/bin, where the compiled src/shared/cores.js imports it.
+    // Three runtime images, and the build stage: the build compiles against bin/cores.d.ts (the
+    // compiled src/shared/cores.js reaches bin/cores.js through dist/bin/cores.js, a re-export).
     expect(read('Dockerfile').match(/^COPY bin \.\/bin$/gm)).toHaveLength(4);
     expect(read('Dockerfile')).toMatch(/AS build\n(?:.*\n)*?COPY bin \.\/bin\nRUN npm run build/);
     expect(read('Dockerfile').match(/^COPY src /gm)).toHaveLength(1);
