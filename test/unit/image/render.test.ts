@@ -14,6 +14,7 @@ import { InvalidInputError, isRetryable } from '../../../src/shared/errors.js';
 import { mulberry32 } from '../../../src/worker/model/random-weights.js';
 import {
   asRenderError,
+  blendCamFused,
   blendColormapped,
   blendRgb,
   DEFAULT_RENDER_OPTIONS,
@@ -241,6 +242,31 @@ describe('the overlay composed by the fused JS pass (small overlays)', () => {
     const overlay = await overlayPixels({ data: pixels.slice(), width: 320, height: 240 }, cam);
     expect(Buffer.compare(Buffer.from(given.data), Buffer.from(overlay.data))).toBe(0); // the overlay, in place
     expect(() => resolveRenderOptions({ reuseImage: 'yes' as unknown as boolean })).toThrow(/reuseImage/);
+  });
+
+  it('blends the same bytes whether the pixels sit on word boundaries or not, in place or not', () => {
+    // The pass reads and writes four pixels as three 32-bit words where both buffers are aligned, a
+    // byte at a time otherwise and at each row's ends: every alignment and row width gives the
+    // same overlay.
+    const table = colormapTable('viridis');
+    for (const [w, h] of [[64, 9], [61, 7], [3, 5]] as const) {
+      const rand = mulberry32(w * 31 + h);
+      const pixels = Uint8Array.from({ length: w * h * 3 }, () => Math.floor(rand() * 256));
+      const aligned = blendCamFused(pixels, cam, w, h, table, 0.5);
+      for (const shift of [1, 2, 3]) {
+        const shifted = new Uint8Array(pixels.length + 4).subarray(shift, shift + pixels.length);
+        shifted.set(pixels);
+        expect(Buffer.compare(Buffer.from(blendCamFused(shifted, cam, w, h, table, 0.5)), Buffer.from(aligned))).toBe(0);
+        blendCamFused(shifted, cam, w, h, table, 0.5, shifted);
+        expect(Buffer.compare(Buffer.from(shifted), Buffer.from(aligned))).toBe(0);
+      }
+      const inPlace = pixels.slice();
+      blendCamFused(inPlace, cam, w, h, table, 0.5, inPlace);
+      expect(Buffer.compare(Buffer.from(inPlace), Buffer.from(aligned))).toBe(0);
+      // And the byte-at-a-time reference for the same map: the unfused colour-then-blend.
+      const reference = blendColormapped(pixels, resizeGridBilinear(cam.grid, cam.width, cam.height, w, h), table, 0.5);
+      expect(Buffer.compare(Buffer.from(aligned), Buffer.from(reference))).toBe(0);
+    }
   });
 
   it('hits colormap bin edges exactly: a map of values on and next to every edge', async () => {
