@@ -319,6 +319,17 @@ for i = 1, #flags do out[#out + 1] = flags[i] end
 return out
 `;
 
+// KEYS: record, then the run's other state keys. ARGV: the new record's field/value pairs, `id`
+// first. Creates the record whole or not at all: returns 0 when it exists. Two enqueues of the same
+// run at once must never see a record holding only its id (a separate HSETNX then HSET let one
+// read such a record and refuse the run as "different").
+const CREATE_RUN = `
+if redis.call('HEXISTS', KEYS[1], 'id') == 1 then return 0 end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`;
+
 // KEYS: record. ARGV: 'nx' or 'set', then field/value pairs. Writes only into an existing run
 // record: a plain HSET on a run Redis has lost would create a headless record.
 const UPDATE_RUN = `
@@ -482,6 +493,7 @@ export class RunStore {
     redis.defineCommand('gcaBeginRescan', { numberOfKeys: 3, lua: BEGIN_RESCAN });
     redis.defineCommand('gcaRenewRescan', { numberOfKeys: 1, lua: RENEW_RESCAN });
     redis.defineCommand('gcaEndRescan', { numberOfKeys: 2, lua: END_RESCAN });
+    redis.defineCommand('gcaCreateRun', { numberOfKeys: 1 + runStateKeys(runKeys(this.ks, '')).length, lua: CREATE_RUN });
     redis.defineCommand('gcaUpdateRun', { numberOfKeys: 1, lua: UPDATE_RUN });
     redis.defineCommand('gcaClaimFinalizer', { numberOfKeys: 2, lua: CLAIM_FINALIZER });
     redis.defineCommand('gcaFinalizerStep', { numberOfKeys: 2, lua: FINALIZER_STEP });
@@ -495,35 +507,31 @@ export class RunStore {
   async createRun(run: NewRun, now = new Date()): Promise<{ record: RunRecord; created: boolean }> {
     const k = this.keys(run.id);
     const key = k.record;
-    const created = await this.redis.hsetnx(key, 'id', run.id);
-    if (created === 1) {
-      // A new record under an id whose state is still in Redis (the record alone was lost): start
-      // from nothing, or stale keys would never be counted again and the run would never end. A new
-      // epoch sets aside part files the lost record's workers wrote. The run's keys share a hash
-      // slot (keys.ts), so this MULTI is valid on a cluster; the runs index is written on its own.
-      await this.redis
-        .multi()
-        .del(k.pending, k.failed, k.recent, k.rescans, k.throughput, k.finalizer, k.feeder, k.parts)
-        .hset(key, {
-          source: run.source,
-          output: run.output,
-          options: JSON.stringify(run.options),
-          optionsHash: stableHash(run.options),
-          model: run.model ?? '',
-          ...(run.modelIdentity ? { modelIdentity: JSON.stringify(run.modelIdentity) } : {}),
-          state: 'enqueuing',
-          total: 0,
-          done: 0,
-          failed: 0,
-          degenerate: 0,
-          enqueueComplete: 0,
-          createdAt: now.toISOString(),
-          epoch: `${now.getTime().toString(36)}${randomBytes(3).toString('hex')}`,
-          cursor: '',
-          ...(run.outputsAtEnqueue ? { outputsAtEnqueue: run.outputsAtEnqueue } : {}),
-        })
-        .exec();
-    } else {
+    // A new record under an id whose state is still in Redis (the record alone was lost) starts
+    // from nothing, or stale keys would never be counted again and the run would never end; a new
+    // epoch sets aside part files the lost record's workers wrote. The run's keys share a hash slot
+    // (keys.ts), so the script is valid on a cluster; the runs index is written on its own.
+    const fields: Record<string, string> = {
+      id: run.id,
+      source: run.source,
+      output: run.output,
+      options: JSON.stringify(run.options),
+      optionsHash: stableHash(run.options),
+      model: run.model ?? '',
+      ...(run.modelIdentity ? { modelIdentity: JSON.stringify(run.modelIdentity) } : {}),
+      state: 'enqueuing',
+      total: '0',
+      done: '0',
+      failed: '0',
+      degenerate: '0',
+      enqueueComplete: '0',
+      createdAt: now.toISOString(),
+      epoch: `${now.getTime().toString(36)}${randomBytes(3).toString('hex')}`,
+      cursor: '',
+      ...(run.outputsAtEnqueue ? { outputsAtEnqueue: run.outputsAtEnqueue } : {}),
+    };
+    const created = Number(await this.cmd().gcaCreateRun(key, ...runStateKeys(k), ...Object.entries(fields).flat()));
+    if (created !== 1) {
       // A re-enqueue reopens listing; counters and pending keys stay. Outputs found now make the
       // run's 'may-exist' for good; finding none never undoes that (NX: it only fills in a run that
       // has no answer yet, one created by an older version). An older listing that found nothing
@@ -1040,7 +1048,7 @@ export class RunStore {
   /** Delete a run's Redis state; outputs in S3 are untouched. */
   async deleteRun(runId: string): Promise<void> {
     const k = this.keys(runId);
-    await this.redis.del(k.record, k.pending, k.failed, k.recent, k.rescans, k.throughput, k.finalizer, k.feeder, k.parts);
+    await this.redis.del(k.record, ...runStateKeys(k));
     await this.redis.zrem(runsIndexKey(this.ks), runId);
   }
 
@@ -1056,9 +1064,15 @@ interface RunStoreCommands {
   gcaBeginRescan(...args: string[]): Promise<unknown>;
   gcaRenewRescan(...args: string[]): Promise<unknown>;
   gcaEndRescan(...args: string[]): Promise<unknown>;
+  gcaCreateRun(...args: string[]): Promise<unknown>;
   gcaUpdateRun(...args: string[]): Promise<unknown>;
   gcaClaimFinalizer(...args: string[]): Promise<unknown>;
   gcaFinalizerStep(...args: string[]): Promise<unknown>;
+}
+
+/** A run's Redis keys besides its record: what a new record starts without, and what a delete removes. */
+function runStateKeys(k: ReturnType<typeof runKeys>): string[] {
+  return [k.pending, k.failed, k.recent, k.rescans, k.throughput, k.finalizer, k.feeder, k.parts];
 }
 
 function parseRun(h: Record<string, string>): RunRecord {

@@ -34,6 +34,34 @@ describe('RunStore against a real Redis', () => {
     expect(await store.listRunIds()).toEqual(['r1']);
   });
 
+  it('creates a run whole: concurrent creators and readers never see a record holding only its id', async () => {
+    // Two enqueues of the same run at once (the CLI derives the id from the arguments) read the
+    // record to compare it with their request; a half-written one made the second refuse the run.
+    const conns = Array.from({ length: 6 }, () => new Redis(t.redis.options));
+    try {
+      for (let round = 0; round < 20; round++) {
+        const id = `whole-${round}`;
+        const stores = conns.map((c) => new RunStore(c, { prefix: t.prefix }, { store: b.store }));
+        let reading = true;
+        const seen: Array<Record<string, string>> = [];
+        const readers = conns.slice(0, 3).map(async (c) => {
+          while (reading) {
+            const h = await c.hgetall(store.keys(id).record);
+            if (h.id) seen.push(h);
+          }
+        });
+        const results = await Promise.all(stores.slice(3).map((s) => s.createRun(newRun(id))));
+        reading = false;
+        await Promise.all(readers);
+        expect(results.filter((r) => r.created)).toHaveLength(1);
+        for (const r of results) expect(r.record).toMatchObject({ id, source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/${id}/`, state: 'enqueuing' });
+        for (const h of seen) expect(h, `a reader saw ${JSON.stringify(h)}`).toMatchObject({ source: `s3://${b.bucket}/in/`, output: `s3://${b.bucket}/out/${id}/` });
+      }
+    } finally {
+      await Promise.all(conns.map((c) => c.quit()));
+    }
+  });
+
   it('keeps what enqueues found under the output prefix: may-exist for good, empty only where nothing says otherwise', async () => {
     const at = async (id: string) => (await store.requireRun(id)).outputsAtEnqueue;
     // Created with an answer, it is recorded; re-enqueues finding the prefix empty leave it.
