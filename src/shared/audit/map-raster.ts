@@ -54,8 +54,8 @@ function taps(gridSize: number, outSize: number): Taps {
  *
  * Separable: each grid row is interpolated along x once, in doubles (`gh` rows of `width`), and each
  * output pixel is then one weighted sum of two of those: the same operations on the same doubles as
- * interpolating the four corners per pixel, so the same float32 raster, for about a third of the
- * CPU (docs/benchmarks.md).
+ * interpolating the four corners per pixel, so the same float32 raster, for about 40% less CPU
+ * (docs/benchmarks.md).
  */
 export function upsampleBilinear(grid: ArrayLike<number>, gh: number, gw: number, height: number, width: number): Float32Array {
   if (grid.length !== gh * gw) throw new RangeError(`grid has ${grid.length} values, expected ${gh}x${gw}`);

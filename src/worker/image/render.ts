@@ -205,8 +205,8 @@ function wordViews(base: Uint8Array, out: Uint8Array): WordViews | null {
  * Blend one output row whose table rows are `rows[0 .. width-1]` (`tableRowOf` of each pixel's map
  * value), starting at byte `o` (pixel `o / 3`). Four pixels are twelve bytes, three whole words:
  * where a group of four starts on a word (pixel index a multiple of 4), it is read as three words
- * and written as three, the twelve table reads unchanged (about a third less CPU than a byte at a
- * time, docs/benchmarks.md); the row's ends go a byte at a time. `out` may be `base`: every word
+ * and written as three, the twelve table reads unchanged (about a quarter less CPU than a byte at
+ * a time, docs/benchmarks.md); the row's ends go a byte at a time. `out` may be `base`: every word
  * is read before it is written, at the same index.
  */
 function blendRow(base: Uint8Array, out: Uint8Array, o: number, rows: Int32Array, width: number, lut: Uint8Array, words: WordViews | null): number {
