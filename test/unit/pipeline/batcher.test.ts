@@ -139,17 +139,22 @@ describe('DynamicBatcher', () => {
     }
 
     it('an overdue group waits for announced items when the engine frees, so the next batch is full', async () => {
-      const { b, batches, release } = gatedBatcher({ maxBatchSize: 4, maxDelayMs: 40 });
+      // The batcher's clock is the test's: on a loaded machine a real 10 ms wait for the announced
+      // images could outlast maxDelayMs after the engine frees, and the batch of 3 would start.
+      let t = 0;
+      const { b, batches, release } = gatedBatcher({ maxBatchSize: 4, maxDelayMs: 40 }, () => t);
+      const started = once(b, 'batch');
       const first = b.submit('k', 0);
-      await once(b, 'batch');
+      t = 40; // due: the batch of 1 starts when its timer fires
+      await started;
       const arrivals = [b.expect(), b.expect()];
       const early = [b.submit('k', 1), b.submit('k', 2)];
       expect(b.incoming).toBe(2);
-      // Hold the engine until the waiting items are well past their delay.
-      await new Promise((r) => setTimeout(r, 80));
+      t = 1_000; // the engine is held until the waiting items are well past their delay
       release();
       await first;
-      await new Promise((r) => setTimeout(r, 10)); // the announced images finish decoding
+      // Real time passes (more than maxDelayMs of timers) while the clock says the engine has just freed.
+      await new Promise((r) => setTimeout(r, 60));
       expect(batches).toHaveLength(1); // without announcements a batch of 2 would have started
       const late = arrivals.map((a, i) => b.submit('k', 3 + i, a));
       await Promise.all([...early, ...late]);
@@ -194,9 +199,11 @@ describe('DynamicBatcher', () => {
       b.expect(); // a download that hangs
       const waiting = [b.submit('k', 1), b.submit('k', 2)];
       await new Promise((r) => setTimeout(r, 100));
+      // Taken before the release: the engine frees after it, however long a loaded machine takes
+      // to get back to this test (taken after `await first`, a late resumption read as an early timer).
+      const freedAt = performance.now();
       release();
       await first;
-      const freedAt = performance.now();
       await Promise.all(waiting);
       // Timers fire late on a busy machine, never early.
       expect(performance.now() - freedAt).toBeGreaterThanOrEqual(55);
